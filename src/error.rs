@@ -1,0 +1,498 @@
+//! One error type for every failure, with a kind that carries the fact behind it.
+//!
+//! Chaining rule: `Display` says everything in one line (the inner cause's text is part of
+//! the message) and `source()` returns `None`, as in ureq and jiff. So printing an error
+//! with `{}` never loses information and never prints a cause twice.
+//!
+//! Every string in here that came from a server went through [`sanitize`] first: control
+//! characters are gone, the client's own secret is redacted and the length is bounded.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything that can go wrong while getting a token.
+///
+/// `Error` is one pointer wide and cheap to clone (an `Arc` inside), so a [`TokenStore`]
+/// can hand the same failure to every thread that waited for it. Match on
+/// [`kind()`](Error::kind) for the details, or use the shortcuts
+/// [`status()`](Error::status), [`oauth_error()`](Error::oauth_error) and
+/// [`logto_code()`](Error::logto_code).
+///
+/// Neither `Display` nor `Debug` ever contains the app secret, the Basic credentials or an
+/// access token.
+///
+/// [`TokenStore`]: crate::TokenStore
+///
+/// # Example
+/// ```
+/// use logto_m2m::{Config, ErrorKind};
+///
+/// let err = Config::new("ftp://idp.example/token", "app", "secret").unwrap_err();
+/// assert!(matches!(err.kind(), ErrorKind::Config { .. }));
+/// assert_eq!(err.to_string(), "invalid config: token url must start with https:// or http://");
+/// ```
+#[derive(Clone)]
+pub struct Error(Arc<ErrorKind>);
+
+/// What went wrong, with the facts that explain it.
+///
+/// New variants may be added in minor releases, so a `match` needs a `_` arm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The configuration can't be used: a bad token URL, an empty app id, plain `http://`
+    /// to a host that is not loopback, and the like.
+    Config {
+        /// What is wrong, e.g. "token url must start with https:// or http://".
+        reason: String,
+    },
+    /// An environment variable read by [`Config::from_env`](crate::Config::from_env) is
+    /// missing or malformed. The value itself is never repeated.
+    Env {
+        /// The variable's name, e.g. `LOGTO_APP_SECRET`.
+        variable: &'static str,
+        /// What is wrong with it, e.g. "not set".
+        reason: &'static str,
+    },
+    /// The token endpoint answered with an OAuth 2.0 error (RFC 6749 §5.2).
+    OAuth {
+        /// The HTTP status, usually 400 or 401.
+        status: u16,
+        /// The `error` code, e.g. `invalid_client`, `invalid_target`, `invalid_scope`; kept
+        /// as the server sent it when it is not one the RFC lists.
+        error: String,
+        /// `error_description`, if the server sent one.
+        description: Option<String>,
+        /// `error_uri`, if the server sent one.
+        uri: Option<String>,
+        /// Logto's own `code`, e.g. `oidc.invalid_client`, if the server sent one.
+        logto_code: Option<String>,
+        /// Logto's own English `message`, if the server sent one.
+        logto_message: Option<String>,
+    },
+    /// The server asked us to slow down: HTTP 429, or 503 with `Retry-After`. Logto Cloud's
+    /// token quota (`auth.exceed_token_limit`) lands here too.
+    RateLimited {
+        /// The HTTP status (429 or 503).
+        status: u16,
+        /// How long the server asked us to wait, if it said so in a usable `Retry-After`.
+        retry_after: Option<Duration>,
+        /// Logto's `code` (e.g. `auth.exceed_token_limit`) or the OAuth `error`, if any.
+        code: Option<String>,
+        /// Logto's `message` or the OAuth `error_description`, if any.
+        message: Option<String>,
+    },
+    /// The server answered with an error status but no OAuth error body (an HTML error page,
+    /// a proxy's 502, an empty 500, a Logto error with only `code` and `message`).
+    HttpStatus {
+        /// The HTTP status.
+        status: u16,
+        /// Logto's `code`, if the body had one.
+        logto_code: Option<String>,
+        /// Logto's `message`, if the body had one.
+        message: Option<String>,
+    },
+    /// The server answered with a redirect. Redirects are never followed: the credentials
+    /// go to the configured token URL and nowhere else.
+    Redirect {
+        /// The HTTP status (301, 302, 303, 307, 308, ...).
+        status: u16,
+    },
+    /// The server answered 2xx but the body is not a usable token response.
+    InvalidResponse {
+        /// The HTTP status.
+        status: u16,
+        /// The field at fault (`access_token`, `token_type`, `expires_in`, `scope`), or
+        /// `None` when the body as a whole is at fault (not JSON, not an object, ...).
+        field: Option<&'static str>,
+        /// What is wrong, e.g. "missing", "is not a string".
+        reason: String,
+    },
+    /// The response body was larger than the cap, or was sent in an encoding we did not ask
+    /// for. Reading stopped at the cap.
+    BodyTooLarge {
+        /// The cap in bytes.
+        limit: u64,
+    },
+    /// The whole exchange (connect, send, headers, body, retries and waits) did not finish
+    /// within the configured timeout.
+    Timeout {
+        /// The configured timeout.
+        after: Duration,
+    },
+    /// TLS failed: an untrusted certificate, a wrong host name, a handshake error.
+    Tls {
+        /// What the TLS layer said.
+        message: String,
+    },
+    /// The connection failed: refused, reset, closed early, DNS failure, or a reply that is
+    /// not HTTP.
+    Transport {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl Error {
+    /// The kind of failure, with its facts.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.0
+    }
+
+    /// The kind of failure, by value.
+    pub fn into_kind(self) -> ErrorKind {
+        Arc::try_unwrap(self.0).unwrap_or_else(|shared| (*shared).clone())
+    }
+
+    /// The HTTP status of the token endpoint's answer, when the failure came with one.
+    ///
+    /// # Example
+    /// ```
+    /// let err = logto_m2m::parse_token_response(401, br#"{"error":"invalid_client"}"#).unwrap_err();
+    /// assert_eq!(err.status(), Some(401));
+    /// ```
+    pub fn status(&self) -> Option<u16> {
+        match *self.0 {
+            ErrorKind::OAuth { status, .. }
+            | ErrorKind::RateLimited { status, .. }
+            | ErrorKind::HttpStatus { status, .. }
+            | ErrorKind::Redirect { status }
+            | ErrorKind::InvalidResponse { status, .. } => Some(status),
+            _ => None,
+        }
+    }
+
+    /// The OAuth `error` code (RFC 6749 §5.2), e.g. `invalid_client`.
+    ///
+    /// # Example
+    /// ```
+    /// let err = logto_m2m::parse_token_response(400, br#"{"error":"invalid_target"}"#).unwrap_err();
+    /// assert_eq!(err.oauth_error(), Some("invalid_target"));
+    /// ```
+    pub fn oauth_error(&self) -> Option<&str> {
+        match &*self.0 {
+            ErrorKind::OAuth { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// Logto's error `code`, e.g. `oidc.invalid_target` or `auth.exceed_token_limit`.
+    ///
+    /// # Example
+    /// ```
+    /// let body = br#"{"code":"auth.exceed_token_limit","message":"Token limit exceeded."}"#;
+    /// let err = logto_m2m::parse_token_response(429, body).unwrap_err();
+    /// assert_eq!(err.logto_code(), Some("auth.exceed_token_limit"));
+    /// ```
+    pub fn logto_code(&self) -> Option<&str> {
+        match &*self.0 {
+            ErrorKind::OAuth { logto_code, .. } | ErrorKind::HttpStatus { logto_code, .. } => {
+                logto_code.as_deref()
+            }
+            ErrorKind::RateLimited { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// True when the exchange ran out of time.
+    pub fn is_timeout(&self) -> bool {
+        matches!(*self.0, ErrorKind::Timeout { .. })
+    }
+
+    /// How long the server asked us to wait, for a rate-limited answer.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match *self.0 {
+            ErrorKind::RateLimited { retry_after, .. } => retry_after,
+            _ => None,
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn new(kind: ErrorKind) -> Error {
+        Error(Arc::new(kind))
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn config(reason: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Config {
+            reason: reason.into(),
+        })
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn env(variable: &'static str, reason: &'static str) -> Error {
+        Error::new(ErrorKind::Env { variable, reason })
+    }
+}
+
+impl From<ErrorKind> for Error {
+    fn from(kind: ErrorKind) -> Error {
+        Error::new(kind)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+// Debug shows the kind with its fields. None of them can hold a secret or a token: server
+// text was sanitized and redacted before it got here, and no variant keeps a body.
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ErrorKind::Config { reason } => write!(f, "invalid config: {reason}"),
+            ErrorKind::Env { variable, reason } => {
+                write!(f, "environment variable {variable}: {reason}")
+            }
+            ErrorKind::OAuth {
+                status,
+                error,
+                description,
+                uri,
+                logto_code,
+                logto_message,
+            } => {
+                write!(
+                    f,
+                    "token endpoint answered http {status} with oauth error {error}"
+                )?;
+                if let Some(d) = description {
+                    write!(f, ": {d}")?;
+                }
+                if let Some(code) = logto_code {
+                    write!(f, " (logto code {code}")?;
+                    if let Some(m) = logto_message {
+                        write!(f, ": {m}")?;
+                    }
+                    f.write_str(")")?;
+                }
+                if let Some(u) = uri {
+                    write!(f, " (see {u})")?;
+                }
+                Ok(())
+            }
+            ErrorKind::RateLimited {
+                status,
+                retry_after,
+                code,
+                message,
+            } => {
+                write!(f, "token endpoint rate limited the request (http {status})")?;
+                if let Some(code) = code {
+                    write!(f, ": {code}")?;
+                }
+                if let Some(m) = message {
+                    write!(f, ": {m}")?;
+                }
+                match retry_after {
+                    Some(d) => write!(f, "; retry after {}", DisplayDuration(*d)),
+                    None => Ok(()),
+                }
+            }
+            ErrorKind::HttpStatus {
+                status,
+                logto_code,
+                message,
+            } => {
+                write!(f, "token endpoint answered http {status}")?;
+                match (logto_code, message) {
+                    (Some(c), Some(m)) => write!(f, ": logto code {c}: {m}"),
+                    (Some(c), None) => write!(f, ": logto code {c}"),
+                    (None, Some(m)) => write!(f, ": {m}"),
+                    (None, None) => f.write_str(" without an oauth error body"),
+                }
+            }
+            ErrorKind::Redirect { status } => write!(
+                f,
+                "token endpoint answered http {status} redirect; redirects are not followed"
+            ),
+            ErrorKind::InvalidResponse {
+                status,
+                field,
+                reason,
+            } => match field {
+                Some(field) => {
+                    write!(
+                        f,
+                        "invalid token response (http {status}): {field} {reason}"
+                    )
+                }
+                None => write!(f, "invalid token response (http {status}): {reason}"),
+            },
+            ErrorKind::BodyTooLarge { limit } => {
+                write!(f, "token response body exceeds the {limit} byte limit")
+            }
+            ErrorKind::Timeout { after } => {
+                write!(
+                    f,
+                    "token request timed out after {}",
+                    DisplayDuration(*after)
+                )
+            }
+            ErrorKind::Tls { message } => write!(f, "tls: {message}"),
+            ErrorKind::Transport { message } => write!(f, "transport: {message}"),
+        }
+    }
+}
+
+/// Durations as people write them: `30s`, `1.5s`, `250ms`.
+struct DisplayDuration(Duration);
+
+impl fmt::Display for DisplayDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.0;
+        if d.subsec_nanos() == 0 {
+            write!(f, "{}s", d.as_secs())
+        } else if d < Duration::from_secs(1) {
+            write!(f, "{}ms", d.as_millis())
+        } else {
+            write!(f, "{:.3}s", d.as_secs_f64())
+        }
+    }
+}
+
+/// The most server text any one field of an error keeps, in bytes.
+pub(crate) const MAX_SERVER_TEXT: usize = 1024;
+
+/// Secrets that must never appear in an error, even when a server echoes them back.
+///
+/// Holds the app secret in the forms a server could echo: as configured, form-urlencoded
+/// (as it went into the Basic header) and the Basic value itself.
+#[derive(Default)]
+pub(crate) struct Redactions<'a> {
+    pub(crate) secrets: [&'a str; 3],
+}
+
+impl Redactions<'_> {
+    /// Nothing to redact: for the public parser, which never sees a secret.
+    pub(crate) const NONE: Redactions<'static> = Redactions { secrets: [""; 3] };
+}
+
+/// Secrets shorter than this are not searched for: redacting every `a` in a message for a
+/// one-letter secret would garble it without protecting anything.
+const MIN_REDACTED_LEN: usize = 4;
+
+/// Makes server text safe for a one-line message: the client's secrets are replaced with
+/// `[redacted]`, control and bidi-override characters (CR, LF, ESC of ANSI sequences, ...)
+/// become spaces, runs of white space fold to one, and the result is cut to
+/// [`MAX_SERVER_TEXT`] bytes on a char boundary.
+pub(crate) fn sanitize(text: &str, redact: &Redactions<'_>) -> String {
+    let mut redacted;
+    let mut text = text;
+    for secret in redact.secrets {
+        if secret.len() >= MIN_REDACTED_LEN && text.contains(secret) {
+            redacted = text.replace(secret, "[redacted]");
+            text = &redacted;
+        }
+    }
+    let mut out = String::with_capacity(text.len().min(MAX_SERVER_TEXT + 4));
+    let mut last_space = true; // trims leading white space
+    for c in text.chars() {
+        let c = if c.is_control() || is_format_override(c) {
+            ' '
+        } else {
+            c
+        };
+        if c.is_whitespace() {
+            if last_space {
+                continue;
+            }
+            last_space = true;
+            if out.len() + 1 > MAX_SERVER_TEXT {
+                out.push('…');
+                return out;
+            }
+            out.push(' ');
+        } else {
+            last_space = false;
+            if out.len() + c.len_utf8() > MAX_SERVER_TEXT {
+                out.push('…');
+                return out;
+            }
+            out.push(c);
+        }
+    }
+    if out.ends_with(' ') {
+        out.pop();
+    }
+    out
+}
+
+/// Unicode characters that reorder or hide text on a terminal (bidi overrides and
+/// isolates, zero-width marks): not control characters to `char::is_control`, but just as
+/// able to make a log line lie.
+fn is_format_override(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn error_is_one_pointer() {
+        // Keeps `Result<Arc<Token>, Error>` two words, which matters on the cache-hit path.
+        assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
+    }
+
+    #[test]
+    fn error_is_send_sync() {
+        fn check<T: Send + Sync + 'static>() {}
+        check::<Error>();
+    }
+
+    #[test]
+    fn sanitize_strips_controls_and_ansi() {
+        let s = sanitize(
+            "bad\r\nX-Injected: 1\x1b[31m red \u{202E}evil\t",
+            &Redactions::NONE,
+        );
+        assert_eq!(s, "bad X-Injected: 1 [31m red evil");
+        assert!(!s.chars().any(char::is_control));
+    }
+
+    #[test]
+    fn sanitize_truncates_on_char_boundary() {
+        let long = "é".repeat(2000);
+        let s = sanitize(&long, &Redactions::NONE);
+        assert!(s.len() <= MAX_SERVER_TEXT + '…'.len_utf8());
+        assert!(s.ends_with('…'));
+        assert!(s.trim_end_matches('…').chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn sanitize_redacts_secrets() {
+        let r = Redactions {
+            secrets: ["s3cret-value", "s3cret%2Dvalue", "QmFzaWM="],
+        };
+        let s = sanitize("got s3cret-value and QmFzaWM= and s3cret%2Dvalue", &r);
+        assert_eq!(s, "got [redacted] and [redacted] and [redacted]");
+    }
+
+    #[test]
+    fn durations_display_plainly() {
+        assert_eq!(DisplayDuration(Duration::from_secs(30)).to_string(), "30s");
+        assert_eq!(
+            DisplayDuration(Duration::from_millis(250)).to_string(),
+            "250ms"
+        );
+        assert_eq!(
+            DisplayDuration(Duration::from_millis(1500)).to_string(),
+            "1.500s"
+        );
+    }
+}

@@ -1,0 +1,508 @@
+//! `request_token`: one client_credentials exchange, under one deadline.
+//!
+//! Builds the form and the Basic header, sends one POST with ureq (no redirects, no gzip,
+//! no cookies), reads at most [`MAX_RESPONSE_BYTES`], and hands the bytes to the parser.
+//! Retries are few and all inside the deadline: connection failures and 5xx up to
+//! [`MAX_ATTEMPTS`] requests in all, and one wait for a `Retry-After` that fits.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::{Config, form_urlencode_into};
+use crate::error::{Error, ErrorKind};
+use crate::response::{self, Token};
+
+/// The largest response body read, in bytes (64 KiB). A Logto token response is about
+/// 1 KiB; reading stops at the cap, so a hostile server can't make us buffer more.
+pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
+
+/// At most this many requests per exchange when the server fails with a 5xx or the
+/// connection fails before a response arrives.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// The longest `Retry-After` we wait for inside one exchange (10 s). A longer one, or one
+/// that does not fit the remaining deadline, is returned at once as
+/// [`ErrorKind::RateLimited`] carrying the duration.
+pub const MAX_RETRY_AFTER_WAIT: Duration = Duration::from_secs(10);
+
+/// The pause before the second and third attempt: 100 ms, then 400 ms.
+const BACKOFF: [Duration; 2] = [Duration::from_millis(100), Duration::from_millis(400)];
+
+/// What to ask for: the API resource, scopes, and optionally a Logto organization.
+///
+/// Scopes keep the order they were given in, without duplicates. Two requests that differ
+/// only in scope order or duplicates are the same request to a [`TokenStore`].
+///
+/// [`TokenStore`]: crate::TokenStore
+///
+/// # Example
+/// ```
+/// use logto_m2m::TokenRequest;
+///
+/// let a = TokenRequest::new("https://shopping.api").scope("read:products").scope("write:products");
+/// let b = TokenRequest::new("https://shopping.api").scope("write:products read:products read:products");
+/// assert_eq!(a.scope_string(), "read:products write:products");
+/// assert_eq!(a, b);
+/// ```
+#[derive(Clone, Debug)]
+pub struct TokenRequest {
+    resource: String,
+    scopes: Vec<String>,
+    organization: Option<String>,
+    /// resource, sorted scopes and organization, joined: what makes two requests the same.
+    key: String,
+    /// A hash of `key`, computed once so a cache lookup costs no hashing.
+    key_hash: u64,
+}
+
+impl TokenRequest {
+    /// A request for a token to call the API whose identifier (Logto's "API indicator",
+    /// the OAuth `resource`) is `resource`, e.g. `https://shopping.api`.
+    ///
+    /// An empty `resource` sends none, for Logto's default API or for servers that do not
+    /// know resource indicators.
+    pub fn new(resource: &str) -> TokenRequest {
+        let mut r = TokenRequest {
+            resource: resource.to_owned(),
+            scopes: Vec::new(),
+            organization: None,
+            key: String::new(),
+            key_hash: 0,
+        };
+        r.rekey();
+        r
+    }
+
+    /// Adds a scope (a permission of the API). A string with spaces adds each word.
+    pub fn scope(mut self, scope: &str) -> Self {
+        for s in scope.split_ascii_whitespace() {
+            if !self.scopes.iter().any(|have| have == s) {
+                self.scopes.push(s.to_owned());
+            }
+        }
+        self.rekey();
+        self
+    }
+
+    /// Asks for a Logto organization token (`organization_id`): the app must be a member
+    /// of the organization, and the scopes are organization scopes.
+    pub fn organization(mut self, organization_id: &str) -> Self {
+        self.organization = Some(organization_id.to_owned());
+        self.rekey();
+        self
+    }
+
+    /// The resource indicator.
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// The scopes, in the order given.
+    pub fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+
+    /// The scopes joined by spaces, as sent in the `scope` parameter.
+    pub fn scope_string(&self) -> String {
+        self.scopes.join(" ")
+    }
+
+    /// The organization id, if this asks for an organization token.
+    pub fn organization_id(&self) -> Option<&str> {
+        self.organization.as_deref()
+    }
+
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub(crate) fn key_hash(&self) -> u64 {
+        self.key_hash
+    }
+
+    fn rekey(&mut self) {
+        let mut sorted: Vec<&str> = self.scopes.iter().map(String::as_str).collect();
+        sorted.sort_unstable();
+        // NUL can't come through form encoding unnoticed, so it separates the parts
+        // unambiguously.
+        let mut key = String::with_capacity(self.resource.len() + 64);
+        key.push_str(&self.resource);
+        key.push('\0');
+        key.push_str(&sorted.join(" "));
+        key.push('\0');
+        if let Some(org) = &self.organization {
+            key.push_str(org);
+        }
+        let mut h = DefaultHasher::new();
+        key.hash(&mut h);
+        self.key_hash = h.finish();
+        self.key = key;
+    }
+
+    /// The form body: each parameter once.
+    fn form_body(&self) -> String {
+        let mut body = String::from("grant_type=client_credentials");
+        if !self.resource.is_empty() {
+            body.push_str("&resource=");
+            form_urlencode_into(&self.resource, &mut body);
+        }
+        if !self.scopes.is_empty() {
+            body.push_str("&scope=");
+            form_urlencode_into(&self.scope_string(), &mut body);
+        }
+        if let Some(org) = &self.organization {
+            body.push_str("&organization_id=");
+            form_urlencode_into(org, &mut body);
+        }
+        body
+    }
+}
+
+impl PartialEq for TokenRequest {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for TokenRequest {}
+
+impl Hash for TokenRequest {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.key.hash(state);
+    }
+}
+
+/// Gets an access token with the client_credentials grant (RFC 6749 §4.4).
+///
+/// Sends `POST` to the config's token URL with the app id and secret in one
+/// `Authorization: Basic` header (each form-urlencoded first, RFC 6749 §2.3.1) and the form
+/// `grant_type=client_credentials`, `resource`, `scope` and `organization_id` (the last
+/// three when set). Redirects are never followed, and plain `http://` only goes to loopback
+/// hosts unless [`Config::allow_insecure_http`] says otherwise.
+///
+/// Everything, retries and waits included, happens within [`Config::timeout`]:
+/// - a connection that fails before a response arrives, and a 5xx answer, are tried again,
+///   up to [`MAX_ATTEMPTS`] requests in all, after 100 ms and 400 ms;
+/// - a 429 (or 503) with a `Retry-After` of at most [`MAX_RETRY_AFTER_WAIT`] that fits the
+///   deadline is waited out once; any other rate limit is returned at once;
+/// - a 4xx is never retried: a wrong secret does not get better, and retries risk a lockout.
+///
+/// Each call makes its own exchange; use [`TokenStore`](crate::TokenStore) to cache tokens.
+///
+/// # Errors
+/// Every failure is an [`Error`]; its [`ErrorKind`] says which fact: the OAuth error and
+/// HTTP status the server answered, the field of a malformed token response, a timeout, a
+/// TLS or connection failure, a redirect, a body over [`MAX_RESPONSE_BYTES`].
+///
+/// # Example
+/// ```no_run
+/// use std::time::Duration;
+/// use logto_m2m::{request_token, Config, TokenRequest};
+///
+/// let config = Config::logto("https://tenant.logto.app", "app-id", "app-secret")?
+///     .timeout(Duration::from_secs(10));
+/// let request = TokenRequest::new("https://shopping.api").scope("read:products");
+/// let token = request_token(&config, &request)?;
+/// println!("Authorization: {}", token.authorization());
+/// # Ok::<_, logto_m2m::Error>(())
+/// ```
+pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, Error> {
+    config.check_transport()?;
+    let timeout = config.timeout_value();
+    // A timeout too long for the clock is as good as none; ureq's own has the same limit.
+    let deadline = Instant::now().checked_add(timeout);
+    let remaining = || match deadline {
+        Some(d) => d.saturating_duration_since(Instant::now()),
+        None => timeout,
+    };
+    let timed_out = || Error::new(ErrorKind::Timeout { after: timeout });
+    let body = request.form_body();
+
+    let mut attempt = 1;
+    let mut waited_for_rate_limit = false;
+    loop {
+        let left = remaining();
+        if left.is_zero() {
+            return Err(timed_out());
+        }
+        let sent_at = Instant::now();
+        let outcome = exchange(config, &body, left).map_err(|e| e.into_error(timeout));
+        let err = match outcome {
+            Ok(answer) => match answer.into_token(config) {
+                Ok(mut token) => {
+                    token.set_received_at(sent_at);
+                    token.default_scope(&request.scope_string());
+                    return Ok(token);
+                }
+                Err(e) => e,
+            },
+            Err(e) => e,
+        };
+
+        let wait = match err.kind() {
+            ErrorKind::RateLimited {
+                retry_after: Some(wait),
+                ..
+            } if !waited_for_rate_limit && *wait <= MAX_RETRY_AFTER_WAIT => {
+                waited_for_rate_limit = true;
+                *wait
+            }
+            _ if attempt < MAX_ATTEMPTS && is_retryable(&err) => BACKOFF[attempt as usize - 1],
+            _ => return Err(err),
+        };
+        // A wait that does not fit the deadline is not worth starting: the caller gets the
+        // server's answer now rather than a timeout later.
+        if wait >= remaining() {
+            return Err(err);
+        }
+        // `sleep` never returns early, so a Retry-After is honoured in full.
+        thread::sleep(wait);
+        attempt += 1;
+    }
+}
+
+/// 5xx answers (except rate limits, handled apart) and connection failures before any
+/// response may go better on the next try.
+fn is_retryable(err: &Error) -> bool {
+    match err.kind() {
+        ErrorKind::OAuth { status, .. } | ErrorKind::HttpStatus { status, .. } => *status >= 500,
+        ErrorKind::Transport { .. } => true,
+        _ => false,
+    }
+}
+
+/// What one exchange brought back, before parsing.
+struct Answer {
+    status: u16,
+    /// `Some(retry_after)` when this is a rate limit: 429, or 503 with `Retry-After`.
+    rate_limited: Option<Option<Duration>>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn into_token(self, config: &Config) -> Result<Token, Error> {
+        response::parse(
+            self.status,
+            &self.body,
+            &config.redactions(),
+            self.rate_limited,
+        )
+    }
+}
+
+/// A failure of one exchange, before we know the configured timeout to report.
+enum Failure {
+    Timeout,
+    Ready(Error),
+}
+
+impl Failure {
+    fn into_error(self, timeout: Duration) -> Error {
+        match self {
+            Failure::Timeout => Error::new(ErrorKind::Timeout { after: timeout }),
+            Failure::Ready(e) => e,
+        }
+    }
+}
+
+impl From<ErrorKind> for Failure {
+    fn from(kind: ErrorKind) -> Failure {
+        Failure::Ready(Error::new(kind))
+    }
+}
+
+/// One POST and its answer, within `left`.
+fn exchange(config: &Config, body: &str, left: Duration) -> Result<Answer, Failure> {
+    let response = config
+        .agent()
+        .post(config.token_url())
+        .config()
+        .timeout_global(Some(left))
+        .build()
+        .header("authorization", config.basic())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send(body.as_bytes())
+        .map_err(|e| map_ureq_error(e, config))?;
+
+    let status = response.status().as_u16();
+    if response.status().is_redirection() {
+        // Not a byte of the body is read: it could be anything, and we are not going there.
+        return Err(ErrorKind::Redirect { status }.into());
+    }
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(encoding) = header("content-encoding")
+        && !encoding.eq_ignore_ascii_case("identity")
+    {
+        // We asked for identity. Compressed bytes must never reach the JSON parser, and we
+        // have no decoder (gzip support is left out on purpose).
+        let encoding = crate::error::sanitize(encoding, &crate::error::Redactions::NONE);
+        let reason = format!("body has content-encoding {encoding:?}, which was not asked for");
+        return Err(if (200..300).contains(&status) {
+            ErrorKind::InvalidResponse {
+                status,
+                field: None,
+                reason,
+            }
+        } else {
+            ErrorKind::HttpStatus {
+                status,
+                logto_code: None,
+                message: Some(reason),
+            }
+        }
+        .into());
+    }
+    let rate_limited = match status {
+        429 => Some(header("retry-after").and_then(parse_retry_after)),
+        503 => header("retry-after").and_then(parse_retry_after).map(Some),
+        _ => None,
+    };
+    let body = response
+        .into_body()
+        .into_with_config()
+        .limit(MAX_RESPONSE_BYTES)
+        .read_to_vec()
+        .map_err(|e| map_ureq_error(e, config))?;
+    Ok(Answer {
+        status,
+        rate_limited,
+        body,
+    })
+}
+
+/// `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an HTTP-date. A date in the past is
+/// zero; anything unreadable is `None`, as if the header were absent.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // All digits: only overflow can fail, and an absurd wait is still a long wait.
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+fn map_ureq_error(e: ureq::Error, config: &Config) -> Failure {
+    let redact = config.redactions();
+    let text = |e: &dyn std::fmt::Display| crate::error::sanitize(&e.to_string(), &redact);
+    match e {
+        ureq::Error::Timeout(_) => Failure::Timeout,
+        ureq::Error::Io(ref io)
+            if matches!(
+                io.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            ) =>
+        {
+            Failure::Timeout
+        }
+        ureq::Error::BodyExceedsLimit(limit) => ErrorKind::BodyTooLarge { limit }.into(),
+        ureq::Error::HostNotFound => ErrorKind::Transport {
+            message: "host not found".into(),
+        }
+        .into(),
+        ureq::Error::ConnectionFailed => ErrorKind::Transport {
+            message: "connection failed".into(),
+        }
+        .into(),
+        ureq::Error::Io(ref io) => match tls_cause(io, config) {
+            Some(message) => ErrorKind::Tls {
+                message: crate::error::sanitize(&message, &redact),
+            }
+            .into(),
+            None => ErrorKind::Transport { message: text(io) }.into(),
+        },
+        ureq::Error::Tls(m) => ErrorKind::Tls { message: m.into() }.into(),
+        #[cfg(feature = "rustls")]
+        ureq::Error::Rustls(ref r) => ErrorKind::Tls { message: text(r) }.into(),
+        #[cfg(feature = "native-tls")]
+        ureq::Error::NativeTls(ref n) => ErrorKind::Tls { message: text(n) }.into(),
+        ureq::Error::Protocol(ref p) => ErrorKind::Transport {
+            message: format!("invalid http response: {}", text(p)),
+        }
+        .into(),
+        ureq::Error::LargeResponseHeader(_, limit) => ErrorKind::Transport {
+            message: format!("response headers exceed {limit} bytes"),
+        }
+        .into(),
+        other => ErrorKind::Transport {
+            message: text(&other),
+        }
+        .into(),
+    }
+}
+
+/// rustls reports handshake failures, certificate errors included, as an I/O error of
+/// kind `InvalidData` wrapping its own error; on an https connection nothing else does.
+fn tls_cause(io: &io::Error, config: &Config) -> Option<String> {
+    let https = config.token_url().starts_with("https://");
+    (https && io.kind() == io::ErrorKind::InvalidData).then(|| io.to_string())
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn form_body_each_parameter_once() {
+        let r = TokenRequest::new("https://shopping.api")
+            .scope("read:products")
+            .scope("write:products read:products");
+        assert_eq!(
+            r.form_body(),
+            "grant_type=client_credentials&resource=https%3A%2F%2Fshopping.api&scope=read%3Aproducts+write%3Aproducts"
+        );
+        let r = TokenRequest::new("").organization("org 1");
+        assert_eq!(
+            r.form_body(),
+            "grant_type=client_credentials&organization_id=org+1"
+        );
+    }
+
+    #[test]
+    fn keys_ignore_scope_order() {
+        let a = TokenRequest::new("r").scope("b a");
+        let b = TokenRequest::new("r").scope("a").scope("b").scope("a");
+        assert_eq!(a.key(), b.key());
+        assert_eq!(a.key_hash(), b.key_hash());
+        assert_ne!(a.key(), TokenRequest::new("r").scope("a").key());
+        assert_ne!(a.key(), a.clone().organization("o").key());
+        // The separator keeps resource and scope apart.
+        assert_ne!(
+            TokenRequest::new("r a").key(),
+            TokenRequest::new("r").scope("a").key()
+        );
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after("0"), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("99999999999999999999999"),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(parse_retry_after(""), None);
+        assert_eq!(parse_retry_after("-1"), None);
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(120));
+        let d = parse_retry_after(&later).unwrap();
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+    }
+}

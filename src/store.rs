@@ -1,0 +1,455 @@
+//! `TokenStore`: a cache around `request_token`, one request per refresh.
+//!
+//! One `Mutex` guards a map from request key to entry, and one `Condvar` wakes the threads
+//! that wait for a refresh. The lock is held only to look at or update an entry, never
+//! across network I/O: the thread that refreshes marks the entry "in flight", lets go of the
+//! lock, asks the server, then takes the lock again to store the result.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::error::{Error, ErrorKind};
+use crate::request::{TokenRequest, request_token};
+use crate::response::Token;
+
+/// The refresh margin when none is set: 60 seconds before expiry.
+pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(60);
+
+/// The first pause after a failed refresh with no valid token left: 1 second. It doubles
+/// with each further failure up to [`MAX_FAILURE_BACKOFF`], and a server's `Retry-After`
+/// lengthens it.
+pub const FIRST_FAILURE_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The longest pause after failed refreshes: 30 seconds.
+pub const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The longest a server's `Retry-After` can hold back a key: one hour.
+const MAX_RETRY_AFTER_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// How much longer than the config's timeout a thread waits for another's refresh before
+/// it gives up. The refresh itself is bounded by the timeout; this is a safety net.
+const WAIT_SLACK: Duration = Duration::from_secs(5);
+
+/// A thread-safe token cache: one token per (resource, scopes, organization), refreshed
+/// shortly before it expires, with one request per refresh however many threads ask.
+///
+/// # About threads
+///
+/// `TokenStore` is `Send + Sync`: share it by reference or in an `Arc`. Inside is one
+/// `Mutex`, held for a map lookup and never across network I/O, and one `Condvar`.
+///
+/// - A hit (a token outside its refresh margin) takes the lock, clones an `Arc` and lets go:
+///   tens of nanoseconds, no allocation.
+/// - Inside the refresh margin, the first caller refreshes while the others are handed the
+///   still-valid token without waiting.
+/// - With no usable token, the first caller asks the server and the others wait for its
+///   answer, which they all get: the same token, or the same error.
+/// - Keys are independent: one key's refresh never blocks another key's callers.
+/// - A panic in a caller, even during a refresh, neither poisons the store nor leaves
+///   waiters hanging: one of them takes the refresh over.
+///
+/// # Failures
+///
+/// If a refresh fails while the old token is still valid, callers keep getting the old one.
+/// If it fails with no valid token left, callers get that error without a new request for
+/// [`FIRST_FAILURE_BACKOFF`], doubling per failure up to [`MAX_FAILURE_BACKOFF`] (or the
+/// server's `Retry-After`, up to an hour), so a retry loop can't storm the server.
+///
+/// # Example
+/// ```no_run
+/// use std::sync::Arc;
+/// use logto_m2m::{Config, TokenRequest, TokenStore};
+///
+/// let store = Arc::new(TokenStore::new(Config::from_env()?));
+/// let request = TokenRequest::new("https://shopping.api").scope("read:products");
+/// let token = store.get(&request)?; // asks the server
+/// let again = store.get(&request)?; // cached
+/// assert_eq!(token.access_token(), again.access_token());
+/// // The API said 401: the token was revoked or the key rotated.
+/// store.invalidate(&request);
+/// # Ok::<_, logto_m2m::Error>(())
+/// ```
+pub struct TokenStore {
+    config: Config,
+    margin: Duration,
+    entries: Mutex<Entries>,
+    refreshed: Condvar,
+}
+
+/// Keyed by the request's precomputed key hash; the entries in a bucket share a hash and
+/// are told apart by their full key (a collision is all but impossible, but not assumed
+/// away).
+type Entries = HashMap<u64, Vec<Entry>, BuildHasherDefault<PrecomputedHash>>;
+
+/// The keys are already hashes, so the map's hasher passes them through: a lookup costs
+/// no hashing.
+#[derive(Default)]
+struct PrecomputedHash(u64);
+
+impl Hasher for PrecomputedHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used by a `u64` key; this keeps the hasher total anyway.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+struct Entry {
+    key: Box<str>,
+    token: Option<Arc<Token>>,
+    /// `None`: the lifetime is too long to represent, so it never expires.
+    expires_at: Option<Instant>,
+    /// When callers start a refresh ahead of expiry; `None`: never.
+    refresh_at: Option<Instant>,
+    in_flight: bool,
+    /// Bumped when a refresh ends; waiters compare it to know theirs is over.
+    generation: u64,
+    /// The outcome of the last refresh, for the threads that waited for it. `None` after a
+    /// refresh that panicked: the waiters then start their own.
+    last: Option<Result<Arc<Token>, Error>>,
+    failures: u32,
+    /// The last failure, and until when it stands in for a new request.
+    backoff: Option<(Error, Instant)>,
+}
+
+impl Entry {
+    fn new(key: &str) -> Entry {
+        Entry {
+            key: key.into(),
+            token: None,
+            expires_at: None,
+            refresh_at: None,
+            in_flight: false,
+            generation: 0,
+            last: None,
+            failures: 0,
+            backoff: None,
+        }
+    }
+
+    /// The token, if it is not in its refresh margin yet.
+    fn fresh(&self, now: Instant) -> Option<&Arc<Token>> {
+        let token = self.token.as_ref()?;
+        self.refresh_at.is_none_or(|at| now < at).then_some(token)
+    }
+
+    /// The token, if it has not expired.
+    fn valid(&self, now: Instant) -> Option<&Arc<Token>> {
+        let token = self.token.as_ref()?;
+        self.expires_at.is_none_or(|at| now < at).then_some(token)
+    }
+
+    fn backoff_error(&self, now: Instant) -> Option<&Error> {
+        match &self.backoff {
+            Some((err, until)) if now < *until => Some(err),
+            _ => None,
+        }
+    }
+}
+
+impl TokenStore {
+    /// An empty store that gets its tokens with `config`.
+    pub fn new(config: Config) -> TokenStore {
+        TokenStore {
+            config,
+            margin: DEFAULT_REFRESH_MARGIN,
+            entries: Mutex::new(Entries::default()),
+            refreshed: Condvar::new(),
+        }
+    }
+
+    /// How long before expiry a token is refreshed. For short-lived tokens the margin is
+    /// at most half the lifetime, so a 2-second token is used for 1 second, not refetched
+    /// on every call.
+    ///
+    /// Defaults to 60 seconds ([`DEFAULT_REFRESH_MARGIN`]).
+    pub fn refresh_margin(mut self, margin: Duration) -> Self {
+        self.margin = margin;
+        self
+    }
+
+    /// The config the store gets its tokens with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A token for `request`: the cached one while it is fresh, otherwise a new one.
+    ///
+    /// # Errors
+    /// The error of the refresh, as [`request_token`] returns it; during the backoff after
+    /// a failure, that same error again. [`ErrorKind::Timeout`] if another thread's refresh
+    /// did not end within the config's timeout and a few seconds more.
+    pub fn get(&self, request: &TokenRequest) -> Result<Arc<Token>, Error> {
+        let now = Instant::now();
+        let entries = self.lock();
+        if let Some(token) = find(&entries, request).and_then(|e| e.fresh(now)) {
+            return Ok(Arc::clone(token));
+        }
+        self.get_slow(entries, request)
+    }
+
+    /// Drops the cached token for `request`, so the next [`get`](TokenStore::get) asks for
+    /// a new one. Call it when an API answers 401 to the token.
+    pub fn invalidate(&self, request: &TokenRequest) {
+        let mut entries = self.lock();
+        if let Some(entry) = find_mut(&mut entries, request) {
+            entry.token = None;
+            entry.expires_at = None;
+            entry.refresh_at = None;
+        }
+    }
+
+    /// Drops every cached token.
+    pub fn clear(&self) {
+        let mut entries = self.lock();
+        for entry in entries.values_mut().flatten() {
+            entry.token = None;
+            entry.expires_at = None;
+            entry.refresh_at = None;
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Entries> {
+        // The lock is never held while user code or I/O runs, so a poisoned lock can only
+        // come from a panic inside our own short critical sections, which leave the map
+        // consistent: carry on.
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    #[cold]
+    fn get_slow(
+        &self,
+        mut entries: MutexGuard<'_, Entries>,
+        request: &TokenRequest,
+    ) -> Result<Arc<Token>, Error> {
+        let give_up =
+            Instant::now().checked_add(self.config.timeout_value().saturating_add(WAIT_SLACK));
+        loop {
+            let now = Instant::now();
+            let entry = find_or_insert(&mut entries, request);
+            if let Some(token) = entry.valid(now) {
+                // Valid but in the refresh margin: one caller refreshes, the others (and the
+                // callers during a backoff) keep using this one.
+                if entry.fresh(now).is_some()
+                    || entry.in_flight
+                    || entry.backoff_error(now).is_some()
+                {
+                    return Ok(Arc::clone(token));
+                }
+                break;
+            }
+            if entry.in_flight {
+                let generation = entry.generation;
+                entries = self.wait(entries, give_up)?;
+                let entry = find_or_insert(&mut entries, request);
+                if entry.generation != generation
+                    && let Some(result) = &entry.last
+                {
+                    return result.clone();
+                }
+                continue;
+            }
+            if let Some(err) = entry.backoff_error(now) {
+                return Err(err.clone());
+            }
+            break;
+        }
+        find_or_insert(&mut entries, request).in_flight = true;
+        drop(entries);
+
+        let flight = Flight {
+            store: self,
+            request,
+            done: false,
+        };
+        let result = request_token(&self.config, request);
+        flight.finish(result)
+    }
+
+    fn wait<'a>(
+        &self,
+        entries: MutexGuard<'a, Entries>,
+        give_up: Option<Instant>,
+    ) -> Result<MutexGuard<'a, Entries>, Error> {
+        let Some(give_up) = give_up else {
+            return Ok(self
+                .refreshed
+                .wait(entries)
+                .unwrap_or_else(PoisonError::into_inner));
+        };
+        let left = give_up.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::new(ErrorKind::Timeout {
+                after: self.config.timeout_value(),
+            }));
+        }
+        let (entries, _) = self
+            .refreshed
+            .wait_timeout(entries, left)
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(entries)
+    }
+
+    /// Stores a refresh's outcome and wakes the waiters. Returns what the refreshing caller
+    /// gets: the new token, or on failure the old one while it is valid, or the error.
+    fn store(
+        &self,
+        request: &TokenRequest,
+        result: Result<Token, Error>,
+    ) -> Result<Arc<Token>, Error> {
+        let mut entries = self.lock();
+        let entry = find_or_insert(&mut entries, request);
+        let now = Instant::now();
+        let outcome = match result {
+            Ok(token) => {
+                let token = Arc::new(token);
+                entry.failures = 0;
+                entry.backoff = None;
+                let lifetime = token.expires_in();
+                if lifetime.is_zero() {
+                    // Valid for no time at all: hand it to this round of callers, keep
+                    // nothing.
+                    entry.token = None;
+                } else {
+                    let margin = self.margin.min(lifetime / 2);
+                    entry.expires_at = token.expires_at();
+                    entry.refresh_at = token.received_at().checked_add(lifetime - margin);
+                    entry.token = Some(Arc::clone(&token));
+                }
+                Ok(token)
+            }
+            Err(err) => {
+                entry.failures = entry.failures.saturating_add(1);
+                let doubling = FIRST_FAILURE_BACKOFF
+                    .saturating_mul(1 << (entry.failures - 1).min(16))
+                    .min(MAX_FAILURE_BACKOFF);
+                let asked = err
+                    .retry_after()
+                    .unwrap_or_default()
+                    .min(MAX_RETRY_AFTER_BACKOFF);
+                if let Some(until) = now.checked_add(doubling.max(asked)) {
+                    entry.backoff = Some((err.clone(), until));
+                }
+                match entry.valid(now) {
+                    Some(old) => Ok(Arc::clone(old)),
+                    None => Err(err),
+                }
+            }
+        };
+        entry.last = Some(outcome.clone());
+        entry.in_flight = false;
+        entry.generation = entry.generation.wrapping_add(1);
+        drop(entries);
+        self.refreshed.notify_all();
+        outcome
+    }
+}
+
+/// The refresh in progress for one key. If the refreshing caller panics, `Drop` ends the
+/// flight so that waiters wake up and one of them refreshes instead.
+struct Flight<'a> {
+    store: &'a TokenStore,
+    request: &'a TokenRequest,
+    done: bool,
+}
+
+impl Flight<'_> {
+    fn finish(mut self, result: Result<Token, Error>) -> Result<Arc<Token>, Error> {
+        self.done = true;
+        self.store.store(self.request, result)
+    }
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let mut entries = self.store.lock();
+        let entry = find_or_insert(&mut entries, self.request);
+        entry.in_flight = false;
+        entry.last = None;
+        entry.generation = entry.generation.wrapping_add(1);
+        drop(entries);
+        self.store.refreshed.notify_all();
+    }
+}
+
+fn find<'a>(entries: &'a Entries, request: &TokenRequest) -> Option<&'a Entry> {
+    entries
+        .get(&request.key_hash())?
+        .iter()
+        .find(|e| *e.key == *request.key())
+}
+
+fn find_mut<'a>(entries: &'a mut Entries, request: &TokenRequest) -> Option<&'a mut Entry> {
+    entries
+        .get_mut(&request.key_hash())?
+        .iter_mut()
+        .find(|e| *e.key == *request.key())
+}
+
+fn find_or_insert<'a>(entries: &'a mut Entries, request: &TokenRequest) -> &'a mut Entry {
+    let bucket = entries.entry(request.key_hash()).or_default();
+    let i = match bucket.iter().position(|e| *e.key == *request.key()) {
+        Some(i) => i,
+        None => {
+            bucket.push(Entry::new(request.key()));
+            bucket.len() - 1
+        }
+    };
+    &mut bucket[i]
+}
+
+impl fmt::Debug for TokenStore {
+    /// Keys and how long their tokens have left; never a token or the secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let entries = self.lock();
+        let now = Instant::now();
+        let mut list = f.debug_list();
+        for e in entries.values().flatten() {
+            list.entry(&DebugEntry { entry: e, now });
+        }
+        list.finish()
+    }
+}
+
+struct DebugEntry<'a> {
+    entry: &'a Entry,
+    now: Instant,
+}
+
+impl fmt::Debug for DebugEntry<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = self.entry;
+        let mut parts = e.key.split('\0');
+        let mut s = f.debug_struct("Entry");
+        s.field("resource", &parts.next().unwrap_or_default());
+        s.field("scope", &parts.next().unwrap_or_default());
+        if let Some(org) = parts.next().filter(|o| !o.is_empty()) {
+            s.field("organization", &org);
+        }
+        let expires_in = match (&e.token, e.expires_at) {
+            (None, _) => None,
+            (Some(_), None) => Some(Duration::MAX),
+            (Some(_), Some(at)) => Some(at.saturating_duration_since(self.now)),
+        };
+        s.field("token_expires_in", &expires_in);
+        s.field("refreshing", &e.in_flight);
+        s.field("failures", &e.failures);
+        s.finish()
+    }
+}

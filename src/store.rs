@@ -75,6 +75,8 @@ const WAIT_SLACK: Duration = Duration::from_secs(5);
 /// ```
 pub struct TokenStore {
     config: Config,
+    /// `request_token`, except in unit tests, which count, stall or panic here.
+    fetch: Fetch,
     margin: Duration,
     entries: Mutex<Entries>,
     refreshed: Condvar,
@@ -83,6 +85,8 @@ pub struct TokenStore {
 /// Keyed by the request's precomputed key hash; the entries in a bucket share a hash and
 /// are told apart by their full key (a collision is all but impossible, but not assumed
 /// away).
+type Fetch = fn(&Config, &TokenRequest) -> Result<Token, Error>;
+
 type Entries = HashMap<u64, Vec<Entry>, BuildHasherDefault<PrecomputedHash>>;
 
 /// The keys are already hashes, so the map's hasher passes them through: a lookup costs
@@ -165,6 +169,7 @@ impl TokenStore {
     pub fn new(config: Config) -> TokenStore {
         TokenStore {
             config,
+            fetch: request_token,
             margin: DEFAULT_REFRESH_MARGIN,
             entries: Mutex::new(Entries::default()),
             refreshed: Condvar::new(),
@@ -275,7 +280,7 @@ impl TokenStore {
             request,
             done: false,
         };
-        let result = request_token(&self.config, request);
+        let result = (self.fetch)(&self.config, request);
         flight.finish(result)
     }
 
@@ -451,5 +456,174 @@ impl fmt::Debug for DebugEntry<'_> {
         s.field("refreshing", &e.in_flight);
         s.field("failures", &e.failures);
         s.finish()
+    }
+}
+
+#[cfg(test)]
+mod test {
+    //! Store logic with the network replaced by functions that count, stall, fail or
+    //! panic. Behaviour against the real server is in `tests/store.rs`.
+
+    use super::*;
+    use crate::response::parse_token_response;
+    use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+    use std::thread;
+
+    fn store(fetch: Fetch) -> TokenStore {
+        let config = Config::new("http://127.0.0.1:9/token", "app", "secret-canary-1234").unwrap();
+        let mut store = TokenStore::new(config);
+        store.fetch = fetch;
+        store
+    }
+
+    fn token(expires_in: u64) -> Result<Token, Error> {
+        let body = format!(
+            r#"{{"access_token":"tok-{}","token_type":"Bearer","expires_in":{expires_in}}}"#,
+            Instant::now().elapsed().as_nanos()
+        );
+        parse_token_response(200, body.as_bytes())
+    }
+
+    fn failure() -> Result<Token, Error> {
+        Err(Error::new(ErrorKind::Transport {
+            message: "connection refused".into(),
+        }))
+    }
+
+    #[test]
+    fn expires_in_zero_is_returned_but_not_cached() {
+        static CALLS: AtomicU32 = AtomicU32::new(0);
+        let s = store(|_, _| {
+            CALLS.fetch_add(1, SeqCst);
+            token(0)
+        });
+        let r = TokenRequest::new("r");
+        assert!(s.get(&r).is_ok());
+        assert!(s.get(&r).is_ok());
+        assert_eq!(CALLS.load(SeqCst), 2);
+    }
+
+    #[test]
+    fn hit_does_not_fetch_and_invalidate_does() {
+        static CALLS: AtomicU32 = AtomicU32::new(0);
+        let s = store(|_, _| {
+            CALLS.fetch_add(1, SeqCst);
+            token(3600)
+        });
+        let r = TokenRequest::new("r").scope("b a");
+        let a = s.get(&r).unwrap();
+        let b = s.get(&TokenRequest::new("r").scope("a b a")).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(CALLS.load(SeqCst), 1);
+        s.invalidate(&r);
+        let c = s.get(&r).unwrap();
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!(CALLS.load(SeqCst), 2);
+    }
+
+    #[test]
+    fn panic_during_refresh_hands_the_refresh_to_a_waiter() {
+        static CALLS: AtomicU32 = AtomicU32::new(0);
+        let s = store(|_, _| {
+            if CALLS.fetch_add(1, SeqCst) == 0 {
+                thread::sleep(Duration::from_millis(300));
+                panic!("fetch panics on purpose");
+            }
+            token(3600)
+        });
+        let r = TokenRequest::new("r");
+        thread::scope(|scope| {
+            let first = scope.spawn(|| s.get(&r));
+            // Let the first caller start its (doomed) refresh, then wait behind it.
+            thread::sleep(Duration::from_millis(100));
+            let second = scope.spawn(|| s.get(&r));
+            assert!(first.join().is_err(), "the first caller panics");
+            assert!(
+                second.join().unwrap().is_ok(),
+                "the waiter refreshes instead"
+            );
+        });
+        assert_eq!(CALLS.load(SeqCst), 2);
+        // Not poisoned: later callers get the cached token.
+        assert!(s.get(&r).is_ok());
+        assert_eq!(CALLS.load(SeqCst), 2);
+    }
+
+    #[test]
+    fn failure_backs_off_and_grows() {
+        static CALLS: AtomicU32 = AtomicU32::new(0);
+        let s = store(|_, _| {
+            CALLS.fetch_add(1, SeqCst);
+            failure()
+        });
+        let r = TokenRequest::new("r");
+        let first = s.get(&r).unwrap_err();
+        // Inside the 1 s backoff: the same error, no request.
+        for _ in 0..10 {
+            assert_eq!(s.get(&r).unwrap_err().to_string(), first.to_string());
+        }
+        assert_eq!(CALLS.load(SeqCst), 1);
+        thread::sleep(FIRST_FAILURE_BACKOFF + Duration::from_millis(50));
+        assert!(s.get(&r).is_err());
+        assert_eq!(CALLS.load(SeqCst), 2);
+        // The second backoff is 2 s: still nothing after 1.05 s.
+        thread::sleep(FIRST_FAILURE_BACKOFF + Duration::from_millis(50));
+        assert!(s.get(&r).is_err());
+        assert_eq!(CALLS.load(SeqCst), 2);
+    }
+
+    #[test]
+    fn failed_refresh_ahead_keeps_the_valid_token() {
+        static CALLS: AtomicU32 = AtomicU32::new(0);
+        let s = store(|_, _| match CALLS.fetch_add(1, SeqCst) {
+            0 => token(2),
+            _ => failure(),
+        })
+        // Clamped to half of 2 s: the refresh starts after 1 s.
+        .refresh_margin(Duration::from_secs(100));
+        let r = TokenRequest::new("r");
+        let old = s.get(&r).unwrap();
+        thread::sleep(Duration::from_millis(1100));
+        let kept = s.get(&r).unwrap();
+        assert!(Arc::ptr_eq(&old, &kept));
+        assert_eq!(CALLS.load(SeqCst), 2);
+        // In the backoff now: no new request, still the old token.
+        assert!(Arc::ptr_eq(&old, &s.get(&r).unwrap()));
+        assert_eq!(CALLS.load(SeqCst), 2);
+    }
+
+    #[test]
+    fn never_hands_out_an_expired_token() {
+        static CALLS: AtomicU32 = AtomicU32::new(0);
+        let s = store(|_, _| {
+            CALLS.fetch_add(1, SeqCst);
+            token(1)
+        });
+        let r = TokenRequest::new("r");
+        let deadline = Instant::now() + Duration::from_millis(2500);
+        while Instant::now() < deadline {
+            let t = s.get(&r).unwrap();
+            assert!(!t.is_expired());
+            thread::sleep(Duration::from_millis(20));
+        }
+        // 1 s tokens, refreshed after 0.5 s: about 5 requests in 2.5 s.
+        let calls = CALLS.load(SeqCst);
+        assert!((4..=7).contains(&calls), "{calls}");
+    }
+
+    #[test]
+    fn debug_shows_keys_not_tokens() {
+        let s = store(|_, _| token(3600));
+        let r = TokenRequest::new("https://api")
+            .scope("read")
+            .organization("org-1");
+        let t = s.get(&r).unwrap();
+        let d = format!("{s:?} {s:#?}");
+        assert!(
+            d.contains("https://api") && d.contains("read") && d.contains("org-1"),
+            "{d}"
+        );
+        assert!(!d.contains(t.access_token()), "{d}");
+        assert!(!d.contains("secret-canary"), "{d}");
     }
 }

@@ -1,0 +1,496 @@
+//! The test harness: starts the real oidc-provider peer from `tests/peer/` and
+//! reads its counters.
+//!
+//! Integration tests include this with `mod common;`. Each test binary compiles
+//! its own copy and uses a different subset of it, hence the `allow` below.
+//!
+//! A peer is a `node server.mjs` child on a free 127.0.0.1 port. It is ended two
+//! ways: `Drop` kills it by its own PID, and when the test process goes away
+//! without running `Drop` (abort, SIGKILL, or a static that is never dropped)
+//! the peer sees EOF on its stdin pipe and exits by itself
+//! (`PEER_EXIT_ON_STDIN_EOF=1` in `server.mjs`).
+
+// Each test binary uses only part of the harness.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use miniserde::json::{self, Value};
+
+/// The peer's clients as `(client_id, client_secret)`, see `tests/peer/README.md`.
+/// Registered `client_secret_basic`; shopping.api `read:products`, Management API `all`.
+pub const M2M_BASIC: (&str, &str) = ("m2m-basic", "basic-secret-0123456789");
+/// Registered `client_secret_post`; shopping.api `read:products write:products`.
+pub const M2M_POST: (&str, &str) = ("m2m-post", "post-secret-0123456789");
+/// A secret that must be form-urlencoded before it goes into the Basic header.
+pub const M2M_SPECIAL: (&str, &str) = ("m2m-special", "s3cr:t+/%&= x~");
+/// A colon in the id, and a literal `%41` and `+` in the secret.
+pub const M2M_COLON: (&str, &str) = ("m2m:colon", "colon%41+secret");
+/// An M2M app with no roles: it gets tokens, but without `scope`.
+pub const M2M_NOROLES: (&str, &str) = ("m2m-noroles", "noroles-secret-0123456789");
+/// A traditional web app: `client_credentials` is not among its grant types.
+pub const WEB_APP: (&str, &str) = ("web-app", "web-secret-0123456789");
+
+/// The API resource with `read:products` and `write:products`.
+pub const SHOPPING_API: &str = "https://shopping.api";
+/// Logto OSS's Management API indicator, with the single permission `all`.
+pub const MANAGEMENT_API: &str = "https://default.logto.app/api";
+
+/// How long a peer may take from spawn to answering discovery. It takes about
+/// half a second; the rest is headroom for a loaded CI machine.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Fresh ports to try when the one we picked was taken before node bound it.
+const PORT_ATTEMPTS: u32 = 5;
+/// `npm ci` needs the registry; five minutes is far more than it ever takes.
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Environment variables `server.mjs` reads. We clear them all before applying
+/// the test's own, so a developer's shell cannot change what the tests see.
+const PEER_ENV: &[&str] = &[
+    "PORT",
+    "LOGTO_COMPAT",
+    "ACCESS_TOKEN_TTL",
+    "DEFAULT_RESOURCE",
+    "TOKEN_LIMIT",
+    "KEY_FILE",
+    "PEER_EXIT_ON_STDIN_EOF",
+];
+
+/// The npm packages `server.mjs` imports; if any is missing we run `npm ci`.
+const PEER_PACKAGES: &[&str] = &["oidc-provider", "koa", "koa-mount", "jose"];
+
+fn peer_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("peer")
+}
+
+/// Runs `npm ci` in `tests/peer` if its `node_modules` is incomplete.
+///
+/// Safe to call from every test: cargo-nextest runs each test in its own
+/// process, so an exclusive lock on `tests/peer/.install.lock` makes the others
+/// wait while one installs, and within a process the result is kept.
+///
+/// # Panics
+///
+/// If node or npm is missing, or `npm ci` fails (its output is in the message).
+pub fn ensure_peer_installed() {
+    static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
+    // A `Once` that panicked would only say "poisoned" to every later test;
+    // keeping the error lets each of them panic with the real reason.
+    if let Err(msg) = INSTALLED.get_or_init(install_peer) {
+        panic!("{msg}");
+    }
+}
+
+fn install_peer() -> Result<(), String> {
+    let dir = peer_dir();
+    match Command::new("node").arg("--version").output() {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            return Err(format!(
+                "test peer: `node --version` failed: {}",
+                out.status
+            ));
+        }
+        Err(e) => {
+            return Err(format!(
+                "test peer: cannot run `node` ({e}); the peer in tests/peer needs Node.js >= 20.19"
+            ));
+        }
+    }
+
+    // We take the lock even when node_modules looks complete: `npm ci` deletes
+    // node_modules and then writes packages in parallel, so another process's
+    // install in progress can look complete from outside.
+    let lock_path = dir.join(".install.lock");
+    // Released when `lock` is dropped at the end of this function.
+    let lock = File::create(&lock_path)
+        .map_err(|e| format!("test peer: cannot create {}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("test peer: cannot lock {}: {e}", lock_path.display()))?;
+
+    let complete = PEER_PACKAGES.iter().all(|name| {
+        dir.join("node_modules")
+            .join(name)
+            .join("package.json")
+            .is_file()
+    });
+    if complete {
+        return Ok(());
+    }
+
+    let log_path =
+        std::env::temp_dir().join(format!("logto-m2m-npm-ci-{}.log", std::process::id()));
+    let log = File::create(&log_path)
+        .map_err(|e| format!("test peer: cannot create {}: {e}", log_path.display()))?;
+    let log_err = log
+        .try_clone()
+        .map_err(|e| format!("test peer: cannot clone log handle: {e}"))?;
+    // Output goes to a file rather than a pipe so that we can poll with a
+    // deadline without a reader thread (a full pipe would stall npm).
+    let mut child = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .spawn()
+        .map_err(|e| format!("test peer: cannot run `npm` in {}: {e}", dir.display()))?;
+
+    let deadline = Instant::now() + INSTALL_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(100)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "test peer: `npm ci` in {} took more than {INSTALL_TIMEOUT:?}; output:\n{}",
+                    dir.display(),
+                    read_tail_of(&log_path, 4000)
+                ));
+            }
+            Err(e) => return Err(format!("test peer: waiting for `npm ci`: {e}")),
+        }
+    };
+    let output = read_tail_of(&log_path, 4000);
+    let _ = fs::remove_file(&log_path);
+    if !status.success() {
+        return Err(format!(
+            "test peer: `npm ci --no-audit --no-fund` in {} failed ({status}); output:\n{output}",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// A running peer on `127.0.0.1:port()`. Dropping it kills the node process.
+pub struct Peer {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    /// Read handle on `log`: the log stays readable after its path is removed.
+    log_reader: File,
+    /// Set when startup fails, so the log named in the panic message survives.
+    keep_log: bool,
+}
+
+/// Why one attempt to start a peer failed.
+enum StartError {
+    /// Someone bound the port between our probe and node's listen; try another.
+    AddrInUse(String),
+    Fatal(String),
+}
+
+impl Peer {
+    /// Starts a peer with the defaults from `tests/peer/README.md`.
+    pub fn start() -> Peer {
+        Peer::start_with(&[])
+    }
+
+    /// Starts a peer with extra environment for `server.mjs`, such as
+    /// `[("ACCESS_TOKEN_TTL", "1")]` or `[("TOKEN_LIMIT", "2")]`.
+    /// `PORT` and `PEER_EXIT_ON_STDIN_EOF` belong to the harness and are
+    /// always overridden.
+    ///
+    /// # Panics
+    ///
+    /// If the peer does not answer within 20 s, exits during startup, or finds
+    /// its port taken five times in a row. The message has the peer's log tail.
+    pub fn start_with(env: &[(&str, &str)]) -> Peer {
+        ensure_peer_installed();
+        let mut last = String::new();
+        for _ in 0..PORT_ATTEMPTS {
+            match Peer::spawn(free_port(), env) {
+                Ok(peer) => return peer,
+                Err(StartError::AddrInUse(msg)) => last = msg,
+                Err(StartError::Fatal(msg)) => panic!("{msg}"),
+            }
+        }
+        panic!(
+            "test peer: port already in use {PORT_ATTEMPTS} times in a row; last attempt:\n{last}"
+        );
+    }
+
+    fn spawn(port: u16, env: &[(&str, &str)]) -> Result<Peer, StartError> {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let log = std::env::temp_dir().join(format!(
+            "logto-m2m-peer-{}-{n}-{port}.log",
+            std::process::id()
+        ));
+        let fatal = |what: String| StartError::Fatal(format!("test peer: {what}"));
+        let out =
+            File::create(&log).map_err(|e| fatal(format!("create {}: {e}", log.display())))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| fatal(format!("clone log handle: {e}")))?;
+        let log_reader =
+            File::open(&log).map_err(|e| fatal(format!("open {}: {e}", log.display())))?;
+
+        let dir = peer_dir();
+        let mut cmd = Command::new("node");
+        cmd.arg("server.mjs").current_dir(&dir);
+        for name in PEER_ENV {
+            cmd.env_remove(name);
+        }
+        // The key is shared by every peer: server.mjs creates it once with an
+        // atomic link, so peers starting together all read a complete file.
+        cmd.env("KEY_FILE", dir.join(".data").join("signing-key.jwk.json"));
+        cmd.envs(env.iter().copied());
+        cmd.env("PORT", port.to_string())
+            .env("PEER_EXIT_ON_STDIN_EOF", "1")
+            // We never write to this pipe. Its write end lives in `child.stdin`
+            // and closes when we drop `Child` or when this process dies in any
+            // way; the peer then exits by itself.
+            .stdin(Stdio::piped())
+            .stdout(out)
+            .stderr(err);
+        let child = cmd.spawn().map_err(|e| {
+            fatal(format!(
+                "cannot run `node server.mjs` in {}: {e}",
+                dir.display()
+            ))
+        })?;
+        // From here on, `Drop` cleans up the child whatever happens below.
+        let mut peer = Peer {
+            child,
+            port,
+            log,
+            log_reader,
+            keep_log: true,
+        };
+
+        let agent = local_agent(Duration::from_secs(1));
+        let discovery = format!("{}/oidc/.well-known/openid-configuration", peer.base_url());
+        // server.mjs prints this once it holds the port. Waiting for it as well
+        // as for discovery means a server that some other process runs on the
+        // same port is never mistaken for ours.
+        let listening = format!("issuer=http://127.0.0.1:{port}/oidc ");
+        let started = Instant::now();
+        loop {
+            match peer.child.try_wait() {
+                Ok(None) => {}
+                Ok(Some(status)) => {
+                    let tail = read_tail(&peer.log_reader, 4000);
+                    let msg = format!(
+                        "`node server.mjs` on port {port} exited during startup ({status}); log {}:\n{tail}",
+                        peer.log.display()
+                    );
+                    return Err(if tail.contains("EADDRINUSE") {
+                        // We retry on another port and the tail is in `msg`.
+                        peer.keep_log = false;
+                        StartError::AddrInUse(msg)
+                    } else {
+                        StartError::Fatal(format!("test peer: {msg}"))
+                    });
+                }
+                Err(e) => return Err(fatal(format!("waiting for node: {e}"))),
+            }
+            if read_tail(&peer.log_reader, 64 * 1024).contains(&listening)
+                && let Ok(resp) = agent.get(&discovery).call()
+                && resp.status() == 200
+            {
+                peer.keep_log = false;
+                return Ok(peer);
+            }
+            if started.elapsed() >= START_TIMEOUT {
+                return Err(fatal(format!(
+                    "no answer from {discovery} within {START_TIMEOUT:?}; log {}:\n{}",
+                    peer.log.display(),
+                    read_tail(&peer.log_reader, 4000)
+                )));
+            }
+            thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`, no trailing slash.
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The token endpoint, `http://127.0.0.1:PORT/oidc/token`.
+    pub fn token_url(&self) -> String {
+        format!("{}/oidc/token", self.base_url())
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The node process's PID, for tests that check it is gone.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The last `max_bytes` of the peer's stdout and stderr.
+    pub fn log_tail(&self, max_bytes: usize) -> String {
+        read_tail(&self.log_reader, max_bytes)
+    }
+
+    /// The peer's counters from `GET /__peer/stats`.
+    ///
+    /// # Panics
+    ///
+    /// If the peer does not answer or the JSON is not what `server.mjs` sends.
+    pub fn stats(&self) -> Stats {
+        let url = format!("{}/__peer/stats", self.base_url());
+        let body = local_agent(Duration::from_secs(5))
+            .get(&url)
+            .call()
+            .and_then(|mut resp| resp.body_mut().read_to_string())
+            .unwrap_or_else(|e| panic!("test peer: GET {url}: {e}\n{}", self.log_tail(2000)));
+        Stats::parse(&body).unwrap_or_else(|e| panic!("test peer: {url}: {e} in {body}"))
+    }
+
+    /// Zeroes the counters (`POST /__peer/reset`).
+    pub fn reset_stats(&self) {
+        let url = format!("{}/__peer/reset", self.base_url());
+        let resp = local_agent(Duration::from_secs(5))
+            .post(&url)
+            .send_empty()
+            .unwrap_or_else(|e| panic!("test peer: POST {url}: {e}\n{}", self.log_tail(2000)));
+        assert_eq!(resp.status(), 204, "test peer: POST {url}");
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        // Kill and reap our own child only, by its PID (Child::kill is SIGKILL).
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // A test that fails keeps the log to look at; its path is in the
+        // panic messages above.
+        if !self.keep_log && !thread::panicking() {
+            let _ = fs::remove_file(&self.log);
+        }
+    }
+}
+
+/// One peer with default settings for the whole test binary, for tests that do
+/// not count requests or change settings (those start their own `Peer`).
+///
+/// It lives in a static, so `Drop` never runs for it. It still never outlives
+/// the test binary: when the binary exits, the kernel closes the write end of
+/// the peer's stdin pipe and the peer exits on EOF.
+pub fn shared_peer() -> &'static Peer {
+    static PEER: OnceLock<Peer> = OnceLock::new();
+    PEER.get_or_init(|| {
+        let peer = Peer::start();
+        // No Drop will remove the log, and one file per test process (with
+        // nextest, per test) would pile up in the temp dir. Node keeps writing
+        // to the unlinked file and `log_tail` still reads it through our handle.
+        let _ = fs::remove_file(&peer.log);
+        peer
+    })
+}
+
+/// Counters from `/__peer/stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Every POST to `/oidc/token`, answered with a token or not.
+    pub token_requests: u64,
+    /// Tokens actually issued.
+    pub tokens_issued: u64,
+    issued_by_client: BTreeMap<String, u64>,
+    errors_by_code: BTreeMap<String, u64>,
+}
+
+impl Stats {
+    /// Tokens issued to `client_id`.
+    pub fn issued_by(&self, client_id: &str) -> u64 {
+        self.issued_by_client.get(client_id).copied().unwrap_or(0)
+    }
+
+    /// Token requests refused with the OAuth `error` code `code`, such as
+    /// `invalid_client`. Logto's 429 quota answer is not an OAuth error and is
+    /// not counted here.
+    pub fn errors_by_code(&self, code: &str) -> u64 {
+        self.errors_by_code.get(code).copied().unwrap_or(0)
+    }
+
+    fn parse(body: &str) -> Result<Stats, String> {
+        let value: Value = json::from_str(body).map_err(|_| "invalid JSON".to_string())?;
+        let Value::Object(obj) = value else {
+            return Err("not a JSON object".into());
+        };
+        Ok(Stats {
+            token_requests: number(obj.get("token_requests"), "token_requests")?,
+            tokens_issued: number(obj.get("tokens_issued"), "tokens_issued")?,
+            issued_by_client: counts(
+                obj.get("tokens_issued_by_client"),
+                "tokens_issued_by_client",
+            )?,
+            errors_by_code: counts(obj.get("token_errors_by_code"), "token_errors_by_code")?,
+        })
+    }
+}
+
+fn number(value: Option<&Value>, field: &str) -> Result<u64, String> {
+    match value {
+        Some(Value::Number(json::Number::U64(n))) => Ok(*n),
+        other => Err(format!("`{field}` is not a count: {other:?}")),
+    }
+}
+
+fn counts(value: Option<&Value>, field: &str) -> Result<BTreeMap<String, u64>, String> {
+    let Some(Value::Object(obj)) = value else {
+        return Err(format!("`{field}` is not an object"));
+    };
+    obj.iter()
+        .map(|(k, v)| Ok((k.clone(), number(Some(v), &format!("{field}.{k}"))?)))
+        .collect()
+}
+
+/// A port that was free a moment ago. Another process can take it before node
+/// binds it; `Peer::start_with` retries with a fresh one when that happens.
+fn free_port() -> u16 {
+    // unwrap is ok: binding port 0 on loopback fails only if the machine has no
+    // loopback interface or no free ports, and then no test can run anyway.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// A ureq agent for talking to the peer: no proxy from the environment (it
+/// would otherwise apply to 127.0.0.1 unless `NO_PROXY` says so), statuses as
+/// values, and a timeout so a stuck peer fails the test instead of hanging it.
+fn local_agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .proxy(None)
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .build()
+        .new_agent()
+}
+
+fn read_tail_of(path: &Path, max_bytes: usize) -> String {
+    File::open(path)
+        .map(|file| read_tail(&file, max_bytes))
+        .unwrap_or_default()
+}
+
+/// The last `max_bytes` of a file, lossily decoded; an empty string if it
+/// cannot be read (this only ever feeds error messages).
+fn read_tail(mut file: &File, max_bytes: usize) -> String {
+    let len = file.metadata().map_or(0, |m| m.len());
+    let start = len.saturating_sub(max_bytes as u64);
+    if file.seek(SeekFrom::Start(start)).is_err() {
+        return String::new();
+    }
+    let mut bytes = Vec::new();
+    let _ = file.read_to_end(&mut bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
+}

@@ -1,0 +1,317 @@
+//! `request_token` against the real oidc-provider peer, configured like Logto.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use base64::Engine;
+use common::{
+    M2M_BASIC, M2M_COLON, M2M_NOROLES, M2M_POST, M2M_SPECIAL, MANAGEMENT_API, Peer, SHOPPING_API,
+    WEB_APP, shared_peer,
+};
+use logto_m2m::{Config, ErrorKind, Token, TokenRequest, request_token};
+use miniserde::json::{self, Value};
+
+fn config(peer: &Peer, (id, secret): (&str, &str)) -> Config {
+    Config::new(&peer.token_url(), id, secret)
+        .unwrap()
+        .timeout(Duration::from_secs(10))
+}
+
+fn shopping(scopes: &str) -> TokenRequest {
+    TokenRequest::new(SHOPPING_API).scope(scopes)
+}
+
+/// The JWT payload's string claim `name`.
+fn claim(token: &Token, name: &str) -> Option<String> {
+    let payload = token.access_token().split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let Value::Object(obj) = json::from_str(std::str::from_utf8(&bytes).ok()?).ok()? else {
+        return None;
+    };
+    match obj.get(name)? {
+        Value::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// GET `path` on the peer with the token; returns the status and body.
+fn call_api(peer: &Peer, method: &str, path: &str, token: &Token) -> (u16, String) {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let url = format!("{}{path}", peer.base_url());
+    let response = match method {
+        "GET" => agent
+            .get(&url)
+            .header("authorization", token.authorization())
+            .call(),
+        _ => agent
+            .post(&url)
+            .header("authorization", token.authorization())
+            .send_empty(),
+    };
+    let mut response = response.unwrap();
+    let status = response.status().as_u16();
+    (status, response.body_mut().read_to_string().unwrap())
+}
+
+#[test]
+fn shopping_token_is_narrowed_to_granted_scope_and_works() {
+    let peer = shared_peer();
+    let token = request_token(
+        &config(peer, M2M_BASIC),
+        &shopping("read:products write:products"),
+    )
+    .unwrap();
+    // Asked read+write, granted read only.
+    assert_eq!(token.scope(), Some("read:products"));
+    assert_eq!(token.scope_from_server(), Some("read:products"));
+    assert_eq!(token.expires_in(), Duration::from_secs(3600));
+    assert_eq!(claim(&token, "sub").as_deref(), Some("m2m-basic"));
+    assert_eq!(claim(&token, "aud").as_deref(), Some(SHOPPING_API));
+    assert!(token.authorization().starts_with("Bearer eyJ"));
+
+    let (status, body) = call_api(peer, "GET", "/products", &token);
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call_api(peer, "POST", "/products", &token);
+    assert_eq!(status, 403, "write needs write:products: {body}");
+}
+
+#[test]
+fn management_api_token_works() {
+    let peer = shared_peer();
+    let request = TokenRequest::new(MANAGEMENT_API).scope("all");
+    let token = request_token(&config(peer, M2M_BASIC), &request).unwrap();
+    assert_eq!(token.scope(), Some("all"));
+    assert_eq!(claim(&token, "aud").as_deref(), Some(MANAGEMENT_API));
+    let (status, body) = call_api(peer, "GET", "/api/applications", &token);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"m2m-basic\""), "{body}");
+}
+
+#[test]
+fn special_characters_in_id_and_secret() {
+    // ':', '+', '/', '%', '&', '=', space and '~' in the secret; ':' in the id and a
+    // literal "%41" in the secret. Each must be form-urlencoded before Basic.
+    let peer = shared_peer();
+    let token = request_token(
+        &config(peer, M2M_SPECIAL),
+        &shopping("read:products write:products"),
+    )
+    .unwrap();
+    assert_eq!(claim(&token, "sub").as_deref(), Some("m2m-special"));
+    assert_eq!(token.scope(), Some("read:products write:products"));
+    let (status, _) = call_api(peer, "POST", "/products", &token);
+    assert_eq!(status, 201);
+
+    let token = request_token(&config(peer, M2M_COLON), &shopping("read:products")).unwrap();
+    assert_eq!(claim(&token, "sub").as_deref(), Some("m2m:colon"));
+}
+
+#[test]
+fn client_registered_for_post_auth_accepts_basic() {
+    let peer = shared_peer();
+    let token = request_token(&config(peer, M2M_POST), &shopping("write:products")).unwrap();
+    assert_eq!(token.scope(), Some("write:products"));
+    assert_eq!(claim(&token, "sub").as_deref(), Some("m2m-post"));
+}
+
+#[test]
+fn client_without_roles_gets_a_token_without_scope() {
+    let peer = shared_peer();
+    let token = request_token(&config(peer, M2M_NOROLES), &shopping("read:products")).unwrap();
+    // The server leaves `scope` out; RFC 6749 §5.1 reads that as the requested scope,
+    // and only `scope_from_server` shows the difference.
+    assert_eq!(token.scope_from_server(), None);
+    assert_eq!(token.scope(), Some("read:products"));
+    assert_eq!(claim(&token, "scope"), None);
+    let (status, _) = call_api(peer, "GET", "/products", &token);
+    assert_eq!(status, 403);
+}
+
+#[test]
+fn no_scope_requested_none_reported() {
+    let peer = shared_peer();
+    let token =
+        request_token(&config(peer, M2M_NOROLES), &TokenRequest::new(SHOPPING_API)).unwrap();
+    assert_eq!(token.scope(), None);
+}
+
+#[test]
+fn wrong_secret_is_invalid_client_401() {
+    let peer = shared_peer();
+    let secret = "wrong-secret-canary-7c1d";
+    let err = request_token(
+        &config(peer, ("m2m-basic", secret)),
+        &shopping("read:products"),
+    )
+    .unwrap_err();
+    assert_eq!(err.status(), Some(401));
+    assert_eq!(err.oauth_error(), Some("invalid_client"));
+    assert_eq!(err.logto_code(), Some("oidc.invalid_client"));
+    match err.kind() {
+        ErrorKind::OAuth { description, .. } => {
+            assert_eq!(description.as_deref(), Some("client authentication failed"))
+        }
+        other => panic!("{other:?}"),
+    }
+    let shown = format!("{err} {err:?} {err:#?}");
+    assert!(!shown.contains(secret), "{shown}");
+    assert!(
+        err.to_string()
+            .starts_with("token endpoint answered http 401 with oauth error invalid_client"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_client_is_invalid_client() {
+    let peer = shared_peer();
+    let err = request_token(
+        &config(peer, ("no-such-app", "whatever-secret")),
+        &shopping("read:products"),
+    )
+    .unwrap_err();
+    assert_eq!(err.oauth_error(), Some("invalid_client"));
+    assert_eq!(err.status(), Some(400));
+    assert!(
+        err.to_string().contains("invalid client no-such-app"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_resource_is_invalid_target() {
+    let peer = shared_peer();
+    let err = request_token(
+        &config(peer, M2M_BASIC),
+        &TokenRequest::new("https://unknown.api").scope("read:products"),
+    )
+    .unwrap_err();
+    assert_eq!(err.status(), Some(400));
+    assert_eq!(err.oauth_error(), Some("invalid_target"));
+    assert_eq!(err.logto_code(), Some("oidc.invalid_target"));
+}
+
+#[test]
+fn app_without_client_credentials_grant_is_refused() {
+    let peer = shared_peer();
+    let err = request_token(&config(peer, WEB_APP), &shopping("read:products")).unwrap_err();
+    assert_eq!(err.oauth_error(), Some("invalid_request"));
+    assert!(
+        err.to_string()
+            .contains("requested grant type is not allowed for this client"),
+        "{err}"
+    );
+}
+
+#[test]
+fn nothing_listening_is_a_transport_error() {
+    // Bind and drop to find a port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = Config::new(&format!("http://127.0.0.1:{port}/oidc/token"), "a", "b")
+        .unwrap()
+        .timeout(Duration::from_secs(3));
+    let err = request_token(&config, &shopping("read:products")).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Transport { .. }), "{err:?}");
+}
+
+#[test]
+fn cleartext_to_remote_host_refused_before_any_request() {
+    let config = Config::new("http://192.0.2.1/oidc/token", "a", "b").unwrap();
+    let err = request_token(&config, &shopping("x")).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Config { .. }), "{err:?}");
+    assert!(err.to_string().contains("allow_insecure_http"), "{err}");
+}
+
+/// The main job: the `get_token` example prints the token alone and exits 0, or prints the
+/// error to stderr and exits 1. `cargo test` builds the examples next to the test binaries.
+fn get_token(env: &[(&str, &str)]) -> std::process::Output {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    let bin = dir.join(format!("get_token{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "{} not built", bin.display());
+    let mut cmd = Command::new(bin);
+    for var in [
+        "LOGTO_ENDPOINT",
+        "LOGTO_TOKEN_URL",
+        "LOGTO_APP_ID",
+        "LOGTO_APP_SECRET",
+        "LOGTO_TIMEOUT",
+        "LOGTO_RESOURCE",
+        "LOGTO_SCOPES",
+        "LOGTO_CACHE_FILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied()).output().unwrap()
+}
+
+#[test]
+fn get_token_example_prints_the_token() {
+    let peer = shared_peer();
+    let out = get_token(&[
+        ("LOGTO_ENDPOINT", &peer.base_url()),
+        ("LOGTO_APP_ID", M2M_BASIC.0),
+        ("LOGTO_APP_SECRET", M2M_BASIC.1),
+        ("LOGTO_RESOURCE", SHOPPING_API),
+        ("LOGTO_SCOPES", "read:products"),
+        ("LOGTO_TIMEOUT", "10"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let token = stdout.strip_suffix('\n').unwrap();
+    assert!(
+        token.starts_with("eyJ") && !token.contains(char::is_whitespace),
+        "{stdout:?}"
+    );
+}
+
+#[test]
+fn get_token_example_reports_errors_without_the_secret() {
+    let peer = shared_peer();
+    let out = get_token(&[
+        ("LOGTO_TOKEN_URL", &peer.token_url()),
+        ("LOGTO_APP_ID", "m2m-basic"),
+        ("LOGTO_APP_SECRET", "canary-secret-3b9f"),
+        ("LOGTO_RESOURCE", SHOPPING_API),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("invalid_client"), "{stderr}");
+    assert!(!stderr.contains("canary-secret-3b9f"), "{stderr}");
+
+    let out = get_token(&[("LOGTO_ENDPOINT", "https://x"), ("LOGTO_APP_ID", "a")]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr,
+        "get_token: environment variable LOGTO_APP_SECRET: not set\n"
+    );
+
+    let out = get_token(&[
+        ("LOGTO_ENDPOINT", "https://x"),
+        ("LOGTO_APP_ID", "a"),
+        ("LOGTO_APP_SECRET", "b"),
+        ("LOGTO_TIMEOUT", "soon"),
+    ]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        stderr,
+        "get_token: environment variable LOGTO_TIMEOUT: not a number of seconds\n"
+    );
+}

@@ -1,0 +1,275 @@
+//! Speed and memory figures for the cache and the exchange, measured in one run:
+//!
+//! ```sh
+//! cargo run --release --example bench
+//! ```
+//!
+//! Prints one `name: value unit` line per figure. The token server is a small loopback
+//! HTTP/1.1 server inside this program that answers every POST with a token and counts
+//! requests, so the figures measure this crate and not a remote server.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use logto_m2m::{Config, TokenRequest, TokenStore, request_token};
+
+/// Counts heap allocations, to show that a cache hit makes none.
+struct CountingAlloc;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// The only unsafe code in the project: a global allocator must be `unsafe impl`. It
+// forwards every call to the system allocator and counts.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Relaxed);
+        // SAFETY: same contract as ours, passed through.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours, passed through.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Relaxed);
+        // SAFETY: same contract as ours, passed through.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+const BATCHES: usize = 11;
+const CALLS_PER_BATCH: u32 = 1_000_000;
+
+fn main() {
+    let server = TokenServer::start();
+    let config = Config::new(&server.url(), "bench-app", "bench-secret-0123456789").unwrap();
+
+    println!("floor_ns: {:.1} ns", floor_ns());
+
+    let store = TokenStore::new(config.clone());
+    let request = TokenRequest::new("https://shopping.api").scope("read:products");
+    store.get(&request).unwrap();
+    println!(
+        "hit_ns_1t: {:.1} ns",
+        median_ns(|| {
+            black_box(store.get(black_box(&request)).unwrap());
+        })
+    );
+    let threads = thread::available_parallelism().map_or(1, |n| n.get());
+    println!("hit_ns_2t: {:.1} ns", hammer_ns(&store, &request, 2));
+    if threads != 2 {
+        println!(
+            "hit_ns_{threads}t: {:.1} ns",
+            hammer_ns(&store, &request, threads)
+        );
+    }
+
+    let before = ALLOCATIONS.load(Relaxed);
+    for _ in 0..100_000 {
+        black_box(store.get(&request).unwrap());
+    }
+    let allocs = ALLOCATIONS.load(Relaxed) - before;
+    println!("hit_allocs: {} per hit", allocs as f64 / 100_000.0);
+
+    println!(
+        "requests_per_refresh_32t: {:.2} requests (mean of 20 fresh keys)",
+        requests_per_refresh(&config, &server, 32, 20)
+    );
+
+    // A new Config per call has a new connection pool: connect + request + response.
+    let template = config.clone();
+    println!(
+        "request_token_us: {:.1} us",
+        median_us(200, || {
+            let fresh =
+                Config::new(template.token_url(), "bench-app", "bench-secret-0123456789").unwrap();
+            black_box(request_token(&fresh, &request).unwrap());
+        })
+    );
+    request_token(&config, &request).unwrap();
+    println!(
+        "request_token_reused_conn_us: {:.1} us",
+        median_us(200, || {
+            black_box(request_token(&config, &request).unwrap());
+        })
+    );
+}
+
+/// One `Instant::now()` and one uncontended lock/unlock: what a hit can't go below.
+fn floor_ns() -> f64 {
+    let mutex = Mutex::new(0u64);
+    median_ns(|| {
+        let now = Instant::now();
+        let guard = mutex.lock().unwrap();
+        black_box((&now, &*guard));
+    })
+}
+
+/// The median over batches of the mean time per call.
+fn median_ns(mut f: impl FnMut()) -> f64 {
+    for _ in 0..CALLS_PER_BATCH / 10 {
+        f();
+    }
+    let mut batches: Vec<f64> = (0..BATCHES)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..CALLS_PER_BATCH {
+                f();
+            }
+            start.elapsed().as_nanos() as f64 / f64::from(CALLS_PER_BATCH)
+        })
+        .collect();
+    batches.sort_by(f64::total_cmp);
+    batches[BATCHES / 2]
+}
+
+fn median_us(n: usize, mut f: impl FnMut()) -> f64 {
+    let mut times: Vec<f64> = (0..n)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_nanos() as f64 / 1000.0
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[n / 2]
+}
+
+/// Per-call time seen by each of `threads` threads calling `get` on one key at once.
+fn hammer_ns(store: &TokenStore, request: &TokenRequest, threads: usize) -> f64 {
+    let calls = CALLS_PER_BATCH / 2;
+    let barrier = Barrier::new(threads);
+    let mut per_call: Vec<f64> = thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    let start = Instant::now();
+                    for _ in 0..calls {
+                        black_box(store.get(request).unwrap());
+                    }
+                    start.elapsed().as_nanos() as f64 / f64::from(calls)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    per_call.sort_by(f64::total_cmp);
+    per_call[per_call.len() / 2]
+}
+
+/// Token requests the server sees when `threads` threads ask a fresh store for a key at
+/// once, averaged over `rounds` fresh keys.
+fn requests_per_refresh(config: &Config, server: &TokenServer, threads: usize, rounds: u32) -> f64 {
+    let store = TokenStore::new(config.clone());
+    let before = server.requests.load(Relaxed);
+    for round in 0..rounds {
+        let request = TokenRequest::new("https://shopping.api").scope(&format!("scope-{round}"));
+        let barrier = Barrier::new(threads);
+        thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    barrier.wait();
+                    store.get(&request).unwrap();
+                });
+            }
+        });
+    }
+    (server.requests.load(Relaxed) - before) as f64 / f64::from(rounds)
+}
+
+/// A loopback HTTP/1.1 token endpoint with keep-alive, a thread per connection.
+struct TokenServer {
+    port: u16,
+    requests: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl TokenServer {
+    fn start() -> TokenServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (count, stopping) = (Arc::clone(&requests), Arc::clone(&stop));
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopping.load(Relaxed) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let count = Arc::clone(&count);
+                thread::spawn(move || serve(stream, &count));
+            }
+        });
+        TokenServer {
+            port,
+            requests,
+            stop,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/oidc/token", self.port)
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn serve(stream: TcpStream, count: &AtomicU64) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    // At most this many requests per connection: bounded like every loop here.
+    for _ in 0..1_000_000 {
+        let mut content_length = 0;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = l.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                content_length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; content_length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let n = count.fetch_add(1, Relaxed);
+        let json = format!(
+            r#"{{"access_token":"eyJhbGciOiJFUzM4NCJ9.bench-{n}.sig","expires_in":3600,"token_type":"Bearer","scope":"read:products"}}"#
+        );
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{json}",
+            json.len()
+        );
+        if writer.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}

@@ -213,7 +213,12 @@ impl Config {
 
     pub(crate) fn agent(&self) -> &ureq::Agent {
         self.agent.get_or_init(|| {
-            ureq::Agent::config_builder()
+            let builder = ureq::Agent::config_builder();
+            // Without a TLS feature only plain http (to loopback) works; ureq answers an
+            // https URL with an error naming the missing TLS support.
+            #[cfg(any(feature = "rustls", feature = "native-tls"))]
+            let builder = builder.tls_config(tls_config());
+            builder
                 // 4xx and 5xx carry the OAuth error body; we read them ourselves.
                 .http_status_as_error(false)
                 // Never follow a redirect: it would take the Basic credentials, or at least
@@ -229,6 +234,24 @@ impl Config {
                 .new_agent()
         })
     }
+}
+
+/// rustls with Mozilla's roots when the `rustls` feature is on; otherwise native-tls with the
+/// system's roots. (ureq panics on some provider and root combinations, so we pick only
+/// these two.)
+#[cfg(any(feature = "rustls", feature = "native-tls"))]
+fn tls_config() -> ureq::tls::TlsConfig {
+    use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
+    let builder = TlsConfig::builder();
+    #[cfg(feature = "rustls")]
+    let builder = builder
+        .provider(TlsProvider::Rustls)
+        .root_certs(RootCerts::WebPki);
+    #[cfg(not(feature = "rustls"))]
+    let builder = builder
+        .provider(TlsProvider::NativeTls)
+        .root_certs(RootCerts::PlatformVerifier);
+    builder.build()
 }
 
 impl fmt::Debug for Config {

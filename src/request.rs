@@ -228,7 +228,11 @@ pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, E
             return Err(timed_out());
         }
         let sent_at = Instant::now();
-        let outcome = exchange(config, &body, left).map_err(|e| e.into_error(timeout));
+        let outcome = match exchange(config, &body, left) {
+            // Never retried: the server answered, see `Failure::AfterResponse`.
+            Err(Failure::AfterResponse(e)) => return Err(e),
+            other => other.map_err(|e| e.into_error(timeout)),
+        };
         let err = match outcome {
             Ok(answer) => match answer.into_token(config) {
                 Ok(mut token) => {
@@ -296,13 +300,17 @@ impl Answer {
 enum Failure {
     Timeout,
     Ready(Error),
+    /// The connection failed while reading the body of a non-5xx answer. The server did
+    /// answer (after a 200 it may well have issued a token, which counts against a Logto
+    /// Cloud quota), so this is not the "fails before a response arrives" that is retried.
+    AfterResponse(Error),
 }
 
 impl Failure {
     fn into_error(self, timeout: Duration) -> Error {
         match self {
             Failure::Timeout => Error::new(ErrorKind::Timeout { after: timeout }),
-            Failure::Ready(e) => e,
+            Failure::Ready(e) | Failure::AfterResponse(e) => e,
         }
     }
 }
@@ -370,12 +378,36 @@ fn exchange(config: &Config, body: &str, left: Duration) -> Result<Answer, Failu
         .into_with_config()
         .limit(MAX_RESPONSE_BYTES)
         .read_to_vec()
-        .map_err(|e| map_ureq_error(e, config))?;
+        .map_err(|e| body_failure(map_ureq_error(e, config), status))?;
     Ok(Answer {
         status,
         rate_limited,
         body,
     })
+}
+
+/// A connection failure while reading the body of an answer with `status`.
+///
+/// Fix (found by tests/faults.rs): a body cut short (Content-Length longer than the body,
+/// a chunked body without its last chunk) came back as a bare "transport: Peer
+/// disconnected" and was retried like a connection that never answered, so a 200 cut short
+/// cost up to three issued tokens. Now the message says where it failed, and only a 5xx
+/// answer stays retryable, as `request_token` documents.
+fn body_failure(failure: Failure, status: u16) -> Failure {
+    let Failure::Ready(e) = failure else {
+        return failure;
+    };
+    let ErrorKind::Transport { message } = e.kind() else {
+        return Failure::Ready(e);
+    };
+    let e = Error::new(ErrorKind::Transport {
+        message: format!("{message} while reading the body of the http {status} answer"),
+    });
+    if status >= 500 {
+        Failure::Ready(e)
+    } else {
+        Failure::AfterResponse(e)
+    }
 }
 
 /// `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an HTTP-date. A date in the past is

@@ -132,6 +132,15 @@ pub enum ErrorKind {
         /// What went wrong.
         message: String,
     },
+    /// The token file of [`TokenStore::cache_file`](crate::TokenStore::cache_file) could not
+    /// be used. Never returned by `get`: a token request goes on without the file, and this
+    /// is kept for [`TokenStore::last_cache_error`](crate::TokenStore::last_cache_error).
+    CacheFile {
+        /// The file's path.
+        path: String,
+        /// What is wrong, e.g. "mode 644 lets others read or write it; not trusted".
+        reason: String,
+    },
 }
 
 impl Error {
@@ -345,6 +354,7 @@ impl fmt::Display for ErrorKind {
             }
             ErrorKind::Tls { message } => write!(f, "tls: {message}"),
             ErrorKind::Transport { message } => write!(f, "transport: {message}"),
+            ErrorKind::CacheFile { path, reason } => write!(f, "token file {path}: {reason}"),
         }
     }
 }

@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 #![warn(clippy::all)]
 
+mod cache;
 mod config;
 mod error;
 mod request;
@@ -46,6 +47,24 @@ pub use request::{
 };
 pub use response::{DEFAULT_EXPIRES_IN, Token, parse_token_response};
 pub use store::{DEFAULT_REFRESH_MARGIN, FIRST_FAILURE_BACKOFF, MAX_FAILURE_BACKOFF, TokenStore};
+
+/// Entry points for the fuzz targets. Not part of the API: DO NOT USE.
+#[cfg(feature = "_fuzz")]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses a token file's bytes and looks a key up, as `TokenStore::cache_file` does.
+    pub fn token_file(bytes: &[u8]) -> Option<crate::Token> {
+        let contents = crate::cache::parse(bytes)?;
+        crate::cache::lookup(
+            &contents,
+            "https://x/t",
+            "app",
+            "k",
+            std::time::Duration::from_secs(60),
+            1_800_000_000_000,
+        )
+    }
+}
 
 /// Compile-time check that the shared types can cross threads.
 #[allow(dead_code)] // only its compiling matters

@@ -103,6 +103,33 @@ impl Token {
         self.expires_at().is_some_and(|at| Instant::now() >= at)
     }
 
+    /// A token read back from the token file: `age` is how long ago its lifetime started.
+    /// `None` when the token would not pass the parser's checks.
+    pub(crate) fn restore(
+        access_token: &str,
+        expires_in: Duration,
+        scope: Option<String>,
+        age: Duration,
+    ) -> Option<Token> {
+        if !is_header_safe(access_token) {
+            return None;
+        }
+        let now = Instant::now();
+        // The monotonic clock may not reach back that far (it starts at boot); then the
+        // remaining lifetime counts from now, which ends at the same moment.
+        let (received_at, expires_in) = match now.checked_sub(age) {
+            Some(at) => (at, expires_in),
+            None => (now, expires_in.saturating_sub(age)),
+        };
+        Some(Token {
+            authorization: format!("{BEARER_PREFIX}{access_token}"),
+            expires_in,
+            scope_from_server: scope.is_some(),
+            scope,
+            received_at,
+        })
+    }
+
     pub(crate) fn set_received_at(&mut self, at: Instant) {
         self.received_at = at;
     }
@@ -219,7 +246,7 @@ pub(crate) fn parse(
     }
     // Visible ASCII only: a token with CR/LF or a space could split or forge a header when
     // it is sent on. The message never repeats the token.
-    if !access_token.bytes().all(|b| b.is_ascii_graphic()) {
+    if !is_header_safe(&access_token) {
         return Err(invalid(
             status,
             Some("access_token"),
@@ -264,6 +291,11 @@ pub(crate) fn parse(
         scope,
         received_at: Instant::now(),
     })
+}
+
+/// Non-empty visible ASCII: nothing that could end or split an HTTP header line.
+fn is_header_safe(token: &str) -> bool {
+    !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// `expires_in` as whole seconds: a non-negative JSON integer (also written as `3600.0` or

@@ -11,6 +11,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::cache::CacheFile;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind};
 use crate::request::{TokenRequest, request_token};
@@ -78,6 +79,7 @@ pub struct TokenStore {
     /// `request_token`, except in unit tests, which count, stall or panic here.
     fetch: Fetch,
     margin: Duration,
+    cache: Option<CacheFile>,
     entries: Mutex<Entries>,
     refreshed: Condvar,
 }
@@ -171,6 +173,7 @@ impl TokenStore {
             config,
             fetch: request_token,
             margin: DEFAULT_REFRESH_MARGIN,
+            cache: None,
             entries: Mutex::new(Entries::default()),
             refreshed: Condvar::new(),
         }
@@ -184,6 +187,51 @@ impl TokenStore {
     pub fn refresh_margin(mut self, margin: Duration) -> Self {
         self.margin = margin;
         self
+    }
+
+    /// Keeps tokens in a file too, so that processes share them: a cron job that runs every
+    /// minute asks for one token per lifetime instead of one per run, and jobs that start
+    /// together make one request between them.
+    ///
+    /// - The file (JSON) holds, per request, the token with the wall-clock times it was
+    ///   received and expires; never the secret. It is bound to the token URL and app id:
+    ///   a file written for another app or server is not used.
+    /// - It is read only when memory has no fresh token, so cache hits cost the same.
+    /// - It is written atomically (a temporary file beside it, then a rename), with mode
+    ///   0600 on Unix.
+    /// - The process that refreshes holds an exclusive lock on `<path>.lock`; others wait
+    ///   for it (at most the config's timeout) and then take the new token from the file.
+    ///   The OS releases the lock of a process that dies. Refreshes of different requests
+    ///   share this one lock.
+    /// - A file that others may read or write, that is not a regular file (a symlink), or
+    ///   whose times don't add up (received in the future: the clock jumped) is not trusted:
+    ///   its tokens are not used, and the next write replaces it by rename, never writing
+    ///   through a link. A corrupt, empty, huge or foreign file is treated as empty.
+    /// - No problem with the file fails a `get` that the network can satisfy: the token is
+    ///   returned and the problem is kept for [`last_cache_error`](TokenStore::last_cache_error).
+    ///
+    /// Defaults to no file.
+    ///
+    /// # Example
+    /// ```no_run
+    /// use logto_m2m::{Config, TokenRequest, TokenStore};
+    ///
+    /// let store = TokenStore::new(Config::from_env()?).cache_file("/var/cache/my-job/logto-token.json");
+    /// let token = store.get(&TokenRequest::new("https://shopping.api"))?;
+    /// if let Some(problem) = store.last_cache_error() {
+    ///     eprintln!("warning: {problem}");
+    /// }
+    /// # Ok::<_, logto_m2m::Error>(())
+    /// ```
+    pub fn cache_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.cache = Some(CacheFile::new(path.into()));
+        self
+    }
+
+    /// The last problem with the token file, if any (an [`ErrorKind::CacheFile`]). It stays
+    /// until another problem replaces it.
+    pub fn last_cache_error(&self) -> Option<Error> {
+        self.cache.as_ref()?.last_error()
     }
 
     /// The config the store gets its tokens with.
@@ -280,7 +328,11 @@ impl TokenStore {
             request,
             done: false,
         };
-        let result = (self.fetch)(&self.config, request);
+        let network = || (self.fetch)(&self.config, request);
+        let result = match &self.cache {
+            Some(file) => file.fetch(&self.config, request, self.margin, network),
+            None => network(),
+        };
         flight.finish(result)
     }
 
@@ -420,15 +472,22 @@ fn find_or_insert<'a>(entries: &'a mut Entries, request: &TokenRequest) -> &'a m
 }
 
 impl fmt::Debug for TokenStore {
-    /// Keys and how long their tokens have left; never a token or the secret.
+    /// The config (without its secret), the token file, and per key how long its token has
+    /// left; never a token.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let entries = self.lock();
         let now = Instant::now();
-        let mut list = f.debug_list();
-        for e in entries.values().flatten() {
-            list.entry(&DebugEntry { entry: e, now });
-        }
-        list.finish()
+        let list: Vec<DebugEntry<'_>> = entries
+            .values()
+            .flatten()
+            .map(|entry| DebugEntry { entry, now })
+            .collect();
+        f.debug_struct("TokenStore")
+            .field("config", &self.config)
+            .field("refresh_margin", &self.margin)
+            .field("cache_file", &self.cache.as_ref().map(CacheFile::path))
+            .field("entries", &list)
+            .finish()
     }
 }
 

@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine;
@@ -234,26 +233,12 @@ fn cleartext_to_remote_host_refused_before_any_request() {
 }
 
 /// The main job: the `get_token` example prints the token alone and exits 0, or prints the
-/// error to stderr and exits 1. `cargo test` builds the examples next to the test binaries.
+/// error to stderr and exits 1.
 fn get_token(env: &[(&str, &str)]) -> std::process::Output {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
-    let bin = dir.join(format!("get_token{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "{} not built", bin.display());
-    let mut cmd = Command::new(bin);
-    for var in [
-        "LOGTO_ENDPOINT",
-        "LOGTO_TOKEN_URL",
-        "LOGTO_APP_ID",
-        "LOGTO_APP_SECRET",
-        "LOGTO_TIMEOUT",
-        "LOGTO_RESOURCE",
-        "LOGTO_SCOPES",
-        "LOGTO_CACHE_FILE",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.envs(env.iter().copied()).output().unwrap()
+    common::example("get_token")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
 }
 
 #[test]

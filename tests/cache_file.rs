@@ -1,0 +1,274 @@
+//! The token file across processes: runs of the `get_token` example with
+//! `LOGTO_CACHE_FILE`, against the real peer, counting its token requests.
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::{M2M_BASIC, M2M_POST, Peer, SHOPPING_API, TempDir, example};
+
+fn get_token(peer: &Peer, (id, secret): (&str, &str), cache: &Path) -> Command {
+    let mut cmd = example("get_token");
+    cmd.env("LOGTO_ENDPOINT", peer.base_url())
+        .env("LOGTO_APP_ID", id)
+        .env("LOGTO_APP_SECRET", secret)
+        .env("LOGTO_RESOURCE", SHOPPING_API)
+        .env("LOGTO_SCOPES", "read:products")
+        .env("LOGTO_TIMEOUT", "10")
+        .env("LOGTO_CACHE_FILE", cache);
+    cmd
+}
+
+/// Runs one `get_token`; returns the token it printed and what it said on stderr.
+fn run(cmd: &mut Command) -> (String, String) {
+    let out = cmd.output().unwrap();
+    check(out)
+}
+
+fn check(out: Output) -> (String, String) {
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "get_token failed: {stderr}");
+    let token = String::from_utf8(out.stdout).unwrap().trim_end().to_owned();
+    assert!(token.starts_with("eyJ"), "{token:?}");
+    (token, stderr)
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn ten_runs_one_request() {
+    let peer = Peer::start();
+    let dir = TempDir::new("ten-runs");
+    let cache = dir.path().join("token.json");
+    let tokens: Vec<String> = (0..10)
+        .map(|_| run(&mut get_token(&peer, M2M_BASIC, &cache)).0)
+        .collect();
+    assert_eq!(peer.stats().token_requests, 1);
+    assert!(tokens.iter().all(|t| *t == tokens[0]));
+    #[cfg(unix)]
+    assert_eq!(mode(&cache), 0o600);
+
+    // The secret never reaches the file, in any form it was sent in.
+    let text = fs::read_to_string(&cache).unwrap();
+    let basic = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{}", M2M_BASIC.0, M2M_BASIC.1));
+    assert!(!text.contains(M2M_BASIC.1), "{text}");
+    assert!(!text.contains(&basic), "{text}");
+    assert!(text.contains(&tokens[0]));
+}
+
+#[test]
+fn eight_processes_at_once_one_request() {
+    let peer = Peer::start();
+    let dir = TempDir::new("eight");
+    let cache = dir.path().join("token.json");
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            get_token(&peer, M2M_BASIC, &cache)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let tokens: Vec<String> = children
+        .into_iter()
+        .map(|c| check(c.wait_with_output().unwrap()).0)
+        .collect();
+    assert_eq!(peer.stats().token_requests, 1);
+    assert!(tokens.iter().all(|t| *t == tokens[0]));
+}
+
+#[test]
+fn short_lifetime_one_more_request_after_expiry() {
+    let peer = Peer::start_with(&[("ACCESS_TOKEN_TTL", "2")]);
+    let dir = TempDir::new("short");
+    let cache = dir.path().join("token.json");
+    let start = Instant::now();
+    let (first, _) = run(&mut get_token(&peer, M2M_BASIC, &cache));
+    // Within the first half of the 2 s lifetime: from the file.
+    let (again, _) = run(&mut get_token(&peer, M2M_BASIC, &cache));
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "too slow to test the margin"
+    );
+    assert_eq!(again, first);
+    assert_eq!(peer.stats().token_requests, 1);
+    thread::sleep(Duration::from_millis(2100).saturating_sub(start.elapsed()));
+    let (later, _) = run(&mut get_token(&peer, M2M_BASIC, &cache));
+    assert_ne!(later, first);
+    assert_eq!(peer.stats().token_requests, 2);
+}
+
+#[test]
+fn file_of_another_app_or_server_is_not_used() {
+    let peer = Peer::start();
+    let other = Peer::start();
+    let dir = TempDir::new("foreign");
+    let cache = dir.path().join("token.json");
+    run(&mut get_token(&peer, M2M_POST, &cache));
+    run(&mut get_token(&peer, M2M_BASIC, &cache));
+    assert_eq!(peer.stats().token_requests, 2, "another app id");
+    run(&mut get_token(&other, M2M_BASIC, &cache));
+    assert_eq!(other.stats().token_requests, 1, "another token url");
+    // Written for `other` now: the first peer's next run asks again.
+    run(&mut get_token(&peer, M2M_BASIC, &cache));
+    assert_eq!(peer.stats().token_requests, 3);
+}
+
+#[test]
+fn garbage_empty_and_huge_files_are_replaced() {
+    let peer = Peer::start();
+    let dir = TempDir::new("garbage");
+    let cache = dir.path().join("token.json");
+    let huge = "{".repeat(2 * 1024 * 1024);
+    let contents: [&[u8]; 4] = [
+        b"not json at all",
+        b"",
+        b"{\"version\":1,\"tok",
+        huge.as_bytes(),
+    ];
+    for (i, content) in contents.into_iter().enumerate() {
+        fs::write(&cache, content).unwrap();
+        #[cfg(unix)]
+        fs::set_permissions(&cache, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let (token, _) = run(&mut get_token(&peer, M2M_BASIC, &cache));
+        assert_eq!(peer.stats().token_requests, i as u64 + 1);
+        assert!(fs::read_to_string(&cache).unwrap().contains(&token));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn file_others_can_read_is_not_trusted() {
+    let peer = Peer::start();
+    let dir = TempDir::new("mode");
+    let cache = dir.path().join("token.json");
+    let (first, _) = run(&mut get_token(&peer, M2M_BASIC, &cache));
+    fs::set_permissions(&cache, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let (second, stderr) = run(&mut get_token(&peer, M2M_BASIC, &cache));
+    assert_ne!(second, first);
+    assert_eq!(peer.stats().token_requests, 2);
+    assert!(
+        stderr.contains("mode 644") && stderr.contains("not trusted"),
+        "{stderr}"
+    );
+    // Replaced by a private file again.
+    assert_eq!(mode(&cache), 0o600);
+}
+
+#[cfg(unix)]
+#[test]
+fn symlink_is_not_followed() {
+    let peer = Peer::start();
+    let dir = TempDir::new("symlink");
+    let cache = dir.path().join("token.json");
+    // A valid token file, planted behind a link.
+    let real = dir.path().join("elsewhere.json");
+    run(&mut get_token(&peer, M2M_BASIC, &real));
+    let before = fs::read(&real).unwrap();
+    std::os::unix::fs::symlink(&real, &cache).unwrap();
+
+    let (_, stderr) = run(&mut get_token(&peer, M2M_BASIC, &cache));
+    assert_eq!(
+        peer.stats().token_requests,
+        2,
+        "the linked token is not used"
+    );
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+    assert_eq!(
+        fs::read(&real).unwrap(),
+        before,
+        "never written through the link"
+    );
+    assert!(
+        fs::symlink_metadata(&cache).unwrap().is_file(),
+        "the link was replaced"
+    );
+}
+
+#[test]
+fn unwritable_directory_still_gives_a_token() {
+    let peer = Peer::start();
+    let dir = TempDir::new("missing");
+    let cache = dir.path().join("no-such-dir").join("token.json");
+    let (_, stderr) = run(&mut get_token(&peer, M2M_BASIC, &cache));
+    assert!(
+        stderr.contains("warning") && stderr.contains("cannot"),
+        "{stderr}"
+    );
+    assert_eq!(peer.stats().token_requests, 1);
+}
+
+/// When the `LOCK_HOLDER` variable names a lock file, this test is the helper process of
+/// `lock_of_a_killed_process_is_released`: it takes the lock, says so, and sleeps until
+/// it is killed (at most 30 s).
+#[test]
+fn lock_of_a_killed_process_is_released() {
+    if let Some(path) = std::env::var_os("LOCK_HOLDER") {
+        let file = fs::File::create(path).unwrap();
+        file.lock().unwrap();
+        println!("locked");
+        thread::sleep(Duration::from_secs(30));
+        return;
+    }
+    let peer = Peer::start();
+    let dir = TempDir::new("killed");
+    let cache = dir.path().join("token.json");
+    let lock = dir.path().join("token.json.lock");
+    let mut holder = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "lock_of_a_killed_process_is_released",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("LOCK_HOLDER", &lock)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
+    let said = lines.find(|l| l.as_ref().is_ok_and(|l| l.contains("locked")));
+    assert!(said.is_some(), "lock holder did not start");
+    holder.kill().unwrap(); // SIGKILL: no chance to unlock
+    holder.wait().unwrap();
+
+    let start = Instant::now();
+    let (_, stderr) = run(&mut get_token(&peer, M2M_BASIC, &cache));
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(!stderr.contains("warning"), "{stderr}");
+}
+
+#[test]
+fn lock_held_too_long_does_not_block_past_the_timeout() {
+    let peer = Peer::start();
+    let dir = TempDir::new("held");
+    let cache = dir.path().join("token.json");
+    let lock = fs::File::create(dir.path().join("token.json.lock")).unwrap();
+    lock.lock().unwrap();
+    let start = Instant::now();
+    let (_, stderr) = run(get_token(&peer, M2M_BASIC, &cache).env("LOGTO_TIMEOUT", "2"));
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert!(stderr.contains("lock held by another process"), "{stderr}");
+    assert_eq!(peer.stats().token_requests, 1);
+    drop(lock);
+}

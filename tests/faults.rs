@@ -1,0 +1,938 @@
+//! Hostile token endpoints: stalls, floods, broken framing, redirects, retries and rate
+//! limits, each played by a tiny fault server on 127.0.0.1.
+//!
+//! How the client behaves against a correct server is tested against the real peer; this
+//! file is only for what a correct server never does. Each case is a handler closure that
+//! gets the connection after the request was read, and misbehaves. The server counts
+//! connections, requests and the bytes it managed to write, so a test can say "exactly one
+//! request" or "stopped reading early" and not only "returned an error".
+//!
+//! Every call must return within its timeout plus [`SLACK`], with the right [`ErrorKind`],
+//! a message that names the fact, and no secret or token in `Display` or `Debug`. Run with
+//! `--nocapture` to see how long each case took.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use logto_m2m::{Config, Error, ErrorKind, Token, TokenRequest, request_token};
+
+const APP: &str = "app";
+/// Never allowed in any error text; no character of it needs form-urlencoding.
+const SECRET: &str = "canary-secret-9f8e7d";
+/// Every token a fault server hands out starts with this; never allowed in an error.
+const TOKEN: &str = "canary-token-5a4b3c";
+const TIMEOUT: Duration = Duration::from_secs(2);
+/// How late after its deadline a call may return: generous, for a loaded 2-core CI.
+const SLACK: Duration = Duration::from_millis(1500);
+/// "At once": a call that must not wait for anything returns well within this.
+const AT_ONCE: Duration = Duration::from_millis(900);
+
+// ---------------------------------------------------------------------------------------
+// The fault server
+
+/// The server's poll step: its reads, writes and pauses block at most this long before
+/// checking whether the test is over.
+const STEP: Duration = Duration::from_millis(50);
+/// No connection outlives this, whatever its handler does.
+const CONN_LIFETIME: Duration = Duration::from_secs(10);
+/// Connections beyond this many are closed unserved: a client that loops can't make the
+/// server spawn threads without end.
+const MAX_CONNECTIONS: usize = 16;
+
+/// What the server threads share.
+#[derive(Default)]
+struct Shared {
+    stop: AtomicBool,
+    connections: AtomicU64,
+    requests: AtomicU64,
+    written: AtomicU64,
+    /// When each request had been read in full.
+    arrivals: Mutex<Vec<Instant>>,
+}
+
+/// What a server saw, read after it stopped.
+struct Stats {
+    connections: u64,
+    requests: u64,
+    written: u64,
+    arrivals: Vec<Instant>,
+}
+
+impl Stats {
+    /// The time between request `i - 1` and request `i` arriving.
+    fn gap(&self, i: usize) -> Duration {
+        self.arrivals[i].duration_since(self.arrivals[i - 1])
+    }
+}
+
+/// A running fault server; dropping it stops it and joins its threads.
+struct Server {
+    port: u16,
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+/// One accepted connection, handed to the handler after the request head (and the body,
+/// by Content-Length) was read.
+struct Conn {
+    stream: TcpStream,
+    shared: Arc<Shared>,
+    until: Instant,
+    /// This request's number on this server: 0 for the first.
+    n: u64,
+    /// The request line and headers.
+    head: String,
+}
+
+/// Serves every connection with `handler`, one thread per connection, until dropped.
+fn serve(handler: impl Fn(&mut Conn) + Send + Sync + 'static) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let shared = Arc::new(Shared::default());
+    let handler = Arc::new(handler);
+    let s = Arc::clone(&shared);
+    let acceptor = thread::spawn(move || {
+        let mut workers = Vec::new();
+        for stream in listener.incoming() {
+            // `stop` is set before the wake-up connection, which is not counted.
+            if s.stop.load(SeqCst) {
+                break;
+            }
+            let Ok(stream) = stream else { break };
+            if workers.len() >= MAX_CONNECTIONS {
+                continue; // dropped, so closed
+            }
+            s.connections.fetch_add(1, SeqCst);
+            let (s, handler) = (Arc::clone(&s), Arc::clone(&handler));
+            workers.push(thread::spawn(move || {
+                let Some(mut conn) = Conn::accept(stream, s) else {
+                    return;
+                };
+                handler(&mut conn);
+                // Dropping `conn` closes the connection.
+            }));
+        }
+        for w in workers {
+            // A worker can't panic short of a bug here; the test would then fail on counts.
+            let _ = w.join();
+        }
+    });
+    Server {
+        port,
+        shared,
+        acceptor: Some(acceptor),
+    }
+}
+
+impl Server {
+    fn config(&self, timeout: Duration) -> Config {
+        config_for(self.port, SECRET, timeout)
+    }
+
+    /// Stops the server, waits for its threads, and says what it saw.
+    fn finish(mut self) -> Stats {
+        self.stop();
+        let s = &self.shared;
+        Stats {
+            connections: s.connections.load(SeqCst),
+            requests: s.requests.load(SeqCst),
+            written: s.written.load(SeqCst),
+            arrivals: s.arrivals.lock().unwrap().clone(),
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(acceptor) = self.acceptor.take() {
+            self.shared.stop.store(true, SeqCst);
+            // Wakes the blocked accept; it then sees `stop`. Failing to connect can only
+            // mean the listener is already gone.
+            let _ = TcpStream::connect(("127.0.0.1", self.port));
+            let _ = acceptor.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Conn {
+    /// Reads one request; `None` when the peer sent none (or the test ended first).
+    fn accept(stream: TcpStream, shared: Arc<Shared>) -> Option<Conn> {
+        stream.set_read_timeout(Some(STEP)).ok()?;
+        stream.set_write_timeout(Some(STEP)).ok()?;
+        stream.set_nodelay(true).ok()?;
+        let mut conn = Conn {
+            stream,
+            shared,
+            until: Instant::now() + CONN_LIFETIME,
+            n: 0,
+            head: String::new(),
+        };
+        let mut buf = Vec::new();
+        let mut chunk = [0; 4096];
+        let head_len = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if buf.len() > 64 * 1024 {
+                return None;
+            }
+            let n = conn.read_some(&mut chunk)?;
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        conn.head = String::from_utf8_lossy(&buf[..head_len]).into_owned();
+        let body_len: usize = conn
+            .header("content-length")
+            .map_or(Some(0), |v| v.parse().ok())?;
+        while buf.len() < head_len + body_len.min(64 * 1024) {
+            let n = conn.read_some(&mut chunk)?;
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        conn.n = conn.shared.requests.fetch_add(1, SeqCst);
+        conn.shared.arrivals.lock().unwrap().push(Instant::now());
+        Some(conn)
+    }
+
+    /// False once the test is over or the connection has lived long enough.
+    fn live(&self) -> bool {
+        !self.shared.stop.load(SeqCst) && Instant::now() < self.until
+    }
+
+    /// Whether to try a read or write again that failed with `e`: only one that merely
+    /// ran out of its STEP, and only while the connection lives.
+    fn again(&self, e: &io::Error) -> bool {
+        use io::ErrorKind::{Interrupted, TimedOut, WouldBlock};
+        matches!(e.kind(), WouldBlock | TimedOut | Interrupted) && self.live()
+    }
+
+    /// Some bytes from the client; `None` at EOF, on an error, or when the test ended.
+    fn read_some(&mut self, buf: &mut [u8]) -> Option<usize> {
+        loop {
+            match self.stream.read(buf) {
+                Ok(0) => return None,
+                Ok(n) => return Some(n),
+                Err(e) if self.again(&e) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    /// Writes all of `bytes`, counting what got out; false once the client is gone or the
+    /// test is over.
+    fn send(&mut self, bytes: &[u8]) -> bool {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            match self.stream.write(rest) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    self.shared.written.fetch_add(n as u64, SeqCst);
+                    rest = &rest[n..];
+                }
+                Err(e) if self.again(&e) => {}
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    /// Sleeps `d` in steps; false if the test ended meanwhile.
+    fn pause(&self, d: Duration) -> bool {
+        let end = Instant::now() + d;
+        while self.live() {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            thread::sleep(left.min(STEP));
+        }
+        false
+    }
+
+    /// A whole response with Content-Length, closing the connection after it.
+    fn respond(&mut self, status: u16, headers: &str, body: &str) {
+        let len = body.len();
+        let head = format!(
+            "HTTP/1.1 {status} Fault\r\n{headers}Content-Type: application/json\r\n\
+             Content-Length: {len}\r\nConnection: close\r\n\r\n"
+        );
+        let _ = self.send(head.as_bytes()) && self.send(body.as_bytes());
+    }
+
+    fn respond_token(&mut self) {
+        self.respond(200, "", &token_json(TOKEN));
+    }
+
+    /// Half-closes (FIN), then waits for the client to close its side.
+    fn fin(&mut self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+        while self.read_some(&mut [0; 1024]).is_some() {}
+    }
+}
+
+fn token_json(token: &str) -> String {
+    format!(
+        r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":3600,"scope":"read:products"}}"#
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// The client side and its checks
+
+fn config_for(port: u16, secret: &str, timeout: Duration) -> Config {
+    Config::new(&format!("http://127.0.0.1:{port}/oidc/token"), APP, secret)
+        .unwrap()
+        .timeout(timeout)
+}
+
+/// One `request_token` call, timed; checks the deadline and prints the duration.
+fn call(case: &str, config: &Config) -> (Result<Token, Error>, Duration) {
+    let request = TokenRequest::new("https://shopping.api").scope("read:products");
+    let start = Instant::now();
+    let result = request_token(config, &request);
+    let elapsed = start.elapsed();
+    let outcome = match &result {
+        Ok(_) => "ok".to_owned(),
+        Err(e) => format!("{} ({e})", kind_name(e)),
+    };
+    eprintln!("fault {case}: {outcome} after {elapsed:.3?}");
+    let limit = config.timeout_value() + SLACK;
+    assert!(
+        elapsed <= limit,
+        "{case}: took {elapsed:?}, limit {limit:?}"
+    );
+    (result, elapsed)
+}
+
+fn kind_name(err: &Error) -> &'static str {
+    match err.kind() {
+        ErrorKind::Timeout { .. } => "Timeout",
+        ErrorKind::BodyTooLarge { .. } => "BodyTooLarge",
+        ErrorKind::Transport { .. } => "Transport",
+        ErrorKind::InvalidResponse { .. } => "InvalidResponse",
+        ErrorKind::HttpStatus { .. } => "HttpStatus",
+        ErrorKind::OAuth { .. } => "OAuth",
+        ErrorKind::RateLimited { .. } => "RateLimited",
+        ErrorKind::Redirect { .. } => "Redirect",
+        ErrorKind::Tls { .. } => "Tls",
+        _ => "other",
+    }
+}
+
+/// The Basic credentials' base64, as the client sends them for `encoded_secret` (the
+/// secret already form-urlencoded).
+fn basic_b64(encoded_secret: &str) -> String {
+    STANDARD.encode(format!("{APP}:{encoded_secret}"))
+}
+
+/// Display, `{:?}` and `{:#?}` hold none of the canaries (nor `extra`), and Display is one
+/// line without control characters.
+fn assert_clean(case: &str, err: &Error, extra: &[&str]) {
+    let basic = basic_b64(SECRET);
+    let mut forbidden = vec![SECRET, basic.as_str(), "canary-token"];
+    forbidden.extend_from_slice(extra);
+    let shown = err.to_string();
+    for text in [shown.clone(), format!("{err:?}"), format!("{err:#?}")] {
+        for f in &forbidden {
+            assert!(!text.contains(f), "{case}: {f:?} leaked into {text:?}");
+        }
+    }
+    assert!(
+        !shown.chars().any(char::is_control),
+        "{case}: control characters in {shown:?}"
+    );
+}
+
+/// The call failed with `kind`, its message contains each of `mentions`, and it is clean.
+fn expect_err(case: &str, result: Result<Token, Error>, kind: &str, mentions: &[&str]) -> Error {
+    let err = match result {
+        Ok(token) => panic!("{case}: expected {kind}, got a token: {token:?}"),
+        Err(e) => e,
+    };
+    assert_eq!(kind_name(&err), kind, "{case}: {err}");
+    let shown = err.to_string();
+    for m in mentions {
+        assert!(
+            shown.contains(m),
+            "{case}: {shown:?} does not mention {m:?}"
+        );
+    }
+    assert_clean(case, &err, &[]);
+    err
+}
+
+fn expect_token(case: &str, result: Result<Token, Error>) {
+    match result {
+        Ok(token) => assert_eq!(token.access_token(), TOKEN, "{case}"),
+        Err(e) => panic!("{case}: expected a token, got {e}"),
+    }
+}
+
+/// Serves `handler`, makes one call with [`TIMEOUT`], and checks the error: its kind,
+/// what it mentions, and how many requests the server got. A `Timeout` must also come no
+/// earlier than the deadline.
+fn fault(
+    case: &str,
+    handler: impl Fn(&mut Conn) + Send + Sync + 'static,
+    kind: &str,
+    mentions: &[&str],
+    requests: RangeInclusive<u64>,
+) -> (Error, Stats) {
+    let server = serve(handler);
+    let (result, elapsed) = call(case, &server.config(TIMEOUT));
+    let stats = server.finish();
+    let err = expect_err(case, result, kind, mentions);
+    if kind == "Timeout" {
+        let early = TIMEOUT - Duration::from_millis(100);
+        assert!(elapsed >= early, "{case}: timed out early, {elapsed:?}");
+    }
+    assert!(
+        requests.contains(&stats.requests),
+        "{case}: {} requests, expected {requests:?}",
+        stats.requests
+    );
+    (err, stats)
+}
+
+/// One `#[test]` per row: name, handler, expected kind, words the message must contain,
+/// and how many requests the server must have received.
+macro_rules! faults {
+    ($($(#[$doc:meta])* $name:ident: $handler:expr => $kind:literal, $mentions:expr, $requests:expr;)*) => {
+        $(
+            $(#[$doc])*
+            #[test]
+            fn $name() {
+                fault(stringify!($name), $handler, $kind, $mentions, $requests);
+            }
+        )*
+    };
+}
+
+// ---------------------------------------------------------------------------------------
+// Time: every stall ends at the deadline
+
+faults! {
+    /// Reads the request and never answers.
+    never_answers: |c| while c.pause(STEP) {} => "Timeout", &["timed out after 2s"], 1..=1;
+
+    /// A status line and then headers, one byte per second, forever.
+    headers_one_byte_per_second: |c| {
+        let head = b"HTTP/1.1 200 OK\r\n".iter().chain(b"X-Slow: y\r\n".iter().cycle());
+        for b in head {
+            if !c.send(&[*b]) || !c.pause(Duration::from_secs(1)) {
+                break;
+            }
+        }
+    } => "Timeout", &["timed out after 2s"], 1..=1;
+
+    /// Valid headers, then the body one byte every 2 s.
+    body_one_byte_every_two_seconds: |c| {
+        let body = token_json(TOKEN);
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+        if c.send(head.as_bytes()) {
+            for b in body.bytes() {
+                if !c.send(&[b]) || !c.pause(Duration::from_secs(2)) {
+                    break;
+                }
+            }
+        }
+    } => "Timeout", &["timed out after 2s"], 1..=1;
+
+    /// `100 Continue` every 50 ms, and never a final response.
+    endless_100_continue: |c| {
+        while c.send(b"HTTP/1.1 100 Continue\r\n\r\n") && c.pause(STEP) {}
+    } => "Timeout", &["timed out after 2s"], 1..=1;
+}
+
+// ---------------------------------------------------------------------------------------
+// Size: reading stops at the caps
+
+faults! {
+    /// Chunks of white space (valid JSON padding) without end.
+    endless_chunked_whitespace: |c| {
+        let chunk = format!("1000\r\n{}\r\n", " ".repeat(0x1000));
+        if c.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n") {
+            while c.send(chunk.as_bytes()) {}
+        }
+    } => "BodyTooLarge", &["65536 byte limit"], 1..=1;
+
+    /// One header line of 1 MiB. No response could be read, so like a connection that
+    /// never answered it is tried three times; each attempt stops at ureq's 64 KiB.
+    megabyte_header_line: |c| {
+        let head = format!("HTTP/1.1 200 OK\r\nX-Big: {}\r\n\r\n", "a".repeat(1 << 20));
+        c.send(head.as_bytes());
+    } => "Transport", &["response headers exceed 65536 bytes"], 3..=3;
+
+    /// Header lines without end: stopped at ureq's 128 headers, tried three times.
+    endless_headers: |c| {
+        if c.send(b"HTTP/1.1 200 OK\r\n") {
+            while c.send(b"X-More: y\r\n") {}
+        }
+    } => "Transport", &["too many headers"], 3..=3;
+
+    /// A well-formed token response whose access_token is 1 MiB long.
+    megabyte_access_token: |c| {
+        let token = format!("{TOKEN}{}", "x".repeat(1 << 20));
+        c.respond(200, "", &token_json(&token));
+    } => "BodyTooLarge", &["65536 byte limit"], 1..=1;
+
+    /// A body labelled gzip that would be a valid token if parsed as JSON: it must be
+    /// refused for its encoding, not parsed.
+    gzip_labelled_token: |c| {
+        c.respond(200, "Content-Encoding: gzip\r\n", &token_json(TOKEN));
+    } => "InvalidResponse", &["http 200", "content-encoding", "gzip"], 1..=1;
+}
+
+/// 50 MiB announced and sent: the 64 KiB cap must stop the client reading long before the
+/// end, and closing the connection must stop the server writing.
+#[test]
+fn fifty_mib_body() {
+    const SIZE: usize = 50 << 20;
+    let (_, stats) = fault(
+        "fifty_mib_body",
+        |c| {
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n");
+            let chunk = vec![b' '; 64 * 1024];
+            if c.send(head.as_bytes()) {
+                for _ in 0..SIZE / chunk.len() {
+                    if !c.send(&chunk) {
+                        break;
+                    }
+                }
+            }
+        },
+        "BodyTooLarge",
+        &["65536 byte limit"],
+        1..=1,
+    );
+    eprintln!("fault fifty_mib_body: server wrote {} bytes", stats.written);
+    // What the socket buffers on both sides absorbed before the client closed; far less
+    // than 50 MiB.
+    assert!(stats.written < 8 << 20, "server wrote {}", stats.written);
+}
+
+// ---------------------------------------------------------------------------------------
+// Framing: a broken or cut response is an error, never a token
+
+faults! {
+    /// The connection closes right after the request, with no answer. (Std can't set
+    /// SO_LINGER 0 for a real RST without a new crate; a close is what a reset proxy looks
+    /// like too.) Failing before any response is what a retry is for: three attempts.
+    closed_after_request: |_| {} => "Transport", &["disconnected"], 3..=3;
+
+    /// Half the headers, then FIN: still no response, so three attempts.
+    fin_mid_headers: |c| {
+        if c.send(b"HTTP/1.1 200 OK\r\nContent-Ty") {
+            c.fin();
+        }
+    } => "Transport", &["disconnected"], 3..=3;
+
+    /// The whole token, but a Content-Length 500 bytes longer, then FIN. The 200 arrived,
+    /// so the server may have issued a token: not retried.
+    content_length_longer_than_body: |c| {
+        let body = token_json(TOKEN);
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len() + 500);
+        if c.send(head.as_bytes()) && c.send(body.as_bytes()) {
+            c.fin();
+        }
+    } => "Transport", &["disconnected while reading the body of the http 200 answer"], 1..=1;
+
+    /// The whole token in one chunk, but no last chunk, then FIN: not retried either.
+    chunked_without_last_chunk: |c| {
+        let body = token_json(TOKEN);
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n",
+            body.len()
+        );
+        if c.send(response.as_bytes()) {
+            c.fin();
+        }
+    } => "Transport", &["disconnected while reading the body of the http 200 answer"], 1..=1;
+
+    /// A 500 whose body is cut short is still a 5xx answer, and is retried as one.
+    server_error_body_cut_short: |c| {
+        let body = r#"{"error":"server_error"}"#;
+        let head = format!("HTTP/1.1 500 Oops\r\nContent-Length: {}\r\n\r\n", body.len() + 500);
+        if c.send(head.as_bytes()) && c.send(body.as_bytes()) {
+            c.fin();
+        }
+    } => "Transport", &["disconnected while reading the body of the http 500 answer"], 3..=3;
+
+    /// Two Content-Lengths that disagree; either one would frame a token. ureq refuses the
+    /// head, so no response was read: three attempts.
+    conflicting_content_lengths: |c| {
+        let body = token_json(TOKEN);
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Length: {}\r\n\r\n",
+            body.len(),
+            body.len() - 1
+        );
+        let _ = c.send(head.as_bytes()) && c.send(body.as_bytes());
+    } => "Transport", &["invalid http response: conflicting content-length"], 3..=3;
+
+    /// No status line at all: not HTTP, three attempts.
+    no_status_line: |c| {
+        c.send(b"hello\r\n\r\n");
+    } => "Transport", &["invalid http response"], 3..=3;
+}
+
+// ---------------------------------------------------------------------------------------
+// Redirects: never followed, wherever they point
+
+#[test]
+fn redirects_are_not_followed() {
+    for status in [301, 302, 303, 307, 308] {
+        for to_trap in [false, true] {
+            let trap = serve(|c| c.respond_token());
+            let location = if to_trap {
+                format!("http://127.0.0.1:{}/oidc/token", trap.port)
+            } else {
+                "/oidc/token".to_owned()
+            };
+            let server = serve(move |c| {
+                // Same-server redirects would be answered with a token, if followed.
+                if c.n == 0 {
+                    c.respond(status, &format!("Location: {location}\r\n"), "")
+                } else {
+                    c.respond_token()
+                }
+            });
+            let case = format!(
+                "redirect_{status}_to_{}",
+                if to_trap { "trap" } else { "self" }
+            );
+            let (result, _) = call(&case, &server.config(TIMEOUT));
+            let err = expect_err(&case, result, "Redirect", &[&format!("http {status}")]);
+            assert_eq!(err.status(), Some(status));
+            assert_eq!(server.finish().requests, 1, "{case}");
+            let trap = trap.finish();
+            assert_eq!((trap.connections, trap.requests), (0, 0), "{case}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Connection reuse
+
+/// The server keeps the connection alive after the token, then drops it while idle; the
+/// next call must notice and use a new connection rather than fail.
+#[test]
+fn idle_connection_closed_by_server() {
+    let server = serve(|c| {
+        let body = token_json(TOKEN);
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             Connection: keep-alive\r\n\r\n{body}",
+            body.len()
+        );
+        if c.send(response.as_bytes()) {
+            c.pause(Duration::from_millis(100));
+        }
+    });
+    let config = server.config(TIMEOUT);
+    let (first, _) = call("reuse_first", &config);
+    expect_token("reuse_first", first);
+    thread::sleep(Duration::from_millis(300));
+    let (second, _) = call("reuse_after_idle_close", &config);
+    expect_token("reuse_after_idle_close", second);
+    let stats = server.finish();
+    assert_eq!((stats.connections, stats.requests), (2, 2));
+}
+
+// ---------------------------------------------------------------------------------------
+// Retries
+
+#[test]
+fn client_error_is_never_retried() {
+    let (err, _) = fault(
+        "400_invalid_client",
+        |c| c.respond(400, "", r#"{"error":"invalid_client"}"#),
+        "OAuth",
+        &["http 400", "invalid_client"],
+        1..=1,
+    );
+    assert_eq!(err.oauth_error(), Some("invalid_client"));
+}
+
+#[test]
+fn server_error_three_times() {
+    let (err, stats) = fault(
+        "500_three_times",
+        |c| c.respond(500, "", r#"{"error":"server_error"}"#),
+        "OAuth",
+        &["http 500", "server_error"],
+        3..=3,
+    );
+    assert_eq!(err.status(), Some(500));
+    // The backoff between attempts: 100 ms, then 400 ms.
+    assert!(
+        stats.gap(1) >= Duration::from_millis(100),
+        "{:?}",
+        stats.gap(1)
+    );
+    assert!(
+        stats.gap(2) >= Duration::from_millis(400),
+        "{:?}",
+        stats.gap(2)
+    );
+}
+
+/// Serves `first` to the first `failures` requests and a token after that, and checks the
+/// call succeeds with exactly `failures + 1` requests.
+fn recovers_after(
+    case: &str,
+    failures: u64,
+    timeout: Duration,
+    first: impl Fn(&mut Conn) + Send + Sync + 'static,
+) -> Stats {
+    let server = serve(move |c| {
+        if c.n < failures {
+            first(c)
+        } else {
+            c.respond_token()
+        }
+    });
+    let (result, _) = call(case, &server.config(timeout));
+    expect_token(case, result);
+    let stats = server.finish();
+    assert_eq!(stats.requests, failures + 1, "{case}");
+    for i in 1..stats.arrivals.len() {
+        eprintln!("fault {case}: request {i} came {:.3?} later", stats.gap(i));
+    }
+    stats
+}
+
+#[test]
+fn server_error_then_token() {
+    recovers_after("500_then_200", 1, TIMEOUT, |c| {
+        c.respond(500, "", r#"{"error":"server_error"}"#)
+    });
+}
+
+#[test]
+fn closed_twice_then_token() {
+    recovers_after("closed_twice_then_200", 2, TIMEOUT, |_| {});
+}
+
+#[test]
+fn service_unavailable_without_retry_after_is_retried() {
+    let stats = recovers_after("503_then_200", 1, TIMEOUT, |c| c.respond(503, "", ""));
+    assert!(
+        stats.gap(1) >= Duration::from_millis(100),
+        "{:?}",
+        stats.gap(1)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Retry-After
+
+#[test]
+fn retry_after_one_second_is_waited_out() {
+    let stats = recovers_after("429_retry_after_1", 1, TIMEOUT, |c| {
+        c.respond(429, "Retry-After: 1\r\n", "")
+    });
+    assert!(stats.gap(1) >= Duration::from_secs(1), "{:?}", stats.gap(1));
+}
+
+#[test]
+fn service_unavailable_retry_after_one_second_is_waited_out() {
+    let stats = recovers_after("503_retry_after_1", 1, TIMEOUT, |c| {
+        c.respond(503, "Retry-After: 1\r\n", "")
+    });
+    assert!(stats.gap(1) >= Duration::from_secs(1), "{:?}", stats.gap(1));
+}
+
+/// An HTTP-date 2 s ahead is a wait of 1 to 2 s (the date has whole seconds). The timeout
+/// is 4 s here: with 2 s, a wait of nearly 2 s would not fit and be returned at once.
+#[test]
+fn retry_after_http_date_is_waited_out() {
+    let stats = recovers_after("429_retry_after_date", 1, Duration::from_secs(4), |c| {
+        let at = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(2));
+        c.respond(429, &format!("Retry-After: {at}\r\n"), "")
+    });
+    assert!(stats.gap(1) >= Duration::from_secs(1), "{:?}", stats.gap(1));
+}
+
+#[test]
+fn retry_after_past_http_date_is_retried_at_once() {
+    let stats = recovers_after("429_retry_after_past_date", 1, TIMEOUT, |c| {
+        let at = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(60));
+        c.respond(429, &format!("Retry-After: {at}\r\n"), "")
+    });
+    assert!(stats.gap(1) < AT_ONCE, "{:?}", stats.gap(1));
+}
+
+/// A 429 that must come back as `RateLimited` at once, after exactly one request.
+fn rate_limited_at_once(
+    case: &str,
+    timeout: Duration,
+    headers: &'static str,
+    body: &'static str,
+    mentions: &[&str],
+) -> Error {
+    let server = serve(move |c| c.respond(429, headers, body));
+    let (result, elapsed) = call(case, &server.config(timeout));
+    assert_eq!(server.finish().requests, 1, "{case}");
+    assert!(elapsed < AT_ONCE, "{case}: took {elapsed:?}");
+    let err = expect_err(case, result, "RateLimited", mentions);
+    assert_eq!(err.status(), Some(429));
+    err
+}
+
+#[test]
+fn retry_after_too_long_is_returned_at_once() {
+    let err = rate_limited_at_once(
+        "429_retry_after_100000",
+        TIMEOUT,
+        "Retry-After: 100000\r\n",
+        "",
+        &["http 429", "retry after 100000s"],
+    );
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(100_000)));
+}
+
+#[test]
+fn retry_after_garbage_is_returned_at_once() {
+    let err = rate_limited_at_once(
+        "429_retry_after_soon",
+        TIMEOUT,
+        "Retry-After: soon\r\n",
+        "",
+        &["http 429"],
+    );
+    assert_eq!(err.retry_after(), None);
+}
+
+#[test]
+fn retry_after_beyond_deadline_is_returned_at_once() {
+    let err = rate_limited_at_once(
+        "429_retry_after_5_timeout_2",
+        TIMEOUT,
+        "Retry-After: 5\r\n",
+        "",
+        &["http 429", "retry after 5s"],
+    );
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(5)));
+}
+
+#[test]
+fn logto_cloud_token_limit() {
+    let err = rate_limited_at_once(
+        "429_logto_token_limit",
+        TIMEOUT,
+        "",
+        r#"{"code":"auth.exceed_token_limit","message":"Token limit exceeded. Please contact your administrator."}"#,
+        &[
+            "http 429",
+            "auth.exceed_token_limit",
+            "Token limit exceeded",
+        ],
+    );
+    assert_eq!(err.logto_code(), Some("auth.exceed_token_limit"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Hygiene: what a server says is shown safely
+
+/// The server echoes the credentials it received, in every form, into every text field of
+/// an OAuth error, a rate limit and a plain error status.
+#[test]
+fn echoed_credentials_are_redacted() {
+    // A secret that form-urlencoding changes, besides the plain canary.
+    const SPECIAL: &str = "canary:secret/9f8e+7d%&= x~";
+    const SPECIAL_ENCODED: &str = "canary%3Asecret%2F9f8e%2B7d%25%26%3D+x%7E";
+    for (secret, encoded) in [(SECRET, SECRET), (SPECIAL, SPECIAL_ENCODED)] {
+        for (status, kind) in [(401, "OAuth"), (429, "RateLimited"), (403, "HttpStatus")] {
+            let server = serve(move |c| {
+                let auth = c.header("authorization").unwrap_or_default().to_owned();
+                let pair = auth
+                    .strip_prefix("Basic ")
+                    .and_then(|b| STANDARD.decode(b).ok())
+                    .map(|p| String::from_utf8_lossy(&p).into_owned())
+                    .unwrap_or_default();
+                let sent = pair.split_once(':').map_or("", |(_, s)| s);
+                let echo = format!("got {auth} = {pair}, secret {sent} ({secret})");
+                let body = if status == 401 {
+                    format!(
+                        r#"{{"error":"invalid_client","error_description":"{echo}","error_uri":"https://x/?{sent}","code":"{sent}","message":"{echo}"}}"#
+                    )
+                } else {
+                    format!(r#"{{"code":"{echo}","message":"{echo}"}}"#)
+                };
+                c.respond(status, "", &body)
+            });
+            let case = format!(
+                "echo_{status}_{}",
+                if secret == SECRET { "plain" } else { "special" }
+            );
+            let (result, _) = call(&case, &config_for(server.port, secret, TIMEOUT));
+            assert_eq!(server.finish().requests, 1, "{case}");
+            let basic = basic_b64(encoded);
+            let err = expect_err(&case, result, kind, &[&status.to_string(), "[redacted]"]);
+            assert_clean(&case, &err, &[secret, encoded, &basic]);
+        }
+    }
+}
+
+#[test]
+fn control_characters_never_reach_display() {
+    let (err, _) = fault(
+        "control_characters",
+        |c| {
+            c.respond(
+                400,
+                "",
+                r#"{"error":"invalid_request\r\n","error_description":"line one\r\nX-Injected: yes\u001b[31m red\u001b[0m"}"#,
+            )
+        },
+        "OAuth",
+        &["http 400", "invalid_request", "line one X-Injected: yes"],
+        1..=1,
+    );
+    let shown = err.to_string();
+    assert!(!shown.contains(['\r', '\n', '\x1b']), "{shown:?}");
+}
+
+#[test]
+fn long_description_is_truncated() {
+    let (err, _) = fault(
+        "5kib_description",
+        |c| {
+            let body = format!(
+                r#"{{"error":"invalid_request","error_description":"{}"}}"#,
+                "d".repeat(5 * 1024)
+            );
+            c.respond(400, "", &body)
+        },
+        "OAuth",
+        &["http 400", "invalid_request"],
+        1..=1,
+    );
+    let ErrorKind::OAuth {
+        description: Some(d),
+        ..
+    } = err.kind()
+    else {
+        panic!("no description: {err:?}");
+    };
+    assert!((1000..=1030).contains(&d.len()), "{}", d.len());
+    assert!(d.ends_with('…'));
+    assert!(err.to_string().len() < 1200);
+}

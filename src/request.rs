@@ -86,8 +86,65 @@ impl TokenRequest {
         self
     }
 
+    /// A request for a Logto Management API token on Logto Cloud: resource
+    /// `https://<tenant-id>.logto.app/api`, scope `all`.
+    ///
+    /// The app needs a machine-to-machine role with the Management API's `all` permission.
+    /// Use the tenant's default `<tenant-id>.logto.app` endpoint for the Management API, not
+    /// a custom domain: Logto says a custom domain is not meant for the Management API,
+    /// whose resource indicator stays `https://<tenant-id>.logto.app/api` whichever domain
+    /// the token comes from.
+    ///
+    /// # Example
+    /// ```
+    /// use logto_m2m::TokenRequest;
+    ///
+    /// let request = TokenRequest::management_api("abc123");
+    /// assert_eq!(request.resource(), "https://abc123.logto.app/api");
+    /// assert_eq!(request.scope_string(), "all");
+    /// ```
+    pub fn management_api(tenant_id: &str) -> TokenRequest {
+        TokenRequest::new(&format!("https://{tenant_id}.logto.app/api")).scope("all")
+    }
+
+    /// A request for a self-hosted Logto's (Logto OSS) Management API token: resource
+    /// `https://default.logto.app/api` (the fixed indicator of the one tenant, `default`,
+    /// whatever host Logto runs on), scope `all`.
+    ///
+    /// # Example
+    /// ```
+    /// use logto_m2m::TokenRequest;
+    ///
+    /// let request = TokenRequest::management_api_self_hosted();
+    /// assert_eq!(request.resource(), "https://default.logto.app/api");
+    /// assert_eq!(request.scopes(), ["all"]);
+    /// ```
+    pub fn management_api_self_hosted() -> TokenRequest {
+        TokenRequest::management_api("default")
+    }
+
     /// Asks for a Logto organization token (`organization_id`): the app must be a member
     /// of the organization, and the scopes are organization scopes.
+    ///
+    /// Leave the resource empty for an organization token: Logto then issues a token whose
+    /// audience is `urn:logto:organization:<id>`, with the requested organization scopes
+    /// that the app's organization roles grant. With a resource as well, Logto issues a
+    /// token for that API (an "organization API resource") that carries an
+    /// `organization_id` claim. Either way an app that is not a member, or an organization
+    /// that does not exist, gets HTTP 403 `access_denied` (Logto code
+    /// `oidc.access_denied`). The organization is part of the [`TokenStore`] key.
+    ///
+    /// [`TokenStore`]: crate::TokenStore
+    ///
+    /// # Example
+    /// ```
+    /// use logto_m2m::TokenRequest;
+    ///
+    /// let request = TokenRequest::new("").organization("org-acme").scope("read:members");
+    /// assert_eq!(request.resource(), "");
+    /// assert_eq!(request.organization_id(), Some("org-acme"));
+    /// assert_ne!(request, TokenRequest::new("").scope("read:members"));
+    /// ```
     pub fn organization(mut self, organization_id: &str) -> Self {
         self.organization = Some(organization_id.to_owned());
         self.rekey();
@@ -217,7 +274,6 @@ pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, E
         Some(d) => d.saturating_duration_since(Instant::now()),
         None => timeout,
     };
-    let timed_out = || Error::new(ErrorKind::Timeout { after: timeout });
     let body = request.form_body();
 
     let mut attempt = 1;
@@ -225,27 +281,30 @@ pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, E
     loop {
         let left = remaining();
         if left.is_zero() {
-            return Err(timed_out());
+            return Err(Error::new(ErrorKind::Timeout { after: timeout }));
         }
         let sent_at = Instant::now();
-        let outcome = match exchange(config, &body, left) {
-            // Never retried: the server answered, see `Failure::AfterResponse`.
-            Err(Failure::AfterResponse(e)) => return Err(e),
-            other => other.map_err(|e| e.into_error(timeout)),
-        };
-        let err = match outcome {
+        let failure = match exchange(config, &body, left) {
             Ok(answer) => match answer.into_token(config) {
                 Ok(mut token) => {
                     token.set_received_at(sent_at);
                     token.default_scope(&request.scope_string());
                     return Ok(token);
                 }
-                Err(e) => e,
+                Err(error) => Failure {
+                    // A 5xx may go better next time; any other answer is the server's word.
+                    retry: matches!(
+                        error.kind(),
+                        ErrorKind::OAuth { status: 500.., .. }
+                            | ErrorKind::HttpStatus { status: 500.., .. }
+                    ),
+                    error,
+                },
             },
-            Err(e) => e,
+            Err(failure) => failure,
         };
 
-        let wait = match err.kind() {
+        let wait = match failure.error.kind() {
             ErrorKind::RateLimited {
                 retry_after: Some(wait),
                 ..
@@ -253,13 +312,13 @@ pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, E
                 waited_for_rate_limit = true;
                 *wait
             }
-            _ if attempt < MAX_ATTEMPTS && is_retryable(&err) => BACKOFF[attempt as usize - 1],
-            _ => return Err(err),
+            _ if failure.retry && attempt < MAX_ATTEMPTS => BACKOFF[attempt as usize - 1],
+            _ => return Err(failure.error),
         };
         // A wait that does not fit the deadline is not worth starting: the caller gets the
         // server's answer now rather than a timeout later.
         if wait >= remaining() {
-            return Err(err);
+            return Err(failure.error);
         }
         // `sleep` never returns early, so a Retry-After is honoured in full.
         thread::sleep(wait);
@@ -267,13 +326,18 @@ pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, E
     }
 }
 
-/// 5xx answers (except rate limits, handled apart) and connection failures before any
-/// response may go better on the next try.
-fn is_retryable(err: &Error) -> bool {
-    match err.kind() {
-        ErrorKind::OAuth { status, .. } | ErrorKind::HttpStatus { status, .. } => *status >= 500,
-        ErrorKind::Transport { .. } => true,
-        _ => false,
+/// A failed exchange, and whether another attempt may go better.
+struct Failure {
+    error: Error,
+    retry: bool,
+}
+
+impl From<ErrorKind> for Failure {
+    fn from(kind: ErrorKind) -> Failure {
+        Failure {
+            error: Error::new(kind),
+            retry: false,
+        }
     }
 }
 
@@ -293,31 +357,6 @@ impl Answer {
             &config.redactions(),
             self.rate_limited,
         )
-    }
-}
-
-/// A failure of one exchange, before we know the configured timeout to report.
-enum Failure {
-    Timeout,
-    Ready(Error),
-    /// The connection failed while reading the body of a non-5xx answer. The server did
-    /// answer (after a 200 it may well have issued a token, which counts against a Logto
-    /// Cloud quota), so this is not the "fails before a response arrives" that is retried.
-    AfterResponse(Error),
-}
-
-impl Failure {
-    fn into_error(self, timeout: Duration) -> Error {
-        match self {
-            Failure::Timeout => Error::new(ErrorKind::Timeout { after: timeout }),
-            Failure::Ready(e) | Failure::AfterResponse(e) => e,
-        }
-    }
-}
-
-impl From<ErrorKind> for Failure {
-    fn from(kind: ErrorKind) -> Failure {
-        Failure::Ready(Error::new(kind))
     }
 }
 
@@ -386,27 +425,22 @@ fn exchange(config: &Config, body: &str, left: Duration) -> Result<Answer, Failu
     })
 }
 
-/// A connection failure while reading the body of an answer with `status`.
+/// A failure while reading the body of an answer with `status`.
 ///
-/// Fix (found by tests/faults.rs): a body cut short (Content-Length longer than the body,
-/// a chunked body without its last chunk) came back as a bare "transport: Peer
-/// disconnected" and was retried like a connection that never answered, so a 200 cut short
-/// cost up to three issued tokens. Now the message says where it failed, and only a 5xx
-/// answer stays retryable, as `request_token` documents.
+/// A body cut short (Content-Length longer than the body, a chunked body without its last
+/// chunk) is not a connection that never answered: after a 200 the server may well have
+/// issued a token, which counts against a Logto Cloud quota. So it is retried only for a
+/// 5xx, and the message says where it failed. (Found by tests/faults.rs.)
 fn body_failure(failure: Failure, status: u16) -> Failure {
-    let Failure::Ready(e) = failure else {
-        return failure;
+    let error = match failure.error.kind() {
+        ErrorKind::Transport { message } => Error::new(ErrorKind::Transport {
+            message: format!("{message} while reading the body of the http {status} answer"),
+        }),
+        _ => failure.error,
     };
-    let ErrorKind::Transport { message } = e.kind() else {
-        return Failure::Ready(e);
-    };
-    let e = Error::new(ErrorKind::Transport {
-        message: format!("{message} while reading the body of the http {status} answer"),
-    });
-    if status >= 500 {
-        Failure::Ready(e)
-    } else {
-        Failure::AfterResponse(e)
+    Failure {
+        error,
+        retry: failure.retry && status >= 500,
     }
 }
 
@@ -424,52 +458,67 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
     )
 }
 
+/// Maps ureq's error to ours. Only a connection that failed or closed before an answer is
+/// marked for retry: a malformed answer is still the server's answer.
 fn map_ureq_error(e: ureq::Error, config: &Config) -> Failure {
     let redact = config.redactions();
     let text = |e: &dyn std::fmt::Display| crate::error::sanitize(&e.to_string(), &redact);
+    let transport = |message: String, retry: bool| Failure {
+        error: Error::new(ErrorKind::Transport { message }),
+        retry,
+    };
     match e {
-        ureq::Error::Timeout(_) => Failure::Timeout,
+        // ureq's deadline is what was left of ours.
+        ureq::Error::Timeout(_) => ErrorKind::Timeout {
+            after: config.timeout_value(),
+        }
+        .into(),
         ureq::Error::Io(ref io)
             if matches!(
                 io.kind(),
                 io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
             ) =>
         {
-            Failure::Timeout
+            ErrorKind::Timeout {
+                after: config.timeout_value(),
+            }
+            .into()
         }
         ureq::Error::BodyExceedsLimit(limit) => ErrorKind::BodyTooLarge { limit }.into(),
-        ureq::Error::HostNotFound => ErrorKind::Transport {
-            message: "host not found".into(),
-        }
-        .into(),
-        ureq::Error::ConnectionFailed => ErrorKind::Transport {
-            message: "connection failed".into(),
-        }
-        .into(),
+        ureq::Error::HostNotFound => transport("host not found".into(), false),
+        ureq::Error::ConnectionFailed => transport("connection failed".into(), true),
         ureq::Error::Io(ref io) => match tls_cause(io, config) {
             Some(message) => ErrorKind::Tls {
                 message: crate::error::sanitize(&message, &redact),
             }
             .into(),
-            None => ErrorKind::Transport { message: text(io) }.into(),
+            // Refused, reset, or closed with no (complete) status line: ureq can't say
+            // whether a partial head arrived, and trying again is harmless either way.
+            None => transport(
+                text(io),
+                matches!(
+                    io.kind(),
+                    io::ErrorKind::ConnectionRefused
+                        | io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::NotConnected
+                        | io::ErrorKind::UnexpectedEof
+                ),
+            ),
         },
         ureq::Error::Tls(m) => ErrorKind::Tls { message: m.into() }.into(),
         #[cfg(feature = "rustls")]
         ureq::Error::Rustls(ref r) => ErrorKind::Tls { message: text(r) }.into(),
         #[cfg(feature = "native-tls")]
         ureq::Error::NativeTls(ref n) => ErrorKind::Tls { message: text(n) }.into(),
-        ureq::Error::Protocol(ref p) => ErrorKind::Transport {
-            message: format!("invalid http response: {}", text(p)),
+        ureq::Error::Protocol(ref p) => {
+            transport(format!("invalid http response: {}", text(p)), false)
         }
-        .into(),
-        ureq::Error::LargeResponseHeader(_, limit) => ErrorKind::Transport {
-            message: format!("response headers exceed {limit} bytes"),
+        ureq::Error::LargeResponseHeader(_, limit) => {
+            transport(format!("response headers exceed {limit} bytes"), false)
         }
-        .into(),
-        other => ErrorKind::Transport {
-            message: text(&other),
-        }
-        .into(),
+        other => transport(text(&other), false),
     }
 }
 

@@ -89,6 +89,8 @@ struct Conn {
     n: u64,
     /// The request line and headers.
     head: String,
+    /// The request body (its first 64 KiB).
+    body: String,
 }
 
 /// Serves every connection with `handler`, one thread per connection, until dropped.
@@ -177,6 +179,7 @@ impl Conn {
             until: Instant::now() + CONN_LIFETIME,
             n: 0,
             head: String::new(),
+            body: String::new(),
         };
         let mut buf = Vec::new();
         let mut chunk = [0; 4096];
@@ -198,6 +201,8 @@ impl Conn {
             let n = conn.read_some(&mut chunk)?;
             buf.extend_from_slice(&chunk[..n]);
         }
+        let body_end = buf.len().min(head_len + body_len);
+        conn.body = String::from_utf8_lossy(&buf[head_len..body_end]).into_owned();
         conn.n = conn.shared.requests.fetch_add(1, SeqCst);
         conn.shared.arrivals.lock().unwrap().push(Instant::now());
         Some(conn)
@@ -472,19 +477,19 @@ faults! {
         }
     } => "BodyTooLarge", &["65536 byte limit"], 1..=1;
 
-    /// One header line of 1 MiB. No response could be read, so like a connection that
-    /// never answered it is tried three times; each attempt stops at ureq's 64 KiB.
+    /// One header line of 1 MiB: reading stops at ureq's 64 KiB. A malformed answer is
+    /// still the server's answer, so it is not retried.
     megabyte_header_line: |c| {
         let head = format!("HTTP/1.1 200 OK\r\nX-Big: {}\r\n\r\n", "a".repeat(1 << 20));
         c.send(head.as_bytes());
-    } => "Transport", &["response headers exceed 65536 bytes"], 3..=3;
+    } => "Transport", &["response headers exceed 65536 bytes"], 1..=1;
 
-    /// Header lines without end: stopped at ureq's 128 headers, tried three times.
+    /// Header lines without end: stopped at ureq's 128 headers, not retried.
     endless_headers: |c| {
         if c.send(b"HTTP/1.1 200 OK\r\n") {
             while c.send(b"X-More: y\r\n") {}
         }
-    } => "Transport", &["too many headers"], 3..=3;
+    } => "Transport", &["too many headers"], 1..=1;
 
     /// A well-formed token response whose access_token is 1 MiB long.
     megabyte_access_token: |c| {
@@ -575,7 +580,7 @@ faults! {
     } => "Transport", &["disconnected while reading the body of the http 500 answer"], 3..=3;
 
     /// Two Content-Lengths that disagree; either one would frame a token. ureq refuses the
-    /// head, so no response was read: three attempts.
+    /// head: a malformed answer, not retried.
     conflicting_content_lengths: |c| {
         let body = token_json(TOKEN);
         let head = format!(
@@ -584,12 +589,12 @@ faults! {
             body.len() - 1
         );
         let _ = c.send(head.as_bytes()) && c.send(body.as_bytes());
-    } => "Transport", &["invalid http response: conflicting content-length"], 3..=3;
+    } => "Transport", &["invalid http response: conflicting content-length"], 1..=1;
 
-    /// No status line at all: not HTTP, three attempts.
+    /// No status line at all: not HTTP, not retried.
     no_status_line: |c| {
         c.send(b"hello\r\n\r\n");
-    } => "Transport", &["invalid http response"], 3..=3;
+    } => "Transport", &["invalid http response"], 1..=1;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -935,4 +940,60 @@ fn long_description_is_truncated() {
     assert!((1000..=1030).contains(&d.len()), "{}", d.len());
     assert!(d.ends_with('…'));
     assert!(err.to_string().len() < 1200);
+}
+
+// ---------------------------------------------------------------------------------------
+// The request itself, as it reaches the wire
+
+/// What the server saw: method, headers and form, each parameter once, one Basic header
+/// with the form-urlencoded pair, no cookie, and the Accept headers the docs promise.
+#[test]
+fn request_on_the_wire() {
+    let seen = Arc::new(Mutex::new((String::new(), String::new())));
+    let seen_by_server = Arc::clone(&seen);
+    let server = serve(move |c| {
+        *seen_by_server.lock().unwrap() = (c.head.clone(), c.body.clone());
+        c.respond_token();
+    });
+    let config = config_for(server.port, "s3cr:t+/%&= x~", TIMEOUT);
+    let request = TokenRequest::new("https://shopping.api")
+        .scope("read:products")
+        .scope("write:products");
+    expect_token("wire", request_token(&config, &request));
+    server.finish();
+
+    let (head, body) = seen.lock().unwrap().clone();
+    let mut lines = head.lines();
+    assert_eq!(lines.next(), Some("POST /oidc/token HTTP/1.1"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let all = |name: &str| -> Vec<&str> {
+        headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    assert_eq!(
+        all("authorization"),
+        [format!(
+            "Basic {}",
+            basic_b64("s3cr%3At%2B%2F%25%26%3D+x%7E")
+        )]
+    );
+    assert_eq!(all("content-type"), ["application/x-www-form-urlencoded"]);
+    assert_eq!(all("accept"), ["application/json"]);
+    assert_eq!(all("accept-encoding"), ["identity"]);
+    assert_eq!(
+        all("user-agent"),
+        [concat!("logto-m2m/", env!("CARGO_PKG_VERSION"))]
+    );
+    assert!(all("cookie").is_empty());
+    assert!(all("expect").is_empty());
+    assert_eq!(
+        body,
+        "grant_type=client_credentials&resource=https%3A%2F%2Fshopping.api&scope=read%3Aproducts+write%3Aproducts"
+    );
 }

@@ -9,16 +9,18 @@
 //! - [`Config`] says where the endpoint is and who the app is; [`TokenRequest`] says which
 //!   API and scopes; [`Token`] is the answer; [`Error`] says what went wrong.
 //!
-//! ```no_run
+//! ```rust,no_run
 //! use std::time::Duration;
 //! use logto_m2m::{request_token, Config, TokenRequest};
 //!
-//! let config = Config::logto("https://tenant.logto.app", "app-id", "app-secret")?
-//!     .timeout(Duration::from_secs(10));
-//! let request = TokenRequest::new("https://shopping.api").scope("read:products");
-//! let token = request_token(&config, &request)?;
-//! println!("Authorization: {}", token.authorization());
-//! # Ok::<_, logto_m2m::Error>(())
+//! fn main() -> Result<(), logto_m2m::Error> {
+//!     let config = Config::logto("https://tenant.logto.app", "app-id", "app-secret")?
+//!         .timeout(Duration::from_secs(10));
+//!     let request = TokenRequest::new("https://shopping.api").scope("read:products");
+//!     let token = request_token(&config, &request)?;
+//!     println!("Authorization: {}", token.authorization());
+//!     Ok(())
+//! }
 //! ```
 //!
 //! No async runtime: the calls block the calling thread. Redirects are never followed,
@@ -65,6 +67,11 @@ pub mod fuzzing {
         )
     }
 }
+
+// The README's examples compile as doctests, so they can't drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 /// Compile-time check that the shared types can cross threads.
 #[allow(dead_code)] // only its compiling matters

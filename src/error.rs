@@ -375,8 +375,14 @@ impl fmt::Display for DisplayDuration {
     }
 }
 
-/// The most server text any one field of an error keeps, in bytes.
+/// The most server text a descriptive field of an error keeps (`error_description`,
+/// Logto's `message`, a transport error), in bytes.
 pub(crate) const MAX_SERVER_TEXT: usize = 1024;
+
+/// The most server text a code-like field keeps (`error`, `error_uri`, Logto's `code`, a
+/// `token_type`), in bytes. With [`MAX_SERVER_TEXT`] this bounds a whole message to under
+/// 4 KiB, whatever the server sends.
+pub(crate) const MAX_SERVER_WORD: usize = 256;
 
 /// Secrets that must never appear in an error, even when a server echoes them back.
 ///
@@ -401,6 +407,11 @@ const MIN_REDACTED_LEN: usize = 4;
 /// become spaces, runs of white space fold to one, and the result is cut to
 /// [`MAX_SERVER_TEXT`] bytes on a char boundary.
 pub(crate) fn sanitize(text: &str, redact: &Redactions<'_>) -> String {
+    sanitize_to(text, redact, MAX_SERVER_TEXT)
+}
+
+/// [`sanitize`], cut to `max` bytes (plus the `…` that marks a cut).
+pub(crate) fn sanitize_to(text: &str, redact: &Redactions<'_>, max: usize) -> String {
     let mut redacted;
     let mut text = text;
     for secret in redact.secrets {
@@ -409,7 +420,7 @@ pub(crate) fn sanitize(text: &str, redact: &Redactions<'_>) -> String {
             text = &redacted;
         }
     }
-    let mut out = String::with_capacity(text.len().min(MAX_SERVER_TEXT + 4));
+    let mut out = String::with_capacity(text.len().min(max + 4));
     let mut last_space = true; // trims leading white space
     for c in text.chars() {
         let c = if c.is_control() || is_format_override(c) {
@@ -422,14 +433,14 @@ pub(crate) fn sanitize(text: &str, redact: &Redactions<'_>) -> String {
                 continue;
             }
             last_space = true;
-            if out.len() + 1 > MAX_SERVER_TEXT {
+            if out.len() + 1 > max {
                 out.push('…');
                 return out;
             }
             out.push(' ');
         } else {
             last_space = false;
-            if out.len() + c.len_utf8() > MAX_SERVER_TEXT {
+            if out.len() + c.len_utf8() > max {
                 out.push('…');
                 return out;
             }

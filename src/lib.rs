@@ -50,8 +50,8 @@ pub use request::{
 pub use response::{DEFAULT_EXPIRES_IN, Token, parse_token_response};
 pub use store::{DEFAULT_REFRESH_MARGIN, FIRST_FAILURE_BACKOFF, MAX_FAILURE_BACKOFF, TokenStore};
 
-/// Entry points for the fuzz targets. Not part of the API: DO NOT USE.
-#[cfg(feature = "_fuzz")]
+/// Entry points for the fuzz targets and their replay in `cargo test`. Not part of the
+/// API: DO NOT USE; it may change in any release.
 #[doc(hidden)]
 pub mod fuzzing {
     /// Parses a token file's bytes and looks a key up, as `TokenStore::cache_file` does.

@@ -12,7 +12,7 @@ use miniserde::de::{Map, Visitor};
 use miniserde::json::{Number, Value};
 use miniserde::{Deserialize, json};
 
-use crate::error::{Error, ErrorKind, Redactions, sanitize};
+use crate::error::{Error, ErrorKind, MAX_SERVER_TEXT, MAX_SERVER_WORD, Redactions, sanitize_to};
 
 /// The lifetime assumed when a successful token response has no `expires_in` (or it is
 /// `null`): 60 seconds. RFC 6749 §5.1 lets a server leave the field out; a short guess
@@ -206,12 +206,10 @@ pub(crate) fn parse(
     let parsed = parse_fields(body);
     if let Some(retry_after) = rate_limited {
         let f = parsed.unwrap_or_default();
-        let code = f
-            .string(&f.code, redact)
-            .or_else(|| f.string(&f.error, redact));
+        let code = f.word(&f.code, redact).or_else(|| f.word(&f.error, redact));
         let message = f
-            .string(&f.message, redact)
-            .or_else(|| f.string(&f.error_description, redact));
+            .text(&f.message, redact)
+            .or_else(|| f.text(&f.error_description, redact));
         return Err(Error::new(ErrorKind::RateLimited {
             status,
             retry_after,
@@ -258,11 +256,11 @@ pub(crate) fn parse(
         None | Some(Value::Null) => return Err(invalid(status, Some("token_type"), "is missing")),
         Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => {}
         Some(Value::String(t)) => {
-            let shown = sanitize(t, redact);
+            let shown = sanitize_to(t, redact, MAX_SERVER_WORD);
             return Err(invalid(
                 status,
                 Some("token_type"),
-                format!("is {shown:?}, not Bearer"),
+                format!("is \"{shown}\", not Bearer"),
             ));
         }
         Some(_) => return Err(invalid(status, Some("token_type"), "is not a string")),
@@ -277,6 +275,11 @@ pub(crate) fn parse(
 
     let scope = match f.scope {
         None | Some(Value::Null) => None,
+        // Scope tokens are printable (RFC 6749 §3.3); control characters would reach the
+        // caller's logs raw.
+        Some(Value::String(s)) if s.chars().any(char::is_control) => {
+            return Err(invalid(status, Some("scope"), "has control characters"));
+        }
         Some(Value::String(s)) => Some(s),
         Some(_) => return Err(invalid(status, Some("scope"), "is not a string")),
     };
@@ -340,14 +343,14 @@ fn invalid(status: u16, field: Option<&'static str>, reason: impl Into<String>) 
 #[cold]
 fn error_response(status: u16, fields: Option<Fields>, redact: &Redactions<'_>) -> Error {
     let f = fields.unwrap_or_default();
-    let logto_code = f.string(&f.code, redact);
-    let logto_message = f.string(&f.message, redact);
-    match f.string(&f.error, redact) {
+    let logto_code = f.word(&f.code, redact);
+    let logto_message = f.text(&f.message, redact);
+    match f.word(&f.error, redact) {
         Some(error) => Error::new(ErrorKind::OAuth {
             status,
             error,
-            description: f.string(&f.error_description, redact),
-            uri: f.string(&f.error_uri, redact),
+            description: f.text(&f.error_description, redact),
+            uri: f.word(&f.error_uri, redact),
             logto_code,
             logto_message,
         }),
@@ -380,11 +383,21 @@ struct Fields {
 impl Fields {
     /// A string field, sanitized for an error message; `None` when absent, not a string,
     /// or empty after sanitizing.
-    fn string(&self, v: &Option<Value>, redact: &Redactions<'_>) -> Option<String> {
+    fn string(&self, v: &Option<Value>, redact: &Redactions<'_>, max: usize) -> Option<String> {
         match v {
-            Some(Value::String(s)) => Some(sanitize(s, redact)).filter(|s| !s.is_empty()),
+            Some(Value::String(s)) => Some(sanitize_to(s, redact, max)).filter(|s| !s.is_empty()),
             _ => None,
         }
+    }
+
+    /// A code-like field: `error`, `error_uri`, Logto's `code`.
+    fn word(&self, v: &Option<Value>, redact: &Redactions<'_>) -> Option<String> {
+        self.string(v, redact, MAX_SERVER_WORD)
+    }
+
+    /// A descriptive field: `error_description`, Logto's `message`.
+    fn text(&self, v: &Option<Value>, redact: &Redactions<'_>) -> Option<String> {
+        self.string(v, redact, MAX_SERVER_TEXT)
     }
 }
 

@@ -1,0 +1,96 @@
+//! The properties the `token_response` fuzz target asserts, in one place.
+//!
+//! Two crates compile this file: the fuzz target (`fuzz_targets/token_response.rs`, nightly,
+//! under libFuzzer) and the stable replay test (`tests/fuzz_regressions.rs` in the main
+//! crate), each with `#[path = ...] mod check;`. So a saved input fails in `cargo test`
+//! exactly as it failed under the fuzzer, and the main crate never depends on libFuzzer.
+//!
+//! Input format: byte 0 picks the status.
+//!
+//! - byte 0 even: status 200, the body is everything after byte 0. Half of all inputs are
+//!   therefore plain 200 bodies, the parser's largest branch.
+//! - byte 0 odd: the status is bytes 1..3 as a big-endian `u16`, the body is everything
+//!   after byte 2. An odd input shorter than 3 bytes is skipped.
+//!
+//! The committed seeds start with a space (0x20, even) for 200 and with `!` (0x21, odd)
+//! plus two status bytes otherwise, so the 200 ones read as text.
+
+use logto_m2m::{Error, Token, parse_token_response};
+
+/// Longest `Display` text an error may have, in bytes: server text can't make a message
+/// grow with the body. An OAuth error shows five server fields; descriptions are cut at
+/// 1 KiB and codes at 256 bytes (src/error.rs), which keeps the worst case
+/// (`regressions/token_response/oauth_error_all_fields_long`, once 5.2 KiB) under this.
+pub const MAX_DISPLAY_LEN: usize = 4 * 1024;
+
+/// Splits a fuzz input into status and body, as described in the module docs.
+pub fn split(data: &[u8]) -> Option<(u16, &[u8])> {
+    match data {
+        [first, body @ ..] if first % 2 == 0 => Some((200, body)),
+        [_, hi, lo, body @ ..] => Some((u16::from_be_bytes([*hi, *lo]), body)),
+        // Empty, or odd and too short to hold a status.
+        _ => None,
+    }
+}
+
+/// Runs the parser on one fuzz input and panics if a property fails.
+pub fn check(data: &[u8]) {
+    if let Some((status, body)) = split(data) {
+        // The result is checked inside; the fuzzer has no use for it.
+        let _ = check_response(status, body);
+    }
+}
+
+/// Parses `body` as an answer with `status`, panics if a property fails, and returns the
+/// result for tests that want to say more about it.
+pub fn check_response(status: u16, body: &[u8]) -> Result<Token, Error> {
+    let result = parse_token_response(status, body);
+    match &result {
+        Ok(token) => {
+            // "Any other status is an error" (parse_token_response's docs): a 4xx body
+            // that happens to hold an access_token must never become a token.
+            assert!((200..=299).contains(&status), "http {status} gave a token");
+            let access_token = token.access_token();
+            assert!(!access_token.is_empty(), "empty access_token accepted");
+            // The token goes into an Authorization header: visible ASCII only, so no
+            // space, CR, LF or other byte can split or forge a header.
+            if let Some(bad) = access_token.bytes().find(|b| !(0x21..=0x7e).contains(b)) {
+                panic!("access_token accepted with byte {bad:#04x}");
+            }
+            assert!(
+                token.authorization().strip_prefix("Bearer ") == Some(access_token),
+                "authorization() is not \"Bearer \" + access_token()"
+            );
+        }
+        Err(err) => {
+            let text = err.to_string();
+            // Error text ends up in logs and terminals: one line, nothing a terminal
+            // interprets (ESC of ANSI sequences, CR, ...). `{text:?}` escapes it for the
+            // panic message, so the report itself stays readable.
+            assert!(
+                !text.chars().any(char::is_control),
+                "error display has a control character: {text:?}"
+            );
+            assert!(
+                text.len() <= MAX_DISPLAY_LEN,
+                "error display is {} bytes, over {MAX_DISPLAY_LEN}",
+                text.len()
+            );
+        }
+    }
+    result
+}
+
+/// The token file parser (`TokenStore::cache_file`) on arbitrary bytes: never panics, and a
+/// token it hands out is header-safe like one from the server.
+pub fn check_token_file(data: &[u8]) {
+    if let Some(token) = logto_m2m::fuzzing::token_file(data) {
+        let t = token.access_token();
+        assert!(!t.is_empty(), "empty token from the file");
+        assert!(
+            t.bytes().all(|b| (0x21..=0x7e).contains(&b)),
+            "token from the file is not header-safe: {t:?}"
+        );
+        assert_eq!(token.authorization(), format!("Bearer {t}"));
+    }
+}

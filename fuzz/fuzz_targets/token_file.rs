@@ -1,0 +1,8 @@
+//! The token file parser of `TokenStore::cache_file` on arbitrary bytes, asserting the
+//! properties in `../check.rs` (shared with the stable replay in `tests/fuzz_regressions.rs`).
+#![no_main]
+
+#[path = "../check.rs"]
+mod check;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| check::check_token_file(data));

@@ -41,6 +41,7 @@ mod error;
 mod request;
 mod response;
 mod store;
+mod tls;
 
 pub use config::{Config, DEFAULT_TIMEOUT};
 pub use error::{Error, ErrorKind};

@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 
 use miniserde::json::{self, Value};
 
+pub mod connect_proxy;
+
 /// The peer's clients as `(client_id, client_secret)`, see `tests/peer/README.md`.
 /// Registered `client_secret_basic`; shopping.api `read:products`, Management API `all`.
 pub const M2M_BASIC: (&str, &str) = ("m2m-basic", "basic-secret-0123456789");
@@ -64,6 +66,8 @@ const PEER_ENV: &[&str] = &[
     "TOKEN_LIMIT",
     "KEY_FILE",
     "PEER_EXIT_ON_STDIN_EOF",
+    "TLS_CERT",
+    "TLS_KEY",
 ];
 
 /// The npm packages `server.mjs` imports; if any is missing we run `npm ci`.
@@ -180,6 +184,10 @@ fn install_peer() -> Result<(), String> {
 pub struct Peer {
     child: Child,
     port: u16,
+    /// Serving HTTPS with a certificate from `tests/peer/tls/`.
+    https: bool,
+    /// The certificate is not valid for 127.0.0.1 on purpose (`wrong-host`).
+    wrong_cert: bool,
     log: PathBuf,
     /// Read handle on `log`: the log stays readable after its path is removed.
     log_reader: File,
@@ -210,10 +218,29 @@ impl Peer {
     /// If the peer does not answer within 20 s, exits during startup, or finds
     /// its port taken five times in a row. The message has the peer's log tail.
     pub fn start_with(env: &[(&str, &str)]) -> Peer {
+        Peer::start_inner(env, None)
+    }
+
+    /// Starts a peer serving HTTPS with `tests/peer/tls/server.pem`, a
+    /// certificate for `localhost` and `127.0.0.1` signed by the test CA
+    /// ([`test_ca_pem`]). `base_url()` is then `https://127.0.0.1:PORT`.
+    pub fn start_https() -> Peer {
+        Peer::start_https_with("server", &[])
+    }
+
+    /// Starts a peer serving HTTPS with the certificate
+    /// `tests/peer/tls/{cert}.pem` and its key `{cert}.key`, e.g. `wrong-host`
+    /// (valid only for `wrong.example`), plus extra environment as for
+    /// [`Peer::start_with`].
+    pub fn start_https_with(cert: &str, env: &[(&str, &str)]) -> Peer {
+        Peer::start_inner(env, Some(cert))
+    }
+
+    fn start_inner(env: &[(&str, &str)], cert: Option<&str>) -> Peer {
         ensure_peer_installed();
         let mut last = String::new();
         for _ in 0..PORT_ATTEMPTS {
-            match Peer::spawn(free_port(), env) {
+            match Peer::spawn(free_port(), env, cert) {
                 Ok(peer) => return peer,
                 Err(StartError::AddrInUse(msg)) => last = msg,
                 Err(StartError::Fatal(msg)) => panic!("{msg}"),
@@ -224,7 +251,7 @@ impl Peer {
         );
     }
 
-    fn spawn(port: u16, env: &[(&str, &str)]) -> Result<Peer, StartError> {
+    fn spawn(port: u16, env: &[(&str, &str)], cert: Option<&str>) -> Result<Peer, StartError> {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let log = std::env::temp_dir().join(format!(
@@ -250,6 +277,11 @@ impl Peer {
         // atomic link, so peers starting together all read a complete file.
         cmd.env("KEY_FILE", dir.join(".data").join("signing-key.jwk.json"));
         cmd.envs(env.iter().copied());
+        if let Some(cert) = cert {
+            let tls = dir.join("tls");
+            cmd.env("TLS_CERT", tls.join(format!("{cert}.pem")))
+                .env("TLS_KEY", tls.join(format!("{cert}.key")));
+        }
         cmd.env("PORT", port.to_string())
             .env("PEER_EXIT_ON_STDIN_EOF", "1")
             // We never write to this pipe. Its write end lives in `child.stdin`
@@ -268,17 +300,20 @@ impl Peer {
         let mut peer = Peer {
             child,
             port,
+            https: cert.is_some(),
+            wrong_cert: cert.is_some_and(|c| c != "server"),
             log,
             log_reader,
             keep_log: true,
         };
 
-        let agent = local_agent(Duration::from_secs(1));
+        let agent = peer.agent(Duration::from_secs(1));
         let discovery = format!("{}/oidc/.well-known/openid-configuration", peer.base_url());
         // server.mjs prints this once it holds the port. Waiting for it as well
         // as for discovery means a server that some other process runs on the
         // same port is never mistaken for ours.
-        let listening = format!("issuer=http://127.0.0.1:{port}/oidc ");
+        let scheme = if peer.https { "https" } else { "http" };
+        let listening = format!("issuer={scheme}://127.0.0.1:{port}/oidc ");
         let started = Instant::now();
         loop {
             match peer.child.try_wait() {
@@ -317,9 +352,45 @@ impl Peer {
         }
     }
 
-    /// `http://127.0.0.1:PORT`, no trailing slash.
+    /// `http://127.0.0.1:PORT` (`https://` for [`Peer::start_https`]), no
+    /// trailing slash.
     pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The same as `base_url()` with the host `localhost`, which the HTTPS
+    /// peer's certificate also names.
+    pub fn base_url_localhost(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://localhost:{}", self.port)
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.https
+    }
+
+    /// An agent for the harness's own requests to this peer (discovery, stats).
+    fn agent(&self, timeout: Duration) -> ureq::Agent {
+        #[cfg(any(feature = "rustls", feature = "native-tls"))]
+        if self.wrong_cert {
+            // This peer's certificate is wrong on purpose, and the tests check that the
+            // crate refuses it. The harness only reads discovery and counters from its
+            // own child on loopback, so it does not verify that certificate.
+            return ureq::Agent::config_builder()
+                .proxy(None)
+                .http_status_as_error(false)
+                .timeout_global(Some(timeout))
+                .tls_config(
+                    ureq::tls::TlsConfig::builder()
+                        .provider(test_tls_provider())
+                        .disable_verification(true)
+                        .build(),
+                )
+                .build()
+                .new_agent();
+        }
+        local_agent(timeout)
     }
 
     /// The token endpoint, `http://127.0.0.1:PORT/oidc/token`.
@@ -348,7 +419,8 @@ impl Peer {
     /// If the peer does not answer or the JSON is not what `server.mjs` sends.
     pub fn stats(&self) -> Stats {
         let url = format!("{}/__peer/stats", self.base_url());
-        let body = local_agent(Duration::from_secs(5))
+        let body = self
+            .agent(Duration::from_secs(5))
             .get(&url)
             .call()
             .and_then(|mut resp| resp.body_mut().read_to_string())
@@ -359,7 +431,8 @@ impl Peer {
     /// Zeroes the counters (`POST /__peer/reset`).
     pub fn reset_stats(&self) {
         let url = format!("{}/__peer/reset", self.base_url());
-        let resp = local_agent(Duration::from_secs(5))
+        let resp = self
+            .agent(Duration::from_secs(5))
             .post(&url)
             .send_empty()
             .unwrap_or_else(|e| panic!("test peer: POST {url}: {e}\n{}", self.log_tail(2000)));
@@ -464,16 +537,49 @@ fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// The test CA's certificate, `tests/peer/tls/ca.pem`: the root of the HTTPS
+/// peer's certificates (see `tests/peer/tls/generate.sh`).
+pub fn test_ca_pem() -> Vec<u8> {
+    let path = peer_dir().join("tls").join("ca.pem");
+    fs::read(&path).unwrap_or_else(|e| panic!("test peer: read {}: {e}", path.display()))
+}
+
 /// A ureq agent for talking to the peer: no proxy from the environment (it
 /// would otherwise apply to 127.0.0.1 unless `NO_PROXY` says so), statuses as
-/// values, and a timeout so a stuck peer fails the test instead of hanging it.
-fn local_agent(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder()
+/// values, a timeout so a stuck peer fails the test instead of hanging it, and
+/// the test CA as its only root, for the HTTPS peer.
+pub fn local_agent(timeout: Duration) -> ureq::Agent {
+    let builder = ureq::Agent::config_builder()
         .proxy(None)
         .http_status_as_error(false)
-        .timeout_global(Some(timeout))
+        .timeout_global(Some(timeout));
+    #[cfg(any(feature = "rustls", feature = "native-tls"))]
+    let builder = builder.tls_config(test_ca_tls_config());
+    builder.build().new_agent()
+}
+
+#[cfg(any(feature = "rustls", feature = "native-tls"))]
+fn test_tls_provider() -> ureq::tls::TlsProvider {
+    if cfg!(feature = "rustls") {
+        ureq::tls::TlsProvider::Rustls
+    } else {
+        ureq::tls::TlsProvider::NativeTls
+    }
+}
+
+/// ureq's TLS settings trusting only the test CA, with the provider the crate's
+/// features choose (rustls wins when both are on, as in the crate).
+#[cfg(any(feature = "rustls", feature = "native-tls"))]
+fn test_ca_tls_config() -> ureq::tls::TlsConfig {
+    use ureq::tls::{Certificate, RootCerts, TlsConfig};
+    static CA: OnceLock<Certificate<'static>> = OnceLock::new();
+    let ca = CA.get_or_init(|| {
+        Certificate::from_pem(&test_ca_pem()).expect("tests/peer/tls/ca.pem is a certificate")
+    });
+    TlsConfig::builder()
+        .provider(test_tls_provider())
+        .root_certs(RootCerts::new_with_certs(std::slice::from_ref(ca)))
         .build()
-        .new_agent()
 }
 
 fn read_tail_of(path: &Path, max_bytes: usize) -> String {

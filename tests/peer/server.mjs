@@ -10,7 +10,10 @@
 // behaviours are layered on top when LOGTO_COMPAT is on (the default), each
 // marked "LOGTO_COMPAT" below; set LOGTO_COMPAT=0 to see plain oidc-provider.
 //
-// Listens on 127.0.0.1 only.
+// Organization tokens (Logto RFC 0006: `organization_id` in the client_credentials
+// grant) follow Logto's own client_credentials handler, see "Organizations" below.
+//
+// Listens on 127.0.0.1 only; over HTTPS when TLS_CERT and TLS_KEY name PEM files.
 //
 // For the Rust test harness (tests/common/mod.rs): PEER_EXIT_ON_STDIN_EOF=1
 // makes it exit when stdin ends, the signing key file is created atomically so
@@ -18,19 +21,38 @@
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import https from 'node:https';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { calculateJwkThumbprint, createRemoteJWKSet, jwtVerify } from 'jose';
+import { calculateJwkThumbprint, createLocalJWKSet, jwtVerify } from 'jose';
 import Koa from 'koa';
 import mount from 'koa-mount';
 import Provider, { errors } from 'oidc-provider';
+// oidc-provider's own client_credentials handler and the internals Logto's fork of it
+// imports (the package has no "exports" map, so these deep imports are allowed).
+import { handler as oidcClientCredentials } from 'oidc-provider/lib/actions/grants/client_credentials.js';
+import {
+  applyDpopBinding,
+  checkDpopRequired,
+  checkMtlsCert,
+} from 'oidc-provider/lib/helpers/grant_common.js';
+import dpopValidate from 'oidc-provider/lib/helpers/validate_dpop.js';
+import instance from 'oidc-provider/lib/helpers/weak_cache.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 const HOST = '127.0.0.1';
 const PORT = Number.parseInt(process.env.PORT ?? '3999', 10);
-const ISSUER = `http://${HOST}:${PORT}/oidc`;
+/** PEM files for HTTPS; both or neither. */
+const TLS_CERT = process.env.TLS_CERT || undefined;
+const TLS_KEY = process.env.TLS_KEY || undefined;
+if (Boolean(TLS_CERT) !== Boolean(TLS_KEY)) {
+  console.error('TLS_CERT and TLS_KEY must be set together');
+  process.exit(1);
+}
+const SCHEME = TLS_CERT ? 'https' : 'http';
+const ISSUER = `${SCHEME}://${HOST}:${PORT}/oidc`;
 const LOGTO_COMPAT = process.env.LOGTO_COMPAT !== '0';
 /** Logto's "default API" (one API resource may be marked default in the console). Unset = none. */
 const DEFAULT_RESOURCE = process.env.DEFAULT_RESOURCE || undefined;
@@ -109,6 +131,38 @@ export const CLIENTS = [
 
 const grantsFor = (clientId) =>
   CLIENTS.find(({ metadata }) => metadata.client_id === clientId)?.grants ?? {};
+
+// ---------------------------------------------------------------------------
+// Organizations (Logto: Console > Organizations). The organization template
+// defines organization permissions ("organization scopes") and roles; an M2M app
+// is added to an organization as a member and given organization roles there.
+// `apps` maps each member app to the organization scopes its roles grant.
+const ORGANIZATION_SCOPES = ['read:members', 'write:members', 'invite:members'];
+const ORGANIZATIONS = {
+  'org-acme': {
+    apps: {
+      'm2m-basic': ['read:members'],
+      // A member without organization roles: its token has an empty scope.
+      'm2m-noroles': [],
+    },
+  },
+  'org-globex': {
+    apps: { 'm2m-post': ['read:members', 'write:members'] },
+  },
+};
+/** Logto's `buildOrganizationUrn` (@logto/core-kit). */
+const organizationUrn = (organizationId) => `urn:logto:organization:${organizationId}`;
+/** Logto's `reversedResourceAccessTokenTtl`: organization tokens live one hour. */
+const ORGANIZATION_TOKEN_TTL = 3600;
+/** Logto: `queries.organizations.relations.apps.exists`. Unknown organizations have no members. */
+const isOrganizationMember = (organizationId, clientId) =>
+  Object.hasOwn(ORGANIZATIONS, organizationId) &&
+  Object.hasOwn(ORGANIZATIONS[organizationId].apps, clientId);
+/** Logto: `queries.organizations.relations.appsRoles.getApplicationScopes`. */
+const organizationScopesOf = (organizationId, clientId) =>
+  (ORGANIZATIONS[organizationId]?.apps[clientId] ?? []).filter((s) =>
+    ORGANIZATION_SCOPES.includes(s),
+  );
 
 // ---------------------------------------------------------------------------
 // Signing key: EC P-384 / ES384, Logto's default for new installs. Kept on
@@ -289,7 +343,116 @@ const provider = new Provider(ISSUER, {
     ClientCredentials: (ctx, token) => token.resourceServer?.accessTokenTTL || 10 * 60,
     AccessToken: (ctx, token) => token.resourceServer?.accessTokenTTL ?? 60 * 60,
   },
+  // LOGTO_COMPAT: Logto's `getExtraTokenClaimsForOrganizationApiResource`: a token
+  // for an API requested with both `resource` and `organization_id` (an
+  // "organization API resource") carries the organization in a claim.
+  async extraTokenClaims(ctx, token) {
+    const organizationId = ctx.oidc.params?.organization_id;
+    if (!LOGTO_COMPAT || !organizationId || !ctx.oidc.params?.resource) return undefined;
+    if (!(token instanceof ctx.oidc.provider.ClientCredentials)) return undefined;
+    return { organization_id: organizationId };
+  },
 });
+
+// ---------------------------------------------------------------------------
+// LOGTO_COMPAT: organization tokens. Logto replaces oidc-provider's
+// client_credentials grant with its own fork (packages/core/src/oidc/grants/
+// client-credentials.ts, registered in grants/index.ts with the parameters
+// `scope`, `organization_id` and `resource`, `resource` allowed twice). Its
+// "RFC 0006" edits, reproduced here in the same order:
+//
+// 1. `organization_id` given and the app is not a member of that organization
+//    (an unknown organization has no members): AccessDenied "app has not
+//    associated with the organization" with status 403.
+// 2. `organization_id` given without `resource`: the resource check, and with it
+//    the default API, is skipped; the token's audience is
+//    `urn:logto:organization:<id>` and its scope is the requested scopes that the
+//    app's organization roles grant (possibly empty: then `"scope": ""`), valid
+//    one hour.
+// 3. `organization_id` with `resource`: the usual resource token (plus the
+//    `organization_id` claim, see extraTokenClaims above).
+//
+// Without `organization_id` the request goes to oidc-provider's own handler,
+// which Logto's fork matches line for line on that path, so plain requests are
+// answered exactly as before organizations were added.
+async function logtoClientCredentials(ctx) {
+  const { client, params } = ctx.oidc;
+  const organizationId = params.organization_id ? String(params.organization_id) : undefined;
+  if (!organizationId) {
+    return oidcClientCredentials(ctx);
+  }
+  if (!isOrganizationMember(organizationId, client.clientId)) {
+    const error = new errors.AccessDenied('app has not associated with the organization');
+    error.statusCode = 403;
+    throw error;
+  }
+  if (params.resource) {
+    return oidcClientCredentials(ctx);
+  }
+
+  // From here on: oidc-provider's handler without the resource part, plus the
+  // organization audience and scopes, as in Logto's fork.
+  const { ClientCredentials } = ctx.oidc.provider;
+  const {
+    features: {
+      mTLS: { getCertificate },
+    },
+    scopes: statics,
+  } = instance(ctx.oidc.provider).configuration;
+  const dPoP = await dpopValidate(ctx);
+  if (params.authorization_details) {
+    throw new errors.InvalidRequest('authorization_details is unsupported for this grant_type');
+  }
+  const scopes = params.scope ? [...new Set(String(params.scope).split(' '))] : [];
+  if (client.scope) {
+    const allowList = new Set(client.scope.split(' '));
+    for (const scope of scopes.filter(Set.prototype.has.bind(statics))) {
+      if (!allowList.has(scope)) {
+        throw new errors.InvalidScope('requested scope is not allowed', scope);
+      }
+    }
+  }
+  const token = new ClientCredentials({ client, scope: scopes.join(' ') || undefined });
+
+  const audience = organizationUrn(organizationId);
+  const availableScopes = organizationScopesOf(organizationId, client.clientId);
+  token.aud = audience;
+  // A plain object, as in Logto: setting `resourceServer` also sets `aud` from `audience`.
+  token.resourceServer = {
+    accessTokenFormat: 'jwt',
+    jwt: { sign: { alg: SIGNING_ALG } },
+    accessTokenTTL: ORGANIZATION_TOKEN_TTL,
+    audience,
+    scope: availableScopes.join(' '),
+  };
+  // The intersection of the available and the requested scopes; '' when empty.
+  token.scope = availableScopes.filter((s) => scopes.includes(s)).join(' ');
+
+  const cert = checkMtlsCert(ctx, getCertificate);
+  if (cert) token.setThumbprint('x5t', cert);
+  await applyDpopBinding(ctx, dPoP, token);
+  checkDpopRequired(ctx, dPoP);
+
+  ctx.oidc.entity('ClientCredentials', token);
+  const value = await token.save();
+  ctx.body = {
+    access_token: value,
+    expires_in: token.expiration,
+    token_type: token.tokenType,
+    // Logto's fork sends the scope as is, '' included (oidc-provider drops an empty one).
+    scope: token.scope,
+  };
+  return undefined;
+}
+
+if (LOGTO_COMPAT) {
+  provider.registerGrantType(
+    'client_credentials',
+    logtoClientCredentials,
+    ['scope', 'organization_id', 'resource'],
+    ['resource'],
+  );
+}
 
 const countIssued = (token) => {
   stats.tokens_issued += 1;
@@ -368,7 +531,11 @@ app.use(async (ctx, next) => {
 
 // ---------------------------------------------------------------------------
 // Protected resources, verifying the Bearer JWT against the provider's JWKS.
-const jwks = createRemoteJWKSet(new URL(`${ISSUER}/jwks`));
+// The public half of the signing key, the same set `/oidc/jwks` serves. Read locally
+// rather than fetched from `${ISSUER}/jwks`: over HTTPS the test CA would have to be
+// trusted by node as well.
+const { d: _private, ...publicJwk } = signingKey;
+const jwks = createLocalJWKSet({ keys: [publicJwk] });
 
 async function verifyAccessToken(token, audience) {
   const { payload } = await jwtVerify(token, jwks, {
@@ -457,6 +624,40 @@ async function managementApi(ctx, handler) {
   await handler(payload);
 }
 
+// A customer API taking organization tokens, RFC 6750 style: the token's
+// audience must be this organization's URN and its scope must hold `read:members`.
+async function organizationApi(ctx, organizationId, requiredScope, handler) {
+  const audience = organizationUrn(organizationId);
+  const realm = `Bearer realm="${audience}"`;
+  const match = /^Bearer ([^\s]+)$/i.exec(ctx.get('authorization'));
+  if (!match) {
+    ctx.status = 401;
+    ctx.set('WWW-Authenticate', realm);
+    ctx.body = { error: 'invalid_token', error_description: 'missing Bearer access token' };
+    return;
+  }
+  let payload;
+  try {
+    payload = await verifyAccessToken(match[1], audience);
+  } catch (err) {
+    ctx.status = 401;
+    ctx.set('WWW-Authenticate', `${realm}, error="invalid_token"`);
+    ctx.body = { error: 'invalid_token', error_description: err.message, ...joseData(err) };
+    return;
+  }
+  if (!scopesOf(payload).includes(requiredScope)) {
+    ctx.status = 403;
+    ctx.set('WWW-Authenticate', `${realm}, error="insufficient_scope", scope="${requiredScope}"`);
+    ctx.body = {
+      error: 'insufficient_scope',
+      error_description: `access token lacks scope ${requiredScope}`,
+      scope: requiredScope,
+    };
+    return;
+  }
+  await handler(payload);
+}
+
 const products = [
   { id: 'p-1', name: 'Widget', price: 9.99 },
   { id: 'p-2', name: 'Gadget', price: 24.5 },
@@ -486,6 +687,18 @@ app.use(async (ctx, next) => {
     });
     return;
   }
+  const members = /^\/organizations\/([^/]+)\/members$/.exec(ctx.path);
+  if (members && ctx.method === 'GET') {
+    const organizationId = decodeURIComponent(members[1]);
+    await organizationApi(ctx, organizationId, 'read:members', (payload) => {
+      ctx.body = {
+        organization_id: organizationId,
+        apps: Object.keys(ORGANIZATIONS[organizationId]?.apps ?? {}),
+        caller: { sub: payload.sub, scope: payload.scope ?? null },
+      };
+    });
+    return;
+  }
   // Not part of Logto: counters for tests.
   if (ctx.path === '/__peer/stats' && ctx.method === 'GET') {
     ctx.body = stats;
@@ -501,12 +714,18 @@ app.use(async (ctx, next) => {
 
 app.use(mount('/oidc', provider));
 
-const server = app.listen(PORT, HOST, () => {
+const onListening = () => {
   console.log(
     `oidc-provider peer listening: issuer=${ISSUER} logto_compat=${LOGTO_COMPAT} ` +
       `default_resource=${DEFAULT_RESOURCE ?? '-'} ttl=${ACCESS_TOKEN_TTL} token_limit=${TOKEN_LIMIT ?? '-'}`,
   );
-});
+};
+// HTTPS with the given certificate and key (the Koa app is the same), or plain HTTP.
+const server = TLS_CERT
+  ? https
+      .createServer({ cert: fs.readFileSync(TLS_CERT), key: fs.readFileSync(TLS_KEY) }, app.callback())
+      .listen(PORT, HOST, onListening)
+  : app.listen(PORT, HOST, onListening);
 
 // A listen error (EADDRINUSE above all) would otherwise surface as an unhandled
 // 'error' event with a long stack; say it in one line that the Rust harness can

@@ -3,7 +3,8 @@
 # Installs node_modules first if they are missing. Prints the server PID on stdout
 # (everything else goes to stderr), so `PID=$(./start.sh)` works.
 # Env passed through to server.mjs: PORT, LOGTO_COMPAT, DEFAULT_RESOURCE,
-# ACCESS_TOKEN_TTL, TOKEN_LIMIT, KEY_FILE.
+# ACCESS_TOKEN_TTL, TOKEN_LIMIT, KEY_FILE, TLS_CERT, TLS_KEY (HTTPS; the probe
+# below then trusts tls/ca.pem, the test CA).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -14,7 +15,9 @@ unset PEER_EXIT_ON_STDIN_EOF
 RUN_DIR=".run"
 PID_FILE="$RUN_DIR/server-$PORT.pid"
 LOG_FILE="$RUN_DIR/server-$PORT.log"
-URL="http://127.0.0.1:$PORT/oidc/.well-known/openid-configuration"
+SCHEME=http
+[ -n "${TLS_CERT:-}" ] && SCHEME=https
+URL="$SCHEME://127.0.0.1:$PORT/oidc/.well-known/openid-configuration"
 
 command -v node >/dev/null || { echo "node not found" >&2; exit 1; }
 
@@ -40,15 +43,16 @@ echo "$PID" >"$PID_FILE"
 
 probe() {
   if command -v curl >/dev/null; then
-    curl -fsS -o /dev/null "$URL" 2>/dev/null
+    curl -fsS --cacert tls/ca.pem -o /dev/null "$URL" 2>/dev/null
   else
-    node -e "fetch(process.argv[1]).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))" "$URL"
+    NODE_EXTRA_CA_CERTS=tls/ca.pem \
+      node -e "fetch(process.argv[1]).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))" "$URL"
   fi
 }
 
 for _ in $(seq 1 100); do
   if probe; then
-    echo "peer up: issuer http://127.0.0.1:$PORT/oidc (log: $LOG_FILE)" >&2
+    echo "peer up: issuer $SCHEME://127.0.0.1:$PORT/oidc (log: $LOG_FILE)" >&2
     echo "$PID"
     exit 0
   fi

@@ -10,18 +10,6 @@ use common::{M2M_BASIC, M2M_POST, Peer, SHOPPING_API, shared_peer};
 /// `management_api` with the peer's endpoint and `app`'s credentials, plus `env`.
 fn management_api(peer: &Peer, (id, secret): (&str, &str), env: &[(&str, &str)]) -> Output {
     let mut cmd: Command = common::example("management_api");
-    // A proxy in the developer's environment must not take the example's API call to
-    // the loopback peer elsewhere.
-    for var in [
-        "ALL_PROXY",
-        "all_proxy",
-        "HTTPS_PROXY",
-        "https_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-    ] {
-        cmd.env_remove(var);
-    }
     cmd.env("LOGTO_ENDPOINT", peer.base_url())
         .env("LOGTO_APP_ID", id)
         .env("LOGTO_APP_SECRET", secret)

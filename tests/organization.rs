@@ -6,10 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use base64::Engine;
 use common::{M2M_BASIC, M2M_NOROLES, M2M_POST, Peer, SHOPPING_API, shared_peer};
 use logto_m2m::{Config, Error, ErrorKind, Token, TokenRequest, TokenStore, request_token};
-use miniserde::json::{self, Value};
 
 const ACME: &str = "org-acme";
 const ACME_AUDIENCE: &str = "urn:logto:organization:org-acme";
@@ -23,21 +21,6 @@ fn config(peer: &Peer, (id, secret): (&str, &str)) -> Config {
 /// An organization token request: no resource, as Logto expects.
 fn organization(id: &str, scopes: &str) -> TokenRequest {
     TokenRequest::new("").organization(id).scope(scopes)
-}
-
-/// The JWT payload's claim `name`, if it is a string.
-fn claim(token: &Token, name: &str) -> Option<String> {
-    let payload = token.access_token().split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()?;
-    let Value::Object(obj) = json::from_str(std::str::from_utf8(&bytes).ok()?).ok()? else {
-        return None;
-    };
-    match obj.get(name)? {
-        Value::String(s) => Some(s.clone()),
-        _ => None,
-    }
 }
 
 /// GET `path` on the peer with the token; the status.
@@ -80,9 +63,18 @@ fn member_gets_an_organization_token_with_its_granted_scopes() {
     let token = request_token(&config(peer, M2M_BASIC), &request).unwrap();
     // Asked read+write; the app's organization roles grant read only.
     assert_eq!(token.scope_from_server(), Some("read:members"));
-    assert_eq!(claim(&token, "aud").as_deref(), Some(ACME_AUDIENCE));
-    assert_eq!(claim(&token, "sub").as_deref(), Some(M2M_BASIC.0));
-    assert_eq!(claim(&token, "scope").as_deref(), Some("read:members"));
+    assert_eq!(
+        common::jwt_claim(&token, "aud").as_deref(),
+        Some(ACME_AUDIENCE)
+    );
+    assert_eq!(
+        common::jwt_claim(&token, "sub").as_deref(),
+        Some(M2M_BASIC.0)
+    );
+    assert_eq!(
+        common::jwt_claim(&token, "scope").as_deref(),
+        Some("read:members")
+    );
     assert_eq!(token.expires_in(), Duration::from_secs(3600));
 
     assert_eq!(get(peer, "/organizations/org-acme/members", &token), 200);
@@ -100,8 +92,11 @@ fn member_without_organization_roles_gets_an_empty_scope() {
     .unwrap();
     // Logto's handler sends the intersection as is: `"scope": ""`.
     assert_eq!(token.scope_from_server(), Some(""));
-    assert_eq!(claim(&token, "aud").as_deref(), Some(ACME_AUDIENCE));
-    assert_eq!(claim(&token, "scope"), None);
+    assert_eq!(
+        common::jwt_claim(&token, "aud").as_deref(),
+        Some(ACME_AUDIENCE)
+    );
+    assert_eq!(common::jwt_claim(&token, "scope"), None);
     assert_eq!(get(peer, "/organizations/org-acme/members", &token), 403);
 }
 
@@ -156,15 +151,21 @@ fn organization_with_a_resource_is_a_resource_token_naming_the_organization() {
         .organization(ACME)
         .scope("read:products");
     let token = request_token(&config(peer, M2M_BASIC), &request).unwrap();
-    assert_eq!(claim(&token, "aud").as_deref(), Some(SHOPPING_API));
-    assert_eq!(claim(&token, "organization_id").as_deref(), Some(ACME));
+    assert_eq!(
+        common::jwt_claim(&token, "aud").as_deref(),
+        Some(SHOPPING_API)
+    );
+    assert_eq!(
+        common::jwt_claim(&token, "organization_id").as_deref(),
+        Some(ACME)
+    );
     assert_eq!(token.scope_from_server(), Some("read:products"));
     assert_eq!(get(peer, "/products", &token), 200);
 
     // Without organization_id there is no such claim.
     let plain = TokenRequest::new(SHOPPING_API).scope("read:products");
     let token = request_token(&config(peer, M2M_BASIC), &plain).unwrap();
-    assert_eq!(claim(&token, "organization_id"), None);
+    assert_eq!(common::jwt_claim(&token, "organization_id"), None);
 }
 
 #[test]
@@ -207,14 +208,20 @@ fn default_api_is_ignored_for_an_organization_token() {
         &TokenRequest::new("").scope("read:products"),
     )
     .unwrap();
-    assert_eq!(claim(&token, "aud").as_deref(), Some(SHOPPING_API));
+    assert_eq!(
+        common::jwt_claim(&token, "aud").as_deref(),
+        Some(SHOPPING_API)
+    );
 
     let token = request_token(
         &config(&peer, M2M_BASIC),
         &organization(ACME, "read:members"),
     )
     .unwrap();
-    assert_eq!(claim(&token, "aud").as_deref(), Some(ACME_AUDIENCE));
+    assert_eq!(
+        common::jwt_claim(&token, "aud").as_deref(),
+        Some(ACME_AUDIENCE)
+    );
 }
 
 #[test]
@@ -228,9 +235,12 @@ fn store_keeps_organization_tokens_apart() {
     let a = store.get(&org).unwrap();
     let b = store.get(&api).unwrap();
     let c = store.get(&org_api).unwrap();
-    assert_eq!(claim(&a, "aud").as_deref(), Some(ACME_AUDIENCE));
-    assert_eq!(claim(&b, "organization_id"), None);
-    assert_eq!(claim(&c, "organization_id").as_deref(), Some(ACME));
+    assert_eq!(common::jwt_claim(&a, "aud").as_deref(), Some(ACME_AUDIENCE));
+    assert_eq!(common::jwt_claim(&b, "organization_id"), None);
+    assert_eq!(
+        common::jwt_claim(&c, "organization_id").as_deref(),
+        Some(ACME)
+    );
     // Cached, each under its own key.
     assert_eq!(store.get(&org).unwrap().access_token(), a.access_token());
     assert_eq!(

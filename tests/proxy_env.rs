@@ -17,17 +17,21 @@ use common::connect_proxy::ConnectProxy;
 use common::{M2M_BASIC, Peer, SHOPPING_API, shared_peer, test_ca_pem};
 use logto_m2m::{Config, Error, ErrorKind, Token, TokenRequest, request_token};
 
-const VARIABLES: [&str; 9] = [
-    "ALL_PROXY",
-    "all_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "NO_PROXY",
-    "no_proxy",
-    "SSL_CERT_FILE",
-];
+/// Every variable this test changes: the proxy ones, and the bundle `platform_roots` reads.
+const VARIABLES: [&str; 9] = {
+    let p = common::PROXY_VARIABLES;
+    [
+        p[0],
+        p[1],
+        p[2],
+        p[3],
+        p[4],
+        p[5],
+        p[6],
+        p[7],
+        "SSL_CERT_FILE",
+    ]
+};
 
 /// Saves `VARIABLES`, clears them, and restores them on drop.
 struct EnvGuard(Vec<(&'static str, Option<OsString>)>);
@@ -66,7 +70,7 @@ fn remove(name: &str) {
 
 /// Clears every proxy variable, then sets the given ones.
 fn proxy_env(vars: &[(&str, &str)]) {
-    for v in &VARIABLES[..8] {
+    for v in common::PROXY_VARIABLES {
         remove(v);
     }
     for (name, value) in vars {

@@ -9,10 +9,8 @@ mod common;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use common::{M2M_BASIC, Peer, SHOPPING_API, test_ca_pem};
-use logto_m2m::{Config, Error, ErrorKind, Token, TokenRequest, TokenStore, request_token};
-use miniserde::json::{self, Value};
+use logto_m2m::{Config, Error, ErrorKind, TokenRequest, TokenStore, request_token};
 
 /// One HTTPS peer (certificate for localhost and 127.0.0.1) for the tests that don't
 /// count requests. Like `shared_peer()`, it exits when this test binary does.
@@ -29,21 +27,6 @@ fn config(endpoint: &str) -> Config {
 
 fn request() -> TokenRequest {
     TokenRequest::new(SHOPPING_API).scope("read:products")
-}
-
-/// The JWT payload's string claim `name`.
-fn claim(token: &Token, name: &str) -> Option<String> {
-    let payload = token.access_token().split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()?;
-    let Value::Object(obj) = json::from_str(std::str::from_utf8(&bytes).ok()?).ok()? else {
-        return None;
-    };
-    match obj.get(name)? {
-        Value::String(s) => Some(s.clone()),
-        _ => None,
-    }
 }
 
 fn tls_message(err: &Error) -> &str {
@@ -63,8 +46,11 @@ fn token_over_https_with_the_test_ca() {
     assert_eq!(token.scope(), Some("read:products"));
     let issuer = format!("{}/oidc", peer.base_url());
     assert!(issuer.starts_with("https://127.0.0.1:"), "{issuer}");
-    assert_eq!(claim(&token, "iss"), Some(issuer));
-    assert_eq!(claim(&token, "aud").as_deref(), Some(SHOPPING_API));
+    assert_eq!(common::jwt_claim(&token, "iss"), Some(issuer));
+    assert_eq!(
+        common::jwt_claim(&token, "aud").as_deref(),
+        Some(SHOPPING_API)
+    );
 }
 
 #[test]
@@ -76,7 +62,10 @@ fn token_over_https_by_host_name() {
         .unwrap();
     assert!(config.token_url().starts_with("https://localhost:"));
     let token = request_token(&config, &request()).unwrap();
-    assert_eq!(claim(&token, "sub").as_deref(), Some(M2M_BASIC.0));
+    assert_eq!(
+        common::jwt_claim(&token, "sub").as_deref(),
+        Some(M2M_BASIC.0)
+    );
 }
 
 #[test]

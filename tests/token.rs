@@ -4,13 +4,11 @@ mod common;
 
 use std::time::Duration;
 
-use base64::Engine;
 use common::{
     M2M_BASIC, M2M_COLON, M2M_NOROLES, M2M_POST, M2M_SPECIAL, MANAGEMENT_API, Peer, SHOPPING_API,
     WEB_APP, shared_peer,
 };
 use logto_m2m::{Config, ErrorKind, Token, TokenRequest, request_token};
-use miniserde::json::{self, Value};
 
 fn config(peer: &Peer, (id, secret): (&str, &str)) -> Config {
     Config::new(&peer.token_url(), id, secret)
@@ -20,21 +18,6 @@ fn config(peer: &Peer, (id, secret): (&str, &str)) -> Config {
 
 fn shopping(scopes: &str) -> TokenRequest {
     TokenRequest::new(SHOPPING_API).scope(scopes)
-}
-
-/// The JWT payload's string claim `name`.
-fn claim(token: &Token, name: &str) -> Option<String> {
-    let payload = token.access_token().split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()?;
-    let Value::Object(obj) = json::from_str(std::str::from_utf8(&bytes).ok()?).ok()? else {
-        return None;
-    };
-    match obj.get(name)? {
-        Value::String(s) => Some(s.clone()),
-        _ => None,
-    }
 }
 
 /// GET `path` on the peer with the token; returns the status and body.
@@ -71,8 +54,14 @@ fn shopping_token_is_narrowed_to_granted_scope_and_works() {
     assert_eq!(token.scope(), Some("read:products"));
     assert_eq!(token.scope_from_server(), Some("read:products"));
     assert_eq!(token.expires_in(), Duration::from_secs(3600));
-    assert_eq!(claim(&token, "sub").as_deref(), Some("m2m-basic"));
-    assert_eq!(claim(&token, "aud").as_deref(), Some(SHOPPING_API));
+    assert_eq!(
+        common::jwt_claim(&token, "sub").as_deref(),
+        Some("m2m-basic")
+    );
+    assert_eq!(
+        common::jwt_claim(&token, "aud").as_deref(),
+        Some(SHOPPING_API)
+    );
     assert!(token.authorization().starts_with("Bearer eyJ"));
 
     let (status, body) = call_api(peer, "GET", "/products", &token);
@@ -87,7 +76,10 @@ fn management_api_token_works() {
     let request = TokenRequest::new(MANAGEMENT_API).scope("all");
     let token = request_token(&config(peer, M2M_BASIC), &request).unwrap();
     assert_eq!(token.scope(), Some("all"));
-    assert_eq!(claim(&token, "aud").as_deref(), Some(MANAGEMENT_API));
+    assert_eq!(
+        common::jwt_claim(&token, "aud").as_deref(),
+        Some(MANAGEMENT_API)
+    );
     let (status, body) = call_api(peer, "GET", "/api/applications", &token);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"m2m-basic\""), "{body}");
@@ -103,13 +95,19 @@ fn special_characters_in_id_and_secret() {
         &shopping("read:products write:products"),
     )
     .unwrap();
-    assert_eq!(claim(&token, "sub").as_deref(), Some("m2m-special"));
+    assert_eq!(
+        common::jwt_claim(&token, "sub").as_deref(),
+        Some("m2m-special")
+    );
     assert_eq!(token.scope(), Some("read:products write:products"));
     let (status, _) = call_api(peer, "POST", "/products", &token);
     assert_eq!(status, 201);
 
     let token = request_token(&config(peer, M2M_COLON), &shopping("read:products")).unwrap();
-    assert_eq!(claim(&token, "sub").as_deref(), Some("m2m:colon"));
+    assert_eq!(
+        common::jwt_claim(&token, "sub").as_deref(),
+        Some("m2m:colon")
+    );
 }
 
 #[test]
@@ -117,7 +115,10 @@ fn client_registered_for_post_auth_accepts_basic() {
     let peer = shared_peer();
     let token = request_token(&config(peer, M2M_POST), &shopping("write:products")).unwrap();
     assert_eq!(token.scope(), Some("write:products"));
-    assert_eq!(claim(&token, "sub").as_deref(), Some("m2m-post"));
+    assert_eq!(
+        common::jwt_claim(&token, "sub").as_deref(),
+        Some("m2m-post")
+    );
 }
 
 #[test]
@@ -128,7 +129,7 @@ fn client_without_roles_gets_a_token_without_scope() {
     // and only `scope_from_server` shows the difference.
     assert_eq!(token.scope_from_server(), None);
     assert_eq!(token.scope(), Some("read:products"));
-    assert_eq!(claim(&token, "scope"), None);
+    assert_eq!(common::jwt_claim(&token, "scope"), None);
     let (status, _) = call_api(peer, "GET", "/products", &token);
     assert_eq!(status, 403);
 }

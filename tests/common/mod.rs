@@ -623,7 +623,40 @@ pub fn example(name: &str) -> Command {
             cmd.env_remove(var);
         }
     }
+    // A proxy in the developer's environment must not take an example's own API calls to
+    // the loopback peer elsewhere.
+    for var in PROXY_VARIABLES {
+        cmd.env_remove(var);
+    }
     cmd
+}
+
+/// The proxy variables ureq reads (see `Config::proxy`), `NO_PROXY` included.
+pub const PROXY_VARIABLES: [&str; 8] = [
+    "ALL_PROXY",
+    "all_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
+/// The JWT payload's claim `name` of an access token, if it is a string.
+pub fn jwt_claim(token: &logto_m2m::Token, name: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = token.access_token().split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let Value::Object(obj) = json::from_str(std::str::from_utf8(&bytes).ok()?).ok()? else {
+        return None;
+    };
+    match obj.get(name)? {
+        Value::String(s) => Some(s.clone()),
+        _ => None,
+    }
 }
 
 /// A directory under the system temp dir, removed with everything in it on drop.

@@ -555,9 +555,11 @@ const joseData = (err) => {
   return data;
 };
 
-// A customer API (https://shopping.api) answering in RFC 6750 style.
-async function shoppingApi(ctx, requiredScope, handler) {
-  const realm = `Bearer realm="${SHOPPING_API}"`;
+// A customer API answering in RFC 6750 style: the Bearer token's audience must
+// be `audience` and its scope must hold `requiredScope`. Serves the shopping API
+// (https://shopping.api) and the organization API (urn:logto:organization:<id>).
+async function bearerApi(ctx, audience, requiredScope, handler) {
+  const realm = `Bearer realm="${audience}"`;
   const match = /^Bearer ([^\s]+)$/i.exec(ctx.get('authorization'));
   if (!match) {
     ctx.status = 401;
@@ -567,7 +569,7 @@ async function shoppingApi(ctx, requiredScope, handler) {
   }
   let payload;
   try {
-    payload = await verifyAccessToken(match[1], SHOPPING_API);
+    payload = await verifyAccessToken(match[1], audience);
   } catch (err) {
     ctx.status = 401;
     ctx.set('WWW-Authenticate', `${realm}, error="invalid_token"`);
@@ -586,6 +588,8 @@ async function shoppingApi(ctx, requiredScope, handler) {
   }
   await handler(payload);
 }
+
+const shoppingApi = (ctx, requiredScope, handler) => bearerApi(ctx, SHOPPING_API, requiredScope, handler);
 
 // A stand-in for Logto's Management API, answering in Logto's error format.
 async function managementApi(ctx, handler) {
@@ -624,39 +628,9 @@ async function managementApi(ctx, handler) {
   await handler(payload);
 }
 
-// A customer API taking organization tokens, RFC 6750 style: the token's
-// audience must be this organization's URN and its scope must hold `read:members`.
-async function organizationApi(ctx, organizationId, requiredScope, handler) {
-  const audience = organizationUrn(organizationId);
-  const realm = `Bearer realm="${audience}"`;
-  const match = /^Bearer ([^\s]+)$/i.exec(ctx.get('authorization'));
-  if (!match) {
-    ctx.status = 401;
-    ctx.set('WWW-Authenticate', realm);
-    ctx.body = { error: 'invalid_token', error_description: 'missing Bearer access token' };
-    return;
-  }
-  let payload;
-  try {
-    payload = await verifyAccessToken(match[1], audience);
-  } catch (err) {
-    ctx.status = 401;
-    ctx.set('WWW-Authenticate', `${realm}, error="invalid_token"`);
-    ctx.body = { error: 'invalid_token', error_description: err.message, ...joseData(err) };
-    return;
-  }
-  if (!scopesOf(payload).includes(requiredScope)) {
-    ctx.status = 403;
-    ctx.set('WWW-Authenticate', `${realm}, error="insufficient_scope", scope="${requiredScope}"`);
-    ctx.body = {
-      error: 'insufficient_scope',
-      error_description: `access token lacks scope ${requiredScope}`,
-      scope: requiredScope,
-    };
-    return;
-  }
-  await handler(payload);
-}
+// A customer API taking organization tokens: the audience is the organization's URN.
+const organizationApi = (ctx, organizationId, requiredScope, handler) =>
+  bearerApi(ctx, organizationUrn(organizationId), requiredScope, handler);
 
 const products = [
   { id: 'p-1', name: 'Widget', price: 9.99 },

@@ -146,6 +146,13 @@ impl Entry {
         }
     }
 
+    /// Drops the token; the backoff of a failure stays.
+    fn forget(&mut self) {
+        self.token = None;
+        self.expires_at = None;
+        self.refresh_at = None;
+    }
+
     /// The token, if it is not in its refresh margin yet.
     fn fresh(&self, now: Instant) -> Option<&Arc<Token>> {
         let token = self.token.as_ref()?;
@@ -259,9 +266,7 @@ impl TokenStore {
     pub fn invalidate(&self, request: &TokenRequest) {
         let mut entries = self.lock();
         if let Some(entry) = find_mut(&mut entries, request) {
-            entry.token = None;
-            entry.expires_at = None;
-            entry.refresh_at = None;
+            entry.forget();
         }
     }
 
@@ -269,9 +274,7 @@ impl TokenStore {
     pub fn clear(&self) {
         let mut entries = self.lock();
         for entry in entries.values_mut().flatten() {
-            entry.token = None;
-            entry.expires_at = None;
-            entry.refresh_at = None;
+            entry.forget();
         }
     }
 
@@ -379,7 +382,7 @@ impl TokenStore {
                 if lifetime.is_zero() {
                     // Valid for no time at all: hand it to this round of callers, keep
                     // nothing.
-                    entry.token = None;
+                    entry.forget();
                 } else {
                     let margin = self.margin.min(lifetime / 2);
                     entry.expires_at = token.expires_at();

@@ -997,3 +997,104 @@ fn request_on_the_wire() {
         "grant_type=client_credentials&resource=https%3A%2F%2Fshopping.api&scope=read%3Aproducts+write%3Aproducts"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Nothing left behind
+
+/// Open file descriptors and threads of this process, from /proc (Linux).
+#[cfg(target_os = "linux")]
+fn fds_and_threads() -> (usize, usize) {
+    let fds = std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap();
+    (fds, threads)
+}
+
+/// After hanging, dripping, oversized, reset and redirecting servers, the client holds no
+/// socket and no thread: the process has as many descriptors and threads as before.
+///
+/// Other tests of this binary run in parallel and open sockets of their own, so the count
+/// is taken in a child process that runs only this test (`LEAK_CHECK=1`).
+#[cfg(target_os = "linux")]
+#[test]
+fn no_socket_or_thread_left_behind() {
+    if std::env::var_os("LEAK_CHECK").is_none() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "no_socket_or_thread_left_behind",
+                "--test-threads=1",
+                "--nocapture",
+            ])
+            .env("LEAK_CHECK", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "leak check failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    type Handler = fn(&mut Conn);
+    let cases: [(&str, Handler); 6] = [
+        ("never answers", |c| {
+            c.pause(CONN_LIFETIME);
+        }),
+        ("drips headers", |c| {
+            for b in b"HTTP/1.1 200 OK\r\nX-Slow: yes\r\n"
+                .iter()
+                .cycle()
+                .take(100)
+            {
+                if !c.send(&[*b]) || !c.pause(Duration::from_millis(200)) {
+                    break;
+                }
+            }
+        }),
+        ("50 MiB body", |c| {
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 50 << 20);
+            let chunk = [b' '; 64 * 1024];
+            let _ = c.send(head.as_bytes()) && (0..800).all(|_| c.send(&chunk));
+        }),
+        ("closes", |_| {}),
+        ("redirects", |c| {
+            c.respond(302, "Location: http://127.0.0.1:9/\r\n", "")
+        }),
+        ("answers", |c| c.respond_token()),
+    ];
+    let short = Duration::from_millis(700);
+    // Warm up what stays for the process's lifetime anyway (ureq's resolver, the
+    // allocator's arenas), so that it does not count as left behind.
+    {
+        let server = serve(|c| c.respond_token());
+        let _ = request_token(&server.config(short), &TokenRequest::new("r"));
+        server.finish();
+    }
+    let before = fds_and_threads();
+    for (name, handler) in cases {
+        let server = serve(handler);
+        let config = server.config(short);
+        for _ in 0..3 {
+            let result = request_token(&config, &TokenRequest::new("r"));
+            eprintln!(
+                "{name}: {:?}",
+                result.as_ref().map(|_| "token").map_err(kind_name)
+            );
+        }
+        drop(config);
+        server.finish();
+    }
+    // ureq's DNS resolver thread for a call that timed out ends on its own shortly.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut after = fds_and_threads();
+    while after != before && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+        after = fds_and_threads();
+    }
+    assert_eq!(after, before, "(descriptors, threads) before and after");
+}

@@ -144,7 +144,18 @@ impl CacheFile {
         margin: Duration,
         network: impl FnOnce() -> Result<Token, Error>,
     ) -> Result<Token, Error> {
-        if let Some(token) = self.read_fresh(config, request, margin) {
+        let fresh = |contents: &Option<FileContents>| {
+            lookup(
+                contents.as_ref()?,
+                config.token_url(),
+                config.app_id(),
+                request.key(),
+                margin,
+                now_ms()?,
+            )
+        };
+        let mut contents = self.load();
+        if let Some(token) = fresh(&contents) {
             return Ok(token);
         }
         let lock = match self.lock(config.timeout_value()) {
@@ -154,41 +165,28 @@ impl CacheFile {
                 None
             }
         };
-        // Whoever held the lock before us may have just written what we need.
-        if lock.is_some()
-            && let Some(token) = self.read_fresh(config, request, margin)
-        {
-            return Ok(token);
+        // Whoever held the lock before us may have just written what we need. What we read
+        // now is also what the write below keeps of the other keys.
+        if lock.is_some() {
+            contents = self.load();
+            if let Some(token) = fresh(&contents) {
+                return Ok(token);
+            }
         }
         let token = network()?;
-        if let Err(reason) = self.write(config, request, &token) {
+        if let Err(reason) = self.write(config, request, &token, contents) {
             self.note(reason);
         }
         drop(lock);
         Ok(token)
     }
 
-    fn read_fresh(
-        &self,
-        config: &Config,
-        request: &TokenRequest,
-        margin: Duration,
-    ) -> Option<Token> {
-        let contents = match self.read() {
-            Ok(contents) => contents?,
-            Err(reason) => {
-                self.note(reason);
-                return None;
-            }
-        };
-        lookup(
-            &contents,
-            config.token_url(),
-            config.app_id(),
-            request.key(),
-            margin,
-            now_ms()?,
-        )
+    /// The file's contents, `None` when there is none to use; a problem is noted.
+    fn load(&self) -> Option<FileContents> {
+        self.read().unwrap_or_else(|reason| {
+            self.note(reason);
+            None
+        })
     }
 
     /// The file's contents; `Ok(None)` when there is no file or it is not ours to use
@@ -251,7 +249,14 @@ impl CacheFile {
 
     /// Adds `token` to the file, replacing this key's old entry and dropping expired ones:
     /// written to a private temporary file beside it, then renamed over it.
-    fn write(&self, config: &Config, request: &TokenRequest, token: &Token) -> Result<(), String> {
+    /// `contents` is the file as last read, whose entries for other keys are kept.
+    fn write(
+        &self,
+        config: &Config,
+        request: &TokenRequest,
+        token: &Token,
+        contents: Option<FileContents>,
+    ) -> Result<(), String> {
         if token.expires_in().is_zero() {
             return Ok(());
         }
@@ -265,10 +270,8 @@ impl CacheFile {
         else {
             return Ok(()); // lives longer than the clock can say: keep it in memory only
         };
-        let mut tokens = match self.read() {
-            Ok(Some(c)) if c.token_url == config.token_url() && c.app_id == config.app_id() => {
-                c.tokens
-            }
+        let mut tokens = match contents {
+            Some(c) if c.token_url == config.token_url() && c.app_id == config.app_id() => c.tokens,
             _ => Vec::new(),
         };
         tokens.retain(|t| t.key != request.key() && t.expires_at_ms > now);

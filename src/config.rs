@@ -67,8 +67,8 @@ pub struct Config {
     basic: String,
     timeout: Duration,
     allow_insecure_http: bool,
-    /// True when the URL is plain http to a host that is not loopback.
-    cleartext_remote: bool,
+    /// True for an `https://` token URL.
+    https: bool,
     /// True when the URL's host is loopback, which the environment's proxy never gets.
     loopback: bool,
     /// The CA certificates that verify the server.
@@ -141,7 +141,7 @@ impl Config {
             basic,
             timeout: DEFAULT_TIMEOUT,
             allow_insecure_http: false,
-            cleartext_remote: !https && !loopback,
+            https,
             loopback,
             roots: Roots::Default,
             proxy: ProxySetting::Env,
@@ -402,7 +402,7 @@ impl Config {
     /// Refuses clear text to a remote host unless the user opted in, and a proxy from the
     /// environment that this build can't use.
     pub(crate) fn check_transport(&self) -> Result<(), Error> {
-        if self.cleartext_remote && !self.allow_insecure_http {
+        if !self.https && !self.loopback && !self.allow_insecure_http {
             return Err(Error::config(
                 "plain http to a host that is not loopback would send the app secret in clear \
                  text; use https, or allow_insecure_http(true)",
@@ -412,6 +412,11 @@ impl Config {
             Some(e) => Err(e.clone()),
             None => Ok(()),
         }
+    }
+
+    /// True for an `https://` token URL.
+    pub(crate) fn is_https(&self) -> bool {
+        self.https
     }
 
     pub(crate) fn basic(&self) -> &str {

@@ -463,38 +463,36 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
 fn map_ureq_error(e: ureq::Error, config: &Config) -> Failure {
     let redact = config.redactions();
     let text = |e: &dyn std::fmt::Display| crate::error::sanitize(&e.to_string(), &redact);
+    let timed_out = || {
+        Failure::from(ErrorKind::Timeout {
+            after: config.timeout_value(),
+        })
+    };
     let transport = |message: String, retry: bool| Failure {
         error: Error::new(ErrorKind::Transport { message }),
         retry,
     };
     match e {
         // ureq's deadline is what was left of ours.
-        ureq::Error::Timeout(_) => ErrorKind::Timeout {
-            after: config.timeout_value(),
-        }
-        .into(),
+        ureq::Error::Timeout(_) => timed_out(),
         ureq::Error::Io(ref io)
             if matches!(
                 io.kind(),
                 io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
             ) =>
         {
-            ErrorKind::Timeout {
-                after: config.timeout_value(),
-            }
-            .into()
+            timed_out()
         }
         ureq::Error::BodyExceedsLimit(limit) => ErrorKind::BodyTooLarge { limit }.into(),
         ureq::Error::HostNotFound => transport("host not found".into(), false),
         ureq::Error::ConnectionFailed => transport("connection failed".into(), true),
-        ureq::Error::Io(ref io) => match tls_cause(io, config) {
-            Some(message) => ErrorKind::Tls {
-                message: crate::error::sanitize(&message, &redact),
-            }
-            .into(),
+        ureq::Error::Io(ref io) if is_tls_failure(io, config) => {
+            ErrorKind::Tls { message: text(io) }.into()
+        }
+        ureq::Error::Io(ref io) => {
             // Refused, reset, or closed with no (complete) status line: ureq can't say
             // whether a partial head arrived, and trying again is harmless either way.
-            None => transport(
+            transport(
                 text(io),
                 matches!(
                     io.kind(),
@@ -505,8 +503,8 @@ fn map_ureq_error(e: ureq::Error, config: &Config) -> Failure {
                         | io::ErrorKind::NotConnected
                         | io::ErrorKind::UnexpectedEof
                 ),
-            ),
-        },
+            )
+        }
         ureq::Error::Tls(m) => ErrorKind::Tls { message: m.into() }.into(),
         #[cfg(feature = "rustls")]
         ureq::Error::Rustls(ref r) => ErrorKind::Tls { message: text(r) }.into(),
@@ -524,9 +522,8 @@ fn map_ureq_error(e: ureq::Error, config: &Config) -> Failure {
 
 /// rustls reports handshake failures, certificate errors included, as an I/O error of
 /// kind `InvalidData` wrapping its own error; on an https connection nothing else does.
-fn tls_cause(io: &io::Error, config: &Config) -> Option<String> {
-    let https = config.token_url().starts_with("https://");
-    (https && io.kind() == io::ErrorKind::InvalidData).then(|| io.to_string())
+fn is_tls_failure(io: &io::Error, config: &Config) -> bool {
+    config.is_https() && io.kind() == io::ErrorKind::InvalidData
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@
 //! The committed seeds start with a space (0x20, even) for 200 and with `!` (0x21, odd)
 //! plus two status bytes otherwise, so the 200 ones read as text.
 
-use logto_m2m::{Error, Token, parse_token_response};
+use logto_m2m::fuzzing::token_response as parse_token_response;
+use logto_m2m::{Error, Token};
 
 /// Longest `Display` text an error may have, in bytes: server text can't make a message
 /// grow with the body. An OAuth error shows five server fields; descriptions are cut at

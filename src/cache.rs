@@ -1,452 +1,420 @@
-//! The token file: tokens that outlive the process, so that cron runs share one token.
+//! The token cache interface: where a [`TokenStore`](crate::TokenStore) keeps tokens beyond
+//! its own memory, so that processes or hosts share them.
 //!
-//! The file is JSON, bound to one token URL and app id, and holds per cache key the access
-//! token, its granted lifetime, and the wall-clock times it was received and expires (the
-//! processes share no `Instant`). Never the secret.
-//!
-//! Cross-process single flight: the process that refreshes holds an exclusive lock on
-//! `<file>.lock` (`std::fs::File` locks: `flock` on Unix, released by the OS if the process
-//! dies). The others wait for the lock, bounded by the config's timeout, then find the new
-//! token in the file instead of asking the server.
-//!
-//! Nothing about the file can fail a token request the network can satisfy: a problem
-//! (unreadable, untrusted, corrupt, unwritable) is kept for
-//! [`TokenStore::last_cache_error`](crate::TokenStore::last_cache_error) and the request
-//! goes on as if there were no file.
+//! The store consults a cache only when memory has no fresh token: it reads the entry,
+//! and when that is not fresh either it takes the refresh lock, reads again (another
+//! holder may just have written), asks the server, and writes the new entry. Errors of a
+//! cache never fail a `get`: they are kept for
+//! [`last_cache_error`](crate::TokenStore::last_cache_error).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use miniserde::{Deserialize, Serialize, json};
+use miniserde::{Deserialize, json};
 
-use crate::config::Config;
-use crate::error::{Error, ErrorKind};
-use crate::request::TokenRequest;
-use crate::response::Token;
+/// A place beyond the store's memory where tokens are shared: the token file of
+/// [`TokenStore::cache_file`](crate::TokenStore::cache_file), Redis with the `redis`
+/// feature, or your own.
+///
+/// Errors are short lowercase reasons ("cannot open: permission denied"); the store wraps
+/// them in [`ErrorKind::Cache`](crate::ErrorKind::Cache) with [`describe`](TokenCache::describe).
+///
+/// # Example
+/// A cache in one process's memory (a real one is shared: a file, a database):
+/// ```
+/// use std::collections::HashMap;
+/// use std::sync::Mutex;
+/// use std::time::Duration;
+/// use logto_m2m::{CacheEntry, CacheKey, CacheLock, TokenCache};
+///
+/// #[derive(Default)]
+/// struct Memory(Mutex<HashMap<String, String>>);
+///
+/// impl TokenCache for Memory {
+///     fn describe(&self) -> String {
+///         "memory cache".into()
+///     }
+///     fn read(&self, key: &CacheKey, _left: Duration) -> Result<Option<CacheEntry>, String> {
+///         let map = self.0.lock().map_err(|_| "poisoned")?;
+///         Ok(map.get(key.id()).and_then(|text| CacheEntry::decode(text.as_bytes(), key)))
+///     }
+///     fn write(&self, key: &CacheKey, entry: &CacheEntry, _left: Duration) -> Result<(), String> {
+///         let mut map = self.0.lock().map_err(|_| "poisoned")?;
+///         map.insert(key.id().to_owned(), entry.encode(key));
+///         Ok(())
+///     }
+///     fn try_lock(&self, _: &CacheKey, _: Duration, _: Duration) -> Result<Option<CacheLock>, String> {
+///         Ok(Some(CacheLock::new(()))) // one process: the store's own single flight is enough
+///     }
+/// }
+/// ```
+pub trait TokenCache: Send + Sync {
+    /// Says what and where, for errors and `Debug`, never a password: `token file
+    /// /x/y.json`, `redis redis://10.0.0.5:6379/0`.
+    fn describe(&self) -> String;
 
-/// A larger file is not read: it can't be one of ours (a token is about 1 KiB).
-pub(crate) const MAX_FILE_BYTES: u64 = 1024 * 1024;
+    /// The entry for `key`; `Ok(None)` when there is none or it is not usable (foreign,
+    /// corrupt). Must not block longer than `left`.
+    fn read(&self, key: &CacheKey, left: Duration) -> Result<Option<CacheEntry>, String>;
 
-const FORMAT_VERSION: u64 = 1;
+    /// Stores `entry` for `key`, replacing what was there; it may be dropped once
+    /// `entry.expires_at()` passes. Must not block longer than `left`.
+    fn write(&self, key: &CacheKey, entry: &CacheEntry, left: Duration) -> Result<(), String>;
 
-/// The file, as it is on disk.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct FileContents {
-    version: u64,
-    token_url: String,
-    app_id: String,
-    tokens: Vec<FileToken>,
+    /// Takes the refresh lock for `key` if nobody holds it (`Ok(None)` when someone does).
+    /// The lock is released when the returned [`CacheLock`] is dropped, and lapses by
+    /// itself after `lease` (a holder that dies never blocks the others longer). Must not
+    /// block longer than `left`.
+    fn try_lock(
+        &self,
+        key: &CacheKey,
+        lease: Duration,
+        left: Duration,
+    ) -> Result<Option<CacheLock>, String>;
 }
 
-#[derive(Serialize, Deserialize)]
-pub(crate) struct FileToken {
-    /// The store's cache key: resource, sorted scopes and organization.
-    key: String,
+/// Which token an entry is for: the token URL, the app id and the request (resource,
+/// sorted scopes, organization). Never the secret.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    token_url: String,
+    app_id: String,
+    request_key: String,
+    id: String,
+}
+
+impl CacheKey {
+    /// The key for a request to `token_url` by `app_id`; `request_key` says which token
+    /// (the store passes resource, sorted scopes and organization, NUL-separated).
+    pub fn new(token_url: &str, app_id: &str, request_key: &str) -> CacheKey {
+        let id = stable_id(&[token_url, app_id, request_key]);
+        CacheKey {
+            token_url: token_url.to_owned(),
+            app_id: app_id.to_owned(),
+            request_key: request_key.to_owned(),
+            id,
+        }
+    }
+
+    /// 32 lowercase hex characters that name the entry, for keys in a shared store: a
+    /// hash of the token URL, app id and request key that stays the same across processes,
+    /// hosts and releases. Two keys could share an id only by a hash collision, and
+    /// [`CacheEntry::decode`] refuses an entry written for another key anyway.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The token URL.
+    pub fn token_url(&self) -> &str {
+        &self.token_url
+    }
+
+    /// The app id.
+    pub fn app_id(&self) -> &str {
+        &self.app_id
+    }
+
+    /// Which token of this app: resource, sorted scopes and organization.
+    pub fn request_key(&self) -> &str {
+        &self.request_key
+    }
+}
+
+impl fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheKey")
+            .field("id", &self.id)
+            .field("token_url", &self.token_url)
+            .field("app_id", &self.app_id)
+            .field("request_key", &self.request_key)
+            .finish()
+    }
+}
+
+/// FNV-1a over the parts (each followed by NUL), twice with different offset bases, as 32
+/// hex digits. Hand-written because std's hasher may change between Rust releases, and a
+/// fleet may run several.
+fn stable_id(parts: &[&str]) -> String {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut a: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut b: u64 = 0x6c62_272e_07bb_0142;
+    for part in parts {
+        for &byte in part.as_bytes().iter().chain(&[0]) {
+            a = (a ^ u64::from(byte)).wrapping_mul(PRIME);
+            b = (b ^ u64::from(byte)).wrapping_mul(PRIME).rotate_left(29);
+        }
+    }
+    format!("{a:016x}{b:016x}")
+}
+
+/// A token as a cache holds it: the access token, the scope the server sent, and the
+/// wall-clock times its request was sent and it expires (processes and hosts share no
+/// monotonic clock).
+///
+/// `Debug` never shows the access token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CacheEntry {
     access_token: String,
-    /// The granted lifetime in seconds.
-    expires_in: u64,
-    /// The scope the server sent, if it sent one.
     scope: Option<String>,
-    /// Unix time in milliseconds when the request that got the token was sent.
     received_at_ms: u64,
-    /// `received_at_ms` plus the lifetime.
     expires_at_ms: u64,
 }
 
-/// Parses a token file's bytes; `None` for anything that is not a well-formed file of this
-/// format. Public through the `_fuzz` feature for the fuzz target.
-pub(crate) fn parse(bytes: &[u8]) -> Option<FileContents> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    let contents: FileContents = json::from_str(text).ok()?;
-    (contents.version == FORMAT_VERSION).then_some(contents)
-}
+const ENTRY_VERSION: u64 = 1;
 
-/// A token from the file, if it is for this app and server, for this key, trustworthy
-/// by the clock, and not yet in its refresh margin at `now_ms`.
-pub(crate) fn lookup(
-    contents: &FileContents,
-    token_url: &str,
-    app_id: &str,
-    key: &str,
-    margin: Duration,
-    now_ms: u64,
-) -> Option<Token> {
-    if contents.token_url != token_url || contents.app_id != app_id {
-        return None;
-    }
-    let t = contents.tokens.iter().find(|t| t.key == key)?;
-    let lifetime_ms = t.expires_in.checked_mul(1000)?;
-    // Times that don't add up, or a token received "in the future", mean the clock jumped
-    // or the file was edited: don't trust it.
-    if t.received_at_ms.checked_add(lifetime_ms)? != t.expires_at_ms || t.received_at_ms > now_ms {
-        return None;
-    }
-    let remaining_ms = t.expires_at_ms.checked_sub(now_ms)?;
-    let lifetime = Duration::from_secs(t.expires_in);
-    let margin_ms = u64::try_from(margin.min(lifetime / 2).as_millis()).ok()?;
-    if remaining_ms <= margin_ms {
-        return None;
-    }
-    let age = Duration::from_millis(now_ms - t.received_at_ms);
-    Token::restore(&t.access_token, lifetime, t.scope.clone(), age)
-}
-
-pub(crate) struct CacheFile {
-    path: PathBuf,
-    lock_path: PathBuf,
-    last_error: Mutex<Option<Error>>,
-}
-
-impl CacheFile {
-    pub(crate) fn new(path: PathBuf) -> CacheFile {
-        let mut lock_path = path.clone().into_os_string();
-        lock_path.push(".lock");
-        CacheFile {
-            path,
-            lock_path: lock_path.into(),
-            last_error: Mutex::new(None),
-        }
-    }
-
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub(crate) fn last_error(&self) -> Option<Error> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    fn note(&self, reason: String) {
-        let err = Error::new(ErrorKind::CacheFile {
-            path: self.path.display().to_string(),
-            reason,
-        });
-        *self
-            .last_error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(err);
-    }
-
-    /// A token for `request`: from the file when it holds a fresh one, otherwise from
-    /// `network`, under the file lock so that other processes wait and then reuse it.
-    pub(crate) fn fetch(
-        &self,
-        config: &Config,
-        request: &TokenRequest,
-        margin: Duration,
-        network: impl FnOnce() -> Result<Token, Error>,
-    ) -> Result<Token, Error> {
-        let fresh = |contents: &Option<FileContents>| {
-            lookup(
-                contents.as_ref()?,
-                config.token_url(),
-                config.app_id(),
-                request.key(),
-                margin,
-                now_ms()?,
-            )
-        };
-        let mut contents = self.load();
-        if let Some(token) = fresh(&contents) {
-            return Ok(token);
-        }
-        let lock = match self.lock(config.timeout_value()) {
-            Ok(lock) => Some(lock),
-            Err(reason) => {
-                self.note(reason);
-                None
-            }
-        };
-        // Whoever held the lock before us may have just written what we need. What we read
-        // now is also what the write below keeps of the other keys.
-        if lock.is_some() {
-            contents = self.load();
-            if let Some(token) = fresh(&contents) {
-                return Ok(token);
-            }
-        }
-        let token = network()?;
-        if let Err(reason) = self.write(config, request, &token, contents) {
-            self.note(reason);
-        }
-        drop(lock);
-        Ok(token)
-    }
-
-    /// The file's contents, `None` when there is none to use; a problem is noted.
-    fn load(&self) -> Option<FileContents> {
-        self.read().unwrap_or_else(|reason| {
-            self.note(reason);
-            None
+impl CacheEntry {
+    /// An entry, `None` when the times are before 1970, beyond what milliseconds since then
+    /// can hold, or the expiry is not after the receipt.
+    pub fn new(
+        access_token: &str,
+        scope: Option<&str>,
+        received_at: SystemTime,
+        expires_at: SystemTime,
+    ) -> Option<CacheEntry> {
+        let received_at_ms = unix_ms(received_at)?;
+        let expires_at_ms = unix_ms(expires_at)?;
+        (expires_at_ms > received_at_ms).then(|| CacheEntry {
+            access_token: access_token.to_owned(),
+            scope: scope.map(str::to_owned),
+            received_at_ms,
+            expires_at_ms,
         })
     }
 
-    /// The file's contents; `Ok(None)` when there is no file or it is not ours to use
-    /// (corrupt, foreign format); `Err` when it exists but can't be trusted or read.
-    fn read(&self) -> Result<Option<FileContents>, String> {
-        let meta = match fs::symlink_metadata(&self.path) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("cannot inspect: {e}")),
+    /// The access token.
+    pub fn access_token(&self) -> &str {
+        &self.access_token
+    }
+
+    /// The scope the server sent with the token, if it sent one.
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// When the request that got the token was sent (its lifetime starts there).
+    pub fn received_at(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.received_at_ms)
+    }
+
+    /// When the token expires.
+    pub fn expires_at(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.expires_at_ms)
+    }
+
+    /// The entry as a one-line JSON object bound to `key`: [`decode`](CacheEntry::decode)
+    /// with another key refuses it.
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use logto_m2m::{CacheEntry, CacheKey};
+    ///
+    /// let key = CacheKey::new("https://t.logto.app/oidc/token", "app", "https://api\0read\0");
+    /// let now = SystemTime::now();
+    /// let entry = CacheEntry::new("eyJ.x.y", Some("read"), now, now + Duration::from_secs(3600)).unwrap();
+    /// let text = entry.encode(&key);
+    /// assert_eq!(CacheEntry::decode(text.as_bytes(), &key), Some(entry));
+    /// let other = CacheKey::new("https://t.logto.app/oidc/token", "other-app", "https://api\0read\0");
+    /// assert_eq!(CacheEntry::decode(text.as_bytes(), &other), None);
+    /// ```
+    pub fn encode(&self, key: &CacheKey) -> String {
+        let mut out = String::with_capacity(256 + self.access_token.len());
+        out.push_str("{\"v\":1,\"token_url\":");
+        push_json_string(&mut out, &key.token_url);
+        out.push_str(",\"app_id\":");
+        push_json_string(&mut out, &key.app_id);
+        out.push_str(",\"key\":");
+        push_json_string(&mut out, &key.request_key);
+        out.push_str(",\"access_token\":");
+        push_json_string(&mut out, &self.access_token);
+        out.push_str(",\"scope\":");
+        match &self.scope {
+            Some(scope) => push_json_string(&mut out, scope),
+            None => out.push_str("null"),
+        }
+        out.push_str(&format!(
+            ",\"received_at_ms\":{},\"expires_at_ms\":{}}}",
+            self.received_at_ms, self.expires_at_ms
+        ));
+        out
+    }
+
+    /// An entry written by [`encode`](CacheEntry::encode) for this very key; `None` for
+    /// anything else: another key, app or token URL, another format, times that don't add
+    /// up, or a token or scope that could not have come from a server (a token that is not
+    /// visible ASCII, a scope with control characters).
+    pub fn decode(bytes: &[u8], key: &CacheKey) -> Option<CacheEntry> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let e: Encoded = json::from_str(text).ok()?;
+        let bound = e.v == ENTRY_VERSION
+            && e.token_url == key.token_url
+            && e.app_id == key.app_id
+            && e.key == key.request_key;
+        let entry = CacheEntry {
+            access_token: e.access_token,
+            scope: e.scope,
+            received_at_ms: e.received_at_ms,
+            expires_at_ms: e.expires_at_ms,
         };
-        check_trusted(&meta)?;
-        let mut file = File::open(&self.path).map_err(|e| format!("cannot open: {e}"))?;
-        // The path could have been swapped between the check and the open: check the file
-        // we actually opened is the one we checked.
-        let opened = file
-            .metadata()
-            .map_err(|e| format!("cannot inspect: {e}"))?;
-        if !same_file(&meta, &opened) {
-            return Err("replaced while being opened; not trusted".into());
-        }
-        let mut bytes = Vec::new();
-        (&mut file)
-            .take(MAX_FILE_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| format!("cannot read: {e}"))?;
-        if bytes.len() as u64 > MAX_FILE_BYTES {
-            return Err(format!("larger than {MAX_FILE_BYTES} bytes; ignored"));
-        }
-        match parse(&bytes) {
-            Some(contents) => Ok(Some(contents)),
-            None if bytes.is_empty() => Ok(None),
-            None => {
-                Err("not a token file (corrupt or another format); ignored and replaced".into())
-            }
-        }
+        (bound && entry.is_plausible()).then_some(entry)
     }
 
-    /// Waits for the exclusive lock, at most `limit`.
-    fn lock(&self, limit: Duration) -> Result<File, String> {
-        let file = open_private(&self.lock_path, false)
-            .map_err(|e| format!("cannot open lock file: {e}"))?;
-        let start = Instant::now();
-        let mut pause = Duration::from_millis(2);
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(file),
-                Err(fs::TryLockError::WouldBlock) => {}
-                Err(fs::TryLockError::Error(e)) => return Err(format!("cannot lock: {e}")),
-            }
-            if start.elapsed() >= limit {
-                return Err(format!(
-                    "lock held by another process for over {}s; went ahead without it",
-                    limit.as_secs_f32()
-                ));
-            }
-            thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(50));
-        }
-    }
-
-    /// Adds `token` to the file, replacing this key's old entry and dropping expired ones:
-    /// written to a private temporary file beside it, then renamed over it.
-    /// `contents` is the file as last read, whose entries for other keys are kept.
-    fn write(
-        &self,
-        config: &Config,
-        request: &TokenRequest,
-        token: &Token,
-        contents: Option<FileContents>,
-    ) -> Result<(), String> {
-        if token.expires_in().is_zero() {
-            return Ok(());
-        }
-        let now = now_ms().ok_or("the clock is before 1970")?;
-        let age = u64::try_from(token.received_at().elapsed().as_millis()).unwrap_or(u64::MAX);
-        let received_at_ms = now.saturating_sub(age);
-        let expires_in = token.expires_in().as_secs();
-        let Some(expires_at_ms) = expires_in
-            .checked_mul(1000)
-            .and_then(|ms| ms.checked_add(received_at_ms))
-        else {
-            return Ok(()); // lives longer than the clock can say: keep it in memory only
-        };
-        let mut tokens = match contents {
-            Some(c) if c.token_url == config.token_url() && c.app_id == config.app_id() => c.tokens,
-            _ => Vec::new(),
-        };
-        tokens.retain(|t| t.key != request.key() && t.expires_at_ms > now);
-        tokens.push(FileToken {
-            key: request.key().to_owned(),
-            access_token: token.access_token().to_owned(),
-            expires_in,
-            scope: token.scope_from_server().map(str::to_owned),
-            received_at_ms,
-            expires_at_ms,
-        });
-        let contents = FileContents {
-            version: FORMAT_VERSION,
-            token_url: config.token_url().to_owned(),
-            app_id: config.app_id().to_owned(),
-            tokens,
-        };
-        let text = json::to_string(&contents);
-
-        let tmp = self.temp_path();
-        let result = (|| {
-            let mut file = open_private(&tmp, true)?;
-            file.write_all(text.as_bytes())?;
-            file.sync_all()?;
-            // rename replaces the path itself: a symlink planted there is replaced, never
-            // followed.
-            fs::rename(&tmp, &self.path)
-        })();
-        if let Err(e) = result {
-            let _ = fs::remove_file(&tmp);
-            return Err(format!("cannot write: {e}"));
-        }
-        Ok(())
-    }
-
-    fn temp_path(&self) -> PathBuf {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let mut name = self.path.clone().into_os_string();
-        name.push(format!(".tmp.{}.{n}", std::process::id()));
-        name.into()
+    /// Times in order, a token fit for a header, a printable scope.
+    pub(crate) fn is_plausible(&self) -> bool {
+        self.expires_at_ms > self.received_at_ms
+            && !self.access_token.is_empty()
+            && self.access_token.bytes().all(|b| b.is_ascii_graphic())
+            && !self
+                .scope
+                .as_deref()
+                .is_some_and(|s| s.chars().any(char::is_control))
     }
 }
 
-/// Unix time in milliseconds, `None` before 1970.
-fn now_ms() -> Option<u64> {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
-    u64::try_from(since.as_millis()).ok()
+impl fmt::Debug for CacheEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheEntry")
+            .field("access_token", &"[redacted]")
+            .field("scope", &self.scope)
+            .field("received_at_ms", &self.received_at_ms)
+            .field("expires_at_ms", &self.expires_at_ms)
+            .finish()
+    }
 }
 
-/// Opens (creating if needed) a file only its owner can read and write. `new` insists on
-/// creating it, which also refuses to follow a symlink at that path.
-fn open_private(path: &Path, new: bool) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.read(true).write(true);
-    if new {
-        options.create_new(true);
-    } else {
-        options.create(true);
-    }
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)
+/// [`CacheEntry::encode`]'s format, as read back.
+#[derive(Deserialize)]
+struct Encoded {
+    v: u64,
+    token_url: String,
+    app_id: String,
+    key: String,
+    access_token: String,
+    scope: Option<String>,
+    received_at_ms: u64,
+    expires_at_ms: u64,
 }
 
-/// Only a regular file that nobody else can read or write is trusted: anyone who can write
-/// it could hand us a token of theirs, anyone who can read it could take ours.
-fn check_trusted(meta: &fs::Metadata) -> Result<(), String> {
-    if meta.file_type().is_symlink() {
-        return Err("is a symbolic link; not followed, not trusted".into());
+/// The refresh lock of a [`TokenCache`] for one key, held until dropped.
+///
+/// An implementation wraps whatever releases its lock in `Drop`: a locked file handle, a
+/// connection and the value that proves who holds it.
+pub struct CacheLock(#[allow(dead_code)] Box<dyn Send>); // held only for its Drop
+
+impl CacheLock {
+    /// A lock that is released when `guard` is dropped.
+    pub fn new(guard: impl Send + 'static) -> CacheLock {
+        CacheLock(Box::new(guard))
     }
-    if !meta.is_file() {
-        return Err("is not a regular file; not trusted".into());
+}
+
+impl fmt::Debug for CacheLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CacheLock")
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = meta.permissions().mode();
-        if mode & 0o077 != 0 {
-            return Err(format!(
-                "mode {:o} lets others read or write it; not trusted (want 600)",
-                mode & 0o777
-            ));
+}
+
+/// Milliseconds since 1970, `None` before then or too far ahead.
+pub(crate) fn unix_ms(t: SystemTime) -> Option<u64> {
+    u64::try_from(t.duration_since(UNIX_EPOCH).ok()?.as_millis()).ok()
+}
+
+/// Appends `s` as a JSON string: quotes and backslashes escaped, control characters as
+/// `\u00XX`, everything else as is (JSON text is UTF-8).
+pub(crate) fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
         }
     }
-    Ok(())
-}
-
-#[cfg(unix)]
-fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    a.dev() == b.dev() && a.ino() == b.ino()
-}
-
-#[cfg(not(unix))]
-fn same_file(_: &fs::Metadata, b: &fs::Metadata) -> bool {
-    b.is_file()
+    out.push('"');
 }
 
 #[cfg(test)]
 mod test {
     use super::*;
 
-    fn file(tokens: &str) -> String {
-        format!(r#"{{"version":1,"token_url":"https://x/t","app_id":"app","tokens":[{tokens}]}}"#)
+    fn key() -> CacheKey {
+        CacheKey::new("https://x/t", "app", "r\0a b\0")
     }
 
-    fn entry(received: u64, expires_in: u64) -> String {
-        format!(
-            r#"{{"key":"k","access_token":"tok","expires_in":{expires_in},"scope":null,"received_at_ms":{received},"expires_at_ms":{}}}"#,
-            received + expires_in * 1000
-        )
-    }
-
-    fn find(text: &str, now: u64) -> Option<Token> {
-        let c = parse(text.as_bytes())?;
-        lookup(&c, "https://x/t", "app", "k", Duration::from_secs(60), now)
+    fn entry(scope: Option<&str>) -> CacheEntry {
+        let at = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        CacheEntry::new("tok", scope, at, at + Duration::from_secs(3600)).unwrap()
     }
 
     #[test]
-    fn fresh_token_is_found() {
-        let t = find(&file(&entry(1_000_000, 3600)), 1_000_000 + 10_000).unwrap();
-        assert_eq!(t.access_token(), "tok");
-        assert_eq!(t.expires_in(), Duration::from_secs(3600));
-        assert!(t.received_at() <= Instant::now() - Duration::from_secs(9));
+    fn ids_are_stable_and_distinct() {
+        // Fixed forever: hosts running different releases must name entries alike.
+        assert_eq!(key().id(), "b92a3b05cf08f841d9dff0a3ebe4e4d9");
+        assert_eq!(key().id().len(), 32);
+        assert!(
+            key()
+                .id()
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        assert_eq!(
+            key().id(),
+            CacheKey::new("https://x/t", "app", "r\0a b\0").id()
+        );
+        assert_ne!(
+            key().id(),
+            CacheKey::new("https://x/t", "app2", "r\0a b\0").id()
+        );
+        // The separator keeps the parts apart.
+        assert_ne!(
+            CacheKey::new("ab", "c", "").id(),
+            CacheKey::new("a", "bc", "").id()
+        );
     }
 
     #[test]
-    fn margin_and_expiry() {
-        let f = file(&entry(1_000_000, 3600));
-        // 3600 s lifetime, 60 s margin: usable until 3540 s.
-        assert!(find(&f, 1_000_000 + 3_539_000).is_some());
-        assert!(find(&f, 1_000_000 + 3_541_000).is_none());
-        assert!(find(&f, 1_000_000 + 4_000_000).is_none());
+    fn encode_decode_round_trip_with_escapes() {
+        for scope in [None, Some("read write"), Some("quote\" back\\slash é")] {
+            let e = entry(scope);
+            assert_eq!(
+                CacheEntry::decode(e.encode(&key()).as_bytes(), &key()),
+                Some(e)
+            );
+        }
     }
 
     #[test]
-    fn clock_trouble_is_not_trusted() {
-        // Received in the future.
-        assert!(find(&file(&entry(2_000_000, 3600)), 1_000_000).is_none());
-        // Expiry that does not match the lifetime.
-        let bad = r#"{"key":"k","access_token":"tok","expires_in":60,"scope":null,"received_at_ms":1000,"expires_at_ms":99999999}"#;
-        assert!(find(&file(bad), 2000).is_none());
-    }
-
-    #[test]
-    fn foreign_and_corrupt_files() {
-        let f = file(&entry(1_000_000, 3600));
-        let c = parse(f.as_bytes()).unwrap();
-        let m = Duration::from_secs(60);
-        assert!(lookup(&c, "https://other/t", "app", "k", m, 1_000_001).is_none());
-        assert!(lookup(&c, "https://x/t", "other-app", "k", m, 1_000_001).is_none());
-        assert!(lookup(&c, "https://x/t", "app", "other-key", m, 1_000_001).is_none());
+    fn decode_refuses_what_is_not_ours() {
+        let text = entry(None).encode(&key());
+        for other in [
+            CacheKey::new("https://y/t", "app", "r\0a b\0"),
+            CacheKey::new("https://x/t", "other", "r\0a b\0"),
+            CacheKey::new("https://x/t", "app", "r\0a\0"),
+        ] {
+            assert_eq!(CacheEntry::decode(text.as_bytes(), &other), None);
+        }
         for junk in [
             "",
             "{",
-            "[]",
             "null",
-            "\u{0}",
-            r#"{"version":2,"token_url":"","app_id":"","tokens":[]}"#,
+            &text.replace("\"v\":1", "\"v\":2"),
+            &text.replace("\"tok\"", "\"a\\r\\nb\""),
+            &text.replace("null", "\"a\\u0007\""),
+            &text.replace("1800003600000", "1800000000000"),
+            &format!("{text} x"),
         ] {
-            assert!(parse(junk.as_bytes()).is_none(), "{junk:?}");
+            assert_eq!(CacheEntry::decode(junk.as_bytes(), &key()), None, "{junk}");
         }
-        // A header-unsafe token in the file is refused like one from the server.
-        let evil = file(&entry(1_000_000, 3600).replace("\"tok\"", "\"a\\r\\nb\""));
-        assert!(find(&evil, 1_000_001).is_none());
     }
 
     #[test]
-    fn huge_numbers_do_not_panic() {
-        let e = format!(
-            r#"{{"key":"k","access_token":"tok","expires_in":{},"scope":null,"received_at_ms":1,"expires_at_ms":{}}}"#,
-            u64::MAX,
-            u64::MAX
-        );
-        assert!(find(&file(&e), 2).is_none());
+    fn debug_hides_the_token() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let e = CacheEntry::new("canary-token-42", None, at, at + Duration::from_secs(1)).unwrap();
+        assert!(!format!("{e:?}").contains("canary-token-42"));
     }
 }

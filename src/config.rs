@@ -5,19 +5,15 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::{Arc, OnceLock};
+use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use ureq::http::Uri;
 
-use crate::error::{Error, Redactions};
+use crate::error::Error;
 use crate::tls::{self, Roots};
-
-/// The timeout when none is set: 30 seconds for the whole exchange.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-
-const USER_AGENT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));
+use crate::transport::{self, Proxy, Transport};
 
 /// How to reach a token endpoint, and the app's credentials.
 ///
@@ -59,45 +55,73 @@ const USER_AGENT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VE
 pub struct Config {
     token_url: String,
     app_id: String,
-    /// Kept only to redact it from server text; what goes on the wire is `basic`.
-    secret: String,
-    /// The secret form-urlencoded, as it appears inside the Basic value.
-    secret_encoded: String,
-    /// `Basic base64(urlencode(id):urlencode(secret))`, built once.
-    basic: String,
+    app_secret: String,
+    auth_method: AuthMethod,
     timeout: Duration,
+    max_lifetime: Duration,
     allow_insecure_http: bool,
     /// True for an `https://` token URL.
     https: bool,
-    /// True when the URL's host is loopback, which the environment's proxy never gets.
+    /// True when the URL's host is loopback.
     loopback: bool,
-    /// The CA certificates that verify the server.
-    roots: Roots,
-    proxy: ProxySetting,
-    /// Built on first use so that setters stay cheap; clones share it (and its pool).
-    /// Setters that change how we connect (roots, proxy) replace it with an empty one.
-    agent: OnceLock<Built>,
+    transport: Transport,
 }
 
-/// Where the connection goes through.
-#[derive(Clone)]
-enum ProxySetting {
-    /// ureq's reading of the environment, except for loopback token URLs.
-    Env,
-    /// Straight to the token endpoint.
-    None,
-    /// This proxy, always.
-    Explicit(ureq::Proxy),
+/// How the app proves who it is to the token endpoint (RFC 6749 §2.3.1; the names are
+/// OpenID Connect's `token_endpoint_auth_method` values).
+///
+/// Exactly one is used per request, never both.
+///
+/// # Example
+/// ```
+/// use logto_m2m::AuthMethod;
+///
+/// let method: AuthMethod = "client_secret_post".parse()?;
+/// assert_eq!(method, AuthMethod::ClientSecretPost);
+/// assert_eq!(method.as_str(), "client_secret_post");
+/// assert!("private_key_jwt".parse::<AuthMethod>().is_err());
+/// # Ok::<_, logto_m2m::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuthMethod {
+    /// `Authorization: Basic base64(urlencode(id):urlencode(secret))`: what Logto's docs use.
+    #[default]
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the form body, no `Authorization` header: for
+    /// servers that want it (Auth0's default, for one).
+    ClientSecretPost,
 }
 
-/// The agent, and why it must not be used if something in the environment was unusable.
-/// Clones share the agent's connection pool (an `Arc` inside).
-#[derive(Clone)]
-struct Built {
-    agent: ureq::Agent,
-    /// An error every request returns instead of connecting: the environment named a
-    /// proxy this build can't use, and going around it silently is not an option.
-    problem: Option<Error>,
+impl AuthMethod {
+    /// The method's name as OpenID Connect writes it, e.g. `client_secret_basic`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+        }
+    }
+}
+
+impl FromStr for AuthMethod {
+    type Err = Error;
+
+    /// `client_secret_basic` or `client_secret_post`.
+    fn from_str(s: &str) -> Result<AuthMethod, Error> {
+        match s {
+            "client_secret_basic" => Ok(AuthMethod::ClientSecretBasic),
+            "client_secret_post" => Ok(AuthMethod::ClientSecretPost),
+            _ => Err(Error::config(
+                "auth method must be client_secret_basic or client_secret_post",
+            )),
+        }
+    }
+}
+
+impl fmt::Display for AuthMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Config {
@@ -126,26 +150,17 @@ impl Config {
         if app_secret.is_empty() {
             return Err(Error::config("app secret is empty"));
         }
-        // RFC 6749 §2.3.1: id and secret are each form-urlencoded, then joined by ':'.
-        let mut pair = form_urlencode(app_id);
-        pair.push(':');
-        let secret_encoded = form_urlencode(app_secret);
-        pair.push_str(&secret_encoded);
-        let mut basic = String::from("Basic ");
-        base64::engine::general_purpose::STANDARD.encode_string(pair, &mut basic);
         Ok(Config {
             token_url: token_url.to_owned(),
             app_id: app_id.to_owned(),
-            secret: app_secret.to_owned(),
-            secret_encoded,
-            basic,
-            timeout: DEFAULT_TIMEOUT,
+            app_secret: app_secret.to_owned(),
+            auth_method: AuthMethod::ClientSecretBasic,
+            timeout: Duration::from_secs(30),
+            max_lifetime: Duration::from_secs(24 * 3600),
             allow_insecure_http: false,
             https,
             loopback,
-            roots: Roots::Default,
-            proxy: ProxySetting::Env,
-            agent: OnceLock::new(),
+            transport: Transport::new(loopback),
         })
     }
 
@@ -158,6 +173,7 @@ impl Config {
     /// | `LOGTO_APP_ID` | the app id |
     /// | `LOGTO_APP_SECRET` | the app secret |
     /// | `LOGTO_TIMEOUT` | optional: the timeout in seconds, e.g. `10` or `2.5` |
+    /// | `LOGTO_AUTH_METHOD` | optional: `client_secret_basic` (the default) or `client_secret_post` |
     ///
     /// # Errors
     /// [`ErrorKind::Env`](crate::ErrorKind::Env) naming the variable that is missing or
@@ -184,22 +200,20 @@ impl Config {
                 ));
             }
         };
-        match env_var("LOGTO_TIMEOUT")? {
+        let config = match env_var("LOGTO_TIMEOUT")? {
+            None => config,
+            Some(s) => config.timeout(
+                parse_seconds(s.trim()).map_err(|reason| Error::env("LOGTO_TIMEOUT", reason))?,
+            ),
+        };
+        match env_var("LOGTO_AUTH_METHOD")? {
             None => Ok(config),
-            Some(s) => {
-                let secs: f64 = s
-                    .trim()
-                    .parse()
-                    .map_err(|_| Error::env("LOGTO_TIMEOUT", "not a number of seconds"))?;
-                let timeout = Duration::try_from_secs_f64(secs)
-                    .ok()
-                    .filter(|d| !d.is_zero())
-                    .ok_or(Error::env(
-                        "LOGTO_TIMEOUT",
-                        "not a positive number of seconds",
-                    ))?;
-                Ok(config.timeout(timeout))
-            }
+            Some(s) => Ok(config.auth_method(s.trim().parse().map_err(|_| {
+                Error::env(
+                    "LOGTO_AUTH_METHOD",
+                    "not client_secret_basic or client_secret_post",
+                )
+            })?)),
         }
     }
 
@@ -207,9 +221,29 @@ impl Config {
     /// body, and any retries and waits in between. A server that sends one byte a second is
     /// cut off here too.
     ///
-    /// Defaults to 30 seconds ([`DEFAULT_TIMEOUT`]).
+    /// Defaults to 30 seconds.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// How the app id and secret are sent: in the `Authorization: Basic` header, or in the
+    /// form body for servers that want `client_secret_post`.
+    ///
+    /// Defaults to [`AuthMethod::ClientSecretBasic`].
+    pub fn auth_method(mut self, method: AuthMethod) -> Self {
+        self.auth_method = method;
+        self
+    }
+
+    /// The longest lifetime a token is trusted for, whatever the server says: a server bug
+    /// that grants `expires_in: 1e30` would otherwise keep a long-running service on one
+    /// token forever. [`Token::expires_in`](crate::Token::expires_in) never reports more,
+    /// and no cache keeps a token longer.
+    ///
+    /// Defaults to one day.
+    pub fn max_token_lifetime(mut self, max: Duration) -> Self {
+        self.max_lifetime = max;
         self
     }
 
@@ -256,8 +290,7 @@ impl Config {
     pub fn root_certificates_pem(mut self, pem: &[u8]) -> Result<Config, Error> {
         let certs = tls::parse_pem_certificates(pem)
             .map_err(|reason| Error::config(format!("root certificates: {reason}")))?;
-        self.roots = Roots::Specific(Arc::new(certs));
-        self.agent = OnceLock::new();
+        self.transport = self.transport.roots(Roots::Specific(Arc::new(certs)));
         Ok(self)
     }
 
@@ -287,14 +320,10 @@ impl Config {
     /// found, it can't be read, or it holds no valid certificate.
     pub fn platform_roots(mut self) -> Result<Config, Error> {
         #[cfg(all(feature = "native-tls", not(feature = "rustls")))]
-        {
-            self.roots = Roots::Platform;
-        }
+        let roots = Roots::Platform;
         #[cfg(not(all(feature = "native-tls", not(feature = "rustls"))))]
-        {
-            self.roots = Roots::SystemBundle(Arc::new(tls::system_bundle()?));
-        }
-        self.agent = OnceLock::new();
+        let roots = Roots::SystemBundle(Arc::new(tls::system_bundle()?));
+        self.transport = self.transport.roots(roots);
         Ok(self)
     }
 
@@ -349,29 +378,7 @@ impl Config {
     /// # Ok::<_, logto_m2m::Error>(())
     /// ```
     pub fn proxy(mut self, proxy_url: &str) -> Result<Config, Error> {
-        use ureq::ProxyProtocol;
-        // The URL is never quoted back: it may hold a password.
-        let proxy = ureq::Proxy::new(proxy_url).map_err(|_| {
-            Error::config("proxy url is not valid (expected http://[user:password@]host:port)")
-        })?;
-        match proxy.protocol() {
-            ProxyProtocol::Http => {}
-            ProxyProtocol::Https if cfg!(any(feature = "rustls", feature = "native-tls")) => {}
-            ProxyProtocol::Https => {
-                return Err(Error::config(
-                    "an https:// proxy needs a TLS feature (rustls or native-tls)",
-                ));
-            }
-            // ureq panics for an explicit SOCKS proxy without its socks-proxy feature.
-            _ => {
-                return Err(Error::config(
-                    "socks proxies are not supported (ureq's socks-proxy feature is off); use an \
-                     http:// proxy",
-                ));
-            }
-        }
-        self.proxy = ProxySetting::Explicit(proxy);
-        self.agent = OnceLock::new();
+        self.transport = self.transport.proxy(transport::explicit_proxy(proxy_url)?);
         Ok(self)
     }
 
@@ -379,8 +386,7 @@ impl Config {
     ///
     /// Defaults to using the environment's proxy (see [`proxy`](Config::proxy)).
     pub fn no_proxy(mut self) -> Self {
-        self.proxy = ProxySetting::None;
-        self.agent = OnceLock::new();
+        self.transport = self.transport.proxy(Proxy::None);
         self
     }
 
@@ -399,19 +405,27 @@ impl Config {
         self.timeout
     }
 
-    /// Refuses clear text to a remote host unless the user opted in, and a proxy from the
-    /// environment that this build can't use.
-    pub(crate) fn check_transport(&self) -> Result<(), Error> {
+    pub(crate) fn app_secret(&self) -> &str {
+        &self.app_secret
+    }
+
+    pub(crate) fn auth_method_value(&self) -> AuthMethod {
+        self.auth_method
+    }
+
+    pub(crate) fn max_lifetime(&self) -> Duration {
+        self.max_lifetime
+    }
+
+    /// Refuses clear text to a remote host unless the user opted in.
+    pub(crate) fn check_cleartext(&self) -> Result<(), Error> {
         if !self.https && !self.loopback && !self.allow_insecure_http {
             return Err(Error::config(
                 "plain http to a host that is not loopback would send the app secret in clear \
                  text; use https, or allow_insecure_http(true)",
             ));
         }
-        match &self.built().problem {
-            Some(e) => Err(e.clone()),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     /// True for an `https://` token URL.
@@ -419,91 +433,9 @@ impl Config {
         self.https
     }
 
-    pub(crate) fn basic(&self) -> &str {
-        &self.basic
+    pub(crate) fn transport(&self) -> &Transport {
+        &self.transport
     }
-
-    pub(crate) fn redactions(&self) -> Redactions<'_> {
-        Redactions {
-            secrets: [
-                &self.secret,
-                &self.secret_encoded,
-                &self.basic["Basic ".len()..],
-            ],
-        }
-    }
-
-    pub(crate) fn agent(&self) -> &ureq::Agent {
-        &self.built().agent
-    }
-
-    fn built(&self) -> &Built {
-        self.agent.get_or_init(|| {
-            let (proxy, problem) = match &self.proxy {
-                ProxySetting::Explicit(p) => (Some(p.clone()), None),
-                ProxySetting::None => (None, None),
-                ProxySetting::Env if self.loopback => (None, None),
-                ProxySetting::Env => match env_proxy() {
-                    Ok(p) => (p, None),
-                    Err(e) => (None, Some(e)),
-                },
-            };
-            let builder = ureq::Agent::config_builder().proxy(proxy);
-            // Without a TLS feature only plain http (to loopback) works; ureq answers an
-            // https URL with an error naming the missing TLS support.
-            #[cfg(any(feature = "rustls", feature = "native-tls"))]
-            let builder = builder.tls_config(tls::tls_config(&self.roots));
-            let agent = builder
-                // 4xx and 5xx carry the OAuth error body; we read them ourselves.
-                .http_status_as_error(false)
-                // Never follow a redirect: it would take the Basic credentials, or at least
-                // the request, somewhere we were not configured to send them. With 0, ureq
-                // returns the 3xx response as is.
-                .max_redirects(0)
-                .user_agent(USER_AGENT)
-                .accept("application/json")
-                // We can't decode gzip (no such feature, by choice) and must not parse
-                // compressed bytes as JSON.
-                .accept_encoding("identity")
-                .build()
-                .new_agent();
-            Built { agent, problem }
-        })
-    }
-}
-
-/// The variables ureq's `Proxy::try_from_env` reads, in its order.
-const PROXY_VARIABLES: [&str; 6] = [
-    "ALL_PROXY",
-    "all_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-];
-
-/// The environment's proxy as ureq reads it (its `NO_PROXY` handling included), or an
-/// error naming the variable when it is a SOCKS proxy, which this build can't use: ureq
-/// would warn and connect around it.
-fn env_proxy() -> Result<Option<ureq::Proxy>, Error> {
-    let Some(proxy) = ureq::Proxy::try_from_env() else {
-        return Ok(None);
-    };
-    if matches!(
-        proxy.protocol(),
-        ureq::ProxyProtocol::Http | ureq::ProxyProtocol::Https
-    ) {
-        return Ok(Some(proxy));
-    }
-    // The variable ureq took: the first one set to something it can read.
-    let variable = PROXY_VARIABLES
-        .into_iter()
-        .find(|v| std::env::var(v).is_ok_and(|url| ureq::Proxy::new(&url).is_ok()))
-        .unwrap_or("ALL_PROXY");
-    Err(Error::config(format!(
-        "the proxy in {variable} is a socks proxy, which this build can't use; set an http:// \
-         proxy with Config::proxy, or ignore the environment with Config::no_proxy"
-    )))
 }
 
 impl fmt::Debug for Config {
@@ -512,10 +444,11 @@ impl fmt::Debug for Config {
             .field("token_url", &self.token_url)
             .field("app_id", &self.app_id)
             .field("app_secret", &"[redacted]")
+            .field("auth_method", &self.auth_method)
             .field("timeout", &self.timeout)
+            .field("max_token_lifetime", &self.max_lifetime)
             .field("allow_insecure_http", &self.allow_insecure_http)
-            .field("root_certificates", &self.roots)
-            .field("proxy", &self.proxy)
+            .field("transport", &self.transport)
             .finish()
     }
 }
@@ -530,25 +463,28 @@ fn env_var(name: &'static str) -> Result<Option<String>, Error> {
     }
 }
 
-impl fmt::Debug for ProxySetting {
-    /// Scheme, host and port only: never the credentials.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ProxySetting::Env => f.write_str("environment"),
-            ProxySetting::None => f.write_str("none"),
-            ProxySetting::Explicit(p) => {
-                let scheme = match p.protocol() {
-                    ureq::ProxyProtocol::Https => "https",
-                    _ => "http",
-                };
-                write!(f, "{scheme}://{}:{}", p.host(), p.port())?;
-                if p.username().is_some() || p.password().is_some() {
-                    f.write_str(" (with credentials)")?;
-                }
-                Ok(())
-            }
-        }
+/// A positive number of seconds, `10` or `2.5`, read without floating point (which would
+/// link float parsing into every binary for this one variable).
+fn parse_seconds(s: &str) -> Result<Duration, &'static str> {
+    const NAN: &str = "not a number of seconds";
+    let (whole, fraction) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && fraction.is_empty()) || !digits(whole) || !digits(fraction) {
+        return Err(NAN);
     }
+    // Past nine digits the fraction is below a nanosecond: cut, as a float would round.
+    let mut nanos = 0u32;
+    for (i, b) in fraction.bytes().take(9).enumerate() {
+        nanos += u32::from(b - b'0') * 10u32.pow(8 - i as u32);
+    }
+    let secs = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| "too many seconds")?
+    };
+    Some(Duration::new(secs, nanos))
+        .filter(|d| !d.is_zero())
+        .ok_or("not a positive number of seconds")
 }
 
 /// What [`check_url`] found out about a token URL.
@@ -599,55 +535,9 @@ fn is_loopback(host: &str) -> bool {
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// `application/x-www-form-urlencoded` as WHATWG defines it: alphanumerics and `*-._` stay,
-/// space becomes `+`, every other byte becomes `%XX`.
-pub(crate) fn form_urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    form_urlencode_into(s, &mut out);
-    out
-}
-
-pub(crate) fn form_urlencode_into(s: &str, out: &mut String) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for b in s.bytes() {
-        match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => {
-                out.push('%');
-                out.push(HEX[usize::from(b >> 4)] as char);
-                out.push(HEX[usize::from(b & 15)] as char);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod test {
     use super::*;
-
-    #[test]
-    fn form_encoding_matches_rfc_6749_examples() {
-        // The peer's special clients, as its transcript shows them accepted.
-        assert_eq!(
-            form_urlencode("s3cr:t+/%&= x~"),
-            "s3cr%3At%2B%2F%25%26%3D+x%7E"
-        );
-        assert_eq!(form_urlencode("m2m:colon"), "m2m%3Acolon");
-        assert_eq!(form_urlencode("colon%41+secret"), "colon%2541%2Bsecret");
-        assert_eq!(form_urlencode("é"), "%C3%A9");
-    }
-
-    #[test]
-    fn basic_value_is_encoded_pair() {
-        let c = Config::new("https://x/token", "m2m-special", "s3cr:t+/%&= x~").unwrap();
-        assert_eq!(
-            c.basic(),
-            "Basic bTJtLXNwZWNpYWw6czNjciUzQXQlMkIlMkYlMjUlMjYlM0QreCU3RQ=="
-        );
-    }
 
     #[test]
     fn urls() {
@@ -678,7 +568,7 @@ mod test {
 
     #[test]
     fn cleartext_only_to_loopback() {
-        let ok = |u: &str| Config::new(u, "a", "b").unwrap().check_transport().is_ok();
+        let ok = |u: &str| Config::new(u, "a", "b").unwrap().check_cleartext().is_ok();
         assert!(ok("http://127.0.0.1:3999/oidc/token"));
         assert!(ok("http://127.8.9.10/t"));
         assert!(ok("http://localhost/t"));
@@ -689,7 +579,7 @@ mod test {
         assert!(!ok("http://10.0.0.1/t"));
         assert!(!ok("http://localhost.example.com/t"));
         let c = Config::new("http://example.com/t", "a", "b").unwrap();
-        assert!(c.allow_insecure_http(true).check_transport().is_ok());
+        assert!(c.allow_insecure_http(true).check_cleartext().is_ok());
     }
 
     #[test]
@@ -703,6 +593,34 @@ mod test {
         let c = Config::new("https://x/t", "app", "very-secret-value").unwrap();
         let d = format!("{c:?} {c:#?}");
         assert!(!d.contains("very-secret-value"));
-        assert!(!d.contains(&c.basic()[6..]));
+    }
+
+    #[test]
+    fn seconds_without_floats() {
+        let s = |t: &str| parse_seconds(t).map(|d| d.as_nanos());
+        assert_eq!(s("10"), Ok(10_000_000_000));
+        assert_eq!(s("2.5"), Ok(2_500_000_000));
+        assert_eq!(s(".25"), Ok(250_000_000));
+        assert_eq!(s("1."), Ok(1_000_000_000));
+        assert_eq!(s("0.0000000019"), Ok(1));
+        for zero in ["0", "0.0", "0.0000000001"] {
+            assert_eq!(s(zero), Err("not a positive number of seconds"), "{zero:?}");
+        }
+        for bad in ["", ".", "-1", "1e3", "1.2.3", " 1", "abc", "soon"] {
+            assert_eq!(s(bad), Err("not a number of seconds"), "{bad:?}");
+        }
+        assert_eq!(s("99999999999999999999"), Err("too many seconds"));
+    }
+
+    #[test]
+    fn auth_method_names() {
+        for m in [AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost] {
+            assert_eq!(m.as_str().parse::<AuthMethod>().unwrap(), m);
+        }
+        let err = "basic".parse::<AuthMethod>().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "invalid config: auth method must be client_secret_basic or client_secret_post"
+        );
     }
 }

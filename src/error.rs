@@ -78,10 +78,14 @@ pub enum ErrorKind {
         status: u16,
         /// How long the server asked us to wait, if it said so in a usable `Retry-After`.
         retry_after: Option<Duration>,
-        /// Logto's `code` (e.g. `auth.exceed_token_limit`) or the OAuth `error`, if any.
-        code: Option<String>,
-        /// Logto's `message` or the OAuth `error_description`, if any.
-        message: Option<String>,
+        /// The OAuth `error` code, if the body had one.
+        error: Option<String>,
+        /// The OAuth `error_description`, if the body had one.
+        description: Option<String>,
+        /// Logto's `code`, e.g. `auth.exceed_token_limit`, if the body had one.
+        logto_code: Option<String>,
+        /// Logto's English `message`, if the body had one.
+        logto_message: Option<String>,
     },
     /// The server answered with an error status but no OAuth error body (an HTML error page,
     /// a proxy's 502, an empty 500, a Logto error with only `code` and `message`).
@@ -90,8 +94,8 @@ pub enum ErrorKind {
         status: u16,
         /// Logto's `code`, if the body had one.
         logto_code: Option<String>,
-        /// Logto's `message`, if the body had one.
-        message: Option<String>,
+        /// Logto's English `message`, if the body had one.
+        logto_message: Option<String>,
     },
     /// The server answered with a redirect. Redirects are never followed: the credentials
     /// go to the configured token URL and nowhere else.
@@ -99,19 +103,22 @@ pub enum ErrorKind {
         /// The HTTP status (301, 302, 303, 307, 308, ...).
         status: u16,
     },
-    /// The server answered 2xx but the body is not a usable token response.
+    /// The answer can't be used: a 2xx whose body is not a usable token response, or an
+    /// answer of any status in a content encoding we did not ask for.
     InvalidResponse {
         /// The HTTP status.
         status: u16,
         /// The field at fault (`access_token`, `token_type`, `expires_in`, `scope`), or
         /// `None` when the body as a whole is at fault (not JSON, not an object, ...).
         field: Option<&'static str>,
-        /// What is wrong, e.g. "missing", "is not a string".
+        /// What is wrong, e.g. "is missing", "is not a string".
         reason: String,
     },
-    /// The response body was larger than the cap, or was sent in an encoding we did not ask
-    /// for. Reading stopped at the cap.
+    /// The response body was larger than the cap (64 KiB; a Logto token response is about
+    /// 1 KiB). Reading stopped at the cap.
     BodyTooLarge {
+        /// The HTTP status of the answer whose body was too large.
+        status: u16,
         /// The cap in bytes.
         limit: u64,
     },
@@ -132,12 +139,13 @@ pub enum ErrorKind {
         /// What went wrong.
         message: String,
     },
-    /// The token file of [`TokenStore::cache_file`](crate::TokenStore::cache_file) could not
-    /// be used. Never returned by `get`: a token request goes on without the file, and this
-    /// is kept for [`TokenStore::last_cache_error`](crate::TokenStore::last_cache_error).
-    CacheFile {
-        /// The file's path.
-        path: String,
+    /// The token cache of a [`TokenStore`](crate::TokenStore) (its token file, or another
+    /// [`TokenCache`](crate::TokenCache)) could not be used. Never returned by `get`: the
+    /// token request goes on without the cache, and this is kept for
+    /// [`TokenStore::last_cache_error`](crate::TokenStore::last_cache_error).
+    Cache {
+        /// Which cache, e.g. `token file /var/cache/job/token.json`; never a password.
+        cache: String,
         /// What is wrong, e.g. "mode 644 lets others read or write it; not trusted".
         reason: String,
     },
@@ -157,9 +165,16 @@ impl Error {
     /// The HTTP status of the token endpoint's answer, when the failure came with one.
     ///
     /// # Example
-    /// ```
-    /// let err = logto_m2m::parse_token_response(401, br#"{"error":"invalid_client"}"#).unwrap_err();
-    /// assert_eq!(err.status(), Some(401));
+    /// ```no_run
+    /// use logto_m2m::{request_token, Config, TokenRequest};
+    ///
+    /// let config = Config::from_env()?;
+    /// match request_token(&config, &TokenRequest::new("https://shopping.api")) {
+    ///     Ok(token) => println!("{}", token.access_token()),
+    ///     Err(e) if e.status() == Some(401) => eprintln!("wrong app id or secret: {e}"),
+    ///     Err(e) => eprintln!("{e}"),
+    /// }
+    /// # Ok::<_, logto_m2m::Error>(())
     /// ```
     pub fn status(&self) -> Option<u16> {
         match *self.0 {
@@ -167,21 +182,32 @@ impl Error {
             | ErrorKind::RateLimited { status, .. }
             | ErrorKind::HttpStatus { status, .. }
             | ErrorKind::Redirect { status }
-            | ErrorKind::InvalidResponse { status, .. } => Some(status),
+            | ErrorKind::InvalidResponse { status, .. }
+            | ErrorKind::BodyTooLarge { status, .. } => Some(status),
             _ => None,
         }
     }
 
     /// The OAuth `error` code (RFC 6749 §5.2), e.g. `invalid_client`.
     ///
+    /// For a rate limit, the `error` of its body, if it had one.
+    ///
     /// # Example
-    /// ```
-    /// let err = logto_m2m::parse_token_response(400, br#"{"error":"invalid_target"}"#).unwrap_err();
-    /// assert_eq!(err.oauth_error(), Some("invalid_target"));
+    /// ```no_run
+    /// use logto_m2m::{request_token, Config, TokenRequest};
+    ///
+    /// let config = Config::from_env()?;
+    /// if let Err(e) = request_token(&config, &TokenRequest::new("https://shopping.api")) {
+    ///     if e.oauth_error() == Some("invalid_target") {
+    ///         eprintln!("no API with that indicator in Logto: {e}");
+    ///     }
+    /// }
+    /// # Ok::<_, logto_m2m::Error>(())
     /// ```
     pub fn oauth_error(&self) -> Option<&str> {
         match &*self.0 {
             ErrorKind::OAuth { error, .. } => Some(error),
+            ErrorKind::RateLimited { error, .. } => error.as_deref(),
             _ => None,
         }
     }
@@ -189,17 +215,22 @@ impl Error {
     /// Logto's error `code`, e.g. `oidc.invalid_target` or `auth.exceed_token_limit`.
     ///
     /// # Example
-    /// ```
-    /// let body = br#"{"code":"auth.exceed_token_limit","message":"Token limit exceeded."}"#;
-    /// let err = logto_m2m::parse_token_response(429, body).unwrap_err();
-    /// assert_eq!(err.logto_code(), Some("auth.exceed_token_limit"));
+    /// ```no_run
+    /// use logto_m2m::{request_token, Config, TokenRequest};
+    ///
+    /// let config = Config::from_env()?;
+    /// if let Err(e) = request_token(&config, &TokenRequest::new("https://shopping.api")) {
+    ///     if e.logto_code() == Some("auth.exceed_token_limit") {
+    ///         eprintln!("the tenant's M2M token quota is used up: cache tokens");
+    ///     }
+    /// }
+    /// # Ok::<_, logto_m2m::Error>(())
     /// ```
     pub fn logto_code(&self) -> Option<&str> {
         match &*self.0 {
-            ErrorKind::OAuth { logto_code, .. } | ErrorKind::HttpStatus { logto_code, .. } => {
-                logto_code.as_deref()
-            }
-            ErrorKind::RateLimited { code, .. } => code.as_deref(),
+            ErrorKind::OAuth { logto_code, .. }
+            | ErrorKind::HttpStatus { logto_code, .. }
+            | ErrorKind::RateLimited { logto_code, .. } => logto_code.as_deref(),
             _ => None,
         }
     }
@@ -235,12 +266,6 @@ impl Error {
     #[inline(never)]
     pub(crate) fn env(variable: &'static str, reason: &'static str) -> Error {
         Error::new(ErrorKind::Env { variable, reason })
-    }
-}
-
-impl From<ErrorKind> for Error {
-    fn from(kind: ErrorKind) -> Error {
-        Error::new(kind)
     }
 }
 
@@ -297,14 +322,16 @@ impl fmt::Display for ErrorKind {
             ErrorKind::RateLimited {
                 status,
                 retry_after,
-                code,
-                message,
+                error,
+                description,
+                logto_code,
+                logto_message,
             } => {
                 write!(f, "token endpoint rate limited the request (http {status})")?;
-                if let Some(code) = code {
+                if let Some(code) = logto_code.as_ref().or(error.as_ref()) {
                     write!(f, ": {code}")?;
                 }
-                if let Some(m) = message {
+                if let Some(m) = logto_message.as_ref().or(description.as_ref()) {
                     write!(f, ": {m}")?;
                 }
                 match retry_after {
@@ -315,10 +342,10 @@ impl fmt::Display for ErrorKind {
             ErrorKind::HttpStatus {
                 status,
                 logto_code,
-                message,
+                logto_message,
             } => {
                 write!(f, "token endpoint answered http {status}")?;
-                match (logto_code, message) {
+                match (logto_code, logto_message) {
                     (Some(c), Some(m)) => write!(f, ": logto code {c}: {m}"),
                     (Some(c), None) => write!(f, ": logto code {c}"),
                     (None, Some(m)) => write!(f, ": {m}"),
@@ -342,9 +369,10 @@ impl fmt::Display for ErrorKind {
                 }
                 None => write!(f, "invalid token response (http {status}): {reason}"),
             },
-            ErrorKind::BodyTooLarge { limit } => {
-                write!(f, "token response body exceeds the {limit} byte limit")
-            }
+            ErrorKind::BodyTooLarge { status, limit } => write!(
+                f,
+                "token endpoint answered http {status} with a body over the {limit} byte limit"
+            ),
             ErrorKind::Timeout { after } => {
                 write!(
                     f,
@@ -354,13 +382,13 @@ impl fmt::Display for ErrorKind {
             }
             ErrorKind::Tls { message } => write!(f, "tls: {message}"),
             ErrorKind::Transport { message } => write!(f, "transport: {message}"),
-            ErrorKind::CacheFile { path, reason } => write!(f, "token file {path}: {reason}"),
+            ErrorKind::Cache { cache, reason } => write!(f, "{cache}: {reason}"),
         }
     }
 }
 
 /// Durations as people write them: `30s`, `1.5s`, `250ms`.
-struct DisplayDuration(Duration);
+pub(crate) struct DisplayDuration(pub(crate) Duration);
 
 impl fmt::Display for DisplayDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -370,7 +398,9 @@ impl fmt::Display for DisplayDuration {
         } else if d < Duration::from_secs(1) {
             write!(f, "{}ms", d.as_millis())
         } else {
-            write!(f, "{:.3}s", d.as_secs_f64())
+            // Whole milliseconds by integer arithmetic: float formatting would link tens of
+            // kilobytes of tables into every binary for this one line.
+            write!(f, "{}.{:03}s", d.as_secs(), d.subsec_millis())
         }
     }
 }

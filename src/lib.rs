@@ -7,7 +7,12 @@
 //! - [`TokenStore`] caches tokens per request and refreshes them shortly before they
 //!   expire, with one request per refresh however many threads ask;
 //! - [`Config`] says where the endpoint is and who the app is; [`TokenRequest`] says which
-//!   API and scopes; [`Token`] is the answer; [`Error`] says what went wrong.
+//!   API and scopes; [`Token`] is the answer; [`Error`] (with its [`ErrorKind`]) says what
+//!   went wrong.
+//!
+//! Beside them: [`AuthMethod`] picks Basic or form credentials, and [`TokenCache`] (with
+//! [`CacheKey`], [`CacheEntry`] and [`CacheLock`]) lets a `TokenStore` share tokens beyond
+//! its memory, as its token file does.
 //!
 //! ```rust,no_run
 //! use std::time::Duration;
@@ -29,12 +34,25 @@
 //! the wire unredacted at `TRACE` level: keep the `ureq` log target above `TRACE` in
 //! production.)
 //!
+//! Log events go to the `log` facade under the target `logto_m2m`: a token fetched and a
+//! retry at `debug`; a refresh that failed, a backoff, a cache problem and scopes asked
+//! for but not granted at `warn`. They never contain a secret or a token.
+//!
 //! [Logto]: https://logto.io
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(clippy::all)]
 
+// The modules, in the order a token flows through them:
+// - config:     Config and AuthMethod: plain data, checked when set
+// - transport:  the ureq agent a Config's roots and proxy make (with tls: the roots)
+// - request:    TokenRequest and request_token: the form, the credentials, one POST, retries
+// - response:   the token-response parser and Token
+// - store:      TokenStore: memory, single flight, refresh ahead, backoff
+// - cache:      the TokenCache interface a store shares tokens through
+// - token_file: the token file, one TokenCache
+// - error:      Error and ErrorKind, for all of the above
 mod cache;
 mod config;
 mod error;
@@ -42,30 +60,44 @@ mod request;
 mod response;
 mod store;
 mod tls;
+mod token_file;
+mod transport;
 
-pub use config::{Config, DEFAULT_TIMEOUT};
+pub use cache::{CacheEntry, CacheKey, CacheLock, TokenCache};
+pub use config::{AuthMethod, Config};
 pub use error::{Error, ErrorKind};
-pub use request::{
-    MAX_ATTEMPTS, MAX_RESPONSE_BYTES, MAX_RETRY_AFTER_WAIT, TokenRequest, request_token,
-};
-pub use response::{DEFAULT_EXPIRES_IN, Token, parse_token_response};
-pub use store::{DEFAULT_REFRESH_MARGIN, FIRST_FAILURE_BACKOFF, MAX_FAILURE_BACKOFF, TokenStore};
+pub use request::{TokenRequest, request_token};
+pub use response::Token;
+pub use store::TokenStore;
 
-/// Entry points for the fuzz targets and their replay in `cargo test`. Not part of the
-/// API: DO NOT USE; it may change in any release.
+/// INTERNAL, DO NOT USE: the entry points of the fuzz targets in `fuzz/`, behind the
+/// `_fuzz` feature. Not part of the API; they may change in any release.
+#[cfg(feature = "_fuzz")]
 #[doc(hidden)]
 pub mod fuzzing {
-    /// Parses a token file's bytes and looks a key up, as `TokenStore::cache_file` does.
+    /// What `request_token` does with an answer of `status` and `body` (no `Retry-After`,
+    /// sent now, no scope asked for).
+    pub fn token_response(status: u16, body: &[u8]) -> Result<crate::Token, crate::Error> {
+        crate::response::parse_now(status, body)
+    }
+
+    /// Parses a token file's bytes and reads one key from it as `TokenStore::cache_file`
+    /// does, at a fixed moment (2027-01-15) with a 60 s margin: the token, if the file holds
+    /// a fresh one for the key.
     pub fn token_file(bytes: &[u8]) -> Option<crate::Token> {
-        let contents = crate::cache::parse(bytes)?;
-        crate::cache::lookup(
-            &contents,
-            "https://x/t",
-            "app",
-            "k",
-            std::time::Duration::from_secs(60),
-            1_800_000_000_000,
-        )
+        use std::time::{Duration, Instant, UNIX_EPOCH};
+        let contents = crate::token_file::parse(bytes)?;
+        let key = crate::CacheKey::new("https://x/t", "app", "k");
+        let entry = crate::token_file::lookup(&contents, &key)?;
+        let sent = crate::response::Sent {
+            at: Instant::now(),
+            wall: UNIX_EPOCH + Duration::from_millis(1_800_000_000_000),
+            scope: &[],
+            max_lifetime: Duration::from_secs(24 * 3600),
+        };
+        let token = crate::Token::from_entry(&entry, &[], &sent)?;
+        let margin = Duration::from_secs(60).min(token.expires_in() / 2);
+        (!token.ends_before(sent.at, sent.wall, margin)).then_some(token)
     }
 }
 
@@ -83,4 +115,5 @@ fn _ensure_send_sync() {
     is_send_sync::<Token>();
     is_send_sync::<Error>();
     is_send_sync::<TokenRequest>();
+    is_send_sync::<CacheEntry>();
 }

@@ -1,33 +1,32 @@
 //! `request_token`: one client_credentials exchange, under one deadline.
 //!
-//! Builds the form and the Basic header, sends one POST with ureq (no redirects, no gzip,
-//! no cookies), reads at most [`MAX_RESPONSE_BYTES`], and hands the bytes to the parser.
-//! Retries are few and all inside the deadline: connection failures and 5xx up to
-//! [`MAX_ATTEMPTS`] requests in all, and one wait for a `Retry-After` that fits.
+//! Builds the form and the client authentication (Basic header or form fields), sends one
+//! POST with ureq (no redirects, no gzip, no cookies), reads at most 64 KiB, and hands the
+//! bytes to the parser. Retries are few and all inside the deadline: connection failures
+//! and 5xx up to three requests in all, and one wait for a `Retry-After` that fits.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::{Config, form_urlencode_into};
-use crate::error::{Error, ErrorKind};
-use crate::response::{self, Token};
+use base64::Engine;
 
-/// The largest response body read, in bytes (64 KiB). A Logto token response is about
-/// 1 KiB; reading stops at the cap, so a hostile server can't make us buffer more.
-pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
+use crate::config::{AuthMethod, Config};
+use crate::error::{Error, ErrorKind, Redactions};
+use crate::response::{self, Answer, Sent, Token};
 
-/// At most this many requests per exchange when the server fails with a 5xx or the
-/// connection fails before a response arrives.
-pub const MAX_ATTEMPTS: u32 = 3;
+/// The largest response body read, in bytes. A Logto token response is about 1 KiB;
+/// reading stops at the cap, so a hostile server can't make us buffer more.
+const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
 
-/// The longest `Retry-After` we wait for inside one exchange (10 s). A longer one, or one
-/// that does not fit the remaining deadline, is returned at once as
+/// The longest `Retry-After` we wait for inside one exchange. A longer one, or one that
+/// does not fit the remaining deadline, is returned at once as
 /// [`ErrorKind::RateLimited`] carrying the duration.
-pub const MAX_RETRY_AFTER_WAIT: Duration = Duration::from_secs(10);
+const MAX_RETRY_AFTER_WAIT: Duration = Duration::from_secs(10);
 
-/// The pause before the second and third attempt: 100 ms, then 400 ms.
+/// The pause before each further attempt after a connection failure or a 5xx: 100 ms, then
+/// 400 ms. Its length is what bounds the attempts: one more than the pauses.
 const BACKOFF: [Duration; 2] = [Duration::from_millis(100), Duration::from_millis(400)];
 
 /// What to ask for: the API resource, scopes, and optionally a Logto organization.
@@ -198,7 +197,7 @@ impl TokenRequest {
         self.key = key;
     }
 
-    /// The form body: each parameter once.
+    /// The form body without client authentication: each parameter once.
     fn form_body(&self) -> String {
         let mut body = String::from("grant_type=client_credentials");
         if !self.resource.is_empty() {
@@ -233,25 +232,27 @@ impl Hash for TokenRequest {
 
 /// Gets an access token with the client_credentials grant (RFC 6749 §4.4).
 ///
-/// Sends `POST` to the config's token URL with the app id and secret in one
-/// `Authorization: Basic` header (each form-urlencoded first, RFC 6749 §2.3.1) and the form
-/// `grant_type=client_credentials`, `resource`, `scope` and `organization_id` (the last
-/// three when set). Redirects are never followed, and plain `http://` only goes to loopback
-/// hosts unless [`Config::allow_insecure_http`] says otherwise.
+/// Sends `POST` to the config's token URL with the form `grant_type=client_credentials`,
+/// `resource`, `scope` and `organization_id` (the last three when set), authenticated as
+/// [`Config::auth_method`] says: by default one `Authorization: Basic` header with the app
+/// id and secret each form-urlencoded first (RFC 6749 §2.3.1), or `client_id` and
+/// `client_secret` in the form. Redirects are never followed, and plain `http://` only goes
+/// to loopback hosts unless [`Config::allow_insecure_http`] says otherwise.
 ///
 /// Everything, retries and waits included, happens within [`Config::timeout`]:
 /// - a connection that fails before a response arrives, and a 5xx answer, are tried again,
-///   up to [`MAX_ATTEMPTS`] requests in all, after 100 ms and 400 ms;
-/// - a 429 (or 503) with a `Retry-After` of at most [`MAX_RETRY_AFTER_WAIT`] that fits the
-///   deadline is waited out once; any other rate limit is returned at once;
+///   up to three requests in all, after 100 ms and 400 ms;
+/// - a 429 (or 503) with a `Retry-After` of at most 10 seconds that fits the deadline is
+///   waited out once; any other rate limit is returned at once;
 /// - a 4xx is never retried: a wrong secret does not get better, and retries risk a lockout.
 ///
-/// Each call makes its own exchange; use [`TokenStore`](crate::TokenStore) to cache tokens.
+/// Each call makes its own exchange (on a pooled connection when the same `Config`, or a
+/// clone of it, made one before); use [`TokenStore`](crate::TokenStore) to cache tokens.
 ///
 /// # Errors
 /// Every failure is an [`Error`]; its [`ErrorKind`] says which fact: the OAuth error and
 /// HTTP status the server answered, the field of a malformed token response, a timeout, a
-/// TLS or connection failure, a redirect, a body over [`MAX_RESPONSE_BYTES`].
+/// TLS or connection failure, a redirect, a body over 64 KiB.
 ///
 /// # Example
 /// ```no_run
@@ -266,15 +267,22 @@ impl Hash for TokenRequest {
 /// # Ok::<_, logto_m2m::Error>(())
 /// ```
 pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, Error> {
-    config.check_transport()?;
+    config.check_cleartext()?;
+    let agent = config.transport().agent()?;
     let timeout = config.timeout_value();
+    let started = Instant::now();
     // A timeout too long for the clock is as good as none; ureq's own has the same limit.
-    let deadline = Instant::now().checked_add(timeout);
+    let deadline = started.checked_add(timeout);
     let remaining = || match deadline {
         Some(d) => d.saturating_duration_since(Instant::now()),
         None => timeout,
     };
-    let body = request.form_body();
+    let auth = ClientAuth::new(config);
+    let mut body = request.form_body();
+    if let Some(fields) = &auth.form {
+        body.push_str(fields);
+    }
+    let redact = auth.redactions(config.app_secret());
 
     let mut attempt = 1;
     let mut waited_for_rate_limit = false;
@@ -283,12 +291,17 @@ pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, E
         if left.is_zero() {
             return Err(Error::new(ErrorKind::Timeout { after: timeout }));
         }
-        let sent_at = Instant::now();
-        let failure = match exchange(config, &body, left) {
-            Ok(answer) => match answer.into_token(config) {
-                Ok(mut token) => {
-                    token.set_received_at(sent_at);
-                    token.default_scope(&request.scope_string());
+        // The token's lifetime counts from here: the server can't have issued it earlier.
+        let sent = Sent {
+            at: Instant::now(),
+            wall: SystemTime::now(),
+            scope: request.scopes(),
+            max_lifetime: config.max_lifetime(),
+        };
+        let failure = match exchange(config, agent, &auth, &body, left) {
+            Ok(answer) => match response::parse(&answer, &sent, &redact) {
+                Ok(token) => {
+                    log_fetched(request, &token, attempt, started);
                     return Ok(token);
                 }
                 Err(error) => Failure {
@@ -312,7 +325,7 @@ pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, E
                 waited_for_rate_limit = true;
                 *wait
             }
-            _ if failure.retry && attempt < MAX_ATTEMPTS => BACKOFF[attempt as usize - 1],
+            _ if failure.retry && attempt <= BACKOFF.len() => BACKOFF[attempt - 1],
             _ => return Err(failure.error),
         };
         // A wait that does not fit the deadline is not worth starting: the caller gets the
@@ -320,9 +333,105 @@ pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, E
         if wait >= remaining() {
             return Err(failure.error);
         }
+        log::debug!(
+            target: "logto_m2m",
+            "token request attempt {attempt} failed, trying again in {}ms: {}",
+            wait.as_millis(),
+            failure.error
+        );
         // `sleep` never returns early, so a Retry-After is honoured in full.
         thread::sleep(wait);
         attempt += 1;
+    }
+}
+
+/// The debug event of a fetched token, and the warning for scopes asked but not granted.
+fn log_fetched(request: &TokenRequest, token: &Token, attempts: usize, started: Instant) {
+    log::debug!(
+        target: "logto_m2m",
+        "token fetched: resource {:?}, scope {:?}, lifetime {}s, {attempts} attempt(s), {}ms",
+        request.resource(),
+        token.scope().unwrap_or(""),
+        token.expires_in().as_secs(),
+        started.elapsed().as_millis()
+    );
+    let missing = token.missing_scopes(request);
+    if !missing.is_empty() {
+        log::warn!(
+            target: "logto_m2m",
+            "scopes asked for but not granted for resource {:?}: {}; assign the app a \
+             machine-to-machine role with those permissions",
+            request.resource(),
+            missing.join(" ")
+        );
+    }
+}
+
+/// How the client authenticates in one exchange: a Basic header, or fields for the form.
+struct ClientAuth {
+    /// `Basic base64(urlencode(id):urlencode(secret))`.
+    header: Option<String>,
+    /// `&client_id=...&client_secret=...`.
+    form: Option<String>,
+    /// The secret form-urlencoded, as a server could echo it back.
+    secret_encoded: String,
+}
+
+impl ClientAuth {
+    fn new(config: &Config) -> ClientAuth {
+        let id = form_urlencode(config.app_id());
+        let secret_encoded = form_urlencode(config.app_secret());
+        match config.auth_method_value() {
+            AuthMethod::ClientSecretBasic => {
+                // RFC 6749 §2.3.1: id and secret are each form-urlencoded, then joined by ':'.
+                let pair = format!("{id}:{secret_encoded}");
+                let mut header = String::from("Basic ");
+                base64::engine::general_purpose::STANDARD.encode_string(pair, &mut header);
+                ClientAuth {
+                    header: Some(header),
+                    form: None,
+                    secret_encoded,
+                }
+            }
+            AuthMethod::ClientSecretPost => ClientAuth {
+                header: None,
+                form: Some(format!("&client_id={id}&client_secret={secret_encoded}")),
+                secret_encoded,
+            },
+        }
+    }
+
+    /// The secret in every form a server could echo it back in.
+    fn redactions<'a>(&'a self, secret: &'a str) -> Redactions<'a> {
+        let basic = self.header.as_deref().map_or("", |h| &h["Basic ".len()..]);
+        Redactions {
+            secrets: [secret, &self.secret_encoded, basic],
+        }
+    }
+}
+
+/// `application/x-www-form-urlencoded` as WHATWG defines it: alphanumerics and `*-._` stay,
+/// space becomes `+`, every other byte becomes `%XX`.
+fn form_urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    form_urlencode_into(s, &mut out);
+    out
+}
+
+fn form_urlencode_into(s: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for b in s.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => {
+                out.push('%');
+                out.push(HEX[usize::from(b >> 4)] as char);
+                out.push(HEX[usize::from(b & 15)] as char);
+            }
+        }
     }
 }
 
@@ -332,8 +441,9 @@ struct Failure {
     retry: bool,
 }
 
-impl From<ErrorKind> for Failure {
-    fn from(kind: ErrorKind) -> Failure {
+impl Failure {
+    /// An answer or failure that another attempt would not change.
+    fn fatal(kind: ErrorKind) -> Failure {
         Failure {
             error: Error::new(kind),
             retry: false,
@@ -341,42 +451,31 @@ impl From<ErrorKind> for Failure {
     }
 }
 
-/// What one exchange brought back, before parsing.
-struct Answer {
-    status: u16,
-    /// `Some(retry_after)` when this is a rate limit: 429, or 503 with `Retry-After`.
-    rate_limited: Option<Option<Duration>>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn into_token(self, config: &Config) -> Result<Token, Error> {
-        response::parse(
-            self.status,
-            &self.body,
-            &config.redactions(),
-            self.rate_limited,
-        )
-    }
-}
-
 /// One POST and its answer, within `left`.
-fn exchange(config: &Config, body: &str, left: Duration) -> Result<Answer, Failure> {
-    let response = config
-        .agent()
+fn exchange(
+    config: &Config,
+    agent: &ureq::Agent,
+    auth: &ClientAuth,
+    body: &str,
+    left: Duration,
+) -> Result<Answer, Failure> {
+    let mut post = agent
         .post(config.token_url())
         .config()
         .timeout_global(Some(left))
         .build()
-        .header("authorization", config.basic())
-        .header("content-type", "application/x-www-form-urlencoded")
+        .header("content-type", "application/x-www-form-urlencoded");
+    if let Some(basic) = &auth.header {
+        post = post.header("authorization", basic);
+    }
+    let response = post
         .send(body.as_bytes())
-        .map_err(|e| map_ureq_error(e, config))?;
+        .map_err(|e| map_ureq_error(e, config, auth))?;
 
     let status = response.status().as_u16();
     if response.status().is_redirection() {
         // Not a byte of the body is read: it could be anything, and we are not going there.
-        return Err(ErrorKind::Redirect { status }.into());
+        return Err(Failure::fatal(ErrorKind::Redirect { status }));
     }
     let header = |name: &str| {
         response
@@ -390,22 +489,12 @@ fn exchange(config: &Config, body: &str, left: Duration) -> Result<Answer, Failu
     {
         // We asked for identity. Compressed bytes must never reach the JSON parser, and we
         // have no decoder (gzip support is left out on purpose).
-        let encoding = crate::error::sanitize(encoding, &crate::error::Redactions::NONE);
-        let reason = format!("body has content-encoding {encoding:?}, which was not asked for");
-        return Err(if (200..300).contains(&status) {
-            ErrorKind::InvalidResponse {
-                status,
-                field: None,
-                reason,
-            }
-        } else {
-            ErrorKind::HttpStatus {
-                status,
-                logto_code: None,
-                message: Some(reason),
-            }
-        }
-        .into());
+        let encoding = crate::error::sanitize(encoding, &Redactions::NONE);
+        return Err(Failure::fatal(ErrorKind::InvalidResponse {
+            status,
+            field: None,
+            reason: format!("body has content-encoding {encoding:?}, which was not asked for"),
+        }));
     }
     let rate_limited = match status {
         429 => Some(header("retry-after").and_then(parse_retry_after)),
@@ -417,7 +506,7 @@ fn exchange(config: &Config, body: &str, left: Duration) -> Result<Answer, Failu
         .into_with_config()
         .limit(MAX_RESPONSE_BYTES)
         .read_to_vec()
-        .map_err(|e| body_failure(map_ureq_error(e, config), status))?;
+        .map_err(|e| body_failure(map_ureq_error(e, config, auth), status))?;
     Ok(Answer {
         status,
         rate_limited,
@@ -435,6 +524,11 @@ fn body_failure(failure: Failure, status: u16) -> Failure {
     let error = match failure.error.kind() {
         ErrorKind::Transport { message } => Error::new(ErrorKind::Transport {
             message: format!("{message} while reading the body of the http {status} answer"),
+        }),
+        // A huge error page still says which status it came with.
+        ErrorKind::BodyTooLarge { limit, .. } => Error::new(ErrorKind::BodyTooLarge {
+            status,
+            limit: *limit,
         }),
         _ => failure.error,
     };
@@ -460,11 +554,11 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
 
 /// Maps ureq's error to ours. Only a connection that failed or closed before an answer is
 /// marked for retry: a malformed answer is still the server's answer.
-fn map_ureq_error(e: ureq::Error, config: &Config) -> Failure {
-    let redact = config.redactions();
+fn map_ureq_error(e: ureq::Error, config: &Config, auth: &ClientAuth) -> Failure {
+    let redact = auth.redactions(config.app_secret());
     let text = |e: &dyn std::fmt::Display| crate::error::sanitize(&e.to_string(), &redact);
     let timed_out = || {
-        Failure::from(ErrorKind::Timeout {
+        Failure::fatal(ErrorKind::Timeout {
             after: config.timeout_value(),
         })
     };
@@ -483,11 +577,14 @@ fn map_ureq_error(e: ureq::Error, config: &Config) -> Failure {
         {
             timed_out()
         }
-        ureq::Error::BodyExceedsLimit(limit) => ErrorKind::BodyTooLarge { limit }.into(),
+        // The status is filled in by `body_failure`, which knows it.
+        ureq::Error::BodyExceedsLimit(limit) => {
+            Failure::fatal(ErrorKind::BodyTooLarge { status: 0, limit })
+        }
         ureq::Error::HostNotFound => transport("host not found".into(), false),
         ureq::Error::ConnectionFailed => transport("connection failed".into(), true),
         ureq::Error::Io(ref io) if is_tls_failure(io, config) => {
-            ErrorKind::Tls { message: text(io) }.into()
+            Failure::fatal(ErrorKind::Tls { message: text(io) })
         }
         ureq::Error::Io(ref io) => {
             // Refused, reset, or closed with no (complete) status line: ureq can't say
@@ -505,11 +602,11 @@ fn map_ureq_error(e: ureq::Error, config: &Config) -> Failure {
                 ),
             )
         }
-        ureq::Error::Tls(m) => ErrorKind::Tls { message: m.into() }.into(),
+        ureq::Error::Tls(m) => Failure::fatal(ErrorKind::Tls { message: m.into() }),
         #[cfg(feature = "rustls")]
-        ureq::Error::Rustls(ref r) => ErrorKind::Tls { message: text(r) }.into(),
+        ureq::Error::Rustls(ref r) => Failure::fatal(ErrorKind::Tls { message: text(r) }),
         #[cfg(feature = "native-tls")]
-        ureq::Error::NativeTls(ref n) => ErrorKind::Tls { message: text(n) }.into(),
+        ureq::Error::NativeTls(ref n) => Failure::fatal(ErrorKind::Tls { message: text(n) }),
         ureq::Error::Protocol(ref p) => {
             transport(format!("invalid http response: {}", text(p)), false)
         }
@@ -543,6 +640,35 @@ mod test {
         assert_eq!(
             r.form_body(),
             "grant_type=client_credentials&organization_id=org+1"
+        );
+    }
+
+    #[test]
+    fn form_encoding_matches_rfc_6749_examples() {
+        // The peer's special clients, as its transcript shows them accepted.
+        assert_eq!(
+            form_urlencode("s3cr:t+/%&= x~"),
+            "s3cr%3At%2B%2F%25%26%3D+x%7E"
+        );
+        assert_eq!(form_urlencode("m2m:colon"), "m2m%3Acolon");
+        assert_eq!(form_urlencode("colon%41+secret"), "colon%2541%2Bsecret");
+        assert_eq!(form_urlencode("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn client_auth_is_header_or_form_never_both() {
+        let c = Config::new("https://x/token", "m2m-special", "s3cr:t+/%&= x~").unwrap();
+        let basic = ClientAuth::new(&c);
+        assert_eq!(
+            basic.header.as_deref(),
+            Some("Basic bTJtLXNwZWNpYWw6czNjciUzQXQlMkIlMkYlMjUlMjYlM0QreCU3RQ==")
+        );
+        assert_eq!(basic.form, None);
+        let post = ClientAuth::new(&c.auth_method(AuthMethod::ClientSecretPost));
+        assert_eq!(post.header, None);
+        assert_eq!(
+            post.form.as_deref(),
+            Some("&client_id=m2m-special&client_secret=s3cr%3At%2B%2F%25%26%3D+x%7E")
         );
     }
 

@@ -3,37 +3,45 @@
 //!
 //! miniserde parses without recursion, so no nesting depth can overflow the stack, and it
 //! refuses trailing data. Its own error carries no information, so the body is read into one
-//! `Value` per field we know and each field is checked by hand: every error names the field.
+//! small value per field we know and each field is checked by hand: every error names the field.
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use miniserde::de::{Map, Visitor};
-use miniserde::json::{Number, Value};
+use base64::Engine;
+use miniserde::de::{Map, Seq, Visitor};
 use miniserde::{Deserialize, json};
 
+use crate::cache::CacheEntry;
 use crate::error::{Error, ErrorKind, MAX_SERVER_TEXT, MAX_SERVER_WORD, Redactions, sanitize_to};
+use crate::request::TokenRequest;
 
-/// The lifetime assumed when a successful token response has no `expires_in` (or it is
-/// `null`): 60 seconds. RFC 6749 §5.1 lets a server leave the field out; a short guess
-/// means a cache refreshes too early rather than hands out an expired token.
-pub const DEFAULT_EXPIRES_IN: Duration = Duration::from_secs(60);
+/// The lifetime assumed when a token response has no `expires_in` and the token is not a
+/// JWT with an `exp`: 60 seconds. RFC 6749 §5.1 lets a server leave the field out; a short
+/// guess means a cache refreshes too early rather than hands out an expired token.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
 
 /// An access token, as granted by the token endpoint.
+///
+/// Its lifetime counts from the moment the request that got it was sent, and it ends by
+/// whichever clock says so first: the monotonic clock (immune to wall-clock steps) or the
+/// wall clock (which, unlike the monotonic clock on Linux, keeps running while the machine
+/// sleeps).
 ///
 /// `Debug` shows the lifetime and scope but never the token itself.
 ///
 /// # Example
-/// ```
-/// use std::time::Duration;
+/// ```no_run
+/// use logto_m2m::{request_token, Config, TokenRequest};
 ///
-/// let body = br#"{"access_token":"eyJhbGciOi.e30.sig","expires_in":3600,"token_type":"Bearer","scope":"read:products"}"#;
-/// let token = logto_m2m::parse_token_response(200, body)?;
-/// assert_eq!(token.access_token(), "eyJhbGciOi.e30.sig");
-/// assert_eq!(token.authorization(), "Bearer eyJhbGciOi.e30.sig");
-/// assert_eq!(token.expires_in(), Duration::from_secs(3600));
-/// assert_eq!(token.scope(), Some("read:products"));
-/// assert!(!format!("{token:?}").contains("eyJ"));
+/// let config = Config::from_env()?;
+/// let request = TokenRequest::new("https://shopping.api").scope("read:products");
+/// let token = request_token(&config, &request)?;
+/// assert_eq!(token.authorization(), format!("Bearer {}", token.access_token()));
+/// assert!(!format!("{token:?}").contains(token.access_token()));
+/// if !token.missing_scopes(&request).is_empty() {
+///     eprintln!("not granted: {:?}", token.missing_scopes(&request));
+/// }
 /// # Ok::<_, logto_m2m::Error>(())
 /// ```
 #[derive(Clone, PartialEq, Eq)]
@@ -41,10 +49,15 @@ pub struct Token {
     /// `Bearer <access_token>`: kept whole so `authorization()` costs nothing, and sliced
     /// for `access_token()`.
     authorization: String,
+    /// The lifetime, at most the config's maximum.
     expires_in: Duration,
+    /// The `scope` field as the server sent it.
     scope: Option<String>,
-    scope_from_server: bool,
-    received_at: Instant,
+    /// The scopes asked for, space-separated: what an omitted `scope` means (RFC 6749 §5.1).
+    requested_scope: String,
+    /// When the request was sent, by each clock.
+    sent_at: Instant,
+    sent_at_wall: SystemTime,
 }
 
 const BEARER_PREFIX: &str = "Bearer ";
@@ -60,8 +73,9 @@ impl Token {
         &self.authorization
     }
 
-    /// The lifetime the server granted (`expires_in`), or [`DEFAULT_EXPIRES_IN`] when it
-    /// did not say. A value too large for `u64` seconds counts as `u64::MAX` seconds.
+    /// The token's lifetime: the server's `expires_in`; without one, the time left until
+    /// the `exp` of a JWT access token; without either, 60 seconds. Never more than
+    /// [`Config::max_token_lifetime`](crate::Config::max_token_lifetime).
     pub fn expires_in(&self) -> Duration {
         self.expires_in
     }
@@ -72,73 +86,125 @@ impl Token {
     ///
     /// Logto (oidc-provider) also leaves the field out when it granted *none* of the
     /// requested scopes, which this can't tell from a full grant: use
-    /// [`scope_from_server`](Token::scope_from_server) to see only what the server said.
+    /// [`missing_scopes`](Token::missing_scopes), which can.
     pub fn scope(&self) -> Option<&str> {
-        self.scope.as_deref()
+        match &self.scope {
+            Some(s) => Some(s),
+            None if self.requested_scope.is_empty() => None,
+            None => Some(&self.requested_scope),
+        }
     }
 
     /// The `scope` field exactly as the server sent it, `None` when it was absent.
     pub fn scope_from_server(&self) -> Option<&str> {
-        if self.scope_from_server {
-            self.scope.as_deref()
-        } else {
-            None
-        }
+        self.scope.as_deref()
+    }
+
+    /// The scopes `request` asks for that this token does not carry, in the request's
+    /// order: what an API will answer 403 to. With Logto the fix is to give the app a
+    /// machine-to-machine role with those permissions.
+    ///
+    /// The granted scopes are the response's `scope` field. When the server left it out,
+    /// they are the `scope` claim of a JWT access token (Logto leaves the field out when it
+    /// granted none, and its JWT then has no `scope` claim); for an opaque token an omitted
+    /// field means "as requested" (RFC 6749 §5.1), so nothing is missing.
+    pub fn missing_scopes(&self, request: &TokenRequest) -> Vec<String> {
+        let from_jwt;
+        let granted = match &self.scope {
+            Some(s) => s.as_str(),
+            None => match jwt_claims(self.access_token()) {
+                Some(claims) => {
+                    from_jwt = claims.scope.unwrap_or_default();
+                    &from_jwt
+                }
+                None => return Vec::new(),
+            },
+        };
+        request
+            .scopes()
+            .iter()
+            .filter(|asked| !granted.split_ascii_whitespace().any(|g| g == *asked))
+            .cloned()
+            .collect()
     }
 
     /// When the token's lifetime started: the moment the request that got it was sent
     /// (never later than the server's own clock started it).
     pub fn received_at(&self) -> Instant {
-        self.received_at
+        self.sent_at
     }
 
-    /// When the token expires, by the monotonic clock; `None` when the granted lifetime is
-    /// too long to represent (it then never expires as far as this process can tell).
+    /// When the token expires, by the monotonic clock; `None` when that is too far ahead to
+    /// represent.
     pub fn expires_at(&self) -> Option<Instant> {
-        self.received_at.checked_add(self.expires_in)
+        self.sent_at.checked_add(self.expires_in)
     }
 
-    /// True once the token's lifetime is over.
+    /// When the token expires, by the wall clock; `None` when that is too far ahead to
+    /// represent.
+    pub fn expires_at_system(&self) -> Option<SystemTime> {
+        self.sent_at_wall.checked_add(self.expires_in)
+    }
+
+    /// True once the token's lifetime is over by either clock.
     pub fn is_expired(&self) -> bool {
-        self.expires_at().is_some_and(|at| Instant::now() >= at)
+        self.ends_before(Instant::now(), SystemTime::now(), Duration::ZERO)
     }
 
-    /// A token read back from the token file: `age` is how long ago its lifetime started.
-    /// `None` when the token would not pass the parser's checks.
-    pub(crate) fn restore(
-        access_token: &str,
-        expires_in: Duration,
-        scope: Option<String>,
-        age: Duration,
+    /// True when less than `margin` of the lifetime is left at `now` by either clock (a
+    /// wall clock stepped back before the send time counts as over: the clock can't be
+    /// trusted to say how much is left).
+    pub(crate) fn ends_before(&self, now: Instant, wall: SystemTime, margin: Duration) -> bool {
+        let mono_left = self
+            .expires_at()
+            .map_or(Duration::MAX, |at| at.saturating_duration_since(now));
+        let wall_left = match wall.duration_since(self.sent_at_wall) {
+            Ok(age) => self.expires_in.saturating_sub(age),
+            Err(_) => Duration::ZERO,
+        };
+        mono_left.min(wall_left) <= margin
+    }
+
+    /// The token as a cache entry, `None` when its times can't be written down.
+    pub(crate) fn to_entry(&self) -> Option<CacheEntry> {
+        CacheEntry::new(
+            self.access_token(),
+            self.scope.as_deref(),
+            self.sent_at_wall,
+            self.expires_at_system()?,
+        )
+    }
+
+    /// A token read back from a cache: `None` when it would not pass the parser's checks or
+    /// its times don't add up at `wall` (received in the future: the clock stepped back).
+    pub(crate) fn from_entry(
+        entry: &CacheEntry,
+        requested: &[String],
+        sent: &Sent<'_>,
     ) -> Option<Token> {
-        if !is_header_safe(access_token) {
+        if !is_header_safe(entry.access_token()) {
             return None;
         }
-        let now = Instant::now();
+        let age = sent.wall.duration_since(entry.received_at()).ok()?;
+        let lifetime = entry
+            .expires_at()
+            .duration_since(entry.received_at())
+            .ok()?
+            .min(sent.max_lifetime);
         // The monotonic clock may not reach back that far (it starts at boot); then the
         // remaining lifetime counts from now, which ends at the same moment.
-        let (received_at, expires_in) = match now.checked_sub(age) {
-            Some(at) => (at, expires_in),
-            None => (now, expires_in.saturating_sub(age)),
+        let (sent_at, expires_in, sent_at_wall) = match sent.at.checked_sub(age) {
+            Some(at) => (at, lifetime, entry.received_at()),
+            None => (sent.at, lifetime.saturating_sub(age), sent.wall),
         };
         Some(Token {
-            authorization: format!("{BEARER_PREFIX}{access_token}"),
+            authorization: format!("{BEARER_PREFIX}{}", entry.access_token()),
             expires_in,
-            scope_from_server: scope.is_some(),
-            scope,
-            received_at,
+            scope: entry.scope().map(str::to_owned),
+            requested_scope: requested.join(" "),
+            sent_at,
+            sent_at_wall,
         })
-    }
-
-    pub(crate) fn set_received_at(&mut self, at: Instant) {
-        self.received_at = at;
-    }
-
-    /// Fills in the requested scope when the server did not echo one.
-    pub(crate) fn default_scope(&mut self, requested: &str) {
-        if self.scope.is_none() && !requested.is_empty() {
-            self.scope = Some(requested.to_owned());
-        }
     }
 }
 
@@ -147,74 +213,63 @@ impl fmt::Debug for Token {
         f.debug_struct("Token")
             .field("access_token", &"[redacted]")
             .field("expires_in", &self.expires_in)
-            .field("scope", &self.scope)
+            .field("scope", &self.scope())
             .finish()
     }
 }
 
-/// Parses a token endpoint's answer: the HTTP status and the body bytes.
+/// What the parser needs to know of the request: when it was sent, by both clocks, what it
+/// asked for, and the longest lifetime to believe.
+pub(crate) struct Sent<'a> {
+    pub(crate) at: Instant,
+    pub(crate) wall: SystemTime,
+    pub(crate) scope: &'a [String],
+    pub(crate) max_lifetime: Duration,
+}
+
+/// What one exchange brought back, before parsing.
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    /// `Some(retry_after)` when this is a rate limit: 429, or 503 with `Retry-After`.
+    pub(crate) rate_limited: Option<Option<Duration>>,
+    pub(crate) body: Vec<u8>,
+}
+
+/// Parses a token endpoint's answer into a [`Token`], or the precise [`Error`].
 ///
-/// This is what [`request_token`](crate::request_token) does with what it receives, public
-/// so that tests and fuzzers can drive it without a network. A 2xx body must be an RFC 6749
-/// §5.1 token response:
+/// A 2xx body must be an RFC 6749 §5.1 token response:
 ///
 /// - `access_token`: required, a non-empty string of visible ASCII (no spaces, no control
 ///   characters), so it is always safe in an HTTP header;
 /// - `token_type`: required, `Bearer` in any case;
-/// - `expires_in`: a non-negative integer, or a string of digits; absent or `null` means
-///   [`DEFAULT_EXPIRES_IN`]; values past `u64::MAX` saturate;
-/// - `scope`: optional string;
+/// - `expires_in`: a non-negative integer, or a string of digits; values past `u64::MAX`
+///   saturate; absent or `null`: the JWT's `exp`, else 60 s; at most the config's maximum;
+/// - `scope`: optional string without control characters;
 /// - other fields are ignored; a field above that appears twice, trailing data after the
-///   object, or a body that is not a JSON object is refused.
+///   object, or a body that is not a JSON object is refused. A UTF-8 byte-order mark before
+///   the object is skipped (RFC 8259 §8.1).
 ///
 /// Any other status is an error: an RFC 6749 §5.2 body (`error`, `error_description`,
-/// `error_uri`, with Logto's `code` and `message`) becomes [`ErrorKind::OAuth`], 429 becomes
-/// [`ErrorKind::RateLimited`], a 3xx [`ErrorKind::Redirect`], and anything else, an HTML
-/// page included, [`ErrorKind::HttpStatus`] with its status.
-///
-/// # Errors
-/// As above; every message names the status and, where one is at fault, the field.
-///
-/// # Example
-/// ```
-/// use logto_m2m::{parse_token_response, ErrorKind};
-///
-/// let err = parse_token_response(200, br#"{"access_token":"abc","token_type":"mac"}"#).unwrap_err();
-/// assert_eq!(err.to_string(), r#"invalid token response (http 200): token_type is "mac", not Bearer"#);
-///
-/// let body = br#"{"code":"oidc.invalid_client","message":"Invalid client.","error":"invalid_client","error_description":"client authentication failed"}"#;
-/// let err = parse_token_response(401, body).unwrap_err();
-/// assert!(matches!(err.kind(), ErrorKind::OAuth { status: 401, error, .. } if error == "invalid_client"));
-/// assert_eq!(err.logto_code(), Some("oidc.invalid_client"));
-///
-/// let err = parse_token_response(502, b"<html>Bad Gateway</html>").unwrap_err();
-/// assert_eq!(err.to_string(), "token endpoint answered http 502 without an oauth error body");
-/// ```
-pub fn parse_token_response(status: u16, body: &[u8]) -> Result<Token, Error> {
-    let rate_limited = (status == 429).then_some(None);
-    parse(status, body, &Redactions::NONE, rate_limited)
-}
-
-/// The parser with the request's context: the secrets to redact from server text, and
-/// whether the answer is a rate limit (`Some(retry_after)`; the caller knows the headers).
+/// `error_uri`, with Logto's `code` and `message`) becomes [`ErrorKind::OAuth`], a rate
+/// limit [`ErrorKind::RateLimited`], a 3xx [`ErrorKind::Redirect`], and anything else, an
+/// HTML page included, [`ErrorKind::HttpStatus`] with its status. Server text in an error is
+/// sanitized, and `redact`'s secrets never appear in it.
 pub(crate) fn parse(
-    status: u16,
-    body: &[u8],
+    answer: &Answer,
+    sent: &Sent<'_>,
     redact: &Redactions<'_>,
-    rate_limited: Option<Option<Duration>>,
 ) -> Result<Token, Error> {
-    let parsed = parse_fields(body);
-    if let Some(retry_after) = rate_limited {
+    let status = answer.status;
+    let parsed = parse_fields(&answer.body);
+    if let Some(retry_after) = answer.rate_limited {
         let f = parsed.unwrap_or_default();
-        let code = f.word(&f.code, redact).or_else(|| f.word(&f.error, redact));
-        let message = f
-            .text(&f.message, redact)
-            .or_else(|| f.text(&f.error_description, redact));
         return Err(Error::new(ErrorKind::RateLimited {
             status,
             retry_after,
-            code,
-            message,
+            error: f.word(&f.error, redact),
+            description: f.text(&f.error_description, redact),
+            logto_code: f.word(&f.code, redact),
+            logto_message: f.text(&f.message, redact),
         }));
     }
     match status {
@@ -228,15 +283,15 @@ pub(crate) fn parse(
     }
     // Some servers answer 200 with an error body; it is still an error, and saying which
     // one helps more than "access_token missing".
-    if f.access_token.is_none() && matches!(f.error, Some(Value::String(_))) {
+    if f.access_token.is_none() && matches!(f.error, Some(Leaf::Str(_))) {
         return Err(error_response(status, Some(f), redact));
     }
 
     let access_token = match f.access_token {
-        None | Some(Value::Null) => {
+        None | Some(Leaf::Null) => {
             return Err(invalid(status, Some("access_token"), "is missing"));
         }
-        Some(Value::String(s)) => s,
+        Some(Leaf::Str(s)) => s,
         Some(_) => return Err(invalid(status, Some("access_token"), "is not a string")),
     };
     if access_token.is_empty() {
@@ -253,9 +308,9 @@ pub(crate) fn parse(
     }
 
     match &f.token_type {
-        None | Some(Value::Null) => return Err(invalid(status, Some("token_type"), "is missing")),
-        Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => {}
-        Some(Value::String(t)) => {
+        None | Some(Leaf::Null) => return Err(invalid(status, Some("token_type"), "is missing")),
+        Some(Leaf::Str(t)) if t.eq_ignore_ascii_case("bearer") => {}
+        Some(Leaf::Str(t)) => {
             let shown = sanitize_to(t, redact, MAX_SERVER_WORD);
             return Err(invalid(
                 status,
@@ -267,20 +322,22 @@ pub(crate) fn parse(
     }
 
     let expires_in = match &f.expires_in {
-        None | Some(Value::Null) => DEFAULT_EXPIRES_IN,
+        None | Some(Leaf::Null) => {
+            jwt_lifetime(&access_token, sent.wall).unwrap_or(DEFAULT_LIFETIME)
+        }
         Some(v) => Duration::from_secs(
             expires_in_secs(v).map_err(|reason| invalid(status, Some("expires_in"), reason))?,
         ),
     };
 
     let scope = match f.scope {
-        None | Some(Value::Null) => None,
+        None | Some(Leaf::Null) => None,
         // Scope tokens are printable (RFC 6749 §3.3); control characters would reach the
         // caller's logs raw.
-        Some(Value::String(s)) if s.chars().any(char::is_control) => {
+        Some(Leaf::Str(s)) if s.chars().any(char::is_control) => {
             return Err(invalid(status, Some("scope"), "has control characters"));
         }
-        Some(Value::String(s)) => Some(s),
+        Some(Leaf::Str(s)) => Some(s),
         Some(_) => return Err(invalid(status, Some("scope"), "is not a string")),
     };
 
@@ -289,11 +346,52 @@ pub(crate) fn parse(
     authorization.push_str(&access_token);
     Ok(Token {
         authorization,
-        expires_in,
-        scope_from_server: scope.is_some(),
+        expires_in: expires_in.min(sent.max_lifetime),
         scope,
-        received_at: Instant::now(),
+        requested_scope: sent.scope.join(" "),
+        sent_at: sent.at,
+        sent_at_wall: sent.wall,
     })
+}
+
+/// The claims of a JWT access token that this crate reads.
+struct Claims {
+    exp: Option<u64>,
+    scope: Option<String>,
+}
+
+/// The payload claims of `token` if it is a JWT (three base64url parts, the middle one a
+/// JSON object); `None` otherwise, silently. The signature is not checked: nothing here is
+/// trusted beyond what the server's own answer already said.
+fn jwt_claims(token: &str) -> Option<Claims> {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const URL_SAFE_ANY_PADDING: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let mut parts = token.split('.');
+    let (_, payload, _) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let bytes = URL_SAFE_ANY_PADDING.decode(payload).ok()?;
+    let f = parse_fields(&bytes).ok()?;
+    let exp = match f.exp {
+        Some(Leaf::U64(n)) => Some(n),
+        _ => None,
+    };
+    let scope = match f.scope {
+        Some(Leaf::Str(s)) => Some(s),
+        _ => None,
+    };
+    Some(Claims { exp, scope })
+}
+
+/// The time left until a JWT's `exp` at `now`, zero when past; `None` when the token is not
+/// a JWT with a numeric `exp`.
+fn jwt_lifetime(token: &str, now: SystemTime) -> Option<Duration> {
+    let exp = UNIX_EPOCH.checked_add(Duration::from_secs(jwt_claims(token)?.exp?))?;
+    Some(exp.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// Non-empty visible ASCII: nothing that could end or split an HTTP header line.
@@ -303,11 +401,11 @@ fn is_header_safe(token: &str) -> bool {
 
 /// `expires_in` as whole seconds: a non-negative JSON integer (also written as `3600.0` or
 /// `1e30`), or a string of digits. Too large saturates at `u64::MAX`.
-fn expires_in_secs(v: &Value) -> Result<u64, &'static str> {
+fn expires_in_secs(v: &Leaf) -> Result<u64, &'static str> {
     match v {
-        Value::Number(Number::U64(n)) => Ok(*n),
-        Value::Number(Number::I64(_)) => Err("is negative"),
-        Value::Number(Number::F64(x)) => {
+        Leaf::U64(n) => Ok(*n),
+        Leaf::I64(_) => Err("is negative"),
+        Leaf::F64(x) => {
             if x.is_nan() {
                 Err("is not a number")
             } else if *x < 0.0 {
@@ -319,7 +417,7 @@ fn expires_in_secs(v: &Value) -> Result<u64, &'static str> {
                 Ok(*x as u64)
             }
         }
-        Value::String(s) => {
+        Leaf::Str(s) => {
             if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
                 return Err("is not a number");
             }
@@ -357,24 +455,40 @@ fn error_response(status: u16, fields: Option<Fields>, redact: &Redactions<'_>) 
         None => Error::new(ErrorKind::HttpStatus {
             status,
             logto_code,
-            message: logto_message,
+            logto_message,
         }),
     }
 }
 
-/// The fields of a token or error response that we read; everything else is skipped
-/// without being kept.
+/// A JSON value as far as we look at it: strings and numbers are kept, arrays and objects
+/// are skipped without being stored (so no `BTreeMap` and no deep structure is built).
+#[derive(Debug, Clone, PartialEq)]
+enum Leaf {
+    Null,
+    Bool,
+    Str(String),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    /// An array or an object.
+    Nested,
+}
+
+/// The fields of a token response, an error response or a JWT payload that we read;
+/// everything else is skipped without being kept.
 #[derive(Default)]
 struct Fields {
-    access_token: Option<Value>,
-    token_type: Option<Value>,
-    expires_in: Option<Value>,
-    scope: Option<Value>,
-    error: Option<Value>,
-    error_description: Option<Value>,
-    error_uri: Option<Value>,
-    code: Option<Value>,
-    message: Option<Value>,
+    access_token: Option<Leaf>,
+    token_type: Option<Leaf>,
+    expires_in: Option<Leaf>,
+    scope: Option<Leaf>,
+    error: Option<Leaf>,
+    error_description: Option<Leaf>,
+    error_uri: Option<Leaf>,
+    code: Option<Leaf>,
+    message: Option<Leaf>,
+    /// A JWT's expiry (Unix seconds).
+    exp: Option<Leaf>,
     /// The first known field that appeared twice. miniserde's error can't say why it
     /// failed, so the parse goes on and this is checked afterwards.
     duplicate: Option<&'static str>,
@@ -383,26 +497,28 @@ struct Fields {
 impl Fields {
     /// A string field, sanitized for an error message; `None` when absent, not a string,
     /// or empty after sanitizing.
-    fn string(&self, v: &Option<Value>, redact: &Redactions<'_>, max: usize) -> Option<String> {
+    fn string(&self, v: &Option<Leaf>, redact: &Redactions<'_>, max: usize) -> Option<String> {
         match v {
-            Some(Value::String(s)) => Some(sanitize_to(s, redact, max)).filter(|s| !s.is_empty()),
+            Some(Leaf::Str(s)) => Some(sanitize_to(s, redact, max)).filter(|s| !s.is_empty()),
             _ => None,
         }
     }
 
     /// A code-like field: `error`, `error_uri`, Logto's `code`.
-    fn word(&self, v: &Option<Value>, redact: &Redactions<'_>) -> Option<String> {
+    fn word(&self, v: &Option<Leaf>, redact: &Redactions<'_>) -> Option<String> {
         self.string(v, redact, MAX_SERVER_WORD)
     }
 
     /// A descriptive field: `error_description`, Logto's `message`.
-    fn text(&self, v: &Option<Value>, redact: &Redactions<'_>) -> Option<String> {
+    fn text(&self, v: &Option<Leaf>, redact: &Redactions<'_>) -> Option<String> {
         self.string(v, redact, MAX_SERVER_TEXT)
     }
 }
 
 fn parse_fields(body: &[u8]) -> Result<Fields, &'static str> {
     let text = std::str::from_utf8(body).map_err(|_| "body is not utf-8")?;
+    // RFC 8259 §8.1: a parser may ignore a byte-order mark; some Windows servers send one.
+    let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
     let trimmed = text.trim_start_matches([' ', '\t', '\r', '\n']);
     if trimmed.is_empty() {
         return Err("body is empty");
@@ -442,13 +558,14 @@ impl Map for FieldsMap<'_> {
             "error_uri" => ("error_uri", &mut f.error_uri),
             "code" => ("code", &mut f.code),
             "message" => ("message", &mut f.message),
+            "exp" => ("exp", &mut f.exp),
             _ => return Ok(<dyn Visitor>::ignore()),
         };
         if slot.is_some() {
             f.duplicate.get_or_insert(name);
             return Ok(<dyn Visitor>::ignore());
         }
-        Ok(Value::begin(slot))
+        Ok(slot.insert(Leaf::Null))
     }
 
     fn finish(&mut self) -> miniserde::Result<()> {
@@ -456,18 +573,102 @@ impl Map for FieldsMap<'_> {
     }
 }
 
+/// A `Leaf` is its own visitor: the slot is filled with `Null` first and overwritten by
+/// whatever value comes.
+impl Visitor for Leaf {
+    fn null(&mut self) -> miniserde::Result<()> {
+        *self = Leaf::Null;
+        Ok(())
+    }
+
+    fn boolean(&mut self, _: bool) -> miniserde::Result<()> {
+        *self = Leaf::Bool;
+        Ok(())
+    }
+
+    fn string(&mut self, s: &str) -> miniserde::Result<()> {
+        *self = Leaf::Str(s.to_owned());
+        Ok(())
+    }
+
+    fn negative(&mut self, n: i64) -> miniserde::Result<()> {
+        *self = Leaf::I64(n);
+        Ok(())
+    }
+
+    fn nonnegative(&mut self, n: u64) -> miniserde::Result<()> {
+        *self = Leaf::U64(n);
+        Ok(())
+    }
+
+    fn float(&mut self, n: f64) -> miniserde::Result<()> {
+        *self = Leaf::F64(n);
+        Ok(())
+    }
+
+    fn seq(&mut self) -> miniserde::Result<Box<dyn Seq + '_>> {
+        *self = Leaf::Nested;
+        Ok(Box::new(Skip))
+    }
+
+    fn map(&mut self) -> miniserde::Result<Box<dyn Map + '_>> {
+        *self = Leaf::Nested;
+        Ok(Box::new(Skip))
+    }
+}
+
+/// The inside of an array or object we don't look into. miniserde drives it without
+/// recursion, so no depth of nesting can overflow the stack.
+struct Skip;
+
+impl Seq for Skip {
+    fn element(&mut self) -> miniserde::Result<&mut dyn Visitor> {
+        Ok(<dyn Visitor>::ignore())
+    }
+
+    fn finish(&mut self) -> miniserde::Result<()> {
+        Ok(())
+    }
+}
+
+impl Map for Skip {
+    fn key(&mut self, _: &str) -> miniserde::Result<&mut dyn Visitor> {
+        Ok(<dyn Visitor>::ignore())
+    }
+
+    fn finish(&mut self) -> miniserde::Result<()> {
+        Ok(())
+    }
+}
+
+/// The fuzz targets' entry: [`parse`] as `request_token` calls it, for an answer with no
+/// `Retry-After`, sent now, asking for no scope, with the default maximum lifetime.
+#[cfg(any(test, feature = "_fuzz"))]
+pub(crate) fn parse_now(status: u16, body: &[u8]) -> Result<Token, Error> {
+    let answer = Answer {
+        status,
+        rate_limited: (status == 429).then_some(None),
+        body: body.to_vec(),
+    };
+    let sent = Sent {
+        at: Instant::now(),
+        wall: SystemTime::now(),
+        scope: &[],
+        max_lifetime: Duration::from_secs(24 * 3600),
+    };
+    parse(&answer, &sent, &Redactions::NONE)
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
 
     fn ok(body: &str) -> Token {
-        parse_token_response(200, body.as_bytes()).unwrap()
+        parse_now(200, body.as_bytes()).unwrap()
     }
 
     fn err(status: u16, body: &str) -> String {
-        parse_token_response(status, body.as_bytes())
-            .unwrap_err()
-            .to_string()
+        parse_now(status, body.as_bytes()).unwrap_err().to_string()
     }
 
     const GOOD: &str =
@@ -491,16 +692,27 @@ mod test {
     fn expires_in_forms() {
         let e = |v: &str| {
             let body = format!(r#"{{"access_token":"t","token_type":"Bearer","expires_in":{v}}}"#);
-            parse_token_response(200, body.as_bytes()).map(|t| t.expires_in().as_secs())
+            parse_now(200, body.as_bytes()).map(|t| t.expires_in().as_secs())
         };
         assert_eq!(e("0").unwrap(), 0);
         assert_eq!(e("\"3600\"").unwrap(), 3600);
         assert_eq!(e("3600.0").unwrap(), 3600);
-        assert_eq!(e("18446744073709551615").unwrap(), u64::MAX);
-        assert_eq!(e("18446744073709551616").unwrap(), u64::MAX);
-        assert_eq!(e("1e30").unwrap(), u64::MAX);
-        assert_eq!(e("\"99999999999999999999999\"").unwrap(), u64::MAX);
-        assert_eq!(e("null").unwrap(), DEFAULT_EXPIRES_IN.as_secs());
+        // Huge values saturate when read, then the maximum lifetime (one day) caps them.
+        let day = 24 * 3600;
+        assert_eq!(e("86401").unwrap(), day);
+        assert_eq!(e("18446744073709551615").unwrap(), day);
+        assert_eq!(e("18446744073709551616").unwrap(), day);
+        assert_eq!(e("1e30").unwrap(), day);
+        assert_eq!(e("\"99999999999999999999999\"").unwrap(), day);
+        assert_eq!(e("null").unwrap(), DEFAULT_LIFETIME.as_secs());
+        let read = |v: &str| {
+            let body = format!(r#"{{"expires_in":{v}}}"#);
+            expires_in_secs(&parse_fields(body.as_bytes()).unwrap().expires_in.unwrap())
+        };
+        assert_eq!(read("18446744073709551615"), Ok(u64::MAX));
+        assert_eq!(read("18446744073709551616"), Ok(u64::MAX));
+        assert_eq!(read("1e30"), Ok(u64::MAX));
+        assert_eq!(read("\"99999999999999999999999\""), Ok(u64::MAX));
         let msg = |v: &str| e(v).unwrap_err().to_string();
         assert!(
             msg("-1").ends_with("expires_in is negative"),
@@ -518,8 +730,82 @@ mod test {
     #[test]
     fn absent_expires_in_is_default() {
         let t = ok(r#"{"access_token":"t","token_type":"Bearer"}"#);
-        assert_eq!(t.expires_in(), DEFAULT_EXPIRES_IN);
+        assert_eq!(t.expires_in(), DEFAULT_LIFETIME);
         assert_eq!(t.scope(), None);
+    }
+
+    /// A JWT access token with `payload` as its claims (signature not checked, not needed).
+    fn jwt(payload: &str) -> String {
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        format!("{}.{}.c2ln", b64(r#"{"alg":"ES384"}"#), b64(payload))
+    }
+
+    fn now_secs() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    #[test]
+    fn absent_expires_in_comes_from_the_jwt_exp() {
+        let with = |token: &str, extra: &str| {
+            ok(&format!(
+                r#"{{"access_token":"{token}","token_type":"Bearer"{extra}}}"#
+            ))
+            .expires_in()
+            .as_secs()
+        };
+        let exp = now_secs() + 1800;
+        let t = jwt(&format!(r#"{{"sub":"app","exp":{exp}}}"#));
+        assert!((1798..=1800).contains(&with(&t, "")), "{}", with(&t, ""));
+        // expires_in, when present, wins.
+        assert_eq!(with(&t, r#","expires_in":60"#), 60);
+        // Past exp: zero; far future: the maximum; no exp or a bad payload: the default.
+        let past = jwt(&format!(r#"{{"exp":{}}}"#, now_secs() - 10));
+        assert_eq!(with(&past, ""), 0);
+        let far = jwt(r#"{"exp":99999999999}"#);
+        assert_eq!(with(&far, ""), 24 * 3600);
+        for opaque in [
+            jwt(r#"{"sub":"app"}"#),
+            jwt(r#"{"exp":"soon"}"#),
+            jwt(r#"{"exp":-5}"#),
+            jwt("not json"),
+            "a.b".to_owned(),
+            "a.!!!.c".to_owned(),
+            format!("{}.x", jwt(r#"{"exp":99999999999}"#)),
+            "opaque-token".to_owned(),
+        ] {
+            assert_eq!(with(&opaque, ""), 60, "{opaque}");
+        }
+    }
+
+    #[test]
+    fn byte_order_mark_is_skipped() {
+        let t = parse_now(200, format!("\u{FEFF}{GOOD}").as_bytes()).unwrap();
+        assert_eq!(t.access_token(), "tok");
+    }
+
+    #[test]
+    fn missing_scopes_from_the_field_or_the_jwt() {
+        let request = TokenRequest::new("r").scope("read write");
+        let token = |body: String| parse_now(200, body.as_bytes()).unwrap();
+        let field =
+            token(r#"{"access_token":"t","token_type":"Bearer","scope":"read"}"#.to_owned());
+        assert_eq!(field.missing_scopes(&request), ["write"]);
+        // No field: a JWT without a scope claim got none (Logto); an opaque token got all.
+        let jwt_none = token(format!(
+            r#"{{"access_token":"{}","token_type":"Bearer"}}"#,
+            jwt(r#"{"sub":"app"}"#)
+        ));
+        assert_eq!(jwt_none.missing_scopes(&request), ["read", "write"]);
+        let jwt_some = token(format!(
+            r#"{{"access_token":"{}","token_type":"Bearer"}}"#,
+            jwt(r#"{"scope":"write other"}"#)
+        ));
+        assert_eq!(jwt_some.missing_scopes(&request), ["read"]);
+        let opaque = token(r#"{"access_token":"t","token_type":"Bearer"}"#.to_owned());
+        assert!(opaque.missing_scopes(&request).is_empty());
     }
 
     #[test]
@@ -569,9 +855,7 @@ mod test {
         assert!(err(200, "\"str\"").ends_with("body is not a json object"));
         assert!(err(200, "").ends_with("body is empty"));
         assert!(err(200, "{").ends_with("body is not valid json"));
-        let m = parse_token_response(200, b"\xff\xfe")
-            .unwrap_err()
-            .to_string();
+        let m = parse_now(200, b"\xff\xfe").unwrap_err().to_string();
         assert!(m.ends_with("body is not utf-8"));
     }
 
@@ -641,7 +925,7 @@ mod test {
 
     #[test]
     fn rate_limit() {
-        let e = parse_token_response(
+        let e = parse_now(
             429,
             br#"{"code":"auth.exceed_token_limit","message":"Token limit exceeded. Please contact your administrator."}"#,
         )

@@ -1,50 +1,59 @@
 //! `TokenStore`: a cache around `request_token`, one request per refresh.
 //!
-//! One `Mutex` guards a map from request key to entry, and one `Condvar` wakes the threads
-//! that wait for a refresh. The lock is held only to look at or update an entry, never
-//! across network I/O: the thread that refreshes marks the entry "in flight", lets go of the
-//! lock, asks the server, then takes the lock again to store the result.
+//! Two layers. The shared one is a `Mutex` over a map from request key to entry, with a
+//! `Condvar` that wakes the threads waiting for a refresh; the lock is held only to look at
+//! or update an entry, never across I/O. In front of it each thread keeps its own copy of
+//! the fresh tokens it has seen (a thread-local map), valid while the store's generation,
+//! an atomic bumped by every change to a token, is the one the copy was taken at. A hit is
+//! a thread-local lookup, an atomic load and two clock reads: no lock and no memory that
+//! another thread writes, so hits on many threads don't queue.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
 
-use crate::cache::CacheFile;
+use crate::cache::{CacheKey, TokenCache};
 use crate::config::Config;
-use crate::error::{Error, ErrorKind};
+use crate::error::{DisplayDuration, Error, ErrorKind};
 use crate::request::{TokenRequest, request_token};
-use crate::response::Token;
+use crate::response::{Sent, Token};
+use crate::token_file::TokenFile;
 
-/// The refresh margin when none is set: 60 seconds before expiry.
-pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(60);
+/// The first pause after a failed refresh with no valid token left. It doubles with each
+/// further failure up to [`MAX_FAILURE_BACKOFF`], and a server's `Retry-After` lengthens it.
+const FIRST_FAILURE_BACKOFF: Duration = Duration::from_secs(1);
 
-/// The first pause after a failed refresh with no valid token left: 1 second. It doubles
-/// with each further failure up to [`MAX_FAILURE_BACKOFF`], and a server's `Retry-After`
-/// lengthens it.
-pub const FIRST_FAILURE_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest pause after failed refreshes.
+const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(30);
 
-/// The longest pause after failed refreshes: 30 seconds.
-pub const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(30);
-
-/// The longest a server's `Retry-After` can hold back a key: one hour.
+/// The longest a server's `Retry-After` can hold back a key.
 const MAX_RETRY_AFTER_BACKOFF: Duration = Duration::from_secs(3600);
 
 /// How much longer than the config's timeout a thread waits for another's refresh before
 /// it gives up. The refresh itself is bounded by the timeout; this is a safety net.
 const WAIT_SLACK: Duration = Duration::from_secs(5);
 
+/// Refreshes between two sweeps of the shared map for keys whose token is long gone.
+const SWEEP_EVERY: u32 = 64;
+
 /// A thread-safe token cache: one token per (resource, scopes, organization), refreshed
 /// shortly before it expires, with one request per refresh however many threads ask.
 ///
 /// # About threads
 ///
-/// `TokenStore` is `Send + Sync`: share it by reference or in an `Arc`. Inside is one
-/// `Mutex`, held for a map lookup and never across network I/O, and one `Condvar`.
+/// `TokenStore` is `Send + Sync`: share it by reference or in an `Arc`.
 ///
-/// - A hit (a token outside its refresh margin) takes the lock, clones an `Arc` and lets go:
-///   tens of nanoseconds, no allocation.
+/// - A hit (a token outside its refresh margin) takes no lock: each thread keeps its own
+///   copy of the tokens it got, checked against a store-wide generation counter that every
+///   refresh, [`invalidate`](TokenStore::invalidate) and [`clear`](TokenStore::clear)
+///   bumps, so every thread's next call sees the change. Tens of nanoseconds, no
+///   allocation, and threads don't slow each other down. (The copy is made once per thread
+///   and token, on that thread's first hit after a change.)
 /// - Inside the refresh margin, the first caller refreshes while the others are handed the
 ///   still-valid token without waiting.
 /// - With no usable token, the first caller asks the server and the others wait for its
@@ -53,12 +62,21 @@ const WAIT_SLACK: Duration = Duration::from_secs(5);
 /// - A panic in a caller, even during a refresh, neither poisons the store nor leaves
 ///   waiters hanging: one of them takes the refresh over.
 ///
+/// # When a token is refreshed
+///
+/// A token's lifetime counts from when its request was sent, and it is over by whichever
+/// clock says so first: the monotonic clock, which a wall-clock step can't move, or the
+/// wall clock, which keeps running while the machine sleeps (Linux's monotonic clock stops
+/// then). The refresh starts within the refresh margin before that end, at a point drawn
+/// at random in the first half of the margin, so that processes that got their tokens
+/// together don't all refresh in the same second.
+///
 /// # Failures
 ///
 /// If a refresh fails while the old token is still valid, callers keep getting the old one.
 /// If it fails with no valid token left, callers get that error without a new request for
-/// [`FIRST_FAILURE_BACKOFF`], doubling per failure up to [`MAX_FAILURE_BACKOFF`] (or the
-/// server's `Retry-After`, up to an hour), so a retry loop can't storm the server.
+/// 1 second, doubling per failure up to 30 seconds (or the server's `Retry-After`, up to an
+/// hour), so a retry loop can't storm the server.
 ///
 /// # Example
 /// ```no_run
@@ -76,20 +94,29 @@ const WAIT_SLACK: Duration = Duration::from_secs(5);
 /// ```
 pub struct TokenStore {
     config: Config,
-    /// `request_token`, except in unit tests, which count, stall or panic here.
-    fetch: Fetch,
     margin: Duration,
-    cache: Option<CacheFile>,
+    cache: Option<Box<dyn TokenCache>>,
+    cache_error: Mutex<Option<Error>>,
     entries: Mutex<Entries>,
     refreshed: Condvar,
+    /// Bumped, under the `entries` lock, whenever a token changes: thread-local copies
+    /// taken at an older generation are not used. An `Arc` so that those copies can hold a
+    /// `Weak` to it, which names this store without keeping it alive.
+    generation: Arc<AtomicU64>,
+    #[cfg(test)]
+    hooks: test::Hooks,
 }
 
 /// Keyed by the request's precomputed key hash; the entries in a bucket share a hash and
 /// are told apart by their full key (a collision is all but impossible, but not assumed
 /// away).
-type Fetch = fn(&Config, &TokenRequest) -> Result<Token, Error>;
+type Buckets<T> = HashMap<u64, Vec<T>, BuildHasherDefault<PrecomputedHash>>;
 
-type Entries = HashMap<u64, Vec<Entry>, BuildHasherDefault<PrecomputedHash>>;
+struct Entries {
+    map: Buckets<Entry>,
+    /// Refreshes since the last sweep.
+    since_sweep: u32,
+}
 
 /// The keys are already hashes, so the map's hasher passes them through: a lookup costs
 /// no hashing.
@@ -113,64 +140,115 @@ impl Hasher for PrecomputedHash {
     }
 }
 
+/// A token with the margin before its end at which it is refreshed (the store's margin,
+/// at most half the lifetime, less this token's share of jitter).
+#[derive(Clone)]
+struct Held {
+    token: Arc<Token>,
+    margin: Duration,
+}
+
+impl Held {
+    fn new(token: Arc<Token>, configured: Duration) -> Held {
+        Held {
+            margin: jittered_margin(token.expires_in(), configured),
+            token,
+        }
+    }
+
+    /// Outside its refresh margin at `now`.
+    fn is_fresh(&self, now: Now) -> bool {
+        !self.token.ends_before(now.mono, now.wall, self.margin)
+    }
+
+    /// Not yet expired at `now`.
+    fn is_valid(&self, now: Now) -> bool {
+        !self.token.ends_before(now.mono, now.wall, Duration::ZERO)
+    }
+}
+
+/// The refresh margin for a token of `lifetime`: the configured one, at most half the
+/// lifetime (a 2-second token is used for 1 second, not refetched on every call).
+fn margin_for(lifetime: Duration, configured: Duration) -> Duration {
+    configured.min(lifetime / 2)
+}
+
+/// [`margin_for`], less a random part of up to half of it: the refresh starts at a random
+/// point in the first half of the margin.
+fn jittered_margin(lifetime: Duration, configured: Duration) -> Duration {
+    let margin = margin_for(lifetime, configured);
+    // std's RandomState is seeded from the OS once per thread and varies per instance.
+    let random = RandomState::new().hash_one(margin);
+    // Integer arithmetic: floats would link their formatting and parsing code for this.
+    let half_ns = u64::try_from(margin.as_nanos() / 2).unwrap_or(u64::MAX);
+    margin.saturating_sub(Duration::from_nanos(random % half_ns.saturating_add(1)))
+}
+
+/// Both clocks, read once.
+#[derive(Clone, Copy)]
+struct Now {
+    mono: Instant,
+    wall: SystemTime,
+}
+
 struct Entry {
     key: Box<str>,
-    token: Option<Arc<Token>>,
-    /// `None`: the lifetime is too long to represent, so it never expires.
-    expires_at: Option<Instant>,
-    /// When callers start a refresh ahead of expiry; `None`: never.
-    refresh_at: Option<Instant>,
-    in_flight: bool,
-    /// Bumped when a refresh ends; waiters compare it to know theirs is over.
-    generation: u64,
-    /// The outcome of the last refresh, for the threads that waited for it. `None` after a
-    /// refresh that panicked: the waiters then start their own.
-    last: Option<Result<Arc<Token>, Error>>,
+    /// The cached token; `None` before the first, after `invalidate`, or when it came with
+    /// no lifetime at all.
+    held: Option<Held>,
+    refresh: Refresh,
+    /// Refreshes that ended, so that a waiter can tell the one it waited for is over.
+    round: u64,
+    /// Failed refreshes in a row.
     failures: u32,
-    /// The last failure, and until when it stands in for a new request.
-    backoff: Option<(Error, Instant)>,
+}
+
+/// Where the entry's refreshing stands.
+enum Refresh {
+    /// No refresh has run, or the last one ended with a token that `held` now has.
+    Idle,
+    /// A caller is asking the server; the others wait on the condvar.
+    Running,
+    /// The last refresh gave this token, kept here for its waiters when it can't be cached
+    /// (no lifetime).
+    Landed(Arc<Token>),
+    /// The last refresh failed: until `until`, callers get this error (or a still-valid
+    /// token) without a new request.
+    BackingOff { error: Error, until: Instant },
+    /// The refreshing caller panicked: the next caller refreshes instead.
+    Abandoned,
 }
 
 impl Entry {
     fn new(key: &str) -> Entry {
         Entry {
             key: key.into(),
-            token: None,
-            expires_at: None,
-            refresh_at: None,
-            in_flight: false,
-            generation: 0,
-            last: None,
+            held: None,
+            refresh: Refresh::Idle,
+            round: 0,
             failures: 0,
-            backoff: None,
         }
     }
 
-    /// Drops the token; the backoff of a failure stays.
-    fn forget(&mut self) {
-        self.token = None;
-        self.expires_at = None;
-        self.refresh_at = None;
-    }
-
-    /// The token, if it is not in its refresh margin yet.
-    fn fresh(&self, now: Instant) -> Option<&Arc<Token>> {
-        let token = self.token.as_ref()?;
-        self.refresh_at.is_none_or(|at| now < at).then_some(token)
-    }
-
-    /// The token, if it has not expired.
-    fn valid(&self, now: Instant) -> Option<&Arc<Token>> {
-        let token = self.token.as_ref()?;
-        self.expires_at.is_none_or(|at| now < at).then_some(token)
-    }
-
-    fn backoff_error(&self, now: Instant) -> Option<&Error> {
-        match &self.backoff {
-            Some((err, until)) if now < *until => Some(err),
+    fn backoff_error(&self, now: Now) -> Option<&Error> {
+        match &self.refresh {
+            Refresh::BackingOff { error, until } if now.mono < *until => Some(error),
             _ => None,
         }
     }
+
+    /// Nothing here is worth keeping: no valid token, no refresh, no backoff.
+    fn is_spent(&self, now: Now) -> bool {
+        !self.held.as_ref().is_some_and(|h| h.is_valid(now))
+            && !matches!(self.refresh, Refresh::Running)
+            && self.backoff_error(now).is_none()
+    }
+}
+
+/// What the slow path decided under the lock.
+enum Next {
+    Done(Result<Arc<Token>, Error>),
+    Refresh,
 }
 
 impl TokenStore {
@@ -178,19 +256,26 @@ impl TokenStore {
     pub fn new(config: Config) -> TokenStore {
         TokenStore {
             config,
-            fetch: request_token,
-            margin: DEFAULT_REFRESH_MARGIN,
+            margin: Duration::from_secs(60),
             cache: None,
-            entries: Mutex::new(Entries::default()),
+            cache_error: Mutex::new(None),
+            entries: Mutex::new(Entries {
+                map: Buckets::default(),
+                since_sweep: 0,
+            }),
             refreshed: Condvar::new(),
+            generation: Arc::new(AtomicU64::new(0)),
+            #[cfg(test)]
+            hooks: test::Hooks::default(),
         }
     }
 
     /// How long before expiry a token is refreshed. For short-lived tokens the margin is
     /// at most half the lifetime, so a 2-second token is used for 1 second, not refetched
-    /// on every call.
+    /// on every call. Each token's refresh starts at a random point in the first half of
+    /// its margin (see [When a token is refreshed](TokenStore#when-a-token-is-refreshed)).
     ///
-    /// Defaults to 60 seconds ([`DEFAULT_REFRESH_MARGIN`]).
+    /// Defaults to 60 seconds.
     pub fn refresh_margin(mut self, margin: Duration) -> Self {
         self.margin = margin;
         self
@@ -200,22 +285,25 @@ impl TokenStore {
     /// minute asks for one token per lifetime instead of one per run, and jobs that start
     /// together make one request between them.
     ///
-    /// - The file (JSON) holds, per request, the token with the wall-clock times it was
-    ///   received and expires; never the secret. It is bound to the token URL and app id:
-    ///   a file written for another app or server is not used.
+    /// - The file (JSON) holds, per request, the token with the wall-clock times its request
+    ///   was sent and it expires; never the secret. It is bound to the token URL and app
+    ///   id: a file written for another app or server is not used.
     /// - It is read only when memory has no fresh token, so cache hits cost the same.
     /// - It is written atomically (a temporary file beside it, then a rename), with mode
-    ///   0600 on Unix.
+    ///   0600 on Unix; expired tokens leave it on each write.
     /// - The process that refreshes holds an exclusive lock on `<path>.lock`; others wait
-    ///   for it (at most the config's timeout) and then take the new token from the file.
-    ///   The OS releases the lock of a process that dies. Refreshes of different requests
-    ///   share this one lock.
+    ///   for it (at most the config's timeout) and take the new token from the file. The OS
+    ///   releases the lock of a process that dies. Refreshes of different requests share
+    ///   this one lock.
     /// - A file that others may read or write, that is not a regular file (a symlink), or
     ///   whose times don't add up (received in the future: the clock jumped) is not trusted:
     ///   its tokens are not used, and the next write replaces it by rename, never writing
     ///   through a link. A corrupt, empty, huge or foreign file is treated as empty.
     /// - No problem with the file fails a `get` that the network can satisfy: the token is
     ///   returned and the problem is kept for [`last_cache_error`](TokenStore::last_cache_error).
+    ///
+    /// The token file is one [`TokenCache`]; [`token_cache`](TokenStore::token_cache) takes
+    /// any other. A store has one cache: this replaces one set before.
     ///
     /// Defaults to no file.
     ///
@@ -230,15 +318,29 @@ impl TokenStore {
     /// }
     /// # Ok::<_, logto_m2m::Error>(())
     /// ```
-    pub fn cache_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
-        self.cache = Some(CacheFile::new(path.into()));
+    pub fn cache_file(self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.token_cache(TokenFile::new(path.into()))
+    }
+
+    /// Shares tokens through `cache` (Redis, a database, ...): consulted when memory has no
+    /// fresh token, with its refresh lock making one request per refresh across everyone
+    /// who shares it. The same rules as for the token file apply: no problem with the cache
+    /// fails a `get` that the network can satisfy, and waiting for another holder's refresh
+    /// is bounded by the config's timeout.
+    ///
+    /// Defaults to no cache.
+    pub fn token_cache(mut self, cache: impl TokenCache + 'static) -> Self {
+        self.cache = Some(Box::new(cache));
         self
     }
 
-    /// The last problem with the token file, if any (an [`ErrorKind::CacheFile`]). It stays
-    /// until another problem replaces it.
+    /// The last problem with the token cache (file or other), if any: an
+    /// [`ErrorKind::Cache`]. It stays until another problem replaces it.
     pub fn last_cache_error(&self) -> Option<Error> {
-        self.cache.as_ref()?.last_error()
+        self.cache_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The config the store gets its tokens with.
@@ -253,29 +355,42 @@ impl TokenStore {
     /// a failure, that same error again. [`ErrorKind::Timeout`] if another thread's refresh
     /// did not end within the config's timeout and a few seconds more.
     pub fn get(&self, request: &TokenRequest) -> Result<Arc<Token>, Error> {
-        let now = Instant::now();
-        let entries = self.lock();
-        if let Some(token) = find(&entries, request).and_then(|e| e.fresh(now)) {
-            return Ok(Arc::clone(token));
+        let now = self.now();
+        let generation = self.generation.load(Ordering::Acquire);
+        let hit = LOCAL.with(|local| {
+            let local = local.borrow();
+            let mine = local
+                .iter()
+                .find(|l| Weak::as_ptr(&l.store) == Arc::as_ptr(&self.generation))?;
+            if mine.generation != generation {
+                return None;
+            }
+            let held = find(&mine.tokens, request)?;
+            held.1.is_fresh(now).then(|| Arc::clone(&held.1.token))
+        });
+        match hit {
+            Some(token) => Ok(token),
+            None => self.get_slow(request),
         }
-        self.get_slow(entries, request)
     }
 
-    /// Drops the cached token for `request`, so the next [`get`](TokenStore::get) asks for
-    /// a new one. Call it when an API answers 401 to the token.
+    /// Drops the cached token for `request`, so the next [`get`](TokenStore::get) on any
+    /// thread asks for a new one. Call it when an API answers 401 to the token.
     pub fn invalidate(&self, request: &TokenRequest) {
         let mut entries = self.lock();
-        if let Some(entry) = find_mut(&mut entries, request) {
-            entry.forget();
+        if let Some(entry) = find_mut(&mut entries.map, request) {
+            entry.held = None;
         }
+        self.bump();
     }
 
     /// Drops every cached token.
     pub fn clear(&self) {
         let mut entries = self.lock();
-        for entry in entries.values_mut().flatten() {
-            entry.forget();
+        for entry in entries.map.values_mut().flatten() {
+            entry.held = None;
         }
+        self.bump();
     }
 
     fn lock(&self) -> MutexGuard<'_, Entries> {
@@ -285,45 +400,47 @@ impl TokenStore {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Makes every thread's copies stale. Called with the `entries` lock held, so that a
+    /// copy taken under the lock is tagged with the generation it was taken at.
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
     #[cold]
-    fn get_slow(
-        &self,
-        mut entries: MutexGuard<'_, Entries>,
-        request: &TokenRequest,
-    ) -> Result<Arc<Token>, Error> {
+    fn get_slow(&self, request: &TokenRequest) -> Result<Arc<Token>, Error> {
         let give_up =
             Instant::now().checked_add(self.config.timeout_value().saturating_add(WAIT_SLACK));
+        let mut entries = self.lock();
+        let mut waited_for = None;
         loop {
-            let now = Instant::now();
-            let entry = find_or_insert(&mut entries, request);
-            if let Some(token) = entry.valid(now) {
-                // Valid but in the refresh margin: one caller refreshes, the others (and the
-                // callers during a backoff) keep using this one.
-                if entry.fresh(now).is_some()
-                    || entry.in_flight
-                    || entry.backoff_error(now).is_some()
-                {
-                    return Ok(Arc::clone(token));
+            let now = self.now();
+            let entry = find_or_insert(&mut entries.map, request);
+            let next = match waited_for {
+                // The refresh we waited for is over: take what it left.
+                Some(round) if entry.round != round => after_wait(entry, now),
+                _ => decide(entry, now),
+            };
+            match next {
+                Next::Done(Ok(token)) => {
+                    let generation = self.generation.load(Ordering::Acquire);
+                    if let Some(held) = entry
+                        .held
+                        .as_ref()
+                        .filter(|h| Arc::ptr_eq(&h.token, &token) && h.is_fresh(now))
+                    {
+                        remember(self, generation, request, held);
+                    }
+                    return Ok(token);
                 }
-                break;
-            }
-            if entry.in_flight {
-                let generation = entry.generation;
-                entries = self.wait(entries, give_up)?;
-                let entry = find_or_insert(&mut entries, request);
-                if entry.generation != generation
-                    && let Some(result) = &entry.last
-                {
-                    return result.clone();
+                Next::Done(Err(error)) => return Err(error),
+                Next::Refresh if matches!(entry.refresh, Refresh::Running) => {
+                    waited_for = Some(entry.round);
+                    entries = self.wait(entries, give_up)?;
                 }
-                continue;
+                Next::Refresh => break,
             }
-            if let Some(err) = entry.backoff_error(now) {
-                return Err(err.clone());
-            }
-            break;
         }
-        find_or_insert(&mut entries, request).in_flight = true;
+        find_or_insert(&mut entries.map, request).refresh = Refresh::Running;
         drop(entries);
 
         let flight = Flight {
@@ -331,10 +448,9 @@ impl TokenStore {
             request,
             done: false,
         };
-        let network = || (self.fetch)(&self.config, request);
         let result = match &self.cache {
-            Some(file) => file.fetch(&self.config, request, self.margin, network),
-            None => network(),
+            Some(cache) => self.fetch_shared(cache.as_ref(), request),
+            None => self.fetch(request),
         };
         flight.finish(result)
     }
@@ -363,59 +479,241 @@ impl TokenStore {
         Ok(entries)
     }
 
+    /// One exchange with the token endpoint.
+    fn fetch(&self, request: &TokenRequest) -> Result<Token, Error> {
+        #[cfg(test)]
+        if let Some(fetch) = &self.hooks.fetch {
+            return fetch(&self.config, request);
+        }
+        request_token(&self.config, request)
+    }
+
+    /// A token through the shared cache: its entry when fresh; otherwise, under its refresh
+    /// lock, a new one from the network, written back. Waiting for another holder's refresh
+    /// is bounded by the config's timeout; a cache problem is noted and the network used.
+    fn fetch_shared(&self, cache: &dyn TokenCache, request: &TokenRequest) -> Result<Token, Error> {
+        let config = &self.config;
+        let key = CacheKey::new(config.token_url(), config.app_id(), request.key());
+        let timeout = config.timeout_value();
+        let started = Instant::now();
+        let left = || timeout.saturating_sub(started.elapsed());
+        if let Some(token) = self.read_shared(cache, &key, request, left()) {
+            return Ok(token);
+        }
+        // The lock lapses after what a refresh can take: a holder that died never blocks
+        // the others longer.
+        let lease = timeout.saturating_add(WAIT_SLACK);
+        let mut pause = Duration::from_millis(2);
+        let lock = loop {
+            match cache.try_lock(&key, lease, left()) {
+                Ok(Some(lock)) => break Some(lock),
+                Ok(None) => {}
+                Err(reason) => {
+                    self.note(cache, reason);
+                    break None;
+                }
+            }
+            if left().is_zero() {
+                self.note(
+                    cache,
+                    format!(
+                        "lock held by another process for over {}; went ahead without it",
+                        DisplayDuration(timeout)
+                    ),
+                );
+                break None;
+            }
+            thread::sleep(pause.min(left()));
+            pause = (pause * 2).min(Duration::from_millis(50));
+            // The holder may have written what we need.
+            if let Some(token) = self.read_shared(cache, &key, request, left()) {
+                return Ok(token);
+            }
+        };
+        // Whoever held the lock before us may have just written what we need.
+        if lock.is_some()
+            && let Some(token) = self.read_shared(cache, &key, request, left())
+        {
+            return Ok(token);
+        }
+        let token = self.fetch(request)?;
+        // A token with no lifetime, or times the clock can't write down, stays in memory.
+        if let Some(entry) = token.to_entry()
+            && let Err(reason) = cache.write(&key, &entry, left())
+        {
+            self.note(cache, reason);
+        }
+        drop(lock);
+        Ok(token)
+    }
+
+    /// The cache's token for `key`, if it has one outside its refresh margin.
+    fn read_shared(
+        &self,
+        cache: &dyn TokenCache,
+        key: &CacheKey,
+        request: &TokenRequest,
+        left: Duration,
+    ) -> Option<Token> {
+        let entry = match cache.read(key, left) {
+            Ok(entry) => entry?,
+            Err(reason) => {
+                self.note(cache, reason);
+                return None;
+            }
+        };
+        let now = self.now();
+        let sent = Sent {
+            at: now.mono,
+            wall: now.wall,
+            scope: request.scopes(),
+            max_lifetime: self.config.max_lifetime(),
+        };
+        let token = Token::from_entry(&entry, request.scopes(), &sent)?;
+        let margin = margin_for(token.expires_in(), self.margin);
+        (!token.ends_before(now.mono, now.wall, margin)).then_some(token)
+    }
+
+    /// Keeps a cache problem for `last_cache_error` and logs it.
+    #[cold]
+    fn note(&self, cache: &dyn TokenCache, reason: String) {
+        let error = Error::new(ErrorKind::Cache {
+            cache: cache.describe(),
+            reason,
+        });
+        log::warn!(target: "logto_m2m", "{error}; the token comes from the token endpoint");
+        *self
+            .cache_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(error);
+    }
+
     /// Stores a refresh's outcome and wakes the waiters. Returns what the refreshing caller
     /// gets: the new token, or on failure the old one while it is valid, or the error.
-    fn store(
+    fn land(
         &self,
         request: &TokenRequest,
         result: Result<Token, Error>,
     ) -> Result<Arc<Token>, Error> {
         let mut entries = self.lock();
-        let entry = find_or_insert(&mut entries, request);
-        let now = Instant::now();
+        let now = self.now();
+        entries.since_sweep += 1;
+        if entries.since_sweep >= SWEEP_EVERY {
+            entries.since_sweep = 0;
+            sweep(&mut entries.map, now);
+        }
+        let entry = find_or_insert(&mut entries.map, request);
         let outcome = match result {
             Ok(token) => {
                 let token = Arc::new(token);
                 entry.failures = 0;
-                entry.backoff = None;
-                let lifetime = token.expires_in();
-                if lifetime.is_zero() {
+                if token.expires_in().is_zero() {
                     // Valid for no time at all: hand it to this round of callers, keep
                     // nothing.
-                    entry.forget();
+                    entry.held = None;
+                    entry.refresh = Refresh::Landed(Arc::clone(&token));
                 } else {
-                    let margin = self.margin.min(lifetime / 2);
-                    entry.expires_at = token.expires_at();
-                    entry.refresh_at = token.received_at().checked_add(lifetime - margin);
-                    entry.token = Some(Arc::clone(&token));
+                    entry.held = Some(Held::new(Arc::clone(&token), self.margin));
+                    entry.refresh = Refresh::Idle;
                 }
                 Ok(token)
             }
-            Err(err) => {
+            Err(error) => {
                 entry.failures = entry.failures.saturating_add(1);
                 let doubling = FIRST_FAILURE_BACKOFF
                     .saturating_mul(1 << (entry.failures - 1).min(16))
                     .min(MAX_FAILURE_BACKOFF);
-                let asked = err
+                let asked = error
                     .retry_after()
                     .unwrap_or_default()
                     .min(MAX_RETRY_AFTER_BACKOFF);
-                if let Some(until) = now.checked_add(doubling.max(asked)) {
-                    entry.backoff = Some((err.clone(), until));
+                let pause = doubling.max(asked);
+                let until = now.mono.checked_add(pause).unwrap_or(now.mono);
+                let kept = entry.held.as_ref().filter(|h| h.is_valid(now));
+                match kept {
+                    Some(_) => log::warn!(
+                        target: "logto_m2m",
+                        "token refresh failed, the still-valid token is kept; next try in {}: {error}",
+                        DisplayDuration(pause)
+                    ),
+                    None => log::warn!(
+                        target: "logto_m2m",
+                        "token refresh failed; callers get this error for {} without a new request: {error}",
+                        DisplayDuration(pause)
+                    ),
                 }
-                match entry.valid(now) {
-                    Some(old) => Ok(Arc::clone(old)),
-                    None => Err(err),
-                }
+                let outcome = match kept {
+                    Some(old) => Ok(Arc::clone(&old.token)),
+                    None => Err(error.clone()),
+                };
+                entry.refresh = Refresh::BackingOff { error, until };
+                outcome
             }
         };
-        entry.last = Some(outcome.clone());
-        entry.in_flight = false;
-        entry.generation = entry.generation.wrapping_add(1);
+        entry.round = entry.round.wrapping_add(1);
+        self.bump();
         drop(entries);
         self.refreshed.notify_all();
         outcome
     }
+
+    /// Both clocks; in unit tests, moved by the test's offsets.
+    fn now(&self) -> Now {
+        let now = Now {
+            mono: Instant::now(),
+            wall: SystemTime::now(),
+        };
+        #[cfg(test)]
+        let now = self.hooks.clock.shift(now);
+        now
+    }
+}
+
+/// What a caller does with `entry` at `now`, when it has not waited for a refresh.
+fn decide(entry: &Entry, now: Now) -> Next {
+    if let Some(held) = entry.held.as_ref().filter(|h| h.is_valid(now)) {
+        // Valid but maybe in the refresh margin: one caller refreshes, the others (and the
+        // callers during a backoff) keep using this one.
+        if held.is_fresh(now)
+            || matches!(entry.refresh, Refresh::Running)
+            || entry.backoff_error(now).is_some()
+        {
+            return Next::Done(Ok(Arc::clone(&held.token)));
+        }
+        return Next::Refresh;
+    }
+    match entry.backoff_error(now) {
+        Some(error) => Next::Done(Err(error.clone())),
+        None => Next::Refresh,
+    }
+}
+
+/// What a caller that waited for a refresh does once it is over.
+fn after_wait(entry: &Entry, now: Now) -> Next {
+    match &entry.refresh {
+        Refresh::Landed(token) => Next::Done(Ok(Arc::clone(token))),
+        Refresh::Idle => match &entry.held {
+            Some(held) => Next::Done(Ok(Arc::clone(&held.token))),
+            None => Next::Refresh,
+        },
+        Refresh::BackingOff { error, .. } => {
+            Next::Done(match entry.held.as_ref().filter(|h| h.is_valid(now)) {
+                Some(old) => Ok(Arc::clone(&old.token)),
+                None => Err(error.clone()),
+            })
+        }
+        // Another refresh began meanwhile (wait for it), or ours panicked (take over).
+        Refresh::Running | Refresh::Abandoned => Next::Refresh,
+    }
+}
+
+/// Drops the entries that hold nothing worth keeping, so that keys asked for once don't
+/// stay forever.
+fn sweep(map: &mut Buckets<Entry>, now: Now) {
+    map.retain(|_, bucket| {
+        bucket.retain(|e| !e.is_spent(now));
+        !bucket.is_empty()
+    });
 }
 
 /// The refresh in progress for one key. If the refreshing caller panics, `Drop` ends the
@@ -429,7 +727,7 @@ struct Flight<'a> {
 impl Flight<'_> {
     fn finish(mut self, result: Result<Token, Error>) -> Result<Arc<Token>, Error> {
         self.done = true;
-        self.store.store(self.request, result)
+        self.store.land(self.request, result)
     }
 }
 
@@ -439,31 +737,81 @@ impl Drop for Flight<'_> {
             return;
         }
         let mut entries = self.store.lock();
-        let entry = find_or_insert(&mut entries, self.request);
-        entry.in_flight = false;
-        entry.last = None;
-        entry.generation = entry.generation.wrapping_add(1);
+        let entry = find_or_insert(&mut entries.map, self.request);
+        entry.refresh = Refresh::Abandoned;
+        entry.round = entry.round.wrapping_add(1);
         drop(entries);
         self.store.refreshed.notify_all();
     }
 }
 
-fn find<'a>(entries: &'a Entries, request: &TokenRequest) -> Option<&'a Entry> {
-    entries
-        .get(&request.key_hash())?
-        .iter()
-        .find(|e| *e.key == *request.key())
+thread_local! {
+    /// This thread's copies of fresh tokens, per store.
+    static LOCAL: RefCell<Vec<Local>> = const { RefCell::new(Vec::new()) };
 }
 
-fn find_mut<'a>(entries: &'a mut Entries, request: &TokenRequest) -> Option<&'a mut Entry> {
-    entries
-        .get_mut(&request.key_hash())?
+/// One thread's copies of one store's fresh tokens.
+struct Local {
+    /// Names the store (its generation counter) without keeping it alive.
+    store: Weak<AtomicU64>,
+    /// The store's generation when these copies were taken.
+    generation: u64,
+    tokens: Buckets<(Box<str>, Held)>,
+}
+
+/// Keeps a copy of `held` for this thread's next hits. The copy is a new `Arc` of a clone
+/// of the token: the reference count a hit touches is then this thread's alone.
+fn remember(store: &TokenStore, generation: u64, request: &TokenRequest, held: &Held) {
+    let copy = Held {
+        token: Arc::new(Token::clone(&held.token)),
+        margin: held.margin,
+    };
+    LOCAL.with(|local| {
+        let mut local = local.borrow_mut();
+        // Copies of stores that are gone are of no use to anyone.
+        local.retain(|l| l.store.strong_count() > 0);
+        let index = match local
+            .iter()
+            .position(|l| Weak::as_ptr(&l.store) == Arc::as_ptr(&store.generation))
+        {
+            Some(i) => i,
+            None => {
+                local.push(Local {
+                    store: Arc::downgrade(&store.generation),
+                    generation,
+                    tokens: Buckets::default(),
+                });
+                local.len() - 1
+            }
+        };
+        let mine = &mut local[index];
+        if mine.generation != generation {
+            mine.generation = generation;
+            mine.tokens.clear();
+        }
+        let bucket = mine.tokens.entry(request.key_hash()).or_default();
+        bucket.retain(|(key, _)| **key != *request.key());
+        bucket.push((request.key().into(), copy));
+    });
+}
+
+fn find<'a, T>(
+    map: &'a Buckets<(Box<str>, T)>,
+    request: &TokenRequest,
+) -> Option<&'a (Box<str>, T)> {
+    map.get(&request.key_hash())?
+        .iter()
+        .find(|(key, _)| **key == *request.key())
+}
+
+fn find_mut<'a>(map: &'a mut Buckets<Entry>, request: &TokenRequest) -> Option<&'a mut Entry> {
+    map.get_mut(&request.key_hash())?
         .iter_mut()
         .find(|e| *e.key == *request.key())
 }
 
-fn find_or_insert<'a>(entries: &'a mut Entries, request: &TokenRequest) -> &'a mut Entry {
-    let bucket = entries.entry(request.key_hash()).or_default();
+fn find_or_insert<'a>(map: &'a mut Buckets<Entry>, request: &TokenRequest) -> &'a mut Entry {
+    let bucket = map.entry(request.key_hash()).or_default();
     let i = match bucket.iter().position(|e| *e.key == *request.key()) {
         Some(i) => i,
         None => {
@@ -475,12 +823,13 @@ fn find_or_insert<'a>(entries: &'a mut Entries, request: &TokenRequest) -> &'a m
 }
 
 impl fmt::Debug for TokenStore {
-    /// The config (without its secret), the token file, and per key how long its token has
+    /// The config (without its secret), the token cache, and per key how long its token has
     /// left; never a token.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let entries = self.lock();
-        let now = Instant::now();
+        let now = self.now();
         let list: Vec<DebugEntry<'_>> = entries
+            .map
             .values()
             .flatten()
             .map(|entry| DebugEntry { entry, now })
@@ -488,7 +837,7 @@ impl fmt::Debug for TokenStore {
         f.debug_struct("TokenStore")
             .field("config", &self.config)
             .field("refresh_margin", &self.margin)
-            .field("cache_file", &self.cache.as_ref().map(CacheFile::path))
+            .field("token_cache", &self.cache.as_ref().map(|c| c.describe()))
             .field("entries", &list)
             .finish()
     }
@@ -496,7 +845,7 @@ impl fmt::Debug for TokenStore {
 
 struct DebugEntry<'a> {
     entry: &'a Entry,
-    now: Instant,
+    now: Now,
 }
 
 impl fmt::Debug for DebugEntry<'_> {
@@ -509,183 +858,16 @@ impl fmt::Debug for DebugEntry<'_> {
         if let Some(org) = parts.next().filter(|o| !o.is_empty()) {
             s.field("organization", &org);
         }
-        let expires_in = match (&e.token, e.expires_at) {
-            (None, _) => None,
-            (Some(_), None) => Some(Duration::MAX),
-            (Some(_), Some(at)) => Some(at.saturating_duration_since(self.now)),
-        };
+        let expires_in = e.held.as_ref().map(|h| match h.token.expires_at() {
+            None => Duration::MAX,
+            Some(at) => at.saturating_duration_since(self.now.mono),
+        });
         s.field("token_expires_in", &expires_in);
-        s.field("refreshing", &e.in_flight);
+        s.field("refreshing", &matches!(e.refresh, Refresh::Running));
         s.field("failures", &e.failures);
         s.finish()
     }
 }
 
 #[cfg(test)]
-mod test {
-    //! Store logic with the network replaced by functions that count, stall, fail or
-    //! panic. Behaviour against the real server is in `tests/store.rs`.
-
-    use super::*;
-    use crate::response::parse_token_response;
-    use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
-    use std::thread;
-
-    fn store(fetch: Fetch) -> TokenStore {
-        let config = Config::new("http://127.0.0.1:9/token", "app", "secret-canary-1234").unwrap();
-        let mut store = TokenStore::new(config);
-        store.fetch = fetch;
-        store
-    }
-
-    fn token(expires_in: u64) -> Result<Token, Error> {
-        let body = format!(
-            r#"{{"access_token":"tok-{}","token_type":"Bearer","expires_in":{expires_in}}}"#,
-            Instant::now().elapsed().as_nanos()
-        );
-        parse_token_response(200, body.as_bytes())
-    }
-
-    fn failure() -> Result<Token, Error> {
-        Err(Error::new(ErrorKind::Transport {
-            message: "connection refused".into(),
-        }))
-    }
-
-    #[test]
-    fn expires_in_zero_is_returned_but_not_cached() {
-        static CALLS: AtomicU32 = AtomicU32::new(0);
-        let s = store(|_, _| {
-            CALLS.fetch_add(1, SeqCst);
-            token(0)
-        });
-        let r = TokenRequest::new("r");
-        assert!(s.get(&r).is_ok());
-        assert!(s.get(&r).is_ok());
-        assert_eq!(CALLS.load(SeqCst), 2);
-    }
-
-    #[test]
-    fn hit_does_not_fetch_and_invalidate_does() {
-        static CALLS: AtomicU32 = AtomicU32::new(0);
-        let s = store(|_, _| {
-            CALLS.fetch_add(1, SeqCst);
-            token(3600)
-        });
-        let r = TokenRequest::new("r").scope("b a");
-        let a = s.get(&r).unwrap();
-        let b = s.get(&TokenRequest::new("r").scope("a b a")).unwrap();
-        assert!(Arc::ptr_eq(&a, &b));
-        assert_eq!(CALLS.load(SeqCst), 1);
-        s.invalidate(&r);
-        let c = s.get(&r).unwrap();
-        assert!(!Arc::ptr_eq(&a, &c));
-        assert_eq!(CALLS.load(SeqCst), 2);
-    }
-
-    #[test]
-    fn panic_during_refresh_hands_the_refresh_to_a_waiter() {
-        static CALLS: AtomicU32 = AtomicU32::new(0);
-        let s = store(|_, _| {
-            if CALLS.fetch_add(1, SeqCst) == 0 {
-                thread::sleep(Duration::from_millis(300));
-                panic!("fetch panics on purpose");
-            }
-            token(3600)
-        });
-        let r = TokenRequest::new("r");
-        thread::scope(|scope| {
-            let first = scope.spawn(|| s.get(&r));
-            // Let the first caller start its (doomed) refresh, then wait behind it.
-            thread::sleep(Duration::from_millis(100));
-            let second = scope.spawn(|| s.get(&r));
-            assert!(first.join().is_err(), "the first caller panics");
-            assert!(
-                second.join().unwrap().is_ok(),
-                "the waiter refreshes instead"
-            );
-        });
-        assert_eq!(CALLS.load(SeqCst), 2);
-        // Not poisoned: later callers get the cached token.
-        assert!(s.get(&r).is_ok());
-        assert_eq!(CALLS.load(SeqCst), 2);
-    }
-
-    #[test]
-    fn failure_backs_off_and_grows() {
-        static CALLS: AtomicU32 = AtomicU32::new(0);
-        let s = store(|_, _| {
-            CALLS.fetch_add(1, SeqCst);
-            failure()
-        });
-        let r = TokenRequest::new("r");
-        let first = s.get(&r).unwrap_err();
-        // Inside the 1 s backoff: the same error, no request.
-        for _ in 0..10 {
-            assert_eq!(s.get(&r).unwrap_err().to_string(), first.to_string());
-        }
-        assert_eq!(CALLS.load(SeqCst), 1);
-        thread::sleep(FIRST_FAILURE_BACKOFF + Duration::from_millis(50));
-        assert!(s.get(&r).is_err());
-        assert_eq!(CALLS.load(SeqCst), 2);
-        // The second backoff is 2 s: still nothing after 1.05 s.
-        thread::sleep(FIRST_FAILURE_BACKOFF + Duration::from_millis(50));
-        assert!(s.get(&r).is_err());
-        assert_eq!(CALLS.load(SeqCst), 2);
-    }
-
-    #[test]
-    fn failed_refresh_ahead_keeps_the_valid_token() {
-        static CALLS: AtomicU32 = AtomicU32::new(0);
-        let s = store(|_, _| match CALLS.fetch_add(1, SeqCst) {
-            0 => token(2),
-            _ => failure(),
-        })
-        // Clamped to half of 2 s: the refresh starts after 1 s.
-        .refresh_margin(Duration::from_secs(100));
-        let r = TokenRequest::new("r");
-        let old = s.get(&r).unwrap();
-        thread::sleep(Duration::from_millis(1100));
-        let kept = s.get(&r).unwrap();
-        assert!(Arc::ptr_eq(&old, &kept));
-        assert_eq!(CALLS.load(SeqCst), 2);
-        // In the backoff now: no new request, still the old token.
-        assert!(Arc::ptr_eq(&old, &s.get(&r).unwrap()));
-        assert_eq!(CALLS.load(SeqCst), 2);
-    }
-
-    #[test]
-    fn never_hands_out_an_expired_token() {
-        static CALLS: AtomicU32 = AtomicU32::new(0);
-        let s = store(|_, _| {
-            CALLS.fetch_add(1, SeqCst);
-            token(1)
-        });
-        let r = TokenRequest::new("r");
-        let deadline = Instant::now() + Duration::from_millis(2500);
-        while Instant::now() < deadline {
-            let t = s.get(&r).unwrap();
-            assert!(!t.is_expired());
-            thread::sleep(Duration::from_millis(20));
-        }
-        // 1 s tokens, refreshed after 0.5 s: about 5 requests in 2.5 s.
-        let calls = CALLS.load(SeqCst);
-        assert!((4..=7).contains(&calls), "{calls}");
-    }
-
-    #[test]
-    fn debug_shows_keys_not_tokens() {
-        let s = store(|_, _| token(3600));
-        let r = TokenRequest::new("https://api")
-            .scope("read")
-            .organization("org-1");
-        let t = s.get(&r).unwrap();
-        let d = format!("{s:?} {s:#?}");
-        assert!(
-            d.contains("https://api") && d.contains("read") && d.contains("org-1"),
-            "{d}"
-        );
-        assert!(!d.contains(t.access_token()), "{d}");
-        assert!(!d.contains("secret-canary"), "{d}");
-    }
-}
+mod test;

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::{M2M_BASIC, SHOPPING_API, shared_peer};
-use logto_m2m::{Config, TokenRequest, TokenStore, parse_token_response, request_token};
+use logto_m2m::fuzzing::token_response as parse_token_response;
+use logto_m2m::{Config, TokenRequest, TokenStore, request_token};
 
 /// Every way the given value can be shown, joined.
 fn shown(v: &impl std::fmt::Debug) -> String {

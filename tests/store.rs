@@ -96,8 +96,9 @@ fn refresh_ahead_one_request_others_keep_the_old_token() {
     let peer = Peer::start_with(&[("ACCESS_TOKEN_TTL", "4")]);
     let store = store(&peer, M2M_BASIC);
     let first = store.get(&shopping()).unwrap();
-    // Into the refresh margin (clamped to 2 s of a 4 s token), not past expiry.
-    thread::sleep(Duration::from_millis(2200));
+    // Into the refresh margin (clamped to 2 s of a 4 s token, of which the jitter keeps at
+    // least 1 s: the refresh starts between 2 s and 3 s), not past expiry.
+    thread::sleep(Duration::from_millis(3200));
     let tokens = at_once(16, || store.get(&shopping()).unwrap());
     assert_eq!(peer.stats().token_requests, 2);
     let fresh: Vec<_> = tokens

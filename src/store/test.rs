@@ -1,0 +1,286 @@
+//! Store logic with the network replaced by closures that count, stall, fail or panic,
+//! and the clocks moved by hand. Behaviour against the real server is in `tests/store.rs`.
+
+use super::*;
+use crate::response::parse_now;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering::SeqCst};
+
+type FetchHook = dyn Fn(&Config, &TokenRequest) -> Result<Token, Error> + Send + Sync;
+
+/// What unit tests put in place of the network and the clocks.
+#[derive(Default)]
+pub(super) struct Hooks {
+    pub(super) fetch: Option<Box<FetchHook>>,
+    pub(super) clock: TestClock,
+}
+
+/// Offsets added to the real clocks: the monotonic one only moves forward (a suspend
+/// stops it), the wall one both ways (NTP steps).
+#[derive(Default)]
+pub(super) struct TestClock {
+    mono_ms: AtomicI64,
+    wall_ms: AtomicI64,
+}
+
+impl TestClock {
+    pub(super) fn shift(&self, now: Now) -> Now {
+        let mono = Duration::from_millis(self.mono_ms.load(SeqCst) as u64);
+        let wall = self.wall_ms.load(SeqCst);
+        let step = Duration::from_millis(wall.unsigned_abs());
+        Now {
+            mono: now.mono + mono,
+            wall: if wall >= 0 {
+                now.wall + step
+            } else {
+                now.wall - step
+            },
+        }
+    }
+
+    /// Both clocks move on: time passes while the machine runs.
+    fn run(&self, by: Duration) {
+        self.mono_ms.fetch_add(by.as_millis() as i64, SeqCst);
+        self.wall_ms.fetch_add(by.as_millis() as i64, SeqCst);
+    }
+
+    /// Only the wall clock moves on: the machine slept (Linux's monotonic clock stops).
+    fn suspend(&self, by: Duration) {
+        self.wall_ms.fetch_add(by.as_millis() as i64, SeqCst);
+    }
+
+    /// The wall clock jumps by `ms` (negative: back), the monotonic one does not.
+    fn step_wall(&self, ms: i64) {
+        self.wall_ms.fetch_add(ms, SeqCst);
+    }
+}
+
+/// A store whose fetches count into `calls` and answer with `answer(call number)`.
+fn store(
+    answer: impl Fn(u32) -> Result<Token, Error> + Send + Sync + 'static,
+) -> (TokenStore, Arc<AtomicU32>) {
+    let config = Config::new("http://127.0.0.1:9/token", "app", "secret-canary-1234").unwrap();
+    let mut store = TokenStore::new(config);
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = Arc::clone(&calls);
+    store.hooks.fetch = Some(Box::new(move |_, _| answer(counter.fetch_add(1, SeqCst))));
+    (store, calls)
+}
+
+fn token(expires_in: u64) -> Result<Token, Error> {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let body = format!(
+        r#"{{"access_token":"tok-{}","token_type":"Bearer","expires_in":{expires_in}}}"#,
+        N.fetch_add(1, SeqCst)
+    );
+    parse_now(200, body.as_bytes())
+}
+
+fn failure() -> Result<Token, Error> {
+    Err(Error::new(ErrorKind::Transport {
+        message: "connection refused".into(),
+    }))
+}
+
+#[test]
+fn expires_in_zero_is_returned_but_not_cached() {
+    let (s, calls) = store(|_| token(0));
+    let r = TokenRequest::new("r");
+    assert!(s.get(&r).is_ok());
+    assert!(s.get(&r).is_ok());
+    assert_eq!(calls.load(SeqCst), 2);
+}
+
+#[test]
+fn hit_does_not_fetch_and_invalidate_does() {
+    let (s, calls) = store(|_| token(3600));
+    let r = TokenRequest::new("r").scope("b a");
+    let a = s.get(&r).unwrap();
+    let b = s.get(&TokenRequest::new("r").scope("a b a")).unwrap();
+    assert_eq!(a.access_token(), b.access_token());
+    assert_eq!(calls.load(SeqCst), 1);
+    s.invalidate(&r);
+    let c = s.get(&r).unwrap();
+    assert_ne!(a.access_token(), c.access_token());
+    assert_eq!(calls.load(SeqCst), 2);
+}
+
+#[test]
+fn invalidate_and_clear_reach_every_threads_copy() {
+    let (s, calls) = store(|_| token(3600));
+    let r = TokenRequest::new("r");
+    let first = s.get(&r).unwrap();
+    thread::scope(|scope| {
+        // The other thread takes its own copy of the first token.
+        let other = scope.spawn(|| s.get(&r).unwrap().access_token().to_owned());
+        assert_eq!(other.join().unwrap(), first.access_token());
+    });
+    s.invalidate(&r);
+    let second = thread::scope(|scope| scope.spawn(|| s.get(&r).unwrap()).join().unwrap());
+    assert_ne!(second.access_token(), first.access_token());
+    assert_eq!(s.get(&r).unwrap().access_token(), second.access_token());
+    s.clear();
+    let third = s.get(&r).unwrap();
+    assert_ne!(third.access_token(), second.access_token());
+    assert_eq!(calls.load(SeqCst), 3);
+}
+
+#[test]
+fn panic_during_refresh_hands_the_refresh_to_a_waiter() {
+    let (s, calls) = store(|n| {
+        if n == 0 {
+            thread::sleep(Duration::from_millis(300));
+            panic!("fetch panics on purpose");
+        }
+        token(3600)
+    });
+    let r = TokenRequest::new("r");
+    thread::scope(|scope| {
+        let first = scope.spawn(|| s.get(&r));
+        // Let the first caller start its (doomed) refresh, then wait behind it.
+        thread::sleep(Duration::from_millis(100));
+        let second = scope.spawn(|| s.get(&r));
+        assert!(first.join().is_err(), "the first caller panics");
+        assert!(
+            second.join().unwrap().is_ok(),
+            "the waiter refreshes instead"
+        );
+    });
+    assert_eq!(calls.load(SeqCst), 2);
+    // Not poisoned: later callers get the cached token.
+    assert!(s.get(&r).is_ok());
+    assert_eq!(calls.load(SeqCst), 2);
+}
+
+#[test]
+fn failure_backs_off_and_grows() {
+    let (s, calls) = store(|_| failure());
+    let r = TokenRequest::new("r");
+    let first = s.get(&r).unwrap_err();
+    // Inside the 1 s backoff: the same error, no request.
+    for _ in 0..10 {
+        assert_eq!(s.get(&r).unwrap_err().to_string(), first.to_string());
+    }
+    assert_eq!(calls.load(SeqCst), 1);
+    thread::sleep(FIRST_FAILURE_BACKOFF + Duration::from_millis(50));
+    assert!(s.get(&r).is_err());
+    assert_eq!(calls.load(SeqCst), 2);
+    // The second backoff is 2 s: still nothing after 1.05 s.
+    thread::sleep(FIRST_FAILURE_BACKOFF + Duration::from_millis(50));
+    assert!(s.get(&r).is_err());
+    assert_eq!(calls.load(SeqCst), 2);
+}
+
+#[test]
+fn failed_refresh_ahead_keeps_the_valid_token() {
+    let (s, calls) = store(|n| if n == 0 { token(2) } else { failure() });
+    // Clamped to half of 2 s: the refresh starts between 1 and 1.5 s.
+    let s = s.refresh_margin(Duration::from_secs(100));
+    let r = TokenRequest::new("r");
+    let old = s.get(&r).unwrap();
+    thread::sleep(Duration::from_millis(1600));
+    let kept = s.get(&r).unwrap();
+    assert!(Arc::ptr_eq(&old, &kept));
+    assert_eq!(calls.load(SeqCst), 2);
+    // In the backoff now: no new request, still the old token.
+    assert!(Arc::ptr_eq(&old, &s.get(&r).unwrap()));
+    assert_eq!(calls.load(SeqCst), 2);
+}
+
+#[test]
+fn never_hands_out_an_expired_token() {
+    let (s, calls) = store(|_| token(1));
+    let r = TokenRequest::new("r");
+    let deadline = Instant::now() + Duration::from_millis(2500);
+    while Instant::now() < deadline {
+        let t = s.get(&r).unwrap();
+        assert!(!t.is_expired());
+        thread::sleep(Duration::from_millis(20));
+    }
+    // 1 s tokens, refreshed after 0.5 to 0.75 s: 4 to 6 requests in 2.5 s.
+    let n = calls.load(SeqCst);
+    assert!((4..=7).contains(&n), "{n}");
+}
+
+#[test]
+fn suspend_ends_the_token_though_the_monotonic_clock_stood_still() {
+    let (s, calls) = store(|_| token(3600));
+    let r = TokenRequest::new("r");
+    let first = s.get(&r).unwrap();
+    // Two hours asleep: the monotonic clock says a moment passed, the wall clock says 2 h.
+    s.hooks.clock.suspend(Duration::from_secs(7200));
+    let after = s.get(&r).unwrap();
+    assert_ne!(after.access_token(), first.access_token());
+    assert_eq!(calls.load(SeqCst), 2);
+}
+
+#[test]
+fn wall_clock_step_back_never_extends_a_token() {
+    let (s, calls) = store(|_| token(3600));
+    let r = TokenRequest::new("r");
+    s.get(&r).unwrap();
+    // An hour passes, then NTP steps the wall clock back by 50 minutes: by the wall clock
+    // the token would have 50 minutes left; by the monotonic clock it is over.
+    s.hooks.clock.run(Duration::from_secs(3600));
+    s.hooks.clock.step_wall(-50 * 60 * 1000);
+    s.get(&r).unwrap();
+    assert_eq!(calls.load(SeqCst), 2);
+    // A step back to before the token was sent: its age can't be told, it is refreshed.
+    s.hooks.clock.step_wall(-3 * 3600 * 1000);
+    s.get(&r).unwrap();
+    assert_eq!(calls.load(SeqCst), 3);
+}
+
+#[test]
+fn wall_clock_step_forward_ends_it_early() {
+    let (s, calls) = store(|_| token(3600));
+    let r = TokenRequest::new("r");
+    s.get(&r).unwrap();
+    s.hooks.clock.step_wall(3590 * 1000);
+    s.get(&r).unwrap();
+    assert_eq!(calls.load(SeqCst), 2);
+}
+
+#[test]
+fn refresh_points_are_spread_over_the_first_half_of_the_margin() {
+    let margins: Vec<Duration> = (0..100)
+        .map(|_| jittered_margin(Duration::from_secs(3600), Duration::from_secs(60)))
+        .collect();
+    let min = margins.iter().min().unwrap();
+    let max = margins.iter().max().unwrap();
+    assert!(*min >= Duration::from_secs(30) && *max <= Duration::from_secs(60));
+    // 100 uniform draws over 30 s: a spread under 20 s has odds below 1e-40.
+    assert!(*max - *min >= Duration::from_secs(20), "{min:?}..{max:?}");
+    // Short tokens: within half of their lifetime, as before.
+    let short = jittered_margin(Duration::from_secs(2), Duration::from_secs(60));
+    assert!(short <= Duration::from_secs(1) && short >= Duration::from_millis(500));
+}
+
+#[test]
+fn spent_keys_are_swept() {
+    let (s, calls) = store(|_| token(1));
+    for i in 0..SWEEP_EVERY - 1 {
+        s.get(&TokenRequest::new(&format!("r{i}"))).unwrap();
+    }
+    assert_eq!(s.lock().map.len(), SWEEP_EVERY as usize - 1);
+    s.hooks.clock.run(Duration::from_secs(2));
+    // The next refresh is the one that sweeps: only its own key, refreshing, is left.
+    s.get(&TokenRequest::new("r0")).unwrap();
+    assert_eq!(s.lock().map.len(), 1);
+    assert_eq!(calls.load(SeqCst), SWEEP_EVERY);
+}
+
+#[test]
+fn debug_shows_keys_not_tokens() {
+    let (s, _) = store(|_| token(3600));
+    let r = TokenRequest::new("https://api")
+        .scope("read")
+        .organization("org-1");
+    let t = s.get(&r).unwrap();
+    let d = format!("{s:?} {s:#?}");
+    assert!(
+        d.contains("https://api") && d.contains("read") && d.contains("org-1"),
+        "{d}"
+    );
+    assert!(!d.contains(t.access_token()), "{d}");
+    assert!(!d.contains("secret-canary"), "{d}");
+}

@@ -1,0 +1,709 @@
+//! `logto-m2m`: the library as a command, for shells and cron jobs.
+//!
+//! `logto-m2m token` prints an access token; `logto-m2m inspect` shows what a token claims.
+//! Run `logto-m2m --help` for the flags. Exit status: 0 on success, 1 when no token could be
+//! had (or read), 2 for a usage error, including a bad `LOGTO_*` variable.
+//!
+//! Flags are parsed by hand, like ureq's own example client: a parser crate would cost more
+//! than this whole file. The token goes to stdout of `token` and nowhere else; stderr only
+//! ever gets the library's own (redacted) messages.
+
+use std::io::{self, Read, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use logto_m2m::{AuthMethod, Config, Error, ErrorKind, Token, TokenRequest, TokenStore};
+use miniserde::json::{self, Number, Value};
+
+const MAIN_HELP: &str = "\
+logto-m2m: OAuth 2.0 client_credentials tokens for Logto machine-to-machine apps
+
+usage: logto-m2m token [options]      print an access token
+       logto-m2m inspect [-] [options] show a token's claims (read from stdin with -)
+
+Run `logto-m2m <command> --help` for the options. The app comes from the environment:
+LOGTO_ENDPOINT (or LOGTO_TOKEN_URL), LOGTO_APP_ID, LOGTO_APP_SECRET.
+
+Exit status: 0 success, 1 token error, 2 usage error.
+";
+
+/// The flags `token` and `inspect` share: what to ask for and how.
+const REQUEST_HELP: &str = "\
+  --resource <url>        API indicator (resource); default $LOGTO_RESOURCE;
+                          empty for none (an organization token)
+  --scope <scopes>        scope to ask for; repeatable, space-separated values split;
+                          replaces $LOGTO_SCOPES
+  --organization <id>     Logto organization id; without a resource, an organization token
+  --cache-file <path>     token file shared by runs; default $LOGTO_CACHE_FILE
+  --auth-method <method>  client_secret_basic or client_secret_post;
+                          default $LOGTO_AUTH_METHOD, else client_secret_basic
+  --timeout <seconds>     whole-exchange deadline, e.g. 10 or 2.5; default $LOGTO_TIMEOUT, else 30
+  -h, --help              this help
+
+Environment: LOGTO_ENDPOINT or LOGTO_TOKEN_URL, LOGTO_APP_ID, LOGTO_APP_SECRET (required);
+LOGTO_LOG=debug|info|warn prints the library's log events on stderr.
+";
+
+const TOKEN_HELP: &str = "\
+usage: logto-m2m token [options]
+
+Prints an access token on stdout. A requested scope the app was not granted is a warning on
+stderr.
+
+  --format <format>       token (default): the token alone
+                          header: Authorization: Bearer <token>
+                          json: access_token, token_type, expires_in (seconds left),
+                          scope, expires_at (RFC 3339 UTC), expires_at_unix
+";
+
+const INSPECT_HELP: &str = "\
+usage: logto-m2m inspect [-] [options]
+
+Prints the claims of a JWT access token that explain most failures: iss, sub, client_id,
+aud, scope, organization_id, iat and exp. With -, the token is read from stdin (a bare
+token, `Bearer <token>` or an `Authorization:` line); otherwise one is fetched as `token`
+would. The signature is NOT verified: this shows what the token claims, not that it is
+genuine.
+";
+
+/// The most stdin `inspect` reads: far more than any access token.
+const MAX_STDIN: u64 = 64 * 1024;
+
+/// How a run ends when it does not succeed; the number is the exit status.
+enum Failure {
+    /// 1: the token endpoint, the network or the token itself.
+    Token(String),
+    /// 2: the command line or the environment.
+    Usage(String),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        // A bad variable or config is the caller's to fix before anything is sent.
+        match e.kind() {
+            ErrorKind::Env { .. } | ErrorKind::Config { .. } => Failure::Usage(e.to_string()),
+            _ => Failure::Token(e.to_string()),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Token(message)) => {
+            eprintln!("logto-m2m: {message}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Usage(message)) => {
+            let help = match args.first().map(String::as_str) {
+                Some(c @ ("token" | "inspect")) => format!("logto-m2m {c} --help"),
+                _ => "logto-m2m --help".into(),
+            };
+            eprintln!("logto-m2m: {message}\nTry `{help}`.");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<(), Failure> {
+    let (command, rest) = match args.split_first() {
+        Some((c, rest)) => (c.as_str(), rest),
+        None => {
+            return Err(Failure::Usage(
+                "no command: use `token` or `inspect`".into(),
+            ));
+        }
+    };
+    match command {
+        "-h" | "--help" | "help" => return write_stdout(MAIN_HELP),
+        "-V" | "--version" => {
+            return write_stdout(concat!("logto-m2m ", env!("CARGO_PKG_VERSION"), "\n"));
+        }
+        "token" | "inspect" => {}
+        other => return Err(Failure::Usage(format!("unknown command {other:?}"))),
+    }
+    let opts = parse_flags(command, rest)?;
+    if opts.help {
+        let help = if command == "token" {
+            TOKEN_HELP
+        } else {
+            INSPECT_HELP
+        };
+        return write_stdout(&format!("{help}\n{REQUEST_HELP}"));
+    }
+    init_logger()?;
+    if command == "token" {
+        let (token, _) = fetch(&opts)?;
+        write_stdout(&format_token(&token, &opts.format))
+    } else if opts.stdin {
+        inspect(&read_stdin_token()?)
+    } else {
+        let (token, _) = fetch(&opts)?;
+        inspect(token.access_token())
+    }
+}
+
+/// The command line, with the environment's defaults not yet applied.
+#[derive(Default)]
+struct Options {
+    help: bool,
+    resource: Option<String>,
+    /// `None` when no `--scope` was given: `LOGTO_SCOPES` applies then.
+    scopes: Option<Vec<String>>,
+    organization: Option<String>,
+    cache_file: Option<String>,
+    auth_method: Option<AuthMethod>,
+    timeout: Option<Duration>,
+    format: String,
+    /// `inspect -`: read the token from stdin.
+    stdin: bool,
+}
+
+fn parse_flags(command: &str, args: &[String]) -> Result<Options, Failure> {
+    let mut opts = Options {
+        format: "token".into(),
+        ..Options::default()
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == "-h" || arg == "--help" {
+            opts.help = true;
+            continue;
+        }
+        if arg == "-" && command == "inspect" {
+            opts.stdin = true;
+            continue;
+        }
+        if !arg.starts_with("--") {
+            return Err(Failure::Usage(format!(
+                "unexpected argument {arg:?} for `{command}`"
+            )));
+        }
+        // `--flag=value` or `--flag value`.
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) => (flag, Some(value.to_owned())),
+            None => (arg.as_str(), None),
+        };
+        let known = matches!(
+            flag,
+            "--resource"
+                | "--scope"
+                | "--organization"
+                | "--cache-file"
+                | "--auth-method"
+                | "--timeout"
+        ) || (flag == "--format" && command == "token");
+        if !known {
+            return Err(Failure::Usage(format!(
+                "unknown flag {flag} for `{command}`"
+            )));
+        }
+        let value = match inline.or_else(|| args.next().cloned()) {
+            Some(v) => v,
+            None => return Err(Failure::Usage(format!("{flag} needs a value"))),
+        };
+        // An empty `--scope` asks for no scope, and an empty `--resource` for none (an
+        // organization token while LOGTO_RESOURCE is set); elsewhere empty is a mistake.
+        if value.trim().is_empty() && flag != "--scope" && flag != "--resource" {
+            return Err(Failure::Usage(format!("{flag}: empty value")));
+        }
+        match flag {
+            "--resource" => opts.resource = Some(value),
+            "--scope" => opts
+                .scopes
+                .get_or_insert_with(Vec::new)
+                .extend(value.split_ascii_whitespace().map(str::to_owned)),
+            "--organization" => opts.organization = Some(value),
+            "--cache-file" => opts.cache_file = Some(value),
+            "--auth-method" => {
+                let method = value.parse().map_err(|_| {
+                    Failure::Usage(format!(
+                        "--auth-method: {value:?} is not client_secret_basic or client_secret_post"
+                    ))
+                })?;
+                opts.auth_method = Some(method);
+            }
+            "--timeout" => {
+                let timeout = parse_seconds(&value).ok_or_else(|| {
+                    Failure::Usage(format!(
+                        "--timeout: {value:?} is not a positive number of seconds"
+                    ))
+                })?;
+                opts.timeout = Some(timeout);
+            }
+            _ => {
+                if !matches!(value.as_str(), "token" | "header" | "json") {
+                    return Err(Failure::Usage(format!(
+                        "--format: {value:?} is not token, header or json"
+                    )));
+                }
+                opts.format = value;
+            }
+        }
+    }
+    Ok(opts)
+}
+
+/// `10`, `2.5` or `.25` seconds as a Duration, by integer arithmetic: parsing an f64 would
+/// pull about 50 KB of float formatting and parsing into the binary. Up to nanoseconds;
+/// `None` for zero, signs, exponents, or more than 9 decimals.
+fn parse_seconds(s: &str) -> Option<Duration> {
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && frac.is_empty()) || !digits(whole) || !digits(frac) || frac.len() > 9 {
+        return None;
+    }
+    let secs = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    // "25" after the dot is 250_000_000 ns: pad to nine digits.
+    let nanos = if frac.is_empty() {
+        0
+    } else {
+        frac.parse::<u32>().ok()? * 10u32.pow(9 - frac.len() as u32)
+    };
+    Some(Duration::new(secs, nanos)).filter(|d| !d.is_zero())
+}
+
+/// The token for `opts` and the environment, and the request it answers. Warns on stderr of
+/// asked scopes the server did not grant, and of a token file it could not use.
+fn fetch(opts: &Options) -> Result<(Arc<Token>, TokenRequest), Failure> {
+    let mut config = Config::from_env()?;
+    if let Some(method) = opts.auth_method {
+        config = config.auth_method(method);
+    }
+    if let Some(timeout) = opts.timeout {
+        config = config.timeout(timeout);
+    }
+    let resource = match &opts.resource {
+        Some(r) => r.clone(),
+        None => env("LOGTO_RESOURCE")?.unwrap_or_default(),
+    };
+    // An organization token needs no resource; anything else does.
+    if resource.is_empty() && opts.organization.is_none() {
+        return Err(Failure::Usage(
+            "no resource: give --resource or set LOGTO_RESOURCE (or --organization for an organization token)".into(),
+        ));
+    }
+    let mut request = TokenRequest::new(&resource);
+    match &opts.scopes {
+        Some(scopes) => {
+            for s in scopes {
+                request = request.scope(s);
+            }
+        }
+        None => request = request.scope(&env("LOGTO_SCOPES")?.unwrap_or_default()),
+    }
+    if let Some(org) = &opts.organization {
+        request = request.organization(org);
+    }
+    let cache_file = match &opts.cache_file {
+        Some(path) => Some(path.clone()),
+        None => env("LOGTO_CACHE_FILE")?.filter(|p| !p.is_empty()),
+    };
+    let token = match cache_file {
+        None => Arc::new(logto_m2m::request_token(&config, &request)?),
+        Some(path) => {
+            let store = TokenStore::new(config).cache_file(path);
+            let token = store.get(&request)?;
+            // The file is only a cache: without it we still got a token.
+            if let Some(problem) = store.last_cache_error() {
+                eprintln!("logto-m2m: warning: {problem}");
+            }
+            token
+        }
+    };
+    let missing = token.missing_scopes(&request);
+    if !missing.is_empty() {
+        // The server drops scopes the app has no role for without an error; this is the
+        // most common reason an API then answers 403.
+        let role = if resource.is_empty() {
+            "an organization role"
+        } else {
+            "a machine-to-machine role"
+        };
+        eprintln!(
+            "logto-m2m: warning: scope not granted: {}; assign the app {role} with {} in the Logto console",
+            missing.join(" "),
+            if missing.len() == 1 {
+                "this permission"
+            } else {
+                "these permissions"
+            },
+        );
+    }
+    Ok((token, request))
+}
+
+/// A `LOGTO_*` variable the command reads itself; `None` when unset.
+fn env(name: &str) -> Result<Option<String>, Failure> {
+    match std::env::var(name) {
+        Ok(v) => Ok(Some(v)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(Failure::Usage(format!(
+            "environment variable {name}: not UTF-8"
+        ))),
+    }
+}
+
+fn format_token(token: &Token, format: &str) -> String {
+    match format {
+        "header" => format!("Authorization: {}\n", token.authorization()),
+        "json" => {
+            let now = unix_now();
+            let expires_at = token
+                .expires_at_system()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .and_then(|d| i64::try_from(d.as_secs()).ok());
+            let mut out = String::from("{\"access_token\":");
+            push_json_string(&mut out, token.access_token());
+            out.push_str(",\"token_type\":\"Bearer\",\"expires_in\":");
+            // Seconds left now, not the lifetime granted: a token from the cache file may
+            // be half used, and this is what a script wants to compare against.
+            match expires_at {
+                Some(at) => out.push_str(&at.saturating_sub(now).max(0).to_string()),
+                None => out.push_str(&token.expires_in().as_secs().to_string()),
+            }
+            out.push_str(",\"scope\":");
+            match token.scope() {
+                Some(scope) => push_json_string(&mut out, scope),
+                None => out.push_str("null"),
+            }
+            out.push_str(",\"expires_at\":");
+            match expires_at.and_then(rfc3339) {
+                Some(at) => push_json_string(&mut out, &at),
+                None => out.push_str("null"),
+            }
+            out.push_str(",\"expires_at_unix\":");
+            match expires_at {
+                Some(at) => out.push_str(&at.to_string()),
+                None => out.push_str("null"),
+            }
+            out.push_str("}\n");
+            out
+        }
+        _ => format!("{}\n", token.access_token()),
+    }
+}
+
+/// Appends `s` as a JSON string (RFC 8259 §7): quotes, backslashes and control characters
+/// escaped, everything else as is (the output is UTF-8).
+fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// The token on stdin: a bare token, `Bearer <token>`, or a whole `Authorization:` line
+/// (so `logto-m2m token --format header | logto-m2m inspect -` works too).
+fn read_stdin_token() -> Result<String, Failure> {
+    let mut bytes = Vec::new();
+    io::stdin()
+        .take(MAX_STDIN)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Failure::Token(format!("reading stdin: {e}")))?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| Failure::Token("stdin is not UTF-8 text".into()))?;
+    let mut token = text.trim();
+    for prefix in ["Authorization:", "authorization:"] {
+        token = token.strip_prefix(prefix).unwrap_or(token).trim_start();
+    }
+    token = token.strip_prefix("Bearer ").unwrap_or(token).trim();
+    if token.is_empty() {
+        return Err(Failure::Token("no token on stdin".into()));
+    }
+    Ok(token.to_owned())
+}
+
+/// The claims that explain most refusals, in the order one reads them: who issued it, to
+/// whom, for which API and permissions, and when. Never the token itself.
+const CLAIMS: [&str; 8] = [
+    "iss",
+    "sub",
+    "client_id",
+    "aud",
+    "scope",
+    "organization_id",
+    "iat",
+    "exp",
+];
+
+fn inspect(token: &str) -> Result<(), Failure> {
+    let claims = jwt_payload(token).map_err(|why| {
+        Failure::Token(format!(
+            "the token is not a JWT ({why}): it is opaque, and only the server that issued it can say what it grants"
+        ))
+    })?;
+    let now = unix_now();
+    let mut out = String::from("signature: not verified (this shows what the token claims)\n");
+    for name in CLAIMS {
+        let Some(value) = claims.get(name) else {
+            continue;
+        };
+        let shown = match (name, value) {
+            ("iat" | "exp", Value::Number(n)) => match number_i64(n) {
+                Some(t) => time_claim(name, t, now),
+                None => "(not a whole number of seconds)".into(),
+            },
+            (_, Value::String(s)) => printable(s),
+            (_, Value::Array(items)) => items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => printable(s),
+                    _ => "(not a string)".into(),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            (_, Value::Number(n)) => match number_i64(n) {
+                Some(i) => i.to_string(),
+                None => "(a number)".into(),
+            },
+            (_, Value::Bool(b)) => b.to_string(),
+            (_, Value::Null) => "null".into(),
+            (_, Value::Object(_)) => "(an object)".into(),
+        };
+        out.push_str(&format!("{name}: {shown}\n"));
+    }
+    write_stdout(&out)
+}
+
+/// The JWT's payload as a JSON object, or why it is not one.
+fn jwt_payload(token: &str) -> Result<json::Object, &'static str> {
+    let parts: Vec<&str> = token.split('.').collect();
+    if parts.len() != 3 {
+        return Err("not three dot-separated parts");
+    }
+    // JWTs use base64url without padding (RFC 7515 §2), but some tools pad it anyway.
+    let payload = parts[1].trim_end_matches('=');
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| "the payload is not base64url")?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| "the payload is not UTF-8")?;
+    match json::from_str(text) {
+        Ok(Value::Object(obj)) => Ok(obj),
+        _ => Err("the payload is not a JSON object"),
+    }
+}
+
+fn number_i64(n: &Number) -> Option<i64> {
+    match *n {
+        Number::U64(u) => i64::try_from(u).ok(),
+        Number::I64(i) => Some(i),
+        // Some issuers write `1.7e9`; rounding to seconds loses nothing that matters here.
+        Number::F64(_) => None,
+    }
+}
+
+/// `exp` or `iat` as RFC 3339 with the time from now: "(in 59m 12s)", "(expired 3m ago)".
+fn time_claim(name: &str, t: i64, now: i64) -> String {
+    let when = rfc3339(t).unwrap_or_else(|| t.to_string());
+    let relative = match (t >= now, name) {
+        (true, "exp") => format!("in {}", span(t - now)),
+        (false, "exp") => format!("expired {} ago", span(now - t)),
+        // An `iat` in the future means the issuer's clock is ahead of ours.
+        (true, _) if t > now => format!("in {}, clock skew?", span(t - now)),
+        (true, _) => "now".into(),
+        (false, _) => format!("{} ago", span(now - t)),
+    };
+    format!("{t} = {when} ({relative})")
+}
+
+/// The two largest units of a span: "1d 2h", "59m 12s", "3s".
+fn span(secs: i64) -> String {
+    let units = [(86_400, "d"), (3_600, "h"), (60, "m"), (1, "s")];
+    let mut left = secs.max(0);
+    let mut parts = Vec::new();
+    for (size, unit) in units {
+        if left >= size || (size == 1 && parts.is_empty()) {
+            parts.push(format!("{}{unit}", left / size));
+            left %= size;
+        }
+        if parts.len() == 2 || (!parts.is_empty() && left == 0) {
+            break;
+        }
+    }
+    parts.join(" ")
+}
+
+/// Unix seconds as `2026-11-28T23:59:59Z`; `None` outside years 0..=9999.
+fn rfc3339(unix: i64) -> Option<String> {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    if !(0..=9999).contains(&y) {
+        return None;
+    }
+    Some(format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    ))
+}
+
+/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to a proleptic Gregorian
+/// (year, month, day), exact for every i64 we pass (|days| < 2^40 keeps it in range).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days.clamp(-(1 << 40), 1 << 40) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11], March-based
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+fn unix_now() -> i64 {
+    // A clock before 1970 is broken; 0 only skews the "in ..." hints.
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// A claim's text with control characters escaped, so a hostile token can't send terminal
+/// escape sequences to whoever inspects it.
+fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn write_stdout(text: &str) -> Result<(), Failure> {
+    // Not println!: it panics when stdout is closed (`| head`); this is an ordinary error.
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| Failure::Token(format!("writing stdout: {e}")))
+}
+
+/// `LOGTO_LOG=debug|info|warn`: the library's log events on stderr. The library logs under
+/// the target `logto_m2m` and never logs a secret or token; ureq's own events are left out,
+/// because its most detailed level is not redacted.
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.target().starts_with("logto_m2m")
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            eprintln!(
+                "logto-m2m: {} {}: {}",
+                record.level(),
+                record.target(),
+                record.args()
+            );
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: StderrLog = StderrLog;
+
+fn init_logger() -> Result<(), Failure> {
+    let level = match env("LOGTO_LOG")?.as_deref() {
+        None | Some("") => return Ok(()),
+        Some("debug") => log::LevelFilter::Debug,
+        Some("info") => log::LevelFilter::Info,
+        Some("warn") => log::LevelFilter::Warn,
+        Some(_) => {
+            return Err(Failure::Usage(
+                "environment variable LOGTO_LOG: not debug, info or warn".into(),
+            ));
+        }
+    };
+    // set_logger fails only when a logger is already set, and this is the only call.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(level);
+    Ok(())
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn seconds() {
+        assert_eq!(parse_seconds("10"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_seconds("2.5"), Some(Duration::from_millis(2500)));
+        assert_eq!(parse_seconds(".25"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_seconds("1.000000001"), Some(Duration::new(1, 1)));
+        for bad in [
+            "",
+            ".",
+            "0",
+            "0.0",
+            "-1",
+            "+1",
+            "1e3",
+            "1.2.3",
+            "abc",
+            "1.0000000001",
+        ] {
+            assert_eq!(parse_seconds(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc3339(0).as_deref(), Some("1970-01-01T00:00:00Z"));
+        assert_eq!(
+            rfc3339(951_782_400).as_deref(),
+            Some("2000-02-29T00:00:00Z")
+        );
+        assert_eq!(
+            rfc3339(1_795_910_399).as_deref(),
+            Some("2026-11-28T23:59:59Z")
+        );
+        assert_eq!(rfc3339(-1).as_deref(), Some("1969-12-31T23:59:59Z"));
+        assert_eq!(
+            rfc3339(253_402_300_799).as_deref(),
+            Some("9999-12-31T23:59:59Z")
+        );
+        assert_eq!(rfc3339(253_402_300_800), None);
+        assert_eq!(rfc3339(i64::MIN), None);
+        assert_eq!(rfc3339(i64::MAX), None);
+    }
+
+    #[test]
+    fn spans() {
+        assert_eq!(span(0), "0s");
+        assert_eq!(span(3552), "59m 12s");
+        assert_eq!(span(180), "3m");
+        assert_eq!(span(3600), "1h");
+        assert_eq!(span(90_061), "1d 1h");
+    }
+
+    #[test]
+    fn json_strings() {
+        let mut s = String::new();
+        push_json_string(&mut s, "a\"b\\c\n\u{1}é");
+        assert_eq!(s, r#""a\"b\\c\n\u0001é""#);
+    }
+}

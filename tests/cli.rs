@@ -1,0 +1,530 @@
+//! The `logto-m2m` command, run as a process against the real peer, as a shell or cron job
+//! runs it.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{M2M_BASIC, M2M_POST, Peer, SHOPPING_API, TempDir, shared_peer};
+use miniserde::json::{self, Number, Value};
+
+/// What a run printed and how it ended.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn ok(&self) -> &Self {
+        assert_eq!(self.code, Some(0), "stderr: {}", self.stderr);
+        self
+    }
+}
+
+/// The command with nothing from the developer's environment (no `LOGTO_*`, no proxy) and
+/// stdin closed.
+fn bare() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_logto-m2m"));
+    for (var, _) in std::env::vars_os() {
+        if var.to_string_lossy().starts_with("LOGTO_") {
+            cmd.env_remove(var);
+        }
+    }
+    for var in common::PROXY_VARIABLES {
+        cmd.env_remove(var);
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// The command configured for `app` at `token_url`, as a cron job would be.
+fn configured(token_url: &str, (id, secret): (&str, &str)) -> Command {
+    let mut cmd = bare();
+    cmd.env("LOGTO_TOKEN_URL", token_url)
+        .env("LOGTO_APP_ID", id)
+        .env("LOGTO_APP_SECRET", secret)
+        .env("LOGTO_RESOURCE", SHOPPING_API)
+        .env("LOGTO_TIMEOUT", "10");
+    cmd
+}
+
+fn cli(peer: &Peer, app: (&str, &str)) -> Command {
+    configured(&peer.token_url(), app)
+}
+
+/// Runs `cmd` with `args`, feeding `stdin` when given. Bounded: every run has a 10 s token
+/// deadline (or none at all to wait for), and stdin is closed after the input.
+fn run(mut cmd: Command, args: &[&str], stdin: Option<&str>) -> Run {
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    if stdin.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut child = cmd.spawn().expect("run logto-m2m");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin pipe");
+        pipe.write_all(input.as_bytes()).expect("write stdin");
+        // Dropping the pipe closes it: the command sees EOF.
+    }
+    let out = child.wait_with_output().expect("wait for logto-m2m");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn is_jwt(s: &str) -> bool {
+    s.starts_with("eyJ") && s.split('.').count() == 3
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The value of the `name: value` line of `inspect`'s output.
+fn line<'a>(out: &'a str, name: &str) -> Option<&'a str> {
+    out.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+}
+
+#[test]
+fn token_prints_the_token_alone() {
+    let r = run(cli(shared_peer(), M2M_BASIC), &["token"], None);
+    r.ok();
+    let token = r.stdout.strip_suffix('\n').expect("one line");
+    assert!(is_jwt(token), "{token}");
+    assert!(!token.contains('\n'));
+    assert_eq!(r.stderr, "");
+}
+
+#[test]
+fn token_format_header() {
+    let r = run(
+        cli(shared_peer(), M2M_BASIC),
+        &["token", "--format", "header", "--scope", "read:products"],
+        None,
+    );
+    r.ok();
+    let token = r
+        .stdout
+        .strip_prefix("Authorization: Bearer ")
+        .and_then(|t| t.strip_suffix('\n'))
+        .unwrap_or_else(|| panic!("{}", r.stdout));
+    assert!(is_jwt(token));
+}
+
+#[test]
+fn token_format_json() {
+    let before = unix_now();
+    let r = run(
+        cli(shared_peer(), M2M_BASIC),
+        &["token", "--format=json", "--scope=read:products"],
+        None,
+    );
+    r.ok();
+    let Ok(Value::Object(obj)) = json::from_str::<Value>(&r.stdout) else {
+        panic!("not a JSON object: {}", r.stdout);
+    };
+    let string = |k: &str| match obj.get(k) {
+        Some(Value::String(s)) => s.clone(),
+        other => panic!("{k}: {other:?}"),
+    };
+    let number = |k: &str| match obj.get(k) {
+        Some(Value::Number(Number::U64(n))) => *n,
+        other => panic!("{k}: {other:?}"),
+    };
+    assert!(is_jwt(&string("access_token")));
+    assert_eq!(string("token_type"), "Bearer");
+    assert_eq!(string("scope"), "read:products");
+    let expires_in = number("expires_in");
+    assert!((3590..=3600).contains(&expires_in), "{expires_in}");
+    let at = number("expires_at_unix");
+    assert!(
+        at >= before + 3590 && at <= unix_now() + 3600,
+        "{at} vs now {before}"
+    );
+    // The calendar arithmetic has unit tests in the binary; here, the shape and the time of
+    // day agree with the Unix seconds.
+    let text = string("expires_at");
+    let day = at % 86_400;
+    let time = format!("T{:02}:{:02}:{:02}Z", day / 3600, day / 60 % 60, day % 60);
+    assert_eq!(text.len(), 20, "{text}");
+    assert!(text.ends_with(&time), "{text} vs {time}");
+    assert_eq!(&text[4..5], "-");
+}
+
+#[test]
+fn inspect_reads_a_fresh_token_from_stdin() {
+    let peer = shared_peer();
+    let token = run(
+        cli(peer, M2M_BASIC),
+        &["token", "--scope", "read:products"],
+        None,
+    );
+    token.ok();
+    // Straight from `token`, and from `--format header`.
+    let header = format!("Authorization: Bearer {}", token.stdout);
+    for input in [token.stdout.as_str(), header.as_str()] {
+        // No app configured at all: reading stdin needs no credentials.
+        let r = run(bare(), &["inspect", "-"], Some(input));
+        r.ok();
+        let out = &r.stdout;
+        assert!(out.starts_with("signature: not verified"), "{out}");
+        assert_eq!(line(out, "sub"), Some("m2m-basic"), "{out}");
+        assert_eq!(line(out, "client_id"), Some("m2m-basic"), "{out}");
+        assert_eq!(line(out, "aud"), Some(SHOPPING_API), "{out}");
+        assert_eq!(line(out, "scope"), Some("read:products"), "{out}");
+        assert_eq!(
+            line(out, "iss"),
+            Some(format!("{}/oidc", peer.base_url()).as_str())
+        );
+        let exp = line(out, "exp").expect("exp");
+        assert!(exp.ends_with("(in 1h)") || exp.contains("(in 59m"), "{exp}");
+        assert!(line(out, "iat").expect("iat").contains('T'));
+        assert_eq!(line(out, "organization_id"), None);
+        assert!(
+            !out.contains(token.stdout.trim()),
+            "the token is never echoed"
+        );
+        assert_eq!(r.stderr, "");
+    }
+}
+
+#[test]
+fn inspect_fetches_organization_tokens() {
+    let peer = shared_peer();
+    // An organization token: no resource, even though LOGTO_RESOURCE is set.
+    let r = run(
+        cli(peer, M2M_BASIC),
+        &[
+            "inspect",
+            "--resource=",
+            "--organization",
+            "org-acme",
+            "--scope",
+            "read:members",
+        ],
+        None,
+    );
+    r.ok();
+    assert_eq!(
+        line(&r.stdout, "aud"),
+        Some("urn:logto:organization:org-acme")
+    );
+    assert_eq!(line(&r.stdout, "scope"), Some("read:members"));
+    // An API token for the organization carries the organization_id claim.
+    let r = run(
+        cli(peer, M2M_BASIC),
+        &["inspect", "--organization=org-acme"],
+        None,
+    );
+    r.ok();
+    assert_eq!(line(&r.stdout, "aud"), Some(SHOPPING_API));
+    assert_eq!(line(&r.stdout, "organization_id"), Some("org-acme"));
+}
+
+#[test]
+fn inspect_says_when_a_token_is_not_a_jwt() {
+    for input in [
+        "opaque-token-0123456789abcdef\n",
+        "a.!!!.c",
+        "a.bm90IGpzb24.c",
+        "",
+    ] {
+        let r = run(bare(), &["inspect", "-"], Some(input));
+        assert_eq!(r.code, Some(1), "{input:?}: {}", r.stderr);
+        assert_eq!(r.stdout, "");
+        let expected = if input.is_empty() {
+            "no token on stdin"
+        } else {
+            "not a JWT"
+        };
+        assert!(r.stderr.contains(expected), "{input:?}: {}", r.stderr);
+        if !input.is_empty() {
+            assert!(!r.stderr.contains(input.trim()), "{}", r.stderr);
+        }
+    }
+}
+
+/// Arguments, extra environment, and what the message must name.
+type UsageCase<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
+#[test]
+fn usage_errors_exit_2_naming_the_flag_or_variable() {
+    let peer = shared_peer();
+    let cases: &[UsageCase] = &[
+        (&[], &[], "no command"),
+        (&["fetch"], &[], "unknown command \"fetch\""),
+        (&["token", "--bogus"], &[], "--bogus"),
+        (&["token", "--bogus=1"], &[], "unknown flag --bogus"),
+        (&["token", "--resource"], &[], "--resource needs a value"),
+        (&["token", "--timeout", "soon"], &[], "--timeout"),
+        (&["token", "--timeout=0"], &[], "--timeout"),
+        (&["token", "--timeout", "1.5e3"], &[], "--timeout"),
+        (&["token", "--format", "xml"], &[], "--format"),
+        (
+            &["token", "--auth-method", "private_key_jwt"],
+            &[],
+            "--auth-method",
+        ),
+        (&["token", "--cache-file="], &[], "--cache-file"),
+        (&["token", "extra"], &[], "unexpected argument \"extra\""),
+        (
+            &["inspect", "--format", "json"],
+            &[],
+            "unknown flag --format",
+        ),
+        (&["token"], &[("LOGTO_RESOURCE", "")], "LOGTO_RESOURCE"),
+        (
+            &["token"],
+            &[("LOGTO_AUTH_METHOD", "basic")],
+            "LOGTO_AUTH_METHOD",
+        ),
+        (&["token"], &[("LOGTO_TIMEOUT", "soon")], "LOGTO_TIMEOUT"),
+        (&["token"], &[("LOGTO_APP_ID", "")], "LOGTO_APP_ID"),
+        (&["token"], &[("LOGTO_LOG", "trace")], "LOGTO_LOG"),
+    ];
+    for (args, env, needle) in cases {
+        let mut cmd = cli(peer, M2M_BASIC);
+        cmd.envs(env.iter().copied());
+        let r = run(cmd, args, None);
+        assert_eq!(r.code, Some(2), "{args:?} {env:?}: {}", r.stderr);
+        assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("--help"), "{args:?}: {}", r.stderr);
+        assert_eq!(r.stdout, "", "{args:?}");
+    }
+    // Without any app configured, the missing variable is named.
+    let r = run(bare(), &["token"], None);
+    assert_eq!(r.code, Some(2));
+    assert!(r.stderr.contains("LOGTO_APP_ID"), "{}", r.stderr);
+}
+
+#[test]
+fn help_exits_0() {
+    for (args, needle) in [
+        (&["--help"][..], "usage: logto-m2m token"),
+        (&["token", "--help"], "--format"),
+        (&["inspect", "-h"], "NOT verified"),
+        (&["token", "--scope", "x", "--help"], "--organization"),
+    ] {
+        let r = run(bare(), args, None);
+        r.ok();
+        assert!(r.stdout.contains(needle), "{args:?}: {}", r.stdout);
+        assert_eq!(r.stderr, "", "{args:?}");
+    }
+    // An unknown flag is an error even next to --help.
+    let r = run(bare(), &["token", "--bogus", "--help"], None);
+    assert_eq!(r.code, Some(2));
+}
+
+#[test]
+fn both_auth_methods_get_tokens() {
+    let peer = shared_peer();
+    for (app, how) in [
+        (M2M_BASIC, ("--auth-method", "client_secret_basic")),
+        (M2M_POST, ("--auth-method", "client_secret_post")),
+        (M2M_POST, ("LOGTO_AUTH_METHOD", "client_secret_post")),
+    ] {
+        let mut cmd = cli(peer, app);
+        let mut args = vec!["inspect", "--scope", "read:products"];
+        if how.0.starts_with("--") {
+            args.extend([how.0, how.1]);
+        } else {
+            cmd.env(how.0, how.1);
+        }
+        let r = run(cmd, &args, None);
+        r.ok();
+        assert_eq!(line(&r.stdout, "sub"), Some(app.0), "{how:?}");
+        assert_eq!(line(&r.stdout, "scope"), Some("read:products"), "{how:?}");
+    }
+}
+
+/// The peer accepts either method from every client and does not say which it saw, so this
+/// one test looks at the wire: a listener that records the request and refuses it.
+#[test]
+fn auth_method_decides_where_the_secret_goes() {
+    for (method, expect_basic) in [("client_secret_basic", true), ("client_secret_post", false)] {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/oidc/token", listener.local_addr().unwrap());
+        let server = thread::spawn(move || capture_one_request(&listener));
+        let r = run(
+            configured(&url, M2M_POST),
+            &["token", "--timeout", "5", "--auth-method", method],
+            None,
+        );
+        let request = server.join().unwrap().to_ascii_lowercase();
+        assert_eq!(r.code, Some(1), "{}", r.stderr);
+        assert!(r.stderr.contains("invalid_client"), "{}", r.stderr);
+        let has_basic = request.contains("\r\nauthorization: basic ");
+        let has_form = request.contains("client_secret=post-secret-0123456789");
+        assert_eq!(
+            (has_basic, has_form),
+            (expect_basic, !expect_basic),
+            "{method}"
+        );
+    }
+}
+
+/// Accepts one connection within 10 s, reads the request (headers and `content-length`
+/// body), answers 400 `invalid_client`, and returns the request's text.
+fn capture_one_request(listener: &TcpListener) -> String {
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut stream = loop {
+        match listener.accept() {
+            Ok((s, _)) => break s,
+            Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("no request within 10 s: {e}"),
+        }
+    };
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut bytes = Vec::new();
+    let mut buf = [0; 4096];
+    loop {
+        let n = stream.read(&mut buf).expect("read the request");
+        assert!(n > 0, "closed before the whole request arrived");
+        bytes.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&bytes);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if bytes.len() >= end + 4 + length {
+                break;
+            }
+        }
+    }
+    let body = r#"{"error":"invalid_client"}"#;
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(answer.as_bytes());
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[test]
+fn scope_not_granted_is_a_warning_naming_it() {
+    // m2m-basic has a role with read:products only.
+    let r = run(
+        cli(shared_peer(), M2M_BASIC),
+        &["token", "--scope", "read:products write:products"],
+        None,
+    );
+    r.ok();
+    assert!(is_jwt(r.stdout.trim()));
+    let warning: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(warning.len(), 1, "{}", r.stderr);
+    let warning = warning[0];
+    assert!(warning.contains("warning"), "{warning}");
+    assert!(warning.contains("write:products"), "{warning}");
+    assert!(!warning.contains("read:products"), "{warning}");
+    assert!(warning.contains("machine-to-machine role"), "{warning}");
+}
+
+#[test]
+fn flags_override_the_environment() {
+    let mut cmd = cli(shared_peer(), M2M_POST);
+    cmd.env("LOGTO_SCOPES", "write:products")
+        .env("LOGTO_RESOURCE", "https://wrong.api")
+        .env("LOGTO_AUTH_METHOD", "client_secret_basic");
+    let r = run(
+        cmd,
+        &[
+            "inspect",
+            "--resource",
+            SHOPPING_API,
+            "--scope",
+            "read:products",
+            "--auth-method=client_secret_post",
+            "--timeout=2.5",
+        ],
+        None,
+    );
+    r.ok();
+    assert_eq!(line(&r.stdout, "aud"), Some(SHOPPING_API));
+    assert_eq!(line(&r.stdout, "scope"), Some("read:products"));
+}
+
+#[test]
+fn token_error_exits_1() {
+    let r = run(
+        cli(shared_peer(), ("m2m-basic", "wrong-secret")),
+        &["token"],
+        None,
+    );
+    assert_eq!(r.code, Some(1));
+    assert_eq!(r.stdout, "");
+    assert!(r.stderr.contains("invalid_client"), "{}", r.stderr);
+}
+
+#[test]
+fn debug_log_shows_events_but_never_the_secret_or_token() {
+    let peer = shared_peer();
+    let canary = "canary-secret-5f3a9e";
+    for method in ["client_secret_basic", "client_secret_post"] {
+        // Refused: the secret was sent and the server's error came back.
+        let mut cmd = cli(peer, ("m2m-basic", canary));
+        cmd.env("LOGTO_LOG", "debug");
+        let r = run(cmd, &["token", "--auth-method", method], None);
+        assert_eq!(r.code, Some(1), "{}", r.stderr);
+        assert!(r.stderr.contains("DEBUG logto_m2m"), "{}", r.stderr);
+        let all = format!("{}{}", r.stdout, r.stderr);
+        assert!(!all.contains(canary), "{method}: {all}");
+
+        // Granted: the token is on stdout only, the real secret nowhere.
+        let mut cmd = cli(peer, M2M_BASIC);
+        cmd.env("LOGTO_LOG", "debug");
+        let r = run(cmd, &["token", "--auth-method", method], None);
+        r.ok();
+        assert!(r.stderr.contains("logto_m2m"), "{}", r.stderr);
+        let token = r.stdout.trim();
+        assert!(is_jwt(token));
+        assert!(!r.stderr.contains(token), "{}", r.stderr);
+        assert!(!r.stderr.contains(M2M_BASIC.1), "{}", r.stderr);
+        // Nor a piece of the token (a log of the signature alone would be a leak too).
+        for piece in token.split('.') {
+            assert!(!r.stderr.contains(piece), "{}", r.stderr);
+        }
+    }
+    // Without LOGTO_LOG, nothing on stderr.
+    let r = run(cli(peer, M2M_BASIC), &["token"], None);
+    assert_eq!(r.ok().stderr, "");
+}
+
+#[test]
+fn cache_file_lets_the_second_run_skip_the_request() {
+    let peer = Peer::start();
+    let dir = TempDir::new("cli-cache");
+    let file = dir.path().join("tokens.json");
+    let file = file.to_str().expect("UTF-8 temp path");
+    let first = run(
+        cli(&peer, M2M_BASIC),
+        &["token", "--cache-file", file],
+        None,
+    );
+    first.ok();
+    let mut cmd = cli(&peer, M2M_BASIC);
+    cmd.env("LOGTO_CACHE_FILE", file);
+    let second = run(cmd, &["token"], None);
+    second.ok();
+    assert_eq!(first.stdout, second.stdout);
+    assert_eq!(peer.stats().token_requests, 1);
+    assert_eq!(second.stderr, "");
+}

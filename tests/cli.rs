@@ -263,6 +263,7 @@ fn usage_errors_exit_2_naming_the_flag_or_variable() {
     let cases: &[UsageCase] = &[
         (&[], &[], "no command"),
         (&["fetch"], &[], "unknown command \"fetch\""),
+        (&["--bogus"], &[], "unknown flag --bogus"),
         (&["token", "--bogus"], &[], "--bogus"),
         (&["token", "--bogus=1"], &[], "unknown flag --bogus"),
         (&["token", "--resource"], &[], "--resource needs a value"),

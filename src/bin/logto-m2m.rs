@@ -123,6 +123,11 @@ fn run(args: &[String]) -> Result<(), Failure> {
             return write_stdout(concat!("logto-m2m ", env!("CARGO_PKG_VERSION"), "\n"));
         }
         "token" | "inspect" => {}
+        flag if flag.starts_with('-') => {
+            return Err(Failure::Usage(format!(
+                "unknown flag {flag}: give a command first, `token` or `inspect`"
+            )));
+        }
         other => return Err(Failure::Usage(format!("unknown command {other:?}"))),
     }
     let opts = parse_flags(command, rest)?;
@@ -137,13 +142,22 @@ fn run(args: &[String]) -> Result<(), Failure> {
     init_logger()?;
     if command == "token" {
         let (token, _) = fetch(&opts)?;
-        write_stdout(&format_token(&token, &opts.format))
+        write_stdout(&format_token(&token, opts.format))
     } else if opts.stdin {
         inspect(&read_stdin_token()?)
     } else {
         let (token, _) = fetch(&opts)?;
         inspect(token.access_token())
     }
+}
+
+/// `token --format`.
+#[derive(Clone, Copy, Default)]
+enum Format {
+    #[default]
+    Token,
+    Header,
+    Json,
 }
 
 /// The command line, with the environment's defaults not yet applied.
@@ -157,16 +171,13 @@ struct Options {
     cache_file: Option<String>,
     auth_method: Option<AuthMethod>,
     timeout: Option<Duration>,
-    format: String,
+    format: Format,
     /// `inspect -`: read the token from stdin.
     stdin: bool,
 }
 
 fn parse_flags(command: &str, args: &[String]) -> Result<Options, Failure> {
-    let mut opts = Options {
-        format: "token".into(),
-        ..Options::default()
-    };
+    let mut opts = Options::default();
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
@@ -235,12 +246,16 @@ fn parse_flags(command: &str, args: &[String]) -> Result<Options, Failure> {
                 opts.timeout = Some(timeout);
             }
             _ => {
-                if !matches!(value.as_str(), "token" | "header" | "json") {
-                    return Err(Failure::Usage(format!(
-                        "--format: {value:?} is not token, header or json"
-                    )));
+                opts.format = match value.as_str() {
+                    "token" => Format::Token,
+                    "header" => Format::Header,
+                    "json" => Format::Json,
+                    _ => {
+                        return Err(Failure::Usage(format!(
+                            "--format: {value:?} is not token, header or json"
+                        )));
+                    }
                 }
-                opts.format = value;
             }
         }
     }
@@ -351,10 +366,11 @@ fn env(name: &str) -> Result<Option<String>, Failure> {
     }
 }
 
-fn format_token(token: &Token, format: &str) -> String {
+fn format_token(token: &Token, format: Format) -> String {
     match format {
-        "header" => format!("Authorization: {}\n", token.authorization()),
-        "json" => {
+        Format::Token => format!("{}\n", token.access_token()),
+        Format::Header => format!("Authorization: {}\n", token.authorization()),
+        Format::Json => {
             let now = unix_now();
             let expires_at = token
                 .expires_at_system()
@@ -387,7 +403,6 @@ fn format_token(token: &Token, format: &str) -> String {
             out.push_str("}\n");
             out
         }
-        _ => format!("{}\n", token.access_token()),
     }
 }
 
@@ -444,12 +459,16 @@ const CLAIMS: [&str; 8] = [
 ];
 
 fn inspect(token: &str) -> Result<(), Failure> {
+    write_stdout(&claims_text(token, unix_now())?)
+}
+
+/// `inspect`'s output for `token` at Unix time `now`.
+fn claims_text(token: &str, now: i64) -> Result<String, Failure> {
     let claims = jwt_payload(token).map_err(|why| {
         Failure::Token(format!(
             "the token is not a JWT ({why}): it is opaque, and only the server that issued it can say what it grants"
         ))
     })?;
-    let now = unix_now();
     let mut out = String::from("signature: not verified (this shows what the token claims)\n");
     for name in CLAIMS {
         let Some(value) = claims.get(name) else {
@@ -458,7 +477,7 @@ fn inspect(token: &str) -> Result<(), Failure> {
         let shown = match (name, value) {
             ("iat" | "exp", Value::Number(n)) => match number_i64(n) {
                 Some(t) => time_claim(name, t, now),
-                None => "(not a whole number of seconds)".into(),
+                None => "(out of range)".into(),
             },
             (_, Value::String(s)) => printable(s),
             (_, Value::Array(items)) => items
@@ -479,7 +498,7 @@ fn inspect(token: &str) -> Result<(), Failure> {
         };
         out.push_str(&format!("{name}: {shown}\n"));
     }
-    write_stdout(&out)
+    Ok(out)
 }
 
 /// The JWT's payload as a JSON object, or why it is not one.
@@ -504,8 +523,9 @@ fn number_i64(n: &Number) -> Option<i64> {
     match *n {
         Number::U64(u) => i64::try_from(u).ok(),
         Number::I64(i) => Some(i),
-        // Some issuers write `1.7e9`; rounding to seconds loses nothing that matters here.
-        Number::F64(_) => None,
+        // Some issuers write `1.7e9` or fractions; whole seconds are all that matters here.
+        // (`as` saturates; NaN and infinities can't come out of JSON.)
+        Number::F64(f) => Some(f as i64),
     }
 }
 
@@ -698,6 +718,29 @@ mod test {
         assert_eq!(span(180), "3m");
         assert_eq!(span(3600), "1h");
         assert_eq!(span(90_061), "1d 1h");
+    }
+
+    #[test]
+    fn claims() {
+        // {"aud":["https://a","https://b"],"sub":"x\u001b[31m","exp":1000,"iat":1e3,"jti":"jj"}
+        let payload = base64::engine::general_purpose::URL_SAFE.encode(
+            r#"{"aud":["https://a","https://b"],"sub":"x\u001b[31m","exp":1000,"iat":1e3,"jti":"jj"}"#,
+        );
+        assert!(payload.ends_with('='), "padding is accepted too");
+        let Ok(text) = claims_text(&format!("eyJ.{payload}.sig"), 1180) else {
+            panic!("not read as a JWT");
+        };
+        assert_eq!(
+            text,
+            "signature: not verified (this shows what the token claims)\n\
+             sub: x\\u{1b}[31m\n\
+             aud: https://a, https://b\n\
+             iat: 1000 = 1970-01-01T00:16:40Z (3m ago)\n\
+             exp: 1000 = 1970-01-01T00:16:40Z (expired 3m ago)\n"
+        );
+        for not_jwt in ["opaque", "a.b", "a.%%%.c", "a.bnVsbA.c"] {
+            assert!(claims_text(not_jwt, 0).is_err(), "{not_jwt}");
+        }
     }
 
     #[test]

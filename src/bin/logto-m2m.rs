@@ -141,12 +141,12 @@ fn run(args: &[String]) -> Result<(), Failure> {
     }
     init_logger()?;
     if command == "token" {
-        let (token, _) = fetch(&opts)?;
+        let token = fetch(&opts)?;
         write_stdout(&format_token(&token, opts.format))
     } else if opts.stdin {
         inspect(&read_stdin_token()?)
     } else {
-        let (token, _) = fetch(&opts)?;
+        let token = fetch(&opts)?;
         inspect(token.access_token())
     }
 }
@@ -285,9 +285,9 @@ fn parse_seconds(s: &str) -> Option<Duration> {
     Some(Duration::new(secs, nanos)).filter(|d| !d.is_zero())
 }
 
-/// The token for `opts` and the environment, and the request it answers. Warns on stderr of
-/// asked scopes the server did not grant, and of a token file it could not use.
-fn fetch(opts: &Options) -> Result<(Arc<Token>, TokenRequest), Failure> {
+/// The token for `opts` and the environment. Warns on stderr of asked scopes the server did
+/// not grant, and of a token file it could not use.
+fn fetch(opts: &Options) -> Result<Arc<Token>, Failure> {
     let mut config = Config::from_env()?;
     if let Some(method) = opts.auth_method {
         config = config.auth_method(method);
@@ -352,7 +352,7 @@ fn fetch(opts: &Options) -> Result<(Arc<Token>, TokenRequest), Failure> {
             },
         );
     }
-    Ok((token, request))
+    Ok(token)
 }
 
 /// A `LOGTO_*` variable the command reads itself; `None` when unset.

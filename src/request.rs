@@ -286,10 +286,10 @@ pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, E
 
     let mut attempt = 1;
     let mut waited_for_rate_limit = false;
-    loop {
+    let outcome = loop {
         let left = remaining();
         if left.is_zero() {
-            return Err(Error::new(ErrorKind::Timeout { after: timeout }));
+            break Err(Error::new(ErrorKind::Timeout { after: timeout }));
         }
         // The token's lifetime counts from here: the server can't have issued it earlier.
         let sent = Sent {
@@ -300,10 +300,7 @@ pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, E
         };
         let failure = match exchange(config, agent, &auth, &body, left) {
             Ok(answer) => match response::parse(&answer, &sent, &redact) {
-                Ok(token) => {
-                    log_fetched(request, &token, attempt, started);
-                    return Ok(token);
-                }
+                Ok(token) => break Ok(token),
                 Err(error) => Failure {
                     // A 5xx may go better next time; any other answer is the server's word.
                     retry: matches!(
@@ -326,12 +323,12 @@ pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, E
                 *wait
             }
             _ if failure.retry && attempt <= BACKOFF.len() => BACKOFF[attempt - 1],
-            _ => return Err(failure.error),
+            _ => break Err(failure.error),
         };
         // A wait that does not fit the deadline is not worth starting: the caller gets the
         // server's answer now rather than a timeout later.
         if wait >= remaining() {
-            return Err(failure.error);
+            break Err(failure.error);
         }
         log::debug!(
             target: "logto_m2m",
@@ -342,7 +339,17 @@ pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, E
         // `sleep` never returns early, so a Retry-After is honoured in full.
         thread::sleep(wait);
         attempt += 1;
+    };
+    match &outcome {
+        Ok(token) => log_fetched(request, token, attempt, started),
+        Err(error) => log::debug!(
+            target: "logto_m2m",
+            "token request for resource {:?} failed after {attempt} attempt(s), {}ms: {error}",
+            request.resource(),
+            started.elapsed().as_millis()
+        ),
     }
+    outcome
 }
 
 /// The debug event of a fetched token, and the warning for scopes asked but not granted.

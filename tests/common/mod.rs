@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use logto_m2m::{Config, Token, TokenRequest};
+use logto_m2m::{Config, Error, Token, TokenRequest};
 use miniserde::json::{self, Value};
 
 pub mod connect_proxy;
@@ -65,6 +65,11 @@ pub fn config_at(token_url: &str, (id, secret): (&str, &str)) -> Config {
     Config::new(token_url, id, secret)
         .unwrap()
         .timeout(PEER_TIMEOUT)
+}
+
+/// `request_token` to the peer as `app`: the call most tests make.
+pub fn ask(peer: &Peer, app: (&str, &str), request: &TokenRequest) -> Result<Token, Error> {
+    logto_m2m::request_token(&config(peer, app), request)
 }
 
 /// A token request for the shopping API with `scopes` (space-separated).

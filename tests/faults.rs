@@ -72,6 +72,17 @@ impl Conn {
     }
 }
 
+/// `status_line`, a Content-Length 500 bytes longer than `body`, the body, then FIN.
+fn cut_short(c: &mut Conn, status_line: &str, body: &str) {
+    let head = format!(
+        "{status_line}\r\nContent-Length: {}\r\n\r\n",
+        body.len() + 500
+    );
+    if c.send(head.as_bytes()) && c.send(body.as_bytes()) {
+        c.fin();
+    }
+}
+
 fn token_json(token: &str) -> String {
     format!(
         r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":3600,"scope":"read:products"}}"#
@@ -334,11 +345,7 @@ faults! {
     /// The whole token, but a Content-Length 500 bytes longer, then FIN. The 200 arrived,
     /// so the server may have issued a token: not retried.
     content_length_longer_than_body: |c| {
-        let body = token_json(TOKEN);
-        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len() + 500);
-        if c.send(head.as_bytes()) && c.send(body.as_bytes()) {
-            c.fin();
-        }
+        cut_short(c, "HTTP/1.1 200 OK", &token_json(TOKEN));
     } => "Transport", &["disconnected while reading the body of the http 200 answer"], 1..=1;
 
     /// The whole token in one chunk, but no last chunk, then FIN: not retried either.
@@ -355,11 +362,7 @@ faults! {
 
     /// A 500 whose body is cut short is still a 5xx answer, and is retried as one.
     server_error_body_cut_short: |c| {
-        let body = r#"{"error":"server_error"}"#;
-        let head = format!("HTTP/1.1 500 Oops\r\nContent-Length: {}\r\n\r\n", body.len() + 500);
-        if c.send(head.as_bytes()) && c.send(body.as_bytes()) {
-            c.fin();
-        }
+        cut_short(c, "HTTP/1.1 500 Oops", r#"{"error":"server_error"}"#);
     } => "Transport", &["disconnected while reading the body of the http 500 answer"], 3..=3;
 
     /// Two Content-Lengths that disagree; either one would frame a token. ureq refuses the

@@ -11,16 +11,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::{M2M_BASIC, M2M_POST, Peer, SHOPPING_API, TempDir, example};
+use common::{M2M_BASIC, M2M_POST, Peer, SHOPPING_API, TempDir, example_for};
 
-fn get_token(peer: &Peer, (id, secret): (&str, &str), cache: &Path) -> Command {
-    let mut cmd = example("get_token");
-    cmd.env("LOGTO_ENDPOINT", peer.base_url())
-        .env("LOGTO_APP_ID", id)
-        .env("LOGTO_APP_SECRET", secret)
-        .env("LOGTO_RESOURCE", SHOPPING_API)
+fn get_token(peer: &Peer, app: (&str, &str), cache: &Path) -> Command {
+    let mut cmd = example_for("get_token", peer, app);
+    cmd.env("LOGTO_RESOURCE", SHOPPING_API)
         .env("LOGTO_SCOPES", "read:products")
-        .env("LOGTO_TIMEOUT", "10")
         .env("LOGTO_CACHE_FILE", cache);
     cmd
 }

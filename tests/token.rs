@@ -178,14 +178,11 @@ fn get_token(env: &[(&str, &str)]) -> std::process::Output {
 #[test]
 fn get_token_example_prints_the_token() {
     let peer = shared_peer();
-    let out = get_token(&[
-        ("LOGTO_ENDPOINT", &peer.base_url()),
-        ("LOGTO_APP_ID", M2M_BASIC.0),
-        ("LOGTO_APP_SECRET", M2M_BASIC.1),
-        ("LOGTO_RESOURCE", SHOPPING_API),
-        ("LOGTO_SCOPES", "read:products"),
-        ("LOGTO_TIMEOUT", "10"),
-    ]);
+    let out = common::example_for("get_token", peer, M2M_BASIC)
+        .env("LOGTO_RESOURCE", SHOPPING_API)
+        .env("LOGTO_SCOPES", "read:products")
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",

@@ -662,6 +662,17 @@ pub fn example(name: &str) -> Command {
     cmd
 }
 
+/// The example program `name` (see [`example`]) set up for the peer's endpoint, `app`'s
+/// credentials and [`PEER_TIMEOUT`], through the `LOGTO_*` variables.
+pub fn example_for(name: &str, peer: &Peer, (id, secret): (&str, &str)) -> Command {
+    let mut cmd = example(name);
+    cmd.env("LOGTO_ENDPOINT", peer.base_url())
+        .env("LOGTO_APP_ID", id)
+        .env("LOGTO_APP_SECRET", secret)
+        .env("LOGTO_TIMEOUT", PEER_TIMEOUT.as_secs().to_string());
+    cmd
+}
+
 /// The proxy variables ureq reads (see `Config::proxy`), `NO_PROXY` included: each name in
 /// upper and in lower case. The tests state this themselves rather than share the crate's
 /// list, which is what they check.

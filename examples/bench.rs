@@ -4,20 +4,23 @@
 //! cargo run --release --example bench
 //! ```
 //!
-//! Prints one `name: value unit` line per figure. The token server is a small loopback
-//! HTTP/1.1 server inside this program that answers every POST with a token and counts
-//! requests, so the figures measure this crate and not a remote server.
+//! Prints one `name: value unit` line per figure. The token server is the tests' small
+//! loopback HTTP/1.1 server (`tests/common/loopback.rs`) inside this program, answering
+//! every POST with a token and counting requests, so the figures measure this crate and
+//! not a remote server.
+
+#[path = "../tests/common/loopback.rs"]
+mod loopback;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use logto_m2m::{Config, TokenRequest, TokenStore, request_token};
+use loopback::Loopback;
 
 /// Counts heap allocations, to show that a cache hit makes none.
 struct CountingAlloc;
@@ -52,8 +55,9 @@ const BATCHES: usize = 11;
 const CALLS_PER_BATCH: u32 = 1_000_000;
 
 fn main() {
-    let server = TokenServer::start();
-    let config = Config::new(&server.url(), "bench-app", "bench-secret-0123456789").unwrap();
+    let server = token_server();
+    let url = format!("http://127.0.0.1:{}/oidc/token", server.port());
+    let config = Config::new(&url, "bench-app", "bench-secret-0123456789").unwrap();
 
     println!("floor_ns: {:.1} ns", floor_ns());
 
@@ -88,7 +92,7 @@ fn main() {
         })
     );
     // A new store (as in a fresh process) whose first `get` is served from the file.
-    let served_before = server.requests.load(Relaxed);
+    let served_before = server.requests();
     println!(
         "file_hit_us: {:.1} us (first get of a new store, from the file)",
         median_us(200, || {
@@ -96,11 +100,7 @@ fn main() {
             black_box(fresh.get(&request).unwrap());
         })
     );
-    assert_eq!(
-        server.requests.load(Relaxed),
-        served_before,
-        "file hits made requests"
-    );
+    assert_eq!(server.requests(), served_before, "file hits made requests");
     let _ = std::fs::remove_dir_all(&dir);
 
     let before = ALLOCATIONS.load(Relaxed);
@@ -199,9 +199,9 @@ fn hammer_ns(store: &TokenStore, request: &TokenRequest, threads: usize) -> f64 
 
 /// Token requests the server sees when `threads` threads ask a fresh store for a key at
 /// once, averaged over `rounds` fresh keys.
-fn requests_per_refresh(config: &Config, server: &TokenServer, threads: usize, rounds: u32) -> f64 {
+fn requests_per_refresh(config: &Config, server: &Loopback, threads: usize, rounds: u32) -> f64 {
     let store = TokenStore::new(config.clone());
-    let before = server.requests.load(Relaxed);
+    let before = server.requests();
     for round in 0..rounds {
         let request = TokenRequest::new("https://shopping.api").scope(&format!("scope-{round}"));
         let barrier = Barrier::new(threads);
@@ -214,90 +214,26 @@ fn requests_per_refresh(config: &Config, server: &TokenServer, threads: usize, r
             }
         });
     }
-    (server.requests.load(Relaxed) - before) as f64 / f64::from(rounds)
+    (server.requests() - before) as f64 / f64::from(rounds)
 }
 
-/// A loopback HTTP/1.1 token endpoint with keep-alive, a thread per connection.
-struct TokenServer {
-    port: u16,
-    requests: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-}
-
-impl TokenServer {
-    fn start() -> TokenServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let requests = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (count, stopping) = (Arc::clone(&requests), Arc::clone(&stop));
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stopping.load(Relaxed) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let count = Arc::clone(&count);
-                thread::spawn(move || serve(stream, &count));
-            }
-        });
-        TokenServer {
-            port,
-            requests,
-            stop,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/oidc/token", self.port)
-    }
-}
-
-impl Drop for TokenServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Relaxed);
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-    }
-}
-
-fn serve(stream: TcpStream, count: &AtomicU64) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    // At most this many requests per connection: bounded like every loop here.
-    for _ in 0..1_000_000 {
-        let mut content_length = 0;
-        let mut line = String::new();
+/// A token endpoint with keep-alive, a thread per connection.
+fn token_server() -> Loopback {
+    // The run opens about 210 connections (one per fresh `Config`); none needs to outlive
+    // the run, which takes well under ten minutes.
+    Loopback::start(1000, Duration::from_secs(600), |c| {
         loop {
-            line.clear();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            let n = c.request.n;
+            let json = format!(
+                r#"{{"access_token":"eyJhbGciOiJFUzM4NCJ9.bench-{n}.sig","expires_in":3600,"token_type":"Bearer","scope":"read:products"}}"#
+            );
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{json}",
+                json.len()
+            );
+            if !c.send(response.as_bytes()) || !c.next_request() {
                 return;
             }
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = l.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                content_length = value.trim().parse().unwrap_or(0);
-            }
         }
-        let mut body = vec![0; content_length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let n = count.fetch_add(1, Relaxed);
-        let json = format!(
-            r#"{{"access_token":"eyJhbGciOiJFUzM4NCJ9.bench-{n}.sig","expires_in":3600,"token_type":"Bearer","scope":"read:products"}}"#
-        );
-        let response = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{json}",
-            json.len()
-        );
-        if writer.write_all(response.as_bytes()).is_err() {
-            return;
-        }
-    }
+    })
 }

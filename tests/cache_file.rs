@@ -5,22 +5,18 @@ mod common;
 
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::{M2M_BASIC, M2M_POST, Peer, SHOPPING_API, TempDir, example};
+use common::{M2M_BASIC, M2M_POST, Peer, SHOPPING_API, TempDir, example_for};
 
-fn get_token(peer: &Peer, (id, secret): (&str, &str), cache: &Path) -> Command {
-    let mut cmd = example("get_token");
-    cmd.env("LOGTO_ENDPOINT", peer.base_url())
-        .env("LOGTO_APP_ID", id)
-        .env("LOGTO_APP_SECRET", secret)
-        .env("LOGTO_RESOURCE", SHOPPING_API)
+fn get_token(peer: &Peer, app: (&str, &str), cache: &Path) -> Command {
+    let mut cmd = example_for("get_token", peer, app);
+    cmd.env("LOGTO_RESOURCE", SHOPPING_API)
         .env("LOGTO_SCOPES", "read:products")
-        .env("LOGTO_TIMEOUT", "10")
         .env("LOGTO_CACHE_FILE", cache);
     cmd
 }
@@ -39,6 +35,13 @@ fn check(out: Output) -> (String, String) {
     (token, stderr)
 }
 
+/// A fresh temp dir (removed on drop) and the path of a token file in it.
+fn token_file(label: &str) -> (TempDir, PathBuf) {
+    let dir = TempDir::new(label);
+    let cache = dir.path().join("token.json");
+    (dir, cache)
+}
+
 #[cfg(unix)]
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
@@ -48,8 +51,7 @@ fn mode(path: &Path) -> u32 {
 #[test]
 fn ten_runs_one_request() {
     let peer = Peer::start();
-    let dir = TempDir::new("ten-runs");
-    let cache = dir.path().join("token.json");
+    let (_dir, cache) = token_file("ten-runs");
     let tokens: Vec<String> = (0..10)
         .map(|_| run(&mut get_token(&peer, M2M_BASIC, &cache)).0)
         .collect();
@@ -70,8 +72,7 @@ fn ten_runs_one_request() {
 #[test]
 fn eight_processes_at_once_one_request() {
     let peer = Peer::start();
-    let dir = TempDir::new("eight");
-    let cache = dir.path().join("token.json");
+    let (_dir, cache) = token_file("eight");
     let children: Vec<_> = (0..8)
         .map(|_| {
             get_token(&peer, M2M_BASIC, &cache)
@@ -92,8 +93,7 @@ fn eight_processes_at_once_one_request() {
 #[test]
 fn short_lifetime_one_more_request_after_expiry() {
     let peer = Peer::start_with(&[("ACCESS_TOKEN_TTL", "2")]);
-    let dir = TempDir::new("short");
-    let cache = dir.path().join("token.json");
+    let (_dir, cache) = token_file("short");
     let start = Instant::now();
     let (first, _) = run(&mut get_token(&peer, M2M_BASIC, &cache));
     // Within the first half of the 2 s lifetime: from the file.
@@ -114,8 +114,7 @@ fn short_lifetime_one_more_request_after_expiry() {
 fn file_of_another_app_or_server_is_not_used() {
     let peer = Peer::start();
     let other = Peer::start();
-    let dir = TempDir::new("foreign");
-    let cache = dir.path().join("token.json");
+    let (_dir, cache) = token_file("foreign");
     run(&mut get_token(&peer, M2M_POST, &cache));
     run(&mut get_token(&peer, M2M_BASIC, &cache));
     assert_eq!(peer.stats().token_requests, 2, "another app id");
@@ -129,8 +128,7 @@ fn file_of_another_app_or_server_is_not_used() {
 #[test]
 fn garbage_empty_and_huge_files_are_replaced() {
     let peer = Peer::start();
-    let dir = TempDir::new("garbage");
-    let cache = dir.path().join("token.json");
+    let (_dir, cache) = token_file("garbage");
     let huge = "{".repeat(2 * 1024 * 1024);
     let contents: [&[u8]; 4] = [
         b"not json at all",
@@ -152,8 +150,7 @@ fn garbage_empty_and_huge_files_are_replaced() {
 #[test]
 fn file_others_can_read_is_not_trusted() {
     let peer = Peer::start();
-    let dir = TempDir::new("mode");
-    let cache = dir.path().join("token.json");
+    let (_dir, cache) = token_file("mode");
     let (first, _) = run(&mut get_token(&peer, M2M_BASIC, &cache));
     fs::set_permissions(&cache, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let (second, stderr) = run(&mut get_token(&peer, M2M_BASIC, &cache));
@@ -171,8 +168,7 @@ fn file_others_can_read_is_not_trusted() {
 #[test]
 fn symlink_is_not_followed() {
     let peer = Peer::start();
-    let dir = TempDir::new("symlink");
-    let cache = dir.path().join("token.json");
+    let (dir, cache) = token_file("symlink");
     // A valid token file, planted behind a link.
     let real = dir.path().join("elsewhere.json");
     run(&mut get_token(&peer, M2M_BASIC, &real));
@@ -223,8 +219,7 @@ fn lock_of_a_killed_process_is_released() {
         return;
     }
     let peer = Peer::start();
-    let dir = TempDir::new("killed");
-    let cache = dir.path().join("token.json");
+    let (dir, cache) = token_file("killed");
     let lock = dir.path().join("token.json.lock");
     let mut holder = Command::new(std::env::current_exe().unwrap())
         .args([
@@ -257,8 +252,7 @@ fn lock_of_a_killed_process_is_released() {
 #[test]
 fn lock_held_too_long_does_not_block_past_the_timeout() {
     let peer = Peer::start();
-    let dir = TempDir::new("held");
-    let cache = dir.path().join("token.json");
+    let (dir, cache) = token_file("held");
     let lock = fs::File::create(dir.path().join("token.json.lock")).unwrap();
     lock.lock().unwrap();
     let start = Instant::now();

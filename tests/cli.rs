@@ -29,15 +29,7 @@ impl Run {
 /// The command with nothing from the developer's environment (no `LOGTO_*`, no proxy) and
 /// stdin closed.
 fn bare() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_logto-m2m"));
-    for (var, _) in std::env::vars_os() {
-        if var.to_string_lossy().starts_with("LOGTO_") {
-            cmd.env_remove(var);
-        }
-    }
-    for var in common::PROXY_VARIABLES {
-        cmd.env_remove(var);
-    }
+    let mut cmd = common::program(env!("CARGO_BIN_EXE_logto-m2m"));
     cmd.stdin(Stdio::null());
     cmd
 }

@@ -3,19 +3,16 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::{M2M_BASIC, M2M_POST, Peer, SHOPPING_API, shared_peer};
 
 /// `management_api` with the peer's endpoint and `app`'s credentials, plus `env`.
-fn management_api(peer: &Peer, (id, secret): (&str, &str), env: &[(&str, &str)]) -> Output {
-    let mut cmd: Command = common::example("management_api");
-    cmd.env("LOGTO_ENDPOINT", peer.base_url())
-        .env("LOGTO_APP_ID", id)
-        .env("LOGTO_APP_SECRET", secret)
-        .env("LOGTO_TIMEOUT", "10")
-        .envs(env.iter().copied());
-    cmd.output().expect("run the management_api example")
+fn management_api(peer: &Peer, app: (&str, &str), env: &[(&str, &str)]) -> Output {
+    common::example_for("management_api", peer, app)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run the management_api example")
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -3,24 +3,25 @@
 //!
 //! How the client behaves against a correct server is tested against the real peer; this
 //! file is only for what a correct server never does. Each case is a handler closure that
-//! gets the connection after the request was read, and misbehaves. The server counts
-//! connections, requests and the bytes it managed to write, so a test can say "exactly one
-//! request" or "stopped reading early" and not only "returned an error".
+//! gets the connection after the request was read, and misbehaves. The server
+//! (`common::loopback`) counts connections, requests and the bytes it managed to write, so
+//! a test can say "exactly one request" or "stopped reading early" and not only "returned
+//! an error".
 //!
 //! Every call must return within its timeout plus [`SLACK`], with the right [`ErrorKind`],
 //! a message that names the fact, and no secret or token in `Display` or `Debug`. Run with
 //! `--nocapture` to see how long each case took.
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+mod common;
+
 use std::ops::RangeInclusive;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use common::loopback::{Conn, Counts, Loopback, Request, STEP};
 use logto_m2m::{Config, Error, ErrorKind, Token, TokenRequest, request_token};
 
 const APP: &str = "app";
@@ -37,239 +38,25 @@ const AT_ONCE: Duration = Duration::from_millis(900);
 // ---------------------------------------------------------------------------------------
 // The fault server
 
-/// The server's poll step: its reads, writes and pauses block at most this long before
-/// checking whether the test is over.
-const STEP: Duration = Duration::from_millis(50);
 /// No connection outlives this, whatever its handler does.
 const CONN_LIFETIME: Duration = Duration::from_secs(10);
 /// Connections beyond this many are closed unserved: a client that loops can't make the
 /// server spawn threads without end.
 const MAX_CONNECTIONS: usize = 16;
 
-/// What the server threads share.
-#[derive(Default)]
-struct Shared {
-    stop: AtomicBool,
-    connections: AtomicU64,
-    requests: AtomicU64,
-    written: AtomicU64,
-    /// When each request had been read in full.
-    arrivals: Mutex<Vec<Instant>>,
-}
-
-/// What a server saw, read after it stopped.
-struct Stats {
-    connections: u64,
-    requests: u64,
-    written: u64,
-    arrivals: Vec<Instant>,
-}
-
-impl Stats {
-    /// The time between request `i - 1` and request `i` arriving.
-    fn gap(&self, i: usize) -> Duration {
-        self.arrivals[i].duration_since(self.arrivals[i - 1])
-    }
-}
-
-/// A running fault server; dropping it stops it and joins its threads.
-struct Server {
-    port: u16,
-    shared: Arc<Shared>,
-    acceptor: Option<JoinHandle<()>>,
-}
-
-/// One accepted connection, handed to the handler after the request head (and the body,
-/// by Content-Length) was read.
-struct Conn {
-    stream: TcpStream,
-    shared: Arc<Shared>,
-    until: Instant,
-    /// This request's number on this server: 0 for the first.
-    n: u64,
-    /// The request line and headers.
-    head: String,
-    /// The request body (its first 64 KiB).
-    body: String,
-}
-
 /// Serves every connection with `handler`, one thread per connection, until dropped.
-fn serve(handler: impl Fn(&mut Conn) + Send + Sync + 'static) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let shared = Arc::new(Shared::default());
-    let handler = Arc::new(handler);
-    let s = Arc::clone(&shared);
-    let acceptor = thread::spawn(move || {
-        let mut workers = Vec::new();
-        for stream in listener.incoming() {
-            // `stop` is set before the wake-up connection, which is not counted.
-            if s.stop.load(SeqCst) {
-                break;
-            }
-            let Ok(stream) = stream else { break };
-            if workers.len() >= MAX_CONNECTIONS {
-                continue; // dropped, so closed
-            }
-            s.connections.fetch_add(1, SeqCst);
-            let (s, handler) = (Arc::clone(&s), Arc::clone(&handler));
-            workers.push(thread::spawn(move || {
-                let Some(mut conn) = Conn::accept(stream, s) else {
-                    return;
-                };
-                handler(&mut conn);
-                // Dropping `conn` closes the connection.
-            }));
-        }
-        for w in workers {
-            // A worker can't panic short of a bug here; the test would then fail on counts.
-            let _ = w.join();
-        }
-    });
-    Server {
-        port,
-        shared,
-        acceptor: Some(acceptor),
-    }
+fn serve(handler: impl Fn(&mut Conn) + Send + Sync + 'static) -> Loopback {
+    Loopback::start(MAX_CONNECTIONS, CONN_LIFETIME, handler)
 }
 
-impl Server {
-    fn config(&self, timeout: Duration) -> Config {
-        config_for(self.port, SECRET, timeout)
-    }
-
-    /// Stops the server, waits for its threads, and says what it saw.
-    fn finish(mut self) -> Stats {
-        self.stop();
-        let s = &self.shared;
-        Stats {
-            connections: s.connections.load(SeqCst),
-            requests: s.requests.load(SeqCst),
-            written: s.written.load(SeqCst),
-            arrivals: s.arrivals.lock().unwrap().clone(),
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(acceptor) = self.acceptor.take() {
-            self.shared.stop.store(true, SeqCst);
-            // Wakes the blocked accept; it then sees `stop`. Failing to connect can only
-            // mean the listener is already gone.
-            let _ = TcpStream::connect(("127.0.0.1", self.port));
-            let _ = acceptor.join();
-        }
-    }
+/// A config for the fault server `server`, with the canary secret.
+fn config(server: &Loopback, timeout: Duration) -> Config {
+    config_for(server.port(), SECRET, timeout)
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
+// The fault servers' canned answers. They are here rather than in `common::loopback`,
+// which only moves bytes: the bench answers differently (keep-alive).
 impl Conn {
-    /// Reads one request; `None` when the peer sent none (or the test ended first).
-    fn accept(stream: TcpStream, shared: Arc<Shared>) -> Option<Conn> {
-        stream.set_read_timeout(Some(STEP)).ok()?;
-        stream.set_write_timeout(Some(STEP)).ok()?;
-        stream.set_nodelay(true).ok()?;
-        let mut conn = Conn {
-            stream,
-            shared,
-            until: Instant::now() + CONN_LIFETIME,
-            n: 0,
-            head: String::new(),
-            body: String::new(),
-        };
-        let mut buf = Vec::new();
-        let mut chunk = [0; 4096];
-        let head_len = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            if buf.len() > 64 * 1024 {
-                return None;
-            }
-            let n = conn.read_some(&mut chunk)?;
-            buf.extend_from_slice(&chunk[..n]);
-        };
-        conn.head = String::from_utf8_lossy(&buf[..head_len]).into_owned();
-        let body_len: usize = conn
-            .header("content-length")
-            .map_or(Some(0), |v| v.parse().ok())?;
-        while buf.len() < head_len + body_len.min(64 * 1024) {
-            let n = conn.read_some(&mut chunk)?;
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        let body_end = buf.len().min(head_len + body_len);
-        conn.body = String::from_utf8_lossy(&buf[head_len..body_end]).into_owned();
-        conn.n = conn.shared.requests.fetch_add(1, SeqCst);
-        conn.shared.arrivals.lock().unwrap().push(Instant::now());
-        Some(conn)
-    }
-
-    /// False once the test is over or the connection has lived long enough.
-    fn live(&self) -> bool {
-        !self.shared.stop.load(SeqCst) && Instant::now() < self.until
-    }
-
-    /// Whether to try a read or write again that failed with `e`: only one that merely
-    /// ran out of its STEP, and only while the connection lives.
-    fn again(&self, e: &io::Error) -> bool {
-        use io::ErrorKind::{Interrupted, TimedOut, WouldBlock};
-        matches!(e.kind(), WouldBlock | TimedOut | Interrupted) && self.live()
-    }
-
-    /// Some bytes from the client; `None` at EOF, on an error, or when the test ended.
-    fn read_some(&mut self, buf: &mut [u8]) -> Option<usize> {
-        loop {
-            match self.stream.read(buf) {
-                Ok(0) => return None,
-                Ok(n) => return Some(n),
-                Err(e) if self.again(&e) => {}
-                Err(_) => return None,
-            }
-        }
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().find_map(|line| {
-            let (n, v) = line.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-
-    /// Writes all of `bytes`, counting what got out; false once the client is gone or the
-    /// test is over.
-    fn send(&mut self, bytes: &[u8]) -> bool {
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            match self.stream.write(rest) {
-                Ok(0) => return false,
-                Ok(n) => {
-                    self.shared.written.fetch_add(n as u64, SeqCst);
-                    rest = &rest[n..];
-                }
-                Err(e) if self.again(&e) => {}
-                Err(_) => return false,
-            }
-        }
-        true
-    }
-
-    /// Sleeps `d` in steps; false if the test ended meanwhile.
-    fn pause(&self, d: Duration) -> bool {
-        let end = Instant::now() + d;
-        while self.live() {
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return true;
-            }
-            thread::sleep(left.min(STEP));
-        }
-        false
-    }
-
     /// A whole response with Content-Length, closing the connection after it.
     fn respond(&mut self, status: u16, headers: &str, body: &str) {
         let len = body.len();
@@ -283,11 +70,16 @@ impl Conn {
     fn respond_token(&mut self) {
         self.respond(200, "", &token_json(TOKEN));
     }
+}
 
-    /// Half-closes (FIN), then waits for the client to close its side.
-    fn fin(&mut self) {
-        let _ = self.stream.shutdown(Shutdown::Write);
-        while self.read_some(&mut [0; 1024]).is_some() {}
+/// `status_line`, a Content-Length 500 bytes longer than `body`, the body, then FIN.
+fn cut_short(c: &mut Conn, status_line: &str, body: &str) {
+    let head = format!(
+        "{status_line}\r\nContent-Length: {}\r\n\r\n",
+        body.len() + 500
+    );
+    if c.send(head.as_bytes()) && c.send(body.as_bytes()) {
+        c.fin();
     }
 }
 
@@ -301,14 +93,16 @@ fn token_json(token: &str) -> String {
 // The client side and its checks
 
 fn config_for(port: u16, secret: &str, timeout: Duration) -> Config {
-    Config::new(&format!("http://127.0.0.1:{port}/oidc/token"), APP, secret)
-        .unwrap()
-        .timeout(timeout)
+    common::config_at(
+        &format!("http://127.0.0.1:{port}/oidc/token"),
+        (APP, secret),
+    )
+    .timeout(timeout)
 }
 
 /// One `request_token` call, timed; checks the deadline and prints the duration.
 fn call(case: &str, config: &Config) -> (Result<Token, Error>, Duration) {
-    let request = TokenRequest::new("https://shopping.api").scope("read:products");
+    let request = common::shopping("read:products");
     let start = Instant::now();
     let result = request_token(config, &request);
     let elapsed = start.elapsed();
@@ -398,9 +192,9 @@ fn fault(
     kind: &str,
     mentions: &[&str],
     requests: RangeInclusive<u64>,
-) -> (Error, Stats) {
+) -> (Error, Counts) {
     let server = serve(handler);
-    let (result, elapsed) = call(case, &server.config(TIMEOUT));
+    let (result, elapsed) = call(case, &config(&server, TIMEOUT));
     let stats = server.finish();
     let err = expect_err(case, result, kind, mentions);
     if kind == "Timeout" {
@@ -551,11 +345,7 @@ faults! {
     /// The whole token, but a Content-Length 500 bytes longer, then FIN. The 200 arrived,
     /// so the server may have issued a token: not retried.
     content_length_longer_than_body: |c| {
-        let body = token_json(TOKEN);
-        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len() + 500);
-        if c.send(head.as_bytes()) && c.send(body.as_bytes()) {
-            c.fin();
-        }
+        cut_short(c, "HTTP/1.1 200 OK", &token_json(TOKEN));
     } => "Transport", &["disconnected while reading the body of the http 200 answer"], 1..=1;
 
     /// The whole token in one chunk, but no last chunk, then FIN: not retried either.
@@ -572,11 +362,7 @@ faults! {
 
     /// A 500 whose body is cut short is still a 5xx answer, and is retried as one.
     server_error_body_cut_short: |c| {
-        let body = r#"{"error":"server_error"}"#;
-        let head = format!("HTTP/1.1 500 Oops\r\nContent-Length: {}\r\n\r\n", body.len() + 500);
-        if c.send(head.as_bytes()) && c.send(body.as_bytes()) {
-            c.fin();
-        }
+        cut_short(c, "HTTP/1.1 500 Oops", r#"{"error":"server_error"}"#);
     } => "Transport", &["disconnected while reading the body of the http 500 answer"], 3..=3;
 
     /// Two Content-Lengths that disagree; either one would frame a token. ureq refuses the
@@ -606,13 +392,13 @@ fn redirects_are_not_followed() {
         for to_trap in [false, true] {
             let trap = serve(|c| c.respond_token());
             let location = if to_trap {
-                format!("http://127.0.0.1:{}/oidc/token", trap.port)
+                format!("http://127.0.0.1:{}/oidc/token", trap.port())
             } else {
                 "/oidc/token".to_owned()
             };
             let server = serve(move |c| {
                 // Same-server redirects would be answered with a token, if followed.
-                if c.n == 0 {
+                if c.request.n == 0 {
                     c.respond(status, &format!("Location: {location}\r\n"), "")
                 } else {
                     c.respond_token()
@@ -622,7 +408,7 @@ fn redirects_are_not_followed() {
                 "redirect_{status}_to_{}",
                 if to_trap { "trap" } else { "self" }
             );
-            let (result, _) = call(&case, &server.config(TIMEOUT));
+            let (result, _) = call(&case, &config(&server, TIMEOUT));
             let err = expect_err(&case, result, "Redirect", &[&format!("http {status}")]);
             assert_eq!(err.status(), Some(status));
             assert_eq!(server.finish().requests, 1, "{case}");
@@ -650,7 +436,7 @@ fn idle_connection_closed_by_server() {
             c.pause(Duration::from_millis(100));
         }
     });
-    let config = server.config(TIMEOUT);
+    let config = config(&server, TIMEOUT);
     let (first, _) = call("reuse_first", &config);
     expect_token("reuse_first", first);
     thread::sleep(Duration::from_millis(300));
@@ -705,15 +491,15 @@ fn recovers_after(
     failures: u64,
     timeout: Duration,
     first: impl Fn(&mut Conn) + Send + Sync + 'static,
-) -> Stats {
+) -> Counts {
     let server = serve(move |c| {
-        if c.n < failures {
+        if c.request.n < failures {
             first(c)
         } else {
             c.respond_token()
         }
     });
-    let (result, _) = call(case, &server.config(timeout));
+    let (result, _) = call(case, &config(&server, timeout));
     expect_token(case, result);
     let stats = server.finish();
     assert_eq!(stats.requests, failures + 1, "{case}");
@@ -793,7 +579,7 @@ fn rate_limited_at_once(
     mentions: &[&str],
 ) -> Error {
     let server = serve(move |c| c.respond(429, headers, body));
-    let (result, elapsed) = call(case, &server.config(timeout));
+    let (result, elapsed) = call(case, &config(&server, timeout));
     assert_eq!(server.finish().requests, 1, "{case}");
     assert!(elapsed < AT_ONCE, "{case}: took {elapsed:?}");
     let err = expect_err(case, result, "RateLimited", mentions);
@@ -866,7 +652,11 @@ fn echoed_credentials_are_redacted() {
     for (secret, encoded) in [(SECRET, SECRET), (SPECIAL, SPECIAL_ENCODED)] {
         for (status, kind) in [(401, "OAuth"), (429, "RateLimited"), (403, "HttpStatus")] {
             let server = serve(move |c| {
-                let auth = c.header("authorization").unwrap_or_default().to_owned();
+                let auth = c
+                    .request
+                    .header("authorization")
+                    .unwrap_or_default()
+                    .to_owned();
                 let pair = auth
                     .strip_prefix("Basic ")
                     .and_then(|b| STANDARD.decode(b).ok())
@@ -887,7 +677,7 @@ fn echoed_credentials_are_redacted() {
                 "echo_{status}_{}",
                 if secret == SECRET { "plain" } else { "special" }
             );
-            let (result, _) = call(&case, &config_for(server.port, secret, TIMEOUT));
+            let (result, _) = call(&case, &config_for(server.port(), secret, TIMEOUT));
             assert_eq!(server.finish().requests, 1, "{case}");
             let basic = basic_b64(encoded);
             let err = expect_err(&case, result, kind, &[&status.to_string(), "[redacted]"]);
@@ -949,33 +739,20 @@ fn long_description_is_truncated() {
 /// with the form-urlencoded pair, no cookie, and the Accept headers the docs promise.
 #[test]
 fn request_on_the_wire() {
-    let seen = Arc::new(Mutex::new((String::new(), String::new())));
+    let seen = Arc::new(Mutex::new(Request::default()));
     let seen_by_server = Arc::clone(&seen);
     let server = serve(move |c| {
-        *seen_by_server.lock().unwrap() = (c.head.clone(), c.body.clone());
+        *seen_by_server.lock().unwrap() = c.request.clone();
         c.respond_token();
     });
-    let config = config_for(server.port, "s3cr:t+/%&= x~", TIMEOUT);
-    let request = TokenRequest::new("https://shopping.api")
-        .scope("read:products")
-        .scope("write:products");
+    let config = config_for(server.port(), "s3cr:t+/%&= x~", TIMEOUT);
+    let request = common::shopping("read:products").scope("write:products");
     expect_token("wire", request_token(&config, &request));
     server.finish();
 
-    let (head, body) = seen.lock().unwrap().clone();
-    let mut lines = head.lines();
-    assert_eq!(lines.next(), Some("POST /oidc/token HTTP/1.1"));
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let all = |name: &str| -> Vec<&str> {
-        headers
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    };
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.request_line, "POST /oidc/token HTTP/1.1");
+    let all = |name: &str| seen.headers_named(name);
     assert_eq!(
         all("authorization"),
         [format!(
@@ -993,7 +770,7 @@ fn request_on_the_wire() {
     assert!(all("cookie").is_empty());
     assert!(all("expect").is_empty());
     assert_eq!(
-        body,
+        seen.body,
         "grant_type=client_credentials&resource=https%3A%2F%2Fshopping.api&scope=read%3Aproducts+write%3Aproducts"
     );
 }
@@ -1072,13 +849,13 @@ fn no_socket_or_thread_left_behind() {
     // allocator's arenas), so that it does not count as left behind.
     {
         let server = serve(|c| c.respond_token());
-        let _ = request_token(&server.config(short), &TokenRequest::new("r"));
+        let _ = request_token(&config(&server, short), &TokenRequest::new("r"));
         server.finish();
     }
     let before = fds_and_threads();
     for (name, handler) in cases {
         let server = serve(handler);
-        let config = server.config(short);
+        let config = config(&server, short);
         for _ in 0..3 {
             let result = request_token(&config, &TokenRequest::new("r"));
             eprintln!(

@@ -6,17 +6,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::{M2M_BASIC, M2M_NOROLES, M2M_POST, Peer, SHOPPING_API, shared_peer};
-use logto_m2m::{Config, Error, ErrorKind, Token, TokenRequest, TokenStore, request_token};
+use common::{
+    M2M_BASIC, M2M_NOROLES, M2M_POST, Peer, SHOPPING_API, ask, call_api, config, shared_peer,
+    shopping,
+};
+use logto_m2m::{Error, ErrorKind, Token, TokenRequest, TokenStore};
 
 const ACME: &str = "org-acme";
 const ACME_AUDIENCE: &str = "urn:logto:organization:org-acme";
-
-fn config(peer: &Peer, (id, secret): (&str, &str)) -> Config {
-    Config::new(&peer.token_url(), id, secret)
-        .unwrap()
-        .timeout(Duration::from_secs(10))
-}
 
 /// An organization token request: no resource, as Logto expects.
 fn organization(id: &str, scopes: &str) -> TokenRequest {
@@ -25,13 +22,7 @@ fn organization(id: &str, scopes: &str) -> TokenRequest {
 
 /// GET `path` on the peer with the token; the status.
 fn get(peer: &Peer, path: &str, token: &Token) -> u16 {
-    common::local_agent(Duration::from_secs(10))
-        .get(format!("{}{path}", peer.base_url()))
-        .header("authorization", token.authorization())
-        .call()
-        .unwrap()
-        .status()
-        .as_u16()
+    call_api(peer, "GET", path, token).0
 }
 
 /// Logto's answer to an app that is not a member of the organization (or to an
@@ -60,21 +51,12 @@ fn assert_access_denied(err: &Error) {
 fn member_gets_an_organization_token_with_its_granted_scopes() {
     let peer = shared_peer();
     let request = organization(ACME, "read:members write:members");
-    let token = request_token(&config(peer, M2M_BASIC), &request).unwrap();
+    let token = ask(peer, M2M_BASIC, &request).unwrap();
     // Asked read+write; the app's organization roles grant read only.
     assert_eq!(token.scope_from_server(), Some("read:members"));
-    assert_eq!(
-        common::jwt_claim(&token, "aud").as_deref(),
-        Some(ACME_AUDIENCE)
-    );
-    assert_eq!(
-        common::jwt_claim(&token, "sub").as_deref(),
-        Some(M2M_BASIC.0)
-    );
-    assert_eq!(
-        common::jwt_claim(&token, "scope").as_deref(),
-        Some("read:members")
-    );
+    common::assert_claim(&token, "aud", Some(ACME_AUDIENCE));
+    common::assert_claim(&token, "sub", Some(M2M_BASIC.0));
+    common::assert_claim(&token, "scope", Some("read:members"));
     assert_eq!(token.expires_in(), Duration::from_secs(3600));
 
     assert_eq!(get(peer, "/organizations/org-acme/members", &token), 200);
@@ -85,26 +67,18 @@ fn member_gets_an_organization_token_with_its_granted_scopes() {
 #[test]
 fn member_without_organization_roles_gets_an_empty_scope() {
     let peer = shared_peer();
-    let token = request_token(
-        &config(peer, M2M_NOROLES),
-        &organization(ACME, "read:members"),
-    )
-    .unwrap();
+    let token = ask(peer, M2M_NOROLES, &organization(ACME, "read:members")).unwrap();
     // Logto's handler sends the intersection as is: `"scope": ""`.
     assert_eq!(token.scope_from_server(), Some(""));
-    assert_eq!(
-        common::jwt_claim(&token, "aud").as_deref(),
-        Some(ACME_AUDIENCE)
-    );
-    assert_eq!(common::jwt_claim(&token, "scope"), None);
+    common::assert_claim(&token, "aud", Some(ACME_AUDIENCE));
+    common::assert_claim(&token, "scope", None);
     assert_eq!(get(peer, "/organizations/org-acme/members", &token), 403);
 }
 
 #[test]
 fn non_member_app_is_access_denied() {
     let peer = shared_peer();
-    let err =
-        request_token(&config(peer, M2M_POST), &organization(ACME, "read:members")).unwrap_err();
+    let err = ask(peer, M2M_POST, &organization(ACME, "read:members")).unwrap_err();
     assert_access_denied(&err);
     assert_eq!(
         err.to_string(),
@@ -112,22 +86,14 @@ fn non_member_app_is_access_denied() {
          associated with the organization (logto code oidc.access_denied: Access denied.)"
     );
     // The same app is a member elsewhere.
-    let token = request_token(
-        &config(peer, M2M_POST),
-        &organization("org-globex", "write:members"),
-    )
-    .unwrap();
+    let token = ask(peer, M2M_POST, &organization("org-globex", "write:members")).unwrap();
     assert_eq!(token.scope_from_server(), Some("write:members"));
 }
 
 #[test]
 fn unknown_organization_is_access_denied() {
     let peer = shared_peer();
-    let err = request_token(
-        &config(peer, M2M_BASIC),
-        &organization("org-nope", "read:members"),
-    )
-    .unwrap_err();
+    let err = ask(peer, M2M_BASIC, &organization("org-nope", "read:members")).unwrap_err();
     assert_access_denied(&err);
 }
 
@@ -135,10 +101,8 @@ fn unknown_organization_is_access_denied() {
 fn non_member_is_refused_even_for_a_resource() {
     // Logto checks membership before anything else.
     let peer = shared_peer();
-    let request = TokenRequest::new(SHOPPING_API)
-        .organization(ACME)
-        .scope("read:products");
-    let err = request_token(&config(peer, M2M_POST), &request).unwrap_err();
+    let request = shopping("read:products").organization(ACME);
+    let err = ask(peer, M2M_POST, &request).unwrap_err();
     assert_access_denied(&err);
 }
 
@@ -147,25 +111,17 @@ fn organization_with_a_resource_is_a_resource_token_naming_the_organization() {
     // An "organization API resource" token: the API's audience and scopes, plus an
     // `organization_id` claim.
     let peer = shared_peer();
-    let request = TokenRequest::new(SHOPPING_API)
-        .organization(ACME)
-        .scope("read:products");
-    let token = request_token(&config(peer, M2M_BASIC), &request).unwrap();
-    assert_eq!(
-        common::jwt_claim(&token, "aud").as_deref(),
-        Some(SHOPPING_API)
-    );
-    assert_eq!(
-        common::jwt_claim(&token, "organization_id").as_deref(),
-        Some(ACME)
-    );
+    let request = shopping("read:products").organization(ACME);
+    let token = ask(peer, M2M_BASIC, &request).unwrap();
+    common::assert_claim(&token, "aud", Some(SHOPPING_API));
+    common::assert_claim(&token, "organization_id", Some(ACME));
     assert_eq!(token.scope_from_server(), Some("read:products"));
     assert_eq!(get(peer, "/products", &token), 200);
 
     // Without organization_id there is no such claim.
-    let plain = TokenRequest::new(SHOPPING_API).scope("read:products");
-    let token = request_token(&config(peer, M2M_BASIC), &plain).unwrap();
-    assert_eq!(common::jwt_claim(&token, "organization_id"), None);
+    let plain = shopping("read:products");
+    let token = ask(peer, M2M_BASIC, &plain).unwrap();
+    common::assert_claim(&token, "organization_id", None);
 }
 
 #[test]
@@ -176,7 +132,7 @@ fn the_organization_urn_is_not_a_resource() {
     let request = TokenRequest::new(ACME_AUDIENCE)
         .organization(ACME)
         .scope("read:members");
-    let err = request_token(&config(peer, M2M_BASIC), &request).unwrap_err();
+    let err = ask(peer, M2M_BASIC, &request).unwrap_err();
     assert_eq!(err.oauth_error(), Some("invalid_target"));
     assert_eq!(err.logto_code(), Some("oidc.invalid_target"));
 }
@@ -184,8 +140,9 @@ fn the_organization_urn_is_not_a_resource() {
 #[test]
 fn neither_resource_nor_organization_is_invalid_target() {
     let peer = shared_peer();
-    let err = request_token(
-        &config(peer, M2M_BASIC),
+    let err = ask(
+        peer,
+        M2M_BASIC,
         &TokenRequest::new("").scope("read:members"),
     )
     .unwrap_err();
@@ -203,25 +160,16 @@ fn default_api_is_ignored_for_an_organization_token() {
     // With a default API, a request without resource gets that API's token, unless it
     // names an organization: Logto then skips the resource check altogether.
     let peer = Peer::start_with(&[("DEFAULT_RESOURCE", SHOPPING_API)]);
-    let token = request_token(
-        &config(&peer, M2M_BASIC),
+    let token = ask(
+        &peer,
+        M2M_BASIC,
         &TokenRequest::new("").scope("read:products"),
     )
     .unwrap();
-    assert_eq!(
-        common::jwt_claim(&token, "aud").as_deref(),
-        Some(SHOPPING_API)
-    );
+    common::assert_claim(&token, "aud", Some(SHOPPING_API));
 
-    let token = request_token(
-        &config(&peer, M2M_BASIC),
-        &organization(ACME, "read:members"),
-    )
-    .unwrap();
-    assert_eq!(
-        common::jwt_claim(&token, "aud").as_deref(),
-        Some(ACME_AUDIENCE)
-    );
+    let token = ask(&peer, M2M_BASIC, &organization(ACME, "read:members")).unwrap();
+    common::assert_claim(&token, "aud", Some(ACME_AUDIENCE));
 }
 
 #[test]
@@ -229,18 +177,15 @@ fn store_keeps_organization_tokens_apart() {
     let peer = Peer::start();
     let store = TokenStore::new(config(&peer, M2M_BASIC));
     let org = organization(ACME, "read:members");
-    let api = TokenRequest::new(SHOPPING_API).scope("read:products");
+    let api = shopping("read:products");
     let org_api = api.clone().organization(ACME);
 
     let a = store.get(&org).unwrap();
     let b = store.get(&api).unwrap();
     let c = store.get(&org_api).unwrap();
-    assert_eq!(common::jwt_claim(&a, "aud").as_deref(), Some(ACME_AUDIENCE));
-    assert_eq!(common::jwt_claim(&b, "organization_id"), None);
-    assert_eq!(
-        common::jwt_claim(&c, "organization_id").as_deref(),
-        Some(ACME)
-    );
+    common::assert_claim(&a, "aud", Some(ACME_AUDIENCE));
+    common::assert_claim(&b, "organization_id", None);
+    common::assert_claim(&c, "organization_id", Some(ACME));
     // Cached, each under its own key.
     assert_eq!(store.get(&org).unwrap().access_token(), a.access_token());
     assert_eq!(

@@ -19,12 +19,7 @@ use miniserde::json::{self, Value};
 const CHILD_PID_FILE: &str = "LOGTO_M2M_HARNESS_PID_FILE";
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .proxy(None)
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .new_agent()
+    common::local_agent(common::PEER_TIMEOUT)
 }
 
 /// POSTs a `client_credentials` request for m2m-basic by hand and returns the

@@ -4,34 +4,22 @@
 
 mod common;
 
-use std::time::Duration;
-
 use base64::Engine;
 use common::connect_proxy::ConnectProxy;
-use common::{M2M_BASIC, SHOPPING_API, shared_peer};
-use logto_m2m::{Config, ErrorKind, TokenRequest, request_token};
-
-fn config(token_url: &str) -> Config {
-    Config::new(token_url, M2M_BASIC.0, M2M_BASIC.1)
-        .unwrap()
-        .timeout(Duration::from_secs(10))
-}
-
-fn request() -> TokenRequest {
-    TokenRequest::new(SHOPPING_API).scope("read:products")
-}
+use common::{M2M_BASIC, config, config_at, free_port, shared_peer, shopping};
+use logto_m2m::{ErrorKind, request_token};
 
 #[cfg(any(feature = "rustls", feature = "native-tls"))]
 #[test]
 fn https_token_through_an_explicit_proxy() {
     let peer = common::Peer::start_https();
     let proxy = ConnectProxy::start();
-    let config = config(&peer.token_url())
+    let config = config(&peer, M2M_BASIC)
         .root_certificates_pem(&common::test_ca_pem())
         .unwrap()
         .proxy(&proxy.url())
         .unwrap();
-    let token = request_token(&config, &request()).unwrap();
+    let token = request_token(&config, &shopping("read:products")).unwrap();
     assert_eq!(token.scope(), Some("read:products"));
     // One tunnel, to the token endpoint's host and port; the TLS inside it is end to end
     // (the proxy saw no other request).
@@ -41,12 +29,15 @@ fn https_token_through_an_explicit_proxy() {
     assert_eq!(peer.stats().tokens_issued, 1);
 
     // By name: the proxy gets the name to resolve, not an address.
-    let config = self::config(&format!("{}/oidc/token", peer.base_url_localhost()))
-        .root_certificates_pem(&common::test_ca_pem())
-        .unwrap()
-        .proxy(&proxy.url())
-        .unwrap();
-    request_token(&config, &request()).unwrap();
+    let config = config_at(
+        &format!("{}/oidc/token", peer.base_url_localhost()),
+        M2M_BASIC,
+    )
+    .root_certificates_pem(&common::test_ca_pem())
+    .unwrap()
+    .proxy(&proxy.url())
+    .unwrap();
+    request_token(&config, &shopping("read:products")).unwrap();
     assert_eq!(
         proxy.connects().last().unwrap(),
         &format!("localhost:{}", peer.port())
@@ -59,8 +50,8 @@ fn http_token_through_an_explicit_proxy_is_tunnelled_too() {
     // explicit proxy is used even for a loopback token URL.
     let peer = shared_peer();
     let proxy = ConnectProxy::start();
-    let config = config(&peer.token_url()).proxy(&proxy.url()).unwrap();
-    request_token(&config, &request()).unwrap();
+    let config = config(peer, M2M_BASIC).proxy(&proxy.url()).unwrap();
+    request_token(&config, &shopping("read:products")).unwrap();
     assert_eq!(proxy.connects(), [format!("127.0.0.1:{}", peer.port())]);
     assert_eq!(proxy.seen().len(), 1, "{:?}", proxy.seen());
 }
@@ -70,11 +61,11 @@ fn no_proxy_goes_straight_to_the_endpoint() {
     let peer = shared_peer();
     let proxy = ConnectProxy::start();
     // The last setting wins.
-    let config = config(&peer.token_url())
+    let config = config(peer, M2M_BASIC)
         .proxy(&proxy.url())
         .unwrap()
         .no_proxy();
-    request_token(&config, &request()).unwrap();
+    request_token(&config, &shopping("read:products")).unwrap();
     assert!(proxy.seen().is_empty(), "{:?}", proxy.seen());
 }
 
@@ -85,7 +76,7 @@ fn proxy_credentials_are_sent_and_never_shown() {
     let port = proxy.port();
     // Percent-encoded in the URL; ureq decodes them once.
     let url = format!("http://proxy-user:pr0xy%3Apw%40canary@127.0.0.1:{port}");
-    let config = config(&peer.token_url()).proxy(&url).unwrap();
+    let config = config(peer, M2M_BASIC).proxy(&url).unwrap();
     let shown = format!("{config:?}");
     assert!(
         shown.contains(&format!(
@@ -94,7 +85,7 @@ fn proxy_credentials_are_sent_and_never_shown() {
         "{shown}"
     );
     assert!(!shown.contains("canary"), "{shown}");
-    request_token(&config, &request()).unwrap();
+    request_token(&config, &shopping("read:products")).unwrap();
     let expected = base64::engine::general_purpose::STANDARD.encode("proxy-user:pr0xy:pw@canary");
     assert_eq!(
         proxy.seen()[0].proxy_authorization.as_deref(),
@@ -103,8 +94,8 @@ fn proxy_credentials_are_sent_and_never_shown() {
 
     // A wrong password: the proxy's 407 comes back, without the password.
     let url = format!("http://proxy-user:wrong-canary@127.0.0.1:{port}");
-    let config = self::config(&peer.token_url()).proxy(&url).unwrap();
-    let err = request_token(&config, &request()).unwrap_err();
+    let config = self::config(peer, M2M_BASIC).proxy(&url).unwrap();
+    let err = request_token(&config, &shopping("read:products")).unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::Transport { .. }), "{err:?}");
     let shown = format!("{err} {err:?}");
     assert!(shown.contains("407"), "{shown}");
@@ -114,16 +105,12 @@ fn proxy_credentials_are_sent_and_never_shown() {
 #[test]
 fn proxy_that_cannot_reach_the_endpoint_is_a_transport_error() {
     // Nothing listens on the target port: the proxy answers 502.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let proxy = ConnectProxy::start();
-    let config = config(&format!("http://127.0.0.1:{port}/oidc/token"))
+    let config = config_at(&format!("http://127.0.0.1:{port}/oidc/token"), M2M_BASIC)
         .proxy(&proxy.url())
         .unwrap();
-    let err = request_token(&config, &request()).unwrap_err();
+    let err = request_token(&config, &shopping("read:products")).unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::Transport { .. }), "{err:?}");
     assert!(err.to_string().contains("502"), "{err}");
 }
@@ -131,7 +118,7 @@ fn proxy_that_cannot_reach_the_endpoint_is_a_transport_error() {
 #[test]
 fn proxy_urls_that_cannot_be_used_are_config_errors() {
     let err = |url: &str| {
-        let err = config("https://auth.example/oidc/token")
+        let err = config_at("https://auth.example/oidc/token", M2M_BASIC)
             .proxy(url)
             .unwrap_err();
         assert!(matches!(err.kind(), ErrorKind::Config { .. }), "{err:?}");
@@ -147,8 +134,14 @@ fn proxy_urls_that_cannot_be_used_are_config_errors() {
 
 #[test]
 fn default_is_the_environment() {
-    let shown = format!("{:?}", config("https://auth.example/oidc/token"));
+    let shown = format!(
+        "{:?}",
+        config_at("https://auth.example/oidc/token", M2M_BASIC)
+    );
     assert!(shown.contains("proxy: environment"), "{shown}");
-    let shown = format!("{:?}", config("https://auth.example/oidc/token").no_proxy());
+    let shown = format!(
+        "{:?}",
+        config_at("https://auth.example/oidc/token", M2M_BASIC).no_proxy()
+    );
     assert!(shown.contains("proxy: none"), "{shown}");
 }

@@ -11,35 +11,25 @@ mod common;
 
 use std::ffi::OsString;
 use std::path::Path;
-use std::time::Duration;
 
 use common::connect_proxy::ConnectProxy;
-use common::{M2M_BASIC, Peer, SHOPPING_API, shared_peer, test_ca_pem};
-use logto_m2m::{Config, Error, ErrorKind, Token, TokenRequest, request_token};
+use common::{M2M_BASIC, Peer, config, config_at, shared_peer, shopping, test_ca_pem};
+use logto_m2m::{Config, Error, ErrorKind, Token, request_token};
 
 /// Every variable this test changes: the proxy ones, and the bundle `platform_roots` reads.
-const VARIABLES: [&str; 9] = {
-    let p = common::PROXY_VARIABLES;
-    [
-        p[0],
-        p[1],
-        p[2],
-        p[3],
-        p[4],
-        p[5],
-        p[6],
-        p[7],
-        "SSL_CERT_FILE",
-    ]
-};
+fn variables() -> impl Iterator<Item = String> {
+    common::proxy_variables().chain(["SSL_CERT_FILE".to_owned()])
+}
 
-/// Saves `VARIABLES`, clears them, and restores them on drop.
-struct EnvGuard(Vec<(&'static str, Option<OsString>)>);
+/// Saves `variables()`, clears them, and restores them on drop.
+struct EnvGuard(Vec<(String, Option<OsString>)>);
 
 impl EnvGuard {
     fn new() -> EnvGuard {
-        let saved = VARIABLES.map(|v| (v, std::env::var_os(v))).to_vec();
-        for v in VARIABLES {
+        let saved: Vec<_> = variables()
+            .map(|v| (v.clone(), std::env::var_os(&v)))
+            .collect();
+        for (v, _) in &saved {
             remove(v);
         }
         EnvGuard(saved)
@@ -70,25 +60,16 @@ fn remove(name: &str) {
 
 /// Clears every proxy variable, then sets the given ones.
 fn proxy_env(vars: &[(&str, &str)]) {
-    for v in common::PROXY_VARIABLES {
-        remove(v);
+    for v in common::proxy_variables() {
+        remove(&v);
     }
     for (name, value) in vars {
         set(name, value);
     }
 }
 
-fn config(token_url: &str) -> Config {
-    Config::new(token_url, M2M_BASIC.0, M2M_BASIC.1)
-        .unwrap()
-        .timeout(Duration::from_secs(10))
-}
-
 fn get(config: &Config) -> Result<Token, Error> {
-    request_token(
-        config,
-        &TokenRequest::new(SHOPPING_API).scope("read:products"),
-    )
+    request_token(config, &shopping("read:products"))
 }
 
 #[test]
@@ -103,7 +84,11 @@ fn environment_proxy_and_roots() {
     let remote_peer = Peer::start_https_with("wrong-host", &[]);
     let remote = format!("https://wrong.example:{}/oidc/token", remote_peer.port());
     let remote_target = format!("wrong.example:{}", remote_peer.port());
-    let remote_config = || config(&remote).root_certificates_pem(&ca).unwrap();
+    let remote_config = || {
+        config_at(&remote, M2M_BASIC)
+            .root_certificates_pem(&ca)
+            .unwrap()
+    };
     let connects = || proxy.connects().len();
 
     // 1. HTTPS_PROXY is used for a remote host...
@@ -112,13 +97,16 @@ fn environment_proxy_and_roots() {
     assert_eq!(proxy.connects(), [remote_target.as_str()]);
 
     // ...but never for a loopback token URL, http or https.
-    get(&config(&plain.token_url())).unwrap();
-    get(&config(&https.token_url())
+    get(&config(plain, M2M_BASIC)).unwrap();
+    get(&config(&https, M2M_BASIC)
         .root_certificates_pem(&ca)
         .unwrap())
     .unwrap();
     let localhost = format!("{}/oidc/token", https.base_url_localhost());
-    get(&config(&localhost).root_certificates_pem(&ca).unwrap()).unwrap();
+    get(&config_at(&localhost, M2M_BASIC)
+        .root_certificates_pem(&ca)
+        .unwrap())
+    .unwrap();
     assert_eq!(connects(), 1);
 
     // 2. The lower-case names, ALL_PROXY, and HTTP_PROXY alone all apply to https URLs
@@ -196,7 +184,7 @@ fn environment_proxy_and_roots() {
     assert!(matches!(err.kind(), ErrorKind::Config { .. }), "{err:?}");
     assert!(err.to_string().contains("ALL_PROXY"), "{err}");
     assert!(err.to_string().contains("socks"), "{err}");
-    get(&config(&plain.token_url())).unwrap();
+    get(&config(plain, M2M_BASIC)).unwrap();
     proxy_env(&[]);
 
     // 7. platform_roots(): SSL_CERT_FILE names the bundle (rustls reads the file, OpenSSL
@@ -204,9 +192,9 @@ fn environment_proxy_and_roots() {
     let ca_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peer/tls/ca.pem");
     set("SSL_CERT_FILE", &ca_file);
     let token_url = https.token_url();
-    get(&config(&token_url).platform_roots().unwrap()).unwrap();
+    get(&config_at(&token_url, M2M_BASIC).platform_roots().unwrap()).unwrap();
     remove("SSL_CERT_FILE");
-    match config(&token_url).platform_roots() {
+    match config_at(&token_url, M2M_BASIC).platform_roots() {
         Ok(config) => {
             let err = get(&config).unwrap_err();
             assert!(matches!(err.kind(), ErrorKind::Tls { .. }), "{err:?}");
@@ -216,7 +204,7 @@ fn environment_proxy_and_roots() {
     }
     let missing = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peer/tls/no-such.pem");
     set("SSL_CERT_FILE", &missing);
-    let roots = config(&token_url).platform_roots();
+    let roots = config_at(&token_url, M2M_BASIC).platform_roots();
     if cfg!(feature = "rustls") {
         // rustls: the named file must be readable.
         let err = roots.unwrap_err();

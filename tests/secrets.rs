@@ -3,10 +3,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use base64::Engine;
-use common::{M2M_BASIC, SHOPPING_API, shared_peer};
+use common::{M2M_BASIC, config, shared_peer, shopping};
 use logto_m2m::fuzzing::token_response as parse_token_response;
 use logto_m2m::{Config, TokenRequest, TokenStore, request_token};
 
@@ -26,10 +24,8 @@ fn config_token_store_and_request_hide_secrets() {
     let peer = shared_peer();
     let (id, secret) = M2M_BASIC;
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
-    let config = Config::new(&peer.token_url(), id, secret)
-        .unwrap()
-        .timeout(Duration::from_secs(10));
-    let request = TokenRequest::new(SHOPPING_API).scope("read:products");
+    let config = config(peer, M2M_BASIC);
+    let request = shopping("read:products");
 
     let token = request_token(&config, &request).unwrap();
     let store = TokenStore::new(config.clone());

@@ -8,18 +8,17 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{M2M_BASIC, MANAGEMENT_API, Peer, SHOPPING_API};
-use logto_m2m::{Config, Token, TokenRequest, TokenStore};
+use common::{M2M_BASIC, MANAGEMENT_API, Peer, SHOPPING_API, config, shopping};
+use logto_m2m::{Token, TokenRequest, TokenStore};
 
-fn store(peer: &Peer, (id, secret): (&str, &str)) -> TokenStore {
-    let config = Config::new(&peer.token_url(), id, secret)
-        .unwrap()
-        .timeout(Duration::from_secs(10));
-    TokenStore::new(config)
+fn store(peer: &Peer, app: (&str, &str)) -> TokenStore {
+    TokenStore::new(config(peer, app))
 }
 
-fn shopping() -> TokenRequest {
-    TokenRequest::new(SHOPPING_API).scope("read:products")
+/// Sleeps until 100 ms after `token` expires.
+fn sleep_past_expiry(token: &Token) {
+    let expiry = token.expires_at().unwrap();
+    thread::sleep(expiry.saturating_duration_since(Instant::now()) + Duration::from_millis(100));
 }
 
 /// Runs `f` on `n` threads released at once; returns their results in order.
@@ -42,7 +41,8 @@ fn at_once<T: Send>(n: usize, f: impl Fn() -> T + Sync) -> Vec<T> {
 fn thirty_two_threads_one_request_one_token() {
     let peer = Peer::start();
     let store = store(&peer, M2M_BASIC);
-    let tokens: Vec<Arc<Token>> = at_once(32, || store.get(&shopping()).unwrap());
+    let request = shopping("read:products");
+    let tokens: Vec<Arc<Token>> = at_once(32, || store.get(&request).unwrap());
     assert_eq!(peer.stats().token_requests, 1);
     assert!(
         tokens
@@ -55,7 +55,8 @@ fn thirty_two_threads_one_request_one_token() {
 fn thirty_two_threads_one_failed_request_same_error() {
     let peer = Peer::start();
     let store = store(&peer, ("m2m-basic", "wrong-secret"));
-    let errors = at_once(32, || store.get(&shopping()).unwrap_err());
+    let request = shopping("read:products");
+    let errors = at_once(32, || store.get(&request).unwrap_err());
     assert_eq!(peer.stats().token_requests, 1);
     for e in &errors {
         assert_eq!(e.oauth_error(), Some("invalid_client"));
@@ -64,7 +65,7 @@ fn thirty_two_threads_one_failed_request_same_error() {
     }
     // A caller's retry loop right after: served from the backoff, no new request.
     for _ in 0..20 {
-        assert!(store.get(&shopping()).is_err());
+        assert!(store.get(&request).is_err());
     }
     assert_eq!(peer.stats().token_requests, 1);
 }
@@ -73,19 +74,19 @@ fn thirty_two_threads_one_failed_request_same_error() {
 fn short_lifetime_one_request_then_one_more_after_expiry() {
     let peer = Peer::start_with(&[("ACCESS_TOKEN_TTL", "2")]);
     let store = store(&peer, M2M_BASIC);
-    let first = store.get(&shopping()).unwrap();
+    let request = shopping("read:products");
+    let first = store.get(&request).unwrap();
     assert_eq!(first.expires_in(), Duration::from_secs(2));
     // The margin is clamped to half the lifetime: 1 s of use before a refresh.
     for _ in 0..5 {
         thread::sleep(Duration::from_millis(100));
-        let t = store.get(&shopping()).unwrap();
+        let t = store.get(&request).unwrap();
         assert_eq!(t.access_token(), first.access_token());
     }
     assert_eq!(peer.stats().token_requests, 1);
 
-    let expiry = first.expires_at().unwrap();
-    thread::sleep(expiry.saturating_duration_since(Instant::now()) + Duration::from_millis(100));
-    let second = store.get(&shopping()).unwrap();
+    sleep_past_expiry(&first);
+    let second = store.get(&request).unwrap();
     assert_ne!(second.access_token(), first.access_token());
     assert!(!second.is_expired());
     assert_eq!(peer.stats().token_requests, 2);
@@ -95,11 +96,12 @@ fn short_lifetime_one_request_then_one_more_after_expiry() {
 fn refresh_ahead_one_request_others_keep_the_old_token() {
     let peer = Peer::start_with(&[("ACCESS_TOKEN_TTL", "4")]);
     let store = store(&peer, M2M_BASIC);
-    let first = store.get(&shopping()).unwrap();
+    let request = shopping("read:products");
+    let first = store.get(&request).unwrap();
     // Into the refresh margin (clamped to 2 s of a 4 s token, of which the jitter keeps at
     // least 1 s: the refresh starts between 2 s and 3 s), not past expiry.
     thread::sleep(Duration::from_millis(3200));
-    let tokens = at_once(16, || store.get(&shopping()).unwrap());
+    let tokens = at_once(16, || store.get(&request).unwrap());
     assert_eq!(peer.stats().token_requests, 2);
     let fresh: Vec<_> = tokens
         .iter()
@@ -111,7 +113,7 @@ fn refresh_ahead_one_request_others_keep_the_old_token() {
     );
     assert!(tokens.iter().all(|t| !t.is_expired()));
     // Afterwards everyone gets the new one, with no further request.
-    let later = store.get(&shopping()).unwrap();
+    let later = store.get(&request).unwrap();
     assert_eq!(later.access_token(), fresh[0].access_token());
     assert_eq!(peer.stats().token_requests, 2);
 }
@@ -120,9 +122,10 @@ fn refresh_ahead_one_request_others_keep_the_old_token() {
 fn invalidate_makes_exactly_one_new_request() {
     let peer = Peer::start();
     let store = store(&peer, M2M_BASIC);
-    let first = store.get(&shopping()).unwrap();
-    store.invalidate(&shopping());
-    let tokens = at_once(8, || store.get(&shopping()).unwrap());
+    let request = shopping("read:products");
+    let first = store.get(&request).unwrap();
+    store.invalidate(&request);
+    let tokens = at_once(8, || store.get(&request).unwrap());
     assert_eq!(peer.stats().token_requests, 2);
     assert!(
         tokens
@@ -154,17 +157,17 @@ fn keys_are_resource_and_scope_set() {
 fn failed_refresh_keeps_the_still_valid_token() {
     let mut peer = Some(Peer::start_with(&[("ACCESS_TOKEN_TTL", "4")]));
     let store = store(peer.as_ref().unwrap(), M2M_BASIC);
-    let first = store.get(&shopping()).unwrap();
+    let request = shopping("read:products");
+    let first = store.get(&request).unwrap();
     // The server goes away; inside the refresh margin the refresh fails, and callers keep
     // the old token until it expires.
     drop(peer.take());
     thread::sleep(Duration::from_millis(2200));
-    let t = store.get(&shopping()).unwrap();
+    let t = store.get(&request).unwrap();
     assert_eq!(t.access_token(), first.access_token());
     // After expiry there is nothing valid to fall back on: the error shows.
-    let expiry = first.expires_at().unwrap();
-    thread::sleep(expiry.saturating_duration_since(Instant::now()) + Duration::from_millis(100));
-    let err = store.get(&shopping()).unwrap_err();
+    sleep_past_expiry(&first);
+    let err = store.get(&request).unwrap_err();
     assert!(
         matches!(err.kind(), logto_m2m::ErrorKind::Transport { .. }),
         "{err:?}"

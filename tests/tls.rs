@@ -9,8 +9,8 @@ mod common;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{M2M_BASIC, Peer, SHOPPING_API, test_ca_pem};
-use logto_m2m::{Config, Error, ErrorKind, TokenRequest, TokenStore, request_token};
+use common::{M2M_BASIC, PEER_TIMEOUT, Peer, SHOPPING_API, shopping, test_ca_pem};
+use logto_m2m::{Config, Error, ErrorKind, TokenStore, request_token};
 
 /// One HTTPS peer (certificate for localhost and 127.0.0.1) for the tests that don't
 /// count requests. Like `shared_peer()`, it exits when this test binary does.
@@ -19,14 +19,17 @@ fn https_peer() -> &'static Peer {
     PEER.get_or_init(Peer::start_https)
 }
 
+/// By endpoint, as users configure a Logto tenant (`Config::logto`); the other test files
+/// use `common::config` with a token URL.
 fn config(endpoint: &str) -> Config {
     Config::logto(endpoint, M2M_BASIC.0, M2M_BASIC.1)
         .unwrap()
-        .timeout(Duration::from_secs(10))
+        .timeout(PEER_TIMEOUT)
 }
 
-fn request() -> TokenRequest {
-    TokenRequest::new(SHOPPING_API).scope("read:products")
+/// [`config`] with `pem` as its only root certificates.
+fn trusting(endpoint: &str, pem: &[u8]) -> Config {
+    config(endpoint).root_certificates_pem(pem).unwrap()
 }
 
 fn tls_message(err: &Error) -> &str {
@@ -36,48 +39,49 @@ fn tls_message(err: &Error) -> &str {
     }
 }
 
+/// Asks for a token over `config`, which must fail with a TLS error whose message holds
+/// `rustls_says` or `openssl_says`; returns the error.
+#[track_caller]
+fn refused(config: &Config, rustls_says: &str, openssl_says: &str) -> Error {
+    let err = request_token(config, &shopping("read:products")).unwrap_err();
+    let message = tls_message(&err);
+    assert!(
+        message.contains(rustls_says) || message.contains(openssl_says),
+        "{err}"
+    );
+    err
+}
+
 #[test]
 fn token_over_https_with_the_test_ca() {
     let peer = https_peer();
-    let config = config(&peer.base_url())
-        .root_certificates_pem(&test_ca_pem())
-        .unwrap();
-    let token = request_token(&config, &request()).unwrap();
+    let config = trusting(&peer.base_url(), &test_ca_pem());
+    let token = request_token(&config, &shopping("read:products")).unwrap();
     assert_eq!(token.scope(), Some("read:products"));
     let issuer = format!("{}/oidc", peer.base_url());
     assert!(issuer.starts_with("https://127.0.0.1:"), "{issuer}");
-    assert_eq!(common::jwt_claim(&token, "iss"), Some(issuer));
-    assert_eq!(
-        common::jwt_claim(&token, "aud").as_deref(),
-        Some(SHOPPING_API)
-    );
+    common::assert_claim(&token, "iss", Some(&issuer));
+    common::assert_claim(&token, "aud", Some(SHOPPING_API));
 }
 
 #[test]
 fn token_over_https_by_host_name() {
     // The certificate names `localhost` too; the name is checked, not only the IP.
     let peer = https_peer();
-    let config = config(&peer.base_url_localhost())
-        .root_certificates_pem(&test_ca_pem())
-        .unwrap();
+    let config = trusting(&peer.base_url_localhost(), &test_ca_pem());
     assert!(config.token_url().starts_with("https://localhost:"));
-    let token = request_token(&config, &request()).unwrap();
-    assert_eq!(
-        common::jwt_claim(&token, "sub").as_deref(),
-        Some(M2M_BASIC.0)
-    );
+    let token = request_token(&config, &shopping("read:products")).unwrap();
+    common::assert_claim(&token, "sub", Some(M2M_BASIC.0));
 }
 
 #[test]
 fn store_over_https_and_clones_keep_the_roots() {
     let peer = https_peer();
-    let config = config(&peer.base_url())
-        .root_certificates_pem(&test_ca_pem())
-        .unwrap();
+    let config = trusting(&peer.base_url(), &test_ca_pem());
     // A clone made before the first request builds its own agent from the same roots.
     let store = TokenStore::new(config.clone());
-    let a = store.get(&request()).unwrap();
-    let b = request_token(&config, &request()).unwrap();
+    let a = store.get(&shopping("read:products")).unwrap();
+    let b = request_token(&config, &shopping("read:products")).unwrap();
     assert_ne!(a.access_token(), b.access_token());
 }
 
@@ -89,15 +93,10 @@ fn unknown_ca_is_a_tls_error_and_nothing_is_sent() {
     // hold the test CA.
     let config = config(&peer.base_url());
     let started = Instant::now();
-    let err = request_token(&config, &request()).unwrap_err();
-    let elapsed = started.elapsed();
-    let message = tls_message(&err);
     // rustls: "invalid peer certificate: UnknownIssuer"; OpenSSL: "... certificate verify
     // failed ... (unable to get local issuer certificate)".
-    assert!(
-        message.contains("UnknownIssuer") || message.contains("unable to get local issuer"),
-        "{err}"
-    );
+    let err = refused(&config, "UnknownIssuer", "unable to get local issuer");
+    let elapsed = started.elapsed();
     assert!(err.to_string().starts_with("tls: "), "{err}");
     // Not retried like a connection failure, and no hang: one handshake, well inside the
     // 10 s timeout.
@@ -113,64 +112,41 @@ fn other_roots_than_the_servers_are_a_tls_error() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peer/tls/wrong-host.pem"),
     )
     .unwrap();
-    let config = config(&peer.base_url())
-        .root_certificates_pem(&leaf)
-        .unwrap();
-    let err = request_token(&config, &request()).unwrap_err();
-    let message = tls_message(&err);
-    assert!(
-        message.contains("UnknownIssuer") || message.contains("unable to get local issuer"),
-        "{err}"
-    );
+    let config = trusting(&peer.base_url(), &leaf);
+    refused(&config, "UnknownIssuer", "unable to get local issuer");
 }
 
 #[test]
 fn wrong_host_name_is_a_tls_error_naming_the_name() {
     // Signed by the trusted test CA, but only for wrong.example.
     let peer = Peer::start_https_with("wrong-host", &[]);
-    let config = config(&peer.base_url())
-        .root_certificates_pem(&test_ca_pem())
-        .unwrap();
+    let config = trusting(&peer.base_url(), &test_ca_pem());
     let started = Instant::now();
-    let err = request_token(&config, &request()).unwrap_err();
-    let message = tls_message(&err);
     // rustls: "invalid peer certificate: certificate not valid for name "127.0.0.1"; ...";
     // OpenSSL: "... certificate verify failed ... (hostname mismatch)" (or "IP address
     // mismatch" for an IP).
-    assert!(
-        message.contains("not valid for name") || message.contains("mismatch"),
-        "{err}"
-    );
+    refused(&config, "not valid for name", "mismatch");
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(peer.stats().token_requests, 0);
 
     // By name, too.
-    let config = self::config(&peer.base_url_localhost())
-        .root_certificates_pem(&test_ca_pem())
-        .unwrap();
-    let err = request_token(&config, &request()).unwrap_err();
-    let message = tls_message(&err);
-    assert!(
-        message.contains("not valid for name") || message.contains("hostname mismatch"),
-        "{err}"
-    );
+    let config = trusting(&peer.base_url_localhost(), &test_ca_pem());
+    refused(&config, "not valid for name", "hostname mismatch");
 }
 
 #[test]
 fn plain_http_server_at_an_https_url_is_a_tls_error() {
     let peer = common::shared_peer();
     let url = peer.base_url().replace("http://", "https://");
-    let config = config(&url).root_certificates_pem(&test_ca_pem()).unwrap();
-    let err = request_token(&config, &request()).unwrap_err();
+    let config = trusting(&url, &test_ca_pem());
+    let err = request_token(&config, &shopping("read:products")).unwrap_err();
     tls_message(&err);
 }
 
 #[test]
 fn root_certificates_show_as_a_count() {
     let two = [test_ca_pem(), test_ca_pem()].concat();
-    let config = config("https://auth.example")
-        .root_certificates_pem(&two)
-        .unwrap();
+    let config = trusting("https://auth.example", &two);
     let shown = format!("{config:?}");
     assert!(shown.contains("root_certificates: 2"), "{shown}");
     assert!(!shown.contains("BEGIN"), "{shown}");

@@ -5,63 +5,21 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    M2M_BASIC, M2M_COLON, M2M_NOROLES, M2M_POST, M2M_SPECIAL, MANAGEMENT_API, Peer, SHOPPING_API,
-    WEB_APP, shared_peer,
+    M2M_BASIC, M2M_COLON, M2M_NOROLES, M2M_POST, M2M_SPECIAL, MANAGEMENT_API, SHOPPING_API,
+    WEB_APP, ask, call_api, config_at, free_port, shared_peer, shopping,
 };
-use logto_m2m::{Config, ErrorKind, Token, TokenRequest, request_token};
-
-fn config(peer: &Peer, (id, secret): (&str, &str)) -> Config {
-    Config::new(&peer.token_url(), id, secret)
-        .unwrap()
-        .timeout(Duration::from_secs(10))
-}
-
-fn shopping(scopes: &str) -> TokenRequest {
-    TokenRequest::new(SHOPPING_API).scope(scopes)
-}
-
-/// GET `path` on the peer with the token; returns the status and body.
-fn call_api(peer: &Peer, method: &str, path: &str, token: &Token) -> (u16, String) {
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
-    let url = format!("{}{path}", peer.base_url());
-    let response = match method {
-        "GET" => agent
-            .get(&url)
-            .header("authorization", token.authorization())
-            .call(),
-        _ => agent
-            .post(&url)
-            .header("authorization", token.authorization())
-            .send_empty(),
-    };
-    let mut response = response.unwrap();
-    let status = response.status().as_u16();
-    (status, response.body_mut().read_to_string().unwrap())
-}
+use logto_m2m::{Config, ErrorKind, TokenRequest, request_token};
 
 #[test]
 fn shopping_token_is_narrowed_to_granted_scope_and_works() {
     let peer = shared_peer();
-    let token = request_token(
-        &config(peer, M2M_BASIC),
-        &shopping("read:products write:products"),
-    )
-    .unwrap();
+    let token = ask(peer, M2M_BASIC, &shopping("read:products write:products")).unwrap();
     // Asked read+write, granted read only.
     assert_eq!(token.scope(), Some("read:products"));
     assert_eq!(token.scope_from_server(), Some("read:products"));
     assert_eq!(token.expires_in(), Duration::from_secs(3600));
-    assert_eq!(
-        common::jwt_claim(&token, "sub").as_deref(),
-        Some("m2m-basic")
-    );
-    assert_eq!(
-        common::jwt_claim(&token, "aud").as_deref(),
-        Some(SHOPPING_API)
-    );
+    common::assert_claim(&token, "sub", Some("m2m-basic"));
+    common::assert_claim(&token, "aud", Some(SHOPPING_API));
     assert!(token.authorization().starts_with("Bearer eyJ"));
 
     let (status, body) = call_api(peer, "GET", "/products", &token);
@@ -74,12 +32,9 @@ fn shopping_token_is_narrowed_to_granted_scope_and_works() {
 fn management_api_token_works() {
     let peer = shared_peer();
     let request = TokenRequest::new(MANAGEMENT_API).scope("all");
-    let token = request_token(&config(peer, M2M_BASIC), &request).unwrap();
+    let token = ask(peer, M2M_BASIC, &request).unwrap();
     assert_eq!(token.scope(), Some("all"));
-    assert_eq!(
-        common::jwt_claim(&token, "aud").as_deref(),
-        Some(MANAGEMENT_API)
-    );
+    common::assert_claim(&token, "aud", Some(MANAGEMENT_API));
     let (status, body) = call_api(peer, "GET", "/api/applications", &token);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"m2m-basic\""), "{body}");
@@ -90,46 +45,33 @@ fn special_characters_in_id_and_secret() {
     // ':', '+', '/', '%', '&', '=', space and '~' in the secret; ':' in the id and a
     // literal "%41" in the secret. Each must be form-urlencoded before Basic.
     let peer = shared_peer();
-    let token = request_token(
-        &config(peer, M2M_SPECIAL),
-        &shopping("read:products write:products"),
-    )
-    .unwrap();
-    assert_eq!(
-        common::jwt_claim(&token, "sub").as_deref(),
-        Some("m2m-special")
-    );
+    let token = ask(peer, M2M_SPECIAL, &shopping("read:products write:products")).unwrap();
+    common::assert_claim(&token, "sub", Some("m2m-special"));
     assert_eq!(token.scope(), Some("read:products write:products"));
     let (status, _) = call_api(peer, "POST", "/products", &token);
     assert_eq!(status, 201);
 
-    let token = request_token(&config(peer, M2M_COLON), &shopping("read:products")).unwrap();
-    assert_eq!(
-        common::jwt_claim(&token, "sub").as_deref(),
-        Some("m2m:colon")
-    );
+    let token = ask(peer, M2M_COLON, &shopping("read:products")).unwrap();
+    common::assert_claim(&token, "sub", Some("m2m:colon"));
 }
 
 #[test]
 fn client_registered_for_post_auth_accepts_basic() {
     let peer = shared_peer();
-    let token = request_token(&config(peer, M2M_POST), &shopping("write:products")).unwrap();
+    let token = ask(peer, M2M_POST, &shopping("write:products")).unwrap();
     assert_eq!(token.scope(), Some("write:products"));
-    assert_eq!(
-        common::jwt_claim(&token, "sub").as_deref(),
-        Some("m2m-post")
-    );
+    common::assert_claim(&token, "sub", Some("m2m-post"));
 }
 
 #[test]
 fn client_without_roles_gets_a_token_without_scope() {
     let peer = shared_peer();
-    let token = request_token(&config(peer, M2M_NOROLES), &shopping("read:products")).unwrap();
+    let token = ask(peer, M2M_NOROLES, &shopping("read:products")).unwrap();
     // The server leaves `scope` out; RFC 6749 §5.1 reads that as the requested scope,
     // and only `scope_from_server` shows the difference.
     assert_eq!(token.scope_from_server(), None);
     assert_eq!(token.scope(), Some("read:products"));
-    assert_eq!(common::jwt_claim(&token, "scope"), None);
+    common::assert_claim(&token, "scope", None);
     let (status, _) = call_api(peer, "GET", "/products", &token);
     assert_eq!(status, 403);
 }
@@ -137,8 +79,7 @@ fn client_without_roles_gets_a_token_without_scope() {
 #[test]
 fn no_scope_requested_none_reported() {
     let peer = shared_peer();
-    let token =
-        request_token(&config(peer, M2M_NOROLES), &TokenRequest::new(SHOPPING_API)).unwrap();
+    let token = ask(peer, M2M_NOROLES, &TokenRequest::new(SHOPPING_API)).unwrap();
     assert_eq!(token.scope(), None);
 }
 
@@ -146,11 +87,7 @@ fn no_scope_requested_none_reported() {
 fn wrong_secret_is_invalid_client_401() {
     let peer = shared_peer();
     let secret = "wrong-secret-canary-7c1d";
-    let err = request_token(
-        &config(peer, ("m2m-basic", secret)),
-        &shopping("read:products"),
-    )
-    .unwrap_err();
+    let err = ask(peer, ("m2m-basic", secret), &shopping("read:products")).unwrap_err();
     assert_eq!(err.status(), Some(401));
     assert_eq!(err.oauth_error(), Some("invalid_client"));
     assert_eq!(err.logto_code(), Some("oidc.invalid_client"));
@@ -172,8 +109,9 @@ fn wrong_secret_is_invalid_client_401() {
 #[test]
 fn unknown_client_is_invalid_client() {
     let peer = shared_peer();
-    let err = request_token(
-        &config(peer, ("no-such-app", "whatever-secret")),
+    let err = ask(
+        peer,
+        ("no-such-app", "whatever-secret"),
         &shopping("read:products"),
     )
     .unwrap_err();
@@ -188,8 +126,9 @@ fn unknown_client_is_invalid_client() {
 #[test]
 fn unknown_resource_is_invalid_target() {
     let peer = shared_peer();
-    let err = request_token(
-        &config(peer, M2M_BASIC),
+    let err = ask(
+        peer,
+        M2M_BASIC,
         &TokenRequest::new("https://unknown.api").scope("read:products"),
     )
     .unwrap_err();
@@ -201,7 +140,7 @@ fn unknown_resource_is_invalid_target() {
 #[test]
 fn app_without_client_credentials_grant_is_refused() {
     let peer = shared_peer();
-    let err = request_token(&config(peer, WEB_APP), &shopping("read:products")).unwrap_err();
+    let err = ask(peer, WEB_APP, &shopping("read:products")).unwrap_err();
     assert_eq!(err.oauth_error(), Some("invalid_request"));
     assert!(
         err.to_string()
@@ -212,14 +151,8 @@ fn app_without_client_credentials_grant_is_refused() {
 
 #[test]
 fn nothing_listening_is_a_transport_error() {
-    // Bind and drop to find a port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = Config::new(&format!("http://127.0.0.1:{port}/oidc/token"), "a", "b")
-        .unwrap()
+    let port = free_port();
+    let config = config_at(&format!("http://127.0.0.1:{port}/oidc/token"), ("a", "b"))
         .timeout(Duration::from_secs(3));
     let err = request_token(&config, &shopping("read:products")).unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::Transport { .. }), "{err:?}");
@@ -245,14 +178,11 @@ fn get_token(env: &[(&str, &str)]) -> std::process::Output {
 #[test]
 fn get_token_example_prints_the_token() {
     let peer = shared_peer();
-    let out = get_token(&[
-        ("LOGTO_ENDPOINT", &peer.base_url()),
-        ("LOGTO_APP_ID", M2M_BASIC.0),
-        ("LOGTO_APP_SECRET", M2M_BASIC.1),
-        ("LOGTO_RESOURCE", SHOPPING_API),
-        ("LOGTO_SCOPES", "read:products"),
-        ("LOGTO_TIMEOUT", "10"),
-    ]);
+    let out = common::example_for("get_token", peer, M2M_BASIC)
+        .env("LOGTO_RESOURCE", SHOPPING_API)
+        .env("LOGTO_SCOPES", "read:products")
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",

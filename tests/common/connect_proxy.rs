@@ -6,26 +6,22 @@
 //! either side closes. Anything but CONNECT is recorded and answered 501. With
 //! credentials set, a CONNECT without the matching `Proxy-Authorization` gets 407.
 //!
-//! Everything is bounded: at most [`MAX_CONNECTIONS`] connections, request heads of
-//! 8 KiB, and each thread stops within [`LIFETIME`] or soon after `Drop`, which joins them
-//! all.
+//! It is a `super::loopback` server, and bounded like one: at most [`MAX_CONNECTIONS`]
+//! connections, each tunnelling for at most [`LIFETIME`], and `Drop` joins every thread.
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::thread;
+use std::time::Duration;
 
 use base64::Engine;
 
+use super::loopback::{Conn, Loopback, STEP};
+
 /// Connections served over the proxy's life; later ones are closed at once.
 pub const MAX_CONNECTIONS: usize = 32;
-/// The longest any proxy thread runs.
+/// The longest any one connection through the proxy lasts.
 pub const LIFETIME: Duration = Duration::from_secs(60);
-const MAX_HEAD: usize = 8 * 1024;
-/// How often blocked threads look at the stop flag.
-const POLL: Duration = Duration::from_millis(50);
 
 /// What the proxy saw of one request.
 #[derive(Debug, Clone)]
@@ -48,10 +44,8 @@ impl Seen {
 }
 
 pub struct ConnectProxy {
-    addr: SocketAddr,
+    server: Loopback,
     seen: Arc<Mutex<Vec<Seen>>>,
-    stop: Arc<AtomicBool>,
-    accept: Option<JoinHandle<()>>,
 }
 
 impl ConnectProxy {
@@ -67,32 +61,21 @@ impl ConnectProxy {
     }
 
     fn start_inner(expected_auth: Option<String>) -> ConnectProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy on 127.0.0.1");
-        let addr = listener.local_addr().expect("proxy address");
-        listener
-            .set_nonblocking(true)
-            .expect("non-blocking listener");
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let accept = {
-            let (seen, stop) = (seen.clone(), stop.clone());
-            thread::spawn(move || accept_loop(listener, seen, stop, expected_auth))
-        };
-        ConnectProxy {
-            addr,
-            seen,
-            stop,
-            accept: Some(accept),
-        }
+        let log = Arc::clone(&seen);
+        let server = Loopback::start(MAX_CONNECTIONS, LIFETIME, move |conn| {
+            serve(conn, &log, expected_auth.as_deref());
+        });
+        ConnectProxy { server, seen }
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://127.0.0.1:{}", self.server.port())
     }
 
     pub fn port(&self) -> u16 {
-        self.addr.port()
+        self.server.port()
     }
 
     /// Every request head so far, in order of arrival.
@@ -112,153 +95,72 @@ impl ConnectProxy {
     }
 }
 
-impl Drop for ConnectProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
-        }
-    }
-}
-
-fn accept_loop(
-    listener: TcpListener,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    stop: Arc<AtomicBool>,
-    expected_auth: Option<String>,
-) {
-    let started = Instant::now();
-    let mut workers = Vec::new();
-    while !stop.load(Ordering::SeqCst) && started.elapsed() < LIFETIME {
-        match listener.accept() {
-            Ok((stream, _)) if workers.len() < MAX_CONNECTIONS => {
-                let (seen, stop, auth) = (seen.clone(), stop.clone(), expected_auth.clone());
-                workers.push(thread::spawn(move || {
-                    let _ = serve(stream, &seen, &stop, auth.as_deref(), started);
-                }));
-            }
-            Ok((stream, _)) => drop(stream),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => thread::sleep(POLL / 5),
-            Err(_) => thread::sleep(POLL),
-        }
-    }
-    stop.store(true, Ordering::SeqCst);
-    for worker in workers {
-        let _ = worker.join();
-    }
-}
-
-fn serve(
-    mut client: TcpStream,
-    seen: &Mutex<Vec<Seen>>,
-    stop: &AtomicBool,
-    expected_auth: Option<&str>,
-    started: Instant,
-) -> io::Result<()> {
-    client.set_nonblocking(false)?;
-    client.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let (head, rest) = read_head(&mut client)?;
-    let mut lines = head.split("\r\n");
-    let request_line = lines.next().unwrap_or_default().to_owned();
-    let proxy_authorization = lines
-        .filter_map(|l| l.split_once(':'))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("proxy-authorization"))
-        .map(|(_, v)| v.trim().to_owned());
+/// Records the request `conn` came with, and answers it or opens the tunnel.
+fn serve(conn: &mut Conn, seen: &Mutex<Vec<Seen>>, expected_auth: Option<&str>) {
     let entry = Seen {
-        request_line,
-        proxy_authorization,
+        request_line: conn.request.request_line.clone(),
+        proxy_authorization: conn
+            .request
+            .header("proxy-authorization")
+            .map(str::to_owned),
     };
     seen.lock()
         .unwrap_or_else(PoisonError::into_inner)
         .push(entry.clone());
 
     let Some(target) = entry.connect_target() else {
-        return client.write_all(
+        conn.send(
             b"HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
         );
+        return;
     };
     if let Some(expected) = expected_auth
         && entry.proxy_authorization.as_deref() != Some(expected)
     {
-        return client.write_all(
+        conn.send(
             b"HTTP/1.1 407 Proxy Authentication Required\r\n\
               Proxy-Authenticate: Basic realm=\"test\"\r\nContent-Length: 0\r\n\r\n",
         );
+        return;
     }
     // Every host is 127.0.0.1 to this proxy; only the port is taken from the target.
-    let port: u16 = match target.rsplit_once(':').and_then(|(_, p)| p.parse().ok()) {
-        Some(port) => port,
-        None => return client.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n"),
+    let Some(port) = target.rsplit_once(':').and_then(|(_, p)| p.parse().ok()) else {
+        conn.send(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+        return;
     };
-    let upstream = match TcpStream::connect_timeout(
+    let Ok(upstream) = TcpStream::connect_timeout(
         &SocketAddr::from(([127, 0, 0, 1], port)),
         Duration::from_secs(2),
-    ) {
-        Ok(s) => s,
-        Err(_) => return client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n"),
+    ) else {
+        conn.send(b"HTTP/1.1 502 Bad Gateway\r\n\r\n");
+        return;
     };
-    client.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")?;
-    let mut upstream_w = upstream.try_clone()?;
-    upstream_w.write_all(&rest)?;
-
-    let client_r = client.try_clone()?;
-    thread::scope(|s| {
-        let to_upstream = s.spawn(|| pump(client_r, upstream_w, stop, started));
-        let to_client = pump(upstream, client, stop, started);
-        let _ = to_upstream.join();
-        to_client
-    })
-}
-
-/// Reads up to and including the blank line; returns the head and any bytes after it.
-fn read_head(stream: &mut TcpStream) -> io::Result<(String, Vec<u8>)> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 1024];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let rest = buf.split_off(end + 4);
-            return Ok((String::from_utf8_lossy(&buf).into_owned(), rest));
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(io::Error::other("request head too large"));
-        }
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
+    // The same poll step as the client's side, so that both pumps notice the end.
+    if upstream.set_read_timeout(Some(STEP)).is_err()
+        || upstream.set_write_timeout(Some(STEP)).is_err()
+        || !conn.send(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+    {
+        return;
     }
+    let early = conn.take_buffered();
+    if !conn.send_on(&upstream, &early) {
+        return;
+    }
+    let conn = &*conn;
+    thread::scope(|s| {
+        s.spawn(|| pump(conn, conn.stream(), &upstream));
+        pump(conn, &upstream, conn.stream());
+    });
 }
 
-/// Copies `from` to `to` until EOF, an error, the stop flag or the proxy's lifetime;
-/// then half-closes `to` so the other side sees the end too.
-fn pump(
-    mut from: TcpStream,
-    mut to: TcpStream,
-    stop: &AtomicBool,
-    started: Instant,
-) -> io::Result<()> {
-    from.set_read_timeout(Some(POLL))?;
-    let mut buf = [0u8; 16 * 1024];
-    let result = loop {
-        if stop.load(Ordering::SeqCst) || started.elapsed() >= LIFETIME {
-            break Ok(());
+/// Copies `from` to `to` until EOF, an error, or the end of the connection; then
+/// half-closes `to` so the other side sees the end too.
+fn pump(conn: &Conn, from: &TcpStream, to: &TcpStream) {
+    let mut buf = vec![0; 16 * 1024];
+    while let Some(n) = conn.read_on(from, &mut buf) {
+        if !conn.send_on(to, &buf[..n]) {
+            break;
         }
-        match from.read(&mut buf) {
-            Ok(0) => break Ok(()),
-            Ok(n) => {
-                if let Err(e) = to.write_all(&buf[..n]) {
-                    break Err(e);
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => break Err(e),
-        }
-    };
+    }
     let _ = to.shutdown(Shutdown::Write);
-    result
 }

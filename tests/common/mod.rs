@@ -24,9 +24,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use logto_m2m::{Config, Error, Token, TokenRequest};
 use miniserde::json::{self, Value};
 
 pub mod connect_proxy;
+pub mod loopback;
 
 /// The peer's clients as `(client_id, client_secret)`, see `tests/peer/README.md`.
 /// Registered `client_secret_basic`; shopping.api `read:products`, Management API `all`.
@@ -46,6 +48,34 @@ pub const WEB_APP: (&str, &str) = ("web-app", "web-secret-0123456789");
 pub const SHOPPING_API: &str = "https://shopping.api";
 /// Logto OSS's Management API indicator, with the single permission `all`.
 pub const MANAGEMENT_API: &str = "https://default.logto.app/api";
+
+/// The timeout of the tests' calls to the peer: far more than a call ever takes, so that
+/// a stuck peer fails the test instead of hanging it.
+pub const PEER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A `Config` for the peer's token endpoint with the app's `(client_id, client_secret)`
+/// and [`PEER_TIMEOUT`].
+pub fn config(peer: &Peer, app: (&str, &str)) -> Config {
+    config_at(&peer.token_url(), app)
+}
+
+/// The same as [`config`] for any token URL: through a proxy, by another name, or where
+/// nothing listens.
+pub fn config_at(token_url: &str, (id, secret): (&str, &str)) -> Config {
+    Config::new(token_url, id, secret)
+        .unwrap()
+        .timeout(PEER_TIMEOUT)
+}
+
+/// `request_token` to the peer as `app`: the call most tests make.
+pub fn ask(peer: &Peer, app: (&str, &str), request: &TokenRequest) -> Result<Token, Error> {
+    logto_m2m::request_token(&config(peer, app), request)
+}
+
+/// A token request for the shopping API with `scopes` (space-separated).
+pub fn shopping(scopes: &str) -> TokenRequest {
+    TokenRequest::new(SHOPPING_API).scope(scopes)
+}
 
 /// How long a peer may take from spawn to answering discovery. It takes about
 /// half a second; the rest is headroom for a loaded CI machine.
@@ -528,9 +558,10 @@ fn counts(value: Option<&Value>, field: &str) -> Result<BTreeMap<String, u64>, S
         .collect()
 }
 
-/// A port that was free a moment ago. Another process can take it before node
-/// binds it; `Peer::start_with` retries with a fresh one when that happens.
-fn free_port() -> u16 {
+/// A port that was free a moment ago: where nothing listens, or where node will. Another
+/// process can take it before node binds it; `Peer::start_with` retries with a fresh one
+/// when that happens.
+pub fn free_port() -> u16 {
     // unwrap is ok: binding port 0 on loopback fails only if the machine has no
     // loopback interface or no free ports, and then no test can run anyway.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -617,34 +648,48 @@ pub fn example(name: &str) -> Command {
         "{} not built (cargo test builds examples)",
         bin.display()
     );
-    let mut cmd = Command::new(bin);
+    program(bin)
+}
+
+/// A command for the program at `path` with every `LOGTO_*` variable of the caller's
+/// environment removed (so a developer's shell can't change what the tests see) and no
+/// proxy variables (a proxy in the developer's environment must not take a program's own
+/// calls to the loopback peer elsewhere).
+pub fn program(path: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(path);
     for (var, _) in std::env::vars_os() {
         if var.to_string_lossy().starts_with("LOGTO_") {
             cmd.env_remove(var);
         }
     }
-    // A proxy in the developer's environment must not take an example's own API calls to
-    // the loopback peer elsewhere.
-    for var in PROXY_VARIABLES {
+    for var in proxy_variables() {
         cmd.env_remove(var);
     }
     cmd
 }
 
-/// The proxy variables ureq reads (see `Config::proxy`), `NO_PROXY` included.
-pub const PROXY_VARIABLES: [&str; 8] = [
-    "ALL_PROXY",
-    "all_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "NO_PROXY",
-    "no_proxy",
-];
+/// The example program `name` (see [`example`]) set up for the peer's endpoint, `app`'s
+/// credentials and [`PEER_TIMEOUT`], through the `LOGTO_*` variables.
+pub fn example_for(name: &str, peer: &Peer, (id, secret): (&str, &str)) -> Command {
+    let mut cmd = example(name);
+    cmd.env("LOGTO_ENDPOINT", peer.base_url())
+        .env("LOGTO_APP_ID", id)
+        .env("LOGTO_APP_SECRET", secret)
+        .env("LOGTO_TIMEOUT", PEER_TIMEOUT.as_secs().to_string());
+    cmd
+}
+
+/// The proxy variables ureq reads (see `Config::proxy`), `NO_PROXY` included: each name in
+/// upper and in lower case. The tests state this themselves rather than share the crate's
+/// list, which is what they check.
+pub fn proxy_variables() -> impl Iterator<Item = String> {
+    ["ALL", "HTTPS", "HTTP", "NO"]
+        .into_iter()
+        .flat_map(|p| [format!("{p}_PROXY"), format!("{p}_PROXY").to_lowercase()])
+}
 
 /// The JWT payload's claim `name` of an access token, if it is a string.
-pub fn jwt_claim(token: &logto_m2m::Token, name: &str) -> Option<String> {
+pub fn jwt_claim(token: &Token, name: &str) -> Option<String> {
     use base64::Engine;
     let payload = token.access_token().split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -657,6 +702,32 @@ pub fn jwt_claim(token: &logto_m2m::Token, name: &str) -> Option<String> {
         Value::String(s) => Some(s.clone()),
         _ => None,
     }
+}
+
+/// Asserts that the token's claim `name` is the string `expected` (`None`: absent, or not
+/// a string).
+#[track_caller]
+pub fn assert_claim(token: &Token, name: &str, expected: Option<&str>) {
+    assert_eq!(jwt_claim(token, name).as_deref(), expected, "claim {name}");
+}
+
+/// `method` (GET or POST) `path` on the peer with the token as Bearer; the status and body.
+pub fn call_api(peer: &Peer, method: &str, path: &str, token: &Token) -> (u16, String) {
+    let agent = local_agent(PEER_TIMEOUT);
+    let url = format!("{}{path}", peer.base_url());
+    let response = match method {
+        "GET" => agent
+            .get(&url)
+            .header("authorization", token.authorization())
+            .call(),
+        _ => agent
+            .post(&url)
+            .header("authorization", token.authorization())
+            .send_empty(),
+    };
+    let mut response = response.unwrap();
+    let status = response.status().as_u16();
+    (status, response.body_mut().read_to_string().unwrap())
 }
 
 /// A directory under the system temp dir, removed with everything in it on drop.

@@ -10,7 +10,9 @@
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use miniserde::{Deserialize, json};
+use miniserde::{Deserialize, json as mini};
+
+use crate::json;
 
 /// A place beyond the store's memory where tokens are shared: the token file of
 /// [`TokenStore::cache_file`](crate::TokenStore::cache_file), Redis with the `redis`
@@ -219,24 +221,28 @@ impl CacheEntry {
     /// ```
     pub fn encode(&self, key: &CacheKey) -> String {
         let mut out = String::with_capacity(256 + self.access_token.len());
-        out.push_str("{\"v\":1,\"token_url\":");
-        push_json_string(&mut out, &key.token_url);
-        out.push_str(",\"app_id\":");
-        push_json_string(&mut out, &key.app_id);
-        out.push_str(",\"key\":");
-        push_json_string(&mut out, &key.request_key);
-        out.push_str(",\"access_token\":");
-        push_json_string(&mut out, &self.access_token);
-        out.push_str(",\"scope\":");
-        match &self.scope {
-            Some(scope) => push_json_string(&mut out, scope),
-            None => out.push_str("null"),
-        }
+        out.push_str("{\"v\":1,");
+        json::push_field(&mut out, "token_url", Some(&key.token_url));
+        out.push(',');
+        json::push_field(&mut out, "app_id", Some(&key.app_id));
+        out.push(',');
+        json::push_field(&mut out, "key", Some(&key.request_key));
+        out.push(',');
+        self.push_fields(&mut out);
+        out.push('}');
+        out
+    }
+
+    /// Appends the entry's own fields: `access_token`, `scope`, `received_at_ms` and
+    /// `expires_at_ms` (the token file writes them the same way).
+    pub(crate) fn push_fields(&self, out: &mut String) {
+        json::push_field(out, "access_token", Some(&self.access_token));
+        out.push(',');
+        json::push_field(out, "scope", self.scope.as_deref());
         out.push_str(&format!(
-            ",\"received_at_ms\":{},\"expires_at_ms\":{}}}",
+            ",\"received_at_ms\":{},\"expires_at_ms\":{}",
             self.received_at_ms, self.expires_at_ms
         ));
-        out
     }
 
     /// An entry written by [`encode`](CacheEntry::encode) for this very key; `None` for
@@ -245,7 +251,7 @@ impl CacheEntry {
     /// visible ASCII, a scope with control characters).
     pub fn decode(bytes: &[u8], key: &CacheKey) -> Option<CacheEntry> {
         let text = std::str::from_utf8(bytes).ok()?;
-        let e: Encoded = json::from_str(text).ok()?;
+        let e: Encoded = mini::from_str(text).ok()?;
         let bound = e.v == ENTRY_VERSION
             && e.token_url == key.token_url
             && e.app_id == key.app_id
@@ -317,24 +323,6 @@ impl fmt::Debug for CacheLock {
 /// Milliseconds since 1970, `None` before then or too far ahead.
 pub(crate) fn unix_ms(t: SystemTime) -> Option<u64> {
     u64::try_from(t.duration_since(UNIX_EPOCH).ok()?.as_millis()).ok()
-}
-
-/// Appends `s` as a JSON string: quotes and backslashes escaped, control characters as
-/// `\u00XX`, everything else as is (JSON text is UTF-8).
-pub(crate) fn push_json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 #[cfg(test)]

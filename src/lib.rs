@@ -53,9 +53,11 @@
 // - cache:      the TokenCache interface a store shares tokens through
 // - token_file: the token file, one TokenCache
 // - error:      Error and ErrorKind, for all of the above
+// - json:       the few small JSON objects written by hand
 mod cache;
 mod config;
 mod error;
+mod json;
 mod request;
 mod response;
 mod store;

@@ -18,9 +18,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use miniserde::{Deserialize, json};
+use miniserde::{Deserialize, json as mini};
 
-use crate::cache::{CacheEntry, CacheKey, CacheLock, TokenCache, push_json_string, unix_ms};
+use crate::cache::{CacheEntry, CacheKey, CacheLock, TokenCache, unix_ms};
+use crate::json;
 
 /// A larger file is not read: it can't be one of ours (a token is about 1 KiB).
 const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -55,7 +56,7 @@ pub(crate) struct FileToken {
 /// format.
 pub(crate) fn parse(bytes: &[u8]) -> Option<FileContents> {
     let text = std::str::from_utf8(bytes).ok()?;
-    let contents: FileContents = json::from_str(text).ok()?;
+    let contents: FileContents = mini::from_str(text).ok()?;
     (contents.version == FORMAT_VERSION).then_some(contents)
 }
 
@@ -65,10 +66,16 @@ pub(crate) fn lookup(contents: &FileContents, key: &CacheKey) -> Option<CacheEnt
     if contents.token_url != key.token_url() || contents.app_id != key.app_id() {
         return None;
     }
-    let t = contents
-        .tokens
-        .iter()
-        .find(|t| t.key == key.request_key())?;
+    entry_of(
+        contents
+            .tokens
+            .iter()
+            .find(|t| t.key == key.request_key())?,
+    )
+}
+
+/// A file token as an entry, if its times add up and it could have come from a server.
+fn entry_of(t: &FileToken) -> Option<CacheEntry> {
     // The lifetime in whole seconds must match the exact times: anything else is an edit.
     let lifetime_ms = t.expires_at_ms.checked_sub(t.received_at_ms)?;
     if lifetime_ms / 1000 != t.expires_in {
@@ -159,21 +166,20 @@ impl TokenCache for TokenFile {
     fn write(&self, key: &CacheKey, entry: &CacheEntry, _left: Duration) -> Result<(), String> {
         let now = unix_ms(SystemTime::now()).ok_or("the clock is before 1970")?;
         // An untrusted or unreadable file is replaced, not merged.
-        let mut tokens = match self.load() {
-            Ok(Some(c)) if c.token_url == key.token_url() && c.app_id == key.app_id() => c.tokens,
-            _ => Vec::new(),
+        let contents = match self.load() {
+            Ok(Some(c)) if c.token_url == key.token_url() && c.app_id == key.app_id() => Some(c),
+            _ => None,
         };
-        tokens.retain(|t| t.key != key.request_key() && t.expires_at_ms > now);
-        let received_at_ms = unix_ms(entry.received_at()).ok_or("bad time")?;
-        let expires_at_ms = unix_ms(entry.expires_at()).ok_or("bad time")?;
-        tokens.push(FileToken {
-            key: key.request_key().to_owned(),
-            access_token: entry.access_token().to_owned(),
-            expires_in: expires_at_ms.saturating_sub(received_at_ms) / 1000,
-            scope: entry.scope().map(str::to_owned),
-            received_at_ms,
-            expires_at_ms,
-        });
+        let mut tokens: Vec<(&str, CacheEntry)> = Vec::new();
+        for t in contents.iter().flat_map(|c| &c.tokens) {
+            if t.key != key.request_key()
+                && t.expires_at_ms > now
+                && let Some(e) = entry_of(t)
+            {
+                tokens.push((&t.key, e));
+            }
+        }
+        tokens.push((key.request_key(), entry.clone()));
         let text = encode(key, &tokens);
 
         let tmp = self.temp_path();
@@ -210,32 +216,25 @@ impl TokenCache for TokenFile {
     }
 }
 
-/// The file's text, written by hand: miniserde's serializer would add tens of kilobytes to
-/// every binary for this one object.
-fn encode(key: &CacheKey, tokens: &[FileToken]) -> String {
+/// The file's text, written by hand (see `json.rs`).
+fn encode(key: &CacheKey, tokens: &[(&str, CacheEntry)]) -> String {
     let mut out = String::with_capacity(128 + tokens.len() * 1024);
-    out.push_str(&format!("{{\"version\":{FORMAT_VERSION},\"token_url\":"));
-    push_json_string(&mut out, key.token_url());
-    out.push_str(",\"app_id\":");
-    push_json_string(&mut out, key.app_id());
+    out.push_str(&format!("{{\"version\":{FORMAT_VERSION},"));
+    json::push_field(&mut out, "token_url", Some(key.token_url()));
+    out.push(',');
+    json::push_field(&mut out, "app_id", Some(key.app_id()));
     out.push_str(",\"tokens\":[");
-    for (i, t) in tokens.iter().enumerate() {
+    for (i, (request_key, entry)) in tokens.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        out.push_str("{\"key\":");
-        push_json_string(&mut out, &t.key);
-        out.push_str(",\"access_token\":");
-        push_json_string(&mut out, &t.access_token);
-        out.push_str(&format!(",\"expires_in\":{},\"scope\":", t.expires_in));
-        match &t.scope {
-            Some(scope) => push_json_string(&mut out, scope),
-            None => out.push_str("null"),
-        }
-        out.push_str(&format!(
-            ",\"received_at_ms\":{},\"expires_at_ms\":{}}}",
-            t.received_at_ms, t.expires_at_ms
-        ));
+        out.push('{');
+        json::push_field(&mut out, "key", Some(request_key));
+        let lifetime = entry.expires_at().duration_since(entry.received_at());
+        let expires_in = lifetime.map_or(0, |d| d.as_secs());
+        out.push_str(&format!(",\"expires_in\":{expires_in},"));
+        entry.push_fields(&mut out);
+        out.push('}');
     }
     out.push_str("]}");
     out
@@ -362,17 +361,11 @@ mod test {
 
     #[test]
     fn written_text_parses_back() {
-        let tokens = [FileToken {
-            key: "r\0a \"b\"\0".into(),
-            access_token: "tok".into(),
-            expires_in: 3600,
-            scope: Some("a\\b".into()),
-            received_at_ms: 1_000_000,
-            expires_at_ms: 4_600_000,
-        }];
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let entry =
+            CacheEntry::new("tok", Some("a\\b"), at, at + Duration::from_secs(3600)).unwrap();
         let key = CacheKey::new("https://x/t", "app", "r\0a \"b\"\0");
-        let c = parse(encode(&key, &tokens).as_bytes()).unwrap();
-        let e = lookup(&c, &key).unwrap();
-        assert_eq!(e.scope(), Some("a\\b"));
+        let c = parse(encode(&key, &[(key.request_key(), entry.clone())]).as_bytes()).unwrap();
+        assert_eq!(lookup(&c, &key), Some(entry));
     }
 }

@@ -15,7 +15,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use logto_m2m::{AuthMethod, Config, Error, ErrorKind, Token, TokenRequest, TokenStore};
-use miniserde::json::{self, Number, Value};
+use miniserde::json::{self as mini, Number, Value};
+
+// The one JSON string writer of the crate, shared without making it API.
+#[path = "../json.rs"]
+mod json;
 
 const MAIN_HELP: &str = "\
 logto-m2m: OAuth 2.0 client_credentials tokens for Logto machine-to-machine apps
@@ -376,8 +380,8 @@ fn format_token(token: &Token, format: Format) -> String {
                 .expires_at_system()
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .and_then(|d| i64::try_from(d.as_secs()).ok());
-            let mut out = String::from("{\"access_token\":");
-            push_json_string(&mut out, token.access_token());
+            let mut out = String::from("{");
+            json::push_field(&mut out, "access_token", Some(token.access_token()));
             out.push_str(",\"token_type\":\"Bearer\",\"expires_in\":");
             // Seconds left now, not the lifetime granted: a token from the cache file may
             // be half used, and this is what a script wants to compare against.
@@ -385,16 +389,14 @@ fn format_token(token: &Token, format: Format) -> String {
                 Some(at) => out.push_str(&at.saturating_sub(now).max(0).to_string()),
                 None => out.push_str(&token.expires_in().as_secs().to_string()),
             }
-            out.push_str(",\"scope\":");
-            match token.scope() {
-                Some(scope) => push_json_string(&mut out, scope),
-                None => out.push_str("null"),
-            }
-            out.push_str(",\"expires_at\":");
-            match expires_at.and_then(rfc3339) {
-                Some(at) => push_json_string(&mut out, &at),
-                None => out.push_str("null"),
-            }
+            out.push(',');
+            json::push_field(&mut out, "scope", token.scope());
+            out.push(',');
+            json::push_field(
+                &mut out,
+                "expires_at",
+                expires_at.and_then(rfc3339).as_deref(),
+            );
             out.push_str(",\"expires_at_unix\":");
             match expires_at {
                 Some(at) => out.push_str(&at.to_string()),
@@ -404,24 +406,6 @@ fn format_token(token: &Token, format: Format) -> String {
             out
         }
     }
-}
-
-/// Appends `s` as a JSON string (RFC 8259 §7): quotes, backslashes and control characters
-/// escaped, everything else as is (the output is UTF-8).
-fn push_json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 /// The token on stdin: a bare token, `Bearer <token>`, or a whole `Authorization:` line
@@ -502,7 +486,7 @@ fn claims_text(token: &str, now: i64) -> Result<String, Failure> {
 }
 
 /// The JWT's payload as a JSON object, or why it is not one.
-fn jwt_payload(token: &str) -> Result<json::Object, &'static str> {
+fn jwt_payload(token: &str) -> Result<mini::Object, &'static str> {
     let parts: Vec<&str> = token.split('.').collect();
     if parts.len() != 3 {
         return Err("not three dot-separated parts");
@@ -513,7 +497,7 @@ fn jwt_payload(token: &str) -> Result<json::Object, &'static str> {
         .decode(payload)
         .map_err(|_| "the payload is not base64url")?;
     let text = std::str::from_utf8(&bytes).map_err(|_| "the payload is not UTF-8")?;
-    match json::from_str(text) {
+    match mini::from_str(text) {
         Ok(Value::Object(obj)) => Ok(obj),
         _ => Err("the payload is not a JSON object"),
     }
@@ -746,7 +730,7 @@ mod test {
     #[test]
     fn json_strings() {
         let mut s = String::new();
-        push_json_string(&mut s, "a\"b\\c\n\u{1}é");
+        json::push_string(&mut s, "a\"b\\c\n\u{1}é");
         assert_eq!(s, r#""a\"b\\c\n\u0001é""#);
     }
 }

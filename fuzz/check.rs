@@ -15,7 +15,7 @@
 //! The committed seeds start with a space (0x20, even) for 200 and with `!` (0x21, odd)
 //! plus two status bytes otherwise, so the 200 ones read as text.
 
-use logto_m2m::fuzzing::token_response as parse_token_response;
+use logto_m2m::internal::token_response as parse_token_response;
 use logto_m2m::{Error, Token};
 
 /// Longest `Display` text an error may have, in bytes: server text can't make a message
@@ -85,7 +85,7 @@ pub fn check_response(status: u16, body: &[u8]) -> Result<Token, Error> {
 /// The token file parser (`TokenStore::cache_file`) on arbitrary bytes: never panics, and a
 /// token it hands out is header-safe like one from the server.
 pub fn check_token_file(data: &[u8]) {
-    if let Some(token) = logto_m2m::fuzzing::token_file(data) {
+    if let Some(token) = logto_m2m::internal::token_file(data) {
         let t = token.access_token();
         assert!(!t.is_empty(), "empty token from the file");
         assert!(

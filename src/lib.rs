@@ -72,11 +72,20 @@ pub use request::{TokenRequest, request_token};
 pub use response::Token;
 pub use store::TokenStore;
 
-/// INTERNAL, DO NOT USE: the entry points of the fuzz targets in `fuzz/`, behind the
-/// `_fuzz` feature. Not part of the API; they may change in any release.
-#[cfg(feature = "_fuzz")]
+/// INTERNAL, DO NOT USE: the entry points of the fuzz targets in `fuzz/` and of the bench,
+/// behind the `_internal` feature. Not part of the API; they may change in any release.
+#[cfg(feature = "_internal")]
 #[doc(hidden)]
-pub mod fuzzing {
+pub mod internal {
+    /// The margin before expiry at which a token of `lifetime` is refreshed, with the
+    /// store's margin `margin`: one draw of the jitter.
+    pub fn refresh_margin(
+        lifetime: std::time::Duration,
+        margin: std::time::Duration,
+    ) -> std::time::Duration {
+        crate::store::jittered_margin(lifetime, margin)
+    }
+
     /// What `request_token` does with an answer of `status` and `body` (no `Retry-After`,
     /// sent now, no scope asked for).
     pub fn token_response(status: u16, body: &[u8]) -> Result<crate::Token, crate::Error> {

@@ -151,18 +151,21 @@ impl Token {
         self.ends_before(Instant::now(), SystemTime::now(), Duration::ZERO)
     }
 
-    /// True when less than `margin` of the lifetime is left at `now` by either clock (a
-    /// wall clock stepped back before the send time counts as over: the clock can't be
-    /// trusted to say how much is left).
+    /// True when less than `margin` of the lifetime is left at `now` by either clock.
     pub(crate) fn ends_before(&self, now: Instant, wall: SystemTime, margin: Duration) -> bool {
-        let mono_left = self
-            .expires_at()
-            .map_or(Duration::MAX, |at| at.saturating_duration_since(now));
-        let wall_left = match wall.duration_since(self.sent_at_wall) {
-            Ok(age) => self.expires_in.saturating_sub(age),
-            Err(_) => Duration::ZERO,
-        };
-        mono_left.min(wall_left) <= margin
+        let (mono_end, wall_end) = self.ends_at(margin);
+        mono_end.is_some_and(|at| now >= at) || wall_end.is_some_and(|at| wall >= at)
+    }
+
+    /// The points, by each clock, where less than `margin` of the lifetime is left; `None`
+    /// when too far ahead to represent. A wall clock stepped back can't extend the token
+    /// past the monotonic point; a machine that slept reaches the wall point on time.
+    pub(crate) fn ends_at(&self, margin: Duration) -> (Option<Instant>, Option<SystemTime>) {
+        let left = self.expires_in.saturating_sub(margin);
+        (
+            self.sent_at.checked_add(left),
+            self.sent_at_wall.checked_add(left),
+        )
     }
 
     /// The token as a cache entry, `None` when its times can't be written down.
@@ -643,7 +646,7 @@ impl Map for Skip {
 
 /// The fuzz targets' entry: [`parse`] as `request_token` calls it, for an answer with no
 /// `Retry-After`, sent now, asking for no scope, with the default maximum lifetime.
-#[cfg(any(test, feature = "_fuzz"))]
+#[cfg(any(test, feature = "_internal"))]
 pub(crate) fn parse_now(status: u16, body: &[u8]) -> Result<Token, Error> {
     let answer = Answer {
         status,

@@ -140,30 +140,46 @@ impl Hasher for PrecomputedHash {
     }
 }
 
-/// A token with the margin before its end at which it is refreshed (the store's margin,
-/// at most half the lifetime, less this token's share of jitter).
+/// A token with the points, by each clock, where it is no longer fresh: its end less the
+/// store's margin (at most half the lifetime, less this token's share of jitter).
+/// Computed once, so that a hit only compares.
 #[derive(Clone)]
 struct Held {
     token: Arc<Token>,
-    margin: Duration,
+    /// `None`: too far ahead to represent, so never by that clock.
+    fresh_until: Option<Instant>,
+    fresh_until_wall: Option<SystemTime>,
 }
 
 impl Held {
     fn new(token: Arc<Token>, configured: Duration) -> Held {
+        let margin = jittered_margin(token.expires_in(), configured);
+        let (fresh_until, fresh_until_wall) = token.ends_at(margin);
         Held {
-            margin: jittered_margin(token.expires_in(), configured),
             token,
+            fresh_until,
+            fresh_until_wall,
         }
     }
 
-    /// Outside its refresh margin at `now`.
+    /// Outside its refresh margin at `now`, by both clocks.
     fn is_fresh(&self, now: Now) -> bool {
-        !self.token.ends_before(now.mono, now.wall, self.margin)
+        self.fresh_until.is_none_or(|at| now.mono < at)
+            && self.fresh_until_wall.is_none_or(|at| now.wall < at)
     }
 
     /// Not yet expired at `now`.
     fn is_valid(&self, now: Now) -> bool {
         !self.token.ends_before(now.mono, now.wall, Duration::ZERO)
+    }
+
+    /// A copy for one thread: a new `Arc` of a clone of the token, so that the reference
+    /// count a hit touches is that thread's alone.
+    fn copy(&self) -> Held {
+        Held {
+            token: Arc::new(Token::clone(&self.token)),
+            ..*self
+        }
     }
 }
 
@@ -175,7 +191,7 @@ fn margin_for(lifetime: Duration, configured: Duration) -> Duration {
 
 /// [`margin_for`], less a random part of up to half of it: the refresh starts at a random
 /// point in the first half of the margin.
-fn jittered_margin(lifetime: Duration, configured: Duration) -> Duration {
+pub(crate) fn jittered_margin(lifetime: Duration, configured: Duration) -> Duration {
     let margin = margin_for(lifetime, configured);
     // std's RandomState is seeded from the OS once per thread and varies per instance.
     let random = RandomState::new().hash_one(margin);
@@ -759,13 +775,9 @@ struct Local {
     tokens: Buckets<(Box<str>, Held)>,
 }
 
-/// Keeps a copy of `held` for this thread's next hits. The copy is a new `Arc` of a clone
-/// of the token: the reference count a hit touches is then this thread's alone.
+/// Keeps a copy of `held` for this thread's next hits.
 fn remember(store: &TokenStore, generation: u64, request: &TokenRequest, held: &Held) {
-    let copy = Held {
-        token: Arc::new(Token::clone(&held.token)),
-        margin: held.margin,
-    };
+    let copy = held.copy();
     LOCAL.with(|local| {
         let mut local = local.borrow_mut();
         // Copies of stores that are gone are of no use to anyone.

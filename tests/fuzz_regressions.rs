@@ -163,6 +163,6 @@ fn one_mib_error_text() {
 #[test]
 fn token_file_seed_is_accepted() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/token_file/fresh");
-    let token = logto_m2m::fuzzing::token_file(&fs::read(path).unwrap()).expect("a token");
+    let token = logto_m2m::internal::token_file(&fs::read(path).unwrap()).expect("a token");
     assert_eq!(token.scope(), Some("read:products"));
 }

@@ -5,7 +5,7 @@ mod common;
 
 use base64::Engine;
 use common::{M2M_BASIC, config, shared_peer, shopping};
-use logto_m2m::fuzzing::token_response as parse_token_response;
+use logto_m2m::internal::token_response as parse_token_response;
 use logto_m2m::{Config, TokenRequest, TokenStore, request_token};
 
 /// Every way the given value can be shown, joined.

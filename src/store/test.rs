@@ -2,7 +2,8 @@
 //! and the clocks moved by hand. Behaviour against the real server is in `tests/store.rs`.
 
 use super::*;
-use crate::response::parse_now;
+use crate::error::Redactions;
+use crate::response::{Answer, parse};
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering::SeqCst};
 
 type FetchHook = dyn Fn(&Config, &TokenRequest) -> Result<Token, Error> + Send + Sync;
@@ -11,7 +12,7 @@ type FetchHook = dyn Fn(&Config, &TokenRequest) -> Result<Token, Error> + Send +
 #[derive(Default)]
 pub(super) struct Hooks {
     pub(super) fetch: Option<Box<FetchHook>>,
-    pub(super) clock: TestClock,
+    pub(super) clock: Arc<TestClock>,
 }
 
 /// Offsets added to the real clocks: the monotonic one only moves forward (a suspend
@@ -54,36 +55,59 @@ impl TestClock {
     }
 }
 
-/// A store whose fetches count into `calls` and answer with `answer(call number)`.
-fn store(
-    answer: impl Fn(u32) -> Result<Token, Error> + Send + Sync + 'static,
-) -> (TokenStore, Arc<AtomicU32>) {
+/// What a test fetch answers: a token of this lifetime (sent at the test clock's now), or
+/// a failure.
+enum Reply {
+    Token(u64),
+    Fail,
+}
+use Reply::{Fail, Token as Tok};
+
+/// A store whose fetches count into `calls` and answer with `answer(call number)`; the
+/// tokens are stamped with the store's test clock, as the real fetch stamps them with the
+/// real one.
+fn store(answer: impl Fn(u32) -> Reply + Send + Sync + 'static) -> (TokenStore, Arc<AtomicU32>) {
     let config = Config::new("http://127.0.0.1:9/token", "app", "secret-canary-1234").unwrap();
     let mut store = TokenStore::new(config);
     let calls = Arc::new(AtomicU32::new(0));
     let counter = Arc::clone(&calls);
-    store.hooks.fetch = Some(Box::new(move |_, _| answer(counter.fetch_add(1, SeqCst))));
+    let clock = Arc::clone(&store.hooks.clock);
+    store.hooks.fetch = Some(Box::new(move |_, _| {
+        let n = counter.fetch_add(1, SeqCst);
+        match answer(n) {
+            Tok(expires_in) => Ok(token_at(&clock, n, expires_in)),
+            Fail => Err(Error::new(ErrorKind::Transport {
+                message: "connection refused".into(),
+            })),
+        }
+    }));
     (store, calls)
 }
 
-fn token(expires_in: u64) -> Result<Token, Error> {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let body = format!(
-        r#"{{"access_token":"tok-{}","token_type":"Bearer","expires_in":{expires_in}}}"#,
-        N.fetch_add(1, SeqCst)
-    );
-    parse_now(200, body.as_bytes())
-}
-
-fn failure() -> Result<Token, Error> {
-    Err(Error::new(ErrorKind::Transport {
-        message: "connection refused".into(),
-    }))
+fn token_at(clock: &TestClock, n: u32, expires_in: u64) -> Token {
+    let body =
+        format!(r#"{{"access_token":"tok-{n}","token_type":"Bearer","expires_in":{expires_in}}}"#);
+    let answer = Answer {
+        status: 200,
+        rate_limited: None,
+        body: body.into_bytes(),
+    };
+    let now = clock.shift(Now {
+        mono: Instant::now(),
+        wall: SystemTime::now(),
+    });
+    let sent = Sent {
+        at: now.mono,
+        wall: now.wall,
+        scope: &[],
+        max_lifetime: Duration::from_secs(24 * 3600),
+    };
+    parse(&answer, &sent, &Redactions::NONE).unwrap()
 }
 
 #[test]
 fn expires_in_zero_is_returned_but_not_cached() {
-    let (s, calls) = store(|_| token(0));
+    let (s, calls) = store(|_| Tok(0));
     let r = TokenRequest::new("r");
     assert!(s.get(&r).is_ok());
     assert!(s.get(&r).is_ok());
@@ -92,7 +116,7 @@ fn expires_in_zero_is_returned_but_not_cached() {
 
 #[test]
 fn hit_does_not_fetch_and_invalidate_does() {
-    let (s, calls) = store(|_| token(3600));
+    let (s, calls) = store(|_| Tok(3600));
     let r = TokenRequest::new("r").scope("b a");
     let a = s.get(&r).unwrap();
     let b = s.get(&TokenRequest::new("r").scope("a b a")).unwrap();
@@ -106,7 +130,7 @@ fn hit_does_not_fetch_and_invalidate_does() {
 
 #[test]
 fn invalidate_and_clear_reach_every_threads_copy() {
-    let (s, calls) = store(|_| token(3600));
+    let (s, calls) = store(|_| Tok(3600));
     let r = TokenRequest::new("r");
     let first = s.get(&r).unwrap();
     thread::scope(|scope| {
@@ -131,7 +155,7 @@ fn panic_during_refresh_hands_the_refresh_to_a_waiter() {
             thread::sleep(Duration::from_millis(300));
             panic!("fetch panics on purpose");
         }
-        token(3600)
+        Tok(3600)
     });
     let r = TokenRequest::new("r");
     thread::scope(|scope| {
@@ -153,7 +177,7 @@ fn panic_during_refresh_hands_the_refresh_to_a_waiter() {
 
 #[test]
 fn failure_backs_off_and_grows() {
-    let (s, calls) = store(|_| failure());
+    let (s, calls) = store(|_| Fail);
     let r = TokenRequest::new("r");
     let first = s.get(&r).unwrap_err();
     // Inside the 1 s backoff: the same error, no request.
@@ -172,7 +196,7 @@ fn failure_backs_off_and_grows() {
 
 #[test]
 fn failed_refresh_ahead_keeps_the_valid_token() {
-    let (s, calls) = store(|n| if n == 0 { token(2) } else { failure() });
+    let (s, calls) = store(|n| if n == 0 { Tok(2) } else { Fail });
     // Clamped to half of 2 s: the refresh starts between 1 and 1.5 s.
     let s = s.refresh_margin(Duration::from_secs(100));
     let r = TokenRequest::new("r");
@@ -188,7 +212,7 @@ fn failed_refresh_ahead_keeps_the_valid_token() {
 
 #[test]
 fn never_hands_out_an_expired_token() {
-    let (s, calls) = store(|_| token(1));
+    let (s, calls) = store(|_| Tok(1));
     let r = TokenRequest::new("r");
     let deadline = Instant::now() + Duration::from_millis(2500);
     while Instant::now() < deadline {
@@ -203,7 +227,7 @@ fn never_hands_out_an_expired_token() {
 
 #[test]
 fn suspend_ends_the_token_though_the_monotonic_clock_stood_still() {
-    let (s, calls) = store(|_| token(3600));
+    let (s, calls) = store(|_| Tok(3600));
     let r = TokenRequest::new("r");
     let first = s.get(&r).unwrap();
     // Two hours asleep: the monotonic clock says a moment passed, the wall clock says 2 h.
@@ -215,7 +239,7 @@ fn suspend_ends_the_token_though_the_monotonic_clock_stood_still() {
 
 #[test]
 fn wall_clock_step_back_never_extends_a_token() {
-    let (s, calls) = store(|_| token(3600));
+    let (s, calls) = store(|_| Tok(3600));
     let r = TokenRequest::new("r");
     s.get(&r).unwrap();
     // An hour passes, then NTP steps the wall clock back by 50 minutes: by the wall clock
@@ -224,15 +248,19 @@ fn wall_clock_step_back_never_extends_a_token() {
     s.hooks.clock.step_wall(-50 * 60 * 1000);
     s.get(&r).unwrap();
     assert_eq!(calls.load(SeqCst), 2);
-    // A step back to before the token was sent: its age can't be told, it is refreshed.
+    // A step back by hours right after a fetch: the monotonic clock still ends the token
+    // on time.
     s.hooks.clock.step_wall(-3 * 3600 * 1000);
+    s.get(&r).unwrap();
+    assert_eq!(calls.load(SeqCst), 2, "still fresh by both clocks");
+    s.hooks.clock.run(Duration::from_secs(3600));
     s.get(&r).unwrap();
     assert_eq!(calls.load(SeqCst), 3);
 }
 
 #[test]
 fn wall_clock_step_forward_ends_it_early() {
-    let (s, calls) = store(|_| token(3600));
+    let (s, calls) = store(|_| Tok(3600));
     let r = TokenRequest::new("r");
     s.get(&r).unwrap();
     s.hooks.clock.step_wall(3590 * 1000);
@@ -257,7 +285,7 @@ fn refresh_points_are_spread_over_the_first_half_of_the_margin() {
 
 #[test]
 fn spent_keys_are_swept() {
-    let (s, calls) = store(|_| token(1));
+    let (s, calls) = store(|_| Tok(1));
     for i in 0..SWEEP_EVERY - 1 {
         s.get(&TokenRequest::new(&format!("r{i}"))).unwrap();
     }
@@ -271,7 +299,7 @@ fn spent_keys_are_swept() {
 
 #[test]
 fn debug_shows_keys_not_tokens() {
-    let (s, _) = store(|_| token(3600));
+    let (s, _) = store(|_| Tok(3600));
     let r = TokenRequest::new("https://api")
         .scope("read")
         .organization("org-1");

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use common::loopback::{Conn, Counts, Loopback, Request, STEP};
-use logto_m2m::{Config, Error, ErrorKind, Token, TokenRequest, request_token};
+use logto_m2m::{AuthMethod, Config, Error, ErrorKind, Token, TokenRequest, request_token};
 
 const APP: &str = "app";
 /// Never allowed in any error text; no character of it needs form-urlencoding.
@@ -772,6 +772,46 @@ fn request_on_the_wire() {
     assert_eq!(
         seen.body,
         "grant_type=client_credentials&resource=https%3A%2F%2Fshopping.api&scope=read%3Aproducts+write%3Aproducts"
+    );
+}
+
+/// A server that wants `client_secret_post` and refuses Basic, as Auth0 can be set up:
+/// with `auth_method(ClientSecretPost)` the credentials go in the form and nowhere else.
+#[test]
+fn server_that_refuses_basic_takes_client_secret_post() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen_by_server = Arc::clone(&seen);
+    let server = serve(move |c| {
+        let request = c.request.clone();
+        let basic = request.header("authorization").is_some();
+        seen_by_server.lock().unwrap().push(request);
+        if basic {
+            c.respond(
+                401,
+                "",
+                r#"{"error":"invalid_client","error_description":"basic is not allowed"}"#,
+            );
+        } else {
+            c.respond_token();
+        }
+    });
+    let basic = config_for(server.port(), "s3cr:t+/%&= x~", TIMEOUT);
+    let err = request_token(&basic, &common::shopping("read:products")).unwrap_err();
+    assert_eq!(err.oauth_error(), Some("invalid_client"));
+    let post = basic.auth_method(AuthMethod::ClientSecretPost);
+    expect_token(
+        "post",
+        request_token(&post, &common::shopping("read:products")),
+    );
+    server.finish();
+
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert!(seen[1].headers_named("authorization").is_empty());
+    assert_eq!(
+        seen[1].body,
+        "grant_type=client_credentials&resource=https%3A%2F%2Fshopping.api&scope=read%3Aproducts\
+         &client_id=app&client_secret=s3cr%3At%2B%2F%25%26%3D+x%7E"
     );
 }
 

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use common::{
     M2M_BASIC, M2M_COLON, M2M_NOROLES, M2M_POST, M2M_SPECIAL, MANAGEMENT_API, SHOPPING_API,
-    WEB_APP, ask, call_api, config_at, free_port, shared_peer, shopping,
+    WEB_APP, ask, call_api, config, config_at, free_port, shared_peer, shopping,
 };
-use logto_m2m::{Config, ErrorKind, TokenRequest, request_token};
+use logto_m2m::{AuthMethod, Config, ErrorKind, TokenRequest, request_token};
 
 #[test]
 fn shopping_token_is_narrowed_to_granted_scope_and_works() {
@@ -61,6 +61,30 @@ fn client_registered_for_post_auth_accepts_basic() {
     let token = ask(peer, M2M_POST, &shopping("write:products")).unwrap();
     assert_eq!(token.scope(), Some("write:products"));
     common::assert_claim(&token, "sub", Some("m2m-post"));
+}
+
+/// The form's `client_id` and `client_secret` instead of the Basic header: accepted for an
+/// app registered `client_secret_post` and, as Logto does, for one registered Basic.
+#[test]
+fn client_secret_post_gets_tokens() {
+    let peer = shared_peer();
+    for (app, scope) in [
+        (M2M_POST, "write:products"),
+        (M2M_BASIC, "read:products"),
+        (M2M_SPECIAL, "read:products"),
+    ] {
+        let config = config(peer, app).auth_method(AuthMethod::ClientSecretPost);
+        let token = request_token(&config, &shopping(scope)).unwrap();
+        assert_eq!(token.scope(), Some(scope));
+        common::assert_claim(&token, "sub", Some(app.0));
+    }
+    let config = config(peer, (M2M_POST.0, "wrong-secret-0123456789"))
+        .auth_method(AuthMethod::ClientSecretPost);
+    let err = request_token(&config, &shopping("write:products")).unwrap_err();
+    assert_eq!(
+        (err.status(), err.oauth_error()),
+        (Some(401), Some("invalid_client"))
+    );
 }
 
 #[test]

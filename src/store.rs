@@ -373,7 +373,8 @@ impl TokenStore {
     pub fn get(&self, request: &TokenRequest) -> Result<Arc<Token>, Error> {
         let now = self.now();
         let generation = self.generation.load(Ordering::Acquire);
-        let hit = LOCAL.with(|local| {
+        // `try_with`: during thread teardown the copies may be gone; the slow path still works.
+        let hit = LOCAL.try_with(|local| {
             let local = local.borrow();
             let mine = local
                 .iter()
@@ -384,7 +385,7 @@ impl TokenStore {
             let held = find(&mine.tokens, request)?;
             held.1.is_fresh(now).then(|| Arc::clone(&held.1.token))
         });
-        match hit {
+        match hit.ok().flatten() {
             Some(token) => Ok(token),
             None => self.get_slow(request),
         }
@@ -778,7 +779,8 @@ struct Local {
 /// Keeps a copy of `held` for this thread's next hits.
 fn remember(store: &TokenStore, generation: u64, request: &TokenRequest, held: &Held) {
     let copy = held.copy();
-    LOCAL.with(|local| {
+    // During thread teardown there is nowhere to keep it: the next call takes the lock.
+    let _ = LOCAL.try_with(|local| {
         let mut local = local.borrow_mut();
         // Copies of stores that are gone are of no use to anyone.
         local.retain(|l| l.store.strong_count() > 0);

@@ -47,8 +47,10 @@
 // The modules, in the order a token flows through them:
 // - config:     Config and AuthMethod: plain data, checked when set
 // - transport:  the ureq agent a Config's roots and proxy make (with tls: the roots)
-// - request:    TokenRequest and request_token: the form, the credentials, one POST, retries
-// - response:   the token-response parser and Token
+// - request:    TokenRequest: what to ask for, its form, its cache key
+// - exchange:   request_token: the credentials, one POST, retries, ureq's errors mapped
+// - response:   the parser: a server's answer or a cache entry in, a Token out
+// - token:      Token: the access token, its lifetime by both clocks, its scopes
 // - store:      TokenStore: memory, single flight, refresh ahead, backoff
 // - cache:      the TokenCache interface a store shares tokens through
 // - token_file: the token file, one TokenCache
@@ -57,20 +59,23 @@
 mod cache;
 mod config;
 mod error;
+mod exchange;
 mod json;
 mod request;
 mod response;
 mod store;
 mod tls;
+mod token;
 mod token_file;
 mod transport;
 
 pub use cache::{CacheEntry, CacheKey, CacheLock, TokenCache};
 pub use config::{AuthMethod, Config};
 pub use error::{Error, ErrorKind};
-pub use request::{TokenRequest, request_token};
-pub use response::Token;
+pub use exchange::request_token;
+pub use request::TokenRequest;
 pub use store::TokenStore;
+pub use token::Token;
 
 /// INTERNAL, DO NOT USE: the entry points of the fuzz targets in `fuzz/` and of the bench,
 /// behind the `_internal` feature. Not part of the API; they may change in any release.
@@ -106,7 +111,7 @@ pub mod internal {
             scope: &[],
             max_lifetime: Duration::from_secs(24 * 3600),
         };
-        let token = crate::Token::from_entry(&entry, &[], &sent)?;
+        let token = crate::response::from_entry(&entry, &sent)?;
         let margin = Duration::from_secs(60).min(token.expires_in() / 2);
         (!token.ends_before(sent.at, sent.wall, margin)).then_some(token)
     }

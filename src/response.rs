@@ -5,7 +5,6 @@
 //! refuses trailing data. Its own error carries no information, so the body is read into one
 //! small value per field we know and each field is checked by hand: every error names the field.
 
-use std::fmt;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -14,212 +13,12 @@ use miniserde::{Deserialize, json};
 
 use crate::cache::CacheEntry;
 use crate::error::{Error, ErrorKind, MAX_SERVER_TEXT, MAX_SERVER_WORD, Redactions, sanitize_to};
-use crate::request::TokenRequest;
+use crate::token::{BEARER_PREFIX, Token};
 
 /// The lifetime assumed when a token response has no `expires_in` and the token is not a
 /// JWT with an `exp`: 60 seconds. RFC 6749 §5.1 lets a server leave the field out; a short
 /// guess means a cache refreshes too early rather than hands out an expired token.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
-
-/// An access token, as granted by the token endpoint.
-///
-/// Its lifetime counts from the moment the request that got it was sent, and it ends by
-/// whichever clock says so first: the monotonic clock (immune to wall-clock steps) or the
-/// wall clock (which, unlike the monotonic clock on Linux, keeps running while the machine
-/// sleeps).
-///
-/// `Debug` shows the lifetime and scope but never the token itself.
-///
-/// # Example
-/// ```no_run
-/// use logto_m2m::{request_token, Config, TokenRequest};
-///
-/// let config = Config::from_env()?;
-/// let request = TokenRequest::new("https://shopping.api").scope("read:products");
-/// let token = request_token(&config, &request)?;
-/// assert_eq!(token.authorization(), format!("Bearer {}", token.access_token()));
-/// assert!(!format!("{token:?}").contains(token.access_token()));
-/// if !token.missing_scopes(&request).is_empty() {
-///     eprintln!("not granted: {:?}", token.missing_scopes(&request));
-/// }
-/// # Ok::<_, logto_m2m::Error>(())
-/// ```
-#[derive(Clone, PartialEq, Eq)]
-pub struct Token {
-    /// `Bearer <access_token>`: kept whole so `authorization()` costs nothing, and sliced
-    /// for `access_token()`.
-    authorization: String,
-    /// The lifetime, at most the config's maximum.
-    expires_in: Duration,
-    /// The `scope` field as the server sent it.
-    scope: Option<String>,
-    /// The scopes asked for, space-separated: what an omitted `scope` means (RFC 6749 §5.1).
-    requested_scope: String,
-    /// When the request was sent, by each clock.
-    sent_at: Instant,
-    sent_at_wall: SystemTime,
-}
-
-const BEARER_PREFIX: &str = "Bearer ";
-
-impl Token {
-    /// The access token, to send as `Authorization: Bearer <token>`.
-    pub fn access_token(&self) -> &str {
-        &self.authorization[BEARER_PREFIX.len()..]
-    }
-
-    /// `Bearer <token>`, ready for an `Authorization` header.
-    pub fn authorization(&self) -> &str {
-        &self.authorization
-    }
-
-    /// The token's lifetime: the server's `expires_in`; without one, the time left until
-    /// the `exp` of a JWT access token; without either, 60 seconds. Never more than
-    /// [`Config::max_token_lifetime`](crate::Config::max_token_lifetime).
-    pub fn expires_in(&self) -> Duration {
-        self.expires_in
-    }
-
-    /// The granted scope, space-separated; the requested scope when the server left the
-    /// field out (RFC 6749 §5.1: an omitted scope is the requested one); `None` when neither
-    /// says anything.
-    ///
-    /// Logto (oidc-provider) also leaves the field out when it granted *none* of the
-    /// requested scopes, which this can't tell from a full grant: use
-    /// [`missing_scopes`](Token::missing_scopes), which can.
-    pub fn scope(&self) -> Option<&str> {
-        match &self.scope {
-            Some(s) => Some(s),
-            None if self.requested_scope.is_empty() => None,
-            None => Some(&self.requested_scope),
-        }
-    }
-
-    /// The `scope` field exactly as the server sent it, `None` when it was absent.
-    pub fn scope_from_server(&self) -> Option<&str> {
-        self.scope.as_deref()
-    }
-
-    /// The scopes `request` asks for that this token does not carry, in the request's
-    /// order: what an API will answer 403 to. With Logto the fix is to give the app a
-    /// machine-to-machine role with those permissions.
-    ///
-    /// The granted scopes are the response's `scope` field. When the server left it out,
-    /// they are the `scope` claim of a JWT access token (Logto leaves the field out when it
-    /// granted none, and its JWT then has no `scope` claim); for an opaque token an omitted
-    /// field means "as requested" (RFC 6749 §5.1), so nothing is missing.
-    pub fn missing_scopes(&self, request: &TokenRequest) -> Vec<String> {
-        let from_jwt;
-        let granted = match &self.scope {
-            Some(s) => s.as_str(),
-            None => match jwt_claims(self.access_token()) {
-                Some(claims) => {
-                    from_jwt = claims.scope.unwrap_or_default();
-                    &from_jwt
-                }
-                None => return Vec::new(),
-            },
-        };
-        request
-            .scopes()
-            .iter()
-            .filter(|asked| !granted.split_ascii_whitespace().any(|g| g == *asked))
-            .cloned()
-            .collect()
-    }
-
-    /// When the token's lifetime started: the moment the request that got it was sent
-    /// (never later than the server's own clock started it).
-    pub fn received_at(&self) -> Instant {
-        self.sent_at
-    }
-
-    /// When the token expires, by the monotonic clock; `None` when that is too far ahead to
-    /// represent.
-    pub fn expires_at(&self) -> Option<Instant> {
-        self.sent_at.checked_add(self.expires_in)
-    }
-
-    /// When the token expires, by the wall clock; `None` when that is too far ahead to
-    /// represent.
-    pub fn expires_at_system(&self) -> Option<SystemTime> {
-        self.sent_at_wall.checked_add(self.expires_in)
-    }
-
-    /// True once the token's lifetime is over by either clock.
-    pub fn is_expired(&self) -> bool {
-        self.ends_before(Instant::now(), SystemTime::now(), Duration::ZERO)
-    }
-
-    /// True when less than `margin` of the lifetime is left at `now` by either clock.
-    pub(crate) fn ends_before(&self, now: Instant, wall: SystemTime, margin: Duration) -> bool {
-        let (mono_end, wall_end) = self.ends_at(margin);
-        mono_end.is_some_and(|at| now >= at) || wall_end.is_some_and(|at| wall >= at)
-    }
-
-    /// The points, by each clock, where less than `margin` of the lifetime is left; `None`
-    /// when too far ahead to represent. A wall clock stepped back can't extend the token
-    /// past the monotonic point; a machine that slept reaches the wall point on time.
-    pub(crate) fn ends_at(&self, margin: Duration) -> (Option<Instant>, Option<SystemTime>) {
-        let left = self.expires_in.saturating_sub(margin);
-        (
-            self.sent_at.checked_add(left),
-            self.sent_at_wall.checked_add(left),
-        )
-    }
-
-    /// The token as a cache entry, `None` when its times can't be written down.
-    pub(crate) fn to_entry(&self) -> Option<CacheEntry> {
-        CacheEntry::new(
-            self.access_token(),
-            self.scope.as_deref(),
-            self.sent_at_wall,
-            self.expires_at_system()?,
-        )
-    }
-
-    /// A token read back from a cache: `None` when it would not pass the parser's checks or
-    /// its times don't add up at `wall` (received in the future: the clock stepped back).
-    pub(crate) fn from_entry(
-        entry: &CacheEntry,
-        requested: &[String],
-        sent: &Sent<'_>,
-    ) -> Option<Token> {
-        if !is_header_safe(entry.access_token()) {
-            return None;
-        }
-        let age = sent.wall.duration_since(entry.received_at()).ok()?;
-        let lifetime = entry
-            .expires_at()
-            .duration_since(entry.received_at())
-            .ok()?
-            .min(sent.max_lifetime);
-        // The monotonic clock may not reach back that far (it starts at boot); then the
-        // remaining lifetime counts from now, which ends at the same moment.
-        let (sent_at, expires_in, sent_at_wall) = match sent.at.checked_sub(age) {
-            Some(at) => (at, lifetime, entry.received_at()),
-            None => (sent.at, lifetime.saturating_sub(age), sent.wall),
-        };
-        Some(Token {
-            authorization: format!("{BEARER_PREFIX}{}", entry.access_token()),
-            expires_in,
-            scope: entry.scope().map(str::to_owned),
-            requested_scope: requested.join(" "),
-            sent_at,
-            sent_at_wall,
-        })
-    }
-}
-
-impl fmt::Debug for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Token")
-            .field("access_token", &"[redacted]")
-            .field("expires_in", &self.expires_in)
-            .field("scope", &self.scope())
-            .finish()
-    }
-}
 
 /// What the parser needs to know of the request: when it was sent, by both clocks, what it
 /// asked for, and the longest lifetime to believe.
@@ -324,10 +123,12 @@ pub(crate) fn parse(
         Some(_) => return Err(invalid(status, Some("token_type"), "is not a string")),
     }
 
+    let claims = jwt_claims(&access_token);
     let expires_in = match &f.expires_in {
-        None | Some(Leaf::Null) => {
-            jwt_lifetime(&access_token, sent.wall).unwrap_or(DEFAULT_LIFETIME)
-        }
+        None | Some(Leaf::Null) => claims
+            .as_ref()
+            .and_then(|c| time_left(c.exp?, sent.wall))
+            .unwrap_or(DEFAULT_LIFETIME),
         Some(v) => Duration::from_secs(
             expires_in_secs(v).map_err(|reason| invalid(status, Some("expires_in"), reason))?,
         ),
@@ -352,8 +153,38 @@ pub(crate) fn parse(
         expires_in: expires_in.min(sent.max_lifetime),
         scope,
         requested_scope: sent.scope.join(" "),
+        scope_claim: claims.map(|c| c.scope.unwrap_or_default()),
         sent_at: sent.at,
         sent_at_wall: sent.wall,
+    })
+}
+
+/// A token read back from a cache: `None` when it would not pass the parser's checks or
+/// its times don't add up at `wall` (received in the future: the clock stepped back).
+pub(crate) fn from_entry(entry: &CacheEntry, sent: &Sent<'_>) -> Option<Token> {
+    if !is_header_safe(entry.access_token()) {
+        return None;
+    }
+    let age = sent.wall.duration_since(entry.received_at()).ok()?;
+    let lifetime = entry
+        .expires_at()
+        .duration_since(entry.received_at())
+        .ok()?
+        .min(sent.max_lifetime);
+    // The monotonic clock may not reach back that far (it starts at boot); then the
+    // remaining lifetime counts from now, which ends at the same moment.
+    let (sent_at, expires_in, sent_at_wall) = match sent.at.checked_sub(age) {
+        Some(at) => (at, lifetime, entry.received_at()),
+        None => (sent.at, lifetime.saturating_sub(age), sent.wall),
+    };
+    Some(Token {
+        authorization: format!("{BEARER_PREFIX}{}", entry.access_token()),
+        expires_in,
+        scope: entry.scope().map(str::to_owned),
+        requested_scope: sent.scope.join(" "),
+        scope_claim: jwt_claims(entry.access_token()).map(|c| c.scope.unwrap_or_default()),
+        sent_at,
+        sent_at_wall,
     })
 }
 
@@ -390,10 +221,9 @@ fn jwt_claims(token: &str) -> Option<Claims> {
     Some(Claims { exp, scope })
 }
 
-/// The time left until a JWT's `exp` at `now`, zero when past; `None` when the token is not
-/// a JWT with a numeric `exp`.
-fn jwt_lifetime(token: &str, now: SystemTime) -> Option<Duration> {
-    let exp = UNIX_EPOCH.checked_add(Duration::from_secs(jwt_claims(token)?.exp?))?;
+/// The time left until `exp` (Unix seconds) at `now`, zero when past.
+fn time_left(exp: u64, now: SystemTime) -> Option<Duration> {
+    let exp = UNIX_EPOCH.checked_add(Duration::from_secs(exp))?;
     Some(exp.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
@@ -665,6 +495,7 @@ pub(crate) fn parse_now(status: u16, body: &[u8]) -> Result<Token, Error> {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::request::TokenRequest;
 
     fn ok(body: &str) -> Token {
         parse_now(200, body.as_bytes()).unwrap()

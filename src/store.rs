@@ -2,26 +2,27 @@
 //!
 //! Two layers. The shared one is a `Mutex` over a map from request key to entry, with a
 //! `Condvar` that wakes the threads waiting for a refresh; the lock is held only to look at
-//! or update an entry, never across I/O. In front of it each thread keeps its own copy of
-//! the fresh tokens it has seen (a thread-local map), valid while the store's generation,
-//! an atomic bumped by every change to a token, is the one the copy was taken at. A hit is
-//! a thread-local lookup, an atomic load and two clock reads: no lock and no memory that
+//! or update an entry, never across I/O. In front of it each thread keeps its own copies of
+//! the fresh tokens it has seen (`local.rs`), valid while the store's generation, an atomic
+//! bumped by every change to a token, is the one they were taken at. A hit is a
+//! thread-local lookup, an atomic load and two clock reads: no lock and no memory that
 //! another thread writes, so hits on many threads don't queue.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::cache::{CacheKey, TokenCache};
 use crate::config::Config;
 use crate::error::{DisplayDuration, Error, ErrorKind};
-use crate::request::{TokenRequest, request_token};
-use crate::response::{Sent, Token};
+use crate::exchange::request_token;
+use crate::request::TokenRequest;
+use crate::response::{self, Sent};
+use crate::token::Token;
 use crate::token_file::TokenFile;
 
 /// The first pause after a failed refresh with no valid token left. It doubles with each
@@ -373,19 +374,7 @@ impl TokenStore {
     pub fn get(&self, request: &TokenRequest) -> Result<Arc<Token>, Error> {
         let now = self.now();
         let generation = self.generation.load(Ordering::Acquire);
-        // `try_with`: during thread teardown the copies may be gone; the slow path still works.
-        let hit = LOCAL.try_with(|local| {
-            let local = local.borrow();
-            let mine = local
-                .iter()
-                .find(|l| Weak::as_ptr(&l.store) == Arc::as_ptr(&self.generation))?;
-            if mine.generation != generation {
-                return None;
-            }
-            let held = find(&mine.tokens, request)?;
-            held.1.is_fresh(now).then(|| Arc::clone(&held.1.token))
-        });
-        match hit.ok().flatten() {
+        match local::hit(&self.generation, generation, request, now) {
             Some(token) => Ok(token),
             None => self.get_slow(request),
         }
@@ -445,7 +434,7 @@ impl TokenStore {
                         .as_ref()
                         .filter(|h| Arc::ptr_eq(&h.token, &token) && h.is_fresh(now))
                     {
-                        remember(self, generation, request, held);
+                        local::remember(&self.generation, generation, request, held);
                     }
                     return Ok(token);
                 }
@@ -586,7 +575,7 @@ impl TokenStore {
             scope: request.scopes(),
             max_lifetime: self.config.max_lifetime(),
         };
-        let token = Token::from_entry(&entry, request.scopes(), &sent)?;
+        let token = response::from_entry(&entry, &sent)?;
         let margin = margin_for(token.expires_in(), self.margin);
         (!token.ends_before(now.mono, now.wall, margin)).then_some(token)
     }
@@ -762,62 +751,6 @@ impl Drop for Flight<'_> {
     }
 }
 
-thread_local! {
-    /// This thread's copies of fresh tokens, per store.
-    static LOCAL: RefCell<Vec<Local>> = const { RefCell::new(Vec::new()) };
-}
-
-/// One thread's copies of one store's fresh tokens.
-struct Local {
-    /// Names the store (its generation counter) without keeping it alive.
-    store: Weak<AtomicU64>,
-    /// The store's generation when these copies were taken.
-    generation: u64,
-    tokens: Buckets<(Box<str>, Held)>,
-}
-
-/// Keeps a copy of `held` for this thread's next hits.
-fn remember(store: &TokenStore, generation: u64, request: &TokenRequest, held: &Held) {
-    let copy = held.copy();
-    // During thread teardown there is nowhere to keep it: the next call takes the lock.
-    let _ = LOCAL.try_with(|local| {
-        let mut local = local.borrow_mut();
-        // Copies of stores that are gone are of no use to anyone.
-        local.retain(|l| l.store.strong_count() > 0);
-        let index = match local
-            .iter()
-            .position(|l| Weak::as_ptr(&l.store) == Arc::as_ptr(&store.generation))
-        {
-            Some(i) => i,
-            None => {
-                local.push(Local {
-                    store: Arc::downgrade(&store.generation),
-                    generation,
-                    tokens: Buckets::default(),
-                });
-                local.len() - 1
-            }
-        };
-        let mine = &mut local[index];
-        if mine.generation != generation {
-            mine.generation = generation;
-            mine.tokens.clear();
-        }
-        let bucket = mine.tokens.entry(request.key_hash()).or_default();
-        bucket.retain(|(key, _)| **key != *request.key());
-        bucket.push((request.key().into(), copy));
-    });
-}
-
-fn find<'a, T>(
-    map: &'a Buckets<(Box<str>, T)>,
-    request: &TokenRequest,
-) -> Option<&'a (Box<str>, T)> {
-    map.get(&request.key_hash())?
-        .iter()
-        .find(|(key, _)| **key == *request.key())
-}
-
 fn find_mut<'a>(map: &'a mut Buckets<Entry>, request: &TokenRequest) -> Option<&'a mut Entry> {
     map.get_mut(&request.key_hash())?
         .iter_mut()
@@ -883,5 +816,6 @@ impl fmt::Debug for DebugEntry<'_> {
     }
 }
 
+mod local;
 #[cfg(test)]
 mod test;

@@ -1,0 +1,451 @@
+//! `request_token`: one client_credentials exchange, under one deadline.
+//!
+//! Builds the client authentication (Basic header or form fields), sends one POST with ureq
+//! (no redirects, no gzip, no cookies), reads at most 64 KiB, and hands the bytes to the
+//! parser. Retries are few and all inside the deadline: connection failures and 5xx up to
+//! three requests in all, and one wait for a `Retry-After` that fits.
+
+use std::io;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine;
+
+use crate::config::{AuthMethod, Config};
+use crate::error::{Error, ErrorKind, Redactions};
+use crate::request::{TokenRequest, form_urlencode};
+use crate::response::{self, Answer, Sent};
+use crate::token::Token;
+
+/// The largest response body read, in bytes. A Logto token response is about 1 KiB;
+/// reading stops at the cap, so a hostile server can't make us buffer more.
+const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
+
+/// The longest `Retry-After` we wait for inside one exchange. A longer one, or one that
+/// does not fit the remaining deadline, is returned at once as
+/// [`ErrorKind::RateLimited`] carrying the duration.
+const MAX_RETRY_AFTER_WAIT: Duration = Duration::from_secs(10);
+
+/// The pause before each further attempt after a connection failure or a 5xx: 100 ms, then
+/// 400 ms. Its length is what bounds the attempts: one more than the pauses.
+const BACKOFF: [Duration; 2] = [Duration::from_millis(100), Duration::from_millis(400)];
+
+/// Gets an access token with the client_credentials grant (RFC 6749 §4.4).
+///
+/// Sends `POST` to the config's token URL with the form `grant_type=client_credentials`,
+/// `resource`, `scope` and `organization_id` (the last three when set), authenticated as
+/// [`Config::auth_method`] says: by default one `Authorization: Basic` header with the app
+/// id and secret each form-urlencoded first (RFC 6749 §2.3.1), or `client_id` and
+/// `client_secret` in the form. Redirects are never followed, and plain `http://` only goes
+/// to loopback hosts unless [`Config::allow_insecure_http`] says otherwise.
+///
+/// Everything, retries and waits included, happens within [`Config::timeout`]:
+/// - a connection that fails before a response arrives, and a 5xx answer, are tried again,
+///   up to three requests in all, after 100 ms and 400 ms;
+/// - a 429 (or 503) with a `Retry-After` of at most 10 seconds that fits the deadline is
+///   waited out once; any other rate limit is returned at once;
+/// - a 4xx is never retried: a wrong secret does not get better, and retries risk a lockout.
+///
+/// Each call makes its own exchange (on a pooled connection when the same `Config`, or a
+/// clone of it, made one before); use [`TokenStore`](crate::TokenStore) to cache tokens.
+///
+/// # Errors
+/// Every failure is an [`Error`]; its [`ErrorKind`] says which fact: the OAuth error and
+/// HTTP status the server answered, the field of a malformed token response, a timeout, a
+/// TLS or connection failure, a redirect, a body over 64 KiB.
+///
+/// # Example
+/// ```no_run
+/// use std::time::Duration;
+/// use logto_m2m::{request_token, Config, TokenRequest};
+///
+/// let config = Config::logto("https://tenant.logto.app", "app-id", "app-secret")?
+///     .timeout(Duration::from_secs(10));
+/// let request = TokenRequest::new("https://shopping.api").scope("read:products");
+/// let token = request_token(&config, &request)?;
+/// println!("Authorization: {}", token.authorization());
+/// # Ok::<_, logto_m2m::Error>(())
+/// ```
+pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, Error> {
+    config.check_cleartext()?;
+    let agent = config.transport().agent()?;
+    let timeout = config.timeout_value();
+    let started = Instant::now();
+    // A timeout too long for the clock is as good as none; ureq's own has the same limit.
+    let deadline = started.checked_add(timeout);
+    let remaining = || match deadline {
+        Some(d) => d.saturating_duration_since(Instant::now()),
+        None => timeout,
+    };
+    let auth = ClientAuth::new(config);
+    let mut body = request.form_body();
+    if let Some(fields) = &auth.form {
+        body.push_str(fields);
+    }
+    let redact = auth.redactions(config.app_secret());
+
+    let mut attempt = 1;
+    let mut waited_for_rate_limit = false;
+    let outcome = loop {
+        let left = remaining();
+        if left.is_zero() {
+            break Err(Error::new(ErrorKind::Timeout { after: timeout }));
+        }
+        // The token's lifetime counts from here: the server can't have issued it earlier.
+        let sent = Sent {
+            at: Instant::now(),
+            wall: SystemTime::now(),
+            scope: request.scopes(),
+            max_lifetime: config.max_lifetime(),
+        };
+        let failure = match exchange(config, agent, &auth, &body, left) {
+            Ok(answer) => match response::parse(&answer, &sent, &redact) {
+                Ok(token) => break Ok(token),
+                Err(error) => Failure {
+                    // A 5xx may go better next time; any other answer is the server's word.
+                    retry: matches!(
+                        error.kind(),
+                        ErrorKind::OAuth { status: 500.., .. }
+                            | ErrorKind::HttpStatus { status: 500.., .. }
+                    ),
+                    error,
+                },
+            },
+            Err(failure) => failure,
+        };
+
+        let wait = match failure.error.kind() {
+            ErrorKind::RateLimited {
+                retry_after: Some(wait),
+                ..
+            } if !waited_for_rate_limit && *wait <= MAX_RETRY_AFTER_WAIT => {
+                waited_for_rate_limit = true;
+                *wait
+            }
+            _ if failure.retry && attempt <= BACKOFF.len() => BACKOFF[attempt - 1],
+            _ => break Err(failure.error),
+        };
+        // A wait that does not fit the deadline is not worth starting: the caller gets the
+        // server's answer now rather than a timeout later.
+        if wait >= remaining() {
+            break Err(failure.error);
+        }
+        log::debug!(
+            target: "logto_m2m",
+            "token request attempt {attempt} failed, trying again in {}ms: {}",
+            wait.as_millis(),
+            failure.error
+        );
+        // `sleep` never returns early, so a Retry-After is honoured in full.
+        thread::sleep(wait);
+        attempt += 1;
+    };
+    match &outcome {
+        Ok(token) => log_fetched(request, token, attempt, started),
+        Err(error) => log::debug!(
+            target: "logto_m2m",
+            "token request for resource {:?} failed after {attempt} attempt(s), {}ms: {error}",
+            request.resource(),
+            started.elapsed().as_millis()
+        ),
+    }
+    outcome
+}
+
+/// The debug event of a fetched token, and the warning for scopes asked but not granted.
+fn log_fetched(request: &TokenRequest, token: &Token, attempts: usize, started: Instant) {
+    log::debug!(
+        target: "logto_m2m",
+        "token fetched: resource {:?}, scope {:?}, lifetime {}s, {attempts} attempt(s), {}ms",
+        request.resource(),
+        token.scope().unwrap_or(""),
+        token.expires_in().as_secs(),
+        started.elapsed().as_millis()
+    );
+    let missing = token.missing_scopes(request);
+    if !missing.is_empty() {
+        log::warn!(
+            target: "logto_m2m",
+            "scopes asked for but not granted for resource {:?}: {}; assign the app a \
+             machine-to-machine role with those permissions",
+            request.resource(),
+            missing.join(" ")
+        );
+    }
+}
+
+/// How the client authenticates in one exchange: a Basic header, or fields for the form.
+struct ClientAuth {
+    /// `Basic base64(urlencode(id):urlencode(secret))`.
+    header: Option<String>,
+    /// `&client_id=...&client_secret=...`.
+    form: Option<String>,
+    /// The secret form-urlencoded, as a server could echo it back.
+    secret_encoded: String,
+}
+
+impl ClientAuth {
+    fn new(config: &Config) -> ClientAuth {
+        let id = form_urlencode(config.app_id());
+        let secret_encoded = form_urlencode(config.app_secret());
+        match config.auth_method_value() {
+            AuthMethod::ClientSecretBasic => {
+                // RFC 6749 §2.3.1: id and secret are each form-urlencoded, then joined by ':'.
+                let pair = format!("{id}:{secret_encoded}");
+                let mut header = String::from("Basic ");
+                base64::engine::general_purpose::STANDARD.encode_string(pair, &mut header);
+                ClientAuth {
+                    header: Some(header),
+                    form: None,
+                    secret_encoded,
+                }
+            }
+            AuthMethod::ClientSecretPost => ClientAuth {
+                header: None,
+                form: Some(format!("&client_id={id}&client_secret={secret_encoded}")),
+                secret_encoded,
+            },
+        }
+    }
+
+    /// The secret in every form a server could echo it back in.
+    fn redactions<'a>(&'a self, secret: &'a str) -> Redactions<'a> {
+        let basic = self.header.as_deref().map_or("", |h| &h["Basic ".len()..]);
+        Redactions {
+            secrets: [secret, &self.secret_encoded, basic],
+        }
+    }
+}
+
+/// A failed exchange, and whether another attempt may go better.
+struct Failure {
+    error: Error,
+    retry: bool,
+}
+
+impl Failure {
+    /// An answer or failure that another attempt would not change.
+    fn fatal(kind: ErrorKind) -> Failure {
+        Failure {
+            error: Error::new(kind),
+            retry: false,
+        }
+    }
+}
+
+/// One POST and its answer, within `left`.
+fn exchange(
+    config: &Config,
+    agent: &ureq::Agent,
+    auth: &ClientAuth,
+    body: &str,
+    left: Duration,
+) -> Result<Answer, Failure> {
+    let mut post = agent
+        .post(config.token_url())
+        .config()
+        .timeout_global(Some(left))
+        .build()
+        .header("content-type", "application/x-www-form-urlencoded");
+    if let Some(basic) = &auth.header {
+        post = post.header("authorization", basic);
+    }
+    let response = post
+        .send(body.as_bytes())
+        .map_err(|e| map_ureq_error(e, config, auth))?;
+
+    let status = response.status().as_u16();
+    if response.status().is_redirection() {
+        // Not a byte of the body is read: it could be anything, and we are not going there.
+        return Err(Failure::fatal(ErrorKind::Redirect { status }));
+    }
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(encoding) = header("content-encoding")
+        && !encoding.eq_ignore_ascii_case("identity")
+    {
+        // We asked for identity. Compressed bytes must never reach the JSON parser, and we
+        // have no decoder (gzip support is left out on purpose).
+        let encoding = crate::error::sanitize(encoding, &Redactions::NONE);
+        return Err(Failure::fatal(ErrorKind::InvalidResponse {
+            status,
+            field: None,
+            reason: format!("body has content-encoding {encoding:?}, which was not asked for"),
+        }));
+    }
+    let rate_limited = match status {
+        429 => Some(header("retry-after").and_then(parse_retry_after)),
+        503 => header("retry-after").and_then(parse_retry_after).map(Some),
+        _ => None,
+    };
+    let body = response
+        .into_body()
+        .into_with_config()
+        .limit(MAX_RESPONSE_BYTES)
+        .read_to_vec()
+        .map_err(|e| body_failure(map_ureq_error(e, config, auth), status))?;
+    Ok(Answer {
+        status,
+        rate_limited,
+        body,
+    })
+}
+
+/// A failure while reading the body of an answer with `status`.
+///
+/// A body cut short (Content-Length longer than the body, a chunked body without its last
+/// chunk) is not a connection that never answered: after a 200 the server may well have
+/// issued a token, which counts against a Logto Cloud quota. So it is retried only for a
+/// 5xx, and the message says where it failed. (Found by tests/faults.rs.)
+fn body_failure(failure: Failure, status: u16) -> Failure {
+    let error = match failure.error.kind() {
+        ErrorKind::Transport { message } => Error::new(ErrorKind::Transport {
+            message: format!("{message} while reading the body of the http {status} answer"),
+        }),
+        // A huge error page still says which status it came with.
+        ErrorKind::BodyTooLarge { limit, .. } => Error::new(ErrorKind::BodyTooLarge {
+            status,
+            limit: *limit,
+        }),
+        _ => failure.error,
+    };
+    Failure {
+        error,
+        retry: failure.retry && status >= 500,
+    }
+}
+
+/// `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an HTTP-date. A date in the past is
+/// zero; anything unreadable is `None`, as if the header were absent.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // All digits: only overflow can fail, and an absurd wait is still a long wait.
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// Maps ureq's error to ours. Only a connection that failed or closed before an answer is
+/// marked for retry: a malformed answer is still the server's answer.
+fn map_ureq_error(e: ureq::Error, config: &Config, auth: &ClientAuth) -> Failure {
+    let redact = auth.redactions(config.app_secret());
+    let text = |e: &dyn std::fmt::Display| crate::error::sanitize(&e.to_string(), &redact);
+    let timed_out = || {
+        Failure::fatal(ErrorKind::Timeout {
+            after: config.timeout_value(),
+        })
+    };
+    let transport = |message: String, retry: bool| Failure {
+        error: Error::new(ErrorKind::Transport { message }),
+        retry,
+    };
+    match e {
+        // ureq's deadline is what was left of ours.
+        ureq::Error::Timeout(_) => timed_out(),
+        ureq::Error::Io(ref io)
+            if matches!(
+                io.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            ) =>
+        {
+            timed_out()
+        }
+        // The status is filled in by `body_failure`, which knows it.
+        ureq::Error::BodyExceedsLimit(limit) => {
+            Failure::fatal(ErrorKind::BodyTooLarge { status: 0, limit })
+        }
+        ureq::Error::HostNotFound => transport("host not found".into(), false),
+        ureq::Error::ConnectionFailed => transport("connection failed".into(), true),
+        ureq::Error::Io(ref io) if is_tls_failure(io, config) => {
+            Failure::fatal(ErrorKind::Tls { message: text(io) })
+        }
+        ureq::Error::Io(ref io) => {
+            // Refused, reset, or closed with no (complete) status line: ureq can't say
+            // whether a partial head arrived, and trying again is harmless either way.
+            transport(
+                text(io),
+                matches!(
+                    io.kind(),
+                    io::ErrorKind::ConnectionRefused
+                        | io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::NotConnected
+                        | io::ErrorKind::UnexpectedEof
+                ),
+            )
+        }
+        ureq::Error::Tls(m) => Failure::fatal(ErrorKind::Tls { message: m.into() }),
+        #[cfg(feature = "rustls")]
+        ureq::Error::Rustls(ref r) => Failure::fatal(ErrorKind::Tls { message: text(r) }),
+        #[cfg(feature = "native-tls")]
+        ureq::Error::NativeTls(ref n) => Failure::fatal(ErrorKind::Tls { message: text(n) }),
+        ureq::Error::Protocol(ref p) => {
+            transport(format!("invalid http response: {}", text(p)), false)
+        }
+        ureq::Error::LargeResponseHeader(_, limit) => {
+            transport(format!("response headers exceed {limit} bytes"), false)
+        }
+        other => transport(text(&other), false),
+    }
+}
+
+/// rustls reports handshake failures, certificate errors included, as an I/O error of
+/// kind `InvalidData` wrapping its own error; on an https connection nothing else does.
+fn is_tls_failure(io: &io::Error, config: &Config) -> bool {
+    config.is_https() && io.kind() == io::ErrorKind::InvalidData
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn client_auth_is_header_or_form_never_both() {
+        let c = Config::new("https://x/token", "m2m-special", "s3cr:t+/%&= x~").unwrap();
+        let basic = ClientAuth::new(&c);
+        assert_eq!(
+            basic.header.as_deref(),
+            Some("Basic bTJtLXNwZWNpYWw6czNjciUzQXQlMkIlMkYlMjUlMjYlM0QreCU3RQ==")
+        );
+        assert_eq!(basic.form, None);
+        let post = ClientAuth::new(&c.auth_method(AuthMethod::ClientSecretPost));
+        assert_eq!(post.header, None);
+        assert_eq!(
+            post.form.as_deref(),
+            Some("&client_id=m2m-special&client_secret=s3cr%3At%2B%2F%25%26%3D+x%7E")
+        );
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after("0"), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("99999999999999999999999"),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(parse_retry_after(""), None);
+        assert_eq!(parse_retry_after("-1"), None);
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(120));
+        let d = parse_retry_after(&later).unwrap();
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+    }
+}

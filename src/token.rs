@@ -1,0 +1,175 @@
+//! `Token`: an access token with its lifetime, by both clocks, and what it was granted.
+//!
+//! The parser (`response.rs`) makes every `Token`, from a server's answer or a cache entry;
+//! this module only reads them.
+
+use std::fmt;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::cache::CacheEntry;
+use crate::request::TokenRequest;
+
+/// An access token, as granted by the token endpoint.
+///
+/// Its lifetime counts from the moment the request that got it was sent, and it ends by
+/// whichever clock says so first: the monotonic clock (immune to wall-clock steps) or the
+/// wall clock (which, unlike the monotonic clock on Linux, keeps running while the machine
+/// sleeps).
+///
+/// `Debug` shows the lifetime and scope but never the token itself.
+///
+/// # Example
+/// ```no_run
+/// use logto_m2m::{request_token, Config, TokenRequest};
+///
+/// let config = Config::from_env()?;
+/// let request = TokenRequest::new("https://shopping.api").scope("read:products");
+/// let token = request_token(&config, &request)?;
+/// assert_eq!(token.authorization(), format!("Bearer {}", token.access_token()));
+/// assert!(!format!("{token:?}").contains(token.access_token()));
+/// if !token.missing_scopes(&request).is_empty() {
+///     eprintln!("not granted: {:?}", token.missing_scopes(&request));
+/// }
+/// # Ok::<_, logto_m2m::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token {
+    /// `Bearer <access_token>`: kept whole so `authorization()` costs nothing, and sliced
+    /// for `access_token()`.
+    pub(crate) authorization: String,
+    /// The lifetime, at most the config's maximum.
+    pub(crate) expires_in: Duration,
+    /// The `scope` field as the server sent it.
+    pub(crate) scope: Option<String>,
+    /// The scopes asked for, space-separated: what an omitted `scope` means (RFC 6749 §5.1).
+    pub(crate) requested_scope: String,
+    /// For a JWT access token, its `scope` claim (empty when it has none); `None` for an
+    /// opaque token.
+    pub(crate) scope_claim: Option<String>,
+    /// When the request was sent, by each clock.
+    pub(crate) sent_at: Instant,
+    pub(crate) sent_at_wall: SystemTime,
+}
+
+pub(crate) const BEARER_PREFIX: &str = "Bearer ";
+
+impl Token {
+    /// The access token, to send as `Authorization: Bearer <token>`.
+    pub fn access_token(&self) -> &str {
+        &self.authorization[BEARER_PREFIX.len()..]
+    }
+
+    /// `Bearer <token>`, ready for an `Authorization` header.
+    pub fn authorization(&self) -> &str {
+        &self.authorization
+    }
+
+    /// The token's lifetime: the server's `expires_in`; without one, the time left until
+    /// the `exp` of a JWT access token; without either, 60 seconds. Never more than
+    /// [`Config::max_token_lifetime`](crate::Config::max_token_lifetime).
+    pub fn expires_in(&self) -> Duration {
+        self.expires_in
+    }
+
+    /// The granted scope, space-separated; the requested scope when the server left the
+    /// field out (RFC 6749 §5.1: an omitted scope is the requested one); `None` when neither
+    /// says anything.
+    ///
+    /// Logto (oidc-provider) also leaves the field out when it granted *none* of the
+    /// requested scopes, which this can't tell from a full grant: use
+    /// [`missing_scopes`](Token::missing_scopes), which can.
+    pub fn scope(&self) -> Option<&str> {
+        match &self.scope {
+            Some(s) => Some(s),
+            None if self.requested_scope.is_empty() => None,
+            None => Some(&self.requested_scope),
+        }
+    }
+
+    /// The `scope` field exactly as the server sent it, `None` when it was absent.
+    pub fn scope_from_server(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// The scopes `request` asks for that this token does not carry, in the request's
+    /// order: what an API will answer 403 to. With Logto the fix is to give the app a
+    /// machine-to-machine role with those permissions.
+    ///
+    /// The granted scopes are the response's `scope` field. When the server left it out,
+    /// they are the `scope` claim of a JWT access token (Logto leaves the field out when it
+    /// granted none, and its JWT then has no `scope` claim); for an opaque token an omitted
+    /// field means "as requested" (RFC 6749 §5.1), so nothing is missing.
+    pub fn missing_scopes(&self, request: &TokenRequest) -> Vec<String> {
+        let granted = match (&self.scope, &self.scope_claim) {
+            (Some(field), _) => field,
+            (None, Some(claim)) => claim,
+            (None, None) => return Vec::new(),
+        };
+        request
+            .scopes()
+            .iter()
+            .filter(|asked| !granted.split_ascii_whitespace().any(|g| g == *asked))
+            .cloned()
+            .collect()
+    }
+
+    /// When the token's lifetime started: the moment the request that got it was sent
+    /// (never later than the server's own clock started it).
+    pub fn received_at(&self) -> Instant {
+        self.sent_at
+    }
+
+    /// When the token expires, by the monotonic clock; `None` when that is too far ahead to
+    /// represent.
+    pub fn expires_at(&self) -> Option<Instant> {
+        self.sent_at.checked_add(self.expires_in)
+    }
+
+    /// When the token expires, by the wall clock; `None` when that is too far ahead to
+    /// represent.
+    pub fn expires_at_system(&self) -> Option<SystemTime> {
+        self.sent_at_wall.checked_add(self.expires_in)
+    }
+
+    /// True once the token's lifetime is over by either clock.
+    pub fn is_expired(&self) -> bool {
+        self.ends_before(Instant::now(), SystemTime::now(), Duration::ZERO)
+    }
+
+    /// True when less than `margin` of the lifetime is left at `now` by either clock.
+    pub(crate) fn ends_before(&self, now: Instant, wall: SystemTime, margin: Duration) -> bool {
+        let (mono_end, wall_end) = self.ends_at(margin);
+        mono_end.is_some_and(|at| now >= at) || wall_end.is_some_and(|at| wall >= at)
+    }
+
+    /// The points, by each clock, where less than `margin` of the lifetime is left; `None`
+    /// when too far ahead to represent. A wall clock stepped back can't extend the token
+    /// past the monotonic point; a machine that slept reaches the wall point on time.
+    pub(crate) fn ends_at(&self, margin: Duration) -> (Option<Instant>, Option<SystemTime>) {
+        let left = self.expires_in.saturating_sub(margin);
+        (
+            self.sent_at.checked_add(left),
+            self.sent_at_wall.checked_add(left),
+        )
+    }
+
+    /// The token as a cache entry, `None` when its times can't be written down.
+    pub(crate) fn to_entry(&self) -> Option<CacheEntry> {
+        CacheEntry::new(
+            self.access_token(),
+            self.scope.as_deref(),
+            self.sent_at_wall,
+            self.expires_at_system()?,
+        )
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token")
+            .field("access_token", &"[redacted]")
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope())
+            .finish()
+    }
+}

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use miniserde::{Deserialize, json as mini};
 
-use crate::json;
+use crate::text;
 
 /// A place beyond the store's memory where tokens are shared: the token file of
 /// [`TokenStore::cache_file`](crate::TokenStore::cache_file), Redis with the `redis`
@@ -222,11 +222,11 @@ impl CacheEntry {
     pub fn encode(&self, key: &CacheKey) -> String {
         let mut out = String::with_capacity(256 + self.access_token.len());
         out.push_str("{\"v\":1,");
-        json::push_field(&mut out, "token_url", Some(&key.token_url));
+        text::push_field(&mut out, "token_url", Some(&key.token_url));
         out.push(',');
-        json::push_field(&mut out, "app_id", Some(&key.app_id));
+        text::push_field(&mut out, "app_id", Some(&key.app_id));
         out.push(',');
-        json::push_field(&mut out, "key", Some(&key.request_key));
+        text::push_field(&mut out, "key", Some(&key.request_key));
         out.push(',');
         self.push_fields(&mut out);
         out.push('}');
@@ -236,9 +236,9 @@ impl CacheEntry {
     /// Appends the entry's own fields: `access_token`, `scope`, `received_at_ms` and
     /// `expires_at_ms` (the token file writes them the same way).
     pub(crate) fn push_fields(&self, out: &mut String) {
-        json::push_field(out, "access_token", Some(&self.access_token));
+        text::push_field(out, "access_token", Some(&self.access_token));
         out.push(',');
-        json::push_field(out, "scope", self.scope.as_deref());
+        text::push_field(out, "scope", self.scope.as_deref());
         out.push_str(&format!(
             ",\"received_at_ms\":{},\"expires_at_ms\":{}",
             self.received_at_ms, self.expires_at_ms

@@ -203,7 +203,8 @@ impl Config {
         let config = match env_var("LOGTO_TIMEOUT")? {
             None => config,
             Some(s) => config.timeout(
-                parse_seconds(s.trim()).map_err(|reason| Error::env("LOGTO_TIMEOUT", reason))?,
+                crate::text::parse_seconds(s.trim())
+                    .map_err(|reason| Error::env("LOGTO_TIMEOUT", reason))?,
             ),
         };
         match env_var("LOGTO_AUTH_METHOD")? {
@@ -463,30 +464,6 @@ fn env_var(name: &'static str) -> Result<Option<String>, Error> {
     }
 }
 
-/// A positive number of seconds, `10` or `2.5`, read without floating point (which would
-/// link float parsing into every binary for this one variable).
-fn parse_seconds(s: &str) -> Result<Duration, &'static str> {
-    const NAN: &str = "not a number of seconds";
-    let (whole, fraction) = s.split_once('.').unwrap_or((s, ""));
-    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
-    if (whole.is_empty() && fraction.is_empty()) || !digits(whole) || !digits(fraction) {
-        return Err(NAN);
-    }
-    // Past nine digits the fraction is below a nanosecond: cut, as a float would round.
-    let mut nanos = 0u32;
-    for (i, b) in fraction.bytes().take(9).enumerate() {
-        nanos += u32::from(b - b'0') * 10u32.pow(8 - i as u32);
-    }
-    let secs = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().map_err(|_| "too many seconds")?
-    };
-    Some(Duration::new(secs, nanos))
-        .filter(|d| !d.is_zero())
-        .ok_or("not a positive number of seconds")
-}
-
 /// What [`check_url`] found out about a token URL.
 struct UrlFacts {
     https: bool,
@@ -593,23 +570,6 @@ mod test {
         let c = Config::new("https://x/t", "app", "very-secret-value").unwrap();
         let d = format!("{c:?} {c:#?}");
         assert!(!d.contains("very-secret-value"));
-    }
-
-    #[test]
-    fn seconds_without_floats() {
-        let s = |t: &str| parse_seconds(t).map(|d| d.as_nanos());
-        assert_eq!(s("10"), Ok(10_000_000_000));
-        assert_eq!(s("2.5"), Ok(2_500_000_000));
-        assert_eq!(s(".25"), Ok(250_000_000));
-        assert_eq!(s("1."), Ok(1_000_000_000));
-        assert_eq!(s("0.0000000019"), Ok(1));
-        for zero in ["0", "0.0", "0.0000000001"] {
-            assert_eq!(s(zero), Err("not a positive number of seconds"), "{zero:?}");
-        }
-        for bad in ["", ".", "-1", "1e3", "1.2.3", " 1", "abc", "soon"] {
-            assert_eq!(s(bad), Err("not a number of seconds"), "{bad:?}");
-        }
-        assert_eq!(s("99999999999999999999"), Err("too many seconds"));
     }
 
     #[test]

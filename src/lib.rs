@@ -55,15 +55,15 @@
 // - cache:      the TokenCache interface a store shares tokens through
 // - token_file: the token file, one TokenCache
 // - error:      Error and ErrorKind, for all of the above
-// - json:       the few small JSON objects written by hand
+// - text:       small hand-written readers and writers: JSON strings, seconds
 mod cache;
 mod config;
 mod error;
 mod exchange;
-mod json;
 mod request;
 mod response;
 mod store;
+mod text;
 mod tls;
 mod token;
 mod token_file;

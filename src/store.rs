@@ -506,9 +506,9 @@ impl TokenStore {
         if let Some(token) = self.read_shared(cache, &key, request, left()) {
             return Ok(token);
         }
-        // The lock lapses after what a refresh can take: a holder that died never blocks
-        // the others longer.
-        let lease = timeout.saturating_add(WAIT_SLACK);
+        // The lock lapses after what a refresh can take (the exchange's deadline): a holder
+        // that died blocks the others no longer than that, and they wait as long.
+        let lease = timeout;
         let mut pause = Duration::from_millis(2);
         let lock = loop {
             match cache.try_lock(&key, lease, left()) {

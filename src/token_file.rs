@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 use miniserde::{Deserialize, json as mini};
 
 use crate::cache::{CacheEntry, CacheKey, CacheLock, TokenCache, unix_ms};
-use crate::json;
+use crate::text;
 
 /// A larger file is not read: it can't be one of ours (a token is about 1 KiB).
 const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -220,16 +220,16 @@ impl TokenCache for TokenFile {
 fn encode(key: &CacheKey, tokens: &[(&str, CacheEntry)]) -> String {
     let mut out = String::with_capacity(128 + tokens.len() * 1024);
     out.push_str(&format!("{{\"version\":{FORMAT_VERSION},"));
-    json::push_field(&mut out, "token_url", Some(key.token_url()));
+    text::push_field(&mut out, "token_url", Some(key.token_url()));
     out.push(',');
-    json::push_field(&mut out, "app_id", Some(key.app_id()));
+    text::push_field(&mut out, "app_id", Some(key.app_id()));
     out.push_str(",\"tokens\":[");
     for (i, (request_key, entry)) in tokens.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         out.push('{');
-        json::push_field(&mut out, "key", Some(request_key));
+        text::push_field(&mut out, "key", Some(request_key));
         let lifetime = entry.expires_at().duration_since(entry.received_at());
         let expires_in = lifetime.map_or(0, |d| d.as_secs());
         out.push_str(&format!(",\"expires_in\":{expires_in},"));

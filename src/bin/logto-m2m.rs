@@ -17,9 +17,9 @@ use base64::Engine;
 use logto_m2m::{AuthMethod, Config, Error, ErrorKind, Token, TokenRequest, TokenStore};
 use miniserde::json::{self as mini, Number, Value};
 
-// The one JSON string writer of the crate, shared without making it API.
-#[path = "../json.rs"]
-mod json;
+// The crate's own JSON writer and seconds reader, shared without making them API.
+#[path = "../text.rs"]
+mod text;
 
 const MAIN_HELP: &str = "\
 logto-m2m: OAuth 2.0 client_credentials tokens for Logto machine-to-machine apps
@@ -242,10 +242,8 @@ fn parse_flags(command: &str, args: &[String]) -> Result<Options, Failure> {
                 opts.auth_method = Some(method);
             }
             "--timeout" => {
-                let timeout = parse_seconds(&value).ok_or_else(|| {
-                    Failure::Usage(format!(
-                        "--timeout: {value:?} is not a positive number of seconds"
-                    ))
+                let timeout = text::parse_seconds(&value).map_err(|reason| {
+                    Failure::Usage(format!("--timeout: {value:?} is {reason}"))
                 })?;
                 opts.timeout = Some(timeout);
             }
@@ -264,29 +262,6 @@ fn parse_flags(command: &str, args: &[String]) -> Result<Options, Failure> {
         }
     }
     Ok(opts)
-}
-
-/// `10`, `2.5` or `.25` seconds as a Duration, by integer arithmetic: parsing an f64 would
-/// pull about 50 KB of float formatting and parsing into the binary. Up to nanoseconds;
-/// `None` for zero, signs, exponents, or more than 9 decimals.
-fn parse_seconds(s: &str) -> Option<Duration> {
-    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
-    let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
-    if (whole.is_empty() && frac.is_empty()) || !digits(whole) || !digits(frac) || frac.len() > 9 {
-        return None;
-    }
-    let secs = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().ok()?
-    };
-    // "25" after the dot is 250_000_000 ns: pad to nine digits.
-    let nanos = if frac.is_empty() {
-        0
-    } else {
-        frac.parse::<u32>().ok()? * 10u32.pow(9 - frac.len() as u32)
-    };
-    Some(Duration::new(secs, nanos)).filter(|d| !d.is_zero())
 }
 
 /// The token for `opts` and the environment. Warns on stderr of asked scopes the server did
@@ -381,7 +356,7 @@ fn format_token(token: &Token, format: Format) -> String {
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .and_then(|d| i64::try_from(d.as_secs()).ok());
             let mut out = String::from("{");
-            json::push_field(&mut out, "access_token", Some(token.access_token()));
+            text::push_field(&mut out, "access_token", Some(token.access_token()));
             out.push_str(",\"token_type\":\"Bearer\",\"expires_in\":");
             // Seconds left now, not the lifetime granted: a token from the cache file may
             // be half used, and this is what a script wants to compare against.
@@ -390,9 +365,9 @@ fn format_token(token: &Token, format: Format) -> String {
                 None => out.push_str(&token.expires_in().as_secs().to_string()),
             }
             out.push(',');
-            json::push_field(&mut out, "scope", token.scope());
+            text::push_field(&mut out, "scope", token.scope());
             out.push(',');
-            json::push_field(
+            text::push_field(
                 &mut out,
                 "expires_at",
                 expires_at.and_then(rfc3339).as_deref(),
@@ -653,28 +628,6 @@ mod test {
     use super::*;
 
     #[test]
-    fn seconds() {
-        assert_eq!(parse_seconds("10"), Some(Duration::from_secs(10)));
-        assert_eq!(parse_seconds("2.5"), Some(Duration::from_millis(2500)));
-        assert_eq!(parse_seconds(".25"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_seconds("1.000000001"), Some(Duration::new(1, 1)));
-        for bad in [
-            "",
-            ".",
-            "0",
-            "0.0",
-            "-1",
-            "+1",
-            "1e3",
-            "1.2.3",
-            "abc",
-            "1.0000000001",
-        ] {
-            assert_eq!(parse_seconds(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
     fn dates() {
         assert_eq!(rfc3339(0).as_deref(), Some("1970-01-01T00:00:00Z"));
         assert_eq!(
@@ -725,12 +678,5 @@ mod test {
         for not_jwt in ["opaque", "a.b", "a.%%%.c", "a.bnVsbA.c"] {
             assert!(claims_text(not_jwt, 0).is_err(), "{not_jwt}");
         }
-    }
-
-    #[test]
-    fn json_strings() {
-        let mut s = String::new();
-        json::push_string(&mut s, "a\"b\\c\n\u{1}é");
-        assert_eq!(s, r#""a\"b\\c\n\u0001é""#);
     }
 }

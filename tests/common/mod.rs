@@ -636,6 +636,11 @@ fn read_tail(mut file: &File, max_bytes: usize) -> String {
 /// binaries, with every `LOGTO_*` variable of the caller's environment removed (so a
 /// developer's shell can't change what the tests see) and the peer's proxy-free setup.
 pub fn example(name: &str) -> Command {
+    program(example_path(name))
+}
+
+/// Where `cargo test` built the example program `name`, next to the test binaries.
+pub fn example_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe
         .parent()
@@ -648,7 +653,7 @@ pub fn example(name: &str) -> Command {
         "{} not built (cargo test builds examples)",
         bin.display()
     );
-    program(bin)
+    bin
 }
 
 /// A command for the program at `path` with every `LOGTO_*` variable of the caller's

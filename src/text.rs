@@ -1,0 +1,92 @@
+//! Small text readers and writers, by hand, shared by the library and the command (which
+//! includes this file with `#[path]`: it can use only the public API, and this is no API).
+//!
+//! - JSON strings and fields, for the few small objects written (the token file, a cache
+//!   entry, the command's `--format json`): miniserde's serializer would link tens of
+//!   kilobytes, its float printer included, into every binary for them.
+//! - Seconds such as `2.5`, for `LOGTO_TIMEOUT` and `--timeout`, without floating point,
+//!   which would link float parsing for this one value.
+
+use std::time::Duration;
+
+/// Appends `s` as a JSON string: quotes and backslashes escaped, control characters as
+/// `\u00XX`, everything else as is (JSON text is UTF-8).
+pub(crate) fn push_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Appends `"name":` and `value` as a JSON string, or `null`.
+pub(crate) fn push_field(out: &mut String, name: &str, value: Option<&str>) {
+    out.push('"');
+    out.push_str(name);
+    out.push_str("\":");
+    match value {
+        Some(v) => push_string(out, v),
+        None => out.push_str("null"),
+    }
+}
+
+/// A positive number of seconds, `10`, `2.5` or `.25`: digits, at most one dot, up to
+/// nanoseconds (further digits are cut, as a float would round them away).
+pub(crate) fn parse_seconds(s: &str) -> Result<Duration, &'static str> {
+    const NAN: &str = "not a number of seconds";
+    let (whole, fraction) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && fraction.is_empty()) || !digits(whole) || !digits(fraction) {
+        return Err(NAN);
+    }
+    // Past nine digits the fraction is below a nanosecond: cut, as a float would round.
+    let mut nanos = 0u32;
+    for (i, b) in fraction.bytes().take(9).enumerate() {
+        nanos += u32::from(b - b'0') * 10u32.pow(8 - i as u32);
+    }
+    let secs = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| "too many seconds")?
+    };
+    Some(Duration::new(secs, nanos))
+        .filter(|d| !d.is_zero())
+        .ok_or("not a positive number of seconds")
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn seconds_without_floats() {
+        let s = |t: &str| parse_seconds(t).map(|d| d.as_nanos());
+        assert_eq!(s("10"), Ok(10_000_000_000));
+        assert_eq!(s("2.5"), Ok(2_500_000_000));
+        assert_eq!(s(".25"), Ok(250_000_000));
+        assert_eq!(s("1."), Ok(1_000_000_000));
+        assert_eq!(s("0.0000000019"), Ok(1));
+        for zero in ["0", "0.0", "0.0000000001"] {
+            assert_eq!(s(zero), Err("not a positive number of seconds"), "{zero:?}");
+        }
+        for bad in ["", ".", "-1", "1e3", "1.2.3", " 1", "abc", "soon"] {
+            assert_eq!(s(bad), Err("not a number of seconds"), "{bad:?}");
+        }
+        assert_eq!(s("99999999999999999999"), Err("too many seconds"));
+    }
+
+    #[test]
+    fn json_strings() {
+        let mut s = String::new();
+        push_string(&mut s, "a\"b\\c\n\u{1}é");
+        assert_eq!(s, r#""a\"b\\c\n\u0001é""#);
+    }
+}

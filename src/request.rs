@@ -2,6 +2,7 @@
 //! the key that tells two requests apart for a cache.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 
 /// What to ask for: the API resource, scopes, and optionally a Logto organization.
 ///
@@ -25,7 +26,9 @@ pub struct TokenRequest {
     scopes: Vec<String>,
     organization: Option<String>,
     /// resource, sorted scopes and organization, joined: what makes two requests the same.
-    key: String,
+    /// Shared by clones, so that a thread's copy of a token can be matched to a request by
+    /// pointer before comparing text.
+    key: Arc<str>,
     /// A hash of `key`, computed once so a cache lookup costs no hashing.
     key_hash: u64,
 }
@@ -41,7 +44,7 @@ impl TokenRequest {
             resource: resource.to_owned(),
             scopes: Vec::new(),
             organization: None,
-            key: String::new(),
+            key: Arc::from(""),
             key_hash: 0,
         };
         r.rekey();
@@ -148,6 +151,11 @@ impl TokenRequest {
         &self.key
     }
 
+    /// The key, shared: see [`TokenRequest::key`].
+    pub(crate) fn key_arc(&self) -> &Arc<str> {
+        &self.key
+    }
+
     pub(crate) fn key_hash(&self) -> u64 {
         self.key_hash
     }
@@ -168,7 +176,7 @@ impl TokenRequest {
         let mut h = DefaultHasher::new();
         key.hash(&mut h);
         self.key_hash = h.finish();
-        self.key = key;
+        self.key = key.into();
     }
 
     /// The form body without client authentication: each parameter once.

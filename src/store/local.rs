@@ -31,7 +31,7 @@ pub(super) fn hit(
             if mine.generation != generation {
                 return None;
             }
-            let (_, held) = find(&mine.tokens, request)?;
+            let held = find(&mine.tokens, request)?;
             held.is_fresh(now).then(|| Arc::clone(&held.token))
         })
         .ok()
@@ -49,7 +49,7 @@ struct Local {
     store: Weak<AtomicU64>,
     /// The store's generation when these copies were taken.
     generation: u64,
-    tokens: Buckets<(Box<str>, Held)>,
+    tokens: Buckets<(Arc<str>, Held)>,
 }
 
 /// Keeps a copy of `held` for this thread's next hits.
@@ -86,15 +86,16 @@ pub(super) fn remember(
         }
         let bucket = mine.tokens.entry(request.key_hash()).or_default();
         bucket.retain(|(key, _)| **key != *request.key());
-        bucket.push((request.key().into(), copy));
+        bucket.push((Arc::clone(request.key_arc()), copy));
     });
 }
 
-fn find<'a, T>(
-    map: &'a Buckets<(Box<str>, T)>,
-    request: &TokenRequest,
-) -> Option<&'a (Box<str>, T)> {
+/// The copy for `request`: the same key by pointer (the request, or a clone of the one the
+/// copy was taken for, the usual case) or else by text.
+fn find<'a>(map: &'a Buckets<(Arc<str>, Held)>, request: &TokenRequest) -> Option<&'a Held> {
+    let mine = request.key_arc();
     map.get(&request.key_hash())?
         .iter()
-        .find(|(key, _)| **key == *request.key())
+        .find(|(key, _)| Arc::ptr_eq(key, mine) || **key == **mine)
+        .map(|(_, held)| held)
 }

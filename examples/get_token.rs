@@ -8,10 +8,12 @@
 //! ```
 //!
 //! Reads the config from the environment (see `Config::from_env`), plus `LOGTO_RESOURCE`
-//! (the API indicator, required), `LOGTO_SCOPES` (space-separated, optional) and
+//! (the API indicator, required), `LOGTO_SCOPES` (space-separated, optional),
 //! `LOGTO_CACHE_FILE` (optional: a token file shared by runs, see `TokenStore::cache_file`;
-//! with it, runs within a token's lifetime make no request). On failure it prints the error
-//! to stderr and exits 1; a problem with the token file alone is a warning on stderr.
+//! with it, runs within a token's lifetime make no request) and, built with the `redis`
+//! feature, `LOGTO_CACHE_URL` (optional: `redis://host:port/db` or `rediss://...`, a Redis
+//! shared by many hosts, see `RedisCache`). On failure it prints the error to stderr and
+//! exits 1; a problem with the token file or Redis alone is a warning on stderr.
 
 use std::process::ExitCode;
 
@@ -36,18 +38,33 @@ fn run() -> Result<String, String> {
         .map_err(|_| "environment variable LOGTO_RESOURCE: not set".to_string())?;
     let scopes = std::env::var("LOGTO_SCOPES").unwrap_or_default();
     let request = TokenRequest::new(&resource).scope(&scopes);
-    match std::env::var_os("LOGTO_CACHE_FILE").filter(|p| !p.is_empty()) {
-        None => {
-            let token = request_token(&config, &request).map_err(|e| e.to_string())?;
-            Ok(token.access_token().to_owned())
-        }
-        Some(path) => {
-            let store = TokenStore::new(config).cache_file(path);
-            let token = store.get(&request).map_err(|e| e.to_string())?;
-            if let Some(problem) = store.last_cache_error() {
-                eprintln!("get_token: warning: {problem}");
-            }
-            Ok(token.access_token().to_owned())
-        }
+    let mut store = TokenStore::new(config);
+    let cache_url = std::env::var("LOGTO_CACHE_URL").unwrap_or_default();
+    if let Some(path) = std::env::var_os("LOGTO_CACHE_FILE").filter(|p| !p.is_empty()) {
+        store = store.cache_file(path);
+    } else if !cache_url.is_empty() {
+        store = with_redis(store, &cache_url)?;
+    } else {
+        let token = request_token(store.config(), &request).map_err(|e| e.to_string())?;
+        return Ok(token.access_token().to_owned());
     }
+    let token = store.get(&request).map_err(|e| e.to_string())?;
+    if let Some(problem) = store.last_cache_error() {
+        eprintln!("get_token: warning: {problem}");
+    }
+    Ok(token.access_token().to_owned())
+}
+
+/// The store sharing its tokens through the Redis at `url` (`LOGTO_CACHE_URL`).
+#[cfg(feature = "redis")]
+fn with_redis(store: TokenStore, url: &str) -> Result<TokenStore, String> {
+    let redis = logto_m2m::RedisCache::new(url)
+        .map_err(|e| format!("environment variable LOGTO_CACHE_URL: {e}"))?;
+    Ok(store.token_cache(redis))
+}
+
+/// Without the `redis` feature a URL set anyway is an error, not silently ignored.
+#[cfg(not(feature = "redis"))]
+fn with_redis(_: TokenStore, _: &str) -> Result<TokenStore, String> {
+    Err("environment variable LOGTO_CACHE_URL: set, but this build has no redis feature".into())
 }

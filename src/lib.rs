@@ -12,7 +12,7 @@
 //!
 //! Beside them: [`AuthMethod`] picks Basic or form credentials, and [`TokenCache`] (with
 //! [`CacheKey`], [`CacheEntry`] and [`CacheLock`]) lets a `TokenStore` share tokens beyond
-//! its memory, as its token file does.
+//! its memory, as its token file does, or Redis (`RedisCache`, with the `redis` feature).
 //!
 //! ```rust,no_run
 //! use std::time::Duration;
@@ -54,12 +54,15 @@
 // - store:      TokenStore: memory, single flight, refresh ahead, backoff
 // - cache:      the TokenCache interface a store shares tokens through
 // - token_file: the token file, one TokenCache
+// - redis:      RedisCache, another (feature `redis`)
 // - error:      Error and ErrorKind, for all of the above
 // - text:       small hand-written readers and writers: JSON strings, seconds
 mod cache;
 mod config;
 mod error;
 mod exchange;
+#[cfg(feature = "redis")]
+mod redis;
 mod request;
 mod response;
 mod store;
@@ -73,6 +76,8 @@ pub use cache::{CacheEntry, CacheKey, CacheLock, TokenCache};
 pub use config::{AuthMethod, Config};
 pub use error::{Error, ErrorKind};
 pub use exchange::request_token;
+#[cfg(feature = "redis")]
+pub use redis::RedisCache;
 pub use request::TokenRequest;
 pub use store::TokenStore;
 pub use token::Token;

@@ -1,0 +1,270 @@
+//! Many processes share one token through a real `redis-server` (`LOGTO_CACHE_URL`): the
+//! fleet recipe of the README, run as `get_token` processes against the real peer, each in
+//! its own empty working directory with no token file. The token server that stalls (to
+//! hold a refresh lock open) is a loopback server: stalling is a fault a real server won't
+//! produce on demand.
+#![cfg(feature = "redis")]
+
+mod common;
+#[path = "common/redis_server.rs"]
+mod redis_server;
+
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::loopback::Loopback;
+use common::{M2M_BASIC, M2M_POST, Peer, SHOPPING_API, TempDir, example_path, program};
+use logto_m2m::CacheKey;
+use redis_server::{RedisServer, Reply};
+
+/// `LOGTO_TIMEOUT` of every run: also the lease of the refresh lock.
+const TIMEOUT_S: u64 = 4;
+
+/// `get_token` for `app` at `token_url`, sharing tokens through `redis`, in its own empty
+/// working directory (returned, to keep it alive until the run ends).
+fn get_token(token_url: &str, (id, secret): (&str, &str), redis: &str) -> (Command, TempDir) {
+    let dir = TempDir::new("fleet");
+    let mut cmd = program(example_path("get_token"));
+    cmd.current_dir(dir.path())
+        .env("LOGTO_TOKEN_URL", token_url)
+        .env("LOGTO_APP_ID", id)
+        .env("LOGTO_APP_SECRET", secret)
+        .env("LOGTO_RESOURCE", SHOPPING_API)
+        .env("LOGTO_SCOPES", "read:products")
+        .env("LOGTO_TIMEOUT", TIMEOUT_S.to_string())
+        .env("LOGTO_CACHE_URL", redis)
+        .stdin(Stdio::null());
+    (cmd, dir)
+}
+
+/// The token a finished run printed, and its stderr; panics if it failed.
+fn token_of(out: Output) -> (String, String) {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "get_token failed: {stderr}");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(!token.is_empty(), "no token; stderr: {stderr}");
+    (token, stderr)
+}
+
+/// Runs `n` commands at once; returns their outputs.
+fn at_once(cmds: Vec<(Command, TempDir)>) -> Vec<Output> {
+    let children: Vec<(Child, TempDir)> = cmds
+        .into_iter()
+        .map(|(mut c, dir)| {
+            (
+                c.stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap(),
+                dir,
+            )
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|(child, _dir)| child.wait_with_output().unwrap())
+        .collect()
+}
+
+/// Waits (bounded) until Redis holds a refresh lock.
+fn wait_for_lock(redis: &RedisServer) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Reply::Array(keys) = redis.command(&["KEYS", "logto-m2m:lock:*"])
+            && !keys.is_empty()
+        {
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    panic!("no refresh lock appeared in redis");
+}
+
+/// A token endpoint whose first request stalls for `first` (or until the client goes)
+/// and whose later ones get a fresh token each; counts requests.
+fn stalling_token_server(first: Duration) -> (Loopback, Arc<AtomicU32>) {
+    let served = Arc::new(AtomicU32::new(0));
+    let counter = Arc::clone(&served);
+    let server = Loopback::start(16, Duration::from_secs(60), move |c| {
+        let n = counter.fetch_add(1, SeqCst);
+        if n == 0 && !c.pause(first) {
+            return;
+        }
+        let body = format!(
+            r#"{{"access_token":"loopback-token-{n}","token_type":"Bearer","expires_in":3600}}"#
+        );
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        c.send(head.as_bytes());
+        c.send(body.as_bytes());
+    });
+    (server, served)
+}
+
+#[test]
+fn eight_processes_at_once_make_one_request_and_ten_runs_after_none() {
+    let peer = Peer::start();
+    let redis = RedisServer::start();
+    let runs = (0..8)
+        .map(|_| get_token(&peer.token_url(), M2M_BASIC, &redis.url()))
+        .collect();
+    let tokens: Vec<String> = at_once(runs).into_iter().map(|o| token_of(o).0).collect();
+    assert_eq!(peer.stats().token_requests, 1);
+    assert!(tokens.iter().all(|t| *t == tokens[0]));
+    for _ in 0..10 {
+        let (mut cmd, _dir) = get_token(&peer.token_url(), M2M_BASIC, &redis.url());
+        let (token, stderr) = token_of(cmd.output().unwrap());
+        assert_eq!(token, tokens[0]);
+        assert!(!stderr.contains("warning"), "{stderr}");
+    }
+    assert_eq!(peer.stats().token_requests, 1);
+    assert_no_secret(&redis, &[M2M_BASIC.1]);
+}
+
+#[test]
+fn redis_down_before_a_run_still_gives_a_token_and_a_warning() {
+    let peer = Peer::start();
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    redis.stop();
+    let started = Instant::now();
+    let (mut cmd, _dir) = get_token(&peer.token_url(), M2M_BASIC, &url);
+    let (_, stderr) = token_of(cmd.output().unwrap());
+    assert!(
+        started.elapsed() < Duration::from_secs(TIMEOUT_S),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(stderr.contains("warning: redis"), "{stderr}");
+    assert_eq!(peer.stats().token_requests, 1);
+}
+
+#[test]
+fn redis_stopped_while_a_refresh_holds_the_lock_hangs_no_run() {
+    let (server, served) = stalling_token_server(Duration::from_secs(2));
+    let url = format!("http://127.0.0.1:{}/oidc/token", server.port());
+    let mut redis = RedisServer::start();
+    let (mut holder, _d) = get_token(&url, M2M_BASIC, &redis.url());
+    let holder = holder
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_lock(&redis);
+    let redis_url = redis.url();
+    redis.stop();
+    let started = Instant::now();
+    let others = at_once(
+        (0..2)
+            .map(|_| get_token(&url, M2M_BASIC, &redis_url))
+            .collect(),
+    );
+    for out in others {
+        let (_, stderr) = token_of(out);
+        assert!(stderr.contains("warning: redis"), "{stderr}");
+    }
+    token_of(holder.wait_with_output().unwrap());
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(TIMEOUT_S), "{took:?}");
+    assert_eq!(served.load(SeqCst), 3);
+    drop(server);
+}
+
+#[test]
+fn killed_lock_holder_blocks_the_fleet_no_longer_than_the_lease() {
+    // The first request never gets an answer: its process holds the lock until killed.
+    let (server, served) = stalling_token_server(Duration::from_secs(60));
+    let url = format!("http://127.0.0.1:{}/oidc/token", server.port());
+    let redis = RedisServer::start();
+    let (mut holder, _d) = get_token(&url, M2M_BASIC, &redis.url());
+    let mut holder = holder
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_lock(&redis);
+    let locked = Instant::now();
+    holder.kill().unwrap(); // SIGKILL: no chance to release the lock
+    holder.wait().unwrap();
+    // Start a moment later, as processes that come along do: the lock lapses `TIMEOUT_S`
+    // after it was taken, inside their own wait.
+    thread::sleep(Duration::from_secs(1));
+    let runs = (0..3)
+        .map(|_| get_token(&url, M2M_BASIC, &redis.url()))
+        .collect();
+    let tokens: Vec<String> = at_once(runs).into_iter().map(|o| token_of(o).0).collect();
+    assert!(tokens.iter().all(|t| *t == tokens[0]), "{tokens:?}");
+    assert!(
+        locked.elapsed() < Duration::from_secs(TIMEOUT_S + 2),
+        "{:?}",
+        locked.elapsed()
+    );
+    // The killed holder's request, then exactly one for the three.
+    assert_eq!(served.load(SeqCst), 2);
+    drop(server);
+}
+
+#[test]
+fn entry_written_for_another_app_is_not_used() {
+    let peer = Peer::start();
+    let redis = RedisServer::start();
+    let (mut cmd, _d) = get_token(&peer.token_url(), M2M_BASIC, &redis.url());
+    let (basic_token, _) = token_of(cmd.output().unwrap());
+    // Copy m2m-basic's entry to the key m2m-post's would have.
+    let request_key = format!("{SHOPPING_API}\0read:products\0");
+    let id = |app: &str| {
+        CacheKey::new(&peer.token_url(), app, &request_key)
+            .id()
+            .to_owned()
+    };
+    let from = format!("logto-m2m:token:{}", id(M2M_BASIC.0));
+    let to = format!("logto-m2m:token:{}", id(M2M_POST.0));
+    let Reply::Bulk(Some(value)) = redis.command(&["GET", &from]) else {
+        panic!("no entry under {from}");
+    };
+    redis.command_bytes(&[b"SET", to.as_bytes(), &value, b"PX", b"600000"]);
+
+    let (mut cmd, _d) = get_token(&peer.token_url(), M2M_POST, &redis.url());
+    let (post_token, _) = token_of(cmd.output().unwrap());
+    assert_ne!(post_token, basic_token);
+    assert_eq!(peer.stats().token_requests, 2);
+    assert_no_secret(&redis, &[M2M_BASIC.1, M2M_POST.1]);
+}
+
+#[test]
+fn redis_password_is_never_shown() {
+    let peer = Peer::start();
+    let canary = "canary-redis-password-9f2c";
+    let redis = RedisServer::with_password(canary);
+    let wrong = format!("redis://:wrong-{canary}@127.0.0.1:{}/0", redis.port());
+    let (mut cmd, _d) = get_token(&peer.token_url(), M2M_BASIC, &wrong);
+    let (_, stderr) = token_of(cmd.output().unwrap());
+    assert!(stderr.contains("warning: redis"), "{stderr}");
+    assert!(!stderr.contains(canary), "{stderr}");
+    let right = format!("redis://:{canary}@127.0.0.1:{}/0", redis.port());
+    let (mut cmd, _d) = get_token(&peer.token_url(), M2M_BASIC, &right);
+    let (_, stderr) = token_of(cmd.output().unwrap());
+    assert!(!stderr.contains("warning"), "{stderr}");
+    assert_eq!(peer.stats().token_requests, 2);
+}
+
+/// No key or value in Redis holds an app secret, in any form it travels in.
+fn assert_no_secret(redis: &RedisServer, secrets: &[&str]) {
+    let dump = redis.dump();
+    assert!(!dump.is_empty());
+    for secret in secrets {
+        let basic = base64::engine::general_purpose::STANDARD.encode(secret);
+        for (key, value) in &dump {
+            for text in [key, value] {
+                let text = String::from_utf8_lossy(text);
+                assert!(!text.contains(secret) && !text.contains(&basic), "{text}");
+            }
+        }
+    }
+}

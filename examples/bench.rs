@@ -4,13 +4,17 @@
 //! cargo run --release --example bench
 //! ```
 //!
-//! Prints one `name: value unit` line per figure. The token server is the tests' small
+//! Prints one `name: value unit` line per figure; with `--features redis` also the figures
+//! of a Redis shared cache, against a `redis-server` it starts on 127.0.0.1. The token server is the tests' small
 //! loopback HTTP/1.1 server (`tests/common/loopback.rs`) inside this program, answering
 //! every POST with a token and counting requests, so the figures measure this crate and
 //! not a remote server.
 
 #[path = "../tests/common/loopback.rs"]
 mod loopback;
+#[cfg(feature = "redis")]
+#[path = "../tests/common/redis_server.rs"]
+mod redis_server;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -122,6 +126,9 @@ fn main() {
     assert_eq!(server.requests(), served_before, "file hits made requests");
     let _ = std::fs::remove_dir_all(&dir);
 
+    #[cfg(feature = "redis")]
+    redis_figures(&config, &request, &server);
+
     let before = ALLOCATIONS.load(Relaxed);
     for _ in 0..100_000 {
         black_box(store.get(&request).unwrap());
@@ -151,6 +158,31 @@ fn main() {
             black_box(request_token(&config, &request).unwrap());
         })
     );
+}
+
+/// With `--features redis`: the same two figures with a Redis shared cache, against a
+/// `redis-server` of our own on a free 127.0.0.1 port (stopped on return).
+#[cfg(feature = "redis")]
+fn redis_figures(config: &Config, request: &TokenRequest, server: &Loopback) {
+    let redis = redis_server::RedisServer::start();
+    let cache = || logto_m2m::RedisCache::new(&redis.url()).unwrap();
+    let shared = TokenStore::new(config.clone()).token_cache(cache());
+    shared.get(request).unwrap();
+    println!(
+        "hit_ns_1t_with_redis: {:.1} ns",
+        median_ns(|| {
+            black_box(shared.get(black_box(request)).unwrap());
+        })
+    );
+    let served_before = server.requests();
+    println!(
+        "redis_hit_us: {:.1} us (first get of a new store, from redis)",
+        median_us(200, || {
+            let fresh = TokenStore::new(config.clone()).token_cache(cache());
+            black_box(fresh.get(request).unwrap());
+        })
+    );
+    assert_eq!(server.requests(), served_before, "redis hits made requests");
 }
 
 /// One `Instant::now()` and one uncontended lock/unlock: what a hit can't go below.

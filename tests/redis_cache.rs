@@ -27,13 +27,7 @@ fn key() -> CacheKey {
 
 fn entry(token: &str, lifetime: Duration) -> CacheEntry {
     let now = SystemTime::now();
-    CacheEntry::new(
-        token,
-        Some("read:products"),
-        now,
-        now + lifetime,
-    )
-    .unwrap()
+    CacheEntry::new(token, Some("read:products"), now, now + lifetime).unwrap()
 }
 
 fn token_key(key: &CacheKey) -> String {

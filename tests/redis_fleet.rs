@@ -268,3 +268,23 @@ fn assert_no_secret(redis: &RedisServer, secrets: &[&str]) {
         }
     }
 }
+
+/// The command reads `LOGTO_CACHE_URL` as `get_token` does: two runs, one request.
+#[test]
+fn command_shares_tokens_through_redis_too() {
+    let peer = Peer::start();
+    let redis = RedisServer::start();
+    let run = || {
+        let mut cmd = program(env!("CARGO_BIN_EXE_logto-m2m"));
+        cmd.args(["token", "--scope", "read:products"])
+            .env("LOGTO_TOKEN_URL", peer.token_url())
+            .env("LOGTO_APP_ID", M2M_BASIC.0)
+            .env("LOGTO_APP_SECRET", M2M_BASIC.1)
+            .env("LOGTO_RESOURCE", SHOPPING_API)
+            .env("LOGTO_CACHE_URL", redis.url())
+            .stdin(Stdio::null());
+        token_of(cmd.output().unwrap()).0
+    };
+    assert_eq!(run(), run());
+    assert_eq!(peer.stats().token_requests, 1);
+}

@@ -47,7 +47,9 @@ const REQUEST_HELP: &str = "\
   -h, --help              this help
 
 Environment: LOGTO_ENDPOINT or LOGTO_TOKEN_URL, LOGTO_APP_ID, LOGTO_APP_SECRET (required);
-LOGTO_LOG=debug|info|warn prints the library's log events on stderr.
+LOGTO_CACHE_URL=redis://host:port/db shares tokens through Redis (built with the redis
+feature; a token file, when given, is used instead); LOGTO_LOG=debug|info|warn prints the
+library's log events on stderr.
 ";
 
 const TOKEN_HELP: &str = "\
@@ -300,12 +302,17 @@ fn fetch(opts: &Options) -> Result<Arc<Token>, Failure> {
         Some(path) => Some(path.clone()),
         None => env("LOGTO_CACHE_FILE")?.filter(|p| !p.is_empty()),
     };
-    let token = match cache_file {
+    let cache_url = env("LOGTO_CACHE_URL")?.filter(|u| !u.is_empty());
+    let store = match (cache_file, cache_url) {
+        (Some(path), _) => Some(TokenStore::new(config.clone()).cache_file(path)),
+        (None, Some(url)) => Some(with_redis(TokenStore::new(config.clone()), &url)?),
+        (None, None) => None,
+    };
+    let token = match store {
         None => Arc::new(logto_m2m::request_token(&config, &request)?),
-        Some(path) => {
-            let store = TokenStore::new(config).cache_file(path);
+        Some(store) => {
             let token = store.get(&request)?;
-            // The file is only a cache: without it we still got a token.
+            // The file or Redis is only a cache: without it we still got a token.
             if let Some(problem) = store.last_cache_error() {
                 eprintln!("logto-m2m: warning: {problem}");
             }
@@ -332,6 +339,24 @@ fn fetch(opts: &Options) -> Result<Arc<Token>, Failure> {
         );
     }
     Ok(token)
+}
+
+/// The store sharing tokens through the Redis at `LOGTO_CACHE_URL`.
+#[cfg(feature = "redis")]
+fn with_redis(store: TokenStore, url: &str) -> Result<TokenStore, Failure> {
+    let redis = logto_m2m::RedisCache::new(url)
+        .map_err(|e| Failure::Usage(format!("environment variable LOGTO_CACHE_URL: {e}")))?;
+    Ok(store.token_cache(redis))
+}
+
+/// Without the `redis` feature a URL set anyway is a usage error, not silently ignored.
+#[cfg(not(feature = "redis"))]
+fn with_redis(_: TokenStore, _: &str) -> Result<TokenStore, Failure> {
+    Err(Failure::Usage(
+        "environment variable LOGTO_CACHE_URL: set, but this build has no redis feature \
+         (cargo install logto-m2m --features redis)"
+            .into(),
+    ))
 }
 
 /// A `LOGTO_*` variable the command reads itself; `None` when unset.

@@ -39,8 +39,8 @@ const MAX_RETRY_AFTER_BACKOFF: Duration = Duration::from_secs(3600);
 /// it gives up. The refresh itself is bounded by the timeout; this is a safety net.
 const WAIT_SLACK: Duration = Duration::from_secs(5);
 
-/// Refreshes between two sweeps of the shared map for keys whose token is long gone.
-const SWEEP_EVERY: u32 = 64;
+/// The fewest keys at which the shared map is swept for keys whose token is long gone.
+const MIN_SWEEP_AT: usize = 64;
 
 /// A thread-safe token cache: one token per (resource, scopes, organization), refreshed
 /// shortly before it expires, with one request per refresh however many threads ask.
@@ -115,8 +115,10 @@ type Buckets<T> = HashMap<u64, Vec<T>, BuildHasherDefault<PrecomputedHash>>;
 
 struct Entries {
     map: Buckets<Entry>,
-    /// Refreshes since the last sweep.
-    since_sweep: u32,
+    /// A new key is added after a sweep once the map holds this many: twice what the last
+    /// sweep left, at least [`MIN_SWEEP_AT`]. So the map holds at most twice the keys worth
+    /// keeping, and a sweep's cost, spread over the keys added before it, is constant.
+    sweep_at: usize,
 }
 
 /// The keys are already hashes, so the map's hasher passes them through: a lookup costs
@@ -278,7 +280,7 @@ impl TokenStore {
             cache_error: Mutex::new(None),
             entries: Mutex::new(Entries {
                 map: Buckets::default(),
-                since_sweep: 0,
+                sweep_at: MIN_SWEEP_AT,
             }),
             refreshed: Condvar::new(),
             generation: Arc::new(AtomicU64::new(0)),
@@ -420,6 +422,12 @@ impl TokenStore {
         let mut waited_for = None;
         loop {
             let now = self.now();
+            if find_mut(&mut entries.map, request).is_none()
+                && entries.map.len() >= entries.sweep_at
+            {
+                sweep(&mut entries.map, now);
+                entries.sweep_at = MIN_SWEEP_AT.max(2 * entries.map.len());
+            }
             let entry = find_or_insert(&mut entries.map, request);
             let next = match waited_for {
                 // The refresh we waited for is over: take what it left.
@@ -603,11 +611,6 @@ impl TokenStore {
     ) -> Result<Arc<Token>, Error> {
         let mut entries = self.lock();
         let now = self.now();
-        entries.since_sweep += 1;
-        if entries.since_sweep >= SWEEP_EVERY {
-            entries.since_sweep = 0;
-            sweep(&mut entries.map, now);
-        }
         let entry = find_or_insert(&mut entries.map, request);
         let outcome = match result {
             Ok(token) => {
@@ -713,8 +716,8 @@ fn after_wait(entry: &Entry, now: Now) -> Next {
     }
 }
 
-/// Drops the entries that hold nothing worth keeping, so that keys asked for once don't
-/// stay forever.
+/// Drops the entries that hold nothing worth keeping (no valid token, no refresh, no
+/// backoff), so that keys asked for once don't stay forever.
 fn sweep(map: &mut Buckets<Entry>, now: Now) {
     map.retain(|_, bucket| {
         bucket.retain(|e| !e.is_spent(now));

@@ -286,15 +286,20 @@ fn refresh_points_are_spread_over_the_first_half_of_the_margin() {
 #[test]
 fn spent_keys_are_swept() {
     let (s, calls) = store(|_| Tok(1));
-    for i in 0..SWEEP_EVERY - 1 {
+    for i in 0..MIN_SWEEP_AT {
         s.get(&TokenRequest::new(&format!("r{i}"))).unwrap();
     }
-    assert_eq!(s.lock().map.len(), SWEEP_EVERY as usize - 1);
+    assert_eq!(s.lock().map.len(), MIN_SWEEP_AT);
     s.hooks.clock.run(Duration::from_secs(2));
-    // The next refresh is the one that sweeps: only its own key, refreshing, is left.
-    s.get(&TokenRequest::new("r0")).unwrap();
+    // A new key at the threshold sweeps first: the spent keys go, the new one stays.
+    s.get(&TokenRequest::new("new")).unwrap();
     assert_eq!(s.lock().map.len(), 1);
-    assert_eq!(calls.load(SeqCst), SWEEP_EVERY);
+    assert_eq!(calls.load(SeqCst) as usize, MIN_SWEEP_AT + 1);
+    // Live keys stay, and the threshold follows them: no sweep on every new key.
+    for i in 0..2 * MIN_SWEEP_AT {
+        s.get(&TokenRequest::new(&format!("live{i}"))).unwrap();
+    }
+    assert_eq!(s.lock().map.len(), 2 * MIN_SWEEP_AT + 1);
 }
 
 #[test]

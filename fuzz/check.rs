@@ -15,7 +15,7 @@
 //! The committed seeds start with a space (0x20, even) for 200 and with `!` (0x21, odd)
 //! plus two status bytes otherwise, so the 200 ones read as text.
 
-use logto_m2m::internal::token_response as parse_token_response;
+use logto_m2m::internal::token_response;
 use logto_m2m::{Error, Token};
 
 /// Longest `Display` text an error may have, in bytes: server text can't make a message
@@ -45,10 +45,10 @@ pub fn check(data: &[u8]) {
 /// Parses `body` as an answer with `status`, panics if a property fails, and returns the
 /// result for tests that want to say more about it.
 pub fn check_response(status: u16, body: &[u8]) -> Result<Token, Error> {
-    let result = parse_token_response(status, body);
+    let result = token_response(status, body);
     match &result {
         Ok(token) => {
-            // "Any other status is an error" (parse_token_response's docs): a 4xx body
+            // "Any other status is an error" (the parser's docs, src/response.rs): a 4xx body
             // that happens to hold an access_token must never become a token.
             assert!((200..=299).contains(&status), "http {status} gave a token");
             let access_token = token.access_token();

@@ -5,7 +5,7 @@ mod common;
 
 use base64::Engine;
 use common::{M2M_BASIC, config, shared_peer, shopping};
-use logto_m2m::internal::token_response as parse_token_response;
+use logto_m2m::internal::token_response;
 use logto_m2m::{Config, TokenRequest, TokenStore, request_token};
 
 /// Every way the given value can be shown, joined.
@@ -57,7 +57,7 @@ fn parser_errors_never_repeat_the_token() {
         format!(r#"{{"access_token":"{canary}","token_type":"Bearer","scope":7}}"#),
         format!(r#"{{"access_token":"{canary}","token_type":"Bearer"}} trailing"#),
     ] {
-        let err = parse_token_response(200, body.as_bytes()).unwrap_err();
+        let err = token_response(200, body.as_bytes()).unwrap_err();
         assert_hidden(&format!("{err}\n{}", shown(&err)), &[canary]);
     }
 }

@@ -76,8 +76,8 @@ pub trait TokenCache: Send + Sync {
 }
 
 /// Which token an entry is for: the token URL, the app id and the request (resource,
-/// sorted scopes, organization). Never the secret.
-#[derive(Clone, PartialEq, Eq, Hash)]
+/// sorted scopes, organization). Never the secret, so `Debug` can show it all.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CacheKey {
     token_url: String,
     app_id: String,
@@ -119,17 +119,6 @@ impl CacheKey {
     /// Which token of this app: resource, sorted scopes and organization.
     pub fn request_key(&self) -> &str {
         &self.request_key
-    }
-}
-
-impl fmt::Debug for CacheKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CacheKey")
-            .field("id", &self.id)
-            .field("token_url", &self.token_url)
-            .field("app_id", &self.app_id)
-            .field("request_key", &self.request_key)
-            .finish()
     }
 }
 

@@ -291,11 +291,46 @@ faults! {
         c.respond(200, "", &token_json(&token));
     } => "BodyTooLarge", &["65536 byte limit"], 1..=1;
 
+    /// An error page of 1 MiB: cut at the cap, and the error still names the status.
+    megabyte_error_page: |c| {
+        c.respond(502, "", &format!("<html>{}</html>", "x".repeat(1 << 20)));
+    } => "BodyTooLarge", &["http 502", "65536 byte limit"], 1..=1;
+
     /// A body labelled gzip that would be a valid token if parsed as JSON: it must be
     /// refused for its encoding, not parsed.
     gzip_labelled_token: |c| {
         c.respond(200, "Content-Encoding: gzip\r\n", &token_json(TOKEN));
     } => "InvalidResponse", &["http 200", "content-encoding", "gzip"], 1..=1;
+}
+
+/// A token's lifetime counts from when its request was sent, not from when the answer was
+/// read: an answer that took 1 s leaves at most 2 s of a 3 s token.
+#[test]
+fn lifetime_counts_from_the_send() {
+    let server = serve(|c| {
+        if c.pause(Duration::from_millis(1000)) {
+            let body =
+                format!(r#"{{"access_token":"{TOKEN}","token_type":"Bearer","expires_in":3}}"#);
+            c.respond(200, "", &body);
+        }
+    });
+    let before = Instant::now();
+    let token = request_token(
+        &config(&server, TIMEOUT),
+        &common::shopping("read:products"),
+    )
+    .unwrap();
+    let after = Instant::now();
+    server.finish();
+    assert!(after - before >= Duration::from_millis(1000));
+    assert!(
+        token.received_at() >= before && token.received_at() < before + Duration::from_millis(200)
+    );
+    let left = token.expires_at().unwrap().saturating_duration_since(after);
+    assert!(
+        left <= Duration::from_secs(2),
+        "{left:?} left of a 3 s token after a 1 s answer"
+    );
 }
 
 /// 50 MiB announced and sent: the 64 KiB cap must stop the client reading long before the

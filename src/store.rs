@@ -372,7 +372,8 @@ impl TokenStore {
     /// # Errors
     /// The error of the refresh, as [`request_token`] returns it; during the backoff after
     /// a failure, that same error again. [`ErrorKind::Timeout`] if another thread's refresh
-    /// did not end within the config's timeout and a few seconds more.
+    /// did not end within the config's timeout (twice that with a token cache, whose
+    /// refresh may first wait for another process's) and a few seconds more.
     pub fn get(&self, request: &TokenRequest) -> Result<Arc<Token>, Error> {
         let now = self.now();
         let generation = self.generation.load(Ordering::Acquire);
@@ -416,8 +417,14 @@ impl TokenStore {
 
     #[cold]
     fn get_slow(&self, request: &TokenRequest) -> Result<Arc<Token>, Error> {
-        let give_up =
-            Instant::now().checked_add(self.config.timeout_value().saturating_add(WAIT_SLACK));
+        // A refresh takes at most the timeout, and with a shared cache at most the timeout
+        // again first, waiting for another holder's refresh.
+        let timeout = self.config.timeout_value();
+        let refresh = match self.cache {
+            Some(_) => timeout.saturating_mul(2),
+            None => timeout,
+        };
+        let give_up = Instant::now().checked_add(refresh.saturating_add(WAIT_SLACK));
         let mut entries = self.lock();
         let mut waited_for = None;
         loop {
@@ -550,10 +557,15 @@ impl TokenStore {
         {
             return Ok(token);
         }
+        // The refresh itself, the exchange and the write that shares its token, gets the
+        // timeout of its own, as the lease allows: a long wait above must not leave the
+        // write no time at all.
+        let refreshing = Instant::now();
         let token = self.fetch(request)?;
+        let write_left = timeout.saturating_sub(refreshing.elapsed());
         // A token with no lifetime, or times the clock can't write down, stays in memory.
         if let Some(entry) = token.to_entry()
-            && let Err(reason) = cache.write(&key, &entry, left())
+            && let Err(reason) = cache.write(&key, &entry, write_left)
         {
             self.note(cache, reason);
         }

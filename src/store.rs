@@ -3,8 +3,8 @@
 //! Two layers. The shared one is a `Mutex` over a map from request key to entry, with a
 //! `Condvar` that wakes the threads waiting for a refresh; the lock is held only to look at
 //! or update an entry, never across I/O. In front of it each thread keeps its own copies of
-//! the fresh tokens it has seen (`local.rs`), valid while the store's generation, an atomic
-//! bumped by every change to a token, is the one they were taken at. A hit is a
+//! the fresh tokens it has seen (`local.rs`), valid while their key's version, an atomic
+//! bumped by every change to that key's token, is the one they were taken at. A hit is a
 //! thread-local lookup, an atomic load and two clock reads: no lock and no memory that
 //! another thread writes, so hits on many threads don't queue.
 
@@ -50,9 +50,9 @@ const MIN_SWEEP_AT: usize = 64;
 /// `TokenStore` is `Send + Sync`: share it by reference or in an `Arc`.
 ///
 /// - A hit (a token outside its refresh margin) takes no lock: each thread keeps its own
-///   copy of the tokens it got, checked against a store-wide generation counter that every
-///   refresh, [`invalidate`](TokenStore::invalidate) and [`clear`](TokenStore::clear)
-///   bumps, so every thread's next call sees the change. Tens of nanoseconds, no
+///   copy of the tokens it got, checked against a version per key that every refresh,
+///   [`invalidate`](TokenStore::invalidate) and [`clear`](TokenStore::clear) bumps, so
+///   every thread's next call sees the change. Tens of nanoseconds, no
 ///   allocation, and threads don't slow each other down. (The copy is made once per thread
 ///   and token, on that thread's first hit after a change.)
 /// - Inside the refresh margin, the first caller refreshes while the others are handed the
@@ -100,10 +100,9 @@ pub struct TokenStore {
     cache_error: Mutex<Option<Error>>,
     entries: Mutex<Entries>,
     refreshed: Condvar,
-    /// Bumped, under the `entries` lock, whenever a token changes: thread-local copies
-    /// taken at an older generation are not used. An `Arc` so that those copies can hold a
-    /// `Weak` to it, which names this store without keeping it alive.
-    generation: Arc<AtomicU64>,
+    /// Names the store for the threads' copies, which hold a `Weak` to it: that tells a
+    /// store that is gone from a new one at the same address.
+    id: Arc<()>,
     #[cfg(test)]
     hooks: test::Hooks,
 }
@@ -220,6 +219,9 @@ struct Entry {
     round: u64,
     /// Failed refreshes in a row.
     failures: u32,
+    /// Bumped, with the lock held, whenever `held` changes: threads' copies of the token
+    /// taken at an older version are not used.
+    version: Arc<AtomicU64>,
 }
 
 /// Where the entry's refreshing stands.
@@ -246,7 +248,14 @@ impl Entry {
             refresh: Refresh::Idle,
             round: 0,
             failures: 0,
+            version: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Sets the token, and makes every thread's copy of the old one stale.
+    fn set_held(&mut self, held: Option<Held>) {
+        self.held = held;
+        self.version.fetch_add(1, Ordering::Release);
     }
 
     fn backoff_error(&self, now: Now) -> Option<&Error> {
@@ -283,7 +292,7 @@ impl TokenStore {
                 sweep_at: MIN_SWEEP_AT,
             }),
             refreshed: Condvar::new(),
-            generation: Arc::new(AtomicU64::new(0)),
+            id: Arc::new(()),
             #[cfg(test)]
             hooks: test::Hooks::default(),
         }
@@ -376,8 +385,7 @@ impl TokenStore {
     /// refresh may first wait for another process's) and a few seconds more.
     pub fn get(&self, request: &TokenRequest) -> Result<Arc<Token>, Error> {
         let now = self.now();
-        let generation = self.generation.load(Ordering::Acquire);
-        match local::hit(&self.generation, generation, request, now) {
+        match local::hit(&self.id, request, now) {
             Some(token) => Ok(token),
             None => self.get_slow(request),
         }
@@ -388,18 +396,16 @@ impl TokenStore {
     pub fn invalidate(&self, request: &TokenRequest) {
         let mut entries = self.lock();
         if let Some(entry) = find_mut(&mut entries.map, request) {
-            entry.held = None;
+            entry.set_held(None);
         }
-        self.bump();
     }
 
     /// Drops every cached token.
     pub fn clear(&self) {
         let mut entries = self.lock();
         for entry in entries.map.values_mut().flatten() {
-            entry.held = None;
+            entry.set_held(None);
         }
-        self.bump();
     }
 
     fn lock(&self) -> MutexGuard<'_, Entries> {
@@ -409,14 +415,12 @@ impl TokenStore {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Makes every thread's copies stale. Called with the `entries` lock held, so that a
-    /// copy taken under the lock is tagged with the generation it was taken at.
-    fn bump(&self) {
-        self.generation.fetch_add(1, Ordering::Release);
-    }
-
     #[cold]
     fn get_slow(&self, request: &TokenRequest) -> Result<Arc<Token>, Error> {
+        #[cfg(test)]
+        self.hooks
+            .slow
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         // A refresh takes at most the timeout, and with a shared cache at most the timeout
         // again first, waiting for another holder's refresh.
         let timeout = self.config.timeout_value();
@@ -443,13 +447,15 @@ impl TokenStore {
             };
             match next {
                 Next::Done(Ok(token)) => {
-                    let generation = self.generation.load(Ordering::Acquire);
                     if let Some(held) = entry
                         .held
                         .as_ref()
                         .filter(|h| Arc::ptr_eq(&h.token, &token) && h.is_fresh(now))
                     {
-                        local::remember(&self.generation, generation, request, held);
+                        // Read under the lock, which every bump holds: the copy and the
+                        // version it is checked against belong together.
+                        let seen = entry.version.load(Ordering::Acquire);
+                        local::remember(&self.id, request, held, &entry.version, seen, now);
                     }
                     return Ok(token);
                 }
@@ -631,10 +637,15 @@ impl TokenStore {
                 if token.expires_in().is_zero() {
                     // Valid for no time at all: hand it to this round of callers, keep
                     // nothing.
-                    entry.held = None;
+                    entry.set_held(None);
                     entry.refresh = Refresh::Landed(Arc::clone(&token));
                 } else {
-                    entry.held = Some(Held::new(Arc::clone(&token), self.margin));
+                    entry.set_held(Some(Held::new(Arc::clone(&token), self.margin)));
+                    // The refreshing thread's next hit needs no lock either.
+                    if let Some(held) = entry.held.as_ref().filter(|h| h.is_fresh(now)) {
+                        let seen = entry.version.load(Ordering::Acquire);
+                        local::remember(&self.id, request, held, &entry.version, seen, now);
+                    }
                     entry.refresh = Refresh::Idle;
                 }
                 Ok(token)
@@ -672,7 +683,6 @@ impl TokenStore {
             }
         };
         entry.round = entry.round.wrapping_add(1);
-        self.bump();
         drop(entries);
         self.refreshed.notify_all();
         outcome

@@ -1,42 +1,19 @@
 //! Each thread's copies of the fresh tokens it got from a store: what makes a hit lock-free.
 //!
-//! A copy is used only while the store's generation is the one it was taken at; every
-//! change to a token bumps the generation, so every thread's next call sees the change.
-//! A copy is a new `Arc` of a clone of the token, so the reference count a hit touches is
-//! that thread's alone: hits on many threads share no memory that anyone writes.
+//! A copy is used only while its key's version in the store is the one it was taken at;
+//! every change to that key's token (a refresh, `invalidate`, `clear`) bumps the version,
+//! so every thread's next call sees the change, and a refresh of one key leaves the other
+//! keys' copies alone. A copy is a new `Arc` of a clone of the token, so the reference
+//! count a hit touches is that thread's alone: hits on many threads share no memory that
+//! anyone writes.
 
 use std::cell::RefCell;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
-use super::{Buckets, Held, Now};
+use super::{Buckets, Held, MIN_SWEEP_AT, Now};
 use crate::request::TokenRequest;
 use crate::token::Token;
-
-/// The fresh token for `request` from this thread's copies of `store`'s tokens, if they
-/// were taken at `generation`.
-pub(super) fn hit(
-    store: &Arc<AtomicU64>,
-    generation: u64,
-    request: &TokenRequest,
-    now: Now,
-) -> Option<Arc<Token>> {
-    // `try_with`: during thread teardown the copies may be gone; the slow path still works.
-    LOCAL
-        .try_with(|local| {
-            let local = local.borrow();
-            let mine = local
-                .iter()
-                .find(|l| Weak::as_ptr(&l.store) == Arc::as_ptr(store))?;
-            if mine.generation != generation {
-                return None;
-            }
-            let held = find(&mine.tokens, request)?;
-            held.is_fresh(now).then(|| Arc::clone(&held.token))
-        })
-        .ok()
-        .flatten()
-}
 
 thread_local! {
     /// This thread's copies of fresh tokens, per store.
@@ -45,21 +22,62 @@ thread_local! {
 
 /// One thread's copies of one store's fresh tokens.
 struct Local {
-    /// Names the store (its generation counter) without keeping it alive.
-    store: Weak<AtomicU64>,
-    /// The store's generation when these copies were taken.
-    generation: u64,
-    tokens: Buckets<(Arc<str>, Held)>,
+    /// Names the store without keeping it alive.
+    store: Weak<()>,
+    copies: Buckets<Kept>,
+    /// The copies are swept of stale ones when a new key finds this many: twice what the
+    /// last sweep left, at least `MIN_SWEEP_AT`.
+    sweep_at: usize,
 }
 
-/// Keeps a copy of `held` for this thread's next hits.
+/// A token this thread keeps, with what tells whether it is still current.
+struct Kept {
+    key: Arc<str>,
+    /// The key's version in the store, and what it was when the copy was taken.
+    version: Arc<AtomicU64>,
+    seen: u64,
+    held: Held,
+}
+
+impl Kept {
+    fn is_current(&self) -> bool {
+        self.version.load(Ordering::Acquire) == self.seen
+    }
+}
+
+/// The fresh token for `request` from this thread's copies of `store`'s tokens, if the
+/// copy is current.
+pub(super) fn hit(store: &Arc<()>, request: &TokenRequest, now: Now) -> Option<Arc<Token>> {
+    // `try_with`: during thread teardown the copies may be gone; the slow path still works.
+    LOCAL
+        .try_with(|local| {
+            let local = local.borrow();
+            let mine = local
+                .iter()
+                .find(|l| Weak::as_ptr(&l.store) == Arc::as_ptr(store))?;
+            let copy = find(&mine.copies, request)?;
+            (copy.is_current() && copy.held.is_fresh(now)).then(|| Arc::clone(&copy.held.token))
+        })
+        .ok()
+        .flatten()
+}
+
+/// Keeps a copy of `held` for this thread's next hits. `seen` is the key's `version` read
+/// under the store's lock, with `held`.
 pub(super) fn remember(
-    store: &Arc<AtomicU64>,
-    generation: u64,
+    store: &Arc<()>,
     request: &TokenRequest,
     held: &Held,
+    version: &Arc<AtomicU64>,
+    seen: u64,
+    now: Now,
 ) {
-    let copy = held.copy();
+    let copy = Kept {
+        key: Arc::clone(request.key_arc()),
+        version: Arc::clone(version),
+        seen,
+        held: held.copy(),
+    };
     // During thread teardown there is nowhere to keep it: the next call takes the lock.
     let _ = LOCAL.try_with(|local| {
         let mut local = local.borrow_mut();
@@ -73,29 +91,31 @@ pub(super) fn remember(
             None => {
                 local.push(Local {
                     store: Arc::downgrade(store),
-                    generation,
-                    tokens: Buckets::default(),
+                    copies: Buckets::default(),
+                    sweep_at: MIN_SWEEP_AT,
                 });
                 local.len() - 1
             }
         };
         let mine = &mut local[index];
-        if mine.generation != generation {
-            mine.generation = generation;
-            mine.tokens.clear();
+        if find(&mine.copies, request).is_none() && mine.copies.len() >= mine.sweep_at {
+            mine.copies.retain(|_, bucket| {
+                bucket.retain(|c| c.is_current() && c.held.is_fresh(now));
+                !bucket.is_empty()
+            });
+            mine.sweep_at = MIN_SWEEP_AT.max(2 * mine.copies.len());
         }
-        let bucket = mine.tokens.entry(request.key_hash()).or_default();
-        bucket.retain(|(key, _)| **key != *request.key());
-        bucket.push((Arc::clone(request.key_arc()), copy));
+        let bucket = mine.copies.entry(request.key_hash()).or_default();
+        bucket.retain(|c| *c.key != *request.key());
+        bucket.push(copy);
     });
 }
 
 /// The copy for `request`: the same key by pointer (the request, or a clone of the one the
 /// copy was taken for, the usual case) or else by text.
-fn find<'a>(map: &'a Buckets<(Arc<str>, Held)>, request: &TokenRequest) -> Option<&'a Held> {
+fn find<'a>(map: &'a Buckets<Kept>, request: &TokenRequest) -> Option<&'a Kept> {
     let mine = request.key_arc();
     map.get(&request.key_hash())?
         .iter()
-        .find(|(key, _)| Arc::ptr_eq(key, mine) || **key == **mine)
-        .map(|(_, held)| held)
+        .find(|c| Arc::ptr_eq(&c.key, mine) || *c.key == **mine)
 }

@@ -13,6 +13,8 @@ type FetchHook = dyn Fn(&Config, &TokenRequest) -> Result<Token, Error> + Send +
 pub(super) struct Hooks {
     pub(super) fetch: Option<Box<FetchHook>>,
     pub(super) clock: Arc<TestClock>,
+    /// Calls that missed this thread's copies and took the store's lock.
+    pub(super) slow: AtomicU32,
 }
 
 /// Offsets added to the real clocks: the monotonic one only moves forward (a suspend
@@ -145,6 +147,27 @@ fn invalidate_and_clear_reach_every_threads_copy() {
     s.clear();
     let third = s.get(&r).unwrap();
     assert_ne!(third.access_token(), second.access_token());
+    assert_eq!(calls.load(SeqCst), 3);
+}
+
+#[test]
+fn a_change_to_one_key_leaves_the_other_keys_copies_alone() {
+    let (s, calls) = store(|_| Tok(3600));
+    let (a, b) = (TokenRequest::new("a"), TokenRequest::new("b"));
+    s.get(&a).unwrap();
+    s.get(&b).unwrap();
+    let slow = || s.hooks.slow.load(SeqCst);
+    let before = slow();
+    for _ in 0..10 {
+        s.get(&a).unwrap();
+        s.get(&b).unwrap();
+    }
+    assert_eq!(slow(), before, "hits take no lock");
+    s.invalidate(&a);
+    s.get(&b).unwrap();
+    assert_eq!(slow(), before, "b's copy is still current");
+    s.get(&a).unwrap();
+    assert_eq!(slow(), before + 1, "a's copy is stale");
     assert_eq!(calls.load(SeqCst), 3);
 }
 

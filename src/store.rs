@@ -446,19 +446,7 @@ impl TokenStore {
                 _ => decide(entry, now),
             };
             match next {
-                Next::Done(Ok(token)) => {
-                    if let Some(held) = entry
-                        .held
-                        .as_ref()
-                        .filter(|h| Arc::ptr_eq(&h.token, &token) && h.is_fresh(now))
-                    {
-                        // Read under the lock, which every bump holds: the copy and the
-                        // version it is checked against belong together.
-                        let seen = entry.version.load(Ordering::Acquire);
-                        local::remember(&self.id, request, held, &entry.version, seen, now);
-                    }
-                    return Ok(token);
-                }
+                Next::Done(Ok(token)) => return Ok(self.hand_out(request, entry, token, now)),
                 Next::Done(Err(error)) => return Err(error),
                 Next::Refresh if matches!(entry.refresh, Refresh::Running) => {
                     waited_for = Some(entry.round);
@@ -641,14 +629,9 @@ impl TokenStore {
                     entry.refresh = Refresh::Landed(Arc::clone(&token));
                 } else {
                     entry.set_held(Some(Held::new(Arc::clone(&token), self.margin)));
-                    // The refreshing thread's next hit needs no lock either.
-                    if let Some(held) = entry.held.as_ref().filter(|h| h.is_fresh(now)) {
-                        let seen = entry.version.load(Ordering::Acquire);
-                        local::remember(&self.id, request, held, &entry.version, seen, now);
-                    }
                     entry.refresh = Refresh::Idle;
                 }
-                Ok(token)
+                Ok(self.hand_out(request, entry, token, now))
             }
             Err(error) => {
                 entry.failures = entry.failures.saturating_add(1);
@@ -678,6 +661,7 @@ impl TokenStore {
                     Some(old) => Ok(Arc::clone(&old.token)),
                     None => Err(error.clone()),
                 };
+                let outcome = outcome.map(|old| self.hand_out(request, entry, old, now));
                 entry.refresh = Refresh::BackingOff { error, until };
                 outcome
             }
@@ -686,6 +670,23 @@ impl TokenStore {
         drop(entries);
         self.refreshed.notify_all();
         outcome
+    }
+
+    /// What a caller on this thread gets for `token`: when it is the token `entry` holds,
+    /// this thread's own copy of it (the `Arc` its hits return), else `token` itself.
+    fn hand_out(
+        &self,
+        request: &TokenRequest,
+        entry: &Entry,
+        token: Arc<Token>,
+        now: Now,
+    ) -> Arc<Token> {
+        match &entry.held {
+            Some(held) if Arc::ptr_eq(&held.token, &token) => {
+                local::copy_of(&self.id, request, held, &entry.version, now).unwrap_or(token)
+            }
+            _ => token,
+        }
     }
 
     /// Both clocks; in unit tests, moved by the test's offsets.

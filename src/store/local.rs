@@ -62,53 +62,63 @@ pub(super) fn hit(store: &Arc<()>, request: &TokenRequest, now: Now) -> Option<A
         .flatten()
 }
 
-/// Keeps a copy of `held` for this thread's next hits. `seen` is the key's `version` read
-/// under the store's lock, with `held`.
-pub(super) fn remember(
+/// This thread's copy of `held`, the token `store` holds for `request` at `version`: the one
+/// it has if it is current, else a new one, kept for the next hits. So a thread gets the
+/// same `Arc` for the same token, from a hit or from the store. `None` during thread
+/// teardown, when there is nowhere to keep it.
+pub(super) fn copy_of(
     store: &Arc<()>,
     request: &TokenRequest,
     held: &Held,
     version: &Arc<AtomicU64>,
-    seen: u64,
     now: Now,
-) {
-    let copy = Kept {
-        key: Arc::clone(request.key_arc()),
-        version: Arc::clone(version),
-        seen,
-        held: held.copy(),
-    };
-    // During thread teardown there is nowhere to keep it: the next call takes the lock.
-    let _ = LOCAL.try_with(|local| {
-        let mut local = local.borrow_mut();
-        // Copies of stores that are gone are of no use to anyone.
-        local.retain(|l| l.store.strong_count() > 0);
-        let index = match local
-            .iter()
-            .position(|l| Weak::as_ptr(&l.store) == Arc::as_ptr(store))
-        {
-            Some(i) => i,
-            None => {
-                local.push(Local {
-                    store: Arc::downgrade(store),
-                    copies: Buckets::default(),
-                    sweep_at: MIN_SWEEP_AT,
-                });
-                local.len() - 1
+) -> Option<Arc<Token>> {
+    // The caller holds the store's lock, which every bump holds: `seen` and `held` belong
+    // together.
+    let seen = version.load(Ordering::Acquire);
+    LOCAL
+        .try_with(|local| {
+            let mut local = local.borrow_mut();
+            // Copies of stores that are gone are of no use to anyone.
+            local.retain(|l| l.store.strong_count() > 0);
+            let index = match local
+                .iter()
+                .position(|l| Weak::as_ptr(&l.store) == Arc::as_ptr(store))
+            {
+                Some(i) => i,
+                None => {
+                    local.push(Local {
+                        store: Arc::downgrade(store),
+                        copies: Buckets::default(),
+                        sweep_at: MIN_SWEEP_AT,
+                    });
+                    local.len() - 1
+                }
+            };
+            let mine = &mut local[index];
+            if let Some(kept) = find(&mine.copies, request).filter(|k| k.seen == seen) {
+                return Arc::clone(&kept.held.token);
             }
-        };
-        let mine = &mut local[index];
-        if find(&mine.copies, request).is_none() && mine.copies.len() >= mine.sweep_at {
-            mine.copies.retain(|_, bucket| {
-                bucket.retain(|c| c.is_current() && c.held.is_fresh(now));
-                !bucket.is_empty()
-            });
-            mine.sweep_at = MIN_SWEEP_AT.max(2 * mine.copies.len());
-        }
-        let bucket = mine.copies.entry(request.key_hash()).or_default();
-        bucket.retain(|c| *c.key != *request.key());
-        bucket.push(copy);
-    });
+            if find(&mine.copies, request).is_none() && mine.copies.len() >= mine.sweep_at {
+                mine.copies.retain(|_, bucket| {
+                    bucket.retain(|k| k.is_current() && k.held.is_fresh(now));
+                    !bucket.is_empty()
+                });
+                mine.sweep_at = MIN_SWEEP_AT.max(2 * mine.copies.len());
+            }
+            let kept = Kept {
+                key: Arc::clone(request.key_arc()),
+                version: Arc::clone(version),
+                seen,
+                held: held.copy(),
+            };
+            let token = Arc::clone(&kept.held.token);
+            let bucket = mine.copies.entry(request.key_hash()).or_default();
+            bucket.retain(|k| *k.key != *request.key());
+            bucket.push(kept);
+            token
+        })
+        .ok()
 }
 
 /// The copy for `request`: the same key by pointer (the request, or a clone of the one the

@@ -96,7 +96,9 @@ pub(super) fn copy_of(
                 }
             };
             let mine = &mut local[index];
-            if let Some(kept) = find(&mine.copies, request).filter(|k| k.seen == seen) {
+            // The same version counter too: a key swept and asked for again starts a new one.
+            let same = |k: &&Kept| Arc::ptr_eq(&k.version, version) && k.seen == seen;
+            if let Some(kept) = find(&mine.copies, request).filter(same) {
                 return Arc::clone(&kept.held.token);
             }
             if find(&mine.copies, request).is_none() && mine.copies.len() >= mine.sweep_at {

@@ -326,6 +326,27 @@ fn spent_keys_are_swept() {
 }
 
 #[test]
+fn a_key_swept_and_asked_again_gets_its_new_token() {
+    let (s, _) = store(|_| Tok(1));
+    let r = TokenRequest::new("r");
+    let old = s.get(&r).unwrap();
+    s.hooks.clock.run(Duration::from_secs(2));
+    // Another thread fills the map; its new key sweeps every spent one, `r` included, while
+    // this thread still has its copy of `r`'s old token.
+    thread::scope(|scope| {
+        scope.spawn(|| {
+            for i in 0..MIN_SWEEP_AT {
+                s.get(&TokenRequest::new(&format!("k{i}"))).unwrap();
+            }
+        });
+    });
+    assert!(find_mut(&mut s.lock().map, &r).is_none(), "r was swept");
+    let again = s.get(&r).unwrap();
+    assert_ne!(again.access_token(), old.access_token());
+    assert_eq!(s.get(&r).unwrap().access_token(), again.access_token());
+}
+
+#[test]
 fn debug_shows_keys_not_tokens() {
     let (s, _) = store(|_| Tok(3600));
     let r = TokenRequest::new("https://api")

@@ -13,11 +13,13 @@
 //! with it, runs within a token's lifetime make no request) and, built with the `redis`
 //! feature, `LOGTO_CACHE_URL` (optional: `redis://host:port/db` or `rediss://...`, a Redis
 //! shared by many hosts, see `RedisCache`). On failure it prints the error to stderr and
-//! exits 1; a problem with the token file or Redis alone is a warning on stderr.
+//! exits 1; a problem with the token file or Redis alone is a warning on stderr, and so are
+//! requested scopes the server did not grant.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use logto_m2m::{Config, Error, TokenRequest, TokenStore, request_token};
+use logto_m2m::{Config, Error, Token, TokenRequest, TokenStore, request_token};
 
 fn main() -> ExitCode {
     match run() {
@@ -40,19 +42,35 @@ fn run() -> Result<String, String> {
     let request = TokenRequest::new(&resource).scope(&scopes);
     let mut store = TokenStore::new(config);
     let cache_url = std::env::var("LOGTO_CACHE_URL").unwrap_or_default();
-    if let Some(path) = std::env::var_os("LOGTO_CACHE_FILE").filter(|p| !p.is_empty()) {
+    let token = if let Some(path) = std::env::var_os("LOGTO_CACHE_FILE").filter(|p| !p.is_empty()) {
         store = store.cache_file(path);
+        from_store(&store, &request)?
     } else if !cache_url.is_empty() {
         store = with_redis(store, &cache_url)?;
+        from_store(&store, &request)?
     } else {
-        let token = request_token(store.config(), &request).map_err(|e| e.to_string())?;
-        return Ok(token.access_token().to_owned());
+        Arc::new(request_token(store.config(), &request).map_err(|e| e.to_string())?)
+    };
+    // Logto drops requested scopes the app has no role for, silently: say so now rather
+    // than leave it to the API's 403.
+    let missing = token.missing_scopes(&request);
+    if !missing.is_empty() {
+        eprintln!(
+            "get_token: warning: scope not granted: {}; assign the app a machine-to-machine \
+             role with these permissions",
+            missing.join(" ")
+        );
     }
-    let token = store.get(&request).map_err(|e| e.to_string())?;
+    Ok(token.access_token().to_owned())
+}
+
+/// A token through `store`, warning on stderr of a cache it could not use.
+fn from_store(store: &TokenStore, request: &TokenRequest) -> Result<Arc<Token>, String> {
+    let token = store.get(request).map_err(|e| e.to_string())?;
     if let Some(problem) = store.last_cache_error() {
         eprintln!("get_token: warning: {problem}");
     }
-    Ok(token.access_token().to_owned())
+    Ok(token)
 }
 
 /// The store sharing its tokens through the Redis at `url` (`LOGTO_CACHE_URL`).

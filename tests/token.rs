@@ -220,6 +220,24 @@ fn get_token_example_prints_the_token() {
     );
 }
 
+/// A scope the app has no role for: the token is printed, and a warning names the scope.
+#[test]
+fn get_token_example_warns_of_scopes_not_granted() {
+    let peer = shared_peer();
+    let out = common::example_for("get_token", peer, M2M_BASIC)
+        .env("LOGTO_RESOURCE", SHOPPING_API)
+        .env("LOGTO_SCOPES", "read:products write:products")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        "get_token: warning: scope not granted: write:products; assign the app a \
+         machine-to-machine role with these permissions"
+    );
+}
+
 #[test]
 fn get_token_example_reports_errors_without_the_secret() {
     let peer = shared_peer();

@@ -15,6 +15,9 @@
 //! The committed seeds start with a space (0x20, even) for 200 and with `!` (0x21, odd)
 //! plus two status bytes otherwise, so the 200 ones read as text.
 
+// Each fuzz target and the replay test use only their own part of this file.
+#![allow(dead_code)]
+
 use logto_m2m::internal::token_response;
 use logto_m2m::{Error, Token};
 
@@ -94,4 +97,38 @@ pub fn check_token_file(data: &[u8]) {
         );
         assert_eq!(token.authorization(), format!("Bearer {t}"));
     }
+}
+
+/// The key `check_cache_entry` decodes for; the seeds are written for it.
+pub const CACHE_KEY: (&str, &str, &str) = ("https://x/t", "app", "https://api\u{0}read\u{0}");
+
+/// A shared cache's value (`CacheEntry::decode`, what Redis hands back) on arbitrary bytes:
+/// never panics, and an entry it accepts is bound to the key, has its times in order, a
+/// header-safe token and a printable scope, and encodes back to a value that decodes the same.
+pub fn check_cache_entry(data: &[u8]) {
+    let key = logto_m2m::CacheKey::new(CACHE_KEY.0, CACHE_KEY.1, CACHE_KEY.2);
+    let Some(entry) = logto_m2m::CacheEntry::decode(data, &key) else {
+        return;
+    };
+    let t = entry.access_token();
+    assert!(
+        !t.is_empty() && t.bytes().all(|b| (0x21..=0x7e).contains(&b)),
+        "cache entry token is not header-safe: {t:?}"
+    );
+    assert!(
+        !entry
+            .scope()
+            .is_some_and(|s| s.chars().any(char::is_control)),
+        "cache entry scope has a control character"
+    );
+    assert!(
+        entry.expires_at() > entry.received_at(),
+        "times out of order"
+    );
+    let again = logto_m2m::CacheEntry::decode(entry.encode(&key).as_bytes(), &key);
+    assert_eq!(
+        again.as_ref(),
+        Some(&entry),
+        "encode then decode changed the entry"
+    );
 }

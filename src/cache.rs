@@ -162,14 +162,13 @@ impl CacheEntry {
         received_at: SystemTime,
         expires_at: SystemTime,
     ) -> Option<CacheEntry> {
-        let received_at_ms = unix_ms(received_at)?;
-        let expires_at_ms = unix_ms(expires_at)?;
-        (expires_at_ms > received_at_ms).then(|| CacheEntry {
+        let entry = CacheEntry {
             access_token: access_token.to_owned(),
             scope: scope.map(str::to_owned),
-            received_at_ms,
-            expires_at_ms,
-        })
+            received_at_ms: unix_ms(received_at)?,
+            expires_at_ms: unix_ms(expires_at)?,
+        };
+        (entry.expires_at_ms > entry.received_at_ms).then_some(entry)
     }
 
     /// The access token.
@@ -254,9 +253,12 @@ impl CacheEntry {
         (bound && entry.is_plausible()).then_some(entry)
     }
 
-    /// Times in order, a token fit for a header, a printable scope.
+    /// Times in order and before the year 10000 (so no platform's clock arithmetic can
+    /// overflow on them), a token fit for a header, a printable scope.
     pub(crate) fn is_plausible(&self) -> bool {
+        const YEAR_10000_MS: u64 = 253_402_300_800_000;
         self.expires_at_ms > self.received_at_ms
+            && self.expires_at_ms < YEAR_10000_MS
             && !self.access_token.is_empty()
             && self.access_token.bytes().all(|b| b.is_ascii_graphic())
             && !self

@@ -23,6 +23,7 @@ fn target_check(target: &str) -> fn(&[u8]) {
     match target {
         "token_response" => check::check,
         "token_file" => check::check_token_file,
+        "cache_entry" => check::check_cache_entry,
         other => panic!("no replay for fuzz target {other:?}: add it to target_check"),
     }
 }
@@ -160,6 +161,15 @@ fn one_mib_error_text() {
 
 /// The token file seed is a fresh token for the key the fuzz entry point looks up, so the
 /// target explores the accepting path too.
+/// The cache entry seeds decode for the fuzz key, so the target explores the accepting path.
+#[test]
+fn cache_entry_seed_is_accepted() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/cache_entry/fresh");
+    let key = logto_m2m::CacheKey::new(check::CACHE_KEY.0, check::CACHE_KEY.1, check::CACHE_KEY.2);
+    let entry = logto_m2m::CacheEntry::decode(&fs::read(path).unwrap(), &key).expect("an entry");
+    assert_eq!(entry.scope(), Some("read"));
+}
+
 #[test]
 fn token_file_seed_is_accepted() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/token_file/fresh");

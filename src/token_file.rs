@@ -28,6 +28,12 @@ const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 const FORMAT_VERSION: u64 = 1;
 
+/// The most keys the file holds: with more, a refresh drops the least recently received.
+/// A token is about 1 KiB, so the file stays near 256 KiB, under [`MAX_FILE_BYTES`], and a
+/// refresh rewrites at most that much. Jobs with more keys than this still get every token,
+/// from the network for the ones that fell out.
+const MAX_FILE_KEYS: usize = 256;
+
 /// The file, as it is on disk.
 #[derive(Deserialize)]
 pub(crate) struct FileContents {
@@ -178,6 +184,12 @@ impl TokenCache for TokenFile {
             {
                 tokens.push((&t.key, e));
             }
+        }
+        // Bounded: the most recently received tokens are kept, so a refresh costs the same
+        // however many keys the processes use, and the file stays far under its cap.
+        if tokens.len() >= MAX_FILE_KEYS {
+            tokens.sort_unstable_by_key(|(_, e)| std::cmp::Reverse(e.received_at()));
+            tokens.truncate(MAX_FILE_KEYS - 1);
         }
         tokens.push((key.request_key(), entry.clone()));
         let text = encode(key, &tokens);
@@ -357,6 +369,30 @@ mod test {
             u64::MAX
         );
         assert!(find(&file(&e)).is_none());
+    }
+
+    #[test]
+    fn the_file_keeps_the_most_recent_keys_only() {
+        let dir = std::env::temp_dir().join(format!("logto-m2m-cap-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let file = TokenFile::new(dir.join("tokens.json"));
+        let now = SystemTime::now();
+        for i in 0..MAX_FILE_KEYS + 20 {
+            let at = now + Duration::from_millis(i as u64);
+            let entry = CacheEntry::new("tok", None, at, at + Duration::from_secs(3600)).unwrap();
+            let key = CacheKey::new("https://x/t", "app", &format!("k{i}"));
+            file.write(&key, &entry, Duration::from_secs(1)).unwrap();
+        }
+        let contents = file.load().unwrap().unwrap();
+        assert_eq!(contents.tokens.len(), MAX_FILE_KEYS);
+        let read = |i: usize| {
+            let key = CacheKey::new("https://x/t", "app", &format!("k{i}"));
+            file.read(&key, Duration::from_secs(1)).unwrap()
+        };
+        assert!(read(MAX_FILE_KEYS + 19).is_some(), "the newest is kept");
+        assert!(read(20).is_some(), "the oldest kept one");
+        assert!(read(19).is_none(), "the least recent fell out");
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

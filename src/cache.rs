@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use miniserde::{Deserialize, json as mini};
 
 use crate::text;
+use crate::token::{is_header_safe, is_printable};
 
 /// A place beyond the store's memory where tokens are shared: the token file of
 /// [`TokenStore::cache_file`](crate::TokenStore::cache_file), Redis with the `redis`
@@ -171,6 +172,23 @@ impl CacheEntry {
         (entry.expires_at_ms > entry.received_at_ms).then_some(entry)
     }
 
+    /// An entry from times in Unix milliseconds, as stores keep them; `None` unless
+    /// [plausible](CacheEntry::is_plausible).
+    pub(crate) fn from_unix_ms(
+        access_token: String,
+        scope: Option<String>,
+        received_at_ms: u64,
+        expires_at_ms: u64,
+    ) -> Option<CacheEntry> {
+        let entry = CacheEntry {
+            access_token,
+            scope,
+            received_at_ms,
+            expires_at_ms,
+        };
+        entry.is_plausible().then_some(entry)
+    }
+
     /// The access token.
     pub fn access_token(&self) -> &str {
         &self.access_token
@@ -244,13 +262,10 @@ impl CacheEntry {
             && e.token_url == key.token_url
             && e.app_id == key.app_id
             && e.key == key.request_key;
-        let entry = CacheEntry {
-            access_token: e.access_token,
-            scope: e.scope,
-            received_at_ms: e.received_at_ms,
-            expires_at_ms: e.expires_at_ms,
-        };
-        (bound && entry.is_plausible()).then_some(entry)
+        if !bound {
+            return None;
+        }
+        CacheEntry::from_unix_ms(e.access_token, e.scope, e.received_at_ms, e.expires_at_ms)
     }
 
     /// Times in order and before the year 10000 (so no platform's clock arithmetic can
@@ -259,12 +274,8 @@ impl CacheEntry {
         const YEAR_10000_MS: u64 = 253_402_300_800_000;
         self.expires_at_ms > self.received_at_ms
             && self.expires_at_ms < YEAR_10000_MS
-            && !self.access_token.is_empty()
-            && self.access_token.bytes().all(|b| b.is_ascii_graphic())
-            && !self
-                .scope
-                .as_deref()
-                .is_some_and(|s| s.chars().any(char::is_control))
+            && is_header_safe(&self.access_token)
+            && self.scope.as_deref().is_none_or(is_printable)
     }
 }
 

@@ -13,7 +13,7 @@ use miniserde::{Deserialize, json};
 
 use crate::cache::CacheEntry;
 use crate::error::{Error, ErrorKind, MAX_SERVER_TEXT, MAX_SERVER_WORD, Redactions, sanitize_to};
-use crate::token::{BEARER_PREFIX, Token};
+use crate::token::{BEARER_PREFIX, Token, is_header_safe, is_printable};
 
 /// The lifetime assumed when a token response has no `expires_in` and the token is not a
 /// JWT with an `exp`: 60 seconds. RFC 6749 §5.1 lets a server leave the field out; a short
@@ -136,9 +136,7 @@ pub(crate) fn parse(
 
     let scope = match f.scope {
         None | Some(Leaf::Null) => None,
-        // Scope tokens are printable (RFC 6749 §3.3); control characters would reach the
-        // caller's logs raw.
-        Some(Leaf::Str(s)) if s.chars().any(char::is_control) => {
+        Some(Leaf::Str(s)) if !is_printable(&s) => {
             return Err(invalid(status, Some("scope"), "has control characters"));
         }
         Some(Leaf::Str(s)) => Some(s),
@@ -159,10 +157,11 @@ pub(crate) fn parse(
     })
 }
 
-/// A token read back from a cache: `None` when it would not pass the parser's checks or
-/// its times don't add up at `wall` (received in the future: the clock stepped back).
+/// A token read back from a cache: `None` when it would not pass the parser's checks (an
+/// entry any `TokenCache` made, not only one `CacheEntry::decode` checked) or its times
+/// don't add up at `wall` (received in the future: the clock stepped back).
 pub(crate) fn from_entry(entry: &CacheEntry, sent: &Sent<'_>) -> Option<Token> {
-    if !is_header_safe(entry.access_token()) {
+    if !entry.is_plausible() {
         return None;
     }
     let age = sent.wall.duration_since(entry.received_at()).ok()?;
@@ -225,11 +224,6 @@ fn jwt_claims(token: &str) -> Option<Claims> {
 fn time_left(exp: u64, now: SystemTime) -> Option<Duration> {
     let exp = UNIX_EPOCH.checked_add(Duration::from_secs(exp))?;
     Some(exp.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// Non-empty visible ASCII: nothing that could end or split an HTTP header line.
-fn is_header_safe(token: &str) -> bool {
-    !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// `expires_in` as whole seconds: a non-negative JSON integer (also written as `3600.0` or

@@ -173,3 +173,15 @@ impl fmt::Debug for Token {
             .finish()
     }
 }
+
+/// Non-empty visible ASCII: nothing that could end or split an HTTP header line. Every
+/// access token a `Token` carries is, from a server or from a cache.
+pub(crate) fn is_header_safe(token: &str) -> bool {
+    !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// No control characters: scope tokens are printable (RFC 6749 §3.3), and control
+/// characters would reach the caller's logs raw.
+pub(crate) fn is_printable(scope: &str) -> bool {
+    !scope.chars().any(char::is_control)
+}

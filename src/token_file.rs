@@ -87,14 +87,12 @@ fn entry_of(t: &FileToken) -> Option<CacheEntry> {
     if lifetime_ms / 1000 != t.expires_in {
         return None;
     }
-    let at = |ms| SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(ms));
-    CacheEntry::new(
-        &t.access_token,
-        t.scope.as_deref(),
-        at(t.received_at_ms)?,
-        at(t.expires_at_ms)?,
+    CacheEntry::from_unix_ms(
+        t.access_token.clone(),
+        t.scope.clone(),
+        t.received_at_ms,
+        t.expires_at_ms,
     )
-    .filter(CacheEntry::is_plausible)
 }
 
 /// The token file of [`TokenStore::cache_file`](crate::TokenStore::cache_file).

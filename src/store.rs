@@ -433,8 +433,9 @@ impl TokenStore {
         let mut waited_for = None;
         loop {
             let now = self.now();
-            if find_mut(&mut entries.map, request).is_none()
-                && entries.map.len() >= entries.sweep_at
+            // A new key at the threshold sweeps first (the lookup only happens there).
+            if entries.map.len() >= entries.sweep_at
+                && find_mut(&mut entries.map, request).is_none()
             {
                 sweep(&mut entries.map, now);
                 entries.sweep_at = MIN_SWEEP_AT.max(2 * entries.map.len());
@@ -644,24 +645,24 @@ impl TokenStore {
                     .min(MAX_RETRY_AFTER_BACKOFF);
                 let pause = doubling.max(asked);
                 let until = now.mono.checked_add(pause).unwrap_or(now.mono);
-                let kept = entry.held.as_ref().filter(|h| h.is_valid(now));
-                match kept {
-                    Some(_) => log::warn!(
-                        target: "logto_m2m",
-                        "token refresh failed, the still-valid token is kept; next try in {}: {error}",
-                        DisplayDuration(pause)
-                    ),
-                    None => log::warn!(
-                        target: "logto_m2m",
-                        "token refresh failed; callers get this error for {} without a new request: {error}",
-                        DisplayDuration(pause)
-                    ),
-                }
-                let outcome = match kept {
-                    Some(old) => Ok(Arc::clone(&old.token)),
-                    None => Err(error.clone()),
+                let outcome = match entry.held.as_ref().filter(|h| h.is_valid(now)) {
+                    Some(old) => {
+                        log::warn!(
+                            target: "logto_m2m",
+                            "token refresh failed, the still-valid token is kept; next try in {}: {error}",
+                            DisplayDuration(pause)
+                        );
+                        Ok(self.hand_out(request, entry, Arc::clone(&old.token), now))
+                    }
+                    None => {
+                        log::warn!(
+                            target: "logto_m2m",
+                            "token refresh failed; callers get this error for {} without a new request: {error}",
+                            DisplayDuration(pause)
+                        );
+                        Err(error.clone())
+                    }
                 };
-                let outcome = outcome.map(|old| self.hand_out(request, entry, old, now));
                 entry.refresh = Refresh::BackingOff { error, until };
                 outcome
             }

@@ -98,10 +98,11 @@ pub(super) fn copy_of(
             let mine = &mut local[index];
             // The same version counter too: a key swept and asked for again starts a new one.
             let same = |k: &&Kept| Arc::ptr_eq(&k.version, version) && k.seen == seen;
-            if let Some(kept) = find(&mine.copies, request).filter(same) {
-                return Arc::clone(&kept.held.token);
-            }
-            if find(&mine.copies, request).is_none() && mine.copies.len() >= mine.sweep_at {
+            let known = match find(&mine.copies, request) {
+                Some(kept) if same(&kept) => return Arc::clone(&kept.held.token),
+                found => found.is_some(),
+            };
+            if !known && mine.copies.len() >= mine.sweep_at {
                 mine.copies.retain(|_, bucket| {
                     bucket.retain(|k| k.is_current() && k.held.is_fresh(now));
                     !bucket.is_empty()

@@ -64,6 +64,9 @@ pub struct Config {
     https: bool,
     /// True when the URL's host is loopback.
     loopback: bool,
+    /// `host:port` of the token URL, the port filled in from the scheme: what a failed
+    /// connection names.
+    authority: String,
     transport: Transport,
 }
 
@@ -143,7 +146,11 @@ impl Config {
     /// # Errors
     /// As for [`Config::logto`].
     pub fn new(token_url: &str, app_id: &str, app_secret: &str) -> Result<Config, Error> {
-        let UrlFacts { https, loopback } = check_url(token_url)?;
+        let UrlFacts {
+            https,
+            loopback,
+            authority,
+        } = check_url(token_url)?;
         if app_id.is_empty() {
             return Err(Error::config("app id is empty"));
         }
@@ -160,6 +167,7 @@ impl Config {
             allow_insecure_http: false,
             https,
             loopback,
+            authority,
             transport: Transport::new(loopback),
         })
     }
@@ -434,6 +442,27 @@ impl Config {
         self.https
     }
 
+    /// `host:port` of the token URL, e.g. `tenant.logto.app:443`.
+    pub(crate) fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// True when the token URL is where Logto serves it, `{endpoint}/oidc/token`: advice
+    /// may then name Logto's console; for other servers it would mislead.
+    ///
+    /// # Example
+    /// ```
+    /// use logto_m2m::Config;
+    ///
+    /// assert!(Config::logto("https://tenant.logto.app", "id", "secret")?.is_logto());
+    /// assert!(!Config::new("https://idp.example/o/token/", "id", "secret")?.is_logto());
+    /// # Ok::<_, logto_m2m::Error>(())
+    /// ```
+    pub fn is_logto(&self) -> bool {
+        let path = self.token_url.split(['?', '#']).next().unwrap_or("");
+        path.trim_end_matches('/').ends_with("/oidc/token")
+    }
+
     pub(crate) fn transport(&self) -> &Transport {
         &self.transport
     }
@@ -469,6 +498,8 @@ struct UrlFacts {
     https: bool,
     /// The host is `localhost` or a loopback address.
     loopback: bool,
+    /// `host:port`, the port filled in from the scheme.
+    authority: String,
 }
 
 /// Checks the token URL.
@@ -500,9 +531,11 @@ fn check_url(url: &str) -> Result<UrlFacts, Error> {
     if host.is_empty() {
         return Err(Error::config("token url has no host"));
     }
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     Ok(UrlFacts {
         https,
         loopback: is_loopback(host),
+        authority: format!("{host}:{port}"),
     })
 }
 

@@ -33,7 +33,20 @@ use std::time::Duration;
 /// assert_eq!(err.to_string(), "invalid config: token url must start with https:// or http://");
 /// ```
 #[derive(Clone)]
-pub struct Error(Arc<ErrorKind>);
+pub struct Error(Arc<Inner>);
+
+/// The kind, and what the exchange knew around it: where the answer came from, the
+/// server's request id, and what to do about it.
+#[derive(Clone)]
+struct Inner {
+    kind: ErrorKind,
+    /// The token URL without its query, for errors from talking to the endpoint.
+    url: Option<String>,
+    /// The server's id of the request (`Logto-Core-Request-Id`), the key to its logs.
+    request_id: Option<String>,
+    /// Advice for the likely cause, e.g. the other client auth method.
+    hint: Option<String>,
+}
 
 /// What went wrong, with the facts that explain it.
 ///
@@ -102,6 +115,9 @@ pub enum ErrorKind {
     Redirect {
         /// The HTTP status (301, 302, 303, 307, 308, ...).
         status: u16,
+        /// Where it pointed (the `Location` header without its query), if it said: often
+        /// the right token URL, as with a framework that appends a slash.
+        location: Option<String>,
     },
     /// The answer can't be used: a 2xx whose body is not a usable token response, or an
     /// answer of any status in a content encoding we did not ask for.
@@ -154,12 +170,35 @@ pub enum ErrorKind {
 impl Error {
     /// The kind of failure, with its facts.
     pub fn kind(&self) -> &ErrorKind {
-        &self.0
+        &self.0.kind
     }
 
     /// The kind of failure, by value.
     pub fn into_kind(self) -> ErrorKind {
-        Arc::try_unwrap(self.0).unwrap_or_else(|shared| (*shared).clone())
+        match Arc::try_unwrap(self.0) {
+            Ok(inner) => inner.kind,
+            Err(shared) => shared.kind.clone(),
+        }
+    }
+
+    /// The server's id for the request that failed, when its answer carried one: Logto's
+    /// `Logto-Core-Request-Id` header, which finds the request in Logto's own logs and is
+    /// what Logto support asks for. The message shows it too.
+    ///
+    /// # Example
+    /// ```no_run
+    /// use logto_m2m::{request_token, Config, TokenRequest};
+    ///
+    /// let config = Config::from_env()?;
+    /// if let Err(e) = request_token(&config, &TokenRequest::new("https://shopping.api")) {
+    ///     if let Some(id) = e.request_id() {
+    ///         eprintln!("search Logto's logs for request {id}");
+    ///     }
+    /// }
+    /// # Ok::<_, logto_m2m::Error>(())
+    /// ```
+    pub fn request_id(&self) -> Option<&str> {
+        self.0.request_id.as_deref()
     }
 
     /// The HTTP status of the token endpoint's answer, when the failure came with one.
@@ -177,11 +216,11 @@ impl Error {
     /// # Ok::<_, logto_m2m::Error>(())
     /// ```
     pub fn status(&self) -> Option<u16> {
-        match *self.0 {
+        match self.0.kind {
             ErrorKind::OAuth { status, .. }
             | ErrorKind::RateLimited { status, .. }
             | ErrorKind::HttpStatus { status, .. }
-            | ErrorKind::Redirect { status }
+            | ErrorKind::Redirect { status, .. }
             | ErrorKind::InvalidResponse { status, .. }
             | ErrorKind::BodyTooLarge { status, .. } => Some(status),
             _ => None,
@@ -205,7 +244,7 @@ impl Error {
     /// # Ok::<_, logto_m2m::Error>(())
     /// ```
     pub fn oauth_error(&self) -> Option<&str> {
-        match &*self.0 {
+        match &self.0.kind {
             ErrorKind::OAuth { error, .. } => Some(error),
             ErrorKind::RateLimited { error, .. } => error.as_deref(),
             _ => None,
@@ -227,7 +266,7 @@ impl Error {
     /// # Ok::<_, logto_m2m::Error>(())
     /// ```
     pub fn logto_code(&self) -> Option<&str> {
-        match &*self.0 {
+        match &self.0.kind {
             ErrorKind::OAuth { logto_code, .. }
             | ErrorKind::HttpStatus { logto_code, .. }
             | ErrorKind::RateLimited { logto_code, .. } => logto_code.as_deref(),
@@ -237,12 +276,12 @@ impl Error {
 
     /// True when the exchange ran out of time.
     pub fn is_timeout(&self) -> bool {
-        matches!(*self.0, ErrorKind::Timeout { .. })
+        matches!(self.0.kind, ErrorKind::Timeout { .. })
     }
 
     /// How long the server asked us to wait, for a rate-limited answer.
     pub fn retry_after(&self) -> Option<Duration> {
-        match *self.0 {
+        match self.0.kind {
             ErrorKind::RateLimited { retry_after, .. } => retry_after,
             _ => None,
         }
@@ -251,7 +290,31 @@ impl Error {
     #[cold]
     #[inline(never)]
     pub(crate) fn new(kind: ErrorKind) -> Error {
-        Error(Arc::new(kind))
+        Error(Arc::new(Inner {
+            kind,
+            url: None,
+            request_id: None,
+            hint: None,
+        }))
+    }
+
+    /// The same error with what the exchange knew: the URL it talked to (its query is
+    /// cut), the answer's request id, advice. Each replaces what was there when `Some`.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn with_context(
+        self,
+        url: Option<&str>,
+        request_id: Option<String>,
+        hint: Option<String>,
+    ) -> Error {
+        let mut inner = Arc::unwrap_or_clone(self.0);
+        if let Some(url) = url {
+            inner.url = Some(url.split(['?', '#']).next().unwrap_or(url).to_owned());
+        }
+        inner.request_id = request_id.or(inner.request_id);
+        inner.hint = hint.or(inner.hint);
+        Error(Arc::new(inner))
     }
 
     #[cold]
@@ -269,17 +332,37 @@ impl Error {
     }
 }
 
+/// The whole message: the kind's, with the URL where it names the endpoint, then the
+/// request id and the advice, each after a `; `.
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&*self.0, f)
+        let inner = &*self.0;
+        write_kind(&inner.kind, inner.url.as_deref(), f)?;
+        if let Some(id) = &inner.request_id {
+            write!(f, "; logto request id {id}")?;
+        }
+        if let Some(hint) = &inner.hint {
+            write!(f, "; {hint}")?;
+        }
+        Ok(())
     }
 }
 
-// Debug shows the kind with its fields. None of them can hold a secret or a token: server
-// text was sanitized and redacted before it got here, and no variant keeps a body.
+// Debug shows the kind with its fields, then the context. None of them can hold a secret
+// or a token: server text was sanitized and redacted before it got here, no variant keeps
+// a body, and the URL is the configured one without its query.
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        let inner = &*self.0;
+        if inner.url.is_none() && inner.request_id.is_none() && inner.hint.is_none() {
+            return fmt::Debug::fmt(&inner.kind, f);
+        }
+        f.debug_struct("Error")
+            .field("kind", &inner.kind)
+            .field("url", &inner.url)
+            .field("request_id", &inner.request_id)
+            .field("hint", &inner.hint)
+            .finish()
     }
 }
 
@@ -287,102 +370,124 @@ impl std::error::Error for Error {}
 
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ErrorKind::Config { reason } => write!(f, "invalid config: {reason}"),
-            ErrorKind::Env { variable, reason } => {
-                write!(f, "environment variable {variable}: {reason}")
+        write_kind(self, None, f)
+    }
+}
+
+/// The kind's message; `url`, when known, follows the words "token endpoint".
+fn write_kind(kind: &ErrorKind, url: Option<&str>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let endpoint = Endpoint(url);
+    match kind {
+        ErrorKind::Config { reason } => write!(f, "invalid config: {reason}"),
+        ErrorKind::Env { variable, reason } => {
+            write!(f, "environment variable {variable}: {reason}")
+        }
+        ErrorKind::OAuth {
+            status,
+            error,
+            description,
+            uri,
+            logto_code,
+            logto_message,
+        } => {
+            write!(
+                f,
+                "{endpoint} answered http {status} with oauth error {error}"
+            )?;
+            if let Some(d) = description {
+                write!(f, ": {d}")?;
             }
-            ErrorKind::OAuth {
-                status,
-                error,
-                description,
-                uri,
-                logto_code,
-                logto_message,
-            } => {
-                write!(
-                    f,
-                    "token endpoint answered http {status} with oauth error {error}"
-                )?;
-                if let Some(d) = description {
-                    write!(f, ": {d}")?;
-                }
-                if let Some(code) = logto_code {
-                    write!(f, " (logto code {code}")?;
-                    if let Some(m) = logto_message {
-                        write!(f, ": {m}")?;
-                    }
-                    f.write_str(")")?;
-                }
-                if let Some(u) = uri {
-                    write!(f, " (see {u})")?;
-                }
-                Ok(())
-            }
-            ErrorKind::RateLimited {
-                status,
-                retry_after,
-                error,
-                description,
-                logto_code,
-                logto_message,
-            } => {
-                write!(f, "token endpoint rate limited the request (http {status})")?;
-                if let Some(code) = logto_code.as_ref().or(error.as_ref()) {
-                    write!(f, ": {code}")?;
-                }
-                if let Some(m) = logto_message.as_ref().or(description.as_ref()) {
+            if let Some(code) = logto_code {
+                write!(f, " (logto code {code}")?;
+                if let Some(m) = logto_message {
                     write!(f, ": {m}")?;
                 }
-                match retry_after {
-                    Some(d) => write!(f, "; retry after {}", DisplayDuration(*d)),
-                    None => Ok(()),
-                }
+                f.write_str(")")?;
             }
-            ErrorKind::HttpStatus {
-                status,
-                logto_code,
-                logto_message,
-            } => {
-                write!(f, "token endpoint answered http {status}")?;
-                match (logto_code, logto_message) {
-                    (Some(c), Some(m)) => write!(f, ": logto code {c}: {m}"),
-                    (Some(c), None) => write!(f, ": logto code {c}"),
-                    (None, Some(m)) => write!(f, ": {m}"),
-                    (None, None) => f.write_str(" without an oauth error body"),
-                }
+            if let Some(u) = uri {
+                write!(f, " (see {u})")?;
             }
-            ErrorKind::Redirect { status } => write!(
-                f,
-                "token endpoint answered http {status} redirect; redirects are not followed"
-            ),
-            ErrorKind::InvalidResponse {
-                status,
-                field,
-                reason,
-            } => match field {
-                Some(field) => {
-                    write!(
-                        f,
-                        "invalid token response (http {status}): {field} {reason}"
-                    )
-                }
-                None => write!(f, "invalid token response (http {status}): {reason}"),
-            },
-            ErrorKind::BodyTooLarge { status, limit } => write!(
-                f,
-                "token endpoint answered http {status} with a body over the {limit} byte limit"
-            ),
-            ErrorKind::Timeout { after } => {
-                write!(
-                    f,
-                    "token request timed out after {}",
-                    DisplayDuration(*after)
-                )
+            Ok(())
+        }
+        ErrorKind::RateLimited {
+            status,
+            retry_after,
+            error,
+            description,
+            logto_code,
+            logto_message,
+        } => {
+            write!(f, "{endpoint} rate limited the request (http {status})")?;
+            if let Some(code) = logto_code.as_ref().or(error.as_ref()) {
+                write!(f, ": {code}")?;
             }
-            ErrorKind::Tls { message } => write!(f, "tls: {message}"),
-            ErrorKind::Transport { message } => write!(f, "transport: {message}"),
-            ErrorKind::Cache { cache, reason } => write!(f, "{cache}: {reason}"),
+            if let Some(m) = logto_message.as_ref().or(description.as_ref()) {
+                write!(f, ": {m}")?;
+            }
+            match retry_after {
+                Some(d) => write!(f, "; retry after {}", DisplayDuration(*d)),
+                None => Ok(()),
+            }
+        }
+        ErrorKind::HttpStatus {
+            status,
+            logto_code,
+            logto_message,
+        } => {
+            write!(f, "{endpoint} answered http {status}")?;
+            match (logto_code, logto_message) {
+                (Some(c), Some(m)) => write!(f, ": logto code {c}: {m}"),
+                (Some(c), None) => write!(f, ": logto code {c}"),
+                (None, Some(m)) => write!(f, ": {m}"),
+                (None, None) => f.write_str(" without an oauth error body"),
+            }
+        }
+        ErrorKind::Redirect { status, location } => {
+            write!(f, "{endpoint} answered http {status} redirect")?;
+            if let Some(location) = location {
+                write!(f, " to {location}")?;
+            }
+            f.write_str("; redirects are not followed")
+        }
+        ErrorKind::InvalidResponse {
+            status,
+            field,
+            reason,
+        } => {
+            f.write_str("invalid token response")?;
+            if let Some(url) = url {
+                write!(f, " from {url}")?;
+            }
+            match field {
+                Some(field) => write!(f, " (http {status}): {field} {reason}"),
+                None => write!(f, " (http {status}): {reason}"),
+            }
+        }
+        ErrorKind::BodyTooLarge { status, limit } => write!(
+            f,
+            "{endpoint} answered http {status} with a body over the {limit} byte limit"
+        ),
+        ErrorKind::Timeout { after } => {
+            f.write_str("token request")?;
+            if let Some(url) = url {
+                write!(f, " to {url}")?;
+            }
+            write!(f, " timed out after {}", DisplayDuration(*after))
+        }
+        ErrorKind::Tls { message } => write!(f, "tls: {message}"),
+        ErrorKind::Transport { message } => write!(f, "transport: {message}"),
+        ErrorKind::Cache { cache, reason } => write!(f, "{cache}: {reason}"),
+    }
+}
+
+/// "token endpoint", with its URL when known.
+struct Endpoint<'a>(Option<&'a str>);
+
+impl fmt::Display for Endpoint<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(url) => write!(f, "token endpoint {url}"),
+            None => f.write_str("token endpoint"),
         }
     }
 }

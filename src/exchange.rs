@@ -12,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::Engine;
 
 use crate::config::{AuthMethod, Config};
-use crate::error::{Error, ErrorKind, Redactions};
-use crate::request::{TokenRequest, form_urlencode};
+use crate::error::{Error, ErrorKind, MAX_SERVER_TEXT, MAX_SERVER_WORD, Redactions};
+use crate::request::{TokenRequest, form_urlencode, percent_encode};
 use crate::response::{self, Answer, Sent};
 use crate::token::Token;
 
@@ -109,7 +109,8 @@ pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, E
                             | ErrorKind::HttpStatus { status: 500.., .. }
                     ),
                     error,
-                },
+                }
+                .with_request_id(answer.request_id),
             },
             Err(failure) => failure,
         };
@@ -140,8 +141,12 @@ pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, E
         thread::sleep(wait);
         attempt += 1;
     };
+    let outcome = outcome.map_err(|error| {
+        let hint = advice(error.kind(), config, request);
+        error.with_context(Some(config.token_url()), None, hint)
+    });
     match &outcome {
-        Ok(token) => log_fetched(request, token, attempt, started),
+        Ok(token) => log_fetched(config, request, token, attempt, started),
         Err(error) => log::debug!(
             target: "logto_m2m",
             "token request for resource {:?} failed after {attempt} attempt(s), {}ms: {error}",
@@ -152,8 +157,72 @@ pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, E
     outcome
 }
 
+/// What to do about an error the endpoint answered, when the answer and what was sent
+/// point to a likely cause the server's words don't name.
+fn advice(kind: &ErrorKind, config: &Config, request: &TokenRequest) -> Option<String> {
+    let sent = config.auth_method_value();
+    let other = match sent {
+        AuthMethod::ClientSecretBasic => AuthMethod::ClientSecretPost,
+        AuthMethod::ClientSecretPost => AuthMethod::ClientSecretBasic,
+    };
+    // Logto answers an unknown path with an oauth error body, others with a page.
+    if let ErrorKind::OAuth { status: 404, .. } | ErrorKind::HttpStatus { status: 404, .. } = kind {
+        return Some(not_found_advice(config));
+    }
+    let ErrorKind::OAuth { error, .. } = kind else {
+        return None;
+    };
+    match error.as_str() {
+        // A server answers a wrong secret and the wrong method alike, so name both.
+        "invalid_client" => Some(format!(
+            "the app id or secret is wrong, or the server wants {other} ({sent} was sent)"
+        )),
+        // Logto refuses non-ASCII in the Basic header ("not properly encoded") although
+        // RFC 6749 §2.3.1 encodes it; the same secret works in the form.
+        "invalid_request"
+            if sent == AuthMethod::ClientSecretBasic
+                && !(config.app_id().is_ascii() && config.app_secret().is_ascii()) =>
+        {
+            Some(format!(
+                "the app id or secret has non-ascii characters, which some servers (Logto among \
+                 them) refuse in the basic header: use {other}"
+            ))
+        }
+        "invalid_target"
+            if request.resource().is_empty() && request.organization_id().is_none() =>
+        {
+            Some("no resource was asked for: give the indicator of the api the token is for".into())
+        }
+        // Some servers (django-oauth-toolkit) say no more than the code.
+        "invalid_scope" if request.scopes().is_empty() => Some("no scope was asked for".into()),
+        "invalid_scope" => Some(format!("asked for scope {:?}", request.scopes().join(" "))),
+        _ => None,
+    }
+}
+
+/// A 404: the URL is not a token endpoint. The likeliest slip is a Logto endpoint that
+/// already ends in `/oidc` or `/oidc/token`, to which `Config::logto` appends `/oidc/token`.
+fn not_found_advice(config: &Config) -> String {
+    let url = config.token_url();
+    for doubled in ["/oidc/token/oidc/token", "/oidc/oidc/token"] {
+        if let Some(base) = url.strip_suffix(doubled) {
+            return format!(
+                "no token endpoint there: did you mean {base}/oidc/token? the logto endpoint is \
+                 the base url, without /oidc"
+            );
+        }
+    }
+    "no token endpoint at this url".into()
+}
+
 /// The debug event of a fetched token, and the warning for scopes asked but not granted.
-fn log_fetched(request: &TokenRequest, token: &Token, attempts: usize, started: Instant) {
+fn log_fetched(
+    config: &Config,
+    request: &TokenRequest,
+    token: &Token,
+    attempts: usize,
+    started: Instant,
+) {
     log::debug!(
         target: "logto_m2m",
         "token fetched: resource {:?}, scope {:?}, lifetime {}s, {attempts} attempt(s), {}ms",
@@ -164,10 +233,14 @@ fn log_fetched(request: &TokenRequest, token: &Token, attempts: usize, started: 
     );
     let missing = token.missing_scopes(request);
     if !missing.is_empty() {
+        let fix = if config.is_logto() {
+            "assign the app a machine-to-machine role with those permissions"
+        } else {
+            "grant the app those scopes on the server"
+        };
         log::warn!(
             target: "logto_m2m",
-            "scopes asked for but not granted for resource {:?}: {}; assign the app a \
-             machine-to-machine role with those permissions",
+            "scopes asked for but not granted for resource {:?}: {}; {fix}",
             request.resource(),
             missing.join(" ")
         );
@@ -186,11 +259,14 @@ struct ClientAuth {
 
 impl ClientAuth {
     fn new(config: &Config) -> ClientAuth {
-        let id = form_urlencode(config.app_id());
-        let secret_encoded = form_urlencode(config.app_secret());
         match config.auth_method_value() {
             AuthMethod::ClientSecretBasic => {
                 // RFC 6749 §2.3.1: id and secret are each form-urlencoded, then joined by ':'.
+                // A space goes as `%20`, not `+`: form-decoders (Logto, oidc-provider) and
+                // percent-decoders (Authlib and many others) both read `%20` as a space,
+                // while the latter read `+` as a plus and refuse the secret.
+                let id = percent_encode(config.app_id());
+                let secret_encoded = percent_encode(config.app_secret());
                 let pair = format!("{id}:{secret_encoded}");
                 let mut header = String::from("Basic ");
                 base64::engine::general_purpose::STANDARD.encode_string(pair, &mut header);
@@ -200,11 +276,15 @@ impl ClientAuth {
                     secret_encoded,
                 }
             }
-            AuthMethod::ClientSecretPost => ClientAuth {
-                header: None,
-                form: Some(format!("&client_id={id}&client_secret={secret_encoded}")),
-                secret_encoded,
-            },
+            AuthMethod::ClientSecretPost => {
+                let id = form_urlencode(config.app_id());
+                let secret_encoded = form_urlencode(config.app_secret());
+                ClientAuth {
+                    header: None,
+                    form: Some(format!("&client_id={id}&client_secret={secret_encoded}")),
+                    secret_encoded,
+                }
+            }
         }
     }
 
@@ -231,6 +311,17 @@ impl Failure {
             retry: false,
         }
     }
+
+    /// The failure of an answer that carried this request id.
+    fn with_request_id(self, request_id: Option<String>) -> Failure {
+        match request_id {
+            None => self,
+            id => Failure {
+                error: self.error.with_context(None, id, None),
+                retry: self.retry,
+            },
+        }
+    }
 }
 
 /// One POST and its answer, within `left`.
@@ -255,10 +346,6 @@ fn exchange(
         .map_err(|e| map_ureq_error(e, config, auth))?;
 
     let status = response.status().as_u16();
-    if response.status().is_redirection() {
-        // Not a byte of the body is read: it could be anything, and we are not going there.
-        return Err(Failure::fatal(ErrorKind::Redirect { status }));
-    }
     let header = |name: &str| {
         response
             .headers()
@@ -266,13 +353,28 @@ fn exchange(
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
     };
+    let redact = auth.redactions(config.app_secret());
+    // Logto's id of this request in its own logs: kept for any error this answer becomes.
+    let request_id = header("logto-core-request-id")
+        .map(|id| crate::error::sanitize_to(id, &redact, MAX_SERVER_WORD))
+        .filter(|id| !id.is_empty());
+    let fatal = |kind| Failure::fatal(kind).with_request_id(request_id.clone());
+    if response.status().is_redirection() {
+        // Not a byte of the body is read: it could be anything, and we are not going there.
+        // Where it points is said (without its query), since it is often the right URL.
+        let location = header("location")
+            .map(|l| l.split(['?', '#']).next().unwrap_or(""))
+            .map(|l| crate::error::sanitize_to(l, &redact, MAX_SERVER_TEXT))
+            .filter(|l| !l.is_empty());
+        return Err(fatal(ErrorKind::Redirect { status, location }));
+    }
     if let Some(encoding) = header("content-encoding")
         && !encoding.eq_ignore_ascii_case("identity")
     {
         // We asked for identity. Compressed bytes must never reach the JSON parser, and we
         // have no decoder (gzip support is left out on purpose).
         let encoding = crate::error::sanitize(encoding, &Redactions::NONE);
-        return Err(Failure::fatal(ErrorKind::InvalidResponse {
+        return Err(fatal(ErrorKind::InvalidResponse {
             status,
             field: None,
             reason: format!("body has content-encoding {encoding:?}, which was not asked for"),
@@ -288,11 +390,15 @@ fn exchange(
         .into_with_config()
         .limit(MAX_RESPONSE_BYTES)
         .read_to_vec()
-        .map_err(|e| body_failure(map_ureq_error(e, config, auth), status))?;
+        .map_err(|e| {
+            body_failure(map_ureq_error(e, config, auth), status)
+                .with_request_id(request_id.clone())
+        })?;
     Ok(Answer {
         status,
         rate_limited,
         body,
+        request_id,
     })
 }
 
@@ -344,6 +450,8 @@ fn map_ureq_error(e: ureq::Error, config: &Config, auth: &ClientAuth) -> Failure
             after: config.timeout_value(),
         })
     };
+    // Where the connection went: a cron job's mail must say which host could not be reached.
+    let where_ = config.authority();
     let transport = |message: String, retry: bool| Failure {
         error: Error::new(ErrorKind::Transport { message }),
         retry,
@@ -363,16 +471,22 @@ fn map_ureq_error(e: ureq::Error, config: &Config, auth: &ClientAuth) -> Failure
         ureq::Error::BodyExceedsLimit(limit) => {
             Failure::fatal(ErrorKind::BodyTooLarge { status: 0, limit })
         }
-        ureq::Error::HostNotFound => transport("host not found".into(), false),
-        ureq::Error::ConnectionFailed => transport("connection failed".into(), true),
+        ureq::Error::HostNotFound => transport(format!("host not found: {where_}"), false),
+        ureq::Error::ConnectionFailed => transport(format!("cannot connect to {where_}"), true),
         ureq::Error::Io(ref io) if is_tls_failure(io, config) => {
             Failure::fatal(ErrorKind::Tls { message: text(io) })
         }
         ureq::Error::Io(ref io) => {
             // Refused, reset, or closed with no (complete) status line: ureq can't say
             // whether a partial head arrived, and trying again is harmless either way.
+            let message = match io.kind() {
+                io::ErrorKind::ConnectionRefused => {
+                    format!("cannot connect to {where_}: {}", text(io))
+                }
+                _ => format!("{where_}: {}", text(io)),
+            };
             transport(
-                text(io),
+                message,
                 matches!(
                     io.kind(),
                     io::ErrorKind::ConnectionRefused
@@ -389,9 +503,10 @@ fn map_ureq_error(e: ureq::Error, config: &Config, auth: &ClientAuth) -> Failure
         ureq::Error::Rustls(ref r) => Failure::fatal(ErrorKind::Tls { message: text(r) }),
         #[cfg(feature = "native-tls")]
         ureq::Error::NativeTls(ref n) => Failure::fatal(ErrorKind::Tls { message: text(n) }),
-        ureq::Error::Protocol(ref p) => {
-            transport(format!("invalid http response: {}", text(p)), false)
-        }
+        ureq::Error::Protocol(ref p) => transport(
+            format!("{where_}: invalid http response: {}", text(p)),
+            false,
+        ),
         ureq::Error::LargeResponseHeader(_, limit) => {
             transport(format!("response headers exceed {limit} bytes"), false)
         }
@@ -415,7 +530,7 @@ mod test {
         let basic = ClientAuth::new(&c);
         assert_eq!(
             basic.header.as_deref(),
-            Some("Basic bTJtLXNwZWNpYWw6czNjciUzQXQlMkIlMkYlMjUlMjYlM0QreCU3RQ==")
+            Some("Basic bTJtLXNwZWNpYWw6czNjciUzQXQlMkIlMkYlMjUlMjYlM0QlMjB4JTdF")
         );
         assert_eq!(basic.form, None);
         let post = ClientAuth::new(&c.auth_method(AuthMethod::ClientSecretPost));

@@ -221,13 +221,26 @@ pub(crate) fn form_urlencode(s: &str) -> String {
 }
 
 pub(crate) fn form_urlencode_into(s: &str, out: &mut String) {
+    urlencode_into(s, out, "+");
+}
+
+/// [`form_urlencode`] with a space as `%20`: what percent-decoders and form-decoders both
+/// read as a space, for the Basic header.
+pub(crate) fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    urlencode_into(s, &mut out, "%20");
+    out
+}
+
+/// `application/x-www-form-urlencoded` bytes, with `space` for a space.
+fn urlencode_into(s: &str, out: &mut String, space: &str) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for b in s.bytes() {
         match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
                 out.push(b as char)
             }
-            b' ' => out.push('+'),
+            b' ' => out.push_str(space),
             _ => {
                 out.push('%');
                 out.push(HEX[usize::from(b >> 4)] as char);

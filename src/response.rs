@@ -35,6 +35,8 @@ pub(crate) struct Answer {
     /// `Some(retry_after)` when this is a rate limit: 429, or 503 with `Retry-After`.
     pub(crate) rate_limited: Option<Option<Duration>>,
     pub(crate) body: Vec<u8>,
+    /// The answer's `Logto-Core-Request-Id`, sanitized.
+    pub(crate) request_id: Option<String>,
 }
 
 /// Parses a token endpoint's answer into a [`Token`], or the precise [`Error`].
@@ -76,7 +78,12 @@ pub(crate) fn parse(
     }
     match status {
         200..=299 => {}
-        300..=399 => return Err(Error::new(ErrorKind::Redirect { status })),
+        300..=399 => {
+            return Err(Error::new(ErrorKind::Redirect {
+                status,
+                location: None,
+            }));
+        }
         _ => return Err(error_response(status, parsed.ok(), redact)),
     }
     let f = parsed.map_err(|reason| invalid(status, None, reason))?;
@@ -151,7 +158,7 @@ pub(crate) fn parse(
         expires_in: expires_in.min(sent.max_lifetime),
         scope,
         requested_scope: sent.scope.join(" "),
-        scope_claim: claims.map(|c| c.scope.unwrap_or_default()),
+        scope_claim: claims.map(|c| c.scope),
         sent_at: sent.at,
         sent_at_wall: sent.wall,
     })
@@ -181,7 +188,7 @@ pub(crate) fn from_entry(entry: &CacheEntry, sent: &Sent<'_>) -> Option<Token> {
         expires_in,
         scope: entry.scope().map(str::to_owned),
         requested_scope: sent.scope.join(" "),
-        scope_claim: jwt_claims(entry.access_token()).map(|c| c.scope.unwrap_or_default()),
+        scope_claim: jwt_claims(entry.access_token()).map(|c| c.scope),
         sent_at,
         sent_at_wall,
     })
@@ -476,6 +483,7 @@ pub(crate) fn parse_now(status: u16, body: &[u8]) -> Result<Token, Error> {
         status,
         rate_limited: (status == 429).then_some(None),
         body: body.to_vec(),
+        request_id: None,
     };
     let sent = Sent {
         at: Instant::now(),

@@ -43,9 +43,9 @@ pub struct Token {
     pub(crate) scope: Option<String>,
     /// The scopes asked for, space-separated: what an omitted `scope` means (RFC 6749 §5.1).
     pub(crate) requested_scope: String,
-    /// For a JWT access token, its `scope` claim (empty when it has none); `None` for an
-    /// opaque token.
-    pub(crate) scope_claim: Option<String>,
+    /// For a JWT access token `Some`, holding its `scope` claim (`None` when it has
+    /// none); `None` for an opaque token.
+    pub(crate) scope_claim: Option<Option<String>>,
     /// When the request was sent, by each clock.
     pub(crate) sent_at: Instant,
     pub(crate) sent_at_wall: SystemTime,
@@ -71,18 +71,36 @@ impl Token {
         self.expires_in
     }
 
-    /// The granted scope, space-separated; the requested scope when the server left the
-    /// field out (RFC 6749 §5.1: an omitted scope is the requested one); `None` when neither
-    /// says anything.
+    /// The granted scope, space-separated: what an API will let this token do.
     ///
-    /// Logto (oidc-provider) also leaves the field out when it granted *none* of the
-    /// requested scopes, which this can't tell from a full grant: use
-    /// [`missing_scopes`](Token::missing_scopes), which can.
+    /// One source of truth, used by [`missing_scopes`](Token::missing_scopes), the log
+    /// events and the command alike:
+    /// - the answer's `scope` field, when it has one (possibly empty);
+    /// - else, for a JWT access token, its `scope` claim; a JWT without the claim was
+    ///   granted nothing: `None`. Logto (oidc-provider) answers that way when it grants
+    ///   *none* of the requested scopes: no field and no claim;
+    /// - else, for an opaque token, the requested scope (RFC 6749 §5.1: an omitted scope is
+    ///   the requested one), or `None` when none was asked for.
+    ///
+    /// # Example
+    /// ```no_run
+    /// use logto_m2m::{request_token, Config, TokenRequest};
+    ///
+    /// let config = Config::from_env()?;
+    /// let request = TokenRequest::new("https://shopping.api").scope("read:products");
+    /// let token = request_token(&config, &request)?;
+    /// match token.scope() {
+    ///     Some(granted) if !granted.is_empty() => println!("granted: {granted}"),
+    ///     _ => eprintln!("no scope granted: the API will answer 403"),
+    /// }
+    /// # Ok::<_, logto_m2m::Error>(())
+    /// ```
     pub fn scope(&self) -> Option<&str> {
-        match &self.scope {
-            Some(s) => Some(s),
-            None if self.requested_scope.is_empty() => None,
-            None => Some(&self.requested_scope),
+        match (&self.scope, &self.scope_claim) {
+            (Some(field), _) => Some(field),
+            (None, Some(claim)) => claim.as_deref(),
+            (None, None) if self.requested_scope.is_empty() => None,
+            (None, None) => Some(&self.requested_scope),
         }
     }
 
@@ -91,20 +109,18 @@ impl Token {
         self.scope.as_deref()
     }
 
-    /// The scopes `request` asks for that this token does not carry, in the request's
-    /// order: what an API will answer 403 to. With Logto the fix is to give the app a
-    /// machine-to-machine role with those permissions.
+    /// The scopes `request` asks for that this token was not granted (by
+    /// [`scope`](Token::scope)), in the request's order: what an API will answer 403 to.
+    /// With Logto the fix is to give the app a machine-to-machine role with those
+    /// permissions.
     ///
-    /// The granted scopes are the response's `scope` field. When the server left it out,
-    /// they are the `scope` claim of a JWT access token (Logto leaves the field out when it
-    /// granted none, and its JWT then has no `scope` claim); for an opaque token an omitted
-    /// field means "as requested" (RFC 6749 §5.1), so nothing is missing.
+    /// An opaque token without a `scope` field was granted what was asked (RFC 6749 §5.1),
+    /// so nothing is missing.
     pub fn missing_scopes(&self, request: &TokenRequest) -> Vec<String> {
-        let granted = match (&self.scope, &self.scope_claim) {
-            (Some(field), _) => field,
-            (None, Some(claim)) => claim,
-            (None, None) => return Vec::new(),
-        };
+        if self.scope.is_none() && self.scope_claim.is_none() {
+            return Vec::new();
+        }
+        let granted = self.scope().unwrap_or("");
         request
             .scopes()
             .iter()

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{M2M_BASIC, M2M_POST, Peer, SHOPPING_API, TempDir, shared_peer};
+use common::{M2M_BASIC, M2M_NOROLES, M2M_POST, Peer, SHOPPING_API, TempDir, shared_peer};
 use miniserde::json::{self, Number, Value};
 
 /// What a run printed and how it ended.
@@ -275,7 +275,6 @@ fn usage_errors_exit_2_naming_the_flag_or_variable() {
             &[],
             "unknown flag --format",
         ),
-        (&["token"], &[("LOGTO_RESOURCE", "")], "LOGTO_RESOURCE"),
         (
             &["token"],
             &[("LOGTO_AUTH_METHOD", "basic")],
@@ -429,6 +428,55 @@ fn scope_not_granted_is_a_warning_naming_it() {
     assert!(warning.contains("write:products"), "{warning}");
     assert!(!warning.contains("read:products"), "{warning}");
     assert!(warning.contains("machine-to-machine role"), "{warning}");
+}
+
+#[test]
+fn nothing_granted_prints_no_scope_in_json() {
+    // m2m-noroles has no role: the answer and the JWT carry no scope. The JSON tells what
+    // was granted, which is what the warning says, never what was asked for.
+    let r = run(
+        cli(shared_peer(), M2M_NOROLES),
+        &["token", "--scope", "read:products", "--format", "json"],
+        None,
+    );
+    r.ok();
+    assert!(r.stdout.contains(r#""scope":"""#), "{}", r.stdout);
+    assert!(!r.stdout.contains("read:products"), "{}", r.stdout);
+    assert!(
+        r.stderr.contains("scope not granted: read:products"),
+        "{}",
+        r.stderr
+    );
+    let r = run(
+        cli(shared_peer(), M2M_NOROLES),
+        &["inspect", "--scope", "read:products"],
+        None,
+    );
+    r.ok();
+    assert_eq!(line(&r.stdout, "scope"), Some("(none: no scope granted)"));
+}
+
+#[test]
+fn an_empty_resource_lets_the_server_decide() {
+    // `--resource=` sends no resource; the peer (like Logto) answers invalid_target, and
+    // the message says that none was sent. A server that needs none would issue a token.
+    let r = run(
+        cli(shared_peer(), M2M_BASIC),
+        &["token", "--resource="],
+        None,
+    );
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("invalid_target"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no resource was asked for"),
+        "{}",
+        r.stderr
+    );
+    let mut cmd = cli(shared_peer(), M2M_BASIC);
+    cmd.env_remove("LOGTO_RESOURCE");
+    let r = run(cmd, &["token"], None);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("invalid_target"), "{}", r.stderr);
 }
 
 #[test]

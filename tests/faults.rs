@@ -434,7 +434,7 @@ fn redirects_are_not_followed() {
             let server = serve(move |c| {
                 // Same-server redirects would be answered with a token, if followed.
                 if c.request.n == 0 {
-                    c.respond(status, &format!("Location: {location}\r\n"), "")
+                    c.respond(status, &format!("Location: {location}?x=1\r\n"), "")
                 } else {
                     c.respond_token()
                 }
@@ -444,13 +444,115 @@ fn redirects_are_not_followed() {
                 if to_trap { "trap" } else { "self" }
             );
             let (result, _) = call(&case, &config(&server, TIMEOUT));
-            let err = expect_err(&case, result, "Redirect", &[&format!("http {status}")]);
+            // Where it points is said (never its query), and not followed.
+            let shown_location = if to_trap {
+                format!("redirect to http://127.0.0.1:{}/oidc/token;", trap.port())
+            } else {
+                "redirect to /oidc/token;".to_owned()
+            };
+            let err = expect_err(
+                &case,
+                result,
+                "Redirect",
+                &[&format!("http {status}"), &shown_location],
+            );
             assert_eq!(err.status(), Some(status));
             assert_eq!(server.finish().requests, 1, "{case}");
             let trap = trap.finish();
             assert_eq!((trap.connections, trap.requests), (0, 0), "{case}");
         }
     }
+}
+
+/// What django-oauth-toolkit showed: answers that say little in their own words. The
+/// message must still say where and what: the URL it came from, the slash-appending
+/// redirect's target, the scopes an undescribed invalid_scope refused.
+#[test]
+fn terse_answers_get_the_facts_around_them() {
+    // Django's APPEND_SLASH: `/o/token` answers 301 to `/o/token/`.
+    let server = serve(|c| c.respond(301, "Location: /o/token/\r\n", ""));
+    let url = format!("http://127.0.0.1:{}/o/token", server.port());
+    let err = request_token(
+        &common::config_at(&url, (APP, SECRET)),
+        &common::shopping("read:products"),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "token endpoint {url} answered http 301 redirect to /o/token/; redirects are not followed"
+        )
+    );
+
+    // invalid_scope with no description: the asked scopes are named.
+    let server = serve(|c| c.respond(400, "", r#"{"error":"invalid_scope"}"#));
+    let scoped = config(&server, TIMEOUT);
+    let err = request_token(&scoped, &common::shopping("read:products write:x")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "token endpoint {} answered http 400 with oauth error invalid_scope; asked for scope \
+             \"read:products write:x\"",
+            scoped.token_url()
+        )
+    );
+
+    // A 404 page names the URL; a Logto endpoint given with /oidc gets the likely fix.
+    let server = serve(|c| c.respond(404, "", "<h1>Not Found</h1>"));
+    let base = format!("http://127.0.0.1:{}", server.port());
+    let doubled = Config::logto(&format!("{base}/oidc"), APP, SECRET)
+        .unwrap()
+        .timeout(TIMEOUT);
+    let err = request_token(&doubled, &common::shopping("read:products")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "token endpoint {base}/oidc/oidc/token answered http 404 without an oauth error body; \
+             no token endpoint there: did you mean {base}/oidc/token? the logto endpoint is the \
+             base url, without /oidc"
+        )
+    );
+
+    // Logto's request id, from its header, in the error and its message.
+    let server = serve(|c| {
+        c.respond(
+            400,
+            "Logto-Core-Request-Id: abc123XYZ\r\n",
+            r#"{"code":"oidc.invalid_target","message":"Invalid resource indicator.","error":"invalid_target"}"#,
+        )
+    });
+    let err = request_token(
+        &config(&server, TIMEOUT),
+        &common::shopping("read:products"),
+    )
+    .unwrap_err();
+    assert_eq!(err.request_id(), Some("abc123XYZ"));
+    assert!(
+        err.to_string().ends_with("; logto request id abc123XYZ"),
+        "{err}"
+    );
+}
+
+/// A connection that can't be made names the host and port: "connection refused" alone
+/// tells a cron job's reader nothing.
+#[test]
+fn refused_connection_names_host_and_port() {
+    let port = {
+        // A port that was free a moment ago: nothing listens there now.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let err = request_token(
+        &config_for(port, SECRET, TIMEOUT),
+        &common::shopping("read:products"),
+    )
+    .unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Transport { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("transport: cannot connect to 127.0.0.1:{port}: ")),
+        "{err}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -792,7 +894,8 @@ fn request_on_the_wire() {
         all("authorization"),
         [format!(
             "Basic {}",
-            basic_b64("s3cr%3At%2B%2F%25%26%3D+x%7E")
+            // A space goes as %20 in Basic: percent-decoders read + as a plus.
+            basic_b64("s3cr%3At%2B%2F%25%26%3D%20x%7E")
         )]
     );
     assert_eq!(all("content-type"), ["application/x-www-form-urlencoded"]);

@@ -82,8 +82,11 @@ fn non_member_app_is_access_denied() {
     assert_access_denied(&err);
     assert_eq!(
         err.to_string(),
-        "token endpoint answered http 403 with oauth error access_denied: app has not \
-         associated with the organization (logto code oidc.access_denied: Access denied.)"
+        format!(
+            "token endpoint {} answered http 403 with oauth error access_denied: app has not \
+             associated with the organization (logto code oidc.access_denied: Access denied.)",
+            peer.token_url()
+        )
     );
     // The same app is a member elsewhere.
     let token = ask(peer, M2M_POST, &organization("org-globex", "write:members")).unwrap();

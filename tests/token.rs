@@ -91,10 +91,15 @@ fn client_secret_post_gets_tokens() {
 fn client_without_roles_gets_a_token_without_scope() {
     let peer = shared_peer();
     let token = ask(peer, M2M_NOROLES, &shopping("read:products")).unwrap();
-    // The server leaves `scope` out; RFC 6749 §5.1 reads that as the requested scope,
-    // and only `scope_from_server` shows the difference.
+    // The server leaves `scope` out of the answer and the JWT: it granted nothing, and
+    // `scope()` says so rather than echoing the request (RFC 6749 §5.1's reading holds
+    // only for opaque tokens).
     assert_eq!(token.scope_from_server(), None);
-    assert_eq!(token.scope(), Some("read:products"));
+    assert_eq!(token.scope(), None);
+    assert_eq!(
+        token.missing_scopes(&shopping("read:products")),
+        ["read:products"]
+    );
     common::assert_claim(&token, "scope", None);
     let (status, _) = call_api(peer, "GET", "/products", &token);
     assert_eq!(status, 403);
@@ -123,9 +128,17 @@ fn wrong_secret_is_invalid_client_401() {
     }
     let shown = format!("{err} {err:?} {err:#?}");
     assert!(!shown.contains(secret), "{shown}");
+    let shown = err.to_string();
     assert!(
-        err.to_string()
-            .starts_with("token endpoint answered http 401 with oauth error invalid_client"),
+        shown.starts_with(&format!(
+            "token endpoint {} answered http 401 with oauth error invalid_client",
+            peer.token_url()
+        )),
+        "{err}"
+    );
+    // A wrong secret and the wrong auth method read the same: the message names both.
+    assert!(
+        shown.contains("client_secret_basic was sent") && shown.contains("client_secret_post"),
         "{err}"
     );
 }

@@ -35,8 +35,8 @@ Exit status: 0 success, 1 token error, 2 usage error.
 
 /// The flags `token` and `inspect` share: what to ask for and how.
 const REQUEST_HELP: &str = "\
-  --resource <url>        API indicator (resource); default $LOGTO_RESOURCE;
-                          empty for none (an organization token)
+  --resource <url>        API indicator (resource); default $LOGTO_RESOURCE; without
+                          one none is sent (Logto needs one, or --organization)
   --scope <scopes>        scope to ask for; repeatable, space-separated values split;
                           replaces $LOGTO_SCOPES
   --organization <id>     Logto organization id; without a resource, an organization token
@@ -280,12 +280,8 @@ fn fetch(opts: &Options) -> Result<Arc<Token>, Failure> {
         Some(r) => r.clone(),
         None => env("LOGTO_RESOURCE")?.unwrap_or_default(),
     };
-    // An organization token needs no resource; anything else does.
-    if resource.is_empty() && opts.organization.is_none() {
-        return Err(Failure::Usage(
-            "no resource: give --resource or set LOGTO_RESOURCE (or --organization for an organization token)".into(),
-        ));
-    }
+    // Without a resource the request goes without one and the server decides: most servers
+    // need none, and Logto's invalid_target then says what is missing.
     let mut request = TokenRequest::new(&resource);
     match &opts.scopes {
         Some(scopes) => {
@@ -323,19 +319,21 @@ fn fetch(opts: &Options) -> Result<Arc<Token>, Failure> {
     if !missing.is_empty() {
         // The server drops scopes the app has no role for without an error; this is the
         // most common reason an API then answers 403.
-        let role = if resource.is_empty() {
-            "an organization role"
+        let these = if missing.len() == 1 {
+            "this permission"
         } else {
-            "a machine-to-machine role"
+            "these permissions"
+        };
+        let fix = if !config.is_logto() {
+            format!("grant the app {these} on the authorization server")
+        } else if resource.is_empty() {
+            format!("assign the app an organization role with {these} in the Logto console")
+        } else {
+            format!("assign the app a machine-to-machine role with {these} in the Logto console")
         };
         eprintln!(
-            "logto-m2m: warning: scope not granted: {}; assign the app {role} with {} in the Logto console",
-            missing.join(" "),
-            if missing.len() == 1 {
-                "this permission"
-            } else {
-                "these permissions"
-            },
+            "logto-m2m: warning: scope not granted: {}; {fix}",
+            missing.join(" ")
         );
     }
     Ok(token)
@@ -390,7 +388,8 @@ fn format_token(token: &Token, format: Format) -> String {
                 None => out.push_str(&token.expires_in().as_secs().to_string()),
             }
             out.push(',');
-            text::push_field(&mut out, "scope", token.scope());
+            // What was granted, never what was asked: "" when nothing was.
+            text::push_field(&mut out, "scope", Some(token.scope().unwrap_or("")));
             out.push(',');
             text::push_field(
                 &mut out,
@@ -456,6 +455,10 @@ fn claims_text(token: &str, now: i64) -> Result<String, Failure> {
     let mut out = String::from("signature: not verified (this shows what the token claims)\n");
     for name in CLAIMS {
         let Some(value) = claims.get(name) else {
+            // No scope claim is the answer to a 403: the server granted nothing.
+            if name == "scope" {
+                out.push_str("scope: (none: no scope granted)\n");
+            }
             continue;
         };
         let shown = match (name, value) {
@@ -697,6 +700,7 @@ mod test {
             "signature: not verified (this shows what the token claims)\n\
              sub: x\\u{1b}[31m\n\
              aud: https://a, https://b\n\
+             scope: (none: no scope granted)\n\
              iat: 1000 = 1970-01-01T00:16:40Z (3m ago)\n\
              exp: 1000 = 1970-01-01T00:16:40Z (expired 3m ago)\n"
         );

@@ -93,6 +93,7 @@ fn token_at(clock: &TestClock, n: u32, expires_in: u64) -> Token {
         status: 200,
         rate_limited: None,
         body: body.into_bytes(),
+        request_id: None,
     };
     let now = clock.shift(Now {
         mono: Instant::now(),

@@ -35,7 +35,8 @@ const BACKOFF: [Duration; 2] = [Duration::from_millis(100), Duration::from_milli
 /// Sends `POST` to the config's token URL with the form `grant_type=client_credentials`,
 /// `resource`, `scope` and `organization_id` (the last three when set), authenticated as
 /// [`Config::auth_method`] says: by default one `Authorization: Basic` header with the app
-/// id and secret each form-urlencoded first (RFC 6749 §2.3.1), or `client_id` and
+/// id and secret each form-urlencoded first (RFC 6749 §2.3.1; a space as `%20`, which
+/// form-decoders and percent-decoders both read as a space), or `client_id` and
 /// `client_secret` in the form. Redirects are never followed, and plain `http://` only goes
 /// to loopback hosts unless [`Config::allow_insecure_http`] says otherwise.
 ///

@@ -27,12 +27,18 @@ use std::time::{Duration, Instant};
 use logto_m2m::{Config, Error, Token, TokenRequest};
 use miniserde::json::{self, Value};
 
+pub mod authlib;
 pub mod connect_proxy;
 pub mod loopback;
+pub mod real_logto;
 
 /// The peer's clients as `(client_id, client_secret)`, see `tests/peer/README.md`.
 /// Registered `client_secret_basic`; shopping.api `read:products`, Management API `all`.
 pub const M2M_BASIC: (&str, &str) = ("m2m-basic", "basic-secret-0123456789");
+/// m2m-basic's second current secret (Logto keeps several per app, for rotation).
+pub const M2M_BASIC_NEXT: (&str, &str) = ("m2m-basic", "basic-secret-next-0123456789");
+/// m2m-basic's expired secret: 400 `invalid_request` "client secret has expired".
+pub const M2M_BASIC_EXPIRED: (&str, &str) = ("m2m-basic", "basic-secret-expired-0123456789");
 /// Registered `client_secret_post`; shopping.api `read:products write:products`.
 pub const M2M_POST: (&str, &str) = ("m2m-post", "post-secret-0123456789");
 /// A secret that must be form-urlencoded before it goes into the Basic header.
@@ -41,6 +47,9 @@ pub const M2M_SPECIAL: (&str, &str) = ("m2m-special", "s3cr:t+/%&= x~");
 pub const M2M_COLON: (&str, &str) = ("m2m:colon", "colon%41+secret");
 /// An M2M app with no roles: it gets tokens, but without `scope`.
 pub const M2M_NOROLES: (&str, &str) = ("m2m-noroles", "noroles-secret-0123456789");
+/// A non-ASCII secret (Logto app D): accepted in the form body, refused in the Basic header
+/// (400 `invalid_request` "... not properly encoded"); shopping.api `read:products`.
+pub const M2M_UNICODE: (&str, &str) = ("m2m-unicode", "sécret-ünïcode");
 /// A traditional web app: `client_credentials` is not among its grant types.
 pub const WEB_APP: (&str, &str) = ("web-app", "web-secret-0123456789");
 

@@ -25,7 +25,7 @@ fn management_api_example_lists_the_applications() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
-        "m2m-basic\nm2m-post\nm2m-special\nm2m:colon\nm2m-noroles\nweb-app\n"
+        "m2m-basic\nm2m-post\nm2m-special\nm2m:colon\nm2m-noroles\nm2m-unicode\nweb-app\n"
     );
     assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
 }

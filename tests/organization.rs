@@ -80,11 +80,14 @@ fn non_member_app_is_access_denied() {
     let peer = shared_peer();
     let err = ask(peer, M2M_POST, &organization(ACME, "read:members")).unwrap_err();
     assert_access_denied(&err);
+    // Logto sends a `Logto-Core-Request-Id` with every answer, and the message ends with it.
+    let request_id = err.request_id().expect("Logto-Core-Request-Id");
     assert_eq!(
         err.to_string(),
         format!(
             "token endpoint {} answered http 403 with oauth error access_denied: app has not \
-             associated with the organization (logto code oidc.access_denied: Access denied.)",
+             associated with the organization (logto code oidc.access_denied: Access denied.); \
+             logto request id {request_id}",
             peer.token_url()
         )
     );

@@ -6,9 +6,10 @@
 // indicators, JWT access tokens signed ES384 with a P-384 key, per-resource
 // access token TTL, M2M apps registered as `client_secret_basic`.
 //
-// The token endpoint is the real oidc-provider endpoint. A few Logto-only
-// behaviours are layered on top when LOGTO_COMPAT is on (the default), each
-// marked "LOGTO_COMPAT" below; set LOGTO_COMPAT=0 to see plain oidc-provider.
+// The token endpoint is the real oidc-provider endpoint. Logto's own behaviours
+// are layered on top when LOGTO_COMPAT is on (the default), each marked
+// "LOGTO_COMPAT" below with the Logto source file it comes from (checked against
+// a real Logto, see README.md); set LOGTO_COMPAT=0 to see plain oidc-provider.
 //
 // Organization tokens (Logto RFC 0006: `organization_id` in the client_credentials
 // grant) follow Logto's own client_credentials handler, see "Organizations" below.
@@ -23,6 +24,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
+import querystring from 'node:querystring';
 import { fileURLToPath } from 'node:url';
 
 import { calculateJwkThumbprint, createLocalJWKSet, jwtVerify } from 'jose';
@@ -60,6 +62,8 @@ const DEFAULT_RESOURCE = process.env.DEFAULT_RESOURCE || undefined;
 const ACCESS_TOKEN_TTL = Number.parseInt(process.env.ACCESS_TOKEN_TTL ?? '3600', 10);
 /** Emulates Logto Cloud's free-plan token quota: after this many M2M tokens, /oidc/token answers 429. */
 const TOKEN_LIMIT = process.env.TOKEN_LIMIT ? Number.parseInt(process.env.TOKEN_LIMIT, 10) : undefined;
+/** Stands for the apps' creation time in the Management API's answers. */
+const STARTED_AT = Date.now();
 const KEY_FILE = process.env.KEY_FILE ?? path.join(here, '.data', 'signing-key.jwk.json');
 
 // ---------------------------------------------------------------------------
@@ -76,10 +80,22 @@ const RESOURCES = {
 // ---------------------------------------------------------------------------
 // Clients. `grants` stands in for Logto's RBAC: the permissions reachable
 // through the M2M roles assigned to the app, per resource.
-const m2m = (client_id, client_secret, grants, extra = {}) => ({
+//
+// `secrets` are the app's secrets as Logto keeps them (table `application_secrets`: any
+// number per app, each with an optional expiry); see "App secrets" below for how they are
+// checked. With LOGTO_COMPAT, oidc-provider knows each app by an internal secret only, as
+// in Logto (`applications.secret`); with LOGTO_COMPAT=0 it knows the first secret instead
+// (if oidc-provider can register it: not a non-ASCII one).
+const noVSCHAR = /[^\u0020-\u007E]/; // oidc-provider's and Logto's test for a secret's characters
+const internalSecret = (clientId) => `#internal:${clientId}`;
+const registeredSecret = (clientId, [first]) =>
+  LOGTO_COMPAT || noVSCHAR.test(first.value) ? internalSecret(clientId) : first.value;
+const secretList = (secrets) => (typeof secrets === 'string' ? [{ value: secrets }] : secrets);
+
+const m2m = (client_id, secrets, grants, extra = {}) => ({
   metadata: {
     client_id,
-    client_secret,
+    client_secret: registeredSecret(client_id, secretList(secrets)),
     client_name: client_id,
     application_type: 'web',
     // Logto registers every M2M app with client_secret_basic; oidc-provider
@@ -90,14 +106,25 @@ const m2m = (client_id, client_secret, grants, extra = {}) => ({
     redirect_uris: [],
     ...extra,
   },
+  secrets: secretList(secrets),
   grants,
 });
 
 export const CLIENTS = [
-  m2m('m2m-basic', 'basic-secret-0123456789', {
-    [SHOPPING_API]: ['read:products'],
-    [MANAGEMENT_API]: ['all'],
-  }),
+  m2m(
+    'm2m-basic',
+    [
+      { value: 'basic-secret-0123456789' },
+      // A second current secret (Logto: several secrets per app, for rotation) and one
+      // that has expired: Logto answers it with 400 "client secret has expired".
+      { value: 'basic-secret-next-0123456789' },
+      { value: 'basic-secret-expired-0123456789', expiresAt: Date.parse('2025-01-01T00:00:00Z') },
+    ],
+    {
+      [SHOPPING_API]: ['read:products'],
+      [MANAGEMENT_API]: ['all'],
+    },
+  ),
   m2m(
     'm2m-post',
     'post-secret-0123456789',
@@ -114,17 +141,21 @@ export const CLIENTS = [
   m2m('m2m:colon', 'colon%41+secret', { [SHOPPING_API]: ['read:products'] }),
   // An M2M app with no roles at all: Logto still issues a token, without scope.
   m2m('m2m-noroles', 'noroles-secret-0123456789', {}),
+  // A non-ASCII secret: Logto takes it in the form body only; in the Basic header, encoded
+  // or not, it answers 400 "... not properly encoded" (oidc-provider's decodeAuthToken).
+  m2m('m2m-unicode', 'sécret-ünïcode', { [SHOPPING_API]: ['read:products'] }),
   // A traditional web app: client_credentials is not among its grant types.
   {
     metadata: {
       client_id: 'web-app',
-      client_secret: 'web-secret-0123456789',
+      client_secret: registeredSecret('web-app', secretList('web-secret-0123456789')),
       application_type: 'web',
       token_endpoint_auth_method: 'client_secret_basic',
       grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
       redirect_uris: ['http://127.0.0.1/callback'],
     },
+    secrets: secretList('web-secret-0123456789'),
     grants: {},
   },
 ];
@@ -136,18 +167,20 @@ const grantsFor = (clientId) =>
 // Organizations (Logto: Console > Organizations). The organization template
 // defines organization permissions ("organization scopes") and roles; an M2M app
 // is added to an organization as a member and given organization roles there.
-// `apps` maps each member app to the organization scopes its roles grant.
+// `apps` maps each member app to what its organization roles grant there: organization
+// scopes (`scopes`), and API permissions per resource (`resources`, Logto's "organization
+// API resources"), which alone count when a token names both the organization and an API.
 const ORGANIZATION_SCOPES = ['read:members', 'write:members', 'invite:members'];
 const ORGANIZATIONS = {
   'org-acme': {
     apps: {
-      'm2m-basic': ['read:members'],
+      'm2m-basic': { scopes: ['read:members'], resources: { [SHOPPING_API]: ['read:products'] } },
       // A member without organization roles: its token has an empty scope.
-      'm2m-noroles': [],
+      'm2m-noroles': { scopes: [], resources: {} },
     },
   },
   'org-globex': {
-    apps: { 'm2m-post': ['read:members', 'write:members'] },
+    apps: { 'm2m-post': { scopes: ['read:members', 'write:members'], resources: {} } },
   },
 };
 /** Logto's `buildOrganizationUrn` (@logto/core-kit). */
@@ -158,11 +191,18 @@ const ORGANIZATION_TOKEN_TTL = 3600;
 const isOrganizationMember = (organizationId, clientId) =>
   Object.hasOwn(ORGANIZATIONS, organizationId) &&
   Object.hasOwn(ORGANIZATIONS[organizationId].apps, clientId);
+const membership = (organizationId, clientId) =>
+  isOrganizationMember(organizationId, clientId) ? ORGANIZATIONS[organizationId].apps[clientId] : undefined;
 /** Logto: `queries.organizations.relations.appsRoles.getApplicationScopes`. */
 const organizationScopesOf = (organizationId, clientId) =>
-  (ORGANIZATIONS[organizationId]?.apps[clientId] ?? []).filter((s) =>
-    ORGANIZATION_SCOPES.includes(s),
-  );
+  (membership(organizationId, clientId)?.scopes ?? []).filter((s) => ORGANIZATION_SCOPES.includes(s));
+/**
+ * Logto: `findResourceScopes` (oidc/resource.ts) with an `organizationId` calls
+ * `appsRoles.getApplicationResourceScopes`: only the app's organization roles in that
+ * organization count, not its own M2M roles.
+ */
+const organizationResourceScopesOf = (organizationId, clientId, indicator) =>
+  membership(organizationId, clientId)?.resources[indicator] ?? [];
 
 // ---------------------------------------------------------------------------
 // Signing key: EC P-384 / ES384, Logto's default for new installs. Kept on
@@ -326,7 +366,12 @@ const provider = new Provider(ISSUER, {
         if (!resource) {
           throw new errors.InvalidTarget(); // "resource indicator is missing, or unknown"
         }
-        const granted = grantsFor(client?.clientId)[indicator] ?? [];
+        // LOGTO_COMPAT: with `organization_id` (an "organization API resource" token) the
+        // permissions come from the app's organization roles (see organizationResourceScopesOf).
+        const organizationId = LOGTO_COMPAT ? ctx.oidc.params?.organization_id : undefined;
+        const granted = organizationId
+          ? organizationResourceScopesOf(String(organizationId), client?.clientId, indicator)
+          : (grantsFor(client?.clientId)[indicator] ?? []);
         return {
           // The scopes this client may get for this resource; requested
           // scopes outside this list are dropped from the token silently.
@@ -470,9 +515,180 @@ provider.on('server_error', (ctx, err) => {
 });
 
 // ---------------------------------------------------------------------------
-// LOGTO_COMPAT: Logto wraps every oidc-provider error body with `code`
-// ("oidc.<error>") and a human-readable English `message`, keeping `error`
-// and `error_description`; `?parse_error=false` returns the raw body.
+// LOGTO_COMPAT: what Logto's oidc/init.ts puts in front of oidc-provider's router
+// (`oidc.use(...)`, in this order; `provider.use` inserts before the router, with the
+// paths relative to /oidc, as there). Errors thrown here never reach oidc-provider's own
+// error handler: they come out of the mount and the wrapper below renders them, so these
+// answers have neither oidc-provider's CORS headers nor its `cache-control: no-store`.
+
+/** The `etag` package's value for a string body (what koa-body-etag.ts sets). */
+const etagOf = (text) =>
+  `"${Buffer.byteLength(text).toString(16)}-${crypto.createHash('sha1').update(text).digest('base64').slice(0, 27)}"`;
+
+/** Logto's `decodeAuthToken` (koa-app-secret-transpilation.ts): no try/catch, see below. */
+const decodeLogtoAuthToken = (token) => {
+  const authToken = decodeURIComponent(token.replaceAll('+', '%20'));
+  return noVSCHAR.test(authToken) ? undefined : authToken;
+};
+/** Logto: `queries.applicationSecrets.findByCredentials`. */
+const findAppSecret = (clientId, value) => {
+  const client = CLIENTS.find(({ metadata }) => metadata.client_id === clientId);
+  const secret = client?.secrets.find((s) => s.value === value);
+  return secret && { ...secret, originalSecret: client.metadata.client_secret };
+};
+
+if (LOGTO_COMPAT) {
+  // 1. oidc/init.ts reads the body itself (56 kB at most, in the request's charset) and
+  //    hands oidc-provider the parsed object: a JSON body is taken as if it were a form, a
+  //    body with a NUL byte is refused. Reading fails (too large, bad charset) with an
+  //    http-errors error that koa-error-handler.ts lets through without setting a status:
+  //    Koa's plain-text 404 "Not Found". (oidc-provider then logs once "already parsed
+  //    request body detected", as it does in Logto.)
+  provider.use(async (ctx, next) => {
+    if (ctx.req.readable) {
+      let body;
+      try {
+        const chunks = [];
+        let size = 0;
+        for await (const chunk of ctx.req.iterator({ destroyOnReturn: false })) {
+          size += chunk.length;
+          if (size > 56 * 1024) throw new Error('request entity too large');
+          chunks.push(chunk);
+        }
+        body = new TextDecoder(ctx.request.charset || 'utf8', { fatal: false }).decode(Buffer.concat(chunks));
+      } catch {
+        return undefined; // status stays 404
+      }
+      if (body.includes('\0')) {
+        throw new errors.InvalidRequest('null bytes are not allowed in the request body');
+      }
+      if (ctx.is('application/json')) {
+        ctx.headers['content-type'] = 'application/x-www-form-urlencoded';
+        try {
+          ctx.request.body = JSON.parse(body);
+        } catch {
+          ctx.request.body = undefined;
+        }
+      } else if (ctx.is('application/x-www-form-urlencoded')) {
+        ctx.request.body = querystring.parse(body);
+      }
+    }
+    return next();
+  });
+
+  // 2. koa-body-etag.ts: an ETag on every GET answer with a body, and 304 when it matches.
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.method === 'GET' && ctx.body) {
+      ctx.response.etag = etagOf(JSON.stringify(ctx.body));
+      if (ctx.fresh) {
+        ctx.status = 304;
+        ctx.body = null;
+      }
+    }
+  });
+
+  // 3. App secrets, koa-app-secret-transpilation.ts: the secret sent (Basic header, or
+  //    client_secret in the form) is looked up among the app's secrets; an expired one is
+  //    refused with 400 invalid_request "client secret has expired"; a current one is
+  //    swapped for the internal secret oidc-provider knows. A secret that is not found goes
+  //    on unchanged, and oidc-provider compares it with the internal one (401).
+  //    Logto splits the Basic value at every colon and decodes without a try/catch, so a
+  //    malformed %-escape before the second colon is a URIError: 500 "Internal server error."
+  provider.use(async (ctx, next) => {
+    const fromHeader = () => {
+      const parts = ctx.headers.authorization?.split(' ');
+      if (parts?.length !== 2 || parts[0]?.toLowerCase() !== 'basic' || !parts[1]) return {};
+      const [part0, part1] = Buffer.from(parts[1], 'base64').toString().split(':');
+      return {
+        clientId: part0 && decodeLogtoAuthToken(part0),
+        clientSecret: part1 && decodeLogtoAuthToken(part1),
+      };
+    };
+    const fromParams = () => {
+      const params = ctx.method === 'POST' ? ctx.request.body : ctx.query;
+      if (typeof params !== 'object' || params === null) return {};
+      return {
+        clientId: typeof params.client_id === 'string' ? params.client_id : undefined,
+        clientSecret: typeof params.client_secret === 'string' ? params.client_secret : undefined,
+      };
+    };
+    const credentials = (header, params) => {
+      if (header.clientId && params.clientId && header.clientId !== params.clientId) return {};
+      // With an id in the header, only the header may carry the secret.
+      if (header.clientId && (!header.clientSecret || params.clientSecret)) return {};
+      return {
+        clientId: header.clientId ?? params.clientId,
+        clientSecret: header.clientSecret ?? params.clientSecret,
+      };
+    };
+    const header = fromHeader();
+    const { clientId, clientSecret } = credentials(header, fromParams());
+    if (!clientId || !clientSecret) return next();
+
+    const found = findAppSecret(clientId, clientSecret);
+    if (!found) return next();
+    if (found.expiresAt && found.expiresAt < Date.now()) {
+      throw new errors.InvalidRequest('client secret has expired');
+    }
+    if (header.clientSecret) {
+      // Logto writes `${clientId}:${originalSecret}` unencoded; its app ids never need
+      // encoding, but this peer's `m2m:colon` does, so both halves are form-encoded here.
+      const enc = (v) => querystring.escape(v);
+      ctx.headers.authorization = `Basic ${Buffer.from(`${enc(clientId)}:${enc(found.originalSecret)}`).toString('base64')}`;
+    } else if (ctx.method === 'POST') {
+      if (typeof ctx.request.body === 'object' && ctx.request.body) {
+        ctx.request.body.client_secret = found.originalSecret;
+      }
+    } else {
+      ctx.query = { ...ctx.query, client_secret: found.originalSecret };
+    }
+    return next();
+  });
+
+  // 4. koa-jwks-cache-control.ts.
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.method === 'GET' && ctx.path === '/jwks') {
+      ctx.set('Cache-Control', 'no-cache, max-age=0, must-revalidate');
+    }
+  });
+}
+
+// 5. Logto Cloud's koa-token-usage-guard.ts (free plans over quota), any method on /token.
+//    Not an OIDC error: koa-error-handler.ts renders it as `{code, message}`.
+provider.use(async (ctx, next) => {
+  if (TOKEN_LIMIT !== undefined && ctx.path === '/token' && stats.tokens_issued >= TOKEN_LIMIT) {
+    ctx.status = 429;
+    ctx.body = {
+      code: 'auth.exceed_token_limit',
+      message: 'Token limit exceeded. Please contact your administrator.',
+    };
+    return undefined;
+  }
+  return next();
+});
+
+if (LOGTO_COMPAT) {
+  // 6. koa-oidc-unrecognized-route.ts: an unknown path, or a known one with another method
+  //    (GET /oidc/token), is a 404 invalid_request instead of Koa's plain "Not Found".
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.status === 404 && ctx.message === 'Not Found') {
+      throw new errors.InvalidRequest(
+        `unrecognized route or not allowed method (${ctx.method} on ${ctx.path})`,
+        404,
+      );
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------
+// LOGTO_COMPAT: koa-oidc-error-handler.ts. Errors thrown out of the provider (above) get
+// oidc-provider's body (`errorOut`); then every error body from /oidc gets Logto's
+// envelope, `code` ("oidc.<error>") and an English `message` before `error` and
+// `error_description`; `?parse_error=false` returns the raw body. Any other error is
+// koa-error-handler.ts's 500 `{"message":"Internal server error."}`.
 const logtoOidcMessages = {
   invalid_scope: (b) => `Invalid scope: ${b.error_description}.`,
   invalid_token: () => 'Invalid token provided.',
@@ -487,28 +703,29 @@ const logtoOidcMessages = {
 };
 const logtoErrorUris = { invalid_grant: 'https://openid.sh/debug/invalid_grant' };
 
-const app = new Koa();
-
-app.use(async (ctx, next) => {
-  const isToken = ctx.method === 'POST' && ctx.path === '/oidc/token';
-  if (isToken) {
-    stats.token_requests += 1;
-    // LOGTO_COMPAT: Logto Cloud's token usage guard (free plans over quota).
-    if (TOKEN_LIMIT !== undefined && stats.tokens_issued >= TOKEN_LIMIT) {
-      ctx.status = 429;
-      ctx.body = {
-        code: 'auth.exceed_token_limit',
-        message: 'Token limit exceeded. Please contact your administrator.',
-      };
+async function logtoOidcErrors(ctx, next) {
+  try {
+    await next();
+  } catch (err) {
+    if (!(err instanceof errors.OIDCProviderError)) {
+      console.error('internal error', err);
+      ctx.status = 500;
+      ctx.body = { message: 'Internal server error.' };
       return;
     }
+    ctx.status = err.statusCode || 500;
+    ctx.body = err.expose
+      ? {
+          error: err.message,
+          ...(err.error_description ? { error_description: err.error_description } : {}),
+          ...(err.scope ? { scope: err.scope } : {}),
+        }
+      : { error: 'server_error', error_description: 'oops! something went wrong' };
+    if (ctx.method === 'POST' && ctx.path === '/oidc/token') {
+      stats.token_errors_by_code[err.message] = (stats.token_errors_by_code[err.message] ?? 0) + 1;
+    }
   }
-
-  await next();
-
   if (
-    LOGTO_COMPAT &&
-    ctx.path.startsWith('/oidc') &&
     ctx.query.parse_error !== 'false' &&
     ctx.status >= 400 &&
     ctx.body &&
@@ -527,6 +744,44 @@ app.use(async (ctx, next) => {
     };
     ctx.status = status;
   }
+}
+
+// LOGTO_COMPAT: on every answer, whatever the path: helmet's headers with Logto's basic
+// settings (koa-security-headers.ts), and `Logto-Core-Request-Id`, a nanoid(16) that Logto
+// also writes in its logs, set last (app/init.ts).
+const LOGTO_SECURITY_HEADERS = {
+  'Cross-Origin-Resource-Policy': 'same-origin',
+  'Origin-Agent-Cluster': '?1',
+  'Referrer-Policy': 'strict-origin-when-cross-origin',
+  'Strict-Transport-Security': 'max-age=15552000; includeSubDomains',
+  'X-Content-Type-Options': 'nosniff',
+  'X-Download-Options': 'noopen',
+  'X-Frame-Options': 'SAMEORIGIN',
+  'X-Permitted-Cross-Domain-Policies': 'none',
+  'X-XSS-Protection': '0',
+};
+
+const app = new Koa();
+
+// This peer's own paths: the customer APIs (not Logto's) and the counters.
+const isPeerOwnPath = (path) =>
+  path === '/products' || path.startsWith('/organizations/') || path.startsWith('/__peer/');
+
+app.use(async (ctx, next) => {
+  if (ctx.method === 'POST' && ctx.path === '/oidc/token') stats.token_requests += 1;
+  if (!LOGTO_COMPAT || isPeerOwnPath(ctx.path)) return next();
+  const requestId = crypto.randomBytes(12).toString('base64url'); // 16 of nanoid's characters
+  ctx.set(LOGTO_SECURITY_HEADERS);
+  try {
+    if (ctx.path === '/oidc' || ctx.path.startsWith('/oidc/')) {
+      await logtoOidcErrors(ctx, next);
+    } else {
+      await next();
+    }
+  } finally {
+    ctx.set('Logto-Core-Request-Id', requestId);
+  }
+  return undefined;
 });
 
 // ---------------------------------------------------------------------------
@@ -591,7 +846,9 @@ async function bearerApi(ctx, audience, requiredScope, handler) {
 
 const shoppingApi = (ctx, requiredScope, handler) => bearerApi(ctx, SHOPPING_API, requiredScope, handler);
 
-// A stand-in for Logto's Management API, answering in Logto's error format.
+// A stand-in for Logto's Management API, checking the token as Logto's koa-auth does
+// (middleware/koa-auth/index.ts): only issuer and audience (not `typ` or `alg`), errors in
+// Logto's format (`{code, data?, message}`, no WWW-Authenticate), the jose error as `data`.
 async function managementApi(ctx, handler) {
   const authorization = ctx.get('authorization');
   if (!authorization) {
@@ -599,7 +856,8 @@ async function managementApi(ctx, handler) {
     ctx.body = { code: 'auth.authorization_header_missing', message: 'Authorization header is missing.' };
     return;
   }
-  if (!authorization.startsWith('Bearer ')) {
+  // Logto: `startsWith('Bearer')`, then the token is what follows 'Bearer '.
+  if (!authorization.startsWith('Bearer')) {
     ctx.status = 401;
     ctx.body = {
       code: 'auth.authorization_token_type_not_supported',
@@ -610,12 +868,17 @@ async function managementApi(ctx, handler) {
   }
   let payload;
   try {
-    payload = await verifyAccessToken(authorization.slice('Bearer '.length).trim(), MANAGEMENT_API);
+    ({ payload } = await jwtVerify(authorization.slice('Bearer '.length), jwks, {
+      issuer: ISSUER,
+      audience: MANAGEMENT_API,
+    }));
   } catch (err) {
     ctx.status = 401;
     ctx.body = {
       code: 'auth.unauthorized',
-      data: joseData(err),
+      // The error's own fields, as Logto serializes it: code, name, and for a claim
+      // check also claim, reason and the token's payload.
+      data: JSON.parse(JSON.stringify(err)),
       message: 'Unauthorized. Please check credentials and its scope.',
     };
     return;
@@ -653,12 +916,28 @@ app.use(async (ctx, next) => {
   }
   if (ctx.path === '/api/applications' && ctx.method === 'GET') {
     await managementApi(ctx, () => {
+      // Logto's application objects (without pagination: see the README); newest first in
+      // Logto, and these were all "created" at once, in this order.
       ctx.body = CLIENTS.map(({ metadata }) => ({
+        tenantId: 'default',
         id: metadata.client_id,
         name: metadata.client_name ?? metadata.client_id,
+        description: null,
         type: metadata.grant_types.includes('client_credentials') ? 'MachineToMachine' : 'Traditional',
+        oidcClientMetadata: { redirectUris: metadata.redirect_uris, postLogoutRedirectUris: [] },
+        customClientMetadata: {},
+        protectedAppMetadata: null,
+        customData: {},
+        isThirdParty: false,
+        appLevelAccessControlEnabled: false,
+        createdAt: STARTED_AT,
       }));
     });
+    return;
+  }
+  // Logto's unauthenticated health check (routes/status.ts).
+  if (LOGTO_COMPAT && ctx.path === '/api/status' && ctx.method === 'GET') {
+    ctx.status = 204;
     return;
   }
   const members = /^\/organizations\/([^/]+)\/members$/.exec(ctx.path);

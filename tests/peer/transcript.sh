@@ -54,7 +54,7 @@ call() {
   local code
   code="$(curl -sS -D "$TMP/h" -o "$TMP/b" -w '%{http_code}' "$@")"
   echo "HTTP $code"
-  grep -i -E '^(www-authenticate|content-type):' "$TMP/h" | tr -d '\r'
+  grep -i -E '^(www-authenticate|content-type|cache-control|logto-core-request-id):' "$TMP/h" | tr -d '\r'
   node -e '
     const fs = require("fs");
     const raw = fs.readFileSync(process.argv[1], "utf8");
@@ -152,6 +152,32 @@ call "m2m:colon, Basic with only the id encoded: secret %41 decodes to A and + t
   -d grant_type=client_credentials -d "resource=$SHOP" -d scope=read:products \
   "$B/oidc/token"
 
+UNICODE_SECRET='sécret-ünïcode'
+call "m2m-unicode (non-ASCII secret), client_secret_post: accepted" \
+  -d grant_type=client_credentials -d client_id=m2m-unicode --data-urlencode "client_secret=$UNICODE_SECRET" \
+  -d "resource=$SHOP" -d scope=read:products \
+  "$B/oidc/token"
+
+call "m2m-unicode, Basic form-urlencoded: Logto refuses non-ASCII in the Basic header" \
+  -H "Authorization: Basic $(basic_encoded m2m-unicode "$UNICODE_SECRET")" \
+  -d grant_type=client_credentials -d "resource=$SHOP" -d scope=read:products \
+  "$B/oidc/token"
+
+call "m2m-basic's second current secret (several secrets per app)" \
+  -u 'm2m-basic:basic-secret-next-0123456789' \
+  -d grant_type=client_credentials -d "resource=$SHOP" -d scope=read:products \
+  "$B/oidc/token"
+
+call "m2m-basic's expired secret (Basic; no WWW-Authenticate, no CORS headers)" \
+  -u 'm2m-basic:basic-secret-expired-0123456789' \
+  -d grant_type=client_credentials -d "resource=$SHOP" \
+  "$B/oidc/token"
+
+call "a malformed %-escape in the Basic secret: Logto's URIError, 500" \
+  -H "Authorization: Basic $(printf '%s' 'm2m-basic:bad%zz' | base64 -w0)" \
+  -d grant_type=client_credentials -d "resource=$SHOP" \
+  "$B/oidc/token"
+
 echo "## Scope handling"
 echo
 call "only a not-granted scope (m2m-basic asks write:products)" \
@@ -240,9 +266,45 @@ call "no client authentication at all" \
   -d grant_type=client_credentials -d "resource=$SHOP" \
   "$B/oidc/token"
 
-call "JSON body instead of a form" \
+call "JSON body instead of a form: taken as a form" \
   -u 'm2m-basic:basic-secret-0123456789' -H 'Content-Type: application/json' \
   --data '{"grant_type":"client_credentials","resource":"https://shopping.api"}' \
+  "$B/oidc/token"
+
+printf 'grant_type=client_credentials&resource=https%%3A%%2F%%2Fshopping.api\0' > "$TMP/nul"
+call "a NUL byte in the body (the form with a NUL at its end, on stdin)" \
+  -u 'm2m-basic:basic-secret-0123456789' --data-binary @- \
+  "$B/oidc/token" < "$TMP/nul"
+
+call "GET /oidc/token" \
+  "$B/oidc/token"
+
+echo "## Organizations"
+echo
+call "m2m-basic, organization token for org-acme; asks read+write, is granted read" \
+  -u 'm2m-basic:basic-secret-0123456789' \
+  -d grant_type=client_credentials -d organization_id=org-acme --data-urlencode 'scope=read:members write:members' \
+  "$B/oidc/token"
+ORG_TOKEN="$(token_of)"
+
+call "m2m-noroles, a member of org-acme without organization roles: scope \"\"" \
+  -u 'm2m-noroles:noroles-secret-0123456789' \
+  -d grant_type=client_credentials -d organization_id=org-acme -d scope=read:members \
+  "$B/oidc/token"
+
+call "m2m-post, not a member of org-acme" \
+  -u 'm2m-post:post-secret-0123456789' \
+  -d grant_type=client_credentials -d organization_id=org-acme -d scope=read:members \
+  "$B/oidc/token"
+
+call "org-acme and the shopping API: the organization roles' API permissions" \
+  -u 'm2m-basic:basic-secret-0123456789' \
+  -d grant_type=client_credentials -d organization_id=org-acme -d "resource=$SHOP" -d scope=read:products \
+  "$B/oidc/token"
+
+call "org-acme and the Management API: the app's own role (all) does not count" \
+  -u 'm2m-basic:basic-secret-0123456789' \
+  -d grant_type=client_credentials -d organization_id=org-acme -d "resource=$MGMT" -d scope=all \
   "$B/oidc/token"
 
 echo "## Other instances: plain oidc-provider, short TTL, default API, Logto Cloud's token quota"
@@ -293,6 +355,14 @@ call "GET /api/applications with the shopping token (wrong audience)" \
   -H "Authorization: Bearer $BASIC_SHOP_TOKEN" "$B/api/applications"
 call "GET /api/applications without Authorization" \
   "$B/api/applications"
+NOROLES_MGMT_TOKEN="$(curl -sS -u 'm2m-noroles:noroles-secret-0123456789' -d grant_type=client_credentials \
+  -d "resource=$MGMT" -d scope=all "$B/oidc/token" | node -pe 'JSON.parse(require("fs").readFileSync(0)).access_token')"
+call "GET /api/applications with m2m-noroles's Management API token (no scope all)" \
+  -H "Authorization: Bearer $NOROLES_MGMT_TOKEN" "$B/api/applications"
+call "GET /organizations/org-acme/members with the organization token" \
+  -H "Authorization: Bearer $ORG_TOKEN" "$B/organizations/org-acme/members"
+call "GET /api/status (Logto's health check)" \
+  "$B/api/status"
 
 echo "## Counters (not part of Logto)"
 echo

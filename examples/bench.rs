@@ -19,7 +19,7 @@ mod redis_server;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Barrier, Mutex};
+use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -74,19 +74,68 @@ fn main() {
 
     let store = TokenStore::new(config.clone());
     let request = TokenRequest::new("https://shopping.api").scope("read:products");
-    store.get(&request).unwrap();
+    // This thread's own copy of the token, as its hits return it.
+    let token = store.get(&request).unwrap();
+    let hits_before = store.stats().hits;
+    // A hit against Go's per-call cost and the floor of any hit, and without and with its
+    // counting (the state before `TokenStore::stats` and after): batches of the four taken
+    // in turn, so that a busy moment of the machine weighs on all alike.
+    //
+    // Go's `oauth2.ReuseTokenSource` per call, the floor a hit is held to: one
+    // uncontended `Mutex` lock and unlock and `time.Now()`, which reads both clocks.
+    let mutex = Mutex::new(0u64);
+    let go_floor = || {
+        let guard = mutex.lock().unwrap();
+        black_box((Instant::now(), SystemTime::now(), &*guard));
+    };
+    // What any hit that returns an `Arc<Token>` pays whatever its lookup: both clocks, and
+    // the `Arc`'s clone and the caller's drop (two atomic read-modify-writes, as the
+    // Mutex's lock and unlock are).
+    let arc_floor = || {
+        black_box((Instant::now(), SystemTime::now(), Arc::clone(&token)));
+    };
+    let uncounted = || {
+        black_box(logto_m2m::internal::get_uncounted(&store, black_box(&request)).unwrap());
+    };
+    let counted = || {
+        black_box(store.get(black_box(&request)).unwrap());
+    };
+    let [go, arc, before, after] =
+        interleaved_median_ns([&go_floor, &arc_floor, &uncounted, &counted]);
     println!(
-        "hit_ns_1t: {:.1} ns",
-        median_ns(|| {
-            black_box(store.get(black_box(&request)).unwrap());
-        })
+        "go_floor_ns: {go:.1} ns (one uncontended Mutex and both clocks, what Go's token source pays per call)"
     );
+    println!(
+        "arc_floor_ns: {arc:.1} ns (both clocks and an Arc clone and drop, what a hit can't go below)"
+    );
+    println!("hit_ns_1t_uncounted: {before:.1} ns (before the counters)");
+    println!("hit_ns_1t: {after:.1} ns ({:.2} x go_floor_ns)", after / go);
     // Per call on each of N threads hitting the same key at once.
     let threads = thread::available_parallelism().map_or(1, |n| n.get());
-    println!("hit_ns_2t: {:.1} ns", hammer_ns(&store, &request, 2));
+    let mut before_2t = Vec::new();
+    let mut after_2t = Vec::new();
+    for _ in 0..3 {
+        before_2t.push(hammer_ns(&store, &request, 2, false));
+        after_2t.push(hammer_ns(&store, &request, 2, true));
+    }
+    println!(
+        "hit_ns_2t_uncounted: {:.1} ns (before the counters)",
+        median(&mut before_2t)
+    );
+    println!("hit_ns_2t: {:.1} ns", median(&mut after_2t));
     println!(
         "hit_ns_{threads}t: {:.1} ns (nproc = {threads})",
-        hammer_ns(&store, &request, threads)
+        hammer_ns(&store, &request, threads, true)
+    );
+    // Every counted hit was counted, on every thread: the calls above on this thread,
+    // those of the counted threads, and the first call of each uncounted thread (which
+    // takes the slow path, where hits are counted either way).
+    let one_thread = u64::from(CALLS_PER_BATCH / 10 + BATCHES as u32 * CALLS_PER_BATCH);
+    let threaded = u64::from(CALLS_PER_BATCH / 2) * (3 * 2 + threads as u64) + 3 * 2;
+    assert_eq!(
+        store.stats().hits - hits_before,
+        one_thread + threaded,
+        "hits counted"
     );
 
     // 100 tokens fetched in the same second, 3600 s lifetime, the default 60 s margin:
@@ -126,6 +175,38 @@ fn main() {
     assert_eq!(server.requests(), served_before, "file hits made requests");
     let _ = std::fs::remove_dir_all(&dir);
 
+    // Sealing, as the store does for every shared cache: one entry with a Logto-sized token
+    // (1 KiB) sealed, as a refresh writes it, and opened, as a shared-cache hit reads it.
+    // The key it seals with is derived once per config and secret (seal_key_us), not per
+    // entry.
+    let key = logto_m2m::CacheKey::for_request(&config, &request).unwrap();
+    let now = SystemTime::now();
+    let token = format!("eyJhbGciOiJFUzM4NCJ9.{}.sig", "x".repeat(1000));
+    let entry = logto_m2m::CacheEntry::new(
+        &token,
+        Some("read:products"),
+        now,
+        now + Duration::from_secs(3600),
+    )
+    .unwrap();
+    println!(
+        "seal_open_us: {:.2} us (one 1 KiB-token entry sealed and opened)",
+        median_us(2000, || {
+            let sealed = entry.encode(&key);
+            black_box(logto_m2m::CacheEntry::decode(sealed.as_bytes(), &key).unwrap());
+        })
+    );
+    println!(
+        "seal_key_us: {:.2} us (the seal key derived, once per process and secret)",
+        median_us(2000, || {
+            black_box(logto_m2m::internal::derive_seal_key(
+                black_box("bench-secret-0123456789"),
+                config.token_url(),
+                "bench-app",
+            ));
+        })
+    );
+
     #[cfg(feature = "redis")]
     redis_figures(&config, &request, &server);
 
@@ -158,6 +239,8 @@ fn main() {
             black_box(request_token(&config, &request).unwrap());
         })
     );
+
+    bearer_overhead();
 }
 
 /// With `--features redis`: the same two figures with a Redis shared cache, against a
@@ -174,9 +257,63 @@ fn redis_figures(config: &Config, request: &TokenRequest, server: &Loopback) {
             black_box(shared.get(black_box(request)).unwrap());
         })
     );
+    redis_hit_us(
+        "redis_hit_us",
+        "one server",
+        &redis.url(),
+        config,
+        request,
+        server,
+    );
+    drop(redis);
+    #[cfg(feature = "redis-sentinel")]
+    {
+        let set = redis_server::SentinelSet::start();
+        let what = "master found through one sentinel";
+        redis_hit_us(
+            "redis_hit_us_sentinel",
+            what,
+            &set.url(),
+            config,
+            request,
+            server,
+        );
+    }
+    #[cfg(feature = "redis-cluster")]
+    {
+        let cluster = redis_server::ClusterSet::start(3);
+        let what = "three masters, the slot map asked of one";
+        redis_hit_us(
+            "redis_hit_us_cluster",
+            what,
+            &cluster.url(1),
+            config,
+            request,
+            server,
+        );
+    }
+}
+
+/// The first `get` of a new store with a new `RedisCache` at `url` (as in a fresh process),
+/// served from Redis: finding the server, connecting, reading.
+#[cfg(feature = "redis")]
+fn redis_hit_us(
+    name: &str,
+    what: &str,
+    url: &str,
+    config: &Config,
+    request: &TokenRequest,
+    server: &Loopback,
+) {
+    let cache = || logto_m2m::RedisCache::new(url).unwrap();
+    // The entry, written by a first store.
+    TokenStore::new(config.clone())
+        .token_cache(cache())
+        .get(request)
+        .unwrap();
     let served_before = server.requests();
     println!(
-        "redis_hit_us: {:.1} us (first get of a new store, from redis)",
+        "{name}: {:.1} us (first get of a new store, from redis: {what})",
         median_us(200, || {
             let fresh = TokenStore::new(config.clone()).token_cache(cache());
             black_box(fresh.get(request).unwrap());
@@ -193,6 +330,32 @@ fn floor_ns() -> f64 {
         let guard = mutex.lock().unwrap();
         black_box((&now, &*guard));
     })
+}
+
+/// The median over batches of the mean time per call, for each of `fs`, their batches
+/// taken in turn.
+fn interleaved_median_ns<const N: usize>(fs: [&dyn Fn(); N]) -> [f64; N] {
+    for f in fs {
+        for _ in 0..CALLS_PER_BATCH / 10 {
+            f();
+        }
+    }
+    let mut batches: [Vec<f64>; N] = std::array::from_fn(|_| Vec::new());
+    for _ in 0..BATCHES {
+        for (f, times) in fs.iter().zip(&mut batches) {
+            let start = Instant::now();
+            for _ in 0..CALLS_PER_BATCH {
+                f();
+            }
+            times.push(start.elapsed().as_nanos() as f64 / f64::from(CALLS_PER_BATCH));
+        }
+    }
+    batches.map(|mut times| median(&mut times))
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 /// The median over batches of the mean time per call.
@@ -225,8 +388,9 @@ fn median_us(n: usize, mut f: impl FnMut()) -> f64 {
     times[n / 2]
 }
 
-/// Per-call time seen by each of `threads` threads calling `get` on one key at once.
-fn hammer_ns(store: &TokenStore, request: &TokenRequest, threads: usize) -> f64 {
+/// Per-call time seen by each of `threads` threads calling `get` on one key at once
+/// (without counting the hits unless `counted`).
+fn hammer_ns(store: &TokenStore, request: &TokenRequest, threads: usize, counted: bool) -> f64 {
     let calls = CALLS_PER_BATCH / 2;
     let barrier = Barrier::new(threads);
     let mut per_call: Vec<f64> = thread::scope(|s| {
@@ -236,7 +400,11 @@ fn hammer_ns(store: &TokenStore, request: &TokenRequest, threads: usize) -> f64 
                     barrier.wait();
                     let start = Instant::now();
                     for _ in 0..calls {
-                        black_box(store.get(request).unwrap());
+                        if counted {
+                            black_box(store.get(request).unwrap());
+                        } else {
+                            black_box(logto_m2m::internal::get_uncounted(store, request).unwrap());
+                        }
                     }
                     start.elapsed().as_nanos() as f64 / f64::from(calls)
                 })
@@ -287,4 +455,92 @@ fn token_server() -> Loopback {
             }
         }
     })
+}
+
+/// `bearer_overhead_ns`: a request through a `Bearer` agent against the same request with
+/// the header set by hand, on one keep-alive connection to a loopback API whose token is
+/// Logto-sized (about 750 bytes): what the middleware adds per request (the store hit, the
+/// header value, the per-request redirect setting). Batches of each taken in turn; the
+/// median of the batches' differences.
+fn bearer_overhead() {
+    let token = format!("eyJhbGciOiJFUzM4NCJ9.{}.sig", "x".repeat(720));
+    let body = format!(r#"{{"access_token":"{token}","expires_in":3600,"token_type":"Bearer"}}"#);
+    let server = Loopback::start(8, Duration::from_secs(600), move |c| {
+        loop {
+            let answer = if c.request.method() == "POST" {
+                body.as_str()
+            } else {
+                "ok"
+            };
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+                answer.len()
+            );
+            if !c.send(response.as_bytes()) || !c.next_request() {
+                return;
+            }
+        }
+    });
+    let origin = format!("http://127.0.0.1:{}", server.port());
+    let config = Config::new(
+        &format!("{origin}/oidc/token"),
+        "bench-app",
+        "bench-secret-0123456789",
+    )
+    .unwrap();
+    let store = std::sync::Arc::new(TokenStore::new(config));
+    let request = TokenRequest::new("https://shopping.api");
+    let bearer = logto_m2m::Bearer::new(store.clone(), request.clone(), &origin).unwrap();
+    let agent = |bearer: Option<logto_m2m::Bearer>| -> ureq::Agent {
+        let builder = ureq::Agent::config_builder().proxy(None);
+        match bearer {
+            Some(b) => builder.middleware(b).build().into(),
+            None => builder.build().into(),
+        }
+    };
+    let (with, by_hand) = (agent(Some(bearer)), agent(None));
+    let url = format!("{origin}/products");
+    let authorization = store.get(&request).unwrap().authorization().to_owned();
+    let call_with = || {
+        let mut r = with.get(&url).call().unwrap();
+        black_box(r.body_mut().read_to_string().unwrap());
+    };
+    let call_by_hand = || {
+        let mut r = by_hand
+            .get(&url)
+            .header("authorization", &authorization)
+            .call()
+            .unwrap();
+        black_box(r.body_mut().read_to_string().unwrap());
+    };
+    // Warm both connections.
+    call_with();
+    call_by_hand();
+    const PER_BATCH: u32 = 2_000;
+    let mut differences = Vec::new();
+    for _ in 0..BATCHES {
+        let batch = |f: &dyn Fn()| {
+            let started = Instant::now();
+            for _ in 0..PER_BATCH {
+                f();
+            }
+            started.elapsed().as_nanos() as f64 / f64::from(PER_BATCH)
+        };
+        let a = batch(&call_with);
+        let b = batch(&call_by_hand);
+        differences.push(a - b);
+    }
+    println!(
+        "bearer_overhead_ns: {:.0} ns per request (through Bearer vs the header by hand; \
+         loopback request {:.1} us)",
+        median(&mut differences),
+        {
+            let started = Instant::now();
+            for _ in 0..PER_BATCH {
+                call_by_hand();
+            }
+            started.elapsed().as_secs_f64() * 1e6 / f64::from(PER_BATCH)
+        }
+    );
+    drop(server);
 }

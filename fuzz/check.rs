@@ -99,17 +99,87 @@ pub fn check_token_file(data: &[u8]) {
     }
 }
 
-/// The key `check_cache_entry` decodes for; the seeds are written for it.
+/// The key `check_cache_entry` decodes for; the seeds are written for it (the sealed ones
+/// with `logto_m2m::internal::FUZZ_SECRET`).
 pub const CACHE_KEY: (&str, &str, &str) = ("https://x/t", "app", "https://api\u{0}read\u{0}");
 
-/// A shared cache's value (`CacheEntry::decode`, what Redis hands back) on arbitrary bytes:
-/// never panics, and an entry it accepts is bound to the key, has its times in order, a
-/// header-safe token and a printable scope, and encodes back to a value that decodes the same.
+/// The keys of `check_cache_entry`: the fuzz key in the clear (`CacheKey::new`) and sealed
+/// (as a store makes it), and sealed keys of another app, server and request, which must
+/// open nothing the fuzz key's seal made.
+struct Keys {
+    clear: logto_m2m::CacheKey,
+    sealed: logto_m2m::CacheKey,
+    others: Vec<logto_m2m::CacheKey>,
+}
+
+fn keys() -> &'static Keys {
+    use logto_m2m::internal::sealed_key;
+    static KEYS: std::sync::OnceLock<Keys> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let (url, app, request) = CACHE_KEY;
+        let sealed = |u, a, r| sealed_key(u, a, r).expect("a sealed key");
+        Keys {
+            clear: logto_m2m::CacheKey::new(url, app, request),
+            sealed: sealed(url, app, request),
+            others: vec![
+                sealed(url, "other-app", request),
+                sealed("https://y/t", app, request),
+                sealed(url, app, "https://api\u{0}write\u{0}"),
+            ],
+        }
+    })
+}
+
+/// A shared cache's value (`CacheEntry::decode`, what Redis hands back, which anyone who can
+/// write to that Redis controls) on arbitrary bytes, three ways:
+///
+/// - as a value for a key in the clear (`CacheKey::new`) and for the store's sealed key:
+///   never panics, and an entry it accepts is plausible and survives encode then decode;
+/// - as the plaintext inside a sealed value, as only a holder of the secret could write it
+///   (`internal::seal_plaintext`): never panics, an entry it gives is plausible, and that
+///   value is bound to its key: another app's, server's or request's key opens nothing, nor
+///   does the key itself once a byte of the value is changed.
 pub fn check_cache_entry(data: &[u8]) {
-    let key = logto_m2m::CacheKey::new(CACHE_KEY.0, CACHE_KEY.1, CACHE_KEY.2);
-    let Some(entry) = logto_m2m::CacheEntry::decode(data, &key) else {
+    let keys = keys();
+    for key in [&keys.clear, &keys.sealed] {
+        if let Some(entry) = logto_m2m::CacheEntry::decode(data, key) {
+            check_entry(&entry, key);
+        }
+    }
+    let value = logto_m2m::internal::seal_plaintext(&keys.sealed, data).expect("sealed");
+    let Some(entry) = logto_m2m::CacheEntry::decode(value.as_bytes(), &keys.sealed) else {
         return;
     };
+    check_entry(&entry, &keys.sealed);
+    for other in &keys.others {
+        assert_eq!(
+            logto_m2m::CacheEntry::decode(value.as_bytes(), other),
+            None,
+            "a value sealed for one key opened with another: {other:?}"
+        );
+    }
+    assert_eq!(
+        logto_m2m::CacheEntry::decode(value.as_bytes(), &keys.clear),
+        None,
+        "a sealed value read as one in the clear"
+    );
+    // Change one byte, chosen by the input, of the value: it no longer opens.
+    let mut changed = value.into_bytes();
+    let i = data.iter().fold(0usize, |acc, &b| {
+        acc.wrapping_mul(31).wrapping_add(b.into())
+    });
+    let i = i % changed.len();
+    changed[i] = if changed[i] == b'A' { b'B' } else { b'A' };
+    assert_eq!(
+        logto_m2m::CacheEntry::decode(&changed, &keys.sealed),
+        None,
+        "a sealed value with byte {i} changed still opened"
+    );
+}
+
+/// What every decoded entry must be: a header-safe token, a printable scope, times in
+/// order, and the same entry again after encode then decode with its key.
+fn check_entry(entry: &logto_m2m::CacheEntry, key: &logto_m2m::CacheKey) {
     let t = entry.access_token();
     assert!(
         !t.is_empty() && t.bytes().all(|b| (0x21..=0x7e).contains(&b)),
@@ -125,10 +195,10 @@ pub fn check_cache_entry(data: &[u8]) {
         entry.expires_at() > entry.received_at(),
         "times out of order"
     );
-    let again = logto_m2m::CacheEntry::decode(entry.encode(&key).as_bytes(), &key);
+    let again = logto_m2m::CacheEntry::decode(entry.encode(key).as_bytes(), key);
     assert_eq!(
         again.as_ref(),
-        Some(&entry),
+        Some(entry),
         "encode then decode changed the entry"
     );
 }

@@ -3,8 +3,10 @@
 //! Required values go into the constructors; everything else is a chained setter whose docs
 //! end with its default.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::net::IpAddr;
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +14,8 @@ use std::time::Duration;
 use ureq::http::Uri;
 
 use crate::error::Error;
+use crate::seal::SealKey;
+use crate::secret::Secret;
 use crate::tls::{self, Roots};
 use crate::transport::{self, Proxy, Transport};
 
@@ -55,7 +59,8 @@ use crate::transport::{self, Proxy, Transport};
 pub struct Config {
     token_url: String,
     app_id: String,
-    app_secret: String,
+    /// The secret, or the file it is read from for each request.
+    secret: Secret,
     auth_method: AuthMethod,
     timeout: Duration,
     max_lifetime: Duration,
@@ -135,10 +140,43 @@ impl Config {
     ///
     /// # Errors
     /// [`ErrorKind::Config`](crate::ErrorKind::Config) when the URL is not http(s), has no
-    /// host, carries user info, or the app id or secret is empty.
+    /// host, carries user info, or the app id or secret is empty; also when its path ends
+    /// in `/oidc` or `/oidc/token`, which this appends (the message names the base URL to
+    /// give instead). A Logto served under a path that itself ends in `/oidc` gives its
+    /// full token URL to [`Config::new`].
+    ///
+    /// ```
+    /// use logto_m2m::Config;
+    ///
+    /// let err = Config::logto("https://tenant.logto.app/oidc", "id", "secret").unwrap_err();
+    /// assert!(err.to_string().contains("give https://tenant.logto.app"), "{err}");
+    /// ```
     pub fn logto(endpoint: &str, app_id: &str, app_secret: &str) -> Result<Config, Error> {
         let base = endpoint.trim_end_matches('/');
-        Config::new(&format!("{base}/oidc/token"), app_id, app_secret)
+        // Checked first: the base is known to be a URL without user info before a message
+        // repeats it.
+        let config = Config::new(&format!("{base}/oidc/token"), app_id, app_secret)?;
+        // An endpoint that already ends in /oidc (the issuer the console shows next to it) or
+        // /oidc/token is the likeliest slip. It is refused here, before anything is sent,
+        // rather than left to the server's 404 (which `exchange` still explains, for a
+        // doubled path in a full token URL): no credentials go to a URL known to be wrong,
+        // a proxy or app that answers every path would not even say 404, and the fix is
+        // certain enough to name. The price, a Logto mounted under a path ending in /oidc
+        // has to give its full token URL, is paid by almost no one.
+        let after_scheme = base.find("://").map_or(0, |i| i + 3);
+        let path = base[after_scheme..]
+            .find('/')
+            .map_or("", |i| &base[after_scheme + i..]);
+        for suffix in ["/oidc/token", "/oidc"] {
+            if path.ends_with(suffix) {
+                let root = &base[..base.len() - suffix.len()];
+                return Err(Error::config(format!(
+                    "logto endpoint {base} ends in {suffix}, which is added to it: give {root} \
+                     (the token url is then {root}/oidc/token)"
+                )));
+            }
+        }
+        Ok(config)
     }
 
     /// A config for any RFC 6749 token endpoint, given its full URL.
@@ -146,21 +184,87 @@ impl Config {
     /// # Errors
     /// As for [`Config::logto`].
     pub fn new(token_url: &str, app_id: &str, app_secret: &str) -> Result<Config, Error> {
+        let facts = check_url_and_id(token_url, app_id)?;
+        if app_secret.is_empty() {
+            return Err(Error::config("app secret is empty"));
+        }
+        Ok(Config::build(
+            token_url,
+            app_id,
+            facts,
+            Secret::inline(app_secret),
+        ))
+    }
+
+    /// A config for a Logto tenant whose app secret is in the file at `path`, as Docker and
+    /// Kubernetes hand secrets to programs (`/run/secrets/...`, a mounted Secret). The token
+    /// URL is `{endpoint}/oidc/token`, as for [`Config::logto`].
+    ///
+    /// The file is read now and again for each token request (one small read per refresh),
+    /// so a new secret written into it is used from the next refresh on, with no restart;
+    /// white space around it, such as the trailing newline, is not part of the secret. When
+    /// the endpoint refuses the secret (`invalid_client`, or an expired secret) and the file
+    /// holds another one by then, the request is made once more with that one. A file that
+    /// group or others can read is logged as a warning.
+    ///
+    /// # Errors
+    /// As for [`Config::logto`], and [`ErrorKind::Config`](crate::ErrorKind::Config) naming
+    /// the path (never the content) when the file can't be read or is empty. The same error
+    /// comes from a token request when the file can't be read then.
+    ///
+    /// # Example
+    /// ```no_run
+    /// use logto_m2m::Config;
+    ///
+    /// let config = Config::logto_with_secret_file(
+    ///     "https://tenant.logto.app",
+    ///     "app-id",
+    ///     "/run/secrets/logto-app-secret",
+    /// )?;
+    /// # Ok::<_, logto_m2m::Error>(())
+    /// ```
+    pub fn logto_with_secret_file(
+        endpoint: &str,
+        app_id: &str,
+        path: impl AsRef<Path>,
+    ) -> Result<Config, Error> {
+        // The endpoint's checks with a stand-in secret first, so that their errors come
+        // before the file's; then the config with the file's secret.
+        let checked = Config::logto(endpoint, app_id, "-")?;
+        Config::new_with_secret_file(checked.token_url(), app_id, path)
+    }
+
+    /// A config for any RFC 6749 token endpoint, given its full URL, whose app secret is in
+    /// the file at `path`: read for each token request, as
+    /// [`Config::logto_with_secret_file`] says.
+    ///
+    /// # Errors
+    /// As for [`Config::logto_with_secret_file`].
+    pub fn new_with_secret_file(
+        token_url: &str,
+        app_id: &str,
+        path: impl AsRef<Path>,
+    ) -> Result<Config, Error> {
+        let facts = check_url_and_id(token_url, app_id)?;
+        Ok(Config::build(
+            token_url,
+            app_id,
+            facts,
+            Secret::file(path.as_ref())?,
+        ))
+    }
+
+    /// The config with its defaults, from checked parts.
+    fn build(token_url: &str, app_id: &str, facts: UrlFacts, secret: Secret) -> Config {
         let UrlFacts {
             https,
             loopback,
             authority,
-        } = check_url(token_url)?;
-        if app_id.is_empty() {
-            return Err(Error::config("app id is empty"));
-        }
-        if app_secret.is_empty() {
-            return Err(Error::config("app secret is empty"));
-        }
-        Ok(Config {
+        } = facts;
+        Config {
             token_url: token_url.to_owned(),
             app_id: app_id.to_owned(),
-            app_secret: app_secret.to_owned(),
+            secret,
             auth_method: AuthMethod::ClientSecretBasic,
             timeout: Duration::from_secs(30),
             max_lifetime: Duration::from_secs(24 * 3600),
@@ -169,39 +273,97 @@ impl Config {
             loopback,
             authority,
             transport: Transport::new(loopback),
-        })
+        }
     }
 
     /// A config from the environment, for cron jobs and containers.
     ///
     /// | variable | meaning |
     /// | --- | --- |
-    /// | `LOGTO_ENDPOINT` | the Logto base URL (token URL `{endpoint}/oidc/token`), or |
+    /// | `LOGTO_ENDPOINT` | the Logto base URL, without `/oidc` (token URL `{endpoint}/oidc/token`), or |
     /// | `LOGTO_TOKEN_URL` | the full token URL of any RFC 6749 server (set one of the two) |
     /// | `LOGTO_APP_ID` | the app id |
-    /// | `LOGTO_APP_SECRET` | the app secret |
+    /// | `LOGTO_APP_SECRET` | the app secret, or |
+    /// | `LOGTO_APP_SECRET_FILE` | the path of a file that holds it, read for each token request (see [`Config::logto_with_secret_file`]; set one of the two) |
     /// | `LOGTO_TIMEOUT` | optional: the timeout in seconds, e.g. `10` or `2.5` |
     /// | `LOGTO_AUTH_METHOD` | optional: `client_secret_basic` (the default) or `client_secret_post` |
     ///
     /// # Errors
     /// [`ErrorKind::Env`](crate::ErrorKind::Env) naming the variable that is missing or
-    /// malformed (never repeating its value), or the errors of [`Config::new`].
+    /// malformed (never repeating its value), or the errors of [`Config::new`] and
+    /// [`Config::new_with_secret_file`].
     pub fn from_env() -> Result<Config, Error> {
+        Config::from_vars(|name| std::env::var_os(name))
+    }
+
+    /// [`from_env`](Config::from_env) with the variables looked up by `var` instead of in
+    /// the process environment: for a program whose own flags stand in for some of them
+    /// (as the `logto-m2m` command's `--timeout` does for `LOGTO_TIMEOUT`), or that keeps
+    /// its settings elsewhere. `var` returns `None` for an unset variable; empty is unset.
+    ///
+    /// # Errors
+    /// As for [`from_env`](Config::from_env), naming the variable.
+    ///
+    /// # Example
+    /// ```
+    /// use std::ffi::OsString;
+    /// use logto_m2m::Config;
+    ///
+    /// let config = Config::from_vars(|name| {
+    ///     let value = match name {
+    ///         "LOGTO_ENDPOINT" => "https://tenant.logto.app",
+    ///         "LOGTO_APP_ID" => "app-id",
+    ///         "LOGTO_APP_SECRET" => "app-secret",
+    ///         "LOGTO_TIMEOUT" => "2.5",
+    ///         _ => return std::env::var_os(name),
+    ///     };
+    ///     Some(OsString::from(value))
+    /// })?;
+    /// assert_eq!(config.timeout_value().as_millis(), 2500);
+    /// # Ok::<_, logto_m2m::Error>(())
+    /// ```
+    pub fn from_vars(var: impl Fn(&str) -> Option<OsString>) -> Result<Config, Error> {
+        let env_var = |name: &'static str| text_var(name, var(name));
         let endpoint = env_var("LOGTO_ENDPOINT")?;
         let token_url = env_var("LOGTO_TOKEN_URL")?;
         let app_id = env_var("LOGTO_APP_ID")?.ok_or(Error::env("LOGTO_APP_ID", "not set"))?;
-        let secret =
-            env_var("LOGTO_APP_SECRET")?.ok_or(Error::env("LOGTO_APP_SECRET", "not set"))?;
-        let config = match (endpoint, token_url) {
-            (Some(endpoint), None) => Config::logto(&endpoint, &app_id, &secret)?,
-            (None, Some(url)) => Config::new(&url, &app_id, &secret)?,
+        let secret = env_var("LOGTO_APP_SECRET")?;
+        // A path need not be UTF-8.
+        let secret_file = var("LOGTO_APP_SECRET_FILE").filter(|p| !p.is_empty());
+        let secret = match (secret, secret_file) {
+            (Some(secret), None) => EnvSecret::Value(secret),
+            (None, Some(path)) => EnvSecret::File(path.into()),
             (None, None) => {
+                return Err(Error::env(
+                    "LOGTO_APP_SECRET",
+                    "not set (set it, or LOGTO_APP_SECRET_FILE)",
+                ));
+            }
+            (Some(_), Some(_)) => {
+                return Err(Error::env(
+                    "LOGTO_APP_SECRET_FILE",
+                    "set together with LOGTO_APP_SECRET; set only one",
+                ));
+            }
+        };
+        let config = match (endpoint, token_url, secret) {
+            (Some(endpoint), None, EnvSecret::Value(secret)) => {
+                Config::logto(&endpoint, &app_id, &secret)?
+            }
+            (Some(endpoint), None, EnvSecret::File(path)) => {
+                Config::logto_with_secret_file(&endpoint, &app_id, path)?
+            }
+            (None, Some(url), EnvSecret::Value(secret)) => Config::new(&url, &app_id, &secret)?,
+            (None, Some(url), EnvSecret::File(path)) => {
+                Config::new_with_secret_file(&url, &app_id, path)?
+            }
+            (None, None, _) => {
                 return Err(Error::env(
                     "LOGTO_ENDPOINT",
                     "not set (set it, or LOGTO_TOKEN_URL)",
                 ));
             }
-            (Some(_), Some(_)) => {
+            (Some(_), Some(_), _) => {
                 return Err(Error::env(
                     "LOGTO_TOKEN_URL",
                     "set together with LOGTO_ENDPOINT; set only one",
@@ -414,8 +576,15 @@ impl Config {
         self.timeout
     }
 
-    pub(crate) fn app_secret(&self) -> &str {
-        &self.app_secret
+    /// Where the app secret comes from; `read()` gives it as it is now.
+    pub(crate) fn secret(&self) -> &Secret {
+        &self.secret
+    }
+
+    /// The key that seals this app's entries in a shared cache, from the secret as it is
+    /// now (derived once per secret).
+    pub(crate) fn seal_key(&self) -> Result<SealKey, Error> {
+        self.secret.seal_key(&self.token_url, &self.app_id)
     }
 
     pub(crate) fn auth_method_value(&self) -> AuthMethod {
@@ -429,9 +598,16 @@ impl Config {
     /// Refuses clear text to a remote host unless the user opted in.
     pub(crate) fn check_cleartext(&self) -> Result<(), Error> {
         if !self.https && !self.loopback && !self.allow_insecure_http {
+            // The way around is a method of this library, so it is advice (the hint), apart
+            // from the reason: the command prints the reason alone, with its own advice.
             return Err(Error::config(
                 "plain http to a host that is not loopback would send the app secret in clear \
-                 text; use https, or allow_insecure_http(true)",
+                 text: use https",
+            )
+            .with_context(
+                None,
+                None,
+                Some("or allow_insecure_http(true), on a network you trust entirely".into()),
             ));
         }
         Ok(())
@@ -440,6 +616,11 @@ impl Config {
     /// True for an `https://` token URL.
     pub(crate) fn is_https(&self) -> bool {
         self.https
+    }
+
+    /// True when plain http to a host that is not loopback was allowed.
+    pub(crate) fn insecure_http_allowed(&self) -> bool {
+        self.allow_insecure_http
     }
 
     /// `host:port` of the token URL, e.g. `tenant.logto.app:443`.
@@ -473,7 +654,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("token_url", &self.token_url)
             .field("app_id", &self.app_id)
-            .field("app_secret", &"[redacted]")
+            .field("app_secret", &self.secret)
             .field("auth_method", &self.auth_method)
             .field("timeout", &self.timeout)
             .field("max_token_lifetime", &self.max_lifetime)
@@ -483,13 +664,19 @@ impl fmt::Debug for Config {
     }
 }
 
-/// Reads a variable; unset and empty are the same (`None`), non-UTF-8 is an error.
-fn env_var(name: &'static str) -> Result<Option<String>, Error> {
-    match std::env::var(name) {
-        Ok(v) if v.is_empty() => Ok(None),
-        Ok(v) => Ok(Some(v)),
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(_)) => Err(Error::env(name, "not valid utf-8")),
+/// The app secret as the environment gives it.
+enum EnvSecret {
+    Value(String),
+    File(std::path::PathBuf),
+}
+
+/// A variable's text; unset and empty are the same (`None`), non-UTF-8 is an error.
+fn text_var(name: &'static str, value: Option<OsString>) -> Result<Option<String>, Error> {
+    match value.map(OsString::into_string) {
+        None => Ok(None),
+        Some(Ok(v)) if v.is_empty() => Ok(None),
+        Some(Ok(v)) => Ok(Some(v)),
+        Some(Err(_)) => Err(Error::env(name, "not valid utf-8")),
     }
 }
 
@@ -500,6 +687,15 @@ struct UrlFacts {
     loopback: bool,
     /// `host:port`, the port filled in from the scheme.
     authority: String,
+}
+
+/// Checks the token URL, then the app id.
+fn check_url_and_id(url: &str, app_id: &str) -> Result<UrlFacts, Error> {
+    let facts = check_url(url)?;
+    if app_id.is_empty() {
+        return Err(Error::config("app id is empty"));
+    }
+    Ok(facts)
 }
 
 /// Checks the token URL.
@@ -539,7 +735,7 @@ fn check_url(url: &str) -> Result<UrlFacts, Error> {
     })
 }
 
-fn is_loopback(host: &str) -> bool {
+pub(crate) fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
@@ -574,6 +770,43 @@ mod test {
                 .token_url(),
             "https://t.logto.app/oidc/token"
         );
+        // An endpoint with /oidc or /oidc/token already on it: refused, naming the base.
+        let logto = |u: &str| Config::logto(u, "a", "b").map(|c| c.token_url().to_owned());
+        for endpoint in [
+            "https://t.logto.app/oidc",
+            "https://t.logto.app/oidc/",
+            "https://t.logto.app/oidc/token",
+        ] {
+            assert_eq!(
+                logto(endpoint).unwrap_err().to_string(),
+                format!(
+                    "invalid config: logto endpoint {} ends in /oidc{}, which is added to it: give \
+                     https://t.logto.app (the token url is then https://t.logto.app/oidc/token)",
+                    endpoint.trim_end_matches('/'),
+                    if endpoint.ends_with("token") {
+                        "/token"
+                    } else {
+                        ""
+                    }
+                )
+            );
+        }
+        let err = logto("https://t.logto.app/auth/oidc")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("give https://t.logto.app/auth (the token"),
+            "{err}"
+        );
+        // Only the path counts: a host named oidc is fine, and so is /oidc inside the path.
+        assert_eq!(logto("https://oidc").unwrap(), "https://oidc/oidc/token");
+        assert_eq!(
+            logto("https://x/oidc-login").unwrap(),
+            "https://x/oidc-login/oidc/token"
+        );
+        // User info is refused before the endpoint is repeated in a message.
+        let err = logto("https://u:hunter2@x/oidc").unwrap_err().to_string();
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]

@@ -20,7 +20,8 @@ use std::time::Duration;
 /// [`logto_code()`](Error::logto_code).
 ///
 /// Neither `Display` nor `Debug` ever contains the app secret, the Basic credentials or an
-/// access token.
+/// access token. `Debug` is the same one line as `Display`, so that a `main` returning
+/// `Result<(), Error>` prints `Error: ` and the message; `{:#?}` shows the kind's fields.
 ///
 /// [`TokenStore`]: crate::TokenStore
 ///
@@ -279,6 +280,29 @@ impl Error {
         matches!(self.0.kind, ErrorKind::Timeout { .. })
     }
 
+    /// True when the token endpoint refused the app secret because it has expired: Logto
+    /// keeps several secrets per app, each with an optional expiry, and answers one past it
+    /// with 400 `invalid_request` "client secret has expired". The message says what to do:
+    /// create a new secret and put it where the app reads it. With a secret file
+    /// ([`Config::logto_with_secret_file`](crate::Config::logto_with_secret_file)) that is
+    /// all it takes, as the file is read again for each request.
+    ///
+    /// # Example
+    /// ```no_run
+    /// use logto_m2m::{request_token, Config, TokenRequest};
+    ///
+    /// let config = Config::from_env()?;
+    /// if let Err(e) = request_token(&config, &TokenRequest::new("https://shopping.api")) {
+    ///     if e.is_secret_expired() {
+    ///         eprintln!("rotate the app secret in the Logto console: {e}");
+    ///     }
+    /// }
+    /// # Ok::<_, logto_m2m::Error>(())
+    /// ```
+    pub fn is_secret_expired(&self) -> bool {
+        is_secret_expired(&self.0.kind)
+    }
+
     /// How long the server asked us to wait, for a rate-limited answer.
     pub fn retry_after(&self) -> Option<Duration> {
         match self.0.kind {
@@ -348,11 +372,16 @@ impl fmt::Display for Error {
     }
 }
 
-// Debug shows the kind with its fields, then the context. None of them can hold a secret
-// or a token: server text was sanitized and redacted before it got here, no variant keeps
-// a body, and the URL is the configured one without its query.
+// Debug is the one-line message, as in jiff: what `fn main() -> Result<(), Error>` and
+// `unwrap` print is then `Error: token endpoint ... answered http 401 ...`, the message the
+// README shows, not a struct. `{:#?}` shows the kind with its fields, then the context.
+// None of them can hold a secret or a token: server text was sanitized and redacted before
+// it got here, no variant keeps a body, and the URL is the configured one without its query.
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !f.alternate() {
+            return fmt::Display::fmt(self, f);
+        }
         let inner = &*self.0;
         if inner.url.is_none() && inner.request_id.is_none() && inner.hint.is_none() {
             return fmt::Debug::fmt(&inner.kind, f);
@@ -480,6 +509,24 @@ fn write_kind(kind: &ErrorKind, url: Option<&str>, f: &mut fmt::Formatter<'_>) -
     }
 }
 
+/// An OAuth refusal of the client whose description says its secret expired: Logto's
+/// `invalid_request` "client secret has expired", or the same words with `invalid_client`,
+/// which other servers use for every refused secret.
+pub(crate) fn is_secret_expired(kind: &ErrorKind) -> bool {
+    let ErrorKind::OAuth {
+        error,
+        description: Some(description),
+        ..
+    } = kind
+    else {
+        return false;
+    };
+    let description = description.to_ascii_lowercase();
+    matches!(error.as_str(), "invalid_request" | "invalid_client")
+        && description.contains("secret")
+        && description.contains("expired")
+}
+
 /// "token endpoint", with its URL when known.
 struct Endpoint<'a>(Option<&'a str>);
 
@@ -603,6 +650,26 @@ mod test {
     fn error_is_one_pointer() {
         // Keeps `Result<Arc<Token>, Error>` two words, which matters on the cache-hit path.
         assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
+    }
+
+    #[test]
+    fn debug_is_the_one_line_message() {
+        let e = Error::new(ErrorKind::HttpStatus {
+            status: 404,
+            logto_code: None,
+            logto_message: None,
+        })
+        .with_context(
+            Some("https://x/oidc/token?a=b"),
+            Some("r1".into()),
+            Some("fix".into()),
+        );
+        let message = "token endpoint https://x/oidc/token answered http 404 without an oauth \
+                       error body; logto request id r1; fix";
+        assert_eq!(e.to_string(), message);
+        // What `fn main() -> Result<(), Error>` prints after `Error: `.
+        assert_eq!(format!("{e:?}"), message);
+        assert!(format!("{e:#?}").contains("HttpStatus"), "{e:#?}");
     }
 
     #[test]

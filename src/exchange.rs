@@ -74,76 +74,30 @@ pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, E
     let started = Instant::now();
     // A timeout too long for the clock is as good as none; ureq's own has the same limit.
     let deadline = started.checked_add(timeout);
-    let remaining = || match deadline {
-        Some(d) => d.saturating_duration_since(Instant::now()),
-        None => timeout,
-    };
-    let auth = ClientAuth::new(config);
-    let mut body = request.form_body();
-    if let Some(fields) = &auth.form {
-        body.push_str(fields);
-    }
-    let redact = auth.redactions(config.app_secret());
-
+    // Read now, for this request: a secret file's new content is used from here on.
+    let mut secret = config.secret().read()?.into_owned();
     let mut attempt = 1;
-    let mut waited_for_rate_limit = false;
-    let outcome = loop {
-        let left = remaining();
-        if left.is_zero() {
-            break Err(Error::new(ErrorKind::Timeout { after: timeout }));
-        }
-        // The token's lifetime counts from here: the server can't have issued it earlier.
-        let sent = Sent {
-            at: Instant::now(),
-            wall: SystemTime::now(),
-            scope: request.scopes(),
-            max_lifetime: config.max_lifetime(),
-        };
-        let failure = match exchange(config, agent, &auth, &body, left) {
-            Ok(answer) => match response::parse(&answer, &sent, &redact) {
-                Ok(token) => break Ok(token),
-                Err(error) => Failure {
-                    // A 5xx may go better next time; any other answer is the server's word.
-                    retry: matches!(
-                        error.kind(),
-                        ErrorKind::OAuth { status: 500.., .. }
-                            | ErrorKind::HttpStatus { status: 500.., .. }
-                    ),
-                    error,
-                }
-                .with_request_id(answer.request_id),
-            },
-            Err(failure) => failure,
-        };
-
-        let wait = match failure.error.kind() {
-            ErrorKind::RateLimited {
-                retry_after: Some(wait),
-                ..
-            } if !waited_for_rate_limit && *wait <= MAX_RETRY_AFTER_WAIT => {
-                waited_for_rate_limit = true;
-                *wait
-            }
-            _ if failure.retry && attempt <= BACKOFF.len() => BACKOFF[attempt - 1],
-            _ => break Err(failure.error),
-        };
-        // A wait that does not fit the deadline is not worth starting: the caller gets the
-        // server's answer now rather than a timeout later.
-        if wait >= remaining() {
-            break Err(failure.error);
-        }
-        log::debug!(
+    let mut outcome = attempts(config, agent, request, &secret, deadline, &mut attempt);
+    // A secret file rotated while the request was on its way: the endpoint refused the old
+    // secret, and the file holds another by now. One more go with it, within the same
+    // deadline; any other refusal is final, as a wrong secret does not get better.
+    if let Err(error) = &outcome
+        && refuses_secret(error.kind())
+        && let Some(newer) = config.secret().newer_than(&secret)
+    {
+        log::info!(
             target: "logto_m2m",
-            "token request attempt {attempt} failed, trying again in {}ms: {}",
-            wait.as_millis(),
-            failure.error
+            "the token endpoint refused the app secret ({}), and the app secret file {} holds \
+             a new one: trying again with it",
+            error.oauth_error().unwrap_or_default(),
+            config.secret().path().map(|p| p.display().to_string()).unwrap_or_default()
         );
-        // `sleep` never returns early, so a Retry-After is honoured in full.
-        thread::sleep(wait);
+        secret = newer;
         attempt += 1;
-    };
+        outcome = attempts(config, agent, request, &secret, deadline, &mut attempt);
+    }
     let outcome = outcome.map_err(|error| {
-        let hint = advice(error.kind(), config, request);
+        let hint = advice(error.kind(), config, request, &secret);
         error.with_context(Some(config.token_url()), None, hint)
     });
     match &outcome {
@@ -158,9 +112,105 @@ pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, E
     outcome
 }
 
+/// The answers that can mean the secret was rotated: `invalid_client` (the secret is not
+/// one of the app's) and an expired secret.
+fn refuses_secret(kind: &ErrorKind) -> bool {
+    matches!(kind, ErrorKind::OAuth { error, .. } if error == "invalid_client")
+        || crate::error::is_secret_expired(kind)
+}
+
+/// The exchange with `secret`, retried as [`request_token`] says, until `deadline`.
+/// `attempt` counts the requests, across calls.
+fn attempts(
+    config: &Config,
+    agent: &ureq::Agent,
+    request: &TokenRequest,
+    secret: &str,
+    deadline: Option<Instant>,
+    attempt: &mut usize,
+) -> Result<Token, Error> {
+    let timeout = config.timeout_value();
+    let remaining = || match deadline {
+        Some(d) => d.saturating_duration_since(Instant::now()),
+        None => timeout,
+    };
+    let auth = ClientAuth::new(config, secret);
+    let mut body = request.form_body();
+    if let Some(fields) = &auth.form {
+        body.push_str(fields);
+    }
+    let redact = auth.redactions();
+
+    let mut waited_for_rate_limit = false;
+    // The pauses count from this call's first request: a retry with a new secret gets its
+    // own, as far as the deadline allows.
+    let first = *attempt;
+    loop {
+        let left = remaining();
+        if left.is_zero() {
+            return Err(Error::new(ErrorKind::Timeout { after: timeout }));
+        }
+        // The token's lifetime counts from here: the server can't have issued it earlier.
+        let sent = Sent {
+            at: Instant::now(),
+            wall: SystemTime::now(),
+            scope: request.scopes(),
+            max_lifetime: config.max_lifetime(),
+        };
+        let failure = match exchange(config, agent, &auth, &body, left) {
+            Ok(answer) => match response::parse(&answer, &sent, &redact) {
+                Ok(token) => return Ok(token),
+                Err(error) => Failure {
+                    // A 5xx may go better next time; any other answer is the server's word.
+                    retry: matches!(
+                        error.kind(),
+                        ErrorKind::OAuth { status: 500.., .. }
+                            | ErrorKind::HttpStatus { status: 500.., .. }
+                    ),
+                    error,
+                }
+                .with_request_id(answer.request_id),
+            },
+            Err(failure) => failure,
+        };
+
+        let pause = *attempt - first;
+        let wait = match failure.error.kind() {
+            ErrorKind::RateLimited {
+                retry_after: Some(wait),
+                ..
+            } if !waited_for_rate_limit && *wait <= MAX_RETRY_AFTER_WAIT => {
+                waited_for_rate_limit = true;
+                *wait
+            }
+            _ if failure.retry && pause < BACKOFF.len() => BACKOFF[pause],
+            _ => return Err(failure.error),
+        };
+        // A wait that does not fit the deadline is not worth starting: the caller gets the
+        // server's answer now rather than a timeout later.
+        if wait >= remaining() {
+            return Err(failure.error);
+        }
+        log::debug!(
+            target: "logto_m2m",
+            "token request attempt {attempt} failed, trying again in {}ms: {}",
+            wait.as_millis(),
+            failure.error
+        );
+        // `sleep` never returns early, so a Retry-After is honoured in full.
+        thread::sleep(wait);
+        *attempt += 1;
+    }
+}
+
 /// What to do about an error the endpoint answered, when the answer and what was sent
 /// point to a likely cause the server's words don't name.
-fn advice(kind: &ErrorKind, config: &Config, request: &TokenRequest) -> Option<String> {
+fn advice(
+    kind: &ErrorKind,
+    config: &Config,
+    request: &TokenRequest,
+    secret: &str,
+) -> Option<String> {
     let sent = config.auth_method_value();
     let other = match sent {
         AuthMethod::ClientSecretBasic => AuthMethod::ClientSecretPost,
@@ -169,6 +219,9 @@ fn advice(kind: &ErrorKind, config: &Config, request: &TokenRequest) -> Option<S
     // Logto answers an unknown path with an oauth error body, others with a page.
     if let ErrorKind::OAuth { status: 404, .. } | ErrorKind::HttpStatus { status: 404, .. } = kind {
         return Some(not_found_advice(config));
+    }
+    if crate::error::is_secret_expired(kind) {
+        return Some(expired_secret_advice(config));
     }
     let ErrorKind::OAuth { error, .. } = kind else {
         return None;
@@ -182,7 +235,7 @@ fn advice(kind: &ErrorKind, config: &Config, request: &TokenRequest) -> Option<S
         // RFC 6749 §2.3.1 encodes it; the same secret works in the form.
         "invalid_request"
             if sent == AuthMethod::ClientSecretBasic
-                && !(config.app_id().is_ascii() && config.app_secret().is_ascii()) =>
+                && !(config.app_id().is_ascii() && secret.is_ascii()) =>
         {
             Some(format!(
                 "the app id or secret has non-ascii characters, which some servers (Logto among \
@@ -198,6 +251,28 @@ fn advice(kind: &ErrorKind, config: &Config, request: &TokenRequest) -> Option<S
         "invalid_scope" if request.scopes().is_empty() => Some("no scope was asked for".into()),
         "invalid_scope" => Some(format!("asked for scope {:?}", request.scopes().join(" "))),
         _ => None,
+    }
+}
+
+/// An expired secret: a new one is needed, and where it goes. A secret file is read again
+/// for each request, so writing the new secret there is all it takes.
+fn expired_secret_advice(config: &Config) -> String {
+    let create = if config.is_logto() {
+        "create a new secret for the app in the Logto console (the app's App secrets)"
+    } else {
+        "get a new secret for the app from the server"
+    };
+    match config.secret().path() {
+        Some(path) => format!(
+            "the app secret has expired: {create} and write it to {}, which is read again on the \
+             next request, no restart needed",
+            path.display()
+        ),
+        None => format!(
+            "the app secret has expired: {create} and put it where this app reads its secret \
+             (LOGTO_APP_SECRET, or a file named by LOGTO_APP_SECRET_FILE, which is read again \
+             without a restart)"
+        ),
     }
 }
 
@@ -254,12 +329,14 @@ struct ClientAuth {
     header: Option<String>,
     /// `&client_id=...&client_secret=...`.
     form: Option<String>,
+    /// The secret as read for this request.
+    secret: String,
     /// The secret form-urlencoded, as a server could echo it back.
     secret_encoded: String,
 }
 
 impl ClientAuth {
-    fn new(config: &Config) -> ClientAuth {
+    fn new(config: &Config, secret: &str) -> ClientAuth {
         match config.auth_method_value() {
             AuthMethod::ClientSecretBasic => {
                 // RFC 6749 §2.3.1: id and secret are each form-urlencoded, then joined by ':'.
@@ -267,22 +344,24 @@ impl ClientAuth {
                 // percent-decoders (Authlib and many others) both read `%20` as a space,
                 // while the latter read `+` as a plus and refuse the secret.
                 let id = percent_encode(config.app_id());
-                let secret_encoded = percent_encode(config.app_secret());
+                let secret_encoded = percent_encode(secret);
                 let pair = format!("{id}:{secret_encoded}");
                 let mut header = String::from("Basic ");
                 base64::engine::general_purpose::STANDARD.encode_string(pair, &mut header);
                 ClientAuth {
                     header: Some(header),
                     form: None,
+                    secret: secret.to_owned(),
                     secret_encoded,
                 }
             }
             AuthMethod::ClientSecretPost => {
                 let id = form_urlencode(config.app_id());
-                let secret_encoded = form_urlencode(config.app_secret());
+                let secret_encoded = form_urlencode(secret);
                 ClientAuth {
                     header: None,
                     form: Some(format!("&client_id={id}&client_secret={secret_encoded}")),
+                    secret: secret.to_owned(),
                     secret_encoded,
                 }
             }
@@ -290,10 +369,10 @@ impl ClientAuth {
     }
 
     /// The secret in every form a server could echo it back in.
-    fn redactions<'a>(&'a self, secret: &'a str) -> Redactions<'a> {
+    fn redactions(&self) -> Redactions<'_> {
         let basic = self.header.as_deref().map_or("", |h| &h["Basic ".len()..]);
         Redactions {
-            secrets: [secret, &self.secret_encoded, basic],
+            secrets: [&self.secret, &self.secret_encoded, basic],
         }
     }
 }
@@ -354,7 +433,7 @@ fn exchange(
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
     };
-    let redact = auth.redactions(config.app_secret());
+    let redact = auth.redactions();
     // Logto's id of this request in its own logs: kept for any error this answer becomes.
     let request_id = header("logto-core-request-id")
         .map(|id| crate::error::sanitize_to(id, &redact, MAX_SERVER_WORD))
@@ -444,7 +523,7 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
 /// Maps ureq's error to ours. Only a connection that failed or closed before an answer is
 /// marked for retry: a malformed answer is still the server's answer.
 fn map_ureq_error(e: ureq::Error, config: &Config, auth: &ClientAuth) -> Failure {
-    let redact = auth.redactions(config.app_secret());
+    let redact = auth.redactions();
     let text = |e: &dyn std::fmt::Display| crate::error::sanitize(&e.to_string(), &redact);
     let timed_out = || {
         Failure::fatal(ErrorKind::Timeout {
@@ -474,9 +553,7 @@ fn map_ureq_error(e: ureq::Error, config: &Config, auth: &ClientAuth) -> Failure
         }
         ureq::Error::HostNotFound => transport(format!("host not found: {where_}"), false),
         ureq::Error::ConnectionFailed => transport(format!("cannot connect to {where_}"), true),
-        ureq::Error::Io(ref io) if is_tls_failure(io, config) => {
-            Failure::fatal(ErrorKind::Tls { message: text(io) })
-        }
+        ureq::Error::Io(ref io) if is_tls_failure(io, config) => tls_failure(where_, text(io)),
         ureq::Error::Io(ref io) => {
             // Refused, reset, or closed with no (complete) status line: ureq can't say
             // whether a partial head arrived, and trying again is harmless either way.
@@ -499,11 +576,11 @@ fn map_ureq_error(e: ureq::Error, config: &Config, auth: &ClientAuth) -> Failure
                 ),
             )
         }
-        ureq::Error::Tls(m) => Failure::fatal(ErrorKind::Tls { message: m.into() }),
+        ureq::Error::Tls(m) => tls_failure(where_, m.into()),
         #[cfg(feature = "rustls")]
-        ureq::Error::Rustls(ref r) => Failure::fatal(ErrorKind::Tls { message: text(r) }),
+        ureq::Error::Rustls(ref r) => tls_failure(where_, text(r)),
         #[cfg(feature = "native-tls")]
-        ureq::Error::NativeTls(ref n) => Failure::fatal(ErrorKind::Tls { message: text(n) }),
+        ureq::Error::NativeTls(ref n) => tls_failure(where_, text(n)),
         ureq::Error::Protocol(ref p) => transport(
             format!("{where_}: invalid http response: {}", text(p)),
             false,
@@ -513,6 +590,26 @@ fn map_ureq_error(e: ureq::Error, config: &Config, auth: &ClientAuth) -> Failure
         }
         other => transport(text(&other), false),
     }
+}
+
+/// A TLS failure on the connection to `where_` (`host:port`), which the message names.
+///
+/// An https URL to a port that serves plain http is a common slip (a local Logto on
+/// :3001, a port copied from an http URL), and the TLS layer's words for it are cryptic:
+/// rustls "received corrupt message of type InvalidContentType" (the first byte of
+/// `HTTP/1.1 400` is no TLS record type), OpenSSL "wrong version number". Either means the
+/// server did not answer in TLS at all, and the message says so and what to check.
+fn tls_failure(where_: &str, message: String) -> Failure {
+    let message =
+        if message.contains("InvalidContentType") || message.contains("wrong version number") {
+            format!(
+                "{where_} did not answer in tls (a plain http port?): check the url's scheme and \
+             port ({message})"
+            )
+        } else {
+            format!("{where_}: {message}")
+        };
+    Failure::fatal(ErrorKind::Tls { message })
 }
 
 /// rustls reports handshake failures, certificate errors included, as an I/O error of
@@ -528,13 +625,16 @@ mod test {
     #[test]
     fn client_auth_is_header_or_form_never_both() {
         let c = Config::new("https://x/token", "m2m-special", "s3cr:t+/%&= x~").unwrap();
-        let basic = ClientAuth::new(&c);
+        let basic = ClientAuth::new(&c, "s3cr:t+/%&= x~");
         assert_eq!(
             basic.header.as_deref(),
             Some("Basic bTJtLXNwZWNpYWw6czNjciUzQXQlMkIlMkYlMjUlMjYlM0QlMjB4JTdF")
         );
         assert_eq!(basic.form, None);
-        let post = ClientAuth::new(&c.auth_method(AuthMethod::ClientSecretPost));
+        let post = ClientAuth::new(
+            &c.auth_method(AuthMethod::ClientSecretPost),
+            "s3cr:t+/%&= x~",
+        );
         assert_eq!(post.header, None);
         assert_eq!(
             post.form.as_deref(),

@@ -1,36 +1,44 @@
 //! [`RedisCache`]: a [`TokenCache`] in Redis, so that a fleet of processes on many hosts
 //! shares one token per request and one refresh at a time.
 //!
-//! Keys: `logto-m2m:token:{id}` holds an entry ([`CacheEntry::encode`]) with a Redis TTL
-//! that ends when the token expires; `logto-m2m:lock:{id}` is the refresh lock, taken with
-//! `SET NX PX lease` and a value unique to its holder, and deleted only by that holder (a
-//! compare-and-delete Lua script). `{id}` is [`CacheKey::id`], a hash: no key names the
-//! token URL, the app or the API, and no key or value holds the app secret.
+//! Keys: `logto-m2m:token:{<id>}` holds an entry ([`CacheEntry::encode`]) with a Redis TTL
+//! that ends when the token expires; `logto-m2m:lock:{<id>}` is the refresh lock, taken
+//! with `SET NX PX lease` and a value unique to its holder, and deleted only by that
+//! holder (a compare-and-delete Lua script). `<id>` is [`CacheKey::id`], a hash: no key
+//! names the token URL, the app or the API, and no key or value holds the app secret. The
+//! braces are a Redis Cluster hash tag: a token's key and its lock's key hash to one slot,
+//! so in a cluster they live on one node and the lock guards its token.
 //!
-//! Every call is bounded by the `left` it is given: the connection, the handshake (AUTH,
-//! SELECT, TLS) and each read and write have what remains of it as their timeout. Two
-//! things are not bounded, as in std: resolving a host name (the system resolver has no
-//! timeout; give an IP address where that matters), and a name with several addresses
-//! gets the timeout for each address in turn.
-//!
-//! One idle connection is kept and reused: on loopback a read costs about 24 µs on it
-//! against 46 µs on a new connection, and across a network a new connection costs one
-//! to three more round trips (TCP, AUTH, TLS). A call that finds the idle connection in
-//! use by another thread opens its own, so no caller ever waits for another, and a
-//! connection that failed or timed out is dropped, never reused: the late answer to the
-//! command that timed out may still be on its way.
+//! Every call is bounded by the `left` it is given, through every step: resolving a host
+//! name (on a helper thread, `connect.rs`), the connection, the handshake (AUTH, SELECT,
+//! TLS), each read and write, and with Sentinel or Cluster the questions that find the
+//! server to ask (`sentinel.rs`, `cluster.rs`) and the redirects and failovers on the way.
+//! One server's URL is the redis crate's; the multi-host ones are read in `url.rs`.
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ::redis::{Client, Connection, ConnectionAddr, IntoConnectionInfo, RedisError, Value};
+use ::redis::{
+    Client, Connection, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo,
+    RedisError, Value,
+};
 
 use crate::cache::{CacheEntry, CacheKey, CacheLock, TokenCache};
 use crate::error::{Error, Redactions, sanitize};
+
+#[cfg(feature = "redis-cluster")]
+mod cluster;
+mod connect;
+#[cfg(feature = "redis-sentinel")]
+mod sentinel;
+mod url;
+
+use connect::{Fail, Node, Pool};
+use url::{HostPort, Topology};
 
 /// The shortest timeout a Redis call gets, whatever is `left`: a zero timeout means "none"
 /// to the socket calls underneath.
@@ -51,15 +59,21 @@ pub(crate) const MAX_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
 /// anything longer is not ours and is cut, then refused as JSON.
 pub(crate) const MAX_VALUE_BYTES: usize = 64 * 1024;
 
+/// The largest PEM file taken for certificates or a key: a certificate chain is a few KiB.
+const MAX_PEM_BYTES: usize = 1024 * 1024;
+
 /// Deletes KEYS[1] only if it still holds ARGV[1]: a holder whose lease ran out, and whose
 /// lock someone else then took, must not delete the new holder's lock.
 const RELEASE_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 
-/// A [`TokenCache`] in Redis, reached through the `redis` crate's blocking client.
+/// A [`TokenCache`] in Redis, reached through the `redis` crate's blocking client: one
+/// server, a Sentinel-managed master (feature `redis-sentinel`) or a Cluster (feature
+/// `redis-cluster`), over TCP or TLS.
 ///
-/// Cheap to share: an `Arc` inside, one reusable connection behind a `Mutex` that is held
-/// only to take or return it. `Debug` and [`describe`](TokenCache::describe) show the
-/// scheme, host, port and database, never the user name or password.
+/// Cheap to share: an `Arc` inside, one reusable connection per server behind a `Mutex`
+/// that is held only to take or return it. `Debug` and
+/// [`describe`](TokenCache::describe) show the form, hosts, ports and database, never the
+/// user name, the password or any certificate or key.
 ///
 /// # Example
 /// ```no_run
@@ -77,156 +91,334 @@ const RELEASE_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then retu
 pub struct RedisCache(Arc<Inner>);
 
 struct Inner {
-    client: Client,
+    /// The URL as given, to make the cache again with other TLS settings. Never shown.
+    url: String,
     /// "redis redis://host:port/db": what `describe` says.
     description: String,
+    settings: Settings,
+    servers: Servers,
+    pool: Pool,
+}
+
+/// How every server of one cache is reached.
+// Without Sentinel and Cluster only the URL's one server is reached, made from the redis
+// crate's own reading of the URL; the fields for the servers found later go unread.
+#[cfg_attr(
+    not(any(feature = "redis-sentinel", feature = "redis-cluster")),
+    allow(dead_code)
+)]
+struct Settings {
+    tls: bool,
+    /// Certificates given with `root_certificates_pem` and `client_certificate_pem`.
+    pem: TlsPem,
+    username: Option<String>,
+    password: Option<String>,
+    db: i64,
     /// The password as given and as written in the URL, to redact from error text.
     secrets: [String; 2],
-    /// The connection no call is using, if any.
-    idle: Mutex<Option<Connection>>,
+}
+
+/// PEM text for `rediss://`: the CAs to trust instead of the webpki-roots bundle, and a
+/// client certificate chain with its key. Never shown, in `Debug` or anywhere.
+#[derive(Clone, Default)]
+struct TlsPem {
+    roots: Option<Vec<u8>>,
+    client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Which servers a call may go to.
+enum Servers {
+    /// Boxed: a client is several times the size of the other variants.
+    One(Box<Node>),
+    #[cfg(feature = "redis-sentinel")]
+    Sentinel(sentinel::Sentinel),
+    #[cfg(feature = "redis-cluster")]
+    Cluster(cluster::Cluster),
 }
 
 impl RedisCache {
-    /// A cache in the Redis at `url`: `redis://[[user]:password@]host[:port][/db]`,
-    /// `rediss://...` for TLS (needs this crate's `rustls` feature; certificates are checked
-    /// against the webpki-roots bundle), or `redis+unix:///path/to/socket`.
+    /// A cache in the Redis at `url`:
     ///
-    /// Nothing is sent until the first call: a Redis that is down shows up then, as an
-    /// error of that call.
+    /// - `redis://[[user]:password@]host[:port][/db]`, `rediss://...` for TLS (needs this
+    ///   crate's `rustls` feature; certificates are checked against the webpki-roots bundle,
+    ///   or the CAs given to [`root_certificates_pem`](RedisCache::root_certificates_pem)),
+    ///   or `redis+unix:///path/to/socket`;
+    /// - `redis+sentinel://[[user]:password@]host[:port],host[:port].../<master-name>[/<db>]`
+    ///   (feature `redis-sentinel`): the sentinels at those hosts (port 26379 by default)
+    ///   name the master, and after a failover the new one;
+    /// - `redis+cluster://[[user]:password@]host[:port],host[:port]...` (feature
+    ///   `redis-cluster`): nodes of a Redis Cluster, asked for its slot map;
+    /// - `rediss+sentinel://...` and `rediss+cluster://...` for TLS to every server.
+    ///
+    /// The user and password are those of the data nodes (the master, or every cluster
+    /// node), percent-encoded in the URL as usual. Nothing is sent until the first call: a
+    /// Redis that is down shows up then, as an error of that call.
     ///
     /// # Errors
     /// [`ErrorKind::Config`](crate::ErrorKind::Config) when the URL can't be used; the
     /// message never contains the password.
     pub fn new(url: &str) -> Result<RedisCache, Error> {
+        RedisCache::build(url, TlsPem::default())
+    }
+
+    /// Trusts exactly the CA certificates in `pem` (one or more `CERTIFICATE` blocks) for
+    /// the servers' certificates of a `rediss://` cache, instead of the webpki-roots
+    /// bundle: a Redis whose certificate comes from your own CA. The command and
+    /// `get_token` read it from the file named by `LOGTO_CACHE_CA_FILE`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) when the URL is not a TLS one, or
+    /// `pem` holds no certificate (the message names the block, never its contents).
+    ///
+    /// # Example
+    /// ```no_run
+    /// use logto_m2m::RedisCache;
+    ///
+    /// let ca = std::fs::read("/etc/redis-tls/ca.pem").expect("the CA file");
+    /// let cache = RedisCache::new("rediss://redis.internal:6380/0")?.root_certificates_pem(&ca)?;
+    /// # Ok::<_, logto_m2m::Error>(())
+    /// ```
+    pub fn root_certificates_pem(self, pem: &[u8]) -> Result<RedisCache, Error> {
+        check_pem_size(pem, "ca certificates")?;
+        crate::tls::parse_pem_certificates(pem)
+            .map_err(|reason| Error::config(format!("redis ca certificates: {reason}")))?;
+        let mut tls = self.0.settings.pem.clone();
+        tls.roots = Some(pem.to_vec());
+        RedisCache::build_tls(&self.0.url, tls, "ca certificates")
+    }
+
+    /// Presents the certificate chain `cert_pem` (the client's certificate first) and its
+    /// private key `key_pem` (PKCS#8, PKCS#1 or SEC1 PEM) to servers that ask for one
+    /// (`tls-auth-clients yes`). The command and `get_token` read them from the files named
+    /// by `LOGTO_CACHE_CERT_FILE` and `LOGTO_CACHE_KEY_FILE`.
+    ///
+    /// The key is kept in memory only for the handshakes; no `Debug` output, error or log
+    /// line shows it or the certificate.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) when the URL is not a TLS one, or
+    /// the certificate or key can't be read (the message names which, never its contents).
+    ///
+    /// # Example
+    /// ```no_run
+    /// use logto_m2m::RedisCache;
+    ///
+    /// let cert = std::fs::read("/etc/redis-tls/client.pem").expect("the certificate file");
+    /// let key = std::fs::read("/etc/redis-tls/client.key").expect("the key file");
+    /// let cache = RedisCache::new("rediss://redis.internal:6380/0")?
+    ///     .client_certificate_pem(&cert, &key)?;
+    /// # Ok::<_, logto_m2m::Error>(())
+    /// ```
+    pub fn client_certificate_pem(
+        self,
+        cert_pem: &[u8],
+        key_pem: &[u8],
+    ) -> Result<RedisCache, Error> {
+        check_pem_size(cert_pem, "client certificate")?;
+        check_pem_size(key_pem, "client key")?;
+        crate::tls::parse_pem_certificates(cert_pem)
+            .map_err(|reason| Error::config(format!("redis client certificate: {reason}")))?;
+        check_private_key(key_pem)?;
+        let mut tls = self.0.settings.pem.clone();
+        tls.client = Some((cert_pem.to_vec(), key_pem.to_vec()));
+        RedisCache::build_tls(&self.0.url, tls, "client certificate")
+    }
+
+    /// [`build`](RedisCache::build) for the TLS setters, which only TLS URLs take.
+    fn build_tls(url: &str, tls: TlsPem, what: &str) -> Result<RedisCache, Error> {
+        let cache = RedisCache::build(url, tls)?;
+        if !cache.0.settings.tls {
+            return Err(Error::config(format!(
+                "redis {what}: the url is not a tls one (rediss://...)"
+            )));
+        }
+        Ok(cache)
+    }
+
+    fn build(url: &str, pem: TlsPem) -> Result<RedisCache, Error> {
         // The password as written in the URL (percent-encoded), to redact from errors
         // before the URL is understood; the decoded one is taken below.
-        let written_password = ::redis::parse_redis_url(url)
-            .and_then(|u| u.password().map(str::to_owned))
-            .unwrap_or_default();
+        let written_password = written_password(url);
         let invalid = |reason: String| {
             let redact = Redactions {
                 secrets: [written_password.as_str(), "", ""],
             };
             Error::config(format!("redis url: {}", sanitize(&reason, &redact)))
         };
-        if !url.contains("://") {
-            return Err(invalid(
-                "must start with redis://, rediss:// or redis+unix://".into(),
-            ));
-        }
-        let tls = ["rediss://", "valkeys://"].iter().any(|scheme| {
-            url.get(..scheme.len())
-                .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
-        });
-        if tls && !cfg!(feature = "rustls") {
+        let parsed = url::parse(url).map_err(&invalid)?;
+        if parsed.tls && !cfg!(feature = "rustls") {
             // With only native-tls the redis crate does its TLS handshake before it sets
             // any timeout, so a server that never answers would hold the caller forever.
             return Err(invalid(
                 "rediss:// needs this crate's rustls feature (the native-tls handshake of the redis crate has no timeout)".into(),
             ));
         }
-        let info = url
-            .into_connection_info()
-            .map_err(|e| invalid(lowercase_first(&e.to_string())))?;
-        let db = info.redis_settings().db();
-        let description = match info.addr() {
-            ConnectionAddr::Tcp(host, port) => {
-                format!("redis redis://{}:{port}/{db}", bracket(host))
-            }
-            ConnectionAddr::TcpTls {
-                host,
-                port,
-                insecure,
-                ..
-            } => {
-                if *insecure {
-                    return Err(invalid(
-                        "certificate checks can't be turned off (#insecure)".into(),
-                    ));
-                }
-                format!("redis rediss://{}:{port}/{db}", bracket(host))
-            }
-            ConnectionAddr::Unix(path) => format!("redis unix://{}?db={db}", path.display()),
-            _ => format!("redis (db {db})"),
+        let settings = Settings {
+            tls: parsed.tls,
+            pem,
+            secrets: [
+                parsed.password.clone().unwrap_or_default(),
+                written_password.clone(),
+            ],
+            username: parsed.username,
+            password: parsed.password,
+            db: parsed.db,
         };
-        let password = info
-            .redis_settings()
-            .password()
-            .unwrap_or_default()
-            .to_owned();
-        // Don't send CLIENT SETINFO on each connection: nothing here reads it.
-        let settings = info.redis_settings().clone().set_skip_set_lib_name();
-        let info = info.set_redis_settings(settings);
-        let client = Client::open(info).map_err(|e| invalid(lowercase_first(&e.to_string())))?;
+        let failed = |e: RedisError| invalid(settings.reason(&e));
+        let servers = match parsed.topology {
+            Topology::Standalone(info) => {
+                Servers::One(Box::new(settings.standalone(info).map_err(failed)?))
+            }
+            #[cfg(feature = "redis-sentinel")]
+            Topology::Sentinel { sentinels, master } => Servers::Sentinel(
+                sentinel::Sentinel::new(&settings, &sentinels, master).map_err(failed)?,
+            ),
+            #[cfg(feature = "redis-cluster")]
+            Topology::Cluster { seeds } => {
+                // Each seed must make a client now, so that a bad one is an error here.
+                for seed in &seeds {
+                    settings.node(seed, true).map_err(failed)?;
+                }
+                Servers::Cluster(cluster::Cluster::new(seeds))
+            }
+            #[allow(unreachable_patterns)] // the forms whose feature is off: refused above
+            _ => {
+                return Err(invalid(
+                    "this url form needs a feature this build lacks".into(),
+                ));
+            }
+        };
         Ok(RedisCache(Arc::new(Inner {
-            client,
-            description,
-            secrets: [password, written_password],
-            idle: Mutex::new(None),
+            url: url.to_owned(),
+            description: format!("redis {}", parsed.description),
+            settings,
+            servers,
+            pool: Pool::default(),
         })))
     }
 }
 
-/// Hosts as a URL writes them: an IPv6 address in brackets.
-fn bracket(host: &str) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
+/// The password as a URL writes it (`:password@`), before any decoding; empty if none.
+fn written_password(url: &str) -> String {
+    let Some((_, rest)) = url.split_once("://") else {
+        return String::new();
+    };
+    let Some((userinfo, _)) = rest.rsplit_once('@') else {
+        return String::new();
+    };
+    userinfo
+        .split_once(':')
+        .map(|(_, p)| p.to_owned())
+        .unwrap_or_default()
+}
+
+fn check_pem_size(pem: &[u8], what: &str) -> Result<(), Error> {
+    if pem.len() > MAX_PEM_BYTES {
+        return Err(Error::config(format!(
+            "redis {what}: larger than {MAX_PEM_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// One private key block in PEM, with labels rustls reads; the message never quotes it.
+fn check_private_key(pem: &[u8]) -> Result<(), Error> {
+    const LABELS: [&[u8]; 3] = [b"PRIVATE KEY", b"RSA PRIVATE KEY", b"EC PRIVATE KEY"];
+    let keys = pem
+        .split(|&b| b == b'\n')
+        .filter_map(|line| line.trim_ascii().strip_prefix(b"-----BEGIN "))
+        .filter_map(|rest| rest.strip_suffix(b"-----"))
+        .filter(|label| LABELS.contains(label))
+        .count();
+    match keys {
+        1 => Ok(()),
+        0 => Err(Error::config(
+            "redis client key: no pem private key found (expected -----BEGIN PRIVATE KEY-----, RSA PRIVATE KEY or EC PRIVATE KEY)",
+        )),
+        n => Err(Error::config(format!(
+            "redis client key: {n} private keys, where one is expected"
+        ))),
     }
 }
 
-impl Inner {
-    /// Runs `f` on a connection, within `left`: the idle one if no other call has it,
-    /// otherwise a new one. A connection that failed is dropped, never reused: it may
-    /// still hold the answer to the command that timed out.
-    fn with_connection<T>(
-        &self,
-        left: Duration,
-        f: impl Fn(&mut Connection) -> Result<T, RedisError>,
-    ) -> Result<T, String> {
-        let deadline = Instant::now() + left.clamp(MIN_WAIT, MAX_WAIT);
-        let idle = self.idle.try_lock().ok().and_then(|mut slot| slot.take());
-        let reused = idle.is_some();
-        let mut result = match idle {
-            Some(mut con) => run(&mut con, deadline, &f).map(|v| (v, con)),
-            None => self.connect_and_run(deadline, &f),
-        };
-        // Redis may have closed a connection that sat idle (its `timeout` setting, a
-        // restart, a failover): that is no reason to fail, so try once more on a new one.
-        if reused
-            && result
-                .as_ref()
-                .is_err_and(|e| e.is_connection_dropped() || e.is_connection_refusal())
-            && Instant::now() < deadline
-        {
-            result = self.connect_and_run(deadline, &f);
-        }
-        match result {
-            Ok((value, con)) => {
-                if let Ok(mut slot) = self.idle.try_lock() {
-                    slot.get_or_insert(con);
-                }
-                Ok(value)
+#[cfg_attr(
+    not(any(feature = "redis-sentinel", feature = "redis-cluster")),
+    allow(dead_code)
+)]
+impl Settings {
+    /// The user and database settings a data node's connections take; a sentinel's take
+    /// neither (they are asked without a password first, see `sentinel.rs`).
+    fn redis_settings(&self, data: bool) -> RedisConnectionInfo {
+        // Don't send CLIENT SETINFO on each connection: nothing here reads it.
+        let mut settings = RedisConnectionInfo::default().set_skip_set_lib_name();
+        if data {
+            settings = settings.set_db(self.db);
+            if let Some(user) = &self.username {
+                settings = settings.set_username(user);
             }
-            Err(e) => Err(self.reason(&e)),
+            if let Some(password) = &self.password {
+                settings = settings.set_password(password);
+            }
         }
+        settings
     }
 
-    fn connect_and_run<T>(
-        &self,
-        deadline: Instant,
-        f: &impl Fn(&mut Connection) -> Result<T, RedisError>,
-    ) -> Result<(T, Connection), RedisError> {
-        // Bounds the connect and the handshake (AUTH, SELECT) together.
-        let mut con = self
-            .client
-            .get_connection_with_timeout(remaining(deadline))?;
-        let value = run(&mut con, deadline, f)?;
-        Ok((value, con))
+    /// The one server of a `redis://`, `rediss://` or `redis+unix://` URL.
+    fn standalone(&self, info: ConnectionInfo) -> Result<Node, RedisError> {
+        let settings = info.redis_settings().clone().set_skip_set_lib_name();
+        self.client(info.set_redis_settings(settings))
+            .map(Node::new)
     }
 
-    /// A redis error as a short reason, without the password even if a server echoed it.
+    /// A server found at `address` (a sentinel, the master it names, a cluster node); a
+    /// data node's connections authenticate and select the database.
+    fn node(&self, address: &HostPort, data: bool) -> Result<Node, RedisError> {
+        let host = address.host.clone();
+        let port = address.port;
+        let addr = if self.tls {
+            ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: false,
+                tls_params: None,
+            }
+        } else {
+            ConnectionAddr::Tcp(host, port)
+        };
+        let info = addr
+            .into_connection_info()?
+            .set_redis_settings(self.redis_settings(data));
+        self.client(info).map(Node::new)
+    }
+
+    /// A client for `info`, with the certificates given for TLS.
+    fn client(&self, info: ConnectionInfo) -> Result<Client, RedisError> {
+        #[cfg(feature = "rustls")]
+        if self.tls && (self.pem.roots.is_some() || self.pem.client.is_some()) {
+            let certificates =
+                ::redis::TlsCertificates {
+                    client_tls: self.pem.client.as_ref().map(|(cert, key)| {
+                        ::redis::ClientTlsConfig {
+                            client_cert: cert.clone(),
+                            client_key: key.clone(),
+                        }
+                    }),
+                    root_cert: self.pem.roots.clone(),
+                };
+            // The redis crate's words on a PEM it can't take may quote a line of it: ours,
+            // checked before, name what was wrong without that.
+            return Client::build_with_tls(info, certificates).map_err(|_| {
+                RedisError::from((
+                    ::redis::ErrorKind::InvalidClientConfig,
+                    "the tls certificates or key were refused (is the key the certificate's?)",
+                ))
+            });
+        }
+        Client::open(info)
+    }
+
+    /// A redis error as a short reason, without the password even if a server echoed it,
+    /// and with what to do for the certificate problems a private CA brings.
     fn reason(&self, e: &RedisError) -> String {
         // The redis crate's text: the server's error (`WRONGPASS ...`) or the I/O error
         // (`Connection refused (os error 111)`), which may be wordy but says what happened.
@@ -238,27 +430,61 @@ impl Inner {
         let redact = Redactions {
             secrets: [&self.secrets[0], &self.secrets[1], ""],
         };
-        sanitize(&lowercase_first(&text), &redact)
+        let mut reason = sanitize(&lowercase_first(&text), &redact);
+        if self.tls {
+            if reason.contains("UnknownIssuer") && self.pem.roots.is_none() {
+                reason.push_str(
+                    "; the server's certificate is not from a ca in the webpki-roots bundle: \
+                     give its ca (LOGTO_CACHE_CA_FILE, RedisCache::root_certificates_pem)",
+                );
+            } else if reason.contains("CertificateRequired") && self.pem.client.is_none() {
+                reason.push_str(
+                    "; the server asks for a client certificate: give one \
+                     (LOGTO_CACHE_CERT_FILE and LOGTO_CACHE_KEY_FILE, \
+                     RedisCache::client_certificate_pem)",
+                );
+            }
+        }
+        reason
+    }
+
+    /// A failed call's reason, for `last_cache_error`.
+    fn explain(&self, failure: Fail) -> String {
+        match failure {
+            Fail::Redis(e) => self.reason(&e),
+            Fail::Said(text) => {
+                let redact = Redactions {
+                    secrets: [&self.secrets[0], &self.secrets[1], ""],
+                };
+                sanitize(&text, &redact)
+            }
+        }
     }
 }
 
-/// Runs `f` with the socket's read and write timeouts set to what is left until `deadline`.
-fn run<T>(
-    con: &mut Connection,
-    deadline: Instant,
-    f: &impl Fn(&mut Connection) -> Result<T, RedisError>,
-) -> Result<T, RedisError> {
-    let left = remaining(deadline);
-    con.set_read_timeout(Some(left))?;
-    con.set_write_timeout(Some(left))?;
-    f(con)
-}
-
-/// Time until `deadline`, at least [`MIN_WAIT`].
-fn remaining(deadline: Instant) -> Duration {
-    deadline
-        .saturating_duration_since(Instant::now())
-        .max(MIN_WAIT)
+impl Inner {
+    /// Runs `f` on a connection to the server that holds the keys tagged `tag` (the
+    /// cache key's id), within `left`.
+    fn with_connection<T>(
+        &self,
+        tag: &str,
+        left: Duration,
+        f: impl Fn(&mut Connection) -> Result<T, RedisError>,
+    ) -> Result<T, String> {
+        let deadline = Instant::now() + left.clamp(MIN_WAIT, MAX_WAIT);
+        let result = match &self.servers {
+            Servers::One(node) => self.pool.run(node, deadline, &f),
+            #[cfg(feature = "redis-sentinel")]
+            Servers::Sentinel(s) => s.run(&self.settings, &self.pool, deadline, &f),
+            #[cfg(feature = "redis-cluster")]
+            Servers::Cluster(c) => {
+                c.run(&self.settings, &self.pool, cluster::slot(tag), deadline, &f)
+            }
+        };
+        // Only a cluster routes by the tag.
+        let _ = tag;
+        result.map_err(|e| self.settings.explain(e))
+    }
 }
 
 /// Lowercases a capitalized first word ("Connection refused" becomes "connection
@@ -273,12 +499,14 @@ fn lowercase_first(text: &str) -> String {
     }
 }
 
+/// `logto-m2m:token:{<id>}`: the braces are the Cluster hash tag shared with the lock.
 fn token_key(key: &CacheKey) -> String {
-    format!("logto-m2m:token:{}", key.id())
+    format!("logto-m2m:token:{{{}}}", key.id())
 }
 
+/// `logto-m2m:lock:{<id>}`, in the same slot as the token's key.
 fn lock_key(key: &CacheKey) -> String {
-    format!("logto-m2m:lock:{}", key.id())
+    format!("logto-m2m:lock:{{{}}}", key.id())
 }
 
 /// Milliseconds, at least 1 (Redis refuses `PX 0`).
@@ -293,7 +521,7 @@ impl TokenCache for RedisCache {
 
     fn read(&self, key: &CacheKey, left: Duration) -> Result<Option<CacheEntry>, String> {
         let name = token_key(key);
-        let value = self.0.with_connection(left, |con| {
+        let value = self.0.with_connection(key.id(), left, |con| {
             // GETRANGE instead of GET: a huge value under our key costs no memory.
             let result = ::redis::cmd("GETRANGE")
                 .arg(&name)
@@ -328,7 +556,7 @@ impl TokenCache for RedisCache {
         let ttl = ttl.min(MAX_TTL);
         let name = token_key(key);
         let value = entry.encode(key);
-        self.0.with_connection(left, |con| {
+        self.0.with_connection(key.id(), left, |con| {
             ::redis::cmd("SET")
                 .arg(&name)
                 .arg(&value)
@@ -346,7 +574,7 @@ impl TokenCache for RedisCache {
     ) -> Result<Option<CacheLock>, String> {
         let name = lock_key(key);
         let holder = holder_id();
-        let taken = self.0.with_connection(left, |con| {
+        let taken = self.0.with_connection(key.id(), left, |con| {
             ::redis::cmd("SET")
                 .arg(&name)
                 .arg(&holder)
@@ -358,6 +586,7 @@ impl TokenCache for RedisCache {
         match taken {
             Value::Okay => Ok(Some(CacheLock::new(RedisLock {
                 cache: self.0.clone(),
+                tag: key.id().to_owned(),
                 key: name,
                 holder,
                 release_wait: left.min(MAX_RELEASE_WAIT),
@@ -396,6 +625,8 @@ fn holder_id() -> String {
 /// The refresh lock while held; dropping it deletes the lock if it is still ours.
 struct RedisLock {
     cache: Arc<Inner>,
+    /// The cache key's id, which finds the lock's server in a cluster.
+    tag: String,
     key: String,
     holder: String,
     release_wait: Duration,
@@ -404,14 +635,16 @@ struct RedisLock {
 impl Drop for RedisLock {
     fn drop(&mut self) {
         // A failed release is not worth reporting: the lock lapses after its lease.
-        let _ = self.cache.with_connection(self.release_wait, |con| {
-            ::redis::cmd("EVAL")
-                .arg(RELEASE_SCRIPT)
-                .arg(1)
-                .arg(&self.key)
-                .arg(&self.holder)
-                .query::<Value>(con)
-        });
+        let _ = self
+            .cache
+            .with_connection(&self.tag, self.release_wait, |con| {
+                ::redis::cmd("EVAL")
+                    .arg(RELEASE_SCRIPT)
+                    .arg(1)
+                    .arg(&self.key)
+                    .arg(&self.holder)
+                    .query::<Value>(con)
+            });
     }
 }
 

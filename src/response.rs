@@ -7,12 +7,13 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use base64::Engine;
 use miniserde::de::{Map, Seq, Visitor};
 use miniserde::{Deserialize, json};
 
 use crate::cache::CacheEntry;
+use crate::claims::Claims;
 use crate::error::{Error, ErrorKind, MAX_SERVER_TEXT, MAX_SERVER_WORD, Redactions, sanitize_to};
+use crate::text::Skip;
 use crate::token::{BEARER_PREFIX, Token, is_header_safe, is_printable};
 
 /// The lifetime assumed when a token response has no `expires_in` and the token is not a
@@ -130,11 +131,11 @@ pub(crate) fn parse(
         Some(_) => return Err(invalid(status, Some("token_type"), "is not a string")),
     }
 
-    let claims = jwt_claims(&access_token);
+    let claims = Claims::from_jwt(&access_token);
     let expires_in = match &f.expires_in {
         None | Some(Leaf::Null) => claims
             .as_ref()
-            .and_then(|c| time_left(c.exp?, sent.wall))
+            .and_then(|c| time_left(u64::try_from(c.exp?).ok()?, sent.wall))
             .unwrap_or(DEFAULT_LIFETIME),
         Some(v) => Duration::from_secs(
             expires_in_secs(v).map_err(|reason| invalid(status, Some("expires_in"), reason))?,
@@ -188,43 +189,10 @@ pub(crate) fn from_entry(entry: &CacheEntry, sent: &Sent<'_>) -> Option<Token> {
         expires_in,
         scope: entry.scope().map(str::to_owned),
         requested_scope: sent.scope.join(" "),
-        scope_claim: jwt_claims(entry.access_token()).map(|c| c.scope),
+        scope_claim: Claims::from_jwt(entry.access_token()).map(|c| c.scope),
         sent_at,
         sent_at_wall,
     })
-}
-
-/// The claims of a JWT access token that this crate reads.
-struct Claims {
-    exp: Option<u64>,
-    scope: Option<String>,
-}
-
-/// The payload claims of `token` if it is a JWT (three base64url parts, the middle one a
-/// JSON object); `None` otherwise, silently. The signature is not checked: nothing here is
-/// trusted beyond what the server's own answer already said.
-fn jwt_claims(token: &str) -> Option<Claims> {
-    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-    const URL_SAFE_ANY_PADDING: GeneralPurpose = GeneralPurpose::new(
-        &base64::alphabet::URL_SAFE,
-        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-    );
-    let mut parts = token.split('.');
-    let (_, payload, _) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
-    }
-    let bytes = URL_SAFE_ANY_PADDING.decode(payload).ok()?;
-    let f = parse_fields(&bytes).ok()?;
-    let exp = match f.exp {
-        Some(Leaf::U64(n)) => Some(n),
-        _ => None,
-    };
-    let scope = match f.scope {
-        Some(Leaf::Str(s)) => Some(s),
-        _ => None,
-    };
-    Some(Claims { exp, scope })
 }
 
 /// The time left until `exp` (Unix seconds) at `now`, zero when past.
@@ -321,8 +289,6 @@ struct Fields {
     error_uri: Option<Leaf>,
     code: Option<Leaf>,
     message: Option<Leaf>,
-    /// A JWT's expiry (Unix seconds).
-    exp: Option<Leaf>,
     /// The first known field that appeared twice. miniserde's error can't say why it
     /// failed, so the parse goes on and this is checked afterwards.
     duplicate: Option<&'static str>,
@@ -392,7 +358,6 @@ impl Map for FieldsMap<'_> {
             "error_uri" => ("error_uri", &mut f.error_uri),
             "code" => ("code", &mut f.code),
             "message" => ("message", &mut f.message),
-            "exp" => ("exp", &mut f.exp),
             _ => return Ok(<dyn Visitor>::ignore()),
         };
         if slot.is_some() {
@@ -451,30 +416,6 @@ impl Visitor for Leaf {
     }
 }
 
-/// The inside of an array or object we don't look into. miniserde drives it without
-/// recursion, so no depth of nesting can overflow the stack.
-struct Skip;
-
-impl Seq for Skip {
-    fn element(&mut self) -> miniserde::Result<&mut dyn Visitor> {
-        Ok(<dyn Visitor>::ignore())
-    }
-
-    fn finish(&mut self) -> miniserde::Result<()> {
-        Ok(())
-    }
-}
-
-impl Map for Skip {
-    fn key(&mut self, _: &str) -> miniserde::Result<&mut dyn Visitor> {
-        Ok(<dyn Visitor>::ignore())
-    }
-
-    fn finish(&mut self) -> miniserde::Result<()> {
-        Ok(())
-    }
-}
-
 /// The fuzz targets' entry: [`parse`] as `request_token` calls it, for an answer with no
 /// `Retry-After`, sent now, asking for no scope, with the default maximum lifetime.
 #[cfg(any(test, feature = "_internal"))]
@@ -498,6 +439,7 @@ pub(crate) fn parse_now(status: u16, body: &[u8]) -> Result<Token, Error> {
 mod test {
     use super::*;
     use crate::request::TokenRequest;
+    use base64::Engine;
 
     fn ok(body: &str) -> Token {
         parse_now(200, body.as_bytes()).unwrap()

@@ -13,15 +13,13 @@ use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::cache::{CacheKey, TokenCache};
+use crate::cache::TokenCache;
 use crate::config::Config;
 use crate::error::{DisplayDuration, Error, ErrorKind};
 use crate::exchange::request_token;
 use crate::request::TokenRequest;
-use crate::response::{self, Sent};
 use crate::token::Token;
 use crate::token_file::TokenFile;
 
@@ -103,6 +101,7 @@ pub struct TokenStore {
     /// Names the store for the threads' copies, which hold a `Weak` to it: that tells a
     /// store that is gone from a new one at the same address.
     id: Arc<()>,
+    counters: stats::Counters,
     #[cfg(test)]
     hooks: test::Hooks,
 }
@@ -222,6 +221,9 @@ struct Entry {
     /// Bumped, with the lock held, whenever `held` changes: threads' copies of the token
     /// taken at an older version are not used.
     version: Arc<AtomicU64>,
+    /// The last token dropped by `invalidate` or `invalidate_token`: an API refused it, so
+    /// a shared cache that still holds it (another process wrote it) must not hand it back.
+    rejected: Option<Box<str>>,
 }
 
 /// Where the entry's refreshing stands.
@@ -249,7 +251,16 @@ impl Entry {
             round: 0,
             failures: 0,
             version: Arc::new(AtomicU64::new(0)),
+            rejected: None,
         }
+    }
+
+    /// Drops the token as one an API refused.
+    fn reject_held(&mut self) {
+        if let Some(held) = &self.held {
+            self.rejected = Some(held.token.access_token().into());
+        }
+        self.set_held(None);
     }
 
     /// Sets the token, and makes every thread's copy of the old one stale.
@@ -293,6 +304,7 @@ impl TokenStore {
             }),
             refreshed: Condvar::new(),
             id: Arc::new(()),
+            counters: stats::Counters::default(),
             #[cfg(test)]
             hooks: test::Hooks::default(),
         }
@@ -314,11 +326,15 @@ impl TokenStore {
     /// together make one request between them.
     ///
     /// - The file (JSON) holds, per request, the token with the wall-clock times its request
-    ///   was sent and it expires; never the secret. It is bound to the token URL and app
-    ///   id: a file written for another app or server is not used.
+    ///   was sent and it expires, sealed (encrypted and authenticated with a key derived
+    ///   from the app secret, see [`CacheKey::for_request`](crate::CacheKey::for_request)):
+    ///   whoever reads the file without the secret learns no token. Never the secret. It is
+    ///   bound to the token URL and app id: a file written for another app or server, or an
+    ///   entry sealed with another secret, is not used.
     /// - It is read only when memory has no fresh token, so cache hits cost the same.
     /// - It is written atomically (a temporary file beside it, then a rename), with mode
-    ///   0600 on Unix; expired tokens leave it on each write.
+    ///   0600 on Unix; expired tokens leave it on each write. A missing folder is created
+    ///   first, with mode 0700 on Unix (as ssh makes `~/.ssh`).
     /// - The process that refreshes holds an exclusive lock on `<path>.lock`; others wait
     ///   for it (at most the config's timeout) and take the new token from the file. The OS
     ///   releases the lock of a process that dies. Refreshes of different requests share
@@ -352,9 +368,9 @@ impl TokenStore {
 
     /// Shares tokens through `cache` (Redis, a database, ...): consulted when memory has no
     /// fresh token, with its refresh lock making one request per refresh across everyone
-    /// who shares it. The same rules as for the token file apply: no problem with the cache
-    /// fails a `get` that the network can satisfy, and waiting for another holder's refresh
-    /// is bounded by the config's timeout.
+    /// who shares it. The same rules as for the token file apply: entries are sealed, no
+    /// problem with the cache fails a `get` that the network can satisfy, and waiting for
+    /// another holder's refresh is bounded by the config's timeout.
     ///
     /// Defaults to no cache.
     pub fn token_cache(mut self, cache: impl TokenCache + 'static) -> Self {
@@ -362,8 +378,11 @@ impl TokenStore {
         self
     }
 
-    /// The last problem with the token cache (file or other), if any: an
-    /// [`ErrorKind::Cache`]. It stays until another problem replaces it.
+    /// The current problem with the token cache (file or other), if any: an
+    /// [`ErrorKind::Cache`], the last one a `get` that consulted the cache ran into. It is
+    /// `None` again once a later `get` consulted the cache without a problem (and an `info`
+    /// event says the cache works again), so a long-running service that checks it after
+    /// each `get` warns while the problem lasts, not after.
     pub fn last_cache_error(&self) -> Option<Error> {
         self.cache_error
             .lock()
@@ -385,23 +404,85 @@ impl TokenStore {
     /// refresh may first wait for another process's) and a few seconds more.
     pub fn get(&self, request: &TokenRequest) -> Result<Arc<Token>, Error> {
         let now = self.now();
-        match local::hit(&self.id, request, now) {
+        match local::hit::<true>(&self.id, request, now) {
             Some(token) => Ok(token),
             None => self.get_slow(request),
         }
     }
 
+    /// [`get`](TokenStore::get) without counting its hits: the bench's measure of what
+    /// counting costs.
+    #[cfg(feature = "_internal")]
+    pub(crate) fn get_uncounted(&self, request: &TokenRequest) -> Result<Arc<Token>, Error> {
+        let now = self.now();
+        match local::hit::<false>(&self.id, request, now) {
+            Some(token) => Ok(token),
+            None => self.get_slow(request),
+        }
+    }
+
+    /// What the store did since it was made: hits, token requests and their failures,
+    /// waits for another caller's refresh, the shared cache's reads, hits, writes and
+    /// errors, invalidations. Cheap: a few loads and one short lock; counting them costs
+    /// a hit one thread-local increment.
+    pub fn stats(&self) -> StoreStats {
+        self.counters.snapshot()
+    }
+
     /// Drops the cached token for `request`, so the next [`get`](TokenStore::get) on any
     /// thread asks for a new one. Call it when an API answers 401 to the token.
     pub fn invalidate(&self, request: &TokenRequest) {
+        stats::bump(&self.counters.invalidations);
         let mut entries = self.lock();
         if let Some(entry) = find_mut(&mut entries.map, request) {
-            entry.set_held(None);
+            entry.reject_held();
         }
+    }
+
+    /// Drops the cached token for `request` if it is still `token`: what to call when an
+    /// API answered 401 to `token` (revoked, its signing key rotated, a role changed).
+    ///
+    /// Unlike [`invalidate`](TokenStore::invalidate), a thread that saw the 401 late does
+    /// not throw away the fresh token another thread already got: when many threads meet
+    /// the same 401 at once, the first drop counts and they share one new token.
+    /// [`call`](TokenStore::call) and [`Bearer`](crate::Bearer) use it.
+    ///
+    /// # Example
+    /// ```no_run
+    /// use logto_m2m::{Config, TokenRequest, TokenStore};
+    ///
+    /// let store = TokenStore::new(Config::from_env()?);
+    /// let request = TokenRequest::new("https://shopping.api").scope("read:products");
+    /// let token = store.get(&request)?;
+    /// // ... the API answered 401 to this token:
+    /// store.invalidate_token(&request, &token);
+    /// let fresh = store.get(&request)?; // one new request, however many threads ask
+    /// # Ok::<_, logto_m2m::Error>(())
+    /// ```
+    pub fn invalidate_token(&self, request: &TokenRequest, token: &Token) {
+        stats::bump(&self.counters.invalidations);
+        let mut entries = self.lock();
+        if let Some(entry) = find_mut(&mut entries.map, request)
+            && entry
+                .held
+                .as_ref()
+                .is_some_and(|h| h.token.access_token() == token.access_token())
+        {
+            entry.reject_held();
+        }
+    }
+
+    /// True when `access_token` is the one last dropped for `request` as refused: a shared
+    /// cache's copy of it is no token to use.
+    pub(crate) fn is_rejected(&self, request: &TokenRequest, access_token: &str) -> bool {
+        let mut entries = self.lock();
+        find_mut(&mut entries.map, request)
+            .is_some_and(|e| e.rejected.as_deref() == Some(access_token))
     }
 
     /// Drops every cached token.
     pub fn clear(&self) {
+        stats::bump(&self.counters.invalidations);
         let mut entries = self.lock();
         for entry in entries.map.values_mut().flatten() {
             entry.set_held(None);
@@ -447,9 +528,18 @@ impl TokenStore {
                 _ => decide(entry, now),
             };
             match next {
-                Next::Done(Ok(token)) => return Ok(self.hand_out(request, entry, token, now)),
+                Next::Done(Ok(token)) => {
+                    // A caller that waited was counted as a wait, not a hit.
+                    if waited_for.is_none() {
+                        stats::bump(&self.counters.slow_hits);
+                    }
+                    return Ok(self.hand_out(request, entry, token, now));
+                }
                 Next::Done(Err(error)) => return Err(error),
                 Next::Refresh if matches!(entry.refresh, Refresh::Running) => {
+                    if waited_for.is_none() {
+                        stats::bump(&self.counters.waits);
+                    }
                     waited_for = Some(entry.round);
                     entries = self.wait(entries, give_up)?;
                 }
@@ -465,7 +555,7 @@ impl TokenStore {
             done: false,
         };
         let result = match &self.cache {
-            Some(cache) => self.fetch_shared(cache.as_ref(), request),
+            Some(cache) => self.fetch_through(cache.as_ref(), request),
             None => self.fetch(request),
         };
         flight.finish(result)
@@ -497,116 +587,18 @@ impl TokenStore {
 
     /// One exchange with the token endpoint.
     fn fetch(&self, request: &TokenRequest) -> Result<Token, Error> {
+        stats::bump(&self.counters.token_requests);
         #[cfg(test)]
-        if let Some(fetch) = &self.hooks.fetch {
-            return fetch(&self.config, request);
-        }
-        request_token(&self.config, request)
-    }
-
-    /// A token through the shared cache: its entry when fresh; otherwise, under its refresh
-    /// lock, a new one from the network, written back. Waiting for another holder's refresh
-    /// is bounded by the config's timeout; a cache problem is noted and the network used.
-    fn fetch_shared(&self, cache: &dyn TokenCache, request: &TokenRequest) -> Result<Token, Error> {
-        let config = &self.config;
-        let key = CacheKey::new(config.token_url(), config.app_id(), request.key());
-        let timeout = config.timeout_value();
-        let started = Instant::now();
-        let left = || timeout.saturating_sub(started.elapsed());
-        if let Some(token) = self.read_shared(cache, &key, request, left()) {
-            return Ok(token);
-        }
-        // The lock lapses after what a refresh can take (the exchange's deadline): a holder
-        // that died blocks the others no longer than that, and they wait as long.
-        let lease = timeout;
-        let mut pause = Duration::from_millis(2);
-        let lock = loop {
-            match cache.try_lock(&key, lease, left()) {
-                Ok(Some(lock)) => break Some(lock),
-                Ok(None) => {}
-                Err(reason) => {
-                    self.note(cache, reason);
-                    break None;
-                }
-            }
-            if left().is_zero() {
-                self.note(
-                    cache,
-                    format!(
-                        "lock held by another process for over {}; went ahead without it",
-                        DisplayDuration(timeout)
-                    ),
-                );
-                break None;
-            }
-            thread::sleep(pause.min(left()));
-            pause = (pause * 2).min(Duration::from_millis(50));
-            // The holder may have written what we need.
-            if let Some(token) = self.read_shared(cache, &key, request, left()) {
-                return Ok(token);
-            }
+        let result = match &self.hooks.fetch {
+            Some(fetch) => fetch(&self.config, request),
+            None => request_token(&self.config, request),
         };
-        // Whoever held the lock before us may have just written what we need.
-        if lock.is_some()
-            && let Some(token) = self.read_shared(cache, &key, request, left())
-        {
-            return Ok(token);
+        #[cfg(not(test))]
+        let result = request_token(&self.config, request);
+        if result.is_err() {
+            stats::bump(&self.counters.token_request_failures);
         }
-        // The refresh itself, the exchange and the write that shares its token, gets the
-        // timeout of its own, as the lease allows: a long wait above must not leave the
-        // write no time at all.
-        let refreshing = Instant::now();
-        let token = self.fetch(request)?;
-        let write_left = timeout.saturating_sub(refreshing.elapsed());
-        // A token with no lifetime, or times the clock can't write down, stays in memory.
-        if let Some(entry) = token.to_entry()
-            && let Err(reason) = cache.write(&key, &entry, write_left)
-        {
-            self.note(cache, reason);
-        }
-        drop(lock);
-        Ok(token)
-    }
-
-    /// The cache's token for `key`, if it has one outside its refresh margin.
-    fn read_shared(
-        &self,
-        cache: &dyn TokenCache,
-        key: &CacheKey,
-        request: &TokenRequest,
-        left: Duration,
-    ) -> Option<Token> {
-        let entry = match cache.read(key, left) {
-            Ok(entry) => entry?,
-            Err(reason) => {
-                self.note(cache, reason);
-                return None;
-            }
-        };
-        let now = self.now();
-        let sent = Sent {
-            at: now.mono,
-            wall: now.wall,
-            scope: request.scopes(),
-            max_lifetime: self.config.max_lifetime(),
-        };
-        let token = response::from_entry(&entry, &sent)?;
-        let margin = margin_for(token.expires_in(), self.margin);
-        (!token.ends_before(now.mono, now.wall, margin)).then_some(token)
-    }
-
-    /// Keeps a cache problem for `last_cache_error` and logs it.
-    #[cold]
-    fn note(&self, cache: &dyn TokenCache, reason: String) {
-        let error = Error::new(ErrorKind::Cache {
-            cache: cache.describe(),
-            reason,
-        });
-        log::warn!(target: "logto_m2m", "{error}; the token comes from the token endpoint");
-        *self
-            .cache_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(error);
+        result
     }
 
     /// Stores a refresh's outcome and wakes the waiters. Returns what the refreshing caller
@@ -684,7 +676,8 @@ impl TokenStore {
     ) -> Arc<Token> {
         match &entry.held {
             Some(held) if Arc::ptr_eq(&held.token, &token) => {
-                local::copy_of(&self.id, request, held, &entry.version, now).unwrap_or(token)
+                local::copy_of(&self.id, request, held, &entry.version, &self.counters, now)
+                    .unwrap_or(token)
             }
             _ => token,
         }
@@ -844,5 +837,9 @@ impl fmt::Debug for DebugEntry<'_> {
 }
 
 mod local;
+mod shared;
+mod stats;
+
+pub use stats::StoreStats;
 #[cfg(test)]
 mod test;

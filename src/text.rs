@@ -1,13 +1,17 @@
-//! Small text readers and writers, by hand, shared by the library and the command (which
-//! includes this file with `#[path]`: it can use only the public API, and this is no API).
+//! Small text readers and writers, by hand, for the library.
 //!
 //! - JSON strings and fields, for the few small objects written (the token file, a cache
-//!   entry, the command's `--format json`): miniserde's serializer would link tens of
-//!   kilobytes, its float printer included, into every binary for them.
-//! - Seconds such as `2.5`, for `LOGTO_TIMEOUT` and `--timeout`, without floating point,
-//!   which would link float parsing for this one value.
+//!   entry): miniserde's serializer would link tens of kilobytes, its float printer
+//!   included, into every binary for them.
+//! - A miniserde visitor that skips a JSON array or object, for the parsers that read only
+//!   the fields they know (the token response, JWT claims).
+//! - Seconds such as `2.5`, for `LOGTO_TIMEOUT` (and the command's `--timeout`, which
+//!   stands in for it through `Config::from_vars`), without floating point, which would
+//!   link float parsing for this one value.
 
 use std::time::Duration;
+
+use miniserde::de::{Map, Seq, Visitor};
 
 /// Appends `s` as a JSON string: quotes and backslashes escaped, control characters as
 /// `\u00XX`, everything else as is (JSON text is UTF-8).
@@ -60,6 +64,30 @@ pub(crate) fn parse_seconds(s: &str) -> Result<Duration, &'static str> {
     Some(Duration::new(secs, nanos))
         .filter(|d| !d.is_zero())
         .ok_or("not a positive number of seconds")
+}
+
+/// The inside of an array or object we don't look into. miniserde drives it without
+/// recursion, so no depth of nesting can overflow the stack.
+pub(crate) struct Skip;
+
+impl Seq for Skip {
+    fn element(&mut self) -> miniserde::Result<&mut dyn Visitor> {
+        Ok(<dyn Visitor>::ignore())
+    }
+
+    fn finish(&mut self) -> miniserde::Result<()> {
+        Ok(())
+    }
+}
+
+impl Map for Skip {
+    fn key(&mut self, _: &str) -> miniserde::Result<&mut dyn Visitor> {
+        Ok(<dyn Visitor>::ignore())
+    }
+
+    fn finish(&mut self) -> miniserde::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::cache::CacheEntry;
+use crate::claims::Claims;
 use crate::request::TokenRequest;
 
 /// An access token, as granted by the token endpoint.
@@ -129,6 +129,25 @@ impl Token {
             .collect()
     }
 
+    /// The claims of a JWT access token, **unverified**: what the token says of itself
+    /// (issuer, app, audience, scope, times), for explaining a 401 or 403, never for
+    /// deciding what to trust. `None` for an opaque token.
+    ///
+    /// # Example
+    /// ```no_run
+    /// use logto_m2m::{request_token, Config, TokenRequest};
+    ///
+    /// let config = Config::from_env()?;
+    /// let token = request_token(&config, &TokenRequest::new("https://shopping.api"))?;
+    /// if let Some(claims) = token.claims() {
+    ///     println!("for {:?}, as {:?}", claims.aud, claims.sub);
+    /// }
+    /// # Ok::<_, logto_m2m::Error>(())
+    /// ```
+    pub fn claims(&self) -> Option<Claims> {
+        Claims::from_jwt(self.access_token())
+    }
+
     /// When the token's lifetime started: the moment the request that got it was sent
     /// (never later than the server's own clock started it).
     pub fn received_at(&self) -> Instant {
@@ -166,16 +185,6 @@ impl Token {
         (
             self.sent_at.checked_add(left),
             self.sent_at_wall.checked_add(left),
-        )
-    }
-
-    /// The token as a cache entry, `None` when its times can't be written down.
-    pub(crate) fn to_entry(&self) -> Option<CacheEntry> {
-        CacheEntry::new(
-            self.access_token(),
-            self.scope.as_deref(),
-            self.sent_at_wall,
-            self.expires_at_system()?,
         )
     }
 }

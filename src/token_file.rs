@@ -1,8 +1,12 @@
 //! The token file: tokens that outlive the process, so that cron runs share one token.
 //!
-//! The file is JSON, bound to one token URL and app id, and holds per request key the
-//! access token, its lifetime, and the wall-clock times its request was sent and it expires
-//! (the processes share no `Instant`). Never the secret.
+//! The file is JSON, bound to one token URL and app id, and holds per request key (named by
+//! its hash, [`CacheKey::id`]) the wall-clock times the token's request was sent and it
+//! expires (the processes share no `Instant`) and the entry as
+//! [`CacheEntry::encode`] gives it: with the store's keys, sealed with a key derived from
+//! the app secret, so that whoever reads the file learns no token. Never the secret. The
+//! times are in the clear so that a write can drop expired entries and keep the newest
+//! without opening the others; a read uses the sealed entry's own, which must match them.
 //!
 //! Cross-process single flight: the refresh lock is an exclusive lock on `<file>.lock`
 //! (`std::fs::File` locks: `flock` on Unix, released by the OS if the process dies), one
@@ -26,7 +30,8 @@ use crate::text;
 /// A larger file is not read: it can't be one of ours (a token is about 1 KiB).
 const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
-const FORMAT_VERSION: u64 = 1;
+/// 2: entries sealed. A file of version 1 (tokens in the clear) is ignored and replaced.
+const FORMAT_VERSION: u64 = 2;
 
 /// The most keys the file holds: with more, a refresh drops the least recently received.
 /// A token is about 1 KiB, so the file stays near 256 KiB, under [`MAX_FILE_BYTES`], and a
@@ -45,17 +50,20 @@ pub(crate) struct FileContents {
 
 #[derive(Deserialize)]
 pub(crate) struct FileToken {
-    /// The request key: resource, sorted scopes and organization.
-    key: String,
-    access_token: String,
-    /// The lifetime in whole seconds (the times below are exact).
-    expires_in: u64,
-    /// The scope the server sent, if it sent one.
-    scope: Option<String>,
+    /// [`CacheKey::id`]: a hash of the token URL, app id and request, not the request.
+    id: String,
     /// Unix time in milliseconds when the request that got the token was sent.
     received_at_ms: u64,
-    /// When it expires: `received_at_ms` plus the lifetime.
+    /// When it expires.
     expires_at_ms: u64,
+    /// [`CacheEntry::encode`]'s text for the key.
+    entry: String,
+}
+
+/// Just the version, to tell a file of an older version from a corrupt one.
+#[derive(Deserialize)]
+struct Version {
+    version: u64,
 }
 
 /// Parses a token file's bytes; `None` for anything that is not a well-formed file of this
@@ -66,33 +74,26 @@ pub(crate) fn parse(bytes: &[u8]) -> Option<FileContents> {
     (contents.version == FORMAT_VERSION).then_some(contents)
 }
 
-/// The entry for `key` in a parsed file, if the file is for its app and server and the
-/// entry's times add up.
+/// A file of an older version of this format: ignored and replaced without a word, as
+/// every file is once after an upgrade.
+fn is_older_format(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| mini::from_str::<Version>(text).ok())
+        .is_some_and(|v| v.version < FORMAT_VERSION)
+}
+
+/// The entry for `key` in a parsed file, if the file is for its app and server, the entry
+/// opens with the key (sealed: only with the same secret, for the same request) and its
+/// times are the ones beside it.
 pub(crate) fn lookup(contents: &FileContents, key: &CacheKey) -> Option<CacheEntry> {
     if contents.token_url != key.token_url() || contents.app_id != key.app_id() {
         return None;
     }
-    entry_of(
-        contents
-            .tokens
-            .iter()
-            .find(|t| t.key == key.request_key())?,
-    )
-}
-
-/// A file token as an entry, if its times add up and it could have come from a server.
-fn entry_of(t: &FileToken) -> Option<CacheEntry> {
-    // The lifetime in whole seconds must match the exact times: anything else is an edit.
-    let lifetime_ms = t.expires_at_ms.checked_sub(t.received_at_ms)?;
-    if lifetime_ms / 1000 != t.expires_in {
-        return None;
-    }
-    CacheEntry::from_unix_ms(
-        t.access_token.clone(),
-        t.scope.clone(),
-        t.received_at_ms,
-        t.expires_at_ms,
-    )
+    let t = contents.tokens.iter().find(|t| t.id == key.id())?;
+    let entry = CacheEntry::decode(t.entry.as_bytes(), key)?;
+    let times = (unix_ms(entry.received_at()), unix_ms(entry.expires_at()));
+    (times == (Some(t.received_at_ms), Some(t.expires_at_ms))).then_some(entry)
 }
 
 /// The token file of [`TokenStore::cache_file`](crate::TokenStore::cache_file).
@@ -116,7 +117,15 @@ impl TokenFile {
     fn load(&self) -> Result<Option<FileContents>, String> {
         let meta = match fs::symlink_metadata(&self.path) {
             Ok(meta) => meta,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            // No file there, also when a folder on the way is a file: writing says why.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(None);
+            }
             Err(e) => return Err(format!("cannot inspect: {e}")),
         };
         check_trusted(&meta)?;
@@ -139,11 +148,31 @@ impl TokenFile {
         }
         match parse(&bytes) {
             Some(contents) => Ok(Some(contents)),
-            None if bytes.is_empty() => Ok(None),
+            None if bytes.is_empty() || is_older_format(&bytes) => Ok(None),
             None => {
                 Err("not a token file (corrupt or another format); ignored and replaced".into())
             }
         }
+    }
+
+    /// Creates the file's folder when it is missing, with mode 0700 on Unix (only the owner
+    /// can enter it, as ssh makes `~/.ssh`): without it the first run of a job could write
+    /// no file, and neither could any run after it, each fetching its own token. A folder
+    /// that exists is left as it is. Called before the lock file and the file are created.
+    fn ensure_folder(&self) -> Result<(), String> {
+        let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+            return Ok(());
+        };
+        if dir.is_dir() {
+            return Ok(());
+        }
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(dir)
+            .map_err(|e| format!("cannot create its folder {}: {e}", dir.display()))
     }
 
     fn temp_path(&self) -> PathBuf {
@@ -174,23 +203,27 @@ impl TokenCache for TokenFile {
             Ok(Some(c)) if c.token_url == key.token_url() && c.app_id == key.app_id() => Some(c),
             _ => None,
         };
-        let mut tokens: Vec<(&str, CacheEntry)> = Vec::new();
-        for t in contents.iter().flat_map(|c| &c.tokens) {
-            if t.key != key.request_key()
-                && t.expires_at_ms > now
-                && let Some(e) = entry_of(t)
-            {
-                tokens.push((&t.key, e));
-            }
-        }
+        // The others' entries are kept as they are, unopened: only their own keys open them.
+        let mut tokens: Vec<&FileToken> = contents
+            .iter()
+            .flat_map(|c| &c.tokens)
+            .filter(|t| t.id != key.id() && t.expires_at_ms > now)
+            .collect();
         // Bounded: the most recently received tokens are kept, so a refresh costs the same
         // however many keys the processes use, and the file stays far under its cap.
         if tokens.len() >= MAX_FILE_KEYS {
-            tokens.sort_unstable_by_key(|(_, e)| std::cmp::Reverse(e.received_at()));
+            tokens.sort_unstable_by_key(|t| std::cmp::Reverse(t.received_at_ms));
             tokens.truncate(MAX_FILE_KEYS - 1);
         }
-        tokens.push((key.request_key(), entry.clone()));
+        let ours = FileToken {
+            id: key.id().to_owned(),
+            received_at_ms: unix_ms(entry.received_at()).unwrap_or_default(),
+            expires_at_ms: unix_ms(entry.expires_at()).unwrap_or_default(),
+            entry: entry.encode(key),
+        };
+        tokens.push(&ours);
         let text = encode(key, &tokens);
+        self.ensure_folder()?;
 
         let tmp = self.temp_path();
         let result = (|| {
@@ -216,6 +249,7 @@ impl TokenCache for TokenFile {
         _lease: Duration,
         _left: Duration,
     ) -> Result<Option<CacheLock>, String> {
+        self.ensure_folder()?;
         let file = open_private(&self.lock_path, false)
             .map_err(|e| format!("cannot open lock file: {e}"))?;
         match file.try_lock() {
@@ -226,24 +260,26 @@ impl TokenCache for TokenFile {
     }
 }
 
-/// The file's text, written by hand (see `json.rs`).
-fn encode(key: &CacheKey, tokens: &[(&str, CacheEntry)]) -> String {
-    let mut out = String::with_capacity(128 + tokens.len() * 1024);
+/// The file's text, written by hand (see `text.rs`).
+fn encode(key: &CacheKey, tokens: &[&FileToken]) -> String {
+    let mut out =
+        String::with_capacity(128 + tokens.iter().map(|t| 128 + t.entry.len()).sum::<usize>());
     out.push_str(&format!("{{\"version\":{FORMAT_VERSION},"));
     text::push_field(&mut out, "token_url", Some(key.token_url()));
     out.push(',');
     text::push_field(&mut out, "app_id", Some(key.app_id()));
     out.push_str(",\"tokens\":[");
-    for (i, (request_key, entry)) in tokens.iter().enumerate() {
+    for (i, t) in tokens.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         out.push('{');
-        text::push_field(&mut out, "key", Some(request_key));
-        let lifetime = entry.expires_at().duration_since(entry.received_at());
-        let expires_in = lifetime.map_or(0, |d| d.as_secs());
-        out.push_str(&format!(",\"expires_in\":{expires_in},"));
-        entry.push_fields(&mut out);
+        text::push_field(&mut out, "id", Some(&t.id));
+        out.push_str(&format!(
+            ",\"received_at_ms\":{},\"expires_at_ms\":{},",
+            t.received_at_ms, t.expires_at_ms
+        ));
+        text::push_field(&mut out, "entry", Some(&t.entry));
         out.push('}');
     }
     out.push_str("]}");
@@ -303,70 +339,136 @@ fn same_file(_: &fs::Metadata, b: &fs::Metadata) -> bool {
 mod test {
     use super::*;
 
-    fn file(tokens: &str) -> String {
-        format!(r#"{{"version":1,"token_url":"https://x/t","app_id":"app","tokens":[{tokens}]}}"#)
-    }
+    use crate::config::Config;
+    use crate::request::TokenRequest;
 
-    fn entry(received: u64, expires_in: u64) -> String {
-        format!(
-            r#"{{"key":"k","access_token":"tok","expires_in":{expires_in},"scope":null,"received_at_ms":{received},"expires_at_ms":{}}}"#,
-            received + expires_in * 1000
-        )
+    /// The store's key for resource `k`, sealed with `secret`.
+    fn key_with(secret: &str, resource: &str) -> CacheKey {
+        let config = Config::new("https://x/t", "app", secret).unwrap();
+        CacheKey::for_request(&config, &TokenRequest::new(resource)).unwrap()
     }
 
     fn key() -> CacheKey {
-        CacheKey::new("https://x/t", "app", "k")
+        key_with("canary-secret-1", "k")
     }
 
-    fn find(text: &str) -> Option<CacheEntry> {
-        lookup(&parse(text.as_bytes())?, &key())
+    fn entry(token: &str, received: SystemTime) -> CacheEntry {
+        CacheEntry::new(
+            token,
+            Some("read"),
+            received,
+            received + Duration::from_secs(3600),
+        )
+        .unwrap()
+    }
+
+    /// A file with `entry` written for `key`.
+    fn file_text(key: &CacheKey, entry: &CacheEntry) -> String {
+        let t = FileToken {
+            id: key.id().to_owned(),
+            received_at_ms: unix_ms(entry.received_at()).unwrap(),
+            expires_at_ms: unix_ms(entry.expires_at()).unwrap(),
+            entry: entry.encode(key),
+        };
+        encode(key, &[&t])
+    }
+
+    fn find(text: &str, key: &CacheKey) -> Option<CacheEntry> {
+        lookup(&parse(text.as_bytes())?, key)
     }
 
     #[test]
-    fn entry_is_found() {
-        let e = find(&file(&entry(1_000_000, 3600))).unwrap();
-        assert_eq!(e.access_token(), "tok");
-        let lifetime = e.expires_at().duration_since(e.received_at()).unwrap();
-        assert_eq!(lifetime, Duration::from_secs(3600));
+    fn entry_is_found_and_sealed() {
+        let e = entry("canary-token-5c1", SystemTime::now());
+        let text = file_text(&key(), &e);
+        assert_eq!(find(&text, &key()), Some(e));
+        // Neither the token, its scope nor the request are in the file; no secret either.
+        for hidden in ["canary-token-5c1", "read", "canary-secret-1", "\"k\""] {
+            assert!(!text.contains(hidden), "{hidden} in {text}");
+        }
     }
 
     #[test]
-    fn times_that_do_not_add_up_are_not_trusted() {
-        let bad = r#"{"key":"k","access_token":"tok","expires_in":60,"scope":null,"received_at_ms":1000,"expires_at_ms":99999999}"#;
-        assert!(find(&file(bad)).is_none());
-        let backwards = r#"{"key":"k","access_token":"tok","expires_in":0,"scope":null,"received_at_ms":5000,"expires_at_ms":1000}"#;
-        assert!(find(&file(backwards)).is_none());
+    fn another_secret_app_server_or_request_opens_nothing() {
+        let text = file_text(&key(), &entry("tok", SystemTime::now()));
+        assert!(find(&text, &key_with("canary-secret-2", "k")).is_none());
+        assert!(find(&text, &key_with("canary-secret-1", "other")).is_none());
+        let config = Config::new("https://x/t", "other-app", "canary-secret-1").unwrap();
+        let other_app = CacheKey::for_request(&config, &TokenRequest::new("k")).unwrap();
+        assert!(find(&text, &other_app).is_none());
+        // An entry moved under another key's id does not open there either.
+        let moved = text.replace(key().id(), key_with("canary-secret-1", "other").id());
+        assert!(find(&moved, &key_with("canary-secret-1", "other")).is_none());
+        // Nor does one in the clear, under the right id (a key without the secret wrote it).
+        let clear = CacheKey::new("https://x/t", "app", key().request_key());
+        let text = file_text(&clear, &entry("tok", SystemTime::now()));
+        assert!(find(&text, &key()).is_none());
     }
 
     #[test]
-    fn foreign_and_corrupt_files() {
-        let c = parse(file(&entry(1_000_000, 3600)).as_bytes()).unwrap();
-        assert!(lookup(&c, &CacheKey::new("https://other/t", "app", "k")).is_none());
-        assert!(lookup(&c, &CacheKey::new("https://x/t", "other-app", "k")).is_none());
-        assert!(lookup(&c, &CacheKey::new("https://x/t", "app", "other-key")).is_none());
+    fn tampered_times_or_bytes_are_refused() {
+        let e = entry(
+            "tok",
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        );
+        let text = file_text(&key(), &e);
+        // The times beside the entry must be its own.
+        let shifted = text.replace("1800003600000", "1800007200000");
+        assert_ne!(shifted, text);
+        assert!(find(&shifted, &key()).is_none());
+        // Any change inside the sealed text.
+        let sealed = parse(text.as_bytes()).unwrap().tokens.remove(0).entry;
+        let start = text.find(&sealed).unwrap();
+        for i in [
+            crate::seal::PREFIX.len(),
+            sealed.len() / 2,
+            sealed.len() - 1,
+        ] {
+            let mut bytes = text.clone().into_bytes();
+            let b = &mut bytes[start + i];
+            *b = if *b == b'A' { b'B' } else { b'A' };
+            assert!(
+                find(std::str::from_utf8(&bytes).unwrap(), &key()).is_none(),
+                "{i}"
+            );
+        }
+    }
+
+    #[test]
+    fn foreign_corrupt_and_older_files() {
+        let c = parse(file_text(&key(), &entry("tok", SystemTime::now())).as_bytes()).unwrap();
+        let other_url = Config::new("https://other/t", "app", "canary-secret-1").unwrap();
+        let other_url = CacheKey::for_request(&other_url, &TokenRequest::new("k")).unwrap();
+        assert!(lookup(&c, &other_url).is_none());
         for junk in [
             "",
             "{",
             "[]",
             "null",
             "\u{0}",
-            r#"{"version":2,"token_url":"","app_id":"","tokens":[]}"#,
+            r#"{"version":3,"token_url":"","app_id":"","tokens":[]}"#,
+            r#"{"version":1,"token_url":"https://x/t","app_id":"app","tokens":[]}"#,
         ] {
             assert!(parse(junk.as_bytes()).is_none(), "{junk:?}");
         }
-        // A header-unsafe token in the file is refused like one from the server.
-        let evil = file(&entry(1_000_000, 3600).replace("\"tok\"", "\"a\\r\\nb\""));
-        assert!(find(&evil).is_none());
+        // Version 1 held tokens in the clear: ignored without a word, then replaced.
+        assert!(is_older_format(
+            br#"{"version":1,"token_url":"u","app_id":"a","tokens":[]}"#
+        ));
+        assert!(!is_older_format(b"{"));
+        assert!(!is_older_format(br#"{"version":3}"#));
     }
 
     #[test]
     fn huge_numbers_do_not_panic() {
-        let e = format!(
-            r#"{{"key":"k","access_token":"tok","expires_in":{},"scope":null,"received_at_ms":1,"expires_at_ms":{}}}"#,
+        let text = format!(
+            r#"{{"version":2,"token_url":"https://x/t","app_id":"app","tokens":[{{"id":"{}","received_at_ms":{},"expires_at_ms":{},"entry":"x"}}]}}"#,
+            key().id(),
             u64::MAX,
             u64::MAX
         );
-        assert!(find(&file(&e)).is_none());
+        assert!(parse(text.as_bytes()).is_some());
+        assert!(find(&text, &key()).is_none());
     }
 
     #[test]
@@ -394,12 +496,63 @@ mod test {
     }
 
     #[test]
+    fn a_missing_folder_is_created_private() {
+        let dir = std::env::temp_dir().join(format!("logto-m2m-folder-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let file = TokenFile::new(dir.join("a/b/tokens.json"));
+        let key = key();
+        let at = SystemTime::now();
+        let entry = CacheEntry::new("tok", None, at, at + Duration::from_secs(3600)).unwrap();
+        assert!(
+            file.try_lock(&key, Duration::ZERO, Duration::ZERO)
+                .unwrap()
+                .is_some()
+        );
+        file.write(&key, &entry, Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            file.read(&key, Duration::ZERO).unwrap(),
+            Some(entry.clone())
+        );
+        #[cfg(unix)]
+        for sub in ["a", "a/b"] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.join(sub)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "{sub}");
+        }
+        // A folder that can't be made (under a file: even root can't) is named.
+        fs::write(dir.join("plain"), "").unwrap();
+        let blocked = TokenFile::new(dir.join("plain/sub/tokens.json"));
+        let err = blocked
+            .write(&key, &entry, Duration::from_secs(1))
+            .unwrap_err();
+        let folder = dir.join("plain/sub");
+        assert!(
+            err.starts_with(&format!("cannot create its folder {}: ", folder.display())),
+            "{err}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn written_text_parses_back() {
+        let dir = std::env::temp_dir().join(format!("logto-m2m-back-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let file = TokenFile::new(dir.join("tokens.json"));
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-        let entry =
-            CacheEntry::new("tok", Some("a\\b"), at, at + Duration::from_secs(3600)).unwrap();
-        let key = CacheKey::new("https://x/t", "app", "r\0a \"b\"\0");
-        let c = parse(encode(&key, &[(key.request_key(), entry.clone())]).as_bytes()).unwrap();
-        assert_eq!(lookup(&c, &key), Some(entry));
+        let far = SystemTime::now() + Duration::from_secs(3600);
+        let entry = CacheEntry::new("tok", Some("a\\b"), at, far).unwrap();
+        let key = key_with("canary-secret-1", "r \"b\"");
+        file.write(&key, &entry, Duration::from_secs(1)).unwrap();
+        // Another key's entry is kept, unopened, by a write of this one.
+        let other = key_with("canary-secret-1", "other");
+        file.write(&other, &entry, Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            file.read(&key, Duration::ZERO).unwrap(),
+            Some(entry.clone())
+        );
+        assert_eq!(file.read(&other, Duration::ZERO).unwrap(), Some(entry));
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

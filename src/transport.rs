@@ -160,10 +160,19 @@ fn env_proxy() -> Result<Option<ureq::Proxy>, Error> {
         .into_iter()
         .find(|v| std::env::var(v).is_ok_and(|url| ureq::Proxy::new(&url).is_ok()))
         .unwrap_or("ALL_PROXY");
+    // The fix in the environment works for every program; the library's own ways around
+    // it are advice (the hint), which the command leaves out for its own.
     Err(Error::config(format!(
-        "the proxy in {variable} is a socks proxy, which this build can't use; set an http:// \
-         proxy with Config::proxy, or ignore the environment with Config::no_proxy"
-    )))
+        "the proxy in {variable} is a socks proxy, which this build can't use: set {variable} \
+         to an http:// proxy, or name the token url's host in NO_PROXY"
+    ))
+    .with_context(
+        None,
+        None,
+        Some(
+            "or set one with Config::proxy, or ignore the environment with Config::no_proxy".into(),
+        ),
+    ))
 }
 
 impl fmt::Debug for Transport {

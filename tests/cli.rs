@@ -569,3 +569,171 @@ fn cache_file_lets_the_second_run_skip_the_request() {
     assert_eq!(peer.stats().token_requests, 1);
     assert_eq!(second.stderr, "");
 }
+
+/// `call` with a path goes to LOGTO_ENDPOINT, for the Management API with scope `all`,
+/// without a resource or scope set anywhere.
+fn call_cmd(peer: &Peer, (id, secret): (&str, &str)) -> Command {
+    let mut cmd = bare();
+    cmd.env("LOGTO_ENDPOINT", peer.base_url())
+        .env("LOGTO_APP_ID", id)
+        .env("LOGTO_APP_SECRET", secret)
+        .env("LOGTO_TIMEOUT", "10");
+    cmd
+}
+
+#[test]
+fn call_a_path_lists_the_applications() {
+    let peer = Peer::start();
+    let r = run(
+        call_cmd(&peer, M2M_BASIC),
+        &["call", "/api/applications", "-v"],
+        None,
+    );
+    r.ok();
+    assert!(r.stdout.contains(r#""id":"m2m-basic""#), "{}", r.stdout);
+    assert!(
+        r.stderr.contains(&format!(
+            "GET {}/api/applications: http 200",
+            peer.base_url()
+        )),
+        "{}",
+        r.stderr
+    );
+    let stats = peer.stats();
+    assert_eq!((stats.token_requests, stats.api_requests), (1, 1));
+    // Without -v, nothing on stderr but the body on stdout.
+    let r = run(
+        call_cmd(&peer, M2M_BASIC),
+        &["call", "/api/applications"],
+        None,
+    );
+    r.ok();
+    assert_eq!(r.stderr, "");
+}
+
+#[test]
+fn call_survives_a_key_rotation_with_one_new_token() {
+    // Two runs share a token file, so the second starts with a token the API then refuses.
+    let peer = Peer::start();
+    let dir = TempDir::new("cli-call");
+    let file = dir.path().join("tokens.json");
+    let file = file.to_str().expect("UTF-8 temp path");
+    let products = format!("{}/products", peer.base_url());
+    let args = [
+        "call",
+        &products,
+        "--scope",
+        "read:products",
+        "--cache-file",
+        file,
+    ];
+    run(cli(&peer, M2M_BASIC), &args, None).ok();
+    peer.rotate_keys();
+    let before = peer.stats();
+    let r = run(cli(&peer, M2M_BASIC), &args, None);
+    r.ok();
+    assert!(r.stdout.contains(r#""products""#), "{}", r.stdout);
+    peer.stats().assert_one_retry_since(&before);
+}
+
+#[test]
+fn call_prints_the_body_of_a_refusal_and_exits_1() {
+    let peer = common::shared_peer();
+    // m2m-post has no Management API role: Logto's 403, printed, and no retry.
+    let r = run(
+        call_cmd(peer, M2M_POST),
+        &["call", "/api/applications"],
+        None,
+    );
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stdout.contains("auth.forbidden"), "{}", r.stdout);
+    assert!(r.stderr.contains("answered http 403"), "{}", r.stderr);
+    assert!(r.stderr.contains("scope not granted: all"), "{}", r.stderr);
+    // Its own Authorization header is sent as given: no token.
+    let r = run(
+        call_cmd(peer, M2M_BASIC),
+        &[
+            "call",
+            "/api/applications",
+            "--header",
+            "Authorization: Basic eDp5",
+        ],
+        None,
+    );
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("auth.authorization_token_type_not_supported"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn call_sends_json_bodies_as_json() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = std::sync::Arc::clone(&seen);
+    let api = common::loopback::Loopback::start(4, Duration::from_secs(10), move |c| {
+        record.lock().unwrap().push(c.request.clone());
+        let _ =
+            c.send(b"HTTP/1.1 201 Created\r\nContent-Length: 4\r\nConnection: close\r\n\r\ndone");
+    });
+    let url = format!("http://127.0.0.1:{}/items", api.port());
+    let peer = common::shared_peer();
+    let body = r#" {"name":"widget"}"#;
+    let r = run(
+        cli(peer, M2M_BASIC),
+        &["call", &url, "--data", "@-", "--header", "X-Trace: 7"],
+        Some(body),
+    );
+    r.ok();
+    assert_eq!(r.stdout, "done");
+    let r = run(
+        cli(peer, M2M_BASIC),
+        &[
+            "call",
+            &url,
+            "--method",
+            "put",
+            "--data",
+            "a=b",
+            "--header",
+            "content-type: text/plain",
+        ],
+        None,
+    );
+    r.ok();
+    api.finish();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen[0].request_line, "POST /items HTTP/1.1");
+    assert_eq!(seen[0].header("content-type"), Some("application/json"));
+    assert_eq!(seen[0].header("x-trace"), Some("7"));
+    assert_eq!(seen[0].body, body);
+    assert!(
+        seen[0]
+            .header("authorization")
+            .is_some_and(|a| a.starts_with("Bearer "))
+    );
+    assert_eq!(seen[1].request_line, "PUT /items HTTP/1.1");
+    assert_eq!(seen[1].headers_named("content-type"), ["text/plain"]);
+}
+
+#[test]
+fn call_usage_errors_exit_2() {
+    let peer = common::shared_peer();
+    for (args, needle) in [
+        (&["call"][..], "give the url"),
+        (&["call", "ftp://x"][..], "neither a url"),
+        (&["call", "http://api.example.com/x"][..], "clear text"),
+        (&["call", "/api/x", "--header", "no-colon"][..], "--header"),
+        (&["call", "/api/x", "--method", "GE T"][..], "--method"),
+    ] {
+        let r = run(call_cmd(peer, M2M_BASIC), args, None);
+        assert_eq!(r.code, Some(2), "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
+    }
+    // A path needs a Logto endpoint, not a bare token URL.
+    let r = run(cli(peer, M2M_BASIC), &["call", "/api/applications"], None);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("LOGTO_ENDPOINT"), "{}", r.stderr);
+}

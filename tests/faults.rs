@@ -497,10 +497,11 @@ fn terse_answers_get_the_facts_around_them() {
         )
     );
 
-    // A 404 page names the URL; a Logto endpoint given with /oidc gets the likely fix.
+    // A 404 page names the URL; a full token URL with a doubled /oidc gets the likely fix.
+    // (`Config::logto` refuses an endpoint ending in /oidc before anything is sent.)
     let server = serve(|c| c.respond(404, "", "<h1>Not Found</h1>"));
     let base = format!("http://127.0.0.1:{}", server.port());
-    let doubled = Config::logto(&format!("{base}/oidc"), APP, SECRET)
+    let doubled = Config::new(&format!("{base}/oidc/oidc/token"), APP, SECRET)
         .unwrap()
         .timeout(TIMEOUT);
     let err = request_token(&doubled, &common::shopping("read:products")).unwrap_err();

@@ -159,16 +159,41 @@ fn one_mib_error_text() {
     assert!(check::check_response(200, body.as_bytes()).is_err());
 }
 
-/// The token file seed is a fresh token for the key the fuzz entry point looks up, so the
-/// target explores the accepting path too.
-/// The cache entry seeds decode for the fuzz key, so the target explores the accepting path.
+/// The cache entry seeds decode for the fuzz key, so the target explores the accepting
+/// paths: in the clear, sealed, and as the plaintext inside a sealed value.
 #[test]
 fn cache_entry_seed_is_accepted() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/cache_entry/fresh");
-    let key = logto_m2m::CacheKey::new(check::CACHE_KEY.0, check::CACHE_KEY.1, check::CACHE_KEY.2);
-    let entry = logto_m2m::CacheEntry::decode(&fs::read(path).unwrap(), &key).expect("an entry");
+    use logto_m2m::{CacheEntry, CacheKey};
+    let seed = |name: &str| {
+        fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fuzz/seeds/cache_entry")
+                .join(name),
+        )
+        .unwrap()
+    };
+    let (url, app, request) = check::CACHE_KEY;
+    let clear = CacheKey::new(url, app, request);
+    let sealed = logto_m2m::internal::sealed_key(url, app, request).unwrap();
+    let entry = CacheEntry::decode(&seed("fresh"), &clear).expect("an entry");
     assert_eq!(entry.scope(), Some("read"));
+    let opened = CacheEntry::decode(&seed("sealed_fresh"), &sealed).expect("a sealed entry");
+    assert_eq!(opened, entry);
+    // A sealed key reads nothing in the clear, and a clear key nothing sealed.
+    assert_eq!(CacheEntry::decode(&seed("fresh"), &sealed), None);
+    assert_eq!(CacheEntry::decode(&seed("sealed_fresh"), &clear), None);
+    let value = logto_m2m::internal::seal_plaintext(&sealed, &seed("plaintext_fresh")).unwrap();
+    assert_eq!(CacheEntry::decode(value.as_bytes(), &sealed), Some(entry));
+    let none = logto_m2m::internal::seal_plaintext(&sealed, &seed("plaintext_no_scope")).unwrap();
+    let entry = CacheEntry::decode(none.as_bytes(), &sealed).expect("no scope");
+    assert_eq!(
+        (entry.scope(), entry.access_token()),
+        (None, "opaque-token")
+    );
 }
+
+/// The token file seed is a fresh token for the key the fuzz entry point looks up, so the
+/// target explores the accepting path too.
 
 #[test]
 fn token_file_seed_is_accepted() {

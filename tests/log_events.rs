@@ -77,9 +77,11 @@ fn events_are_logged_and_never_carry_a_secret_or_token() {
     }
     // The store: a failed refresh with no token left begins a backoff (warn), and a token
     // file it can't use is a warning too.
+    // (A missing folder would be created: this one is a file.)
     let dir = TempDir::new("log-events");
+    std::fs::write(dir.path().join("a-file"), "").unwrap();
     let store = TokenStore::new(config(&peer, ("m2m-basic", canary)))
-        .cache_file(dir.path().join("missing-dir").join("tokens.json"));
+        .cache_file(dir.path().join("a-file").join("tokens.json"));
     store.get(&shopping("read:products")).unwrap_err();
     let lines = take();
     assert_eq!(

@@ -1028,3 +1028,115 @@ fn harness_counts_each_token_request_once() {
     ));
     assert_eq!(token.scope_from_server(), None);
 }
+
+// ---------------------------------------------------------------------------------------
+// From token to call
+
+#[test]
+fn command_call_lists_the_seeded_apps() {
+    let logto = logto_or_skip!();
+    // A path: Logto's endpoint, the Management API (self-hosted indicator), scope `all`,
+    // with no resource or scope set anywhere.
+    let mut cmd = command(logto, APP_A);
+    cmd.env_remove("LOGTO_RESOURCE");
+    let out = run(
+        cmd,
+        &["call", "/api/applications?page_size=100", "-v"],
+        None,
+    );
+    succeeded(&out);
+    for id in ALL_SEEDED {
+        assert!(
+            out.stdout.contains(&format!(r#""id":"{id}""#)),
+            "{id}: {}",
+            out.stdout
+        );
+    }
+    assert!(out.stderr.contains("http 200"), "{}", out.stderr);
+}
+
+#[test]
+fn command_call_prints_logtos_own_refusals() {
+    let logto = logto_or_skip!();
+    let path = "/api/applications";
+    // A token of the wrong audience: 401 auth.unauthorized, retried once, then printed.
+    let out = run(
+        command(logto, APP_A),
+        &[
+            "call",
+            path,
+            "--resource",
+            SHOPPING_API,
+            "--scope",
+            "read:products",
+        ],
+        None,
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stdout.contains(r#""code":"auth.unauthorized""#),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stderr.contains("answered http 401"), "{}", out.stderr);
+    // No scope `all` (B has no role): 403 auth.forbidden, never retried.
+    let out = run(command(logto, APP_B), &["call", path], None);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stdout.contains(r#""code":"auth.forbidden""#),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("scope not granted: all"),
+        "{}",
+        out.stderr
+    );
+    // No bearer token (the caller's own Authorization goes as given).
+    let out = run(
+        command(logto, APP_A),
+        &["call", path, "--header", "Authorization: Basic eDp5"],
+        None,
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains(r#""code":"auth.authorization_token_type_not_supported""#),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn bearer_and_call_reach_the_management_api() {
+    let logto = logto_or_skip!();
+    let store = Arc::new(TokenStore::new(config(logto, APP_A)));
+    let request = TokenRequest::management_api_self_hosted();
+    let bearer =
+        logto_m2m::Bearer::new(Arc::clone(&store), request.clone(), logto.endpoint()).unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(TIMEOUT))
+        .proxy(None)
+        .middleware(bearer)
+        .build()
+        .into();
+    let url = format!("{}/api/applications", logto.endpoint());
+    let mut answer = agent.get(&url).call().unwrap();
+    assert_eq!(answer.status(), 200);
+    assert!(
+        answer
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+            .contains(APP_B.0)
+    );
+    // The same through `call`, from the same store: no new token.
+    let plain = local_agent(TIMEOUT);
+    let answer = store
+        .call(&request, |a| {
+            plain.get(&url).header("authorization", a).call()
+        })
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+}

@@ -31,11 +31,11 @@ fn entry(token: &str, lifetime: Duration) -> CacheEntry {
 }
 
 fn token_key(key: &CacheKey) -> String {
-    format!("logto-m2m:token:{}", key.id())
+    format!("logto-m2m:token:{{{}}}", key.id())
 }
 
 fn lock_key(key: &CacheKey) -> String {
-    format!("logto-m2m:lock:{}", key.id())
+    format!("logto-m2m:lock:{{{}}}", key.id())
 }
 
 fn int(reply: Reply) -> i64 {

@@ -223,8 +223,8 @@ fn entry_written_for_another_app_is_not_used() {
             .id()
             .to_owned()
     };
-    let from = format!("logto-m2m:token:{}", id(M2M_BASIC.0));
-    let to = format!("logto-m2m:token:{}", id(M2M_POST.0));
+    let from = format!("logto-m2m:token:{{{}}}", id(M2M_BASIC.0));
+    let to = format!("logto-m2m:token:{{{}}}", id(M2M_POST.0));
     let Reply::Bulk(Some(value)) = redis.command(&["GET", &from]) else {
         panic!("no entry under {from}");
     };
@@ -286,5 +286,92 @@ fn command_shares_tokens_through_redis_too() {
         token_of(cmd.output().unwrap()).0
     };
     assert_eq!(run(), run());
+    assert_eq!(peer.stats().token_requests, 1);
+}
+
+/// A Redis 6 ACL user allowed only this crate's keys (`~logto-m2m:*`), as a shared Redis
+/// hands one out: the fleet works through it, and a wrong password is a warning that
+/// never shows the password.
+#[test]
+fn an_acl_user_limited_to_our_keys_shares_tokens() {
+    let peer = Peer::start();
+    let redis = RedisServer::start();
+    let canary = "Acl-Pa55word-canary-4d1e";
+    let set = redis.command(&[
+        "ACL",
+        "SETUSER",
+        "tokens",
+        "on",
+        &format!(">{canary}"),
+        "~logto-m2m:*",
+        "+@all",
+    ]);
+    assert_eq!(set, Reply::Status("OK".into()));
+    let url = |password: &str| format!("redis://tokens:{password}@127.0.0.1:{}/0", redis.port());
+    let runs = (0..4)
+        .map(|_| get_token(&peer.token_url(), M2M_BASIC, &url(canary)))
+        .collect();
+    let tokens: Vec<(String, String)> = at_once(runs).into_iter().map(token_of).collect();
+    assert!(
+        tokens
+            .iter()
+            .all(|(t, e)| *t == tokens[0].0 && !e.contains("warning"))
+    );
+    assert_eq!(peer.stats().token_requests, 1);
+    // The user really is limited: another key is refused to it.
+    let Reply::Array(keys) = redis.command(&["KEYS", "logto-m2m:*"]) else {
+        panic!("KEYS");
+    };
+    assert_eq!(keys.len(), 1, "the entry, and no lock left");
+    // (DRYRUN answers OK when allowed, and the reason as text when not.)
+    let elsewhere = redis.command(&["ACL", "DRYRUN", "tokens", "GET", "other:key"]);
+    assert!(matches!(elsewhere, Reply::Bulk(Some(_))), "{elsewhere:?}");
+
+    let (mut cmd, _d) = get_token(
+        &peer.token_url(),
+        M2M_BASIC,
+        &url(&format!("{canary}-wrong")),
+    );
+    let (_, stderr) = token_of(cmd.output().unwrap());
+    assert!(
+        stderr.contains("warning: redis") && stderr.contains("authentication failed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(canary), "{stderr}");
+    assert_eq!(peer.stats().token_requests, 2);
+}
+
+/// With `LOGTO_LOG=debug` the command's last line is what its store did.
+#[test]
+fn the_command_prints_its_stores_counters_at_debug() {
+    let peer = Peer::start();
+    let redis = RedisServer::start();
+    let run = || {
+        let mut cmd = program(env!("CARGO_BIN_EXE_logto-m2m"));
+        cmd.args(["token", "--scope", "read:products"])
+            .env("LOGTO_TOKEN_URL", peer.token_url())
+            .env("LOGTO_APP_ID", M2M_BASIC.0)
+            .env("LOGTO_APP_SECRET", M2M_BASIC.1)
+            .env("LOGTO_RESOURCE", SHOPPING_API)
+            .env("LOGTO_CACHE_URL", redis.url())
+            .env("LOGTO_LOG", "debug")
+            .stdin(Stdio::null());
+        let out = cmd.output().unwrap();
+        assert!(out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let last = stderr.lines().last().unwrap_or_default().to_owned();
+        assert!(last.contains("store stats: StoreStats {"), "{stderr}");
+        last
+    };
+    let first = run();
+    assert!(
+        first.contains("token_requests: 1,") && first.contains("shared_writes: 1,"),
+        "{first}"
+    );
+    let second = run();
+    assert!(
+        second.contains("token_requests: 0,") && second.contains("shared_hits: 1,"),
+        "{second}"
+    );
     assert_eq!(peer.stats().token_requests, 1);
 }

@@ -271,7 +271,7 @@ fn get_token_example_reports_errors_without_the_secret() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stderr,
-        "get_token: environment variable LOGTO_APP_SECRET: not set\n"
+        "get_token: environment variable LOGTO_APP_SECRET: not set (set it, or LOGTO_APP_SECRET_FILE)\n"
     );
 
     let out = get_token(&[

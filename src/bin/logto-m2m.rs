@@ -13,29 +13,28 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::Engine;
-use logto_m2m::{AuthMethod, Config, Error, ErrorKind, Token, TokenRequest, TokenStore};
-use miniserde::json::{self as mini, Number, Value};
-
-// The crate's own JSON writer and seconds reader, shared without making them API.
-#[path = "../text.rs"]
-mod text;
+use logto_m2m::{AuthMethod, Claims, Config, Error, ErrorKind, Token, TokenRequest, TokenStore};
+use miniserde::json as mini;
 
 const MAIN_HELP: &str = "\
 logto-m2m: OAuth 2.0 client_credentials tokens for Logto machine-to-machine apps
 
 usage: logto-m2m token [options]      print an access token
        logto-m2m inspect [-] [options] show a token's claims (read from stdin with -)
+       logto-m2m call <url-or-path> [options]
+                                      call an API with a token (retried once on 401)
 
-Run `logto-m2m <command> --help` for the options. The app comes from the environment:
-LOGTO_ENDPOINT (or LOGTO_TOKEN_URL), LOGTO_APP_ID, LOGTO_APP_SECRET.
+Run `logto-m2m help <command>` for its options. The app comes from the environment:
+LOGTO_ENDPOINT (or LOGTO_TOKEN_URL), LOGTO_APP_ID, LOGTO_APP_SECRET (or
+LOGTO_APP_SECRET_FILE, a file that holds it, read for each token request).
 
 Exit status: 0 success, 1 token error, 2 usage error.
 ";
 
 /// The flags `token` and `inspect` share: what to ask for and how.
-const REQUEST_HELP: &str = "\
-  --resource <url>        API indicator (resource); default $LOGTO_RESOURCE; without
+// No `\` after the opening quote: it would swallow the first line's indentation too.
+const REQUEST_HELP: &str =
+    "  --resource <url>        API indicator (resource); default $LOGTO_RESOURCE; without
                           one none is sent (Logto needs one, or --organization)
   --scope <scopes>        scope to ask for; repeatable, space-separated values split;
                           replaces $LOGTO_SCOPES
@@ -43,10 +42,12 @@ const REQUEST_HELP: &str = "\
   --cache-file <path>     token file shared by runs; default $LOGTO_CACHE_FILE
   --auth-method <method>  client_secret_basic or client_secret_post;
                           default $LOGTO_AUTH_METHOD, else client_secret_basic
-  --timeout <seconds>     whole-exchange deadline, e.g. 10 or 2.5; default $LOGTO_TIMEOUT, else 30
+  --timeout <seconds>     whole-exchange deadline, e.g. 10 or 2.5;
+                          default $LOGTO_TIMEOUT, else 30
   -h, --help              this help
 
-Environment: LOGTO_ENDPOINT or LOGTO_TOKEN_URL, LOGTO_APP_ID, LOGTO_APP_SECRET (required);
+Environment: LOGTO_ENDPOINT or LOGTO_TOKEN_URL, LOGTO_APP_ID, LOGTO_APP_SECRET or
+LOGTO_APP_SECRET_FILE (required; the file is read for each token request);
 LOGTO_CACHE_URL=redis://host:port/db shares tokens through Redis (built with the redis
 feature; a token file, when given, is used instead); LOGTO_LOG=debug|info|warn prints the
 library's log events on stderr.
@@ -74,6 +75,26 @@ would. The signature is NOT verified: this shows what the token claims, not that
 genuine.
 ";
 
+const CALL_HELP: &str = "\
+usage: logto-m2m call <url-or-path> [options]
+
+Calls an API with `Authorization: Bearer <token>` and prints the answer's body on stdout.
+When the API answers 401 (the token was revoked, or the signing key rotated), the token is
+dropped and the call made once more with a fresh one; never on 403. Exit status 0 for a
+2xx answer, 1 otherwise (the body is still printed).
+
+A path (`/api/applications`) is a call to Logto itself: it goes to $LOGTO_ENDPOINT, and the
+token is for the Logto Management API unless --resource says otherwise
+(https://<tenant>.logto.app/api on Logto Cloud, https://default.logto.app/api when
+self-hosted), with scope `all` unless --scope says otherwise.
+
+  --method <method>       GET by default, POST with --data
+  --data <text>           the request body; @file reads a file, @- stdin. A body that
+                          starts with { or [ is sent as application/json
+  --header 'K: V'         an extra request header; repeatable
+  -v, --verbose           the answer's status line on stderr
+";
+
 /// The most stdin `inspect` reads: far more than any access token.
 const MAX_STDIN: u64 = 64 * 1024;
 
@@ -89,7 +110,13 @@ impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
         // A bad variable or config is the caller's to fix before anything is sent.
         match e.kind() {
-            ErrorKind::Env { .. } | ErrorKind::Config { .. } => Failure::Usage(e.to_string()),
+            ErrorKind::Env { .. } => Failure::Usage(e.to_string()),
+            // The reason alone: the library's advice for a config names its own methods
+            // (`allow_insecure_http`, `Config::proxy`), which a command user can't call.
+            kind @ ErrorKind::Config { .. } => Failure::Usage(kind.to_string()),
+            ErrorKind::Timeout { .. } => Failure::Token(format!(
+                "{e}; give it longer with --timeout <seconds> or LOGTO_TIMEOUT"
+            )),
             _ => Failure::Token(e.to_string()),
         }
     }
@@ -105,7 +132,7 @@ fn main() -> ExitCode {
         }
         Err(Failure::Usage(message)) => {
             let help = match args.first().map(String::as_str) {
-                Some(c @ ("token" | "inspect")) => format!("logto-m2m {c} --help"),
+                Some(c @ ("token" | "inspect" | "call")) => format!("logto-m2m {c} --help"),
                 _ => "logto-m2m --help".into(),
             };
             eprintln!("logto-m2m: {message}\nTry `{help}`.");
@@ -124,28 +151,33 @@ fn run(args: &[String]) -> Result<(), Failure> {
         }
     };
     match command {
+        // `help <command>` is `<command> --help`, as in git and cargo.
+        "help" if !rest.is_empty() => return run(&[rest[0].clone(), "--help".into()]),
         "-h" | "--help" | "help" => return write_stdout(MAIN_HELP),
         "-V" | "--version" => {
             return write_stdout(concat!("logto-m2m ", env!("CARGO_PKG_VERSION"), "\n"));
         }
-        "token" | "inspect" => {}
+        "token" | "inspect" | "call" => {}
         flag if flag.starts_with('-') => {
             return Err(Failure::Usage(format!(
-                "unknown flag {flag}: give a command first, `token` or `inspect`"
+                "unknown flag {flag}: give a command first, `token`, `inspect` or `call`"
             )));
         }
         other => return Err(Failure::Usage(format!("unknown command {other:?}"))),
     }
     let opts = parse_flags(command, rest)?;
     if opts.help {
-        let help = if command == "token" {
-            TOKEN_HELP
-        } else {
-            INSPECT_HELP
+        let help = match command {
+            "token" => TOKEN_HELP,
+            "call" => CALL_HELP,
+            _ => INSPECT_HELP,
         };
         return write_stdout(&format!("{help}\n{REQUEST_HELP}"));
     }
     init_logger()?;
+    if command == "call" {
+        return call(&opts);
+    }
     if command == "token" {
         let token = fetch(&opts)?;
         write_stdout(&format_token(&token, opts.format))
@@ -176,10 +208,17 @@ struct Options {
     organization: Option<String>,
     cache_file: Option<String>,
     auth_method: Option<AuthMethod>,
-    timeout: Option<Duration>,
+    /// `--timeout`, as given: `setup` hands it to the library in place of `LOGTO_TIMEOUT`.
+    timeout: Option<String>,
     format: Format,
     /// `inspect -`: read the token from stdin.
     stdin: bool,
+    /// `call`: the URL or path, method, body, extra headers, and `-v`.
+    target: Option<String>,
+    method: Option<String>,
+    data: Option<String>,
+    headers: Vec<(String, String)>,
+    verbose: bool,
 }
 
 fn parse_flags(command: &str, args: &[String]) -> Result<Options, Failure> {
@@ -192,6 +231,14 @@ fn parse_flags(command: &str, args: &[String]) -> Result<Options, Failure> {
         }
         if arg == "-" && command == "inspect" {
             opts.stdin = true;
+            continue;
+        }
+        if command == "call" && (arg == "-v" || arg == "--verbose") {
+            opts.verbose = true;
+            continue;
+        }
+        if command == "call" && !arg.starts_with('-') && opts.target.is_none() {
+            opts.target = Some(arg.clone());
             continue;
         }
         if !arg.starts_with("--") {
@@ -212,7 +259,8 @@ fn parse_flags(command: &str, args: &[String]) -> Result<Options, Failure> {
                 | "--cache-file"
                 | "--auth-method"
                 | "--timeout"
-        ) || (flag == "--format" && command == "token");
+        ) || (flag == "--format" && command == "token")
+            || (matches!(flag, "--method" | "--data" | "--header") && command == "call");
         if !known {
             return Err(Failure::Usage(format!(
                 "unknown flag {flag} for `{command}`"
@@ -222,9 +270,10 @@ fn parse_flags(command: &str, args: &[String]) -> Result<Options, Failure> {
             Some(v) => v,
             None => return Err(Failure::Usage(format!("{flag} needs a value"))),
         };
-        // An empty `--scope` asks for no scope, and an empty `--resource` for none (an
-        // organization token while LOGTO_RESOURCE is set); elsewhere empty is a mistake.
-        if value.trim().is_empty() && flag != "--scope" && flag != "--resource" {
+        // An empty `--scope` asks for no scope, an empty `--resource` for none (an
+        // organization token while LOGTO_RESOURCE is set), and `--data ''` sends an empty
+        // body; elsewhere empty is a mistake.
+        if value.trim().is_empty() && !matches!(flag, "--scope" | "--resource" | "--data") {
             return Err(Failure::Usage(format!("{flag}: empty value")));
         }
         match flag {
@@ -234,6 +283,15 @@ fn parse_flags(command: &str, args: &[String]) -> Result<Options, Failure> {
                 .get_or_insert_with(Vec::new)
                 .extend(value.split_ascii_whitespace().map(str::to_owned)),
             "--organization" => opts.organization = Some(value),
+            "--method" => opts.method = Some(value.to_ascii_uppercase()),
+            "--data" => opts.data = Some(value),
+            "--header" => {
+                let (name, v) = value.split_once(':').ok_or_else(|| {
+                    Failure::Usage(format!("--header: {value:?} is not `Name: value`"))
+                })?;
+                opts.headers
+                    .push((name.trim().to_owned(), v.trim().to_owned()));
+            }
             "--cache-file" => opts.cache_file = Some(value),
             "--auth-method" => {
                 let method = value.parse().map_err(|_| {
@@ -243,12 +301,8 @@ fn parse_flags(command: &str, args: &[String]) -> Result<Options, Failure> {
                 })?;
                 opts.auth_method = Some(method);
             }
-            "--timeout" => {
-                let timeout = text::parse_seconds(&value).map_err(|reason| {
-                    Failure::Usage(format!("--timeout: {value:?} is {reason}"))
-                })?;
-                opts.timeout = Some(timeout);
-            }
+            // Read by the library as it reads LOGTO_TIMEOUT, which it stands in for.
+            "--timeout" => opts.timeout = Some(value),
             _ => {
                 opts.format = match value.as_str() {
                     "token" => Format::Token,
@@ -266,19 +320,43 @@ fn parse_flags(command: &str, args: &[String]) -> Result<Options, Failure> {
     Ok(opts)
 }
 
-/// The token for `opts` and the environment. Warns on stderr of asked scopes the server did
-/// not grant, and of a token file it could not use.
-fn fetch(opts: &Options) -> Result<Arc<Token>, Failure> {
-    let mut config = Config::from_env()?;
+/// What a run asks for and where it keeps tokens: the config and request from `opts` and
+/// the environment (`defaults` stand in for `LOGTO_RESOURCE` and `LOGTO_SCOPES` when a
+/// command has its own), and a store with the token file or Redis when one is set.
+struct Setup {
+    config: Config,
+    request: TokenRequest,
+    /// `None`: no shared cache, one exchange.
+    store: Option<TokenStore>,
+}
+
+/// The resource and scopes a command asks for when no flag says: `None` reads
+/// `LOGTO_RESOURCE` and `LOGTO_SCOPES`.
+type Defaults<'a> = Option<(&'a str, &'a str)>;
+
+fn setup(opts: &Options, defaults: Defaults<'_>) -> Result<Setup, Failure> {
+    // `--timeout` stands in for LOGTO_TIMEOUT, so the library reads both the same way.
+    let mut config = Config::from_vars(|name| match (name, &opts.timeout) {
+        ("LOGTO_TIMEOUT", Some(flag)) => Some(flag.into()),
+        _ => std::env::var_os(name),
+    })
+    .map_err(|e| match (e.kind(), &opts.timeout) {
+        (
+            ErrorKind::Env {
+                variable: "LOGTO_TIMEOUT",
+                reason,
+            },
+            Some(flag),
+        ) => Failure::Usage(format!("--timeout: {flag:?} is {reason}")),
+        _ => Failure::from(e),
+    })?;
     if let Some(method) = opts.auth_method {
         config = config.auth_method(method);
     }
-    if let Some(timeout) = opts.timeout {
-        config = config.timeout(timeout);
-    }
-    let resource = match &opts.resource {
-        Some(r) => r.clone(),
-        None => env("LOGTO_RESOURCE")?.unwrap_or_default(),
+    let resource = match (&opts.resource, defaults) {
+        (Some(r), _) => r.clone(),
+        (None, Some((resource, _))) => resource.to_owned(),
+        (None, None) => env("LOGTO_RESOURCE")?.unwrap_or_default(),
     };
     // Without a resource the request goes without one and the server decides: most servers
     // need none, and Logto's invalid_target then says what is missing.
@@ -289,7 +367,10 @@ fn fetch(opts: &Options) -> Result<Arc<Token>, Failure> {
                 request = request.scope(s);
             }
         }
-        None => request = request.scope(&env("LOGTO_SCOPES")?.unwrap_or_default()),
+        None => match defaults {
+            Some((_, scopes)) => request = request.scope(scopes),
+            None => request = request.scope(&env("LOGTO_SCOPES")?.unwrap_or_default()),
+        },
     }
     if let Some(org) = &opts.organization {
         request = request.organization(org);
@@ -304,10 +385,27 @@ fn fetch(opts: &Options) -> Result<Arc<Token>, Failure> {
         (None, Some(url)) => Some(with_redis(TokenStore::new(config.clone()), &url)?),
         (None, None) => None,
     };
+    Ok(Setup {
+        config,
+        request,
+        store,
+    })
+}
+
+/// The token for `opts` and the environment. Warns on stderr of asked scopes the server did
+/// not grant, and of a token file it could not use.
+fn fetch(opts: &Options) -> Result<Arc<Token>, Failure> {
+    let Setup {
+        config,
+        request,
+        store,
+    } = setup(opts, None)?;
     let token = match store {
         None => Arc::new(logto_m2m::request_token(&config, &request)?),
         Some(store) => {
-            let token = store.get(&request)?;
+            let token = store.get(&request);
+            log_stats(&store);
+            let token = token?;
             // The file or Redis is only a cache: without it we still got a token.
             if let Some(problem) = store.last_cache_error() {
                 eprintln!("logto-m2m: warning: {problem}");
@@ -315,7 +413,13 @@ fn fetch(opts: &Options) -> Result<Arc<Token>, Failure> {
             token
         }
     };
-    let missing = token.missing_scopes(&request);
+    warn_missing_scopes(&config, &request, &token);
+    Ok(token)
+}
+
+/// The warning for asked scopes the server did not grant.
+fn warn_missing_scopes(config: &Config, request: &TokenRequest, token: &Token) {
+    let missing = token.missing_scopes(request);
     if !missing.is_empty() {
         // The server drops scopes the app has no role for without an error; this is the
         // most common reason an API then answers 403.
@@ -326,7 +430,7 @@ fn fetch(opts: &Options) -> Result<Arc<Token>, Failure> {
         };
         let fix = if !config.is_logto() {
             format!("grant the app {these} on the authorization server")
-        } else if resource.is_empty() {
+        } else if request.resource().is_empty() {
             format!("assign the app an organization role with {these} in the Logto console")
         } else {
             format!("assign the app a machine-to-machine role with {these} in the Logto console")
@@ -336,14 +440,225 @@ fn fetch(opts: &Options) -> Result<Arc<Token>, Failure> {
             missing.join(" ")
         );
     }
-    Ok(token)
+}
+
+/// `call`: the API call with the token, retried once on 401 by the library's
+/// `TokenStore::call`; the body to stdout, the status line to stderr with `-v`.
+fn call(opts: &Options) -> Result<(), Failure> {
+    let target = opts.target.as_deref().ok_or_else(|| {
+        Failure::Usage("call: give the url (https://...) or a path on Logto (/api/...)".into())
+    })?;
+    let (url, defaults) = match target.strip_prefix('/') {
+        // A path is on Logto itself, and Logto's only API there is the Management API.
+        Some(_) => {
+            let endpoint = env("LOGTO_ENDPOINT")?.filter(|e| !e.is_empty()).ok_or_else(|| {
+                Failure::Usage(format!(
+                    "call {target}: a path needs LOGTO_ENDPOINT (the Logto base url); give a full url otherwise"
+                ))
+            })?;
+            let endpoint = endpoint.trim_end_matches('/');
+            (
+                format!("{endpoint}{target}"),
+                Some((management_api(endpoint), "all")),
+            )
+        }
+        None if target.starts_with("https://") || target.starts_with("http://") => {
+            (target.to_owned(), None)
+        }
+        None => {
+            return Err(Failure::Usage(format!(
+                "call: {target:?} is neither a url (https://...) nor a path (/api/...)"
+            )));
+        }
+    };
+    // The token must not cross a network in clear text (the library holds its token
+    // endpoint to the same rule).
+    if let Some(rest) = url.strip_prefix("http://") {
+        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+        let host = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => host.split(':').next().unwrap_or(""),
+        };
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !loopback {
+            return Err(Failure::Usage(format!(
+                "call {url}: plain http to a host that is not loopback would send the token in \
+                 clear text; use https"
+            )));
+        }
+    }
+    let defaults = defaults.as_ref().map(|(r, s)| (r.as_str(), *s));
+    let Setup {
+        config,
+        request,
+        store,
+    } = setup(opts, defaults)?;
+    let store = store.unwrap_or_else(|| TokenStore::new(config.clone()));
+    let body = match opts.data.as_deref() {
+        None => None,
+        Some("@-") => Some(read_all(io::stdin(), "stdin")?),
+        Some(d) if d.starts_with('@') => {
+            let path = &d[1..];
+            let file = std::fs::File::open(path)
+                .map_err(|e| Failure::Usage(format!("--data @{path}: {e}")))?;
+            Some(read_all(file, path)?)
+        }
+        Some(text) => Some(text.as_bytes().to_vec()),
+    };
+    let method = opts
+        .method
+        .clone()
+        .unwrap_or_else(|| if body.is_some() { "POST" } else { "GET" }.into());
+    let method = ureq::http::Method::from_bytes(method.as_bytes())
+        .map_err(|_| Failure::Usage(format!("--method: {method:?} is not an http method")))?;
+    // Every answer is one to print; redirects are not followed: the token goes to the url
+    // given and nowhere else (and so does the body).
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(config.timeout_value()))
+        .allow_non_standard_methods(true)
+        .build()
+        .into();
+    let is_json = body
+        .as_deref()
+        .and_then(|b| b.iter().find(|c| !c.is_ascii_whitespace()))
+        .is_some_and(|c| matches!(c, b'{' | b'['));
+    let has_content_type = opts
+        .headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
+    let send = |authorization: &str| {
+        let mut builder = ureq::http::Request::builder()
+            .method(method.clone())
+            .uri(&url)
+            .header("authorization", authorization);
+        for (name, value) in &opts.headers {
+            if !name.eq_ignore_ascii_case("authorization") {
+                builder = builder.header(name, value);
+            }
+        }
+        if is_json && !has_content_type {
+            builder = builder.header("content-type", "application/json");
+        }
+        let request = builder
+            .body(body.clone().unwrap_or_default())
+            .map_err(|e| ureq::Error::Other(format!("the request can't be built: {e}").into()))?;
+        agent.run(request)
+    };
+    // A request that says who it is itself keeps its own `Authorization` (as with the
+    // library's `Bearer`): no token, no retry.
+    let own = opts
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("authorization"));
+    let mut answer = match own {
+        Some((_, value)) => {
+            send(value).map_err(|e| Failure::Token(format!("api call failed: {e}")))?
+        }
+        None => {
+            let answer = store.call(&request, send);
+            log_stats(&store);
+            let answer = answer.map_err(|e| match e {
+                logto_m2m::CallError::Token(e) => Failure::from(e),
+                other => Failure::Token(other.to_string()),
+            })?;
+            if let Ok(token) = store.get(&request) {
+                warn_missing_scopes(&config, &request, &token);
+            }
+            if let Some(problem) = store.last_cache_error() {
+                eprintln!("logto-m2m: warning: {problem}");
+            }
+            answer
+        }
+    };
+    let status = answer.status();
+    if opts.verbose {
+        eprintln!("logto-m2m: {} {url}: http {}", method, status.as_u16());
+    }
+    let mut out = io::stdout().lock();
+    io::copy(&mut answer.body_mut().as_reader(), &mut out)
+        .and_then(|_| out.flush())
+        .map_err(|e| Failure::Token(format!("reading the answer of {url}: {e}")))?;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(Failure::Token(format!(
+            "{method} {url} answered http {}",
+            status.as_u16()
+        )))
+    }
+}
+
+/// The Logto Management API's indicator for a Logto `endpoint`: the tenant's own on Logto
+/// Cloud (`https://<tenant>.logto.app/api`), `https://default.logto.app/api` elsewhere.
+fn management_api(endpoint: &str) -> String {
+    let host = endpoint
+        .split_once("://")
+        .map_or(endpoint, |(_, rest)| rest)
+        .split(['/', ':'])
+        .next()
+        .unwrap_or("");
+    match host.strip_suffix(".logto.app") {
+        Some(tenant) if !tenant.is_empty() && !tenant.contains('.') => {
+            format!("https://{tenant}.logto.app/api")
+        }
+        _ => "https://default.logto.app/api".into(),
+    }
+}
+
+fn read_all(mut from: impl Read, what: &str) -> Result<Vec<u8>, Failure> {
+    let mut bytes = Vec::new();
+    from.read_to_end(&mut bytes)
+        .map_err(|e| Failure::Usage(format!("--data: reading {what}: {e}")))?;
+    Ok(bytes)
+}
+
+/// With `LOGTO_LOG=debug`, what the store did (`TokenStore::stats`): the run's last line.
+fn log_stats(store: &TokenStore) {
+    log::debug!(target: "logto_m2m::command", "store stats: {:?}", store.stats());
 }
 
 /// The store sharing tokens through the Redis at `LOGTO_CACHE_URL`.
 #[cfg(feature = "redis")]
 fn with_redis(store: TokenStore, url: &str) -> Result<TokenStore, Failure> {
-    let redis = logto_m2m::RedisCache::new(url)
+    let mut redis = logto_m2m::RedisCache::new(url)
         .map_err(|e| Failure::Usage(format!("environment variable LOGTO_CACHE_URL: {e}")))?;
+    // For rediss://: the CA that signed the servers' certificates, and a client
+    // certificate with its key, each a PEM file.
+    let pem = |var: &'static str| match env(var)?.filter(|p| !p.is_empty()) {
+        None => Ok(None),
+        Some(path) => std::fs::read(&path).map(Some).map_err(|e| {
+            Failure::Usage(format!(
+                "environment variable {var}: cannot read {path}: {e}"
+            ))
+        }),
+    };
+    let usage = |what: &'static str| move |e: Error| Failure::Usage(format!("{what}: {e}"));
+    if let Some(ca) = pem("LOGTO_CACHE_CA_FILE")? {
+        redis = redis
+            .root_certificates_pem(&ca)
+            .map_err(usage("environment variable LOGTO_CACHE_CA_FILE"))?;
+    }
+    match (pem("LOGTO_CACHE_CERT_FILE")?, pem("LOGTO_CACHE_KEY_FILE")?) {
+        (None, None) => {}
+        (Some(cert), Some(key)) => {
+            redis = redis.client_certificate_pem(&cert, &key).map_err(usage(
+                "environment variables LOGTO_CACHE_CERT_FILE and LOGTO_CACHE_KEY_FILE",
+            ))?
+        }
+        _ => {
+            return Err(Failure::Usage(
+                "environment variables LOGTO_CACHE_CERT_FILE and LOGTO_CACHE_KEY_FILE: set \
+                 both or neither"
+                    .into(),
+            ));
+        }
+    }
     Ok(store.token_cache(redis))
 }
 
@@ -352,7 +667,7 @@ fn with_redis(store: TokenStore, url: &str) -> Result<TokenStore, Failure> {
 fn with_redis(_: TokenStore, _: &str) -> Result<TokenStore, Failure> {
     Err(Failure::Usage(
         "environment variable LOGTO_CACHE_URL: set, but this build has no redis feature \
-         (cargo install logto-m2m --features redis)"
+         (cargo install --locked logto-m2m --features redis)"
             .into(),
     ))
 }
@@ -368,6 +683,16 @@ fn env(name: &str) -> Result<Option<String>, Failure> {
     }
 }
 
+/// Appends `"name":` and `value` as a JSON string (miniserde escapes it), or `null`.
+fn push_field(out: &mut String, name: &str, value: Option<&str>) {
+    out.push_str(&mini::to_string(name));
+    out.push(':');
+    match value {
+        Some(v) => out.push_str(&mini::to_string(v)),
+        None => out.push_str("null"),
+    }
+}
+
 fn format_token(token: &Token, format: Format) -> String {
     match format {
         Format::Token => format!("{}\n", token.access_token()),
@@ -379,7 +704,7 @@ fn format_token(token: &Token, format: Format) -> String {
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .and_then(|d| i64::try_from(d.as_secs()).ok());
             let mut out = String::from("{");
-            text::push_field(&mut out, "access_token", Some(token.access_token()));
+            push_field(&mut out, "access_token", Some(token.access_token()));
             out.push_str(",\"token_type\":\"Bearer\",\"expires_in\":");
             // Seconds left now, not the lifetime granted: a token from the cache file may
             // be half used, and this is what a script wants to compare against.
@@ -389,9 +714,9 @@ fn format_token(token: &Token, format: Format) -> String {
             }
             out.push(',');
             // What was granted, never what was asked: "" when nothing was.
-            text::push_field(&mut out, "scope", Some(token.scope().unwrap_or("")));
+            push_field(&mut out, "scope", Some(token.scope().unwrap_or("")));
             out.push(',');
-            text::push_field(
+            push_field(
                 &mut out,
                 "expires_at",
                 expires_at.and_then(rfc3339).as_deref(),
@@ -428,92 +753,47 @@ fn read_stdin_token() -> Result<String, Failure> {
     Ok(token.to_owned())
 }
 
-/// The claims that explain most refusals, in the order one reads them: who issued it, to
-/// whom, for which API and permissions, and when. Never the token itself.
-const CLAIMS: [&str; 8] = [
-    "iss",
-    "sub",
-    "client_id",
-    "aud",
-    "scope",
-    "organization_id",
-    "iat",
-    "exp",
-];
-
 fn inspect(token: &str) -> Result<(), Failure> {
     write_stdout(&claims_text(token, unix_now())?)
 }
 
-/// `inspect`'s output for `token` at Unix time `now`.
+/// `inspect`'s output for `token` at Unix time `now`: the claims that explain most
+/// refusals, in the order one reads them (who issued it, to whom, for which API and
+/// permissions, and when). Never the token itself.
 fn claims_text(token: &str, now: i64) -> Result<String, Failure> {
-    let claims = jwt_payload(token).map_err(|why| {
-        Failure::Token(format!(
-            "the token is not a JWT ({why}): it is opaque, and only the server that issued it can say what it grants"
-        ))
+    let claims = Claims::from_jwt(token).ok_or_else(|| {
+        Failure::Token(
+            "the token is not a JWT (three base64url parts, the middle one a JSON object): it \
+             is opaque, and only the server that issued it can say what it grants"
+                .into(),
+        )
     })?;
     let mut out = String::from("signature: not verified (this shows what the token claims)\n");
-    for name in CLAIMS {
-        let Some(value) = claims.get(name) else {
-            // No scope claim is the answer to a 403: the server granted nothing.
-            if name == "scope" {
-                out.push_str("scope: (none: no scope granted)\n");
-            }
-            continue;
-        };
-        let shown = match (name, value) {
-            ("iat" | "exp", Value::Number(n)) => match number_i64(n) {
-                Some(t) => time_claim(name, t, now),
-                None => "(out of range)".into(),
-            },
-            (_, Value::String(s)) => printable(s),
-            (_, Value::Array(items)) => items
-                .iter()
-                .map(|v| match v {
-                    Value::String(s) => printable(s),
-                    _ => "(not a string)".into(),
-                })
-                .collect::<Vec<_>>()
-                .join(", "),
-            (_, Value::Number(n)) => match number_i64(n) {
-                Some(i) => i.to_string(),
-                None => "(a number)".into(),
-            },
-            (_, Value::Bool(b)) => b.to_string(),
-            (_, Value::Null) => "null".into(),
-            (_, Value::Object(_)) => "(an object)".into(),
-        };
-        out.push_str(&format!("{name}: {shown}\n"));
-    }
+    let mut line = |name: &str, value: Option<String>| {
+        if let Some(v) = value {
+            out.push_str(&format!("{name}: {v}\n"));
+        }
+    };
+    line("iss", claims.iss.as_deref().map(printable));
+    line("sub", claims.sub.as_deref().map(printable));
+    line("client_id", claims.client_id.as_deref().map(printable));
+    let aud: Vec<String> = claims.aud.iter().map(|a| printable(a)).collect();
+    line("aud", (!aud.is_empty()).then(|| aud.join(", ")));
+    // No scope claim is the answer to a 403: the server granted nothing.
+    line(
+        "scope",
+        Some(match &claims.scope {
+            Some(scope) => printable(scope),
+            None => "(none: no scope granted)".into(),
+        }),
+    );
+    line(
+        "organization_id",
+        claims.organization_id.as_deref().map(printable),
+    );
+    line("iat", claims.iat.map(|t| time_claim("iat", t, now)));
+    line("exp", claims.exp.map(|t| time_claim("exp", t, now)));
     Ok(out)
-}
-
-/// The JWT's payload as a JSON object, or why it is not one.
-fn jwt_payload(token: &str) -> Result<mini::Object, &'static str> {
-    let parts: Vec<&str> = token.split('.').collect();
-    if parts.len() != 3 {
-        return Err("not three dot-separated parts");
-    }
-    // JWTs use base64url without padding (RFC 7515 §2), but some tools pad it anyway.
-    let payload = parts[1].trim_end_matches('=');
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .map_err(|_| "the payload is not base64url")?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| "the payload is not UTF-8")?;
-    match mini::from_str(text) {
-        Ok(Value::Object(obj)) => Ok(obj),
-        _ => Err("the payload is not a JSON object"),
-    }
-}
-
-fn number_i64(n: &Number) -> Option<i64> {
-    match *n {
-        Number::U64(u) => i64::try_from(u).ok(),
-        Number::I64(i) => Some(i),
-        // Some issuers write `1.7e9` or fractions; whole seconds are all that matters here.
-        // (`as` saturates; NaN and infinities can't come out of JSON.)
-        Number::F64(f) => Some(f as i64),
-    }
 }
 
 /// `exp` or `iat` as RFC 3339 with the time from now: "(in 59m 12s)", "(expired 3m ago)".
@@ -547,35 +827,24 @@ fn span(secs: i64) -> String {
     parts.join(" ")
 }
 
-/// Unix seconds as `2026-11-28T23:59:59Z`; `None` outside years 0..=9999.
+/// Unix seconds as `2026-11-28T23:59:59Z`; `None` outside years 1970..=9999.
+///
+/// The calendar is httpdate's (a dependency already): its HTTP date, `Sat, 28 Nov 2026
+/// 23:59:59 GMT`, rearranged. Its formatter panics past the year 9999, hence the range.
 fn rfc3339(unix: i64) -> Option<String> {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    if !(0..=9999).contains(&y) {
+    const LAST: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+    if !(0..=LAST).contains(&unix) {
         return None;
     }
-    Some(format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    ))
-}
-
-/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to a proleptic Gregorian
-/// (year, month, day), exact for every i64 we pass (|days| < 2^40 keeps it in range).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days.clamp(-(1 << 40), 1 << 40) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March-based
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    let at = UNIX_EPOCH + Duration::from_secs(unix.unsigned_abs());
+    let http = httpdate::fmt_http_date(at);
+    // "Www, DD Mon YYYY HH:MM:SS GMT": fixed width, English month names.
+    let (day, month, year, time) = (&http[5..7], &http[8..11], &http[12..16], &http[17..25]);
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let m = MONTHS.iter().position(|&name| name == month)? + 1;
+    Some(format!("{year}-{m:02}-{day}T{time}Z"))
 }
 
 fn unix_now() -> i64 {
@@ -654,6 +923,7 @@ fn init_logger() -> Result<(), Failure> {
 #[cfg(test)]
 mod test {
     use super::*;
+    use base64::Engine;
 
     #[test]
     fn dates() {
@@ -666,7 +936,7 @@ mod test {
             rfc3339(1_795_910_399).as_deref(),
             Some("2026-11-28T23:59:59Z")
         );
-        assert_eq!(rfc3339(-1).as_deref(), Some("1969-12-31T23:59:59Z"));
+        assert_eq!(rfc3339(-1), None);
         assert_eq!(
             rfc3339(253_402_300_799).as_deref(),
             Some("9999-12-31T23:59:59Z")

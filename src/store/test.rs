@@ -3,8 +3,9 @@
 
 use super::*;
 use crate::error::Redactions;
-use crate::response::{Answer, parse};
+use crate::response::{Answer, Sent, parse};
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering::SeqCst};
+use std::thread;
 
 type FetchHook = dyn Fn(&Config, &TokenRequest) -> Result<Token, Error> + Send + Sync;
 
@@ -361,4 +362,153 @@ fn debug_shows_keys_not_tokens() {
     );
     assert!(!d.contains(t.access_token()), "{d}");
     assert!(!d.contains("secret-canary"), "{d}");
+}
+
+#[test]
+fn stats_count_hits_requests_failures_and_invalidations() {
+    let (s, calls) = store(|n| if n == 1 { Fail } else { Tok(3600) });
+    let r = TokenRequest::new("r");
+    assert_eq!(s.stats(), StoreStats::default());
+    s.get(&r).unwrap();
+    for _ in 0..5 {
+        s.get(&r).unwrap();
+    }
+    let stats = s.stats();
+    assert_eq!((stats.token_requests, stats.hits), (1, 5));
+    s.invalidate(&r);
+    assert!(s.get(&r).is_err());
+    // In the backoff: the same error, neither a request nor a hit.
+    assert!(s.get(&r).is_err());
+    s.clear();
+    let stats = s.stats();
+    assert_eq!(calls.load(SeqCst), 2);
+    assert_eq!(
+        (
+            stats.token_requests,
+            stats.token_request_failures,
+            stats.hits,
+            stats.invalidations
+        ),
+        (2, 1, 5, 2)
+    );
+    assert_eq!((stats.shared_reads, stats.shared_errors), (0, 0));
+    assert!(format!("{stats:?}").starts_with("StoreStats { hits: 5,"));
+}
+
+#[test]
+fn stats_count_every_threads_hits_and_the_waits() {
+    let (s, calls) = store(|n| {
+        if n == 0 {
+            thread::sleep(Duration::from_millis(300));
+        }
+        Tok(3600)
+    });
+    let r = TokenRequest::new("r");
+    thread::scope(|scope| {
+        let first = scope.spawn(|| s.get(&r).unwrap());
+        thread::sleep(Duration::from_millis(100));
+        // Waits for the first caller's refresh.
+        scope.spawn(|| s.get(&r).unwrap()).join().unwrap();
+        first.join().unwrap();
+    });
+    assert_eq!(calls.load(SeqCst), 1);
+    assert_eq!((s.stats().waits, s.stats().hits), (1, 0));
+    // Threads that hit and end: their hits stay counted.
+    for _ in 0..3 {
+        thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..1000 {
+                        s.get(&r).unwrap();
+                    }
+                });
+            }
+        });
+    }
+    assert_eq!(s.stats().hits, 12_000);
+    assert_eq!(s.stats().token_requests, 1);
+}
+
+use crate::cache::{CacheEntry, CacheKey, CacheLock};
+
+/// A shared cache in memory, that can be told to fail.
+#[derive(Default)]
+struct Memory {
+    entries: Mutex<HashMap<String, String>>,
+    broken: std::sync::atomic::AtomicBool,
+}
+
+impl TokenCache for std::sync::Arc<Memory> {
+    fn describe(&self) -> String {
+        "memory".into()
+    }
+    fn read(&self, key: &CacheKey, _: Duration) -> Result<Option<CacheEntry>, String> {
+        if self.broken.load(SeqCst) {
+            return Err("broken".into());
+        }
+        let map = self.entries.lock().unwrap();
+        Ok(map
+            .get(key.id())
+            .and_then(|t| CacheEntry::decode(t.as_bytes(), key)))
+    }
+    fn write(&self, key: &CacheKey, entry: &CacheEntry, _: Duration) -> Result<(), String> {
+        if self.broken.load(SeqCst) {
+            return Err("broken".into());
+        }
+        let mut map = self.entries.lock().unwrap();
+        map.insert(key.id().to_owned(), entry.encode(key));
+        Ok(())
+    }
+    fn try_lock(
+        &self,
+        _: &CacheKey,
+        _: Duration,
+        _: Duration,
+    ) -> Result<Option<CacheLock>, String> {
+        Ok(Some(CacheLock::new(())))
+    }
+}
+
+#[test]
+fn stats_count_the_shared_caches_reads_hits_writes_and_errors() {
+    let memory = std::sync::Arc::new(Memory::default());
+    let (a, _) = store(|_| Tok(3600));
+    let a = a.token_cache(std::sync::Arc::clone(&memory));
+    let r = TokenRequest::new("r");
+    a.get(&r).unwrap();
+    // Read, then under the lock read again, then write.
+    let stats = a.stats();
+    assert_eq!(
+        (
+            stats.shared_reads,
+            stats.shared_hits,
+            stats.shared_writes,
+            stats.token_requests
+        ),
+        (2, 0, 1, 1)
+    );
+    // Another store (another process) on the same cache: a shared hit, no request.
+    let (b, calls) = store(|_| Tok(3600));
+    let b = b.token_cache(std::sync::Arc::clone(&memory));
+    b.get(&r).unwrap();
+    let stats = b.stats();
+    assert_eq!(calls.load(SeqCst), 0);
+    assert_eq!(
+        (stats.shared_reads, stats.shared_hits, stats.token_requests),
+        (1, 1, 0)
+    );
+    // A broken cache: each problem counted, the token from the network.
+    memory.broken.store(true, SeqCst);
+    let (c, _) = store(|_| Tok(3600));
+    let c = c.token_cache(std::sync::Arc::clone(&memory));
+    c.get(&r).unwrap();
+    let stats = c.stats();
+    assert_eq!(
+        (
+            stats.shared_errors,
+            stats.shared_writes,
+            stats.token_requests
+        ),
+        (3, 0, 1)
+    );
 }

@@ -29,6 +29,7 @@ use miniserde::json::{self, Value};
 
 pub mod authlib;
 pub mod connect_proxy;
+pub mod gate;
 pub mod loopback;
 pub mod real_logto;
 
@@ -479,6 +480,21 @@ impl Peer {
     }
 }
 
+impl Peer {
+    /// Makes the peer's APIs refuse every token issued so far with 401 (`POST
+    /// /__peer/rotate`), as after a signing-key rotation: the tokens still look fresh to
+    /// the client.
+    pub fn rotate_keys(&self) {
+        let url = format!("{}/__peer/rotate", self.base_url());
+        let resp = self
+            .agent(Duration::from_secs(5))
+            .post(&url)
+            .send_empty()
+            .unwrap_or_else(|e| panic!("test peer: POST {url}: {e}\n{}", self.log_tail(2000)));
+        assert_eq!(resp.status(), 204, "test peer: POST {url}");
+    }
+}
+
 impl Drop for Peer {
     fn drop(&mut self) {
         // Kill and reap our own child only, by its PID (Child::kill is SIGKILL).
@@ -517,11 +533,33 @@ pub struct Stats {
     pub token_requests: u64,
     /// Tokens actually issued.
     pub tokens_issued: u64,
+    /// Requests to the peer's protected APIs (`/products`, `/api/*`, `/organizations/*`).
+    pub api_requests: u64,
+    /// Those of them answered 401.
+    pub api_unauthorized: u64,
     issued_by_client: BTreeMap<String, u64>,
     errors_by_code: BTreeMap<String, u64>,
 }
 
 impl Stats {
+    /// What a call that survived a 401 leaves between `before` and `self`: exactly one new
+    /// token request and one retried API request, one of the two refused.
+    #[track_caller]
+    pub fn assert_one_retry_since(&self, before: &Stats) {
+        let token_requests = self.token_requests - before.token_requests;
+        assert_eq!(token_requests, 1, "one new token");
+        assert_eq!(
+            self.api_requests - before.api_requests,
+            2,
+            "one retried call"
+        );
+        assert_eq!(
+            self.api_unauthorized - before.api_unauthorized,
+            1,
+            "one 401"
+        );
+    }
+
     /// Tokens issued to `client_id`.
     pub fn issued_by(&self, client_id: &str) -> u64 {
         self.issued_by_client.get(client_id).copied().unwrap_or(0)
@@ -542,6 +580,8 @@ impl Stats {
         Ok(Stats {
             token_requests: number(obj.get("token_requests"), "token_requests")?,
             tokens_issued: number(obj.get("tokens_issued"), "tokens_issued")?,
+            api_requests: number(obj.get("api_requests"), "api_requests")?,
+            api_unauthorized: number(obj.get("api_unauthorized"), "api_unauthorized")?,
             issued_by_client: counts(
                 obj.get("tokens_issued_by_client"),
                 "tokens_issued_by_client",

@@ -250,13 +250,33 @@ const stats = {
   tokens_issued: 0,
   tokens_issued_by_client: {},
   token_errors_by_code: {},
+  // Requests to the protected APIs (/products, /api/*, /organizations/*), and how many of
+  // them were refused with 401.
+  api_requests: 0,
+  api_unauthorized: 0,
 };
 const resetStats = () => {
   stats.token_requests = 0;
   stats.tokens_issued = 0;
   stats.tokens_issued_by_client = {};
   stats.token_errors_by_code = {};
+  stats.api_requests = 0;
+  stats.api_unauthorized = 0;
 };
+
+// Not part of Logto: a lever for tests. `POST /__peer/rotate` makes the APIs refuse every
+// token issued so far with 401, as they would after a signing-key rotation or a
+// revocation, while the tokens still look fresh to the client. Tokens are told apart by
+// their `jti` (an `iat` has only whole seconds); the list is bounded.
+const MAX_REMEMBERED_TOKENS = 100_000;
+let issuedJtis = new Set();
+let rotatedJtis = new Set();
+const rememberIssued = (jti) => {
+  if (typeof jti !== 'string') return;
+  if (issuedJtis.size >= MAX_REMEMBERED_TOKENS) issuedJtis = new Set();
+  issuedJtis.add(jti);
+};
+const isRotatedAway = (payload) => rotatedJtis.has(payload.jti);
 
 // ---------------------------------------------------------------------------
 // Storage: a small in-memory adapter (JWT access tokens are not stored at all;
@@ -500,6 +520,7 @@ if (LOGTO_COMPAT) {
 }
 
 const countIssued = (token) => {
+  rememberIssued(token.jti);
   stats.tokens_issued += 1;
   stats.tokens_issued_by_client[token.clientId] =
     (stats.tokens_issued_by_client[token.clientId] ?? 0) + 1;
@@ -767,6 +788,20 @@ const app = new Koa();
 const isPeerOwnPath = (path) =>
   path === '/products' || path.startsWith('/organizations/') || path.startsWith('/__peer/');
 
+const isApiPath = (path) =>
+  path === '/products' || path.startsWith('/organizations/') || path.startsWith('/api/');
+
+// Not part of Logto: the API counters.
+app.use(async (ctx, next) => {
+  if (!isApiPath(ctx.path)) return next();
+  stats.api_requests += 1;
+  try {
+    await next();
+  } finally {
+    if (ctx.status === 401) stats.api_unauthorized += 1;
+  }
+});
+
 app.use(async (ctx, next) => {
   if (ctx.method === 'POST' && ctx.path === '/oidc/token') stats.token_requests += 1;
   if (!LOGTO_COMPAT || isPeerOwnPath(ctx.path)) return next();
@@ -831,6 +866,12 @@ async function bearerApi(ctx, audience, requiredScope, handler) {
     ctx.body = { error: 'invalid_token', error_description: err.message, ...joseData(err) };
     return;
   }
+  if (isRotatedAway(payload)) {
+    ctx.status = 401;
+    ctx.set('WWW-Authenticate', `${realm}, error="invalid_token"`);
+    ctx.body = { error: 'invalid_token', error_description: 'signature verification failed' };
+    return;
+  }
   if (!scopesOf(payload).includes(requiredScope)) {
     ctx.status = 403;
     ctx.set('WWW-Authenticate', `${realm}, error="insufficient_scope", scope="${requiredScope}"`);
@@ -879,6 +920,15 @@ async function managementApi(ctx, handler) {
       // The error's own fields, as Logto serializes it: code, name, and for a claim
       // check also claim, reason and the token's payload.
       data: JSON.parse(JSON.stringify(err)),
+      message: 'Unauthorized. Please check credentials and its scope.',
+    };
+    return;
+  }
+  if (isRotatedAway(payload)) {
+    ctx.status = 401;
+    ctx.body = {
+      code: 'auth.unauthorized',
+      data: { code: 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED', name: 'JWSSignatureVerificationFailed' },
       message: 'Unauthorized. Please check credentials and its scope.',
     };
     return;
@@ -959,6 +1009,12 @@ app.use(async (ctx, next) => {
   }
   if (ctx.path === '/__peer/reset' && ctx.method === 'POST') {
     resetStats();
+    ctx.status = 204;
+    return;
+  }
+  if (ctx.path === '/__peer/rotate' && ctx.method === 'POST') {
+    rotatedJtis = issuedJtis;
+    issuedJtis = new Set();
     ctx.status = 204;
     return;
   }

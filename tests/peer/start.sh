@@ -37,7 +37,24 @@ if [ -f "$PID_FILE" ] && kill -0 "$(cat "$PID_FILE")" 2>/dev/null; then
   exit 0
 fi
 
-nohup node server.mjs >"$LOG_FILE" 2>&1 </dev/null &
+# Something else on the port (another server, a peer started by hand): node would die with
+# EADDRINUSE and, worse, the probe below could get an answer from that other program.
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
+busy_message="port $PORT is busy: another program listens on 127.0.0.1:$PORT; choose a free port with PORT=<port>"
+if port_busy; then
+  echo "$busy_message" >&2
+  exit 1
+fi
+
+# oidc-provider warns "Unsupported runtime" on any Node before the 22 LTS line. The peer is
+# tested on Node 20.19 and newer, where it works: the log says so first, so that the
+# warning does not read as the cause of a failure.
+if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 22 ]; then
+  echo "start.sh: node $(node --version): the \"Unsupported runtime\" warning that follows is expected before Node 22; the peer works on Node 20.19 and newer" >"$LOG_FILE"
+else
+  : >"$LOG_FILE"
+fi
+nohup node server.mjs >>"$LOG_FILE" 2>&1 </dev/null &
 PID=$!
 echo "$PID" >"$PID_FILE"
 
@@ -51,14 +68,19 @@ probe() {
 }
 
 for _ in $(seq 1 100); do
-  if probe; then
+  # Alive first: an answer is only ours while our server runs.
+  if kill -0 "$PID" 2>/dev/null && probe; then
     echo "peer up: issuer $SCHEME://127.0.0.1:$PORT/oidc (log: $LOG_FILE)" >&2
     echo "$PID"
     exit 0
   fi
   if ! kill -0 "$PID" 2>/dev/null; then
-    echo "server exited during startup; log follows:" >&2
-    cat "$LOG_FILE" >&2
+    if grep -q EADDRINUSE "$LOG_FILE"; then
+      echo "$busy_message" >&2
+    else
+      echo "server exited during startup; log follows:" >&2
+      cat "$LOG_FILE" >&2
+    fi
     rm -f "$PID_FILE"
     exit 1
   fi

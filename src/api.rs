@@ -1,0 +1,313 @@
+//! From token to call: [`Bearer`], a ureq middleware that puts the store's token on the
+//! requests to one API, and [`TokenStore::call`], a call that survives one 401.
+//!
+//! A bearer token is as good as the app's secret for its lifetime, so it goes to exactly
+//! one origin (scheme, host and port), never along a redirect, and never over plain http
+//! to a host that is not loopback.
+
+use std::fmt;
+use std::sync::Arc;
+
+use ureq::config::RedirectAuthHeaders;
+use ureq::http::header::{AUTHORIZATION, HeaderValue};
+use ureq::http::{Request, Response, Uri};
+use ureq::middleware::{Middleware, MiddlewareNext};
+use ureq::{Body, RequestExt, SendBody};
+
+use crate::config::is_loopback;
+use crate::error::Error;
+use crate::request::TokenRequest;
+use crate::store::TokenStore;
+use crate::token::Token;
+
+/// A ureq middleware (ureq 3) that sends `Authorization: Bearer <token>` from a
+/// [`TokenStore`] on every request to one API origin.
+///
+/// - Only requests to `origin` (scheme, host and port, exactly) get the header; a request
+///   to any other origin passes through untouched, and so does one that already carries an
+///   `Authorization` header.
+/// - The token is a store hit (nanoseconds) until it is due for refresh; a refresh is one
+///   token request however many requests ask.
+/// - When the API answers 401, the token is invalidated, so the *next* request gets a
+///   fresh one. The 401 itself is returned: a middleware can't send a streamed body twice.
+///   For a call that is retried once on a 401, use [`TokenStore::call`].
+/// - No redirect carries the header, whatever the agent's `redirect_auth_headers` says:
+///   requests that get the token are sent with `RedirectAuthHeaders::Never`.
+/// - A token the store can't get fails the request with `ureq::Error::Other` holding the
+///   [`Error`] (downcast it for the details); nothing is sent then.
+///
+/// # Example
+/// ```no_run
+/// use std::sync::Arc;
+/// use logto_m2m::{Bearer, Config, TokenRequest, TokenStore};
+///
+/// let store = Arc::new(TokenStore::new(Config::from_env()?));
+/// let request = TokenRequest::new("https://shopping.api").scope("read:products");
+/// let bearer = Bearer::new(store, request, "https://api.shop.example")?;
+/// let agent: ureq::Agent = ureq::Agent::config_builder().middleware(bearer).build().into();
+/// let products = agent.get("https://api.shop.example/products").call()?;
+/// # let _ = products;
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// ```
+pub struct Bearer {
+    store: Arc<TokenStore>,
+    request: TokenRequest,
+    origin: Origin,
+}
+
+impl Bearer {
+    /// A middleware that gets tokens for `request` from `store` and sends them to
+    /// `origin`, written `https://host[:port]` (a trailing `/` is fine; no path, query or
+    /// user info).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) when `origin` is not such a URL, or
+    /// is plain `http://` to a host that is not loopback while the store's config does not
+    /// [allow insecure http](crate::Config::allow_insecure_http).
+    pub fn new(
+        store: Arc<TokenStore>,
+        request: TokenRequest,
+        origin: &str,
+    ) -> Result<Bearer, Error> {
+        let origin = Origin::parse(origin)?;
+        if !origin.https && !is_loopback(&origin.host) && !store.config().insecure_http_allowed() {
+            return Err(Error::config(
+                "plain http to an api host that is not loopback would send the token in clear \
+                 text; use https",
+            ));
+        }
+        Ok(Bearer {
+            store,
+            request,
+            origin,
+        })
+    }
+}
+
+impl fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bearer")
+            .field("request", &self.request)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Middleware for Bearer {
+    fn handle(
+        &self,
+        mut request: Request<SendBody>,
+        next: MiddlewareNext,
+    ) -> Result<Response<Body>, ureq::Error> {
+        if request.headers().contains_key(AUTHORIZATION) || !self.origin.matches(request.uri()) {
+            return next.handle(request);
+        }
+        let token = self
+            .store
+            .get(&self.request)
+            .map_err(|e| ureq::Error::Other(Box::new(e)))?;
+        request
+            .headers_mut()
+            .insert(AUTHORIZATION, header_value(&token)?);
+        // Redirects are followed inside ureq, past this middleware: pin them to never
+        // carry the header, whatever the agent allows.
+        let request = request
+            .middleware_config()
+            .ok_or_else(|| ureq::Error::Other("not called as a ureq middleware".into()))?
+            .redirect_auth_headers(RedirectAuthHeaders::Never)
+            .build();
+        let answer = next.handle(request);
+        if is_unauthorized(&answer) {
+            self.store.invalidate_token(&self.request, &token);
+        }
+        answer
+    }
+}
+
+/// The token as a header value, marked sensitive (ureq's logs leave those out).
+fn header_value(token: &Token) -> Result<HeaderValue, ureq::Error> {
+    // Every token the crate hands out is visible ASCII (checked by the parser), which is
+    // always a valid header value; the error is for the impossible case only.
+    let mut value = HeaderValue::from_str(token.authorization())
+        .map_err(|_| ureq::Error::Other("the token is not a valid header value".into()))?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// A 401, as a response or as ureq's status error (with `http_status_as_error`, the
+/// default).
+fn is_unauthorized(answer: &Result<Response<Body>, ureq::Error>) -> bool {
+    match answer {
+        Ok(response) => response.status() == 401,
+        Err(ureq::Error::StatusCode(status)) => *status == 401,
+        Err(_) => false,
+    }
+}
+
+/// What failed in a [`TokenStore::call`]: getting the token, or the API call itself.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CallError {
+    /// No token could be had: the store's error, as [`TokenStore::get`] returns it.
+    Token(Error),
+    /// The API call failed (the closure's error): no answer, or, with ureq's default
+    /// `http_status_as_error`, an error status.
+    Api(ureq::Error),
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Token(e) => write!(f, "no token for the api call: {e}"),
+            CallError::Api(e) => write!(f, "api call failed: {e}"),
+        }
+    }
+}
+
+// One line says it all (the crate's chaining rule, see `Error`): no `source()`.
+impl std::error::Error for CallError {}
+
+impl TokenStore {
+    /// Calls an API with a token for `request`, and once more with a fresh token if the
+    /// API answers 401.
+    ///
+    /// `send` gets the `Authorization` header's value (`Bearer <token>`) and makes the
+    /// call. When its answer is a 401 (a response, or ureq's `StatusCode(401)` error), the
+    /// token is dropped with [`invalidate_token`](TokenStore::invalidate_token), a fresh
+    /// one is taken (one token request, however many threads meet the same 401 at once),
+    /// and `send` is called again with it. The answer is then returned, whatever its
+    /// status: never a second retry, and never a retry on 403 (a fresh token carries the
+    /// same scopes). If the store hands back the same token (another process's shared
+    /// cache still holds it), the first 401 is returned without a second call.
+    ///
+    /// To read an error status's body, give the agent `http_status_as_error(false)`.
+    ///
+    /// # Errors
+    /// [`CallError::Token`] when no token could be had, [`CallError::Api`] with `send`'s
+    /// error.
+    ///
+    /// # Example
+    /// ```no_run
+    /// use logto_m2m::{Config, TokenRequest, TokenStore};
+    ///
+    /// let store = TokenStore::new(Config::from_env()?);
+    /// let request = TokenRequest::management_api_self_hosted();
+    /// let agent: ureq::Agent = ureq::Agent::config_builder()
+    ///     .http_status_as_error(false)
+    ///     .build()
+    ///     .into();
+    /// let mut answer = store.call(&request, |authorization| {
+    ///     agent
+    ///         .get("https://auth.example.com/api/applications")
+    ///         .header("authorization", authorization)
+    ///         .call()
+    /// })?;
+    /// println!("{}: {}", answer.status(), answer.body_mut().read_to_string()?);
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn call<F>(&self, request: &TokenRequest, mut send: F) -> Result<Response<Body>, CallError>
+    where
+        F: FnMut(&str) -> Result<Response<Body>, ureq::Error>,
+    {
+        let token = self.get(request).map_err(CallError::Token)?;
+        let first = send(token.authorization());
+        if !is_unauthorized(&first) {
+            return first.map_err(CallError::Api);
+        }
+        self.invalidate_token(request, &token);
+        let fresh = self.get(request).map_err(CallError::Token)?;
+        if fresh.access_token() == token.access_token() {
+            return first.map_err(CallError::Api);
+        }
+        drop(first);
+        send(fresh.authorization()).map_err(CallError::Api)
+    }
+}
+
+/// An origin: scheme, host (lowercase) and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Origin {
+    https: bool,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    fn parse(origin: &str) -> Result<Origin, Error> {
+        let bad = |why: &str| Error::config(format!("api origin {why}"));
+        let uri: Uri = origin
+            .parse()
+            .map_err(|_| bad("is not a url: give https://host[:port]"))?;
+        let https = match uri.scheme_str() {
+            Some(s) if s.eq_ignore_ascii_case("https") => true,
+            Some(s) if s.eq_ignore_ascii_case("http") => false,
+            _ => return Err(bad("must start with https:// or http://")),
+        };
+        let authority = uri.authority().ok_or_else(|| bad("has no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(bad("must not contain user info"));
+        }
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() || origin.contains('#') {
+            return Err(bad(
+                "must be scheme://host[:port] without a path: the token goes to every path there",
+            ));
+        }
+        Ok(Origin {
+            https,
+            host: authority.host().to_ascii_lowercase(),
+            port: uri.port_u16().unwrap_or(if https { 443 } else { 80 }),
+        })
+    }
+
+    /// True when `uri` is at this origin.
+    fn matches(&self, uri: &Uri) -> bool {
+        let https = match uri.scheme_str() {
+            Some(s) if s.eq_ignore_ascii_case("https") => true,
+            Some(s) if s.eq_ignore_ascii_case("http") => false,
+            _ => return false,
+        };
+        let Some(host) = uri.host() else {
+            return false;
+        };
+        https == self.https
+            && host.eq_ignore_ascii_case(&self.host)
+            && uri.port_u16().unwrap_or(if https { 443 } else { 80 }) == self.port
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn origins_match_exactly() {
+        let o = Origin::parse("https://API.example.com/").unwrap();
+        let m = |u: &str| o.matches(&u.parse().unwrap());
+        assert!(m("https://api.example.com/products?x=1"));
+        assert!(m("https://API.EXAMPLE.com:443/"));
+        assert!(!m("http://api.example.com/"));
+        assert!(!m("https://api.example.com:8443/"));
+        assert!(!m("https://api.example.com.evil.test/"));
+        assert!(!m("https://evil.test/api.example.com"));
+        let local = Origin::parse("http://127.0.0.1:8080").unwrap();
+        assert!(local.matches(&"http://127.0.0.1:8080/x".parse().unwrap()));
+        assert!(!local.matches(&"http://127.0.0.1:8081/x".parse().unwrap()));
+        let v6 = Origin::parse("http://[::1]:9000").unwrap();
+        assert!(v6.matches(&"http://[::1]:9000/".parse().unwrap()));
+    }
+
+    #[test]
+    fn origins_are_only_origins() {
+        for bad in [
+            "api.example.com",
+            "ftp://api.example.com",
+            "https://api.example.com/api",
+            "https://api.example.com/?q=1",
+            "https://user:pw@api.example.com",
+            "https://api.example.com/#x",
+            "https://",
+        ] {
+            assert!(Origin::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The store's side of a shared cache (`TokenStore::token_cache`, `cache_file`): read the
+//! entry, and when it is not fresh take the cache's refresh lock, read again (the holder
+//! before us may just have written), ask the server, and write the new entry, all within
+//! the config's timeout. Problems are noted for `last_cache_error`, never returned: the
+//! network can still give the token.
+
+use std::sync::PoisonError;
+use std::sync::atomic::Ordering::Relaxed;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::stats::bump;
+use super::{TokenStore, margin_for};
+use crate::cache::{CacheKey, TokenCache};
+use crate::error::{DisplayDuration, Error, ErrorKind};
+use crate::request::TokenRequest;
+use crate::response::{self, Sent};
+use crate::token::Token;
+
+impl TokenStore {
+    /// [`fetch_shared`](TokenStore::fetch_shared), and then, when it noted no problem, the
+    /// cache works: the last problem is over, and `last_cache_error` forgets it.
+    pub(super) fn fetch_through(
+        &self,
+        cache: &dyn TokenCache,
+        request: &TokenRequest,
+    ) -> Result<Token, Error> {
+        // Any problem noted from here on, by this call or another thread's, bumps the count
+        // (before it is kept, under the lock): one that lands after the check below is kept.
+        let problems = self.counters.shared_errors.load(Relaxed);
+        let result = self.fetch_shared(cache, request);
+        let mut last = self
+            .cache_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.is_some() && self.counters.shared_errors.load(Relaxed) == problems {
+            let past = last.take();
+            drop(last);
+            if let Some(past) = past {
+                log::info!(target: "logto_m2m", "{} works again, after: {past}", cache.describe());
+            }
+        }
+        result
+    }
+
+    /// A token through the shared cache: its entry when fresh; otherwise, under its refresh
+    /// lock, a new one from the network, written back. Waiting for another holder's refresh
+    /// is bounded by the config's timeout; a cache problem is noted and the network used.
+    pub(super) fn fetch_shared(
+        &self,
+        cache: &dyn TokenCache,
+        request: &TokenRequest,
+    ) -> Result<Token, Error> {
+        let config = &self.config;
+        // Sealed with a key from the secret as it is now: entries are unreadable without it.
+        let key = CacheKey::for_request(config, request)?;
+        let timeout = config.timeout_value();
+        let started = Instant::now();
+        let left = || timeout.saturating_sub(started.elapsed());
+        if let Some(token) = self.read_shared(cache, &key, request, left()) {
+            return Ok(token);
+        }
+        // The lock lapses after what a refresh can take (the exchange's deadline): a holder
+        // that died blocks the others no longer than that, and they wait as long.
+        let lease = timeout;
+        let mut pause = Duration::from_millis(2);
+        let mut waited = false;
+        let lock = loop {
+            match cache.try_lock(&key, lease, left()) {
+                Ok(Some(lock)) => break Some(lock),
+                // Another process is refreshing: wait for its entry (counted once).
+                Ok(None) if !waited => {
+                    waited = true;
+                    bump(&self.counters.waits);
+                }
+                Ok(None) => {}
+                Err(reason) => {
+                    self.note(cache, reason);
+                    break None;
+                }
+            }
+            if left().is_zero() {
+                self.note(
+                    cache,
+                    format!(
+                        "lock held by another process for over {}; went ahead without it",
+                        DisplayDuration(timeout)
+                    ),
+                );
+                break None;
+            }
+            thread::sleep(pause.min(left()));
+            pause = (pause * 2).min(Duration::from_millis(50));
+            // The holder may have written what we need.
+            if let Some(token) = self.read_shared(cache, &key, request, left()) {
+                return Ok(token);
+            }
+        };
+        // Whoever held the lock before us may have just written what we need.
+        if lock.is_some()
+            && let Some(token) = self.read_shared(cache, &key, request, left())
+        {
+            return Ok(token);
+        }
+        // The refresh itself, the exchange and the write that shares its token, gets the
+        // timeout of its own, as the lease allows: a long wait above must not leave the
+        // write no time at all.
+        let refreshing = Instant::now();
+        let token = self.fetch(request)?;
+        let write_left = timeout.saturating_sub(refreshing.elapsed());
+        // A token with no lifetime, or times the clock can't write down, stays in memory.
+        if let Some(entry) = token.to_entry() {
+            match cache.write(&key, &entry, write_left) {
+                Ok(()) => bump(&self.counters.shared_writes),
+                Err(reason) => self.note(cache, reason),
+            }
+        }
+        drop(lock);
+        Ok(token)
+    }
+
+    /// The cache's token for `key`, if it has one outside its refresh margin.
+    fn read_shared(
+        &self,
+        cache: &dyn TokenCache,
+        key: &CacheKey,
+        request: &TokenRequest,
+        left: Duration,
+    ) -> Option<Token> {
+        bump(&self.counters.shared_reads);
+        let entry = match cache.read(key, left) {
+            Ok(entry) => entry?,
+            Err(reason) => {
+                self.note(cache, reason);
+                return None;
+            }
+        };
+        let now = self.now();
+        let sent = Sent {
+            at: now.mono,
+            wall: now.wall,
+            scope: request.scopes(),
+            max_lifetime: self.config.max_lifetime(),
+        };
+        let token = response::from_entry(&entry, &sent)?;
+        // An API refused this token (`invalidate`): the entry is stale, whatever its time.
+        if self.is_rejected(request, token.access_token()) {
+            return None;
+        }
+        let margin = margin_for(token.expires_in(), self.margin);
+        let fresh = !token.ends_before(now.mono, now.wall, margin);
+        if fresh {
+            bump(&self.counters.shared_hits);
+        }
+        fresh.then_some(token)
+    }
+
+    /// Keeps a cache problem for `last_cache_error` and logs it.
+    #[cold]
+    fn note(&self, cache: &dyn TokenCache, reason: String) {
+        bump(&self.counters.shared_errors);
+        let error = Error::new(ErrorKind::Cache {
+            cache: cache.describe(),
+            reason,
+        });
+        log::warn!(target: "logto_m2m", "{error}; the token comes from the token endpoint");
+        *self
+            .cache_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(error);
+    }
+}

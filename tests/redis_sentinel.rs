@@ -1,0 +1,179 @@
+//! `RedisCache` through Redis Sentinel (`redis+sentinel://`): one master, one replica and
+//! one sentinel, real `redis-server`s on 127.0.0.1 (`tests/common/redis_server.rs`). The
+//! fleet shares a token; the master is killed, the sentinel promotes the replica, and the
+//! runs after the failover take the token the replica had, with no new request, while no
+//! run, during the failover or after, outlives its timeout.
+#![cfg(feature = "redis-sentinel")]
+
+mod common;
+#[path = "common/fleet.rs"]
+mod fleet;
+#[path = "common/redis_server.rs"]
+mod redis_server;
+
+use std::time::{Duration, Instant};
+
+use common::{M2M_BASIC, M2M_POST, Peer};
+use fleet::{SLACK, TIMEOUT_S, eight_at_once, get_token, timed_run, token_of};
+use logto_m2m::{CacheEntry, CacheKey, RedisCache, TokenCache};
+use redis_server::{Reply, SentinelSet, info, wait_until};
+
+fn keys(server: &redis_server::RedisServer) -> usize {
+    match server.command(&["KEYS", "logto-m2m:token:*"]) {
+        Reply::Array(keys) => keys.len(),
+        other => panic!("KEYS: {other:?}"),
+    }
+}
+
+#[test]
+fn the_fleet_keeps_its_token_through_a_failover() {
+    let peer = Peer::start();
+    let mut set = SentinelSet::start();
+    let url = set.url();
+    let run = |app| get_token(&peer.token_url(), app, &url, &[]);
+    let token = eight_at_once(|| run(M2M_BASIC));
+    assert_eq!(peer.stats().issued_by(M2M_BASIC.0), 1);
+    assert_eq!(keys(&set.master), 1);
+    // The replica has the entry before its master goes.
+    wait_until("the entry on the replica", Duration::from_secs(10), || {
+        keys(&set.replica) == 1
+    });
+
+    set.master.stop();
+    // While the sentinel has not yet promoted the replica (it waits 1 s to call the master
+    // down), runs end within their timeout with a token from the endpoint. They ask for
+    // another app's token, so that what they write can't stand in for m2m-basic's.
+    let killed = Instant::now();
+    let mut during = 0;
+    while set.named_master_port() != Some(set.replica.port())
+        && killed.elapsed() < Duration::from_secs(30)
+    {
+        let (out, took) = timed_run(run(M2M_POST));
+        let (_, stderr) = token_of(out);
+        assert!(
+            took < Duration::from_secs(TIMEOUT_S) + SLACK,
+            "{took:?}: {stderr}"
+        );
+        during += 1;
+    }
+    assert_eq!(
+        set.named_master_port(),
+        Some(set.replica.port()),
+        "no failover"
+    );
+    assert!(during > 0, "the failover came before any run");
+    wait_until("the replica to be master", Duration::from_secs(10), || {
+        info(&set.replica, "replication").contains("role:master")
+    });
+
+    // After the failover: the same token, from the new master, with no new request.
+    for _ in 0..3 {
+        let (out, took) = timed_run(run(M2M_BASIC));
+        let (after, stderr) = token_of(out);
+        assert_eq!(after, token, "{stderr}");
+        assert!(!stderr.contains("warning"), "{stderr}");
+        assert!(took < Duration::from_secs(TIMEOUT_S) + SLACK, "{took:?}");
+    }
+    assert_eq!(eight_at_once(|| run(M2M_BASIC)), token);
+    assert_eq!(peer.stats().issued_by(M2M_BASIC.0), 1);
+}
+
+/// The same over TLS, to the sentinel and to the masters it names.
+#[cfg(feature = "rustls")]
+#[test]
+fn over_tls_too() {
+    let peer = Peer::start();
+    let ca = redis_server::TestCa::new();
+    let mut set = SentinelSet::start_tls(&ca);
+    let [_, replica_tls, _] = set.tls_ports.unwrap();
+    let url = set.tls_url();
+    let ca_file = ca.file("ca.pem");
+    let env = [("LOGTO_CACHE_CA_FILE", ca_file.as_str())];
+    let run = || get_token(&peer.token_url(), M2M_BASIC, &url, &env);
+    let token = eight_at_once(run);
+    assert_eq!(peer.stats().token_requests, 1);
+    wait_until("the entry on the replica", Duration::from_secs(10), || {
+        keys(&set.replica) == 1
+    });
+    set.master.stop();
+    wait_until("the failover", Duration::from_secs(30), || {
+        set.named_master_port() == Some(replica_tls)
+    });
+    wait_until("the replica to be master", Duration::from_secs(10), || {
+        info(&set.replica, "replication").contains("role:master")
+    });
+    assert_eq!(eight_at_once(run), token);
+    assert_eq!(peer.stats().token_requests, 1);
+}
+
+#[test]
+fn one_cache_follows_the_master_the_sentinel_names() {
+    let mut set = SentinelSet::start();
+    let cache = RedisCache::new(&set.url()).unwrap();
+    assert_eq!(
+        cache.describe(),
+        format!(
+            "redis redis+sentinel://127.0.0.1:{}/tokens/0",
+            set.sentinel.port()
+        )
+    );
+    let key = CacheKey::new("https://tenant.example/oidc/token", "app", "r\0\0");
+    let now = std::time::SystemTime::now();
+    let entry = CacheEntry::new("tok", None, now, now + Duration::from_secs(3600)).unwrap();
+    let left = Duration::from_secs(2);
+    cache.write(&key, &entry, left).unwrap();
+    let lock = cache.try_lock(&key, Duration::from_secs(30), left).unwrap();
+    assert!(lock.is_some());
+    drop(lock);
+    wait_until("the entry on the replica", Duration::from_secs(10), || {
+        keys(&set.replica) == 1
+    });
+
+    set.master.stop();
+    // The cache knew the old master: a call now fails fast (the sentinel still names it).
+    let started = Instant::now();
+    assert!(cache.read(&key, left).is_err());
+    assert!(started.elapsed() < left + Duration::from_millis(500));
+    wait_until("the failover", Duration::from_secs(30), || {
+        set.named_master_port() == Some(set.replica.port())
+    });
+    wait_until("the replica to be master", Duration::from_secs(10), || {
+        info(&set.replica, "replication").contains("role:master")
+    });
+    // The next call asks the sentinel again and reads from the new master.
+    assert_eq!(cache.read(&key, left).unwrap(), Some(entry.clone()));
+    assert!(
+        cache
+            .try_lock(&key, Duration::from_secs(30), left)
+            .unwrap()
+            .is_some()
+    );
+    cache.write(&key, &entry, left).unwrap();
+
+    // A sentinel that is gone too: calls fail within what they were given.
+    set.sentinel.stop();
+    set.replica.stop();
+    let started = Instant::now();
+    let err = cache.read(&key, left).unwrap_err();
+    assert!(
+        started.elapsed() < left + Duration::from_millis(500),
+        "{err}"
+    );
+    assert!(err.contains("sentinel 127.0.0.1:"), "{err}");
+}
+
+#[test]
+fn a_sentinel_that_knows_no_such_master_says_so() {
+    let set = SentinelSet::start();
+    let url = format!(
+        "redis+sentinel://127.0.0.1:{}/no-such-master/0",
+        set.sentinel.port()
+    );
+    let cache = RedisCache::new(&url).unwrap();
+    let key = CacheKey::new("https://tenant.example/oidc/token", "app", "r\0\0");
+    let err = cache.read(&key, Duration::from_secs(2)).unwrap_err();
+    assert!(
+        err.contains("knows no master named \"no-such-master\""),
+        "{err}"
+    );
+}

@@ -3,15 +3,15 @@
 //! The one reader of JWT payloads in the crate: the parser takes a token's lifetime (`exp`)
 //! and its granted scope (`scope`) from here, and the command's `inspect` shows the rest.
 //! Like the token response, the payload is read by a miniserde visitor of our own that keeps
-//! only the claims below (arrays of strings for `aud`, nothing nested), so no payload, however
-//! deep or large, builds more than these few strings.
+//! only the claims below, each a `Leaf` (arrays of strings for `aud`, nothing nested), so no
+//! payload, however deep or large, builds more than these few strings.
 
 use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use miniserde::de::{Map, Seq, Visitor};
+use miniserde::de::{Map, Visitor};
 use miniserde::{Deserialize, json};
 
-use crate::text::Skip;
+use crate::text::Leaf;
 
 /// The claims of a JWT access token that explain what it grants, **as the token says
 /// them: the signature is not verified**. Whoever made the string chose them; use them to
@@ -80,59 +80,52 @@ impl Claims {
         }
         let slots = json::from_str::<Slots>(text).ok()?;
         Some(Claims {
-            iss: slots.iss.and_then(Value::string),
-            sub: slots.sub.and_then(Value::string),
-            client_id: slots.client_id.and_then(Value::string),
+            iss: slots.iss.and_then(string),
+            sub: slots.sub.and_then(string),
+            client_id: slots.client_id.and_then(string),
             aud: match slots.aud {
-                Some(Value::Str(s)) => vec![s],
-                Some(Value::Strs(list)) => list,
+                Some(Leaf::Str(s)) => vec![s],
+                Some(Leaf::Strs(list)) => list,
                 _ => Vec::new(),
             },
-            scope: slots.scope.and_then(Value::string),
-            organization_id: slots.organization_id.and_then(Value::string),
-            iat: slots.iat.and_then(Value::seconds),
-            exp: slots.exp.and_then(Value::seconds),
+            scope: slots.scope.and_then(string),
+            organization_id: slots.organization_id.and_then(string),
+            iat: slots.iat.and_then(seconds),
+            exp: slots.exp.and_then(seconds),
         })
     }
 }
 
-/// One claim's value, as far as we keep it.
-enum Value {
-    Str(String),
-    Int(i64),
-    /// An array whose elements are all strings.
-    Strs(Vec<String>),
-    /// Anything else: null, a boolean, an object, an array with a non-string in it.
-    Other,
+/// A claim's text, when it is a string.
+fn string(leaf: Leaf) -> Option<String> {
+    match leaf {
+        Leaf::Str(s) => Some(s),
+        _ => None,
+    }
 }
 
-impl Value {
-    fn string(self) -> Option<String> {
-        match self {
-            Value::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    fn seconds(self) -> Option<i64> {
-        match self {
-            Value::Int(n) => Some(n),
-            _ => None,
-        }
+/// A time claim in whole seconds: an integer, or a float without a fraction (some issuers
+/// write `1.7e9`; `as` saturates, and JSON has no NaN or infinity).
+fn seconds(leaf: Leaf) -> Option<i64> {
+    match leaf {
+        Leaf::U64(n) => Some(i64::try_from(n).unwrap_or(i64::MAX)),
+        Leaf::I64(n) => Some(n),
+        Leaf::F64(x) if x.fract() == 0.0 => Some(x as i64),
+        _ => None,
     }
 }
 
 /// The claims read; a claim that appears twice keeps its first value.
 #[derive(Default)]
 struct Slots {
-    iss: Option<Value>,
-    sub: Option<Value>,
-    client_id: Option<Value>,
-    aud: Option<Value>,
-    scope: Option<Value>,
-    organization_id: Option<Value>,
-    iat: Option<Value>,
-    exp: Option<Value>,
+    iss: Option<Leaf>,
+    sub: Option<Leaf>,
+    client_id: Option<Leaf>,
+    aud: Option<Leaf>,
+    scope: Option<Leaf>,
+    organization_id: Option<Leaf>,
+    iat: Option<Leaf>,
+    exp: Option<Leaf>,
 }
 
 impl Deserialize for Slots {
@@ -167,143 +160,11 @@ impl Map for SlotsMap<'_> {
         if slot.is_some() {
             return Ok(<dyn Visitor>::ignore());
         }
-        Ok(slot.insert(Value::Other))
+        Ok(slot.insert(Leaf::Null))
     }
 
     fn finish(&mut self) -> miniserde::Result<()> {
         Ok(())
-    }
-}
-
-/// A `Value` is its own visitor: the slot starts as `Other` and is overwritten by what
-/// comes.
-impl Visitor for Value {
-    fn null(&mut self) -> miniserde::Result<()> {
-        Ok(())
-    }
-
-    fn boolean(&mut self, _: bool) -> miniserde::Result<()> {
-        Ok(())
-    }
-
-    fn string(&mut self, s: &str) -> miniserde::Result<()> {
-        *self = Value::Str(s.to_owned());
-        Ok(())
-    }
-
-    fn negative(&mut self, n: i64) -> miniserde::Result<()> {
-        *self = Value::Int(n);
-        Ok(())
-    }
-
-    fn nonnegative(&mut self, n: u64) -> miniserde::Result<()> {
-        *self = Value::Int(i64::try_from(n).unwrap_or(i64::MAX));
-        Ok(())
-    }
-
-    fn float(&mut self, n: f64) -> miniserde::Result<()> {
-        // Some issuers write `1.7e9`; whole seconds are all that matters. `as` saturates,
-        // and JSON has no NaN or infinity.
-        if n.fract() == 0.0 {
-            *self = Value::Int(n as i64);
-        }
-        Ok(())
-    }
-
-    fn seq(&mut self) -> miniserde::Result<Box<dyn Seq + '_>> {
-        Ok(Box::new(Strings {
-            value: self,
-            list: Vec::new(),
-            element: Element::None,
-            all_strings: true,
-        }))
-    }
-
-    fn map(&mut self) -> miniserde::Result<Box<dyn Map + '_>> {
-        Ok(Box::new(Skip))
-    }
-}
-
-/// The elements of an array claim, kept while they are all strings; written to `value`
-/// when the array ends.
-struct Strings<'a> {
-    value: &'a mut Value,
-    list: Vec<String>,
-    /// The element being read.
-    element: Element,
-    all_strings: bool,
-}
-
-impl Strings<'_> {
-    /// Moves the element just read into the list.
-    fn take_element(&mut self) {
-        match std::mem::replace(&mut self.element, Element::None) {
-            Element::None => {}
-            Element::Str(s) => self.list.push(s),
-            Element::Other => self.all_strings = false,
-        }
-    }
-}
-
-impl Seq for Strings<'_> {
-    fn element(&mut self) -> miniserde::Result<&mut dyn Visitor> {
-        self.take_element();
-        // Filled in by the element's own visit; one that is no string stays `Other`.
-        self.element = Element::Other;
-        Ok(&mut self.element)
-    }
-
-    fn finish(&mut self) -> miniserde::Result<()> {
-        self.take_element();
-        *self.value = if self.all_strings {
-            Value::Strs(std::mem::take(&mut self.list))
-        } else {
-            Value::Other
-        };
-        Ok(())
-    }
-}
-
-/// One element of an array claim.
-enum Element {
-    None,
-    Str(String),
-    Other,
-}
-
-impl Visitor for Element {
-    fn string(&mut self, s: &str) -> miniserde::Result<()> {
-        *self = Element::Str(s.to_owned());
-        Ok(())
-    }
-
-    // Any other element is `Other`, its initial state; nested values are skipped.
-    fn null(&mut self) -> miniserde::Result<()> {
-        Ok(())
-    }
-
-    fn boolean(&mut self, _: bool) -> miniserde::Result<()> {
-        Ok(())
-    }
-
-    fn negative(&mut self, _: i64) -> miniserde::Result<()> {
-        Ok(())
-    }
-
-    fn nonnegative(&mut self, _: u64) -> miniserde::Result<()> {
-        Ok(())
-    }
-
-    fn float(&mut self, _: f64) -> miniserde::Result<()> {
-        Ok(())
-    }
-
-    fn seq(&mut self) -> miniserde::Result<Box<dyn Seq + '_>> {
-        Ok(Box::new(Skip))
-    }
-
-    fn map(&mut self) -> miniserde::Result<Box<dyn Map + '_>> {
-        Ok(Box::new(Skip))
     }
 }
 

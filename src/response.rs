@@ -7,13 +7,13 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use miniserde::de::{Map, Seq, Visitor};
+use miniserde::de::{Map, Visitor};
 use miniserde::{Deserialize, json};
 
 use crate::cache::CacheEntry;
 use crate::claims::Claims;
 use crate::error::{Error, ErrorKind, MAX_SERVER_TEXT, MAX_SERVER_WORD, Redactions, sanitize_to};
-use crate::text::Skip;
+use crate::text::Leaf;
 use crate::token::{BEARER_PREFIX, Token, is_header_safe, is_printable};
 
 /// The lifetime assumed when a token response has no `expires_in` and the token is not a
@@ -262,21 +262,7 @@ fn error_response(status: u16, fields: Option<Fields>, redact: &Redactions<'_>) 
     }
 }
 
-/// A JSON value as far as we look at it: strings and numbers are kept, arrays and objects
-/// are skipped without being stored (so no `BTreeMap` and no deep structure is built).
-#[derive(Debug, Clone, PartialEq)]
-enum Leaf {
-    Null,
-    Bool,
-    Str(String),
-    U64(u64),
-    I64(i64),
-    F64(f64),
-    /// An array or an object.
-    Nested,
-}
-
-/// The fields of a token response, an error response or a JWT payload that we read;
+/// The fields of a token response or an error response that we read;
 /// everything else is skipped without being kept.
 #[derive(Default)]
 struct Fields {
@@ -369,50 +355,6 @@ impl Map for FieldsMap<'_> {
 
     fn finish(&mut self) -> miniserde::Result<()> {
         Ok(())
-    }
-}
-
-/// A `Leaf` is its own visitor: the slot is filled with `Null` first and overwritten by
-/// whatever value comes.
-impl Visitor for Leaf {
-    fn null(&mut self) -> miniserde::Result<()> {
-        *self = Leaf::Null;
-        Ok(())
-    }
-
-    fn boolean(&mut self, _: bool) -> miniserde::Result<()> {
-        *self = Leaf::Bool;
-        Ok(())
-    }
-
-    fn string(&mut self, s: &str) -> miniserde::Result<()> {
-        *self = Leaf::Str(s.to_owned());
-        Ok(())
-    }
-
-    fn negative(&mut self, n: i64) -> miniserde::Result<()> {
-        *self = Leaf::I64(n);
-        Ok(())
-    }
-
-    fn nonnegative(&mut self, n: u64) -> miniserde::Result<()> {
-        *self = Leaf::U64(n);
-        Ok(())
-    }
-
-    fn float(&mut self, n: f64) -> miniserde::Result<()> {
-        *self = Leaf::F64(n);
-        Ok(())
-    }
-
-    fn seq(&mut self) -> miniserde::Result<Box<dyn Seq + '_>> {
-        *self = Leaf::Nested;
-        Ok(Box::new(Skip))
-    }
-
-    fn map(&mut self) -> miniserde::Result<Box<dyn Map + '_>> {
-        *self = Leaf::Nested;
-        Ok(Box::new(Skip))
     }
 }
 

@@ -12,6 +12,7 @@
 //! roles; organization member without roles), C and E (odd ASCII secrets), D (non-ASCII
 //! secret).
 
+#[macro_use]
 mod common;
 
 use std::process::Command;
@@ -20,7 +21,7 @@ use std::thread;
 use std::time::Duration;
 
 use base64::Engine;
-use common::real_logto::{self, Logto, Output, run_bounded};
+use common::real_logto::{Logto, Output, run_bounded};
 use common::{MANAGEMENT_API, SHOPPING_API, TempDir, assert_claim, jwt_claim, local_agent};
 use logto_m2m::{
     AuthMethod, Config, Error, ErrorKind, Token, TokenRequest, TokenStore, request_token,
@@ -42,24 +43,6 @@ const SHOP_READER: &str = "shop-reader";
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// Every run of the command: its own 10 s deadline, plus start-up.
 const RUN_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The shared Logto, or a skip (`return`) when LOGTO_REAL is not 1.
-macro_rules! logto_or_skip {
-    () => {{
-        fn here() {}
-        let path = std::any::type_name_of_val(&here);
-        let test = path
-            .strip_suffix("::here")
-            .unwrap_or(path)
-            .rsplit("::")
-            .next()
-            .unwrap_or(path);
-        match real_logto::logto(test) {
-            Some(logto) => logto,
-            None => return,
-        }
-    }};
-}
 
 fn config(logto: &Logto, (id, secret): (&str, &str)) -> Config {
     Config::logto(logto.endpoint(), id, secret)

@@ -8,6 +8,7 @@
 //! fails. Each test makes an app of its own, so that the requests it counts (Logto's
 //! `logs` table) are its own.
 
+#[macro_use]
 mod common;
 
 use std::fs;
@@ -15,31 +16,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::gate::Gate;
-use common::real_logto::{self, App, Logto};
+use common::real_logto::{App, Logto};
 use common::{SHOPPING_API, TempDir};
 use logto_m2m::{Config, ErrorKind, TokenRequest, TokenStore, request_token};
 
 const SHOP_READER: &str = "shop-reader";
 /// Every call's deadline: far more than a call to a local Logto takes.
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The shared Logto, or a skip (`return`) when LOGTO_REAL is not 1.
-macro_rules! logto_or_skip {
-    () => {{
-        fn here() {}
-        let path = std::any::type_name_of_val(&here);
-        let test = path
-            .strip_suffix("::here")
-            .unwrap_or(path)
-            .rsplit("::")
-            .next()
-            .unwrap_or(path);
-        match real_logto::logto(test) {
-            Some(logto) => logto,
-            None => return,
-        }
-    }};
-}
 
 fn shopping() -> TokenRequest {
     TokenRequest::new(SHOPPING_API).scope("read:products")

@@ -162,6 +162,34 @@ fn one_cache_follows_the_master_the_sentinel_names() {
     assert!(err.contains("sentinel 127.0.0.1:"), "{err}");
 }
 
+/// Sentinels and master with `requirepass`: the URL's password goes to the master, and to a
+/// sentinel once it answers NOAUTH; it is never shown.
+#[test]
+fn a_password_for_the_master_and_the_sentinel() {
+    let canary = "Sentinel-Pa55-canary-77c1";
+    let set = SentinelSet::with_password(canary);
+    let url = |p: &str| {
+        format!(
+            "redis+sentinel://:{p}@127.0.0.1:{}/tokens/0",
+            set.sentinel.port()
+        )
+    };
+    let cache = RedisCache::new(&url(canary)).unwrap();
+    let key = CacheKey::new("https://tenant.example/oidc/token", "app", "r\0\0");
+    let now = std::time::SystemTime::now();
+    let entry = CacheEntry::new("tok", None, now, now + Duration::from_secs(3600)).unwrap();
+    cache.write(&key, &entry, Duration::from_secs(2)).unwrap();
+    assert_eq!(
+        cache.read(&key, Duration::from_secs(2)).unwrap(),
+        Some(entry)
+    );
+    assert_eq!(keys(&set.master), 1);
+    let wrong = RedisCache::new(&url(&format!("{canary}-wrong"))).unwrap();
+    let err = wrong.read(&key, Duration::from_secs(2)).unwrap_err();
+    assert!(!err.contains(canary), "{err}");
+    assert!(!format!("{wrong:?} {}", wrong.describe()).contains(canary));
+}
+
 #[test]
 fn a_sentinel_that_knows_no_such_master_says_so() {
     let set = SentinelSet::start();

@@ -49,8 +49,10 @@ const REQUEST_HELP: &str =
 Environment: LOGTO_ENDPOINT or LOGTO_TOKEN_URL, LOGTO_APP_ID, LOGTO_APP_SECRET or
 LOGTO_APP_SECRET_FILE (required; the file is read for each token request);
 LOGTO_CACHE_URL=redis://host:port/db shares tokens through Redis (built with the redis
-feature; a token file, when given, is used instead); LOGTO_LOG=debug|info|warn prints the
-library's log events on stderr.
+feature; also rediss://, redis+sentinel:// and redis+cluster://; a token file, when given,
+is used instead), with LOGTO_CACHE_CA_FILE, LOGTO_CACHE_CERT_FILE and LOGTO_CACHE_KEY_FILE
+(PEM) for TLS; LOGTO_LOG=debug|info|warn prints the library's log events on stderr (and
+at debug, the store's counters at exit).
 ";
 
 const TOKEN_HELP: &str = "\

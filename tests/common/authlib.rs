@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use miniserde::json::{self, Value};
 
-use super::{free_port, local_agent, read_tail, read_tail_of};
+use super::child::{self, ChildServer, Kind, POLL_INTERVAL, StartError};
+use super::{local_agent, read_tail_of};
 
 /// The server's clients as `(client_id, client_secret)`, see `tests/authlib/README.md`.
 /// All take `client_secret_basic` and `client_secret_post` but [`POST_ONLY`].
@@ -57,9 +58,6 @@ pub const INVALID_SCOPE: &str = "The requested scope is invalid, unknown, or mal
 pub const AUTHLIB_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Python's startup plus Authlib's import take well under a second; the rest is headroom.
-const START_TIMEOUT: Duration = Duration::from_secs(20);
-const POLL_INTERVAL: Duration = Duration::from_millis(50);
-const PORT_ATTEMPTS: u32 = 5;
 /// `pip install` needs the registry: about 5 s here, minutes on a slow network.
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(300);
 /// Written into the venv after a complete install: the requirements it was made from.
@@ -238,19 +236,15 @@ impl TokenFormat {
 
 /// A running Authlib server on `127.0.0.1:port()`. Dropping it kills the process.
 pub struct AuthlibServer {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    /// Read handle on `log`: the log stays readable after its path is removed.
-    log_reader: File,
-    /// Set when startup fails, so the log named in the panic message survives.
-    keep_log: bool,
+    server: ChildServer,
 }
 
-enum StartError {
-    AddrInUse(String),
-    Fatal(String),
-}
+const AUTHLIB: Kind = Kind {
+    name: "authlib server",
+    log_name: "authlib",
+    command: "`python server.py`",
+    addr_in_use: "Address already in use",
+};
 
 /// One token request as the server received it (`GET /__authlib/requests`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,35 +270,10 @@ impl AuthlibServer {
     /// taken five times in a row. The message has the server's log tail.
     pub fn start_with(format: TokenFormat) -> AuthlibServer {
         ensure_authlib_installed();
-        let mut last = String::new();
-        for _ in 0..PORT_ATTEMPTS {
-            match AuthlibServer::spawn(free_port(), format) {
-                Ok(server) => return server,
-                Err(StartError::AddrInUse(msg)) => last = msg,
-                Err(StartError::Fatal(msg)) => panic!("{msg}"),
-            }
-        }
-        panic!(
-            "authlib server: port already in use {PORT_ATTEMPTS} times in a row; last attempt:\n{last}"
-        );
+        child::start_on_a_free_port(&AUTHLIB, |port| AuthlibServer::spawn(port, format))
     }
 
     fn spawn(port: u16, format: TokenFormat) -> Result<AuthlibServer, StartError> {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let log = std::env::temp_dir().join(format!(
-            "logto-m2m-authlib-{}-{n}-{port}.log",
-            std::process::id()
-        ));
-        let fatal = |what: String| StartError::Fatal(format!("authlib server: {what}"));
-        let out =
-            File::create(&log).map_err(|e| fatal(format!("create {}: {e}", log.display())))?;
-        let err = out
-            .try_clone()
-            .map_err(|e| fatal(format!("clone log handle: {e}")))?;
-        let log_reader =
-            File::open(&log).map_err(|e| fatal(format!("open {}: {e}", log.display())))?;
-
         let dir = authlib_dir();
         let python = venv_python(&dir);
         let mut cmd = Command::new(&python);
@@ -317,72 +286,23 @@ impl AuthlibServer {
         }
         cmd.env("AUTHLIB_EXIT_ON_STDIN_EOF", "1")
             .env("PYTHONUNBUFFERED", "1")
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            // We never write to this pipe; it closes when `Child` is dropped or this
-            // process dies in any way, and the server then exits by itself.
-            .stdin(Stdio::piped())
-            .stdout(out)
-            .stderr(err);
-        let child = cmd.spawn().map_err(|e| {
-            fatal(format!(
-                "cannot run `{} server.py` in {}: {e}",
-                python.display(),
-                dir.display()
-            ))
-        })?;
+            .env("PYTHONDONTWRITEBYTECODE", "1");
         let mut server = AuthlibServer {
-            child,
-            port,
-            log,
-            log_reader,
-            keep_log: true,
+            server: ChildServer::spawn(&AUTHLIB, port, cmd)?,
         };
-
         let agent = local_agent(Duration::from_secs(1));
         let health = format!("{}/__authlib/health", server.base_url());
-        // server.py prints this once it holds the port, so a server some other process
-        // runs on the same port is never mistaken for ours.
+        // server.py prints this once it holds the port.
         let ready = format!("authlib-server ready {} ", server.token_url());
-        let started = Instant::now();
-        loop {
-            match server.child.try_wait() {
-                Ok(None) => {}
-                Ok(Some(status)) => {
-                    let tail = read_tail(&server.log_reader, 4000);
-                    let msg = format!(
-                        "`python server.py` on port {port} exited during startup ({status}); log {}:\n{tail}",
-                        server.log.display()
-                    );
-                    return Err(if tail.contains("Address already in use") {
-                        server.keep_log = false;
-                        StartError::AddrInUse(msg)
-                    } else {
-                        StartError::Fatal(format!("authlib server: {msg}"))
-                    });
-                }
-                Err(e) => return Err(fatal(format!("waiting for python: {e}"))),
-            }
-            if read_tail(&server.log_reader, 64 * 1024).contains(&ready)
-                && let Ok(resp) = agent.get(&health).call()
-                && resp.status() == 200
-            {
-                server.keep_log = false;
-                return Ok(server);
-            }
-            if started.elapsed() >= START_TIMEOUT {
-                return Err(fatal(format!(
-                    "no answer from {health} within {START_TIMEOUT:?}; log {}:\n{}",
-                    server.log.display(),
-                    read_tail(&server.log_reader, 4000)
-                )));
-            }
-            thread::sleep(POLL_INTERVAL);
-        }
+        server.server.wait_ready(&AUTHLIB, &ready, &health, || {
+            agent.get(&health).call().is_ok_and(|r| r.status() == 200)
+        })?;
+        Ok(server)
     }
 
     /// `http://127.0.0.1:PORT`, no trailing slash.
     pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.server.port)
     }
 
     /// The token endpoint, `http://127.0.0.1:PORT/token`: not Logto's `/oidc/token`.
@@ -391,26 +311,26 @@ impl AuthlibServer {
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port
     }
 
     /// The python process's PID, for tests that check it is gone.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.server.child.id()
     }
 
     /// The last `max_bytes` of the server's stdout and stderr (its access log, tracebacks).
     pub fn log_tail(&self, max_bytes: usize) -> String {
-        read_tail(&self.log_reader, max_bytes)
+        self.server.log_tail(max_bytes)
     }
 
     /// Closes the server's stdin, as the kernel does when the test process dies, and waits
     /// up to `timeout` for it to exit: its exit status, `None` if it is still running.
     pub fn close_stdin_and_wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        drop(self.child.stdin.take());
+        drop(self.server.child.stdin.take());
         let deadline = Instant::now() + timeout;
         loop {
-            match self.child.try_wait() {
+            match self.server.child.try_wait() {
                 Ok(Some(status)) => return Some(status),
                 Ok(None) if Instant::now() < deadline => thread::sleep(POLL_INTERVAL),
                 _ => return None,
@@ -445,17 +365,6 @@ impl AuthlibServer {
     }
 }
 
-impl Drop for AuthlibServer {
-    fn drop(&mut self) {
-        // Kill and reap our own child only, by its PID (Child::kill is SIGKILL).
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if !self.keep_log && !thread::panicking() {
-            let _ = fs::remove_file(&self.log);
-        }
-    }
-}
-
 /// One JWT server for the whole test binary, for tests that don't read
 /// [`AuthlibServer::received`] (those start their own). It lives in a static, so `Drop`
 /// never runs for it; it exits on EOF on its stdin when the binary exits.
@@ -463,9 +372,8 @@ pub fn shared_authlib() -> &'static AuthlibServer {
     static SERVER: OnceLock<AuthlibServer> = OnceLock::new();
     SERVER.get_or_init(|| {
         let server = AuthlibServer::start();
-        // No Drop will remove the log; python keeps writing to the unlinked file and
-        // `log_tail` still reads it through our handle.
-        let _ = fs::remove_file(&server.log);
+        // No Drop will remove the log.
+        server.server.unlink_log();
         server
     })
 }

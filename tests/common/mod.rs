@@ -18,19 +18,22 @@ use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use child::{ChildServer, Kind, StartError};
 use logto_m2m::{Config, Error, Token, TokenRequest};
 use miniserde::json::{self, Value};
 
 pub mod authlib;
+pub mod child;
 pub mod connect_proxy;
 pub mod gate;
 pub mod loopback;
+#[macro_use]
 pub mod real_logto;
 
 /// The peer's clients as `(client_id, client_secret)`, see `tests/peer/README.md`.
@@ -87,12 +90,6 @@ pub fn shopping(scopes: &str) -> TokenRequest {
     TokenRequest::new(SHOPPING_API).scope(scopes)
 }
 
-/// How long a peer may take from spawn to answering discovery. It takes about
-/// half a second; the rest is headroom for a loaded CI machine.
-const START_TIMEOUT: Duration = Duration::from_secs(20);
-const POLL_INTERVAL: Duration = Duration::from_millis(50);
-/// Fresh ports to try when the one we picked was taken before node bound it.
-const PORT_ATTEMPTS: u32 = 5;
 /// `npm ci` needs the registry; five minutes is far more than it ever takes.
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -222,25 +219,19 @@ fn install_peer() -> Result<(), String> {
 
 /// A running peer on `127.0.0.1:port()`. Dropping it kills the node process.
 pub struct Peer {
-    child: Child,
-    port: u16,
+    server: ChildServer,
     /// Serving HTTPS with a certificate from `tests/peer/tls/`.
     https: bool,
     /// The certificate is not valid for 127.0.0.1 on purpose (`wrong-host`).
     wrong_cert: bool,
-    log: PathBuf,
-    /// Read handle on `log`: the log stays readable after its path is removed.
-    log_reader: File,
-    /// Set when startup fails, so the log named in the panic message survives.
-    keep_log: bool,
 }
 
-/// Why one attempt to start a peer failed.
-enum StartError {
-    /// Someone bound the port between our probe and node's listen; try another.
-    AddrInUse(String),
-    Fatal(String),
-}
+const PEER: Kind = Kind {
+    name: "test peer",
+    log_name: "peer",
+    command: "`node server.mjs`",
+    addr_in_use: "EADDRINUSE",
+};
 
 impl Peer {
     /// Starts a peer with the defaults from `tests/peer/README.md`.
@@ -278,35 +269,10 @@ impl Peer {
 
     fn start_inner(env: &[(&str, &str)], cert: Option<&str>) -> Peer {
         ensure_peer_installed();
-        let mut last = String::new();
-        for _ in 0..PORT_ATTEMPTS {
-            match Peer::spawn(free_port(), env, cert) {
-                Ok(peer) => return peer,
-                Err(StartError::AddrInUse(msg)) => last = msg,
-                Err(StartError::Fatal(msg)) => panic!("{msg}"),
-            }
-        }
-        panic!(
-            "test peer: port already in use {PORT_ATTEMPTS} times in a row; last attempt:\n{last}"
-        );
+        child::start_on_a_free_port(&PEER, |port| Peer::spawn(port, env, cert))
     }
 
     fn spawn(port: u16, env: &[(&str, &str)], cert: Option<&str>) -> Result<Peer, StartError> {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let log = std::env::temp_dir().join(format!(
-            "logto-m2m-peer-{}-{n}-{port}.log",
-            std::process::id()
-        ));
-        let fatal = |what: String| StartError::Fatal(format!("test peer: {what}"));
-        let out =
-            File::create(&log).map_err(|e| fatal(format!("create {}: {e}", log.display())))?;
-        let err = out
-            .try_clone()
-            .map_err(|e| fatal(format!("clone log handle: {e}")))?;
-        let log_reader =
-            File::open(&log).map_err(|e| fatal(format!("open {}: {e}", log.display())))?;
-
         let dir = peer_dir();
         let mut cmd = Command::new("node");
         cmd.arg("server.mjs").current_dir(&dir);
@@ -323,87 +289,38 @@ impl Peer {
                 .env("TLS_KEY", tls.join(format!("{cert}.key")));
         }
         cmd.env("PORT", port.to_string())
-            .env("PEER_EXIT_ON_STDIN_EOF", "1")
-            // We never write to this pipe. Its write end lives in `child.stdin`
-            // and closes when we drop `Child` or when this process dies in any
-            // way; the peer then exits by itself.
-            .stdin(Stdio::piped())
-            .stdout(out)
-            .stderr(err);
-        let child = cmd.spawn().map_err(|e| {
-            fatal(format!(
-                "cannot run `node server.mjs` in {}: {e}",
-                dir.display()
-            ))
-        })?;
+            .env("PEER_EXIT_ON_STDIN_EOF", "1");
         // From here on, `Drop` cleans up the child whatever happens below.
         let mut peer = Peer {
-            child,
-            port,
+            server: ChildServer::spawn(&PEER, port, cmd)?,
             https: cert.is_some(),
             wrong_cert: cert.is_some_and(|c| c != "server"),
-            log,
-            log_reader,
-            keep_log: true,
         };
-
         let agent = peer.agent(Duration::from_secs(1));
         let discovery = format!("{}/oidc/.well-known/openid-configuration", peer.base_url());
-        // server.mjs prints this once it holds the port. Waiting for it as well
-        // as for discovery means a server that some other process runs on the
-        // same port is never mistaken for ours.
         let scheme = if peer.https { "https" } else { "http" };
         let listening = format!("issuer={scheme}://127.0.0.1:{port}/oidc ");
-        let started = Instant::now();
-        loop {
-            match peer.child.try_wait() {
-                Ok(None) => {}
-                Ok(Some(status)) => {
-                    let tail = read_tail(&peer.log_reader, 4000);
-                    let msg = format!(
-                        "`node server.mjs` on port {port} exited during startup ({status}); log {}:\n{tail}",
-                        peer.log.display()
-                    );
-                    return Err(if tail.contains("EADDRINUSE") {
-                        // We retry on another port and the tail is in `msg`.
-                        peer.keep_log = false;
-                        StartError::AddrInUse(msg)
-                    } else {
-                        StartError::Fatal(format!("test peer: {msg}"))
-                    });
-                }
-                Err(e) => return Err(fatal(format!("waiting for node: {e}"))),
-            }
-            if read_tail(&peer.log_reader, 64 * 1024).contains(&listening)
-                && let Ok(resp) = agent.get(&discovery).call()
-                && resp.status() == 200
-            {
-                peer.keep_log = false;
-                return Ok(peer);
-            }
-            if started.elapsed() >= START_TIMEOUT {
-                return Err(fatal(format!(
-                    "no answer from {discovery} within {START_TIMEOUT:?}; log {}:\n{}",
-                    peer.log.display(),
-                    read_tail(&peer.log_reader, 4000)
-                )));
-            }
-            thread::sleep(POLL_INTERVAL);
-        }
+        peer.server.wait_ready(&PEER, &listening, &discovery, || {
+            agent
+                .get(&discovery)
+                .call()
+                .is_ok_and(|r| r.status() == 200)
+        })?;
+        Ok(peer)
     }
 
     /// `http://127.0.0.1:PORT` (`https://` for [`Peer::start_https`]), no
     /// trailing slash.
     pub fn base_url(&self) -> String {
         let scheme = if self.https { "https" } else { "http" };
-        format!("{scheme}://127.0.0.1:{}", self.port)
+        format!("{scheme}://127.0.0.1:{}", self.server.port)
     }
 
     /// The same as `base_url()` with the host `localhost`, which the HTTPS
     /// peer's certificate also names.
     pub fn base_url_localhost(&self) -> String {
         let scheme = if self.https { "https" } else { "http" };
-        format!("{scheme}://localhost:{}", self.port)
+        format!("{scheme}://localhost:{}", self.server.port)
     }
 
     pub fn is_https(&self) -> bool {
@@ -439,17 +356,17 @@ impl Peer {
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port
     }
 
     /// The node process's PID, for tests that check it is gone.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.server.child.id()
     }
 
     /// The last `max_bytes` of the peer's stdout and stderr.
     pub fn log_tail(&self, max_bytes: usize) -> String {
-        read_tail(&self.log_reader, max_bytes)
+        self.server.log_tail(max_bytes)
     }
 
     /// The peer's counters from `GET /__peer/stats`.
@@ -495,19 +412,6 @@ impl Peer {
     }
 }
 
-impl Drop for Peer {
-    fn drop(&mut self) {
-        // Kill and reap our own child only, by its PID (Child::kill is SIGKILL).
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // A test that fails keeps the log to look at; its path is in the
-        // panic messages above.
-        if !self.keep_log && !thread::panicking() {
-            let _ = fs::remove_file(&self.log);
-        }
-    }
-}
-
 /// One peer with default settings for the whole test binary, for tests that do
 /// not count requests or change settings (those start their own `Peer`).
 ///
@@ -519,9 +423,8 @@ pub fn shared_peer() -> &'static Peer {
     PEER.get_or_init(|| {
         let peer = Peer::start();
         // No Drop will remove the log, and one file per test process (with
-        // nextest, per test) would pile up in the temp dir. Node keeps writing
-        // to the unlinked file and `log_tail` still reads it through our handle.
-        let _ = fs::remove_file(&peer.log);
+        // nextest, per test) would pile up in the temp dir.
+        peer.server.unlink_log();
         peer
     })
 }

@@ -27,8 +27,38 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// How to run the suite, for the skip message.
-pub const HOW_TO_RUN: &str = "LOGTO_REAL=1 cargo test --test real_logto";
+/// In a test: the shared Logto, or a skip (`return` from the test) when `LOGTO_REAL` is
+/// not 1, with the line that says so (see [`logto`]).
+#[allow(unused_macros)] // only the real-Logto test binaries use it
+macro_rules! logto_or_skip {
+    () => {{
+        fn here() {}
+        let path = std::any::type_name_of_val(&here);
+        let test = path
+            .strip_suffix("::here")
+            .unwrap_or(path)
+            .rsplit("::")
+            .next()
+            .unwrap_or(path);
+        match $crate::common::real_logto::logto(test) {
+            Some(logto) => logto,
+            None => return,
+        }
+    }};
+}
+
+/// How to run this test binary's suite, for the skip message: `LOGTO_REAL=1 cargo test
+/// --test <name>`, the name read from the binary's own (`real_logto-<hash>`).
+fn how_to_run() -> String {
+    let exe = env::current_exe().ok();
+    let stem = exe
+        .as_deref()
+        .and_then(|p| p.file_stem())
+        .and_then(|s| s.to_str())
+        .unwrap_or("real_logto");
+    let name = stem.rsplit_once('-').map_or(stem, |(name, _)| name);
+    format!("LOGTO_REAL=1 cargo test --test {name}")
+}
 
 /// `start.sh` builds Logto on first use (about 2.5 min on 2 cores); later starts take
 /// seconds. Far more than either, so that only a stuck start fails here.
@@ -59,7 +89,8 @@ pub struct Logto {
 pub fn logto(test: &str) -> Option<&'static Logto> {
     if env::var("LOGTO_REAL").as_deref() != Ok("1") {
         let message = format!(
-            "real_logto: skipped {test}: it needs a real Logto; run it with `{HOW_TO_RUN}`"
+            "real_logto: skipped {test}: it needs a real Logto; run it with `{}`",
+            how_to_run()
         );
         if env::var("CI").as_deref() == Ok("true") {
             panic!("{message} (CI=true: a skipped real-Logto test is a failure)");

@@ -469,16 +469,21 @@ pub const MASTER_NAME: &str = "tokens";
 
 impl SentinelSet {
     pub fn start() -> SentinelSet {
-        SentinelSet::start_with(None)
+        SentinelSet::start_with(None, None)
+    }
+
+    /// The same with `password` required by all three (the sentinel's `requirepass` too).
+    pub fn with_password(password: &str) -> SentinelSet {
+        SentinelSet::start_with(None, Some(password))
     }
 
     /// The same speaking TLS with `ca`'s server certificate: to clients, between master
     /// and replica, and from the sentinel to them (which then names their TLS ports).
     pub fn start_tls(ca: &TestCa) -> SentinelSet {
-        SentinelSet::start_with(Some(ca))
+        SentinelSet::start_with(Some(ca), None)
     }
 
-    fn start_with(ca: Option<&TestCa>) -> SentinelSet {
+    fn start_with(ca: Option<&TestCa>, password: Option<&str>) -> SentinelSet {
         let dir = Scratch::new("sentinel");
         let tls_port = std::cell::Cell::new(0);
         let tls = |extra: &mut Vec<String>| {
@@ -488,20 +493,28 @@ impl SentinelSet {
                 extra.extend(["--tls-replication", "yes"].map(String::from));
             }
         };
-        let master = RedisServer::start_args(None, |_| {
+        let master = RedisServer::start_args(password, |_| {
             let mut args = Vec::new();
             tls(&mut args);
             args
         });
         let master_tls = tls_port.get();
         // The port the others reach the master on: its TLS one with TLS.
-        let master_port = if ca.is_some() { master_tls } else { master.port() }.to_string();
-        let replica = RedisServer::start_args(None, |_| {
+        let master_port = if ca.is_some() {
+            master_tls
+        } else {
+            master.port()
+        }
+        .to_string();
+        let replica = RedisServer::start_args(password, |_| {
             let mut args = vec![
                 "--replicaof".into(),
                 "127.0.0.1".into(),
                 master_port.clone(),
             ];
+            if let Some(p) = password {
+                args.extend(["--masterauth".into(), p.to_owned()]);
+            }
             tls(&mut args);
             args
         });
@@ -526,12 +539,21 @@ impl SentinelSet {
                 // The same settings as the servers', in a config file's words.
                 let args = ca.server_args(tls_port.get(), false);
                 for pair in args.chunks(2) {
-                    text.push_str(&format!("{} {}\n", pair[0].trim_start_matches('-'), pair[1]));
+                    text.push_str(&format!(
+                        "{} {}\n",
+                        pair[0].trim_start_matches('-'),
+                        pair[1]
+                    ));
                 }
                 text.push_str("tls-replication yes\n");
             }
+            if let Some(p) = password {
+                text.push_str(&format!(
+                    "requirepass {p}\nsentinel auth-pass {MASTER_NAME} {p}\n"
+                ));
+            }
             std::fs::write(&conf, text).unwrap();
-            match RedisServer::spawn(&[conf, "--sentinel".into()], port, None) {
+            match RedisServer::spawn(&[conf, "--sentinel".into()], port, password) {
                 Ok(s) => {
                     sentinel = Some(s);
                     break;

@@ -245,14 +245,8 @@ impl RedisCache {
             };
             Error::config(format!("redis url: {}", sanitize(&reason, &redact)))
         };
+        // (A TLS URL without the rustls feature is refused there.)
         let parsed = url::parse(url).map_err(&invalid)?;
-        if parsed.tls && !cfg!(feature = "rustls") {
-            // With only native-tls the redis crate does its TLS handshake before it sets
-            // any timeout, so a server that never answers would hold the caller forever.
-            return Err(invalid(
-                "rediss:// needs this crate's rustls feature (the native-tls handshake of the redis crate has no timeout)".into(),
-            ));
-        }
         let settings = Settings {
             tls: parsed.tls,
             pem,

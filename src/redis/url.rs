@@ -88,6 +88,14 @@ pub(super) fn parse(url: &str) -> Result<Parsed, String> {
         return Err("must start with redis://, rediss://, redis+unix://, redis+sentinel:// or redis+cluster://".into());
     };
     let scheme = scheme.to_ascii_lowercase();
+    if (scheme.starts_with("rediss") || scheme.starts_with("valkeys")) && !cfg!(feature = "rustls")
+    {
+        // With only native-tls the redis crate does its TLS handshake before it sets any
+        // timeout, so a server that never answers would hold the caller forever.
+        return Err(format!(
+            "{scheme}:// needs this crate's rustls feature (the native-tls handshake of the redis crate has no timeout)"
+        ));
+    }
     match scheme.as_str() {
         "redis+sentinel" | "rediss+sentinel" => {
             if !cfg!(feature = "redis-sentinel") {
@@ -300,7 +308,9 @@ mod test {
             parse("redis://[::1]").unwrap().description,
             "redis://[::1]:6379/0"
         );
-        assert!(parse("rediss://cache.example:6380").unwrap().tls);
+        if cfg!(feature = "rustls") {
+            assert!(parse("rediss://cache.example:6380").unwrap().tls);
+        }
         assert!(parse("rediss://cache.example:6380/#insecure").is_err());
     }
 
@@ -327,10 +337,16 @@ mod test {
             p.description,
             "redis+sentinel://s1:26380,[::1]:26379,10.0.0.7:26379/mymaster/3"
         );
-        let tls = parse("rediss+sentinel://tokens:x@s1/m").unwrap();
-        assert!(tls.tls);
-        assert_eq!(tls.db, 0);
-        assert_eq!(tls.username.as_deref(), Some("tokens"));
+        let user = parse("redis+sentinel://tokens:x@s1/m").unwrap();
+        assert_eq!(user.db, 0);
+        assert_eq!(user.username.as_deref(), Some("tokens"));
+        match parse("rediss+sentinel://tokens:x@s1/m") {
+            Ok(tls) => assert!(tls.tls && cfg!(feature = "rustls")),
+            Err(e) => assert!(
+                e.contains("rustls feature") && !cfg!(feature = "rustls"),
+                "{e}"
+            ),
+        }
         for bad in [
             "redis+sentinel://s1",
             "redis+sentinel://s1/m/x",
@@ -350,7 +366,8 @@ mod test {
     #[cfg(feature = "redis-cluster")]
     #[test]
     fn cluster_forms() {
-        let p = parse("REDISS+CLUSTER://u:pw@n1:7000,n2,10.1.2.3:7002").unwrap();
+        let url = "REDIS+CLUSTER://u:pw@n1:7000,n2,10.1.2.3:7002";
+        let p = parse(url).unwrap();
         let Topology::Cluster { seeds } = &p.topology else {
             panic!("not a cluster url");
         };
@@ -362,11 +379,14 @@ mod test {
                 port: 6379
             }
         );
-        assert!(p.tls);
+        assert!(!p.tls);
         assert_eq!(
             p.description,
-            "rediss+cluster://n1:7000,n2:6379,10.1.2.3:7002"
+            "redis+cluster://n1:7000,n2:6379,10.1.2.3:7002"
         );
+        if cfg!(feature = "rustls") {
+            assert!(parse(&url.replace("REDIS+", "rediss+")).unwrap().tls);
+        }
         assert!(parse("redis+cluster://n1/0").is_ok());
         assert!(parse("redis+cluster://n1/1").is_err());
         assert!(parse("redis+cluster://n1 x").is_err());

@@ -59,6 +59,11 @@ const BATCHES: usize = 11;
 const CALLS_PER_BATCH: u32 = 1_000_000;
 
 fn main() {
+    // `-- bearer`: only that figure, for work on the middleware.
+    if std::env::args().nth(1).as_deref() == Some("bearer") {
+        bearer_overhead();
+        return;
+    }
     let server = token_server();
     let url = format!("http://127.0.0.1:{}/oidc/token", server.port());
     let config = Config::new(&url, "bench-app", "bench-secret-0123456789").unwrap();
@@ -516,31 +521,32 @@ fn bearer_overhead() {
     // Warm both connections.
     call_with();
     call_by_hand();
-    const PER_BATCH: u32 = 2_000;
-    let mut differences = Vec::new();
-    for _ in 0..BATCHES {
-        let batch = |f: &dyn Fn()| {
+    // Pairs of one request each way, in alternating order, and the median of the pairs'
+    // differences: robust to the noise of a busy machine, which batches are not.
+    const PAIRS: usize = 20_000;
+    let mut differences = Vec::with_capacity(PAIRS);
+    let mut by_hand_ns = Vec::with_capacity(PAIRS);
+    for i in 0..PAIRS {
+        let time = |f: &dyn Fn()| {
             let started = Instant::now();
-            for _ in 0..PER_BATCH {
-                f();
-            }
-            started.elapsed().as_nanos() as f64 / f64::from(PER_BATCH)
+            f();
+            started.elapsed().as_nanos() as f64
         };
-        let a = batch(&call_with);
-        let b = batch(&call_by_hand);
+        let (a, b) = if i % 2 == 0 {
+            let a = time(&call_with);
+            (a, time(&call_by_hand))
+        } else {
+            let b = time(&call_by_hand);
+            (time(&call_with), b)
+        };
         differences.push(a - b);
+        by_hand_ns.push(b);
     }
     println!(
-        "bearer_overhead_ns: {:.0} ns per request (through Bearer vs the header by hand; \
-         loopback request {:.1} us)",
+        "bearer_overhead_ns: {:.0} ns per request (through Bearer vs the header by hand, \
+         median of {PAIRS} pairs; a loopback request {:.1} us)",
         median(&mut differences),
-        {
-            let started = Instant::now();
-            for _ in 0..PER_BATCH {
-                call_by_hand();
-            }
-            started.elapsed().as_secs_f64() * 1e6 / f64::from(PER_BATCH)
-        }
+        median(&mut by_hand_ns) / 1000.0
     );
     drop(server);
 }

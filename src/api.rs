@@ -6,7 +6,7 @@
 //! to a host that is not loopback.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use ureq::config::RedirectAuthHeaders;
 use ureq::http::header::{AUTHORIZATION, HeaderValue};
@@ -38,7 +38,7 @@ use crate::token::Token;
 ///
 /// # Example
 /// ```no_run
-/// use std::sync::Arc;
+/// use std::sync::{Arc, Mutex, PoisonError};
 /// use logto_m2m::{Bearer, Config, TokenRequest, TokenStore};
 ///
 /// let store = Arc::new(TokenStore::new(Config::from_env()?));
@@ -53,6 +53,10 @@ pub struct Bearer {
     store: Arc<TokenStore>,
     request: TokenRequest,
     origin: Origin,
+    /// The last token as a header value: making one copies and checks the whole token
+    /// (about a kilobyte), a clone only counts a reference. Compared by its bytes, since
+    /// each thread's hits hand out an `Arc` of their own.
+    header: Mutex<Option<HeaderValue>>,
 }
 
 impl Bearer {
@@ -80,6 +84,7 @@ impl Bearer {
             store,
             request,
             origin,
+            header: Mutex::new(None),
         })
     }
 }
@@ -108,7 +113,7 @@ impl Middleware for Bearer {
             .map_err(|e| ureq::Error::Other(Box::new(e)))?;
         request
             .headers_mut()
-            .insert(AUTHORIZATION, header_value(&token)?);
+            .insert(AUTHORIZATION, self.header_for(&token)?);
         // Redirects are followed inside ureq, past this middleware: pin them to never
         // carry the header, whatever the agent allows.
         let request = request
@@ -124,14 +129,25 @@ impl Middleware for Bearer {
     }
 }
 
-/// The token as a header value, marked sensitive (ureq's logs leave those out).
-fn header_value(token: &Token) -> Result<HeaderValue, ureq::Error> {
-    // Every token the crate hands out is visible ASCII (checked by the parser), which is
-    // always a valid header value; the error is for the impossible case only.
-    let mut value = HeaderValue::from_str(token.authorization())
-        .map_err(|_| ureq::Error::Other("the token is not a valid header value".into()))?;
-    value.set_sensitive(true);
-    Ok(value)
+impl Bearer {
+    /// `token` as a header value, marked sensitive (ureq's logs leave those out); the
+    /// cached one while the token is the same.
+    fn header_for(&self, token: &Token) -> Result<HeaderValue, ureq::Error> {
+        // The lock guards a clone or a swap, never I/O: a poisoned one is still consistent.
+        let mut cached = self.header.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(value) = &*cached
+            && value.as_bytes() == token.authorization().as_bytes()
+        {
+            return Ok(value.clone());
+        }
+        // Every token the crate hands out is visible ASCII (checked by the parser), which
+        // is always a valid header value; the error is for the impossible case only.
+        let mut value = HeaderValue::from_str(token.authorization())
+            .map_err(|_| ureq::Error::Other("the token is not a valid header value".into()))?;
+        value.set_sensitive(true);
+        *cached = Some(value.clone());
+        Ok(value)
+    }
 }
 
 /// A 401, as a response or as ureq's status error (with `http_status_as_error`, the

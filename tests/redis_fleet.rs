@@ -6,10 +6,12 @@
 #![cfg(feature = "redis")]
 
 mod common;
+#[path = "common/fleet.rs"]
+mod fleet;
 #[path = "common/redis_server.rs"]
 mod redis_server;
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::thread;
@@ -17,57 +19,15 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::loopback::Loopback;
-use common::{M2M_BASIC, M2M_POST, Peer, SHOPPING_API, TempDir, example_path, program};
+use common::{M2M_BASIC, M2M_POST, Peer, SHOPPING_API, TempDir, program};
+use fleet::{TIMEOUT_S, at_once, token_of};
 use logto_m2m::CacheKey;
 use redis_server::{RedisServer, Reply};
 
-/// `LOGTO_TIMEOUT` of every run: also the lease of the refresh lock.
-const TIMEOUT_S: u64 = 4;
-
 /// `get_token` for `app` at `token_url`, sharing tokens through `redis`, in its own empty
 /// working directory (returned, to keep it alive until the run ends).
-fn get_token(token_url: &str, (id, secret): (&str, &str), redis: &str) -> (Command, TempDir) {
-    let dir = TempDir::new("fleet");
-    let mut cmd = program(example_path("get_token"));
-    cmd.current_dir(dir.path())
-        .env("LOGTO_TOKEN_URL", token_url)
-        .env("LOGTO_APP_ID", id)
-        .env("LOGTO_APP_SECRET", secret)
-        .env("LOGTO_RESOURCE", SHOPPING_API)
-        .env("LOGTO_SCOPES", "read:products")
-        .env("LOGTO_TIMEOUT", TIMEOUT_S.to_string())
-        .env("LOGTO_CACHE_URL", redis)
-        .stdin(Stdio::null());
-    (cmd, dir)
-}
-
-/// The token a finished run printed, and its stderr; panics if it failed.
-fn token_of(out: Output) -> (String, String) {
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "get_token failed: {stderr}");
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    assert!(!token.is_empty(), "no token; stderr: {stderr}");
-    (token, stderr)
-}
-
-/// Runs `n` commands at once; returns their outputs.
-fn at_once(cmds: Vec<(Command, TempDir)>) -> Vec<Output> {
-    let children: Vec<(Child, TempDir)> = cmds
-        .into_iter()
-        .map(|(mut c, dir)| {
-            (
-                c.stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap(),
-                dir,
-            )
-        })
-        .collect();
-    children
-        .into_iter()
-        .map(|(child, _dir)| child.wait_with_output().unwrap())
-        .collect()
+fn get_token(token_url: &str, app: (&str, &str), redis: &str) -> (Command, TempDir) {
+    fleet::get_token(token_url, app, redis, &[])
 }
 
 /// Waits (bounded) until Redis holds a refresh lock.

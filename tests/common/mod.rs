@@ -387,22 +387,19 @@ impl Peer {
 
     /// Zeroes the counters (`POST /__peer/reset`).
     pub fn reset_stats(&self) {
-        let url = format!("{}/__peer/reset", self.base_url());
-        let resp = self
-            .agent(Duration::from_secs(5))
-            .post(&url)
-            .send_empty()
-            .unwrap_or_else(|e| panic!("test peer: POST {url}: {e}\n{}", self.log_tail(2000)));
-        assert_eq!(resp.status(), 204, "test peer: POST {url}");
+        self.pull_lever("reset");
     }
-}
 
-impl Peer {
     /// Makes the peer's APIs refuse every token issued so far with 401 (`POST
     /// /__peer/rotate`), as after a signing-key rotation: the tokens still look fresh to
     /// the client.
     pub fn rotate_keys(&self) {
-        let url = format!("{}/__peer/rotate", self.base_url());
+        self.pull_lever("rotate");
+    }
+
+    /// `POST /__peer/<lever>`, which answers 204.
+    fn pull_lever(&self, lever: &str) {
+        let url = format!("{}/__peer/{lever}", self.base_url());
         let resp = self
             .agent(Duration::from_secs(5))
             .post(&url)

@@ -254,11 +254,8 @@ impl Origin {
         let uri: Uri = origin
             .parse()
             .map_err(|_| bad("is not a url: give https://host[:port]"))?;
-        let https = match uri.scheme_str() {
-            Some(s) if s.eq_ignore_ascii_case("https") => true,
-            Some(s) if s.eq_ignore_ascii_case("http") => false,
-            _ => return Err(bad("must start with https:// or http://")),
-        };
+        let (https, port) =
+            scheme_and_port(&uri).ok_or_else(|| bad("must start with https:// or http://"))?;
         let authority = uri.authority().ok_or_else(|| bad("has no host"))?;
         if authority.as_str().contains('@') {
             return Err(bad("must not contain user info"));
@@ -271,24 +268,31 @@ impl Origin {
         Ok(Origin {
             https,
             host: authority.host().to_ascii_lowercase(),
-            port: uri.port_u16().unwrap_or(if https { 443 } else { 80 }),
+            port,
         })
     }
 
     /// True when `uri` is at this origin.
     fn matches(&self, uri: &Uri) -> bool {
-        let https = match uri.scheme_str() {
-            Some(s) if s.eq_ignore_ascii_case("https") => true,
-            Some(s) if s.eq_ignore_ascii_case("http") => false,
-            _ => return false,
-        };
-        let Some(host) = uri.host() else {
+        let (Some((https, port)), Some(host)) = (scheme_and_port(uri), uri.host()) else {
             return false;
         };
-        https == self.https
-            && host.eq_ignore_ascii_case(&self.host)
-            && uri.port_u16().unwrap_or(if https { 443 } else { 80 }) == self.port
+        https == self.https && port == self.port && host.eq_ignore_ascii_case(&self.host)
     }
+}
+
+/// Whether `uri` is https (else http), and its port with the scheme's default filled in;
+/// `None` for any other scheme.
+fn scheme_and_port(uri: &Uri) -> Option<(bool, u16)> {
+    let https = match uri.scheme_str()? {
+        s if s.eq_ignore_ascii_case("https") => true,
+        s if s.eq_ignore_ascii_case("http") => false,
+        _ => return None,
+    };
+    Some((
+        https,
+        uri.port_u16().unwrap_or(if https { 443 } else { 80 }),
+    ))
 }
 
 #[cfg(test)]

@@ -37,7 +37,10 @@
 //! }
 //! ```
 //!
-//! No async runtime: the calls block the calling thread, and there is no `unsafe` code.
+//! No async runtime: the calls block the calling thread. No `unsafe` code, and six
+//! dependencies: ureq 3, base64, miniserde, httpdate, plus log and ring, which ureq and
+//! rustls already bring (the default build has 31 crates either way; `CONTRIBUTING.md` has
+//! the footprint and how it was measured).
 //!
 //! # Getting a token: `TokenStore`
 //!
@@ -98,8 +101,9 @@
 //!   shared cache's copy of a refused token is not taken again). A [`CallError`] says whether
 //!   the token (`Token`) or the call (`Api`) failed.
 //!
-//! Measured against the test server's key-rotation lever (`cargo test --test api`): after the
-//! rotation, `call` gets its 200 after exactly 1 new token request and 1 retried API request;
+//! Measured against the test server's key-rotation lever (`cargo test --test api --test
+//! cli`): after the rotation, `call` and `logto-m2m call` get their 200 after exactly 1 new
+//! token request and 1 retried API request;
 //! `Bearer` returns the 401 once and the next request succeeds; 32 threads meeting the same
 //! 401 make 1 token request; a request to another origin, and a redirect to another port of
 //! the API's host, carry no `Authorization`.
@@ -354,11 +358,10 @@
 //!
 //! # The `logto-m2m` command
 //!
-//! Built from this package (`cargo install --locked logto-m2m`; `--locked` builds it with the
-//! dependency versions of `Cargo.lock`, the ones it was tested with), with no extra
-//! dependency. It reads the environment [`Config::from_env`] reads, plus `LOGTO_RESOURCE`,
-//! `LOGTO_SCOPES`, `LOGTO_CACHE_FILE` and, built with the `redis` feature, `LOGTO_CACHE_URL`;
-//! flags override the variables, and `logto-m2m help <command>` lists them.
+//! Built from this package with no extra dependency. `cargo install --locked` builds it with
+//! the dependency versions of `Cargo.lock`, the ones it was tested with; without
+//! `--locked`, cargo picks the newest versions allowed, anew on every install. The README
+//! shows its use and its variables; beyond that:
 //!
 //! - `token --format json` prints `access_token`, `token_type`, `expires_in` (seconds left),
 //!   `scope` (what was granted, never what was asked for: `""` when nothing was),
@@ -372,14 +375,10 @@
 //!   body goes to stdout, the status line to stderr with `-v`; a body that starts with `{` or
 //!   `[` goes as `application/json` unless a header says otherwise; redirects are not
 //!   followed.
-//! - Exit status: 0 on success (for `call`, a 2xx answer), 1 when no token could be had (or,
-//!   for `inspect`, the token is not a JWT; for `call`, an answer that is not 2xx, whose body
-//!   is still printed), 2 for a usage error (a bad flag or `LOGTO_*` variable, or a config
-//!   that can't work, such as an endpoint ending in `/oidc`; the message names it).
-//! - `LOGTO_LOG=debug`, `info` or `warn` prints the library's log events on stderr; they never
-//!   contain the secret or the token, which goes to stdout only. With a store (a token file or
-//!   Redis) and `LOGTO_LOG=debug`, the last line is the store's counters (`store stats:
-//!   StoreStats { hits: 0, token_requests: 0, ..., shared_hits: 1, ... }`).
+//! - Its log events on stderr (`LOGTO_LOG`) never contain the secret or the token, which
+//!   goes to stdout only. With a store (a token file or Redis) and `LOGTO_LOG=debug`, the
+//!   last line is the store's counters (`store stats: StoreStats { hits: 0,
+//!   token_requests: 0, ..., shared_hits: 1, ... }`).
 //!
 //! [Logto]: https://logto.io
 

@@ -103,10 +103,10 @@
 //!
 //! Measured against the test server's key-rotation lever (`cargo test --test api --test
 //! cli`): after the rotation, `call` and `logto-m2m call` get their 200 after exactly 1 new
-//! token request and 1 retried API request;
-//! `Bearer` returns the 401 once and the next request succeeds; 32 threads meeting the same
-//! 401 make 1 token request; a request to another origin, and a redirect to another port of
-//! the API's host, carry no `Authorization`.
+//! token request and 1 retried API request; `Bearer` returns the 401 once and the next
+//! request succeeds; 32 threads meeting the same 401 make 1 token request; a request to
+//! another origin, and a redirect to another port of the API's host, carry no
+//! `Authorization`.
 //!
 //! # The app secret
 //!

@@ -46,7 +46,7 @@ fi
 
 say "running get_token against http://127.0.0.1:$PORT"
 # Only the demo app's settings: variables from a shell set up for a real tenant (the
-# README's next section) would otherwise mix in.
+# README) would otherwise mix in.
 env -u LOGTO_TOKEN_URL -u LOGTO_AUTH_METHOD -u LOGTO_TIMEOUT -u LOGTO_CACHE_FILE -u LOGTO_CACHE_URL \
   LOGTO_ENDPOINT="http://127.0.0.1:$PORT" \
   LOGTO_APP_ID=m2m-basic \

@@ -37,21 +37,348 @@
 //! }
 //! ```
 //!
-//! No async runtime: the calls block the calling thread. Redirects are never followed,
-//! plain `http://` goes only to loopback hosts, and no error, `Debug` output or log line of
-//! this crate contains the app secret or a token. What a [`TokenStore`] shares through a
-//! [`TokenCache`] is sealed with a key derived from the app secret (see
-//! [`CacheKey::for_request`]), and the secret can be read from a file for each request
-//! ([`Config::logto_with_secret_file`]), so that it rotates without a restart. (ureq, the
-//! HTTP client underneath, logs the wire unredacted at `TRACE` level: keep the `ureq` log
-//! target above `TRACE` in production.)
+//! No async runtime: the calls block the calling thread. No `unsafe` code, and six
+//! dependencies: ureq 3, base64, miniserde, httpdate, plus log and ring, which ureq and
+//! rustls already bring (the default build has 31 crates either way; `CONTRIBUTING.md` has
+//! the footprint and how it was measured).
 //!
-//! Log events go to the `log` facade under the target `logto_m2m`: a token fetched and a
-//! retry at `debug`; a cache that works again after a problem, a new secret picked up from
-//! the secret file and the one retry with it at `info`; a refresh that failed, a backoff, a
-//! cache problem, scopes asked for but not granted and a secret file others can read at
-//! `warn`. They
-//! never contain a secret or a token.
+//! # Getting a token: `TokenStore`
+//!
+//! ```rust,no_run
+//! use std::sync::Arc;
+//! use logto_m2m::{Config, TokenRequest, TokenStore};
+//!
+//! fn main() -> Result<(), logto_m2m::Error> {
+//!     let store = Arc::new(TokenStore::new(Config::from_env()?));
+//!     let request = TokenRequest::new("https://shopping.api").scope("read:products");
+//!     let token = store.get(&request)?; // Arc<Token>: cached until shortly before expiry
+//!     println!("{}", token.authorization());
+//!     // ... the API answered 401: the token was revoked or the signing key rotated
+//!     store.invalidate(&request);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! - Keys are (resource, set of scopes, organization): scope order and duplicates don't matter.
+//! - A hit takes no lock: each thread keeps its own copy of the tokens it got, checked against
+//!   a version per key that every refresh, `invalidate` and `clear` bumps, so every thread's
+//!   next call sees the change. Hits on many threads don't queue, and allocate nothing
+//!   (`examples/bench.rs` has the figures).
+//! - Inside the refresh margin (60 s, at most half the lifetime) the first caller refreshes
+//!   and the others keep the still-valid token; with no valid token the others wait for that
+//!   one request and all get its answer, token or error.
+//! - A failed refresh keeps the old token while it is valid. With none left, the store answers
+//!   the same error without a new request for 1 s, doubling per failure up to 30 s (or the
+//!   server's `Retry-After`), so a retry loop can't storm the server.
+//! - A panic in a caller, even mid-refresh, neither poisons the store nor leaves waiters
+//!   hanging.
+//! - Keys whose token is long gone leave the store's map in a sweep each time new keys have
+//!   doubled it: it holds at most twice the keys worth keeping (or 64).
+//! - [`TokenStore::stats`] counts what the store did: hits, token requests and failures, waits
+//!   for another's refresh (a thread's, or another process's lock), shared-cache reads, hits,
+//!   writes and errors, invalidations.
+//!
+//! # Calling the API: `Bearer` and `TokenStore::call`
+//!
+//! Getting the token is half the job; the other half is sending it, and getting a fresh one
+//! when the API answers 401 although the cached token still looks fresh (revoked, the signing
+//! key rotated, a role changed).
+//!
+//! - [`Bearer::new`]`(store, request, origin)` is a ureq 3 middleware
+//!   (`Agent::config_builder().middleware(bearer)`, as in the example above): every request the
+//!   agent sends to `origin` (scheme, host and port, exactly) gets `Authorization: Bearer
+//!   <token>` from the store, a cache hit; requests to any other origin, and requests that
+//!   carry their own `Authorization`, pass untouched. No redirect carries the header, whatever
+//!   the agent's `redirect_auth_headers` says, and plain `http://` origins are refused except
+//!   for loopback hosts. On a 401 the token is dropped, so the next request gets a fresh one;
+//!   the 401 itself is returned, since a middleware can't resend a streamed body.
+//! - `store.call(&request, |authorization| agent.get(url).header("authorization",
+//!   authorization).call())` ([`TokenStore::call`]) makes the call, and on a 401 drops the
+//!   token, takes a fresh one and calls once more; then it returns the answer, whatever its
+//!   status. Never a second retry, never a retry on 403 (a fresh token has the same scopes).
+//!   However many threads meet the same 401 at once, they share one new token
+//!   (`TokenStore::invalidate_token` drops a token only if it is still the cached one, and a
+//!   shared cache's copy of a refused token is not taken again). A [`CallError`] says whether
+//!   the token (`Token`) or the call (`Api`) failed.
+//!
+//! Measured against the test server's key-rotation lever (`cargo test --test api --test
+//! cli`): after the rotation, `call` and `logto-m2m call` get their 200 after exactly 1 new
+//! token request and 1 retried API request; `Bearer` returns the 401 once and the next
+//! request succeeds; 32 threads meeting the same 401 make 1 token request; a request to
+//! another origin, and a redirect to another port of the API's host, carry no
+//! `Authorization`.
+//!
+//! # The app secret
+//!
+//! Docker and Kubernetes hand secrets to programs as files (`/run/secrets/…`, a mounted
+//! Secret), and an environment variable is visible in `/proc/<pid>/environ` and copied into
+//! every child process; a file is not. [`Config`] takes the secret as a string or as the path
+//! of a file that holds it (`LOGTO_APP_SECRET_FILE` for [`Config::from_env`], the examples and
+//! the command; setting it and `LOGTO_APP_SECRET` both is an error naming them).
+//!
+//! - The file is read when the config is made and again for each token request (one small
+//!   read per refresh), so a new secret written into it is used from the next refresh on,
+//!   with no restart. White space around the secret (the newline `echo` leaves) is not part of
+//!   it. An empty or unreadable file is an error naming the path, never the content; a file
+//!   that group or others can read is a `warn` log event, as ssh warns of such a key.
+//! - Rotating, as Logto allows (several named secrets per app, each with an optional expiry):
+//!   create a second secret in the Logto console, write it into the file, and delete the old
+//!   one once every host has picked the new one up (the `info` event "a new secret was picked
+//!   up" says when).
+//! - An expired secret is Logto's 400 `invalid_request` "client secret has expired":
+//!   `Error::is_secret_expired` is true, and the message says to create a new secret in the
+//!   console and write it to the file (or, with `LOGTO_APP_SECRET`, where to put it). When the
+//!   endpoint answers `invalid_client` or an expired secret and the file holds another secret
+//!   by then (it was rotated while the request was on its way), the request is made once more
+//!   with the new one, within the same timeout; otherwise a refused secret is never retried.
+//!
+//! Measured by `cargo test --test secret_file` against the test server (which keeps several
+//! secrets per app and answers an expired one as Logto does) and `LOGTO_REAL=1 cargo test
+//! --test real_logto_rotation` against a real Logto: a running store whose file is rewritten
+//! from the old secret to a new one (the old one then deleted) gets its next token with the
+//! new one; with an expired secret in the file and the new one written while the request is
+//! held in front of Logto, one retry, then a token.
+//!
+//! # The token file: cron jobs
+//!
+//! A job that runs every minute is a new process each time, so an in-memory cache never hits:
+//! 1,440 token requests a day where 24 would do, and Logto Cloud counts M2M tokens against a
+//! quota. With a token file, runs within a token's lifetime make no request at all:
+//!
+//! ```rust,no_run
+//! use logto_m2m::{Config, TokenRequest, TokenStore};
+//!
+//! fn main() -> Result<(), logto_m2m::Error> {
+//!     let mut store = TokenStore::new(Config::from_env()?);
+//!     if let Some(path) = std::env::var_os("LOGTO_CACHE_FILE") {
+//!         store = store.cache_file(path); // its folder is created (mode 0700) if missing
+//!     }
+//!     let token = store.get(&TokenRequest::new("https://shopping.api"))?;
+//!     if let Some(problem) = store.last_cache_error() {
+//!         eprintln!("warning: {problem}"); // the token came from the network anyway
+//!     }
+//!     println!("{}", token.access_token());
+//!     Ok(())
+//! }
+//! ```
+//!
+//! - The file holds the tokens [sealed](#sealing-what-a-reader-of-a-shared-cache-can-do), with
+//!   the wall-clock times they were received and expire, never the secret, and is bound to the
+//!   token URL and App ID.
+//! - A missing folder is created with mode 0700 (only you can enter it, as ssh makes
+//!   `~/.ssh`); one that can't be created is named in the warning. The file is written
+//!   atomically with mode 0600; expired tokens leave it on each write, and it holds at most
+//!   the 256 most recently received tokens, so a refresh costs the same however many keys the
+//!   jobs use (a job with more keys still gets every token, from the network for the ones that
+//!   fell out).
+//! - The process that refreshes holds a lock on `<file>.lock`; jobs that start together wait
+//!   for it (at most the timeout) and take the fresh token from the file, and the OS releases
+//!   the lock of a job that dies.
+//! - A file others can read or write, a symlink, a corrupt or foreign file, or one whose times
+//!   don't add up is not used and is replaced, never written through. No problem with the file
+//!   fails a request the network can satisfy, and `last_cache_error` tells the current problem
+//!   only: it is `None` again once a later `get` used the file without one.
+//!
+//! Measured by `cargo test --test cache_file`: 10 sequential runs of the `get_token` example
+//! make 1 token request, 8 runs started at once make 1.
+//!
+//! The token file is one [`TokenCache`]; `TokenStore::token_cache` takes any other, such as
+//! `RedisCache` (feature `redis`), a Redis shared by a fleet of hosts, whose own docs say how it
+//! behaves and what it was measured doing.
+//!
+//! # Sealing: what a reader of a shared cache can do
+//!
+//! An access token is a bearer token: whoever holds it can call the API as your app until it
+//! expires. So every entry a `TokenStore` writes to a shared cache (the token file, Redis, any
+//! [`TokenCache`]) is sealed: encrypted and authenticated with ChaCha20-Poly1305 (ring, already
+//! in the default build as rustls' provider), a fresh random nonce per write, under a key
+//! derived with HKDF-SHA256 from the App Secret, the token URL and the App ID, and bound to the
+//! request (resource, scopes, organization) as associated data.
+//!
+//! Whoever reads the file or the Redis (another service on a shared instance, a backup, a
+//! replica, a `MONITOR` session) without the App Secret:
+//!
+//! - **can't** learn a token, its scope or its exact times, nor which API it is for (the
+//!   request is a hash in the key name; in the file, a hash beside the sealed entry);
+//! - **can't** make the store use a token of theirs, or one moved from another app's, host's
+//!   or request's key: a value changed in any byte, cut short, sealed with another secret or
+//!   for another key is refused like garbage (no error to the caller; the store asks the token
+//!   endpoint instead);
+//! - **can** see that entries exist, how long they are (about the token's length), when they
+//!   expire (the Redis TTL; the file's clear times), the token URL and App ID in the file's
+//!   header, and delete or spoil entries, which costs a token request, not a failure; and can
+//!   put back an older sealed entry of the same key, a token the server really issued for it,
+//!   which the store uses only while it is valid.
+//!
+//! Whoever has the App Secret can read every entry (and could get tokens anyway). Keep a Redis
+//! private to the fleet all the same (network policy, `requirepass` or ACLs, `rediss://`
+//! across untrusted networks).
+//!
+//! After a rotation, hosts with the new secret can't open the entries sealed with the old one:
+//! each key costs one token request per host generation (the first host with the new secret
+//! that finds an old entry fetches anew and writes its own, which the other new hosts then
+//! share), and while hosts with both secrets run, each side refetches when it finds the
+//! other's entry. Entries of the format before sealing (a token file of version 1, a Redis
+//! value in the clear) are ignored without a warning and replaced at the next refresh; Redis
+//! values in the clear lapse with their token's TTL. Measured by `cargo test --features redis
+//! --test sealed_caches`: no byte of the token file nor any Redis key or value holds a token,
+//! a part of one, or a secret; an entry moved under another app's key, written with another
+//! secret, changed in one byte, or in the old format, makes a token request instead.
+//!
+//! # What it promises
+//!
+//! - **It never hangs.** One deadline ([`Config::timeout`], default 30 s) covers connect, send,
+//!   headers and body, retries and waits, and resolving the host name (ureq does it on a
+//!   thread when a timeout is set, and one always is). A server that sends one byte a second
+//!   is cut off at the deadline (`tests/faults.rs`). Waiting for another process's or host's
+//!   refresh is bounded by the same timeout.
+//! - **It never panics on a server's answer**, and the response parser is fuzzed (`fuzz/`).
+//! - **Secrets stay secret.** No error, `Debug` output or log line of this crate contains the
+//!   App Secret, the Basic value or a token; a server that echoes the secret back gets it
+//!   `[redacted]`. (ureq, underneath, logs the raw wire at `TRACE` level: keep the `ureq` log
+//!   target above `TRACE` in production.)
+//! - **Credentials go to the configured endpoint only.** Redirects are never followed (a 3xx
+//!   is an error naming the status and where it pointed), and plain `http://` is refused
+//!   except to loopback hosts unless you call `Config::allow_insecure_http(true)` (the command
+//!   has no such switch: it says to use https).
+//! - **Retries are few and polite.** A 4xx is never retried. A 5xx or a connection that fails
+//!   before an answer: at most 3 requests in all, after 100 ms and 400 ms. A 429 (or 503) with
+//!   a `Retry-After` of at most 10 s that fits the deadline is waited out exactly, once; any
+//!   other rate limit comes back at once, carrying the duration.
+//! - **Responses are checked.** `access_token` must be non-empty visible ASCII (no CR/LF can
+//!   reach a header), `token_type` must be `Bearer`, `expires_in` a non-negative integer;
+//!   duplicate fields, trailing data and bodies over 64 KiB are refused; a UTF-8 byte-order
+//!   mark before the JSON is skipped.
+//! - **What was granted is told once.** [`Token::scope`] is the answer's `scope`, else the
+//!   JWT's `scope` claim, else (opaque tokens only) the requested scope; Logto leaves both out
+//!   when it grants nothing, and `scope()` is then `None`. `Token::missing_scopes`, the
+//!   warning, the command's JSON and `inspect` all read it the same way.
+//! - **Tokens expire on time, by the best evidence.**
+//!   - A token's lifetime counts from when its request was **sent**, not from when the answer
+//!     was read: a slow or retried exchange can't make it look fresher than it is.
+//!   - The lifetime is `expires_in`; without it, the time left until the `exp` claim of a JWT
+//!     access token (Logto's are JWTs; nothing else in the token is read, and no signature is
+//!     checked); without either, 60 s.
+//!   - No token is trusted for more than `Config::max_token_lifetime` (default one day), so a
+//!     server bug like `expires_in: 1e30` can't pin a service to one token forever.
+//!   - A token is usable only while **both clocks** say so: the monotonic clock, which a
+//!     wall-clock step back can't extend, and the wall clock, which keeps counting while the
+//!     machine sleeps (Linux's monotonic clock stops in suspend, so a laptop or paused VM would
+//!     otherwise wake up with a token it still calls fresh). The token file and shared caches
+//!     keep wall-clock times, and the same rule applies to what they hold.
+//!   - Each token's refresh starts at a random point in the first half of its margin (between
+//!     60 s and 30 s before expiry by default), so a fleet that fetched its tokens together
+//!     doesn't refresh in lockstep one lifetime later.
+//!
+//! # Errors
+//!
+//! `Error::kind()` is one of `OAuth` (status, RFC 6749 `error`, description, `error_uri`,
+//! Logto's `code` and `message`), `RateLimited` (with the `Retry-After`; Logto Cloud's
+//! `auth.exceed_token_limit` too), `HttpStatus`, `Redirect`, `InvalidResponse` (naming the
+//! field), `BodyTooLarge` (with the status), `Timeout`, `Tls`, `Transport`, `Config`, `Env`,
+//! `Cache`. Messages are one lowercase line that names the token URL, Logto's request id
+//! (`Logto-Core-Request-Id`, also `Error::request_id`: the key to Logto's logs) and, where the
+//! answer points to a likely cause, what to do:
+//!
+//! ```text
+//! token endpoint https://tenant.logto.app/oidc/token answered http 401 with oauth error invalid_client: client authentication failed (logto code oidc.invalid_client: ...); logto request id 6fJ2...; the app id or secret is wrong, or the server wants client_secret_post (client_secret_basic was sent)
+//! ```
+//!
+//! Other advice: an expired secret (above), a non-ASCII secret refused in the Basic header
+//! (Logto does; use `client_secret_post`), an undescribed `invalid_scope` (the asked scopes are
+//! named), no resource sent, a 404 from a full token URL with a doubled `/oidc` ("did you mean
+//! ..."); a connection that can't be made names the host and port, and so does a TLS failure;
+//! an `https://` URL to a port that answers in plain http says so. A Logto endpoint that
+//! already ends in `/oidc` or `/oidc/token` (the issuer the console shows is `{endpoint}/oidc`)
+//! is refused before anything is sent, naming the base URL to give. The command adds to a
+//! timeout how to give it longer (`--timeout`, `LOGTO_TIMEOUT`), and its advice names its own
+//! flags and variables, never a library method. `{:?}` of an `Error` is the same one line, so
+//! a `main` that returns `Result<(), logto_m2m::Error>` prints `Error: ` and the message (and
+//! exits 1); `{:#?}` shows the kind's fields.
+//!
+//! # Logto specifics
+//!
+//! - **The endpoint:** [`Config::logto`] takes the base URL, without `/oidc`; the token URL is
+//!   `{endpoint}/oidc/token`. [`Config::new`] takes the full token URL of any RFC 6749 server.
+//! - **Management API:** `TokenRequest::management_api("<tenant-id>")` asks for
+//!   `https://<tenant-id>.logto.app/api` with scope `all`;
+//!   `TokenRequest::management_api_self_hosted()` for `https://default.logto.app/api`. On Logto
+//!   Cloud use the default `<tenant-id>.logto.app` endpoint for it, not a custom domain.
+//!   `examples/management_api.rs` lists the applications (`GET {endpoint}/api/applications`)
+//!   with `TokenStore::call`; `logto-m2m call /api/applications` does the same from a shell.
+//! - **Organization tokens:** `TokenRequest::new("").organization("<org-id>")
+//!   .scope("read:members")` sends `organization_id`; an app that is a member gets a token for
+//!   the audience `urn:logto:organization:<org-id>` with the organization scopes its roles
+//!   grant, and a non-member gets Logto's 403 `access_denied` ("app has not associated with
+//!   the organization"). The organization is part of the store's cache key.
+//! - **Scopes not granted:** when the app's roles lack a permission, Logto grants fewer scopes
+//!   than asked, silently (the API answers 403 later). The `get_token` example and the command
+//!   still print the token and warn on stderr, naming the scopes and the fix: for a Logto
+//!   token URL, give the app a machine-to-machine role with those permissions in the console;
+//!   for any other server, grant them there.
+//! - **Client authentication:** `client_secret_basic` by default, as Logto's docs say. A
+//!   server that wants the credentials in the form body (Auth0 by default) needs
+//!   `config.auth_method(AuthMethod::ClientSecretPost)` (`LOGTO_AUTH_METHOD=client_secret_post`);
+//!   exactly one of the two ways is used per request, never both. In the Basic header the id
+//!   and secret are each form-urlencoded first (RFC 6749 §2.3.1), a space as `%20` so that
+//!   servers that percent-decode (Authlib, for one) read it as Logto does.
+//! - **Errors keep Logto's code**: `Error::logto_code` is e.g. `oidc.invalid_client`,
+//!   `oidc.invalid_target` or `auth.exceed_token_limit`.
+//!
+//! # TLS and proxies
+//!
+//! - Certificates are always verified; there is no switch to turn that off.
+//! - `rustls` (default feature) trusts Mozilla's roots built into the binary; `native-tls`
+//!   uses the system's TLS library (OpenSSL on Linux) and its roots.
+//! - A self-hosted Logto behind a private CA: `config.root_certificates_pem(&pem)?` trusts
+//!   exactly the CAs in the PEM; `config.platform_roots()?` trusts the system's roots (with
+//!   rustls it reads the system bundle, `SSL_CERT_FILE` first).
+//! - Proxies: `config.proxy("http://user:pass@proxy:3128")?` always; `config.no_proxy()`
+//!   never; by default the environment's `ALL_PROXY`/`HTTPS_PROXY`/`HTTP_PROXY` (and
+//!   `NO_PROXY`), except for loopback token URLs. Proxy credentials are never shown.
+//!
+//! # Logging
+//!
+//! Log events go to the `log` facade under the target `logto_m2m`, one line each, never a
+//! secret or a token (`tests/log_events.rs` captures them with canary secrets):
+//!
+//! | level | event |
+//! | --- | --- |
+//! | `debug` | a token fetched: resource, granted scope, lifetime, attempts, time taken |
+//! | `debug` | a retry: the attempt that failed, the wait, the reason |
+//! | `debug` | a token request that failed: attempts, time taken, the error |
+//! | `info` | a token file or shared cache that works again after a problem (`last_cache_error` is then `None`) |
+//! | `info` | an app secret file whose content changed: a new secret was picked up (names the file) |
+//! | `info` | the endpoint refused the secret and the secret file holds a new one: the request is made once more with it |
+//! | `warn` | scopes asked for but not granted, and the fix |
+//! | `warn` | a refresh that failed while the still-valid token is kept, and when it is tried again |
+//! | `warn` | a refresh that failed with no token left: the backoff that holds callers off |
+//! | `warn` | a token file or shared cache that could not be used (the token came from the network) |
+//! | `warn` | an app secret file that group or others can read, and the mode to give it |
+//!
+//! # The `logto-m2m` command
+//!
+//! Built from this package with no extra dependency. `cargo install --locked` builds it with
+//! the dependency versions of `Cargo.lock`, the ones it was tested with; without
+//! `--locked`, cargo picks the newest versions allowed, anew on every install. The README
+//! shows its use and its variables; beyond that:
+//!
+//! - `token --format json` prints `access_token`, `token_type`, `expires_in` (seconds left),
+//!   `scope` (what was granted, never what was asked for: `""` when nothing was),
+//!   `expires_at` (RFC 3339 UTC) and `expires_at_unix`.
+//! - `inspect` prints `iss`, `sub`, `client_id`, `aud`, `scope`, `organization_id`, `iat` and
+//!   `exp` (with the time left): the claims that explain most 401s and 403s; a token without a
+//!   `scope` claim shows `scope: (none: no scope granted)`. It never verifies the signature,
+//!   and says so; a token that is not a JWT is reported as such.
+//! - `call <url-or-path>`: a path is a call to Logto itself, at `$LOGTO_ENDPOINT`, with a
+//!   Management API token (scope `all`) unless `--resource` and `--scope` say otherwise. The
+//!   body goes to stdout, the status line to stderr with `-v`; a body that starts with `{` or
+//!   `[` goes as `application/json` unless a header says otherwise; redirects are not
+//!   followed.
+//! - Its log events on stderr (`LOGTO_LOG`) never contain the secret or the token, which
+//!   goes to stdout only. With a store (a token file or Redis) and `LOGTO_LOG=debug`, the
+//!   last line is the store's counters (`store stats: StoreStats { hits: 0,
+//!   token_requests: 0, ..., shared_hits: 1, ... }`).
 //!
 //! [Logto]: https://logto.io
 

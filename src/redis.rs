@@ -75,6 +75,8 @@ const RELEASE_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then retu
 /// [`describe`](TokenCache::describe) show the form, hosts, ports and database, never the
 /// user name, the password or any certificate or key.
 ///
+#[doc = include_str!("redis/docs.md")]
+///
 /// # Example
 /// ```no_run
 /// use std::time::Duration;

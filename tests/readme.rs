@@ -22,3 +22,14 @@ fn readme_example_matches_crate_docs() {
         .join("\n");
     assert_eq!(first_rust_block(&readme), first_rust_block(&docs));
 }
+
+/// Issue 23: a newcomer reads the README on a few screens; the rest lives in the crate docs,
+/// CONTRIBUTING.md and the bench. The old README was 56,779 bytes.
+#[test]
+fn readme_fits_in_10_kb() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let len = std::fs::metadata(format!("{root}/README.md"))
+        .unwrap()
+        .len();
+    assert!(len <= 10_000, "README.md is {len} bytes, more than 10,000");
+}

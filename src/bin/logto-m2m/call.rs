@@ -4,7 +4,7 @@
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
-use logto_m2m::{Bearer, CallError, TokenRequest, TokenStore};
+use logto_m2m::{Bearer, CallError, ErrorKind, TokenRequest, TokenStore};
 use ureq::http::{Method, Response, Uri};
 
 use crate::Failure;
@@ -40,8 +40,12 @@ pub(crate) fn run(opts: &Options) -> Result<(), Failure> {
     let store = Arc::new(store.unwrap_or_else(|| TokenStore::new(config.clone())));
     // The token goes only where the library's own middleware would send it: https, or
     // plain http to a loopback host. Nothing of the Bearer is used but this check.
-    Bearer::new(Arc::clone(&store), request.clone(), &origin(&url)?)
-        .map_err(|e| Failure::Usage(format!("call {url}: {}", e.kind())))?;
+    Bearer::new(Arc::clone(&store), request.clone(), &origin(&url)?).map_err(|e| {
+        match e.kind() {
+            ErrorKind::Config { reason } => Failure::Usage(format!("call {url}: {reason}")),
+            _ => Failure::from(e),
+        }
+    })?;
     let body = body(opts)?;
     let method = opts
         .method

@@ -833,6 +833,14 @@ fn warnings_by_default_and_log_levels_in_any_case() {
     );
     // Error only: the warning is below it.
     assert_eq!(with_file(Some("Error")).ok().stderr, "");
+    // A failed refresh is the error that ends the run, said once (the store's warning
+    // that later callers get it too is for a process that goes on).
+    let mut cmd = cli(peer, (M2M_BASIC.0, "wrong-secret-0123456789"));
+    cmd.env("LOGTO_CACHE_FILE", dir.path().join("tokens.json"));
+    let r = run(cmd, &["token"], None);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(r.stderr.contains("invalid_client"), "{}", r.stderr);
     // Scopes not granted: one warning, off silences it too.
     let mut cmd = cli(peer, M2M_BASIC);
     cmd.env("LOGTO_LOG", "off");

@@ -19,6 +19,7 @@ pub(crate) enum Command {
     Call,
 }
 
+/// Every command (a new variant goes here too: the lists and help are made from it).
 const COMMANDS: [Command; 3] = [Command::Token, Command::Inspect, Command::Call];
 
 /// Shorthands for the table.

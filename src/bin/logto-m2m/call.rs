@@ -35,6 +35,7 @@ pub(crate) fn run(opts: &Options) -> Result<(), Failure> {
     let Setup {
         config,
         request,
+        no_resource,
         store,
     } = setup(opts, default.as_ref())?;
     let store = Arc::new(store.unwrap_or_else(|| TokenStore::new(config.clone())));
@@ -85,7 +86,7 @@ pub(crate) fn run(opts: &Options) -> Result<(), Failure> {
                 other => Failure::Token(other.to_string()),
             })?;
             if let Ok(token) = store.get(&request) {
-                warn_missing_scopes(&config, &request, &token);
+                warn_missing_scopes(&config, &request, no_resource, &token);
             }
             answer
         }

@@ -77,6 +77,8 @@ impl<'a> Vars<'a> {
 pub(crate) struct Setup {
     pub(crate) config: Config,
     pub(crate) request: TokenRequest,
+    /// The request has no resource: an organization token, or the server decides.
+    pub(crate) no_resource: bool,
     /// `None`: no shared cache, one exchange.
     pub(crate) store: Option<TokenStore>,
 }
@@ -107,6 +109,7 @@ pub(crate) fn setup(opts: &Options, default: Option<&TokenRequest>) -> Result<Se
     Ok(Setup {
         config,
         request,
+        no_resource: resource.is_empty(),
         store,
     })
 }
@@ -117,6 +120,7 @@ pub(crate) fn fetch(opts: &Options) -> Result<Arc<Token>, Failure> {
     let Setup {
         config,
         request,
+        no_resource,
         store,
     } = setup(opts, None)?;
     let token = match store {
@@ -127,12 +131,17 @@ pub(crate) fn fetch(opts: &Options) -> Result<Arc<Token>, Failure> {
             token?
         }
     };
-    warn_missing_scopes(&config, &request, &token);
+    warn_missing_scopes(&config, &request, no_resource, &token);
     Ok(token)
 }
 
 /// The warning for asked scopes the server did not grant.
-pub(crate) fn warn_missing_scopes(config: &Config, request: &TokenRequest, token: &Token) {
+pub(crate) fn warn_missing_scopes(
+    config: &Config,
+    request: &TokenRequest,
+    no_resource: bool,
+    token: &Token,
+) {
     let missing = token.missing_scopes(request);
     if missing.is_empty() {
         return;
@@ -146,7 +155,7 @@ pub(crate) fn warn_missing_scopes(config: &Config, request: &TokenRequest, token
     };
     let fix = if !config.is_logto() {
         format!("grant the app {these} on the authorization server")
-    } else if request.resource().is_empty() {
+    } else if no_resource {
         format!("assign the app an organization role with {these} in the Logto console")
     } else {
         format!("assign the app a machine-to-machine role with {these} in the Logto console")

@@ -57,7 +57,7 @@ struct Json<'a> {
 fn format_token(token: &Token, format: Format) -> String {
     match format {
         Format::Token => format!("{}\n", token.access_token()),
-        Format::Header => format!("Authorization: {}\n", token.authorization()),
+        Format::Header => format!("Authorization: Bearer {}\n", token.access_token()),
         Format::Json => {
             let expires_at = token
                 .expires_at_system()

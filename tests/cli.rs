@@ -737,3 +737,156 @@ fn call_usage_errors_exit_2() {
     assert_eq!(r.code, Some(2), "{}", r.stderr);
     assert!(r.stderr.contains("LOGTO_ENDPOINT"), "{}", r.stderr);
 }
+
+#[test]
+fn a_slip_gets_a_did_you_mean() {
+    let peer = shared_peer();
+    for (args, needle) in [
+        (
+            &["token", "--scopes", "read:products"][..],
+            "did you mean --scope?",
+        ),
+        (
+            &["call", "/api/x", "--hedaer", "a: b"],
+            "did you mean --header?",
+        ),
+        (&["tokne"], "did you mean `token`?"),
+        (&["inspect", "--format", "json"], "it is a flag of `token`"),
+    ] {
+        let r = run(cli(peer, M2M_BASIC), args, None);
+        assert_eq!(r.code, Some(2), "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
+        assert_eq!(r.stdout, "");
+    }
+    // Nothing near enough: no guess.
+    let r = run(cli(peer, M2M_BASIC), &["token", "--bogus"], None);
+    assert!(!r.stderr.contains("did you mean"), "{}", r.stderr);
+}
+
+#[test]
+fn no_command_lists_every_command() {
+    let r = run(bare(), &[], None);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert_eq!(r.stdout, "");
+    for (name, summary) in [
+        ("token", "print an access token"),
+        ("inspect", "show a token's claims"),
+        ("call", "call an API with a token"),
+    ] {
+        assert!(
+            r.stderr
+                .lines()
+                .any(|l| l.trim_start().starts_with(name) && l.contains(summary)),
+            "{name}: {}",
+            r.stderr
+        );
+    }
+    // And `--help` says what `call` exits with, as it does.
+    let r = run(bare(), &["help", "call"], None);
+    r.ok();
+    assert!(r.stdout.contains("0 for a 2xx answer"), "{}", r.stdout);
+    assert!(r.stdout.contains("1 for any other answer"), "{}", r.stdout);
+}
+
+/// A secret file that anyone can read gets a word on stderr without LOGTO_LOG, the library
+/// events come at any case of a level, and `off` silences every warning.
+#[cfg(unix)]
+#[test]
+fn warnings_by_default_and_log_levels_in_any_case() {
+    use std::os::unix::fs::PermissionsExt;
+    let peer = shared_peer();
+    let dir = TempDir::new("cli-secret");
+    let path = dir.path().join("secret");
+    std::fs::write(&path, M2M_BASIC.1).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let with_file = |log: Option<&str>| {
+        let mut cmd = bare();
+        cmd.env("LOGTO_TOKEN_URL", peer.token_url())
+            .env("LOGTO_APP_ID", M2M_BASIC.0)
+            .env("LOGTO_APP_SECRET_FILE", &path)
+            .env("LOGTO_RESOURCE", SHOPPING_API)
+            .env("LOGTO_TIMEOUT", "10");
+        if let Some(level) = log {
+            cmd.env("LOGTO_LOG", level);
+        }
+        run(cmd, &["token"], None)
+    };
+    let r = with_file(None);
+    r.ok();
+    assert!(is_jwt(r.stdout.trim()));
+    assert!(
+        r.stderr.starts_with("logto-m2m: warning: app secret file "),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("mode 644"), "{}", r.stderr);
+    for off in ["off", "OFF", "Off"] {
+        assert_eq!(with_file(Some(off)).ok().stderr, "", "{off}");
+    }
+    let r = with_file(Some("DEBUG"));
+    r.ok();
+    assert!(r.stderr.contains("DEBUG logto_m2m"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("warning: app secret file"),
+        "{}",
+        r.stderr
+    );
+    // Error only: the warning is below it.
+    assert_eq!(with_file(Some("Error")).ok().stderr, "");
+    // A failed refresh is the error that ends the run, said once (the store's warning
+    // that later callers get it too is for a process that goes on).
+    let mut cmd = cli(peer, (M2M_BASIC.0, "wrong-secret-0123456789"));
+    cmd.env("LOGTO_CACHE_FILE", dir.path().join("tokens.json"));
+    let r = run(cmd, &["token"], None);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(r.stderr.contains("invalid_client"), "{}", r.stderr);
+    // Scopes not granted: one warning, off silences it too.
+    let mut cmd = cli(peer, M2M_BASIC);
+    cmd.env("LOGTO_LOG", "off");
+    let r = run(
+        cmd,
+        &["token", "--scope", "read:products write:products"],
+        None,
+    );
+    assert_eq!(r.ok().stderr, "");
+}
+
+#[test]
+fn call_a_path_says_when_it_leaves_logto_resource_aside() {
+    let peer = shared_peer();
+    let mut cmd = call_cmd(peer, M2M_BASIC);
+    cmd.env("LOGTO_RESOURCE", SHOPPING_API);
+    let r = run(cmd, &["call", "/api/applications"], None);
+    r.ok();
+    assert!(r.stdout.contains(r#""id":"m2m-basic""#), "{}", r.stdout);
+    let warning: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(warning.len(), 1, "{}", r.stderr);
+    for needle in [
+        "warning: call /api/applications: LOGTO_RESOURCE",
+        SHOPPING_API,
+        "left aside",
+        "https://default.logto.app/api",
+        "--resource",
+    ] {
+        assert!(warning[0].contains(needle), "{needle}: {}", warning[0]);
+    }
+    // Nothing to say when --resource chooses, or when LOGTO_RESOURCE is not set.
+    let mut cmd = call_cmd(peer, M2M_BASIC);
+    cmd.env("LOGTO_RESOURCE", SHOPPING_API);
+    let args = [
+        "call",
+        "/api/applications",
+        "--resource",
+        "https://default.logto.app/api",
+        "--scope",
+        "all",
+    ];
+    assert_eq!(run(cmd, &args, None).ok().stderr, "");
+    // A full url takes LOGTO_RESOURCE as it is, without a word.
+    let mut cmd = call_cmd(peer, M2M_BASIC);
+    cmd.env("LOGTO_RESOURCE", SHOPPING_API);
+    let products = format!("{}/products", peer.base_url());
+    let r = run(cmd, &["call", &products, "--scope", "read:products"], None);
+    assert_eq!(r.ok().stderr, "");
+}

@@ -1,0 +1,138 @@
+//! What a run prints besides its result: stdout written without panicking, the stderr log
+//! (warnings by default, `LOGTO_LOG` decides), and times as RFC 3339 text.
+
+use std::io::{self, Write};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::Failure;
+use crate::setup::Vars;
+
+/// The target of the command's own log lines (its warnings, the store's counters).
+pub(crate) const TARGET: &str = "logto_m2m::command";
+
+pub(crate) fn write_stdout(text: &str) -> Result<(), Failure> {
+    // Not println!: it panics when stdout is closed (`| head`); this is an ordinary error.
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| Failure::Token(format!("writing stdout: {e}")))
+}
+
+/// The library's log events and the command's own warnings on stderr. The library logs
+/// under the target `logto_m2m` and never logs a secret or token; ureq's own events are
+/// left out, because its most detailed level is not redacted.
+struct StderrLog;
+
+/// Library warnings the command says itself, in its own words: logged twice they would be
+/// one problem in two lines.
+const SAID_BY_THE_COMMAND: [&str; 2] = [
+    // The command's warning names the role to assign (organization or machine-to-machine)
+    // and is given for a token from a cache too, where the library has nothing to log.
+    "scopes asked for but not granted",
+    // The error that ends the run follows; "callers get this error for ..." is about
+    // later calls, and a run makes none.
+    "token refresh failed;",
+];
+
+impl log::Log for StderrLog {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.target().starts_with("logto_m2m")
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let text = record.args().to_string();
+        if record.target() == "logto_m2m" && SAID_BY_THE_COMMAND.iter().any(|s| text.starts_with(s))
+        {
+            return;
+        }
+        // Warnings are for whoever runs the command, in its words; the events of the
+        // more detailed levels say where they come from.
+        match record.level() {
+            log::Level::Error => eprintln!("logto-m2m: error: {text}"),
+            log::Level::Warn => eprintln!("logto-m2m: warning: {text}"),
+            level => eprintln!("logto-m2m: {level} {}: {text}", record.target()),
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: StderrLog = StderrLog;
+
+/// `LOGTO_LOG`, any case: `off`, `error`, `warn` (the default), `info` or `debug`.
+pub(crate) fn init_logger() -> Result<(), Failure> {
+    let value = Vars::env().get("LOGTO_LOG")?.unwrap_or_default();
+    let level = match value.to_ascii_lowercase().as_str() {
+        "" | "warn" => log::LevelFilter::Warn,
+        "off" => log::LevelFilter::Off,
+        "error" => log::LevelFilter::Error,
+        "info" => log::LevelFilter::Info,
+        "debug" => log::LevelFilter::Debug,
+        // Not `trace`: there is nothing more to say, and ureq's trace is not redacted.
+        _ => {
+            return Err(Failure::Usage(
+                "environment variable LOGTO_LOG: not off, error, warn, info or debug".into(),
+            ));
+        }
+    };
+    // set_logger fails only when a logger is already set, and this is the only call.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(level);
+    Ok(())
+}
+
+/// Unix seconds as `2026-11-28T23:59:59Z`; `None` outside years 1970..=9999.
+///
+/// The calendar is httpdate's (a dependency already): its HTTP date, `Sat, 28 Nov 2026
+/// 23:59:59 GMT`, rearranged. Its formatter panics past the year 9999, hence the range.
+pub(crate) fn rfc3339(unix: i64) -> Option<String> {
+    const LAST: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+    if !(0..=LAST).contains(&unix) {
+        return None;
+    }
+    let at = UNIX_EPOCH + Duration::from_secs(unix.unsigned_abs());
+    let http = httpdate::fmt_http_date(at);
+    // "Www, DD Mon YYYY HH:MM:SS GMT": fixed width, English month names.
+    let (day, month, year, time) = (&http[5..7], &http[8..11], &http[12..16], &http[17..25]);
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let m = MONTHS.iter().position(|&name| name == month)? + 1;
+    Some(format!("{year}-{m:02}-{day}T{time}Z"))
+}
+
+pub(crate) fn unix_now() -> i64 {
+    // A clock before 1970 is broken; 0 only skews the "in ..." hints.
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc3339(0).as_deref(), Some("1970-01-01T00:00:00Z"));
+        assert_eq!(
+            rfc3339(951_782_400).as_deref(),
+            Some("2000-02-29T00:00:00Z")
+        );
+        assert_eq!(
+            rfc3339(1_795_910_399).as_deref(),
+            Some("2026-11-28T23:59:59Z")
+        );
+        assert_eq!(rfc3339(-1), None);
+        assert_eq!(
+            rfc3339(253_402_300_799).as_deref(),
+            Some("9999-12-31T23:59:59Z")
+        );
+        assert_eq!(rfc3339(253_402_300_800), None);
+        assert_eq!(rfc3339(i64::MIN), None);
+        assert_eq!(rfc3339(i64::MAX), None);
+    }
+}

@@ -1,0 +1,219 @@
+//! What a run reads and builds before it asks for a token: the `LOGTO_*` variables (with
+//! the flags that stand in for them), the library's `Config`, the `TokenRequest`, and a
+//! `TokenStore` over the token file or Redis when one is set; and `fetch`, the token.
+
+use std::ffi::OsString;
+use std::sync::Arc;
+
+use logto_m2m::{Config, Error, ErrorKind, Token, TokenRequest, TokenStore};
+
+use crate::Failure;
+use crate::flags::{Options, flag_for};
+use crate::output::TARGET;
+
+/// The `LOGTO_*` variables as a run sees them: a flag's value in place of the variable it
+/// stands in for (`--timeout` for `LOGTO_TIMEOUT`, ...), the environment otherwise. The
+/// library reads its own variables through it too (`Config::from_vars`), so a flag and its
+/// variable are read, checked and reported alike.
+pub(crate) struct Vars<'a> {
+    flags: Option<&'a Options>,
+}
+
+impl<'a> Vars<'a> {
+    /// The environment alone.
+    pub(crate) fn env() -> Vars<'static> {
+        Vars { flags: None }
+    }
+
+    /// The environment under `opts`' flags.
+    pub(crate) fn with(opts: &'a Options) -> Vars<'a> {
+        Vars { flags: Some(opts) }
+    }
+
+    /// The flag's value for `name`, when one was given (empty included).
+    pub(crate) fn flag(&self, name: &str) -> Option<&'a str> {
+        self.flags.and_then(|o| o.var(name))
+    }
+
+    fn os(&self, name: &str) -> Option<OsString> {
+        match self.flag(name) {
+            Some(value) => Some(value.into()),
+            None => std::env::var_os(name),
+        }
+    }
+
+    /// `name` as text; `None` when unset or empty (as the library reads its variables).
+    pub(crate) fn get(&self, name: &str) -> Result<Option<String>, Failure> {
+        match self.os(name).map(OsString::into_string) {
+            None => Ok(None),
+            Some(Ok(text)) => Ok(Some(text).filter(|t| !t.is_empty())),
+            Some(Err(_)) => Err(Failure::Usage(format!(
+                "environment variable {name}: not UTF-8"
+            ))),
+        }
+    }
+
+    /// The library's config from these variables.
+    pub(crate) fn config(&self) -> Result<Config, Failure> {
+        Config::from_vars(|name| self.os(name)).map_err(|e| self.failure(e))
+    }
+
+    /// A library error; one about a variable a flag stood in for names the flag.
+    fn failure(&self, e: Error) -> Failure {
+        let (variable, reason) = match e.kind() {
+            ErrorKind::Env {
+                variable, reason, ..
+            } => (*variable, *reason),
+            _ => return Failure::from(e),
+        };
+        match (self.flag(variable), flag_for(variable)) {
+            (Some(value), Some(flag)) => Failure::Usage(format!("{flag}: {value:?} is {reason}")),
+            _ => Failure::from(e),
+        }
+    }
+}
+
+/// What a run asks for and where it keeps tokens.
+pub(crate) struct Setup {
+    pub(crate) config: Config,
+    pub(crate) request: TokenRequest,
+    /// The request has no resource: an organization token, or the server decides.
+    pub(crate) no_resource: bool,
+    /// `None`: no shared cache, one exchange.
+    pub(crate) store: Option<TokenStore>,
+}
+
+/// The config, request and store for `opts` and the environment. `default` stands in for
+/// `LOGTO_RESOURCE` and `LOGTO_SCOPES` when a command has its own (a flag still wins).
+pub(crate) fn setup(opts: &Options, default: Option<&TokenRequest>) -> Result<Setup, Failure> {
+    let vars = Vars::with(opts);
+    let config = vars.config()?;
+    let pick = |name: &str, default: Option<String>| match (vars.flag(name), default) {
+        (Some(flag), _) => Ok(flag.to_owned()),
+        (None, Some(default)) => Ok(default),
+        (None, None) => Ok::<_, Failure>(vars.get(name)?.unwrap_or_default()),
+    };
+    // Without a resource the request goes without one and the server decides: most servers
+    // need none, and Logto's invalid_target then says what is missing.
+    let resource = pick("LOGTO_RESOURCE", default.map(|d| d.resource().to_owned()))?;
+    let scopes = pick("LOGTO_SCOPES", default.map(TokenRequest::scope_string))?;
+    let mut request = TokenRequest::new(&resource).scope(&scopes);
+    if let Some(org) = &opts.organization {
+        request = request.organization(org);
+    }
+    let store = match (vars.get("LOGTO_CACHE_FILE")?, vars.get("LOGTO_CACHE_URL")?) {
+        (Some(path), _) => Some(TokenStore::new(config.clone()).cache_file(path)),
+        (None, Some(url)) => Some(with_redis(TokenStore::new(config.clone()), &url)?),
+        (None, None) => None,
+    };
+    Ok(Setup {
+        config,
+        request,
+        no_resource: resource.is_empty(),
+        store,
+    })
+}
+
+/// The token for `opts` and the environment. Warns of asked scopes the server did not
+/// grant; a token file or Redis it could not use is the library's warning.
+pub(crate) fn fetch(opts: &Options) -> Result<Arc<Token>, Failure> {
+    let Setup {
+        config,
+        request,
+        no_resource,
+        store,
+    } = setup(opts, None)?;
+    let token = match store {
+        None => Arc::new(logto_m2m::request_token(&config, &request)?),
+        Some(store) => {
+            let token = store.get(&request);
+            log_stats(&store);
+            token?
+        }
+    };
+    warn_missing_scopes(&config, &request, no_resource, &token);
+    Ok(token)
+}
+
+/// The warning for asked scopes the server did not grant.
+pub(crate) fn warn_missing_scopes(
+    config: &Config,
+    request: &TokenRequest,
+    no_resource: bool,
+    token: &Token,
+) {
+    let missing = token.missing_scopes(request);
+    if missing.is_empty() {
+        return;
+    }
+    // The server drops scopes the app has no role for without an error; this is the most
+    // common reason an API then answers 403.
+    let these = if missing.len() == 1 {
+        "this permission"
+    } else {
+        "these permissions"
+    };
+    let fix = if !config.is_logto() {
+        format!("grant the app {these} on the authorization server")
+    } else if no_resource {
+        format!("assign the app an organization role with {these} in the Logto console")
+    } else {
+        format!("assign the app a machine-to-machine role with {these} in the Logto console")
+    };
+    log::warn!(target: TARGET, "scope not granted: {}; {fix}", missing.join(" "));
+}
+
+/// With `LOGTO_LOG=debug`, what the store did (`TokenStore::stats`): the run's last line.
+pub(crate) fn log_stats(store: &TokenStore) {
+    log::debug!(target: TARGET, "store stats: {:?}", store.stats());
+}
+
+/// The store sharing tokens through the Redis at `LOGTO_CACHE_URL`.
+#[cfg(feature = "redis")]
+fn with_redis(store: TokenStore, url: &str) -> Result<TokenStore, Failure> {
+    let vars = Vars::env();
+    let mut redis = logto_m2m::RedisCache::new(url)
+        .map_err(|e| Failure::Usage(format!("environment variable LOGTO_CACHE_URL: {e}")))?;
+    // For rediss://: the CA that signed the servers' certificates, and a client
+    // certificate with its key, each a PEM file.
+    let pem = |var: &'static str| match vars.get(var)? {
+        None => Ok(None),
+        Some(path) => std::fs::read(&path).map(Some).map_err(|e| {
+            Failure::Usage(format!(
+                "environment variable {var}: cannot read {path}: {e}"
+            ))
+        }),
+    };
+    let usage = |what: &'static str| move |e: Error| Failure::Usage(format!("{what}: {e}"));
+    if let Some(ca) = pem("LOGTO_CACHE_CA_FILE")? {
+        redis = redis
+            .root_certificates_pem(&ca)
+            .map_err(usage("environment variable LOGTO_CACHE_CA_FILE"))?;
+    }
+    match (pem("LOGTO_CACHE_CERT_FILE")?, pem("LOGTO_CACHE_KEY_FILE")?) {
+        (None, None) => {}
+        (Some(cert), Some(key)) => {
+            redis = redis.client_certificate_pem(&cert, &key).map_err(usage(
+                "environment variables LOGTO_CACHE_CERT_FILE and LOGTO_CACHE_KEY_FILE",
+            ))?
+        }
+        _ => {
+            return Err(Failure::Usage(
+                "environment variables LOGTO_CACHE_CERT_FILE and LOGTO_CACHE_KEY_FILE: set \
+                 both or neither"
+                    .into(),
+            ));
+        }
+    }
+    Ok(store.token_cache(redis))
+}
+
+/// Without the `redis` feature a URL set anyway is a usage error, not silently ignored.
+#[cfg(not(feature = "redis"))]
+fn with_redis(_: TokenStore, _: &str) -> Result<TokenStore, Failure> {
+    Err(Failure::Usage(
+        "environment variable LOGTO_CACHE_URL: set, but this build has no redis feature \
+         (cargo install --locked logto-m2m --features redis)"
+            .into(),
+    ))
+}

@@ -375,8 +375,9 @@
 //!   body goes to stdout, the status line to stderr with `-v`; a body that starts with `{` or
 //!   `[` goes as `application/json` unless a header says otherwise; redirects are not
 //!   followed.
-//! - Its log events on stderr (`LOGTO_LOG`) never contain the secret or the token, which
-//!   goes to stdout only. With a store (a token file or Redis) and `LOGTO_LOG=debug`, the
+//! - Its log events go to stderr, warnings by default; `LOGTO_LOG` sets the level (`off`,
+//!   `error`, `warn`, `info`, `debug`, in any case). They never contain the secret or the
+//!   token, which goes to stdout only. With a store (a token file or Redis) and `LOGTO_LOG=debug`, the
 //!   last line is the store's counters (`store stats: StoreStats { hits: 0,
 //!   token_requests: 0, ..., shared_hits: 1, ... }`).
 //!

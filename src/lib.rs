@@ -79,6 +79,7 @@
 // - api:        the token used: Bearer (a ureq middleware) and TokenStore::call
 // - error:      Error and ErrorKind, for all of the above
 // - text:       small hand-written readers and writers: JSON strings, seconds
+// - verify:     Verifier: the API's side, a token's signature (JWKS) and claims checked
 mod api;
 mod cache;
 mod claims;
@@ -97,6 +98,7 @@ mod tls;
 mod token;
 mod token_file;
 mod transport;
+mod verify;
 
 pub use api::{Bearer, CallError};
 pub use cache::{CacheEntry, CacheKey, CacheLock, TokenCache};
@@ -110,6 +112,7 @@ pub use redis::RedisCache;
 pub use request::TokenRequest;
 pub use store::{StoreStats, TokenStore};
 pub use token::Token;
+pub use verify::Verifier;
 
 /// INTERNAL, DO NOT USE: the entry points of the fuzz targets in `fuzz/` and of the bench,
 /// behind the `_internal` feature. Not part of the API; they may change in any release.
@@ -200,4 +203,5 @@ fn _ensure_send_sync() {
     is_send_sync::<Error>();
     is_send_sync::<TokenRequest>();
     is_send_sync::<CacheEntry>();
+    is_send_sync::<Verifier>();
 }

@@ -284,6 +284,44 @@ fn unix_now() -> i64 {
     since.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// The fuzz target's entry (`internal::verify_parse`): byte 0 even, the rest is a JWKS,
+/// each of whose keys is then tried on a made-up signature; odd, the rest is a token,
+/// read as `verify` reads it and checked against a fixed P-384 key whose private half
+/// nobody has. True when a signature verified, which must never happen.
+#[cfg(feature = "_internal")]
+pub(crate) fn fuzz(data: &[u8]) -> bool {
+    const JWKS: &str = r#"{"keys":[{"kty":"EC","crv":"P-384","kid":"k","alg":"ES384",
+        "x":"jEKvmtTW1MO_cnXufCLhXuwWVEEWDGYkK_ggTqaHiEHUsqRPeKq0ghuG83P7WobD",
+        "y":"Lj1Aotfz5ztKfH3DQLsDJeb92ToGj2OyuJD7s02VAN6xlg5RASE8ZxyH9PuF_utn"}]}"#;
+    let Some((first, rest)) = data.split_first() else {
+        return false;
+    };
+    if first % 2 == 0 {
+        let keys = jws::parse_jwks(rest).unwrap_or_default();
+        return keys.iter().any(|key| {
+            ["ES256", "ES384", "RS256", "PS256"]
+                .iter()
+                .any(|alg| jws::check_signature(key, alg, b"e30.e30", "AAAA").is_ok())
+        });
+    }
+    let Ok(token) = std::str::from_utf8(rest) else {
+        return false;
+    };
+    let mut parts = token.splitn(3, '.');
+    let (Some(header), Some(payload), Some(signature)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let _ = Claims::from_payload(payload);
+    let Ok(header) = jws::header(header) else {
+        return false;
+    };
+    // unwrap is ok: the constant above is a JWKS with one key.
+    let keys = jws::parse_jwks(JWKS.as_bytes()).unwrap();
+    let input = &token[..token.len() - signature.len() - 1];
+    jws::check_signature(&keys[0], &header.alg, input.as_bytes(), signature).is_ok()
+}
+
 #[cold]
 pub(crate) fn invalid(reason: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidToken {

@@ -32,7 +32,7 @@ pub(crate) fn run(endpoint: &str, resource: &str, scopes: &[String], token: &str
 fn claims_json(c: &Claims) -> String {
     let text = |v: &Option<String>| v.as_deref().map_or("null".into(), mini::to_string);
     let number = |v: Option<i64>| v.map_or("null".into(), |n| n.to_string());
-    let aud: Vec<String> = c.aud.iter().map(|a| mini::to_string(a)).collect();
+    let aud: Vec<String> = c.aud.iter().map(mini::to_string).collect();
     format!(
         "{{\"iss\":{},\"sub\":{},\"client_id\":{},\"aud\":[{}],\"scope\":{},\
          \"organization_id\":{},\"iat\":{},\"exp\":{}}}",

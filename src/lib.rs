@@ -20,6 +20,11 @@
 //! Sentinel and Cluster with `redis-sentinel` and `redis-cluster`). [`StoreStats`] is what
 //! a store did, from [`TokenStore::stats`].
 //!
+//! On the other end of the call, [`Verifier`] checks the tokens your own API receives:
+//! the signature by the issuer's published keys (fetched, kept, refetched for a new key),
+//! the issuer, audience, lifetime and scopes, with the RFC 6750 challenge for a refusal
+//! ([`Error::challenge`]).
+//!
 //! ```rust,no_run
 //! use std::sync::Arc;
 //! use logto_m2m::{Bearer, Config, TokenRequest, TokenStore};

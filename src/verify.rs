@@ -381,3 +381,38 @@ impl fmt::Debug for Verifier {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn challenges_are_header_safe() {
+        let e = invalid("aud does not contain \"x\"\\\r\né");
+        assert_eq!(
+            e.challenge().unwrap(),
+            r#"Bearer error="invalid_token", error_description="aud does not contain ?x?????""#
+        );
+        let e = Error::new(ErrorKind::InsufficientScope {
+            missing: vec!["a".into(), "b:c".into()],
+        });
+        assert_eq!(
+            e.challenge().unwrap(),
+            r#"Bearer error="insufficient_scope", scope="a b:c""#
+        );
+        assert_eq!(e.to_string(), "insufficient scope: the token lacks a b:c");
+        assert_eq!(Error::config("x").challenge(), None);
+    }
+
+    #[test]
+    fn verifier_is_send_sync_and_its_debug_has_no_token() {
+        fn check<T: Send + Sync>() {}
+        check::<Verifier>();
+        let v = Verifier::logto("https://t.example/").unwrap();
+        assert_eq!(
+            format!("{v:?}"),
+            "Verifier { issuer: \"https://t.example/oidc\", jwks_url: \
+             \"https://t.example/oidc/jwks\", timeout: 10s }"
+        );
+    }
+}

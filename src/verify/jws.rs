@@ -51,7 +51,11 @@ pub(crate) fn header(part: &str) -> Result<Header, &'static str> {
         Some(Leaf::Str(t)) => t,
         _ => return Err("header has no typ (an access token's is at+jwt)"),
     };
-    let typ = typ.strip_prefix("application/").unwrap_or(&typ);
+    // A media type, in any case, with or without `application/` (RFC 7515 §4.1.9).
+    let typ = match typ.get(..12) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ[12..],
+        _ => &typ,
+    };
     if !typ.eq_ignore_ascii_case("at+jwt") {
         return Err("typ is not at+jwt: not an access token");
     }
@@ -452,5 +456,67 @@ impl Map for JwkMap<'_> {
 
     fn finish(&mut self) -> miniserde::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn h(json: &str) -> Result<Header, &'static str> {
+        header(&URL_SAFE_NO_PAD.encode(json))
+    }
+
+    #[test]
+    fn headers_are_read_strictly() {
+        let ok = h(r#"{"alg":"ES384","typ":"at+jwt","kid":"k","x5u":"ignored"}"#).unwrap();
+        assert_eq!((ok.alg.as_str(), ok.kid.as_str()), ("ES384", "k"));
+        h(r#"{"alg":"RS256","typ":"Application/AT+JWT","kid":"k"}"#).unwrap();
+        for (json, why) in [
+            (r#"{"alg":"none","typ":"at+jwt","kid":"k"}"#, "alg none"),
+            (r#"{"alg":"NONE","typ":"at+jwt","kid":"k"}"#, "alg none"),
+            (r#"{"alg":"HS256","typ":"at+jwt","kid":"k"}"#, "hmac"),
+            (r#"{"alg":"ES384","typ":"jwt","kid":"k"}"#, "typ"),
+            (r#"{"alg":"ES384","kid":"k"}"#, "typ"),
+            (r#"{"alg":"ES384","typ":"at+jwt"}"#, "kid"),
+            (r#"{"alg":"ES384","typ":"at+jwt","kid":5}"#, "kid"),
+            (r#"{"typ":"at+jwt","kid":"k"}"#, "alg"),
+            (
+                r#"{"alg":"ES384","typ":"at+jwt","kid":"k","crit":[]}"#,
+                "crit",
+            ),
+            (
+                r#"{"alg":"ES384","typ":"at+jwt","kid":"k","kid":"j"}"#,
+                "twice",
+            ),
+            (r#"["alg"]"#, "json object"),
+        ] {
+            let e = h(json).unwrap_err();
+            assert!(e.contains(why), "{json}: {e}");
+        }
+        assert_eq!(header("e30=").unwrap_err(), "header is not base64url");
+    }
+
+    #[test]
+    fn jwks_keys_keep_why_they_are_unusable() {
+        let keys = parse_jwks(
+            br#"{"other":1,"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB","kid":"small"},
+                {"kty":"RSA","n":"AQAB","e":"AQAB","alg":"RS1","kid":"rs1"},
+                {"kty":"EC","crv":"P-384","alg":"ES256","x":"AA","y":"AA","kid":"mixed"},
+                {"kty":"OKP","crv":"Ed25519","x":"AA"}]}"#,
+        )
+        .unwrap();
+        let why = |i: usize| match &keys[i].kind {
+            KeyKind::Unusable(why) => why.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert!(why(0).contains("2048"), "{}", why(0));
+        assert!(why(1).contains("alg"), "{}", why(1));
+        assert!(why(2).contains("curve"), "{}", why(2));
+        assert!(why(3).contains("kty"), "{}", why(3));
+        assert_eq!(keys[3].kid, None);
+        assert!(parse_jwks(br#"{"keys":5}"#).is_none());
+        assert!(parse_jwks(br#"{"no_keys":[]}"#).is_none());
+        assert_eq!(parse_jwks(br#"{"keys":[]}"#).unwrap().len(), 0);
     }
 }

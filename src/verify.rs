@@ -180,8 +180,10 @@ impl Verifier {
             return Ok(claims);
         }
         let claims = self.verify_signed(token, now)?;
-        check_audience_and_scopes(&claims, audience, scopes)?;
+        // Remembered before the caller's checks: the token is the issuer's whatever the
+        // audience asked, and the next call may ask another.
         self.remember(slot, token, &claims, now);
+        check_audience_and_scopes(&claims, audience, scopes)?;
         Ok(claims)
     }
 

@@ -99,6 +99,28 @@ fn logto_tokens_verify_through_a_signing_key_rotation() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // Logto's JWKS has an ETag and answers If-None-Match with 304, which the verifier's
+    // refetches send (tests/verifier.rs checks that they do).
+    let plain: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(TIMEOUT))
+        .build()
+        .into();
+    let jwks_url = format!("{}/oidc/jwks", logto.endpoint());
+    let first = plain.get(&jwks_url).call().unwrap();
+    let etag = first
+        .headers()
+        .get("etag")
+        .expect("an etag")
+        .to_str()
+        .unwrap();
+    let again = plain
+        .get(&jwks_url)
+        .header("if-none-match", etag)
+        .call()
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 304);
+
     // Rotate the signing key to RSA through the Management API.
     let management = token(&TokenRequest::new("https://default.logto.app/api").scope("all"));
     // Logto makes the RSA key while it answers: seconds on a busy 2-core machine.

@@ -11,7 +11,7 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use miniserde::de::{Map, Visitor};
 use miniserde::{Deserialize, json};
 
-use crate::text::Leaf;
+use crate::text::{Leaf, LeafFields, LeafFieldsMap};
 
 /// The claims of a JWT access token that explain what it grants, **as the token says
 /// them: the signature is not verified**. Whoever made the string chose them; use them to
@@ -147,35 +147,24 @@ impl Deserialize for Slots {
 
 impl Visitor for Slots {
     fn map(&mut self) -> miniserde::Result<Box<dyn Map + '_>> {
-        Ok(Box::new(SlotsMap(self)))
+        Ok(Box::new(LeafFieldsMap(self)))
     }
 }
 
-struct SlotsMap<'a>(&'a mut Slots);
-
-impl Map for SlotsMap<'_> {
-    fn key(&mut self, k: &str) -> miniserde::Result<&mut dyn Visitor> {
-        let s = &mut *self.0;
-        let slot = match k {
-            "iss" => &mut s.iss,
-            "sub" => &mut s.sub,
-            "client_id" => &mut s.client_id,
-            "aud" => &mut s.aud,
-            "scope" => &mut s.scope,
-            "organization_id" => &mut s.organization_id,
-            "iat" => &mut s.iat,
-            "exp" => &mut s.exp,
-            "nbf" => &mut s.nbf,
-            _ => return Ok(<dyn Visitor>::ignore()),
-        };
-        if slot.is_some() {
-            return Ok(<dyn Visitor>::ignore());
-        }
-        Ok(slot.insert(Leaf::Null))
-    }
-
-    fn finish(&mut self) -> miniserde::Result<()> {
-        Ok(())
+impl LeafFields for Slots {
+    fn slot(&mut self, name: &str) -> Option<&mut Option<Leaf>> {
+        Some(match name {
+            "iss" => &mut self.iss,
+            "sub" => &mut self.sub,
+            "client_id" => &mut self.client_id,
+            "aud" => &mut self.aud,
+            "scope" => &mut self.scope,
+            "organization_id" => &mut self.organization_id,
+            "iat" => &mut self.iat,
+            "exp" => &mut self.exp,
+            "nbf" => &mut self.nbf,
+            _ => return None,
+        })
     }
 }
 

@@ -16,7 +16,7 @@ use miniserde::de::{Map, Seq, Visitor};
 use miniserde::{Deserialize, json};
 use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey, VerificationAlgorithm};
 
-use crate::text::Leaf;
+use crate::text::{Leaf, LeafFields, LeafFieldsMap};
 
 /// The most keys a JWKS may list that are looked at; further ones are ignored, so that
 /// a huge JWKS costs nothing more to keep. Logto lists one or two.
@@ -318,31 +318,23 @@ impl Deserialize for HeaderSlots {
 
 impl Visitor for HeaderSlots {
     fn map(&mut self) -> miniserde::Result<Box<dyn Map + '_>> {
-        Ok(Box::new(HeaderMap(self)))
+        Ok(Box::new(LeafFieldsMap(self)))
     }
 }
 
-struct HeaderMap<'a>(&'a mut HeaderSlots);
-
-impl Map for HeaderMap<'_> {
-    fn key(&mut self, k: &str) -> miniserde::Result<&mut dyn Visitor> {
-        let h = &mut *self.0;
-        let slot = match k {
-            "alg" => &mut h.alg,
-            "kid" => &mut h.kid,
-            "typ" => &mut h.typ,
-            "crit" => &mut h.crit,
-            _ => return Ok(<dyn Visitor>::ignore()),
-        };
-        if slot.is_some() {
-            h.twice = true;
-            return Ok(<dyn Visitor>::ignore());
-        }
-        Ok(slot.insert(Leaf::Null))
+impl LeafFields for HeaderSlots {
+    fn slot(&mut self, name: &str) -> Option<&mut Option<Leaf>> {
+        Some(match name {
+            "alg" => &mut self.alg,
+            "kid" => &mut self.kid,
+            "typ" => &mut self.typ,
+            "crit" => &mut self.crit,
+            _ => return None,
+        })
     }
 
-    fn finish(&mut self) -> miniserde::Result<()> {
-        Ok(())
+    fn repeated(&mut self) {
+        self.twice = true;
     }
 }
 
@@ -426,36 +418,25 @@ impl Seq for KeySeq<'_> {
 /// Each key must be an object (any other value fails the parse).
 impl Visitor for JwkSlots {
     fn map(&mut self) -> miniserde::Result<Box<dyn Map + '_>> {
-        Ok(Box::new(JwkMap(self)))
+        Ok(Box::new(LeafFieldsMap(self)))
     }
 }
 
-struct JwkMap<'a>(&'a mut JwkSlots);
-
-impl Map for JwkMap<'_> {
-    fn key(&mut self, k: &str) -> miniserde::Result<&mut dyn Visitor> {
-        let j = &mut *self.0;
-        let slot = match k {
-            "kty" => &mut j.kty,
-            "crv" => &mut j.crv,
-            "x" => &mut j.x,
-            "y" => &mut j.y,
-            "n" => &mut j.n,
-            "e" => &mut j.e,
-            "kid" => &mut j.kid,
-            "alg" => &mut j.alg,
-            "use" => &mut j.use_,
-            "key_ops" => &mut j.key_ops,
-            _ => return Ok(<dyn Visitor>::ignore()),
-        };
-        if slot.is_some() {
-            return Ok(<dyn Visitor>::ignore());
-        }
-        Ok(slot.insert(Leaf::Null))
-    }
-
-    fn finish(&mut self) -> miniserde::Result<()> {
-        Ok(())
+impl LeafFields for JwkSlots {
+    fn slot(&mut self, name: &str) -> Option<&mut Option<Leaf>> {
+        Some(match name {
+            "kty" => &mut self.kty,
+            "crv" => &mut self.crv,
+            "x" => &mut self.x,
+            "y" => &mut self.y,
+            "n" => &mut self.n,
+            "e" => &mut self.e,
+            "kid" => &mut self.kid,
+            "alg" => &mut self.alg,
+            "use" => &mut self.use_,
+            "key_ops" => &mut self.key_ops,
+            _ => return None,
+        })
     }
 }
 

@@ -407,6 +407,35 @@ mod test {
     }
 
     #[test]
+    fn remembered_tokens_never_outlive_exp_and_stay_bounded() {
+        let v = Verifier::logto("https://t.example").unwrap();
+        let claims = |exp| Claims {
+            exp: Some(exp),
+            ..Claims::default()
+        };
+        let now = 1_000;
+        // Within the leeway only: never remembered.
+        v.remember(v.slot("a.b.past"), "a.b.past", &claims(now - 1), now);
+        assert!(v.remembered(v.slot("a.b.past"), "a.b.past", now).is_none());
+        v.remember(v.slot("a.b.live"), "a.b.live", &claims(now + 10), now);
+        assert!(
+            v.remembered(v.slot("a.b.live"), "a.b.live", now + 9)
+                .is_some()
+        );
+        assert!(
+            v.remembered(v.slot("a.b.live"), "a.b.live", now + 10)
+                .is_none()
+        );
+        // Only the exact token: the same slot with another token is a miss.
+        assert!(v.remembered(v.slot("a.b.live"), "x.b.live", now).is_none());
+        for i in 0..3 * MAX_REMEMBERED {
+            let token = format!("a.b.{i:032}");
+            v.remember(v.slot(&token), &token, &claims(now + 10), now);
+            assert!(v.lock().map.len() <= MAX_REMEMBERED);
+        }
+    }
+
+    #[test]
     fn verifier_is_send_sync_and_its_debug_has_no_token() {
         fn check<T: Send + Sync>() {}
         check::<Verifier>();

@@ -566,50 +566,10 @@ fn bearer_overhead() {
 fn verify_figures() {
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-    use ring::rand::SystemRandom;
-    use ring::signature::{
-        ECDSA_P384_SHA384_FIXED, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
-        UnparsedPublicKey,
-    };
+    use ring::signature::{ECDSA_P384_SHA384_FIXED, UnparsedPublicKey};
 
     const TOKENS: usize = 400;
-    let rng = SystemRandom::new();
-    let alg = &ECDSA_P384_SHA384_FIXED_SIGNING;
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
-    let pair = EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap();
-    let point = pair.public_key().as_ref().to_vec();
-    let jwks = format!(
-        r#"{{"keys":[{{"kty":"EC","crv":"P-384","alg":"ES384","use":"sig","kid":"bench","x":"{}","y":"{}"}}]}}"#,
-        B64.encode(&point[1..49]),
-        B64.encode(&point[49..])
-    );
-    let server = Loopback::start(10, Duration::from_secs(600), move |c| {
-        let response = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{jwks}",
-            jwks.len()
-        );
-        c.send(response.as_bytes());
-    });
-    let issuer = format!("http://127.0.0.1:{}/oidc", server.port());
-    let verifier =
-        logto_m2m::Verifier::logto(&format!("http://127.0.0.1:{}", server.port())).unwrap();
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    // Logto's header and claims, about 750 bytes in all.
-    let header = B64.encode(r#"{"alg":"ES384","typ":"at+jwt","kid":"bench"}"#);
-    let tokens: Vec<String> = (0..=TOKENS)
-        .map(|i| {
-            let claims = format!(
-                r#"{{"jti":"bench-{i:08}-0123456789abcdef","sub":"k9x2m4q7w1e5r8t3y6u0","iat":{now},"exp":{},"scope":"read:products write:products","client_id":"k9x2m4q7w1e5r8t3y6u0","iss":"{issuer}","aud":"https://shopping.api"}}"#,
-                now + 3600
-            );
-            let input = format!("{header}.{}", B64.encode(claims));
-            let sig = pair.sign(&rng, input.as_bytes()).unwrap();
-            format!("{input}.{}", B64.encode(sig.as_ref()))
-        })
-        .collect();
+    let (_server, verifier, point, tokens) = verify_setup(TOKENS + 1);
     let scopes = ["read:products"];
     // The JWKS fetch happens here, on the extra token, not in the timings.
     verifier
@@ -675,4 +635,52 @@ fn verify_figures() {
             black_box(black_box(&claims).clone());
         })
     );
+}
+
+/// For `verify_figures`: a JWKS server on loopback with one P-384 key, a `Verifier` of its
+/// issuer, the key's public point, and `n` Logto-sized tokens it signed (about 750 bytes,
+/// Logto's header and claims), each with its own `jti`.
+fn verify_setup(n: usize) -> (Loopback, logto_m2m::Verifier, Vec<u8>, Vec<String>) {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use ring::rand::SystemRandom;
+    use ring::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+
+    let rng = SystemRandom::new();
+    let alg = &ECDSA_P384_SHA384_FIXED_SIGNING;
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+    let pair = EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap();
+    let point = pair.public_key().as_ref().to_vec();
+    let jwks = format!(
+        r#"{{"keys":[{{"kty":"EC","crv":"P-384","alg":"ES384","use":"sig","kid":"bench","x":"{}","y":"{}"}}]}}"#,
+        B64.encode(&point[1..49]),
+        B64.encode(&point[49..])
+    );
+    let server = Loopback::start(10, Duration::from_secs(600), move |c| {
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{jwks}",
+            jwks.len()
+        );
+        c.send(response.as_bytes());
+    });
+    let issuer = format!("http://127.0.0.1:{}/oidc", server.port());
+    let verifier =
+        logto_m2m::Verifier::logto(&format!("http://127.0.0.1:{}", server.port())).unwrap();
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = B64.encode(r#"{"alg":"ES384","typ":"at+jwt","kid":"bench"}"#);
+    let tokens = (0..n)
+        .map(|i| {
+            let claims = format!(
+                r#"{{"jti":"bench-{i:08}-0123456789abcdef","sub":"k9x2m4q7w1e5r8t3y6u0","iat":{now},"exp":{},"scope":"read:products write:products","client_id":"k9x2m4q7w1e5r8t3y6u0","iss":"{issuer}","aud":"https://shopping.api"}}"#,
+                now + 3600
+            );
+            let input = format!("{header}.{}", B64.encode(claims));
+            let sig = pair.sign(&rng, input.as_bytes()).unwrap();
+            format!("{input}.{}", B64.encode(sig.as_ref()))
+        })
+        .collect();
+    (server, verifier, point, tokens)
 }

@@ -11,7 +11,7 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use miniserde::de::{Map, Visitor};
 use miniserde::{Deserialize, json};
 
-use crate::text::Leaf;
+use crate::text::{Leaf, LeafFields, LeafFieldsMap};
 
 /// The claims of a JWT access token that explain what it grants, **as the token says
 /// them: the signature is not verified**. Whoever made the string chose them; use them to
@@ -56,6 +56,8 @@ pub struct Claims {
     pub iat: Option<i64>,
     /// `exp`: when it expires, in Unix seconds.
     pub exp: Option<i64>,
+    /// `nbf`: when it starts to be valid, in Unix seconds, if it says.
+    pub nbf: Option<i64>,
 }
 
 impl Claims {
@@ -63,16 +65,22 @@ impl Claims {
     /// middle one a JSON object); `None` for an opaque token. The signature is **not**
     /// verified.
     pub fn from_jwt(token: &str) -> Option<Claims> {
-        // JWTs use base64url without padding (RFC 7515 §2); some tools pad it anyway.
-        const URL_SAFE_ANY_PADDING: GeneralPurpose = GeneralPurpose::new(
-            &base64::alphabet::URL_SAFE,
-            GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-        );
         let mut parts = token.split('.');
         let (_, payload, _) = (parts.next()?, parts.next()?, parts.next()?);
         if parts.next().is_some() {
             return None;
         }
+        Claims::from_payload(payload)
+    }
+
+    /// The claims of a JWT's middle part (base64url of a JSON object); `None` when it is
+    /// not one. The verifier reads verified payloads through this too.
+    pub(crate) fn from_payload(payload: &str) -> Option<Claims> {
+        // JWTs use base64url without padding (RFC 7515 §2); some tools pad it anyway.
+        const URL_SAFE_ANY_PADDING: GeneralPurpose = GeneralPurpose::new(
+            &base64::alphabet::URL_SAFE,
+            GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+        );
         let bytes = URL_SAFE_ANY_PADDING.decode(payload).ok()?;
         let text = std::str::from_utf8(&bytes).ok()?;
         if !text.trim_start().starts_with('{') {
@@ -92,6 +100,7 @@ impl Claims {
             organization_id: slots.organization_id.and_then(string),
             iat: slots.iat.and_then(seconds),
             exp: slots.exp.and_then(seconds),
+            nbf: slots.nbf.and_then(seconds),
         })
     }
 }
@@ -126,6 +135,7 @@ struct Slots {
     organization_id: Option<Leaf>,
     iat: Option<Leaf>,
     exp: Option<Leaf>,
+    nbf: Option<Leaf>,
 }
 
 impl Deserialize for Slots {
@@ -137,34 +147,24 @@ impl Deserialize for Slots {
 
 impl Visitor for Slots {
     fn map(&mut self) -> miniserde::Result<Box<dyn Map + '_>> {
-        Ok(Box::new(SlotsMap(self)))
+        Ok(Box::new(LeafFieldsMap(self)))
     }
 }
 
-struct SlotsMap<'a>(&'a mut Slots);
-
-impl Map for SlotsMap<'_> {
-    fn key(&mut self, k: &str) -> miniserde::Result<&mut dyn Visitor> {
-        let s = &mut *self.0;
-        let slot = match k {
-            "iss" => &mut s.iss,
-            "sub" => &mut s.sub,
-            "client_id" => &mut s.client_id,
-            "aud" => &mut s.aud,
-            "scope" => &mut s.scope,
-            "organization_id" => &mut s.organization_id,
-            "iat" => &mut s.iat,
-            "exp" => &mut s.exp,
-            _ => return Ok(<dyn Visitor>::ignore()),
-        };
-        if slot.is_some() {
-            return Ok(<dyn Visitor>::ignore());
-        }
-        Ok(slot.insert(Leaf::Null))
-    }
-
-    fn finish(&mut self) -> miniserde::Result<()> {
-        Ok(())
+impl LeafFields for Slots {
+    fn slot(&mut self, name: &str) -> Option<&mut Option<Leaf>> {
+        Some(match name {
+            "iss" => &mut self.iss,
+            "sub" => &mut self.sub,
+            "client_id" => &mut self.client_id,
+            "aud" => &mut self.aud,
+            "scope" => &mut self.scope,
+            "organization_id" => &mut self.organization_id,
+            "iat" => &mut self.iat,
+            "exp" => &mut self.exp,
+            "nbf" => &mut self.nbf,
+            _ => return None,
+        })
     }
 }
 
@@ -196,6 +196,7 @@ mod test {
                 organization_id: Some("org".into()),
                 iat: Some(1000),
                 exp: Some(2000),
+                nbf: None,
             }
         );
     }

@@ -166,6 +166,27 @@ pub enum ErrorKind {
         /// What is wrong, e.g. "mode 644 lets others read or write it; not trusted".
         reason: String,
     },
+    /// [`Verifier::verify`](crate::Verifier::verify) refused the token: bad signature,
+    /// wrong issuer or audience, expired, malformed. An API answers 401 with
+    /// [`Error::challenge`].
+    InvalidToken {
+        /// Why, e.g. "expired"; never a part of the token.
+        reason: String,
+    },
+    /// The token is valid but lacks scopes the API requires: an API answers 403 with
+    /// [`Error::challenge`].
+    InsufficientScope {
+        /// The required scopes the token's `scope` does not have.
+        missing: Vec<String>,
+    },
+    /// The JWKS (the issuer's public keys) could not be fetched or read, and the token's
+    /// key was not already known. Not the token's fault: an API answers 503.
+    Jwks {
+        /// The JWKS URL.
+        url: String,
+        /// What went wrong, e.g. "answered http 500".
+        reason: String,
+    },
 }
 
 impl Error {
@@ -506,6 +527,15 @@ fn write_kind(kind: &ErrorKind, url: Option<&str>, f: &mut fmt::Formatter<'_>) -
         ErrorKind::Tls { message } => write!(f, "tls: {message}"),
         ErrorKind::Transport { message } => write!(f, "transport: {message}"),
         ErrorKind::Cache { cache, reason } => write!(f, "{cache}: {reason}"),
+        ErrorKind::InvalidToken { reason } => write!(f, "invalid token: {reason}"),
+        ErrorKind::InsufficientScope { missing } => {
+            write!(
+                f,
+                "insufficient scope: the token lacks {}",
+                missing.join(" ")
+            )
+        }
+        ErrorKind::Jwks { url, reason } => write!(f, "jwks {url}: {reason}"),
     }
 }
 

@@ -20,6 +20,11 @@
 //! Sentinel and Cluster with `redis-sentinel` and `redis-cluster`). [`StoreStats`] is what
 //! a store did, from [`TokenStore::stats`].
 //!
+//! On the other end of the call, [`Verifier`] checks the tokens your own API receives:
+//! the signature by the issuer's published keys (fetched, kept, refetched for a new key),
+//! the issuer, audience, lifetime and scopes, with the RFC 6750 challenge for a refusal
+//! ([`Error::challenge`]).
+//!
 //! ```rust,no_run
 //! use std::sync::Arc;
 //! use logto_m2m::{Bearer, Config, TokenRequest, TokenStore};
@@ -407,6 +412,7 @@
 // - api:        the token used: Bearer (a ureq middleware) and TokenStore::call
 // - error:      Error and ErrorKind, for all of the above
 // - text:       small hand-written readers and writers: JSON strings, seconds
+// - verify:     Verifier: the API's side, a token's signature (JWKS) and claims checked
 mod api;
 mod cache;
 mod claims;
@@ -425,6 +431,7 @@ mod tls;
 mod token;
 mod token_file;
 mod transport;
+mod verify;
 
 pub use api::{Bearer, CallError};
 pub use cache::{CacheEntry, CacheKey, CacheLock, TokenCache};
@@ -438,6 +445,7 @@ pub use redis::RedisCache;
 pub use request::TokenRequest;
 pub use store::{StoreStats, TokenStore};
 pub use token::Token;
+pub use verify::Verifier;
 
 /// INTERNAL, DO NOT USE: the entry points of the fuzz targets in `fuzz/` and of the bench,
 /// behind the `_internal` feature. Not part of the API; they may change in any release.
@@ -490,6 +498,12 @@ pub mod internal {
         (!token.ends_before(sent.at, sent.wall, margin)).then_some(token)
     }
 
+    /// The verifier's JWS and JWKS readers on arbitrary bytes, for the `jws` fuzz target:
+    /// true when a signature verified, which must never happen (see `fuzz/fuzz_targets/jws.rs`).
+    pub fn verify_parse(data: &[u8]) -> bool {
+        crate::verify::fuzz(data)
+    }
+
     /// The app secret the fuzz targets' keys seal with (their seeds were sealed with it).
     pub const FUZZ_SECRET: &str = "fuzz-secret-not-a-real-one";
 
@@ -528,4 +542,5 @@ fn _ensure_send_sync() {
     is_send_sync::<Error>();
     is_send_sync::<TokenRequest>();
     is_send_sync::<CacheEntry>();
+    is_send_sync::<Verifier>();
 }

@@ -174,6 +174,35 @@ impl Seq for Strings<'_> {
     }
 }
 
+/// A JSON object read into [`Leaf`] slots by name (a JWT's claims, a JWS header, a JWK):
+/// a name `slot` does not know is skipped; one that comes again keeps its first value, and
+/// `repeated` is told.
+pub(crate) trait LeafFields {
+    fn slot(&mut self, name: &str) -> Option<&mut Option<Leaf>>;
+
+    fn repeated(&mut self) {}
+}
+
+/// The `Map` that fills a [`LeafFields`]: what its `Visitor::map` returns.
+pub(crate) struct LeafFieldsMap<'a, T>(pub(crate) &'a mut T);
+
+impl<T: LeafFields> Map for LeafFieldsMap<'_, T> {
+    fn key(&mut self, name: &str) -> miniserde::Result<&mut dyn Visitor> {
+        if self.0.slot(name).is_some_and(|slot| slot.is_some()) {
+            self.0.repeated();
+            return Ok(<dyn Visitor>::ignore());
+        }
+        Ok(match self.0.slot(name) {
+            Some(slot) => slot.insert(Leaf::Null),
+            None => <dyn Visitor>::ignore(),
+        })
+    }
+
+    fn finish(&mut self) -> miniserde::Result<()> {
+        Ok(())
+    }
+}
+
 /// The inside of an array or object we don't look into. miniserde drives it without
 /// recursion, so no depth of nesting can overflow the stack.
 pub(crate) struct Skip;

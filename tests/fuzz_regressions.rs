@@ -24,8 +24,18 @@ fn target_check(target: &str) -> fn(&[u8]) {
         "token_response" => check::check,
         "token_file" => check::check_token_file,
         "cache_entry" => check::check_cache_entry,
+        "jws" => check_jws,
         other => panic!("no replay for fuzz target {other:?}: add it to target_check"),
     }
+}
+
+/// The `jws` target's property (`fuzz/fuzz_targets/jws.rs`): the verifier's readers never
+/// panic and no signature verifies.
+fn check_jws(data: &[u8]) {
+    assert!(
+        !logto_m2m::internal::verify_parse(data),
+        "a signature verified"
+    );
 }
 
 /// Runs every file under `fuzz/<kind>/<target>/` through its target's check and fails

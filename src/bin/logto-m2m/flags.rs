@@ -17,15 +17,22 @@ pub(crate) enum Command {
     Token,
     Inspect,
     Call,
+    Verify,
 }
 
 /// Every command (a new variant goes here too: the lists and help are made from it).
-const COMMANDS: [Command; 3] = [Command::Token, Command::Inspect, Command::Call];
+const COMMANDS: [Command; 4] = [
+    Command::Token,
+    Command::Inspect,
+    Command::Call,
+    Command::Verify,
+];
 
 /// Shorthands for the table.
 const T: Command = Command::Token;
 const I: Command = Command::Inspect;
 const C: Command = Command::Call;
+const V: Command = Command::Verify;
 
 impl Command {
     pub(crate) fn from_name(name: &str) -> Option<Command> {
@@ -37,6 +44,7 @@ impl Command {
             Command::Token => "token",
             Command::Inspect => "inspect",
             Command::Call => "call",
+            Command::Verify => "verify",
         }
     }
 
@@ -46,6 +54,7 @@ impl Command {
             Command::Token => "[options]",
             Command::Inspect => "[-] [options]",
             Command::Call => "<url-or-path> [options]",
+            Command::Verify => "--resource <api> [<token> | -] [options]",
         }
     }
 
@@ -55,6 +64,7 @@ impl Command {
             Command::Token => "print an access token",
             Command::Inspect => "show a token's claims (read from stdin with -)",
             Command::Call => "call an API with a token (retried once on 401)",
+            Command::Verify => "check a token as your API would (signature, audience, scopes)",
         }
     }
 
@@ -64,6 +74,7 @@ impl Command {
             Command::Token => crate::token::ABOUT,
             Command::Inspect => crate::inspect::ABOUT,
             Command::Call => crate::call::ABOUT,
+            Command::Verify => crate::verify::ABOUT,
         }
     }
 
@@ -76,6 +87,11 @@ impl Command {
                 true
             }
             Command::Call if !arg.starts_with('-') && opts.target.is_none() => {
+                opts.target = Some(arg.to_owned());
+                true
+            }
+            // The token, or `-` (the default) for stdin.
+            Command::Verify if (arg == "-" || !arg.starts_with('-')) && opts.target.is_none() => {
                 opts.target = Some(arg.to_owned());
                 true
             }
@@ -245,9 +261,35 @@ static FLAGS: &[Flag] = &[
                default $LOGTO_TIMEOUT, else 30",
     },
     Flag {
+        name: "--resource",
+        short: None,
+        commands: &[V],
+        value: Some("<api>"),
+        empty_ok: false,
+        apply: Apply::Set(|o, v| {
+            o.audience = Some(v);
+            Ok(())
+        }),
+        help: "the API indicator the token must be for (its aud); required",
+    },
+    Flag {
+        name: "--scope",
+        short: None,
+        commands: &[V],
+        value: Some("<scopes>"),
+        empty_ok: false,
+        apply: Apply::Set(|o, v| {
+            o.required_scopes
+                .extend(v.split(' ').filter(|s| !s.is_empty()).map(str::to_owned));
+            Ok(())
+        }),
+        help: "a scope the token must grant; repeatable, space-separated\n\
+               values split",
+    },
+    Flag {
         name: "--help",
         short: Some("-h"),
-        commands: &[T, I, C],
+        commands: &[T, I, C, V],
         value: None,
         empty_ok: false,
         apply: Apply::Set(|o, _| {
@@ -281,12 +323,16 @@ pub(crate) struct Options {
     pub(crate) format: Format,
     /// `inspect -`: read the token from stdin.
     pub(crate) stdin: bool,
-    /// `call`: the URL or path, method, body, extra headers, and `-v`.
+    /// `call`: the URL or path (`verify`: the token, `-` for stdin), method, body, extra
+    /// headers, and `-v`.
     pub(crate) target: Option<String>,
     pub(crate) method: Option<String>,
     pub(crate) data: Option<String>,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) verbose: bool,
+    /// `verify --resource` and `--scope`: the audience and scopes the token must have.
+    pub(crate) audience: Option<String>,
+    pub(crate) required_scopes: Vec<String>,
 }
 
 impl Options {

@@ -35,7 +35,7 @@ pub(crate) fn run(opts: &Options) -> Result<(), Failure> {
 
 /// The token on stdin: a bare token, `Bearer <token>`, or a whole `Authorization:` line
 /// (so `logto-m2m token --format header | logto-m2m inspect -` works too).
-fn read_stdin_token() -> Result<String, Failure> {
+pub(crate) fn read_stdin_token() -> Result<String, Failure> {
     let mut bytes = Vec::new();
     io::stdin()
         .take(MAX_STDIN)

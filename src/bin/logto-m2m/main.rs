@@ -1,7 +1,7 @@
 //! `logto-m2m`: the library as a command, for shells and cron jobs.
 //!
 //! `logto-m2m token` prints an access token, `inspect` shows what a token claims, `call`
-//! calls an API with one. Run `logto-m2m --help` for the commands and flags. Exit status: 0
+//! calls an API with one, `verify` checks one as an API would. Run `logto-m2m --help` for the commands and flags. Exit status: 0
 //! on success, 1 when no token could be had (or read) or `call`'s answer is not 2xx, 2 for
 //! a usage error, including a bad `LOGTO_*` variable.
 //!
@@ -11,7 +11,7 @@
 //!
 //! The files, by command: `flags.rs` (the commands, the flag table, parsing and help),
 //! `setup.rs` (the variables, config, request and store a run uses), `token.rs`,
-//! `inspect.rs`, `call.rs`, and `output.rs` (stdout, the stderr log, times as text).
+//! `inspect.rs`, `call.rs`, `verify.rs`, and `output.rs` (stdout, the stderr log, times as text).
 
 #![forbid(unsafe_code)]
 
@@ -21,6 +21,7 @@ mod inspect;
 mod output;
 mod setup;
 mod token;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -102,5 +103,6 @@ fn run(args: &[String]) -> Result<(), Failure> {
         Command::Token => token::run(&opts),
         Command::Inspect => inspect::run(&opts),
         Command::Call => call::run(&opts),
+        Command::Verify => verify::run(&opts),
     }
 }

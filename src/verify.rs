@@ -1,0 +1,449 @@
+//! `Verifier`: the API's side of the call. Checks a Logto (or any RFC 9068) JWT access
+//! token: its signature by the issuer's JWKS key (jws.rs, with the keys of jwks.rs), then
+//! its claims, read by the crate's one payload reader ([`Claims`]).
+//!
+//! A token verified once is kept, keyed by the exact token, until its `exp`, so that the
+//! same token again (an M2M caller sends one token for its whole life) costs a lookup.
+
+mod jwks;
+mod jws;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::claims::Claims;
+use crate::error::{Error, ErrorKind};
+
+/// Tokens longer than this are refused before any other work (Logto's are under 1.5 KiB).
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// How far `exp` and `nbf` may be off against this machine's clock.
+pub const LEEWAY: Duration = Duration::from_secs(30);
+
+/// The most verified tokens kept. With tokens of at most `MAX_TOKEN_BYTES`, 8 MiB at
+/// worst; a fleet of M2M callers with one token each needs one entry per caller.
+const MAX_REMEMBERED: usize = 1024;
+
+/// The default deadline of one JWKS fetch.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Verifies JWT access tokens from one issuer, for an API that receives them.
+///
+/// What [`verify`](Verifier::verify) checks (RFC 7515, 7519, 8725 and 9068):
+/// - the size: a token over 8 KiB is refused before any work;
+/// - the header: `typ` is `at+jwt`, no `crit`, a `kid`;
+/// - the signature, by the key of the issuer's JWKS that the `kid` names. The algorithm
+///   follows from that key (an EC key's curve, an RSA key's `alg` if it has one), never
+///   from the token alone: `none`, HMAC, and an `alg` of another curve or family are
+///   refused. ES256, ES384, RS256/384/512 and PS256/384/512 verify; ES512 (P-521, which
+///   ring lacks) is refused with a message naming it; keys with `use` other than `sig`,
+///   and RSA keys under 2048 bits, never verify;
+/// - the claims: `iss` is exactly the issuer; `aud` (a string or an array) contains the
+///   audience; `exp` is present and in the future, and `nbf`, if present, in the past,
+///   both with a leeway of 30 s for the clocks; every required scope is in `scope`.
+///
+/// What it does not check: whether the token was revoked (Logto's JWT access tokens are
+/// not revocable by design; ask the introspection endpoint, another call, if you need
+/// that), and anything about the caller beyond the claims (`sub`, `client_id`,
+/// `organization_id` are in the returned [`Claims`] for you to check).
+///
+/// # Keys and the endpoint
+/// The JWKS is fetched on the first token, under one deadline ([`timeout`](Verifier::timeout),
+/// 10 s by default), and kept. A token whose `kid` is not known makes one fetch, whatever
+/// the number of threads asking, and at most one a second, with `If-None-Match`; so a
+/// signing-key rotation is picked up by a running verifier, and a flood of made-up
+/// `kid`s costs the issuer one request a second. A JWKS endpoint that fails or stalls
+/// never breaks tokens whose key is known. Redirects are never followed.
+///
+/// # The same token again
+/// A token verified once is remembered, keyed by the exact token string, until its
+/// `exp` (never past it), so verifying it again costs a lookup, not a signature check.
+/// At most 1,024 tokens are kept.
+///
+/// # About threads
+/// `Verifier` is `Send + Sync`: share one by reference or in an `Arc`. The locks (the keys,
+/// the remembered tokens) are held only to look up or store, never during a fetch or a
+/// signature check.
+///
+/// # Example
+/// ```no_run
+/// use logto_m2m::Verifier;
+///
+/// let verifier = Verifier::logto("https://tenant.logto.app")?;
+/// # let token = "";
+/// match verifier.verify(token, "https://shopping.api", &["read:products"]) {
+///     Ok(claims) => println!("hello {}", claims.sub.unwrap_or_default()),
+///     // 401 or 403 with this WWW-Authenticate; no challenge: 503 (the JWKS failed)
+///     Err(e) => eprintln!("{e} ({:?})", e.challenge()),
+/// }
+/// # Ok::<_, logto_m2m::Error>(())
+/// ```
+pub struct Verifier {
+    issuer: String,
+    jwks: jwks::Jwks,
+    timeout: Duration,
+    /// Keys the hash of the remembered tokens: nobody can make tokens collide on purpose.
+    hasher: RandomState,
+    remembered: Mutex<Remembered>,
+}
+
+/// Verified tokens by a keyed hash of their last bytes (the signature's), each with the
+/// whole token to compare.
+#[derive(Default)]
+struct Remembered {
+    map: HashMap<u64, (Box<str>, Claims, i64)>,
+}
+
+impl Verifier {
+    /// A verifier for the access tokens of the Logto at `endpoint` (`https://tenant.logto.app`
+    /// or a self-hosted one): issuer `{endpoint}/oidc`, keys from `{endpoint}/oidc/jwks`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] when `endpoint` is not an `https://` URL, or `http://` to a
+    /// loopback host.
+    pub fn logto(endpoint: &str) -> Result<Verifier, Error> {
+        let issuer = format!("{}/oidc", endpoint.trim_end_matches('/'));
+        let jwks = format!("{issuer}/jwks");
+        Verifier::new(&issuer, &jwks)
+    }
+
+    /// A verifier for the access tokens of any RFC 9068 issuer: `iss` must be exactly
+    /// `issuer`; the keys come from `jwks_url`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] when `jwks_url` is not an `https://` URL, or `http://` to a
+    /// loopback host (keys over plain http could be anyone's), or `issuer` is empty.
+    pub fn new(issuer: &str, jwks_url: &str) -> Result<Verifier, Error> {
+        if issuer.is_empty() {
+            return Err(Error::config("issuer is empty"));
+        }
+        let (https, rest) = match jwks_url.split_once("://") {
+            Some(("https", rest)) => (true, rest),
+            Some(("http", rest)) => (false, rest),
+            _ => {
+                return Err(Error::config(
+                    "jwks url must start with https:// or http://",
+                ));
+            }
+        };
+        let uri: ureq::http::Uri = jwks_url
+            .parse()
+            .map_err(|_| Error::config("jwks url is not a valid url"))?;
+        let host = uri.host().unwrap_or("");
+        if host.is_empty() || rest.split(['/', '?']).next().unwrap_or("").contains('@') {
+            return Err(Error::config("jwks url needs a host and no user info"));
+        }
+        let loopback = crate::config::is_loopback(host);
+        if !https && !loopback {
+            return Err(Error::config(
+                "plain http to a jwks host that is not loopback would let anyone on the way \
+                 choose the keys; use https://",
+            ));
+        }
+        Ok(Verifier {
+            issuer: issuer.to_owned(),
+            jwks: jwks::Jwks::new(jwks_url.to_owned(), loopback),
+            timeout: DEFAULT_TIMEOUT,
+            hasher: RandomState::new(),
+            remembered: Mutex::default(),
+        })
+    }
+
+    /// The deadline of one JWKS fetch (connect, send, answer). Defaults to 10 s.
+    pub fn timeout(mut self, timeout: Duration) -> Verifier {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Verifies `token` for an API whose resource indicator is `audience` (for Logto's
+    /// organization tokens, `urn:logto:organization:<id>`) and which requires every one of
+    /// `scopes`; returns its claims.
+    ///
+    /// # Errors
+    /// - [`ErrorKind::InvalidToken`]: the token is refused (answer 401 with
+    ///   [`Error::challenge`]);
+    /// - [`ErrorKind::InsufficientScope`]: valid, but a scope is missing (403, with
+    ///   [`Error::challenge`]);
+    /// - [`ErrorKind::Jwks`]: the token's key is not known and the JWKS could not be
+    ///   fetched (503; no challenge).
+    pub fn verify(&self, token: &str, audience: &str, scopes: &[&str]) -> Result<Claims, Error> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(invalid("longer than 8192 bytes"));
+        }
+        let now = unix_now();
+        let slot = self.slot(token);
+        if let Some(claims) = self.remembered(slot, token, now) {
+            check_audience_and_scopes(&claims, audience, scopes)?;
+            return Ok(claims);
+        }
+        let claims = self.verify_signed(token, now)?;
+        // Remembered before the caller's checks: the token is the issuer's whatever the
+        // audience asked, and the next call may ask another.
+        self.remember(slot, token, &claims, now);
+        check_audience_and_scopes(&claims, audience, scopes)?;
+        Ok(claims)
+    }
+
+    /// The signature and the claims that do not depend on the caller's audience.
+    fn verify_signed(&self, token: &str, now: i64) -> Result<Claims, Error> {
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid("not a signed jwt (three base64url parts)"));
+        };
+        let header = jws::header(header).map_err(invalid)?;
+        let key = self.jwks.key(&header.kid, self.timeout)?;
+        let input = &token[..token.len() - signature.len() - 1];
+        jws::check_signature(&key, &header.alg, input.as_bytes(), signature).map_err(invalid)?;
+        let claims =
+            Claims::from_payload(payload).ok_or_else(|| invalid("payload is not a json object"))?;
+        if claims.iss.as_deref() != Some(self.issuer.as_str()) {
+            return Err(invalid(format!("iss is not {}", self.issuer)));
+        }
+        let leeway = LEEWAY.as_secs() as i64;
+        match claims.exp {
+            None => return Err(invalid("exp is missing or not a number")),
+            Some(exp) if exp.saturating_add(leeway) <= now => return Err(invalid("expired")),
+            Some(_) => {}
+        }
+        if claims
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(leeway))
+        {
+            return Err(invalid("not valid yet (nbf)"));
+        }
+        Ok(claims)
+    }
+
+    fn slot(&self, token: &str) -> u64 {
+        // The last 16 bytes are the signature's: as good as random (96 bits of base64),
+        // and hashed in a few nanoseconds where the whole token would take hundreds. A
+        // collision only costs a signature check: the whole token is compared.
+        let tail = &token.as_bytes()[token.len().saturating_sub(16)..];
+        self.hasher.hash_one(tail)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Remembered> {
+        // Every write replaces whole entries: a panic leaves nothing half-done.
+        self.remembered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The claims of `token` if it was verified before and has not expired.
+    fn remembered(&self, slot: u64, token: &str, now: i64) -> Option<Claims> {
+        let remembered = self.lock();
+        let (kept, claims, exp) = remembered.map.get(&slot)?;
+        (**kept == *token && now < *exp).then(|| claims.clone())
+    }
+
+    fn remember(&self, slot: u64, token: &str, claims: &Claims, now: i64) {
+        let Some(exp) = claims.exp.filter(|exp| now < *exp) else {
+            return; // within the leeway only: checked again each time
+        };
+        let mut remembered = self.lock();
+        if remembered.map.len() >= MAX_REMEMBERED {
+            remembered.map.retain(|_, (_, _, exp)| now < *exp);
+            if remembered.map.len() >= MAX_REMEMBERED {
+                // Still full of live tokens: start over rather than track use; each is
+                // verified again once.
+                remembered.map.clear();
+            }
+        }
+        remembered
+            .map
+            .insert(slot, (token.into(), claims.clone(), exp));
+    }
+}
+
+/// The audience and the scopes, which the caller gives each time.
+fn check_audience_and_scopes(
+    claims: &Claims,
+    audience: &str,
+    scopes: &[&str],
+) -> Result<(), Error> {
+    if !claims.aud.iter().any(|a| a == audience) {
+        return Err(invalid(format!("aud does not contain {audience}")));
+    }
+    let granted = claims.scope.as_deref().unwrap_or("");
+    let missing: Vec<String> = scopes
+        .iter()
+        .filter(|s| !granted.split(' ').any(|g| g == **s))
+        .map(|s| (*s).to_owned())
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::new(ErrorKind::InsufficientScope { missing }));
+    }
+    Ok(())
+}
+
+fn unix_now() -> i64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH);
+    since.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The fuzz target's entry (`internal::verify_parse`): byte 0 even, the rest is a JWKS,
+/// each of whose keys is then tried on a made-up signature; odd, the rest is a token,
+/// read as `verify` reads it and checked against a fixed P-384 key whose private half
+/// nobody has. True when a signature verified, which must never happen.
+#[cfg(feature = "_internal")]
+pub(crate) fn fuzz(data: &[u8]) -> bool {
+    const JWKS: &str = r#"{"keys":[{"kty":"EC","crv":"P-384","kid":"k","alg":"ES384",
+        "x":"jEKvmtTW1MO_cnXufCLhXuwWVEEWDGYkK_ggTqaHiEHUsqRPeKq0ghuG83P7WobD",
+        "y":"Lj1Aotfz5ztKfH3DQLsDJeb92ToGj2OyuJD7s02VAN6xlg5RASE8ZxyH9PuF_utn"}]}"#;
+    let Some((first, rest)) = data.split_first() else {
+        return false;
+    };
+    if first % 2 == 0 {
+        let keys = jws::parse_jwks(rest).unwrap_or_default();
+        return keys.iter().any(|key| {
+            ["ES256", "ES384", "RS256", "PS256"]
+                .iter()
+                .any(|alg| jws::check_signature(key, alg, b"e30.e30", "AAAA").is_ok())
+        });
+    }
+    let Ok(token) = std::str::from_utf8(rest) else {
+        return false;
+    };
+    let mut parts = token.splitn(3, '.');
+    let (Some(header), Some(payload), Some(signature)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let _ = Claims::from_payload(payload);
+    let Ok(header) = jws::header(header) else {
+        return false;
+    };
+    // unwrap is ok: the constant above is a JWKS with one key.
+    let keys = jws::parse_jwks(JWKS.as_bytes()).unwrap();
+    let input = &token[..token.len() - signature.len() - 1];
+    jws::check_signature(&keys[0], &header.alg, input.as_bytes(), signature).is_ok()
+}
+
+#[cold]
+pub(crate) fn invalid(reason: impl Into<String>) -> Error {
+    Error::new(ErrorKind::InvalidToken {
+        reason: reason.into(),
+    })
+}
+
+impl Error {
+    /// The `WWW-Authenticate` value (RFC 6750 §3) for a token [`Verifier::verify`]
+    /// refused: `Bearer error="invalid_token", error_description="…"` (answer 401), or
+    /// `Bearer error="insufficient_scope", scope="…"` naming the missing scopes (403).
+    /// `None` for every other error (a JWKS that failed: answer 503).
+    ///
+    /// # Example
+    /// ```
+    /// use logto_m2m::Verifier;
+    ///
+    /// let verifier = Verifier::logto("http://localhost:3001")?;
+    /// let e = verifier.verify("not-a-jwt", "https://shopping.api", &[]).unwrap_err();
+    /// assert_eq!(
+    ///     e.challenge().unwrap(),
+    ///     r#"Bearer error="invalid_token", error_description="not a signed jwt (three base64url parts)""#
+    /// );
+    /// # Ok::<_, logto_m2m::Error>(())
+    /// ```
+    pub fn challenge(&self) -> Option<String> {
+        // RFC 6750 allows printable ASCII but `"` and `\` in these values.
+        let quoted = |s: &str| -> String {
+            s.chars()
+                .map(|c| match c {
+                    ' ' | '!' | '#'..='[' | ']'..='~' => c,
+                    _ => '?',
+                })
+                .collect()
+        };
+        match self.kind() {
+            ErrorKind::InvalidToken { reason } => Some(format!(
+                "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                quoted(reason)
+            )),
+            ErrorKind::InsufficientScope { missing } => Some(format!(
+                "Bearer error=\"insufficient_scope\", scope=\"{}\"",
+                quoted(&missing.join(" "))
+            )),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Debug for Verifier {
+    /// The issuer and the JWKS URL; never a token.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("issuer", &self.issuer)
+            .field("jwks_url", &self.jwks.url)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn challenges_are_header_safe() {
+        let e = invalid("aud does not contain \"x\"\\\r\né");
+        assert_eq!(
+            e.challenge().unwrap(),
+            r#"Bearer error="invalid_token", error_description="aud does not contain ?x?????""#
+        );
+        let e = Error::new(ErrorKind::InsufficientScope {
+            missing: vec!["a".into(), "b:c".into()],
+        });
+        assert_eq!(
+            e.challenge().unwrap(),
+            r#"Bearer error="insufficient_scope", scope="a b:c""#
+        );
+        assert_eq!(e.to_string(), "insufficient scope: the token lacks a b:c");
+        assert_eq!(Error::config("x").challenge(), None);
+    }
+
+    #[test]
+    fn remembered_tokens_never_outlive_exp_and_stay_bounded() {
+        let v = Verifier::logto("https://t.example").unwrap();
+        let claims = |exp| Claims {
+            exp: Some(exp),
+            ..Claims::default()
+        };
+        let now = 1_000;
+        // Within the leeway only: never remembered.
+        v.remember(v.slot("a.b.past"), "a.b.past", &claims(now - 1), now);
+        assert!(v.remembered(v.slot("a.b.past"), "a.b.past", now).is_none());
+        v.remember(v.slot("a.b.live"), "a.b.live", &claims(now + 10), now);
+        assert!(
+            v.remembered(v.slot("a.b.live"), "a.b.live", now + 9)
+                .is_some()
+        );
+        assert!(
+            v.remembered(v.slot("a.b.live"), "a.b.live", now + 10)
+                .is_none()
+        );
+        // Only the exact token: the same slot with another token is a miss.
+        assert!(v.remembered(v.slot("a.b.live"), "x.b.live", now).is_none());
+        for i in 0..3 * MAX_REMEMBERED {
+            let token = format!("a.b.{i:032}");
+            v.remember(v.slot(&token), &token, &claims(now + 10), now);
+            assert!(v.lock().map.len() <= MAX_REMEMBERED);
+        }
+    }
+
+    #[test]
+    fn verifier_is_send_sync_and_its_debug_has_no_token() {
+        fn check<T: Send + Sync>() {}
+        check::<Verifier>();
+        let v = Verifier::logto("https://t.example/").unwrap();
+        assert_eq!(
+            format!("{v:?}"),
+            "Verifier { issuer: \"https://t.example/oidc\", jwks_url: \
+             \"https://t.example/oidc/jwks\", timeout: 10s }"
+        );
+    }
+}

@@ -1,0 +1,531 @@
+//! `Verifier` (issue 25): tokens signed here with ring against a JWKS served from a
+//! loopback server we control (its faults, its ETag, its key rotations, how often it is
+//! asked), and the peer's real tokens and JWKS.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use common::loopback::{Conn, Loopback};
+use common::{M2M_BASIC, SHOPPING_API, ask, shared_peer, shopping};
+use logto_m2m::{ErrorKind, TokenRequest, Verifier};
+use ring::rand::SystemRandom;
+use ring::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
+};
+
+const ISSUER: &str = "https://issuer.example/oidc";
+const API: &str = "https://shopping.api";
+
+/// A signing key and its JWK.
+struct SigningKey {
+    pair: EcdsaKeyPair,
+    kid: String,
+    alg: &'static str,
+}
+
+impl SigningKey {
+    fn es384(kid: &str) -> SigningKey {
+        SigningKey::new(&ECDSA_P384_SHA384_FIXED_SIGNING, kid, "ES384")
+    }
+
+    fn new(
+        alg: &'static ring::signature::EcdsaSigningAlgorithm,
+        kid: &str,
+        name: &'static str,
+    ) -> SigningKey {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap();
+        SigningKey {
+            pair,
+            kid: kid.to_owned(),
+            alg: name,
+        }
+    }
+
+    fn jwk(&self) -> String {
+        let point = self.pair.public_key().as_ref();
+        let size = (point.len() - 1) / 2;
+        let crv = if size == 48 { "P-384" } else { "P-256" };
+        format!(
+            r#"{{"kty":"EC","crv":"{crv}","x":"{}","y":"{}","kid":"{}","alg":"{}","use":"sig"}}"#,
+            B64.encode(&point[1..1 + size]),
+            B64.encode(&point[1 + size..]),
+            self.kid,
+            self.alg
+        )
+    }
+
+    /// A token with `header` and `payload` (JSON) signed with this key.
+    fn sign_raw(&self, header: &str, payload: &str) -> String {
+        let input = format!("{}.{}", B64.encode(header), B64.encode(payload));
+        let sig = self
+            .pair
+            .sign(&SystemRandom::new(), input.as_bytes())
+            .unwrap();
+        format!("{input}.{}", B64.encode(sig.as_ref()))
+    }
+
+    /// A Logto-like access token with `claims` merged over the usual ones.
+    fn sign(&self, extra: &str) -> String {
+        let header = format!(
+            r#"{{"alg":"{}","typ":"at+jwt","kid":"{}"}}"#,
+            self.alg, self.kid
+        );
+        self.sign_raw(&header, &payload(extra))
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Claims as Logto's, with `extra` fields first (the reader keeps the first of a name).
+fn payload(extra: &str) -> String {
+    let sep = if extra.is_empty() { "" } else { "," };
+    format!(
+        r#"{{{extra}{sep}"jti":"j1","sub":"app","iat":{},"exp":{},"scope":"read:products write:products","client_id":"app","iss":"{ISSUER}","aud":"{API}"}}"#,
+        now(),
+        now() + 3600
+    )
+}
+
+/// What the JWKS server answers.
+#[derive(Clone)]
+enum Mode {
+    /// This JWKS, with an ETag that is its length and a counter.
+    Serve(String),
+    Status(u16),
+    Stall,
+}
+
+/// A JWKS endpoint on loopback: counts its requests and the 304s it gave.
+struct JwksServer {
+    server: Loopback,
+    mode: Arc<Mutex<(Mode, u64)>>,
+    not_modified: Arc<AtomicU64>,
+}
+
+impl JwksServer {
+    fn start(jwks: String) -> JwksServer {
+        let mode = Arc::new(Mutex::new((Mode::Serve(jwks), 1)));
+        let not_modified = Arc::new(AtomicU64::new(0));
+        let (m, n) = (Arc::clone(&mode), Arc::clone(&not_modified));
+        let server = Loopback::start(200, Duration::from_secs(30), move |c: &mut Conn| {
+            let (mode, version) = m.lock().unwrap().clone();
+            let etag = format!("\"v{version}\"");
+            match mode {
+                Mode::Serve(_) if c.request.header("if-none-match") == Some(etag.as_str()) => {
+                    n.fetch_add(1, SeqCst);
+                    respond(c, 304, &format!("ETag: {etag}\r\n"), "");
+                }
+                Mode::Serve(body) => respond(c, 200, &format!("ETag: {etag}\r\n"), &body),
+                Mode::Status(s) => respond(c, s, "", "{\"error\":\"down\"}"),
+                Mode::Stall => {
+                    c.pause(Duration::from_secs(20));
+                }
+            }
+        });
+        JwksServer {
+            server,
+            mode,
+            not_modified,
+        }
+    }
+
+    fn set(&self, mode: Mode) {
+        let mut m = self.mode.lock().unwrap();
+        *m = (mode, m.1 + 1);
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/oidc/jwks", self.server.port())
+    }
+
+    fn verifier(&self) -> Verifier {
+        Verifier::new(ISSUER, &self.url())
+            .unwrap()
+            .timeout(Duration::from_secs(2))
+    }
+
+    fn requests(&self) -> u64 {
+        self.server.requests()
+    }
+}
+
+fn respond(c: &mut Conn, status: u16, headers: &str, body: &str) {
+    let head = format!(
+        "HTTP/1.1 {status} X\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = c.send(head.as_bytes()) && c.send(body.as_bytes());
+}
+
+fn jwks(keys: &[&SigningKey]) -> String {
+    let keys: Vec<String> = keys.iter().map(|k| k.jwk()).collect();
+    format!(r#"{{"keys":[{}]}}"#, keys.join(","))
+}
+
+/// The reason of an `InvalidToken`, or a panic naming what came instead.
+fn refusal(result: Result<logto_m2m::Claims, logto_m2m::Error>) -> String {
+    match result.map_err(|e| e.into_kind()) {
+        Err(ErrorKind::InvalidToken { reason }) => reason,
+        other => panic!("expected invalid_token, got {other:?}"),
+    }
+}
+
+#[test]
+fn es384_token_verifies_and_again_costs_no_fetch() {
+    let key = SigningKey::es384("k1");
+    let server = JwksServer::start(jwks(&[&key]));
+    let verifier = server.verifier();
+    let token = key.sign("");
+    let claims = verifier.verify(&token, API, &["read:products"]).unwrap();
+    assert_eq!(claims.sub.as_deref(), Some("app"));
+    assert_eq!(claims.iss.as_deref(), Some(ISSUER));
+    for _ in 0..100 {
+        verifier.verify(&token, API, &[]).unwrap();
+    }
+    // Another audience or scope is still checked on a remembered token.
+    let e = verifier
+        .verify(&token, "https://other.api", &[])
+        .unwrap_err();
+    assert!(e.challenge().unwrap().contains("invalid_token"), "{e}");
+    let e = verifier.verify(&token, API, &["delete:all"]).unwrap_err();
+    assert_eq!(
+        e.challenge().as_deref(),
+        Some(r#"Bearer error="insufficient_scope", scope="delete:all""#)
+    );
+    assert_eq!(server.requests(), 1);
+    // The same verifier, another key: ES256.
+    let es256 = SigningKey::new(&ECDSA_P256_SHA256_FIXED_SIGNING, "k256", "ES256");
+    server.set(Mode::Serve(jwks(&[&key, &es256])));
+    thread::sleep(Duration::from_millis(1100)); // past the cooldown: no waiting
+    verifier.verify(&es256.sign(""), API, &[]).unwrap();
+    assert_eq!(server.requests(), 2);
+    let debug = format!("{verifier:?}");
+    assert!(!debug.contains(&token[..20]), "{debug}");
+}
+
+#[test]
+fn each_claim_and_header_check_refuses() {
+    let key = SigningKey::es384("k1");
+    let server = JwksServer::start(jwks(&[&key]));
+    let v = server.verifier();
+    let t = now();
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "wrong iss",
+            key.sign(r#""iss":"https://evil/oidc""#),
+            "iss is not",
+        ),
+        ("wrong aud", key.sign(r#""aud":"https://other.api""#), "aud"),
+        (
+            "aud array",
+            key.sign(r#""aud":["https://a",5]"#),
+            "aud does not contain",
+        ),
+        (
+            "expired",
+            key.sign(&format!(r#""exp":{}"#, t - 120)),
+            "expired",
+        ),
+        (
+            "exp a string",
+            key.sign(r#""exp":"tomorrow""#),
+            "exp is missing",
+        ),
+        (
+            "nbf ahead",
+            key.sign(&format!(r#""nbf":{}"#, t + 600)),
+            "nbf",
+        ),
+        (
+            "typ jwt",
+            key.sign_raw(r#"{"alg":"ES384","typ":"JWT","kid":"k1"}"#, &payload("")),
+            "typ",
+        ),
+        (
+            "no typ",
+            key.sign_raw(r#"{"alg":"ES384","kid":"k1"}"#, &payload("")),
+            "typ",
+        ),
+        (
+            "crit",
+            key.sign_raw(
+                r#"{"alg":"ES384","typ":"at+jwt","kid":"k1","crit":["exp"],"exp":1}"#,
+                &payload(""),
+            ),
+            "crit",
+        ),
+        (
+            "alg twice",
+            key.sign_raw(
+                r#"{"alg":"ES384","typ":"at+jwt","kid":"k1","alg":"none"}"#,
+                &payload(""),
+            ),
+            "twice",
+        ),
+        (
+            "alg none",
+            key.sign_raw(r#"{"alg":"none","typ":"at+jwt","kid":"k1"}"#, &payload("")),
+            "none",
+        ),
+        (
+            "alg ES256 on a P-384 key",
+            key.sign_raw(r#"{"alg":"ES256","typ":"at+jwt","kid":"k1"}"#, &payload("")),
+            "does not fit the key",
+        ),
+        (
+            "alg ES512",
+            key.sign_raw(r#"{"alg":"ES512","typ":"at+jwt","kid":"k1"}"#, &payload("")),
+            "ES512 (P-521) is not supported",
+        ),
+        (
+            "alg RS256 on an EC key",
+            key.sign_raw(r#"{"alg":"RS256","typ":"at+jwt","kid":"k1"}"#, &payload("")),
+            "does not fit the key",
+        ),
+        (
+            "payload not json",
+            key.sign_raw(r#"{"alg":"ES384","typ":"at+jwt","kid":"k1"}"#, "[1]"),
+            "payload",
+        ),
+        ("opaque", "opaque-token".to_owned(), "three"),
+        ("too long", "a".repeat(9000), "longer than 8192"),
+    ];
+    for (what, token, expect) in cases {
+        let reason = refusal(v.verify(&token, API, &[]));
+        assert!(reason.contains(expect), "{what}: {reason}");
+    }
+    // The signature itself: zeroed, cut, one bit flipped, padded, DER-sized.
+    let good = key.sign("");
+    let (input, sig) = good.rsplit_once('.').unwrap();
+    let raw = B64.decode(sig).unwrap();
+    let flipped = {
+        let mut r = raw.clone();
+        r[10] ^= 1;
+        r
+    };
+    for (what, bad, expect) in [
+        ("zeroed", vec![0u8; 96], "does not verify"),
+        ("cut", raw[..64].to_vec(), "not 96"),
+        ("flipped", flipped, "does not verify"),
+        ("der-sized", vec![0x30; 103], "not 96"),
+        ("empty", vec![], "not 96"),
+    ] {
+        let token = format!("{input}.{}", B64.encode(&bad));
+        let reason = refusal(v.verify(&token, API, &[]));
+        assert!(reason.contains(expect), "{what}: {reason}");
+    }
+    let reason = refusal(v.verify(&format!("{good}="), API, &[]));
+    assert!(reason.contains("base64url"), "{reason}");
+    // The good one still verifies, and no refusal made a second fetch but "unknown kid".
+    v.verify(&good, API, &[]).unwrap();
+    assert_eq!(server.requests(), 1);
+}
+
+#[test]
+fn unusable_keys_never_verify() {
+    let enc = SigningKey::es384("enc");
+    let jwk = enc.jwk().replace(r#""use":"sig""#, r#""use":"enc""#);
+    let ops = SigningKey::es384("ops");
+    let ops_jwk = ops
+        .jwk()
+        .replace(r#""use":"sig""#, r#""key_ops":["encrypt"]"#);
+    let server = JwksServer::start(format!(
+        r#"{{"keys":[{jwk},{ops_jwk},{{"kty":"oct","k":"c2VjcmV0","kid":"hmac"}},
+        {{"kty":"EC","crv":"P-521","kid":"p521","x":"AA","y":"AA"}}]}}"#
+    ));
+    let v = server.verifier();
+    let reason = refusal(v.verify(&enc.sign(""), API, &[]));
+    assert!(reason.contains("not for signatures"), "{reason}");
+    let reason = refusal(v.verify(&ops.sign(""), API, &[]));
+    assert!(reason.contains("key_ops"), "{reason}");
+    let hmac = SigningKey::es384("hmac");
+    let reason = refusal(v.verify(&hmac.sign(""), API, &[]));
+    assert!(reason.contains("oct"), "{reason}");
+    let p521 = SigningKey::es384("p521");
+    let reason = refusal(v.verify(&p521.sign(""), API, &[]));
+    assert!(reason.contains("P-521"), "{reason}");
+}
+
+#[test]
+fn a_flood_of_made_up_kids_costs_one_fetch_per_cooldown() {
+    let key = SigningKey::es384("k1");
+    let server = JwksServer::start(jwks(&[&key]));
+    let v = server.verifier();
+    v.verify(&key.sign(""), API, &[]).unwrap();
+    let started = Instant::now();
+    thread::scope(|s| {
+        for i in 0..40 {
+            let v = &v;
+            let key = &key;
+            s.spawn(move || {
+                let made_up = SigningKey {
+                    pair: EcdsaKeyPair::from_pkcs8(
+                        &ECDSA_P384_SHA384_FIXED_SIGNING,
+                        EcdsaKeyPair::generate_pkcs8(
+                            &ECDSA_P384_SHA384_FIXED_SIGNING,
+                            &SystemRandom::new(),
+                        )
+                        .unwrap()
+                        .as_ref(),
+                        &SystemRandom::new(),
+                    )
+                    .unwrap(),
+                    kid: format!("made-up-{i}"),
+                    alg: "ES384",
+                };
+                let reason = refusal(v.verify(&made_up.sign(""), API, &[]));
+                assert!(reason.contains("kid"), "{reason}");
+                // A known key is never held up by the flood.
+                v.verify(&key.sign(""), API, &[]).unwrap();
+            });
+        }
+    });
+    // One fetch at first, then at most one per second of flood.
+    let seconds = started.elapsed().as_secs() + 1;
+    assert!(
+        server.requests() <= 1 + seconds,
+        "{} fetches in {seconds}s",
+        server.requests()
+    );
+    assert!(server.requests() >= 2, "the unknown kid made no fetch");
+    assert!(server.not_modified.load(SeqCst) >= 1, "no If-None-Match");
+}
+
+#[test]
+fn a_rotation_is_picked_up_and_the_old_key_kept_while_listed() {
+    let old = SigningKey::es384("old");
+    let server = JwksServer::start(jwks(&[&old]));
+    let v = server.verifier();
+    let old_token = old.sign("");
+    v.verify(&old_token, API, &[]).unwrap();
+    let new = SigningKey::es384("new");
+    server.set(Mode::Serve(jwks(&[&new, &old])));
+    // At once, within the cooldown: the new token waits it out, then fetches.
+    v.verify(&new.sign(""), API, &[]).unwrap();
+    v.verify(&old.sign(r#""jti":"other""#), API, &[]).unwrap();
+    assert_eq!(server.requests(), 2);
+    // The old key leaves the JWKS: its new tokens are refused after the next fetch.
+    server.set(Mode::Serve(jwks(&[&new])));
+    let newer = SigningKey::es384("newer");
+    thread::sleep(Duration::from_millis(1100));
+    refusal(v.verify(&newer.sign(""), API, &[]));
+    let reason = refusal(v.verify(&old.sign(r#""jti":"third""#), API, &[]));
+    assert!(reason.contains("kid"), "{reason}");
+}
+
+#[test]
+fn a_failing_or_stalling_jwks_never_breaks_known_keys() {
+    let key = SigningKey::es384("k1");
+    let server = JwksServer::start(jwks(&[&key]));
+    let v = server.verifier();
+    v.verify(&key.sign(""), API, &[]).unwrap();
+    for (mode, expect) in [
+        (Mode::Status(500), "answered http 500"),
+        (Mode::Status(302), "redirects are not followed"),
+        (Mode::Serve("<html>".into()), "not a jwks"),
+        (Mode::Stall, "timed out after 2s"),
+    ] {
+        server.set(mode);
+        thread::sleep(Duration::from_millis(1100));
+        let started = Instant::now();
+        let stranger = SigningKey::es384("unknown");
+        let e = v.verify(&stranger.sign(""), API, &[]).unwrap_err();
+        assert!(matches!(e.kind(), ErrorKind::Jwks { .. }), "{e}");
+        assert!(e.to_string().contains(expect), "{e}");
+        assert_eq!(e.challenge(), None);
+        assert!(started.elapsed() < Duration::from_secs(4), "{e}");
+        // Meanwhile (fetching or not), known keys verify at once.
+        let started = Instant::now();
+        v.verify(&key.sign(""), API, &[]).unwrap();
+        assert!(started.elapsed() < Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn a_first_fetch_that_fails_says_so() {
+    let key = SigningKey::es384("k1");
+    let server = JwksServer::start(jwks(&[&key]));
+    server.set(Mode::Status(503));
+    let v = server.verifier();
+    let e = v.verify(&key.sign(""), API, &[]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("jwks {}: answered http 503", server.url())
+    );
+    server.set(Mode::Serve(jwks(&[&key])));
+    thread::sleep(Duration::from_millis(1100));
+    v.verify(&key.sign(""), API, &[]).unwrap();
+}
+
+#[test]
+fn urls_are_checked() {
+    for (issuer, url, expect) in [
+        (ISSUER, "ftp://x/jwks", "must start with"),
+        (ISSUER, "http://idp.example/jwks", "plain http"),
+        ("", "https://x/jwks", "issuer is empty"),
+        (ISSUER, "https://user:pw@x/jwks", "user info"),
+    ] {
+        let e = Verifier::new(issuer, url).unwrap_err();
+        assert!(e.to_string().contains(expect), "{url}: {e}");
+    }
+    Verifier::new(ISSUER, "https://idp.example/oidc/jwks").unwrap();
+    Verifier::logto("http://localhost:3001/").unwrap();
+}
+
+#[test]
+fn the_peers_tokens_verify_against_its_jwks() {
+    let peer = shared_peer();
+    let v = Verifier::logto(&peer.base_url()).unwrap();
+    let token = ask(peer, M2M_BASIC, &shopping("read:products")).unwrap();
+    let claims = v
+        .verify(token.access_token(), SHOPPING_API, &["read:products"])
+        .unwrap();
+    assert_eq!(claims.client_id.as_deref(), Some("m2m-basic"));
+    let e = v
+        .verify(token.access_token(), SHOPPING_API, &["write:products"])
+        .unwrap_err();
+    assert_eq!(
+        e.challenge().as_deref(),
+        Some(r#"Bearer error="insufficient_scope", scope="write:products""#)
+    );
+    // An organization token: its audience is the organization's URN.
+    let org = ask(
+        peer,
+        M2M_BASIC,
+        &TokenRequest::new("")
+            .organization("org-acme")
+            .scope("read:members"),
+    )
+    .unwrap();
+    let claims = v
+        .verify(
+            org.access_token(),
+            "urn:logto:organization:org-acme",
+            &["read:members"],
+        )
+        .unwrap();
+    assert_eq!(claims.aud, ["urn:logto:organization:org-acme"]);
+    refusal(v.verify(org.access_token(), SHOPPING_API, &[]));
+    // Another issuer's name for the same keys: refused.
+    let other = Verifier::new(
+        "http://elsewhere/oidc",
+        &format!("{}/oidc/jwks", peer.base_url()),
+    )
+    .unwrap();
+    let reason = refusal(other.verify(token.access_token(), SHOPPING_API, &[]));
+    assert!(reason.contains("iss"), "{reason}");
+}

@@ -1,0 +1,164 @@
+//! The `Verifier` against the real Logto (`../shared/logto/`, the harness of
+//! `tests/common/real_logto.rs`): its ES384 tokens, a scope it did not grant, an
+//! organization token, the example API, then a signing-key rotation through the Management
+//! API picked up by a verifier that keeps running.
+//!
+//! Runs only with `LOGTO_REAL=1` (`LOGTO_REAL=1 cargo test --test verifier_real`);
+//! otherwise each test prints one line saying it is skipped. One test, in order: the
+//! rotation changes the instance for every later token.
+
+#[macro_use]
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use common::SHOPPING_API;
+use logto_m2m::{Config, ErrorKind, TokenRequest, Verifier, request_token};
+
+const APP_A: (&str, &str) = ("appa0000000000000000a", "appAsecretAAAAAAAAAAAAAAAAAAAAAA");
+const ORG: &str = "org0000000000000001";
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The `alg` and `kid` of a token's header, as the issuer wrote them.
+fn alg_and_kid(token: &str) -> (String, String) {
+    let header = String::from_utf8(B64.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
+    let field = |name: &str| {
+        let at = header.find(&format!("\"{name}\":\"")).unwrap() + name.len() + 4;
+        header[at..].split('"').next().unwrap().to_owned()
+    };
+    (field("alg"), field("kid"))
+}
+
+#[test]
+fn logto_tokens_verify_through_a_signing_key_rotation() {
+    let logto = logto_or_skip!();
+    let config = Config::logto(logto.endpoint(), APP_A.0, APP_A.1)
+        .unwrap()
+        .timeout(TIMEOUT);
+    let token = |request: &TokenRequest| request_token(&config, request).unwrap();
+    let shopping = TokenRequest::new(SHOPPING_API).scope("read:products write:products");
+    let verifier = Verifier::logto(logto.endpoint()).unwrap().timeout(TIMEOUT);
+
+    // Its ES384 tokens verify; a scope it did not grant (app A has no write:products).
+    let before = token(&shopping);
+    let kept = token(&shopping);
+    assert_eq!(alg_and_kid(before.access_token()).0, "ES384");
+    let claims = verifier
+        .verify(before.access_token(), SHOPPING_API, &["read:products"])
+        .unwrap();
+    assert_eq!(claims.client_id.as_deref(), Some(APP_A.0));
+    assert_eq!(claims.iss, Some(logto.issuer()));
+    let e = verifier
+        .verify(
+            before.access_token(),
+            SHOPPING_API,
+            &["read:products", "write:products"],
+        )
+        .unwrap_err();
+    assert_eq!(
+        e.kind(),
+        &ErrorKind::InsufficientScope {
+            missing: vec!["write:products".into()]
+        }
+    );
+    assert_eq!(
+        e.challenge().as_deref(),
+        Some(r#"Bearer error="insufficient_scope", scope="write:products""#)
+    );
+
+    // An organization token: its audience is the organization's URN.
+    let org = token(&TokenRequest::new("").organization(ORG).scope("read:orders"));
+    let audience = format!("urn:logto:organization:{ORG}");
+    let claims = verifier
+        .verify(org.access_token(), &audience, &["read:orders"])
+        .unwrap();
+    assert_eq!(claims.aud, [audience.as_str()]);
+    let e = verifier
+        .verify(org.access_token(), SHOPPING_API, &[])
+        .unwrap_err();
+    assert!(e.challenge().unwrap().contains("invalid_token"), "{e}");
+
+    // The example API, protecting /products, called through Bearer.
+    let out = common::example("products_api")
+        .env("LOGTO_ENDPOINT", logto.endpoint())
+        .env("LOGTO_APP_ID", APP_A.0)
+        .env("LOGTO_APP_SECRET", APP_A.1)
+        .output()
+        .expect("run the products_api example");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "200 [\"apple\",\"pear\"] for {}\n\
+             403 Bearer error=\"insufficient_scope\", scope=\"write:products\"\n\
+             401 Bearer\n",
+            APP_A.0
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Logto's JWKS has an ETag and answers If-None-Match with 304, which the verifier's
+    // refetches send (tests/verifier.rs checks that they do).
+    let plain: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(TIMEOUT))
+        .build()
+        .into();
+    let jwks_url = format!("{}/oidc/jwks", logto.endpoint());
+    let first = plain.get(&jwks_url).call().unwrap();
+    let etag = first
+        .headers()
+        .get("etag")
+        .expect("an etag")
+        .to_str()
+        .unwrap();
+    let again = plain
+        .get(&jwks_url)
+        .header("if-none-match", etag)
+        .call()
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 304);
+
+    // Rotate the signing key to RSA through the Management API.
+    let management = token(&TokenRequest::new("https://default.logto.app/api").scope("all"));
+    // Logto makes the RSA key while it answers: seconds on a busy 2-core machine.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into();
+    let mut answer = agent
+        .post(&format!(
+            "{}/api/configs/oidc/private-keys/rotate",
+            logto.endpoint()
+        ))
+        .header("authorization", management.authorization())
+        .content_type("application/json")
+        .send(r#"{"signingKeyAlgorithm":"RSA"}"#)
+        .unwrap();
+    let body = answer.body_mut().read_to_string().unwrap();
+    assert_eq!(answer.status().as_u16(), 200, "{body}");
+
+    // The running verifier picks up the new key (RS256, a kid it has not seen)...
+    let after = token(&shopping);
+    let (alg, kid) = alg_and_kid(after.access_token());
+    assert_eq!(alg, "RS256");
+    assert_ne!(kid, alg_and_kid(before.access_token()).1);
+    verifier
+        .verify(after.access_token(), SHOPPING_API, &["read:products"])
+        .unwrap();
+    // ...and a token from before, never verified yet, still verifies by the old key,
+    // which stays in the JWKS; so does it for a verifier started after the rotation.
+    verifier
+        .verify(kept.access_token(), SHOPPING_API, &["read:products"])
+        .unwrap();
+    let fresh = Verifier::logto(logto.endpoint()).unwrap();
+    fresh
+        .verify(kept.access_token(), SHOPPING_API, &[])
+        .unwrap();
+    fresh
+        .verify(after.access_token(), SHOPPING_API, &[])
+        .unwrap();
+}

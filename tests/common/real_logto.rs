@@ -48,10 +48,11 @@ pub struct Logto {
 
 /// The Logto this test binary shares, started on first use.
 ///
-/// Each real-Logto test calls it first, and carries `#[cfg_attr(not(logto_real), ignore =
-/// "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto")]`: without `LOGTO_REAL=1` (build.rs sets `cfg(logto_real)`) `cargo test` lists it as
-/// ignored with that reason, never as passed, and runs it only when asked
-/// (`--include-ignored`), then against a Logto started here like any other run.
+/// Each real-Logto test calls it first, and carries
+/// `#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]`: without
+/// `LOGTO_REAL=1` (build.rs sets `cfg(logto_real)` then) `cargo test` lists it as ignored
+/// with that reason, never as passed, and runs it only when asked (`--include-ignored`),
+/// then against a Logto started here as in any other run.
 ///
 /// # Panics
 ///

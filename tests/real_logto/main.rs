@@ -175,10 +175,7 @@ fn description(e: &Error) -> String {
 // Tokens
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn shopping_api_token_for_app_a() {
     let logto = common::real_logto::logto();
     let request = shopping("read:products");
@@ -195,10 +192,7 @@ fn shopping_api_token_for_app_a() {
 }
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn management_api_token_lists_the_applications() {
     let logto = common::real_logto::logto();
     let request = TokenRequest::management_api_self_hosted();
@@ -251,10 +245,7 @@ fn get_applications(logto: &Logto, token: Option<&Token>) -> (u16, String) {
 }
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn both_auth_methods_for_app_a() {
     let logto = common::real_logto::logto();
     let request = shopping("read:products");
@@ -269,10 +260,7 @@ fn both_auth_methods_for_app_a() {
 }
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn special_character_secrets_with_both_methods() {
     let logto = common::real_logto::logto();
     let request = shopping("read:products");
@@ -287,10 +275,7 @@ fn special_character_secrets_with_both_methods() {
 }
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn non_ascii_secret_works_with_client_secret_post() {
     let logto = common::real_logto::logto();
     let token = ok(request_token(
@@ -302,10 +287,7 @@ fn non_ascii_secret_works_with_client_secret_post() {
 }
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn non_ascii_secret_with_basic_is_invalid_request_suggesting_post() {
     let logto = common::real_logto::logto();
     let e = err(request_token(
@@ -325,10 +307,7 @@ fn non_ascii_secret_with_basic_is_invalid_request_suggesting_post() {
 // Errors
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn wrong_secret_is_401_invalid_client_naming_both_methods() {
     let logto = common::real_logto::logto();
     let app = (APP_A.0, "wrong-secret-5f3a9e");
@@ -347,10 +326,7 @@ fn wrong_secret_is_401_invalid_client_naming_both_methods() {
 }
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn unknown_app_is_400_invalid_client() {
     let logto = common::real_logto::logto();
     let e = err(request_token(
@@ -362,10 +338,7 @@ fn unknown_app_is_400_invalid_client() {
 }
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn unknown_resource_is_400_invalid_target() {
     let logto = common::real_logto::logto();
     let e = err(request_token(
@@ -376,10 +349,7 @@ fn unknown_resource_is_400_invalid_target() {
 }
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn no_resource_and_no_organization_is_400_invalid_target() {
     let logto = common::real_logto::logto();
     let e = err(request_token(
@@ -391,10 +361,7 @@ fn no_resource_and_no_organization_is_400_invalid_target() {
 }
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn organization_the_app_is_not_in_is_403_access_denied() {
     let logto = common::real_logto::logto();
     let cases = [
@@ -421,10 +388,7 @@ fn organization_the_app_is_not_in_is_403_access_denied() {
 }
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn expired_secret_is_400_invalid_request() {
     let logto = common::real_logto::logto();
     let app = logto.new_app(&[SHOP_READER]);
@@ -443,10 +407,7 @@ fn expired_secret_is_400_invalid_request() {
 }
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn unknown_token_path_is_404_naming_that_url() {
     let logto = common::real_logto::logto();
     let url = format!("{}/oidc/no-such-endpoint", logto.endpoint());
@@ -470,10 +431,7 @@ fn unknown_token_path_is_404_naming_that_url() {
 // Scopes granted, in part or not at all
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn partial_grant_keeps_the_granted_scope_and_names_the_missing_one() {
     let logto = common::real_logto::logto();
     let request = shopping("read:products write:products");
@@ -487,10 +445,7 @@ fn partial_grant_keeps_the_granted_scope_and_names_the_missing_one() {
 }
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn empty_grant_has_no_scope_and_misses_every_asked_one() {
     let logto = common::real_logto::logto();
     // B has no roles at all.
@@ -520,10 +475,7 @@ fn empty_grant_has_no_scope_and_misses_every_asked_one() {
 // Organizations
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn organization_token_for_a_member_with_a_role() {
     let logto = common::real_logto::logto();
     let request = organization("read:orders");
@@ -546,10 +498,7 @@ fn organization_token_for_a_member_with_a_role() {
 }
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn organization_token_for_a_member_without_roles_has_empty_scope() {
     let logto = common::real_logto::logto();
     let request = organization("read:orders");
@@ -570,10 +519,7 @@ fn organization_token_for_a_member_without_roles_has_empty_scope() {
 // TokenStore
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn token_store_makes_one_request_for_many_gets() {
     let logto = common::real_logto::logto();
     let app = logto.new_app(&[SHOP_READER]);
@@ -614,10 +560,7 @@ fn token_store_makes_one_request_for_many_gets() {
 }
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn token_store_shares_an_error_without_a_storm() {
     let logto = common::real_logto::logto();
     let app = logto.new_app(&[SHOP_READER]);
@@ -698,10 +641,7 @@ fn one_warning(stderr: &str) -> &str {
 }
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn command_formats() {
     let logto = common::real_logto::logto();
     let scope = ["--scope", "read:products"];
@@ -759,10 +699,7 @@ fn command_formats() {
 }
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn command_both_auth_methods_and_odd_secrets() {
     let logto = common::real_logto::logto();
     let cases: [((&str, &str), Option<&str>); 6] = [
@@ -804,10 +741,7 @@ fn command_both_auth_methods_and_odd_secrets() {
 }
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn command_wrong_secret_exits_1() {
     let logto = common::real_logto::logto();
     let secret = "wrong-secret-canary-7c1d";
@@ -829,10 +763,7 @@ fn command_wrong_secret_exits_1() {
 }
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn command_empty_resource_without_organization_goes_to_logto() {
     let logto = common::real_logto::logto();
     let out = run(command(logto, APP_A), &["token", "--resource="], None);
@@ -847,10 +778,7 @@ fn command_empty_resource_without_organization_goes_to_logto() {
 }
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn command_partial_grant_warns_and_prints_the_granted_scope() {
     let logto = common::real_logto::logto();
     let args = ["token", "--scope", "read:products write:products"];
@@ -882,10 +810,7 @@ fn command_partial_grant_warns_and_prints_the_granted_scope() {
 }
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn command_empty_grant_warns_and_prints_an_empty_scope() {
     let logto = common::real_logto::logto();
     let args = ["token", "--scope", "read:products"];
@@ -913,10 +838,7 @@ fn command_empty_grant_warns_and_prints_an_empty_scope() {
 }
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn command_organization_tokens() {
     let logto = common::real_logto::logto();
     let args = [
@@ -980,10 +902,7 @@ fn command_organization_tokens() {
 }
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn command_inspect_of_a_logto_token() {
     let logto = common::real_logto::logto();
     let token = run(
@@ -1016,10 +935,7 @@ fn command_inspect_of_a_logto_token() {
 }
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn command_inspect_of_a_token_without_scope() {
     let logto = common::real_logto::logto();
     let token = run(
@@ -1043,10 +959,7 @@ fn command_inspect_of_a_token_without_scope() {
 // The token file
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn token_file_five_runs_one_request() {
     let logto = common::real_logto::logto();
     let app = logto.new_app(&[SHOP_READER]);
@@ -1079,10 +992,7 @@ fn token_file_five_runs_one_request() {
 }
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn token_file_runs_started_together_make_one_request() {
     let logto = common::real_logto::logto();
     let app = logto.new_app(&[SHOP_READER]);
@@ -1122,10 +1032,7 @@ fn jwt_claim_of(printed: &str, name: &str) -> Option<String> {
 // The harness itself
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn harness_counts_each_token_request_once() {
     let logto = common::real_logto::logto();
     let app = logto.new_app(&[SHOP_READER]);
@@ -1155,10 +1062,7 @@ fn harness_counts_each_token_request_once() {
 // From token to call
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn command_call_lists_the_seeded_apps() {
     let logto = common::real_logto::logto();
     // A path: Logto's endpoint, the Management API (self-hosted indicator), scope `all`,
@@ -1182,10 +1086,7 @@ fn command_call_lists_the_seeded_apps() {
 }
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn command_call_prints_logtos_own_refusals() {
     let logto = common::real_logto::logto();
     let path = "/api/applications";
@@ -1238,10 +1139,7 @@ fn command_call_prints_logtos_own_refusals() {
 }
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn bearer_and_call_reach_the_management_api() {
     let logto = common::real_logto::logto();
     let store = Arc::new(TokenStore::new(config(logto, APP_A)));

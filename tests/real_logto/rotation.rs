@@ -72,10 +72,7 @@ fn remove_secret(logto: &Logto, app: &App, secret: &str) {
 }
 
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn an_expired_secret_has_its_own_predicate_and_says_what_to_do() {
     let logto = common::real_logto::logto();
     let app = logto.new_app(&[SHOP_READER]);
@@ -139,10 +136,7 @@ fn an_expired_secret_has_its_own_predicate_and_says_what_to_do() {
 /// and the first one deleted. The running store's next refresh uses the new one, with no
 /// restart (the old one no longer works, so only the new one can have got the token).
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn a_running_store_picks_up_the_rewritten_secret_file_at_its_next_refresh() {
     let logto = common::real_logto::logto();
     let app = logto.new_app(&[SHOP_READER]);
@@ -180,10 +174,7 @@ fn a_running_store_picks_up_the_rewritten_secret_file_at_its_next_refresh() {
 /// request is on its way) is refused, made once more with the file's new secret, and a
 /// token comes back.
 #[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs the real Logto: LOGTO_REAL=1 cargo test --test real_logto"
-)]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn an_expired_secret_with_the_new_one_in_the_file_is_retried_once_then_a_token() {
     let logto = common::real_logto::logto();
     let app = logto.new_app(&[SHOP_READER]);

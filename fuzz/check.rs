@@ -1,7 +1,7 @@
 //! The properties the `token_response` fuzz target asserts, in one place.
 //!
 //! Two crates compile this file: the fuzz target (`fuzz_targets/token_response.rs`, nightly,
-//! under libFuzzer) and the stable replay test (`tests/fuzz_regressions.rs` in the main
+//! under libFuzzer) and the stable replay test (`tests/suite/fuzz_regressions.rs` in the main
 //! crate), each with `#[path = ...] mod check;`. So a saved input fails in `cargo test`
 //! exactly as it failed under the fuzzer, and the main crate never depends on libFuzzer.
 //!

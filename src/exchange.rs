@@ -487,7 +487,7 @@ fn exchange(
 /// A body cut short (Content-Length longer than the body, a chunked body without its last
 /// chunk) is not a connection that never answered: after a 200 the server may well have
 /// issued a token, which counts against a Logto Cloud quota. So it is retried only for a
-/// 5xx, and the message says where it failed. (Found by tests/faults.rs.)
+/// 5xx, and the message says where it failed. (Found by tests/suite/faults.rs.)
 fn body_failure(failure: Failure, status: u16) -> Failure {
     let error = match failure.error.kind() {
         ErrorKind::Transport { message } => Error::new(ErrorKind::Transport {

@@ -1,5 +1,6 @@
 //! The token file parser of `TokenStore::cache_file` on arbitrary bytes, asserting the
-//! properties in `../check.rs` (shared with the stable replay in `tests/fuzz_regressions.rs`).
+//! properties in `../check.rs` (shared with the stable replay in
+//! `tests/suite/fuzz_regressions.rs`).
 #![no_main]
 
 #[path = "../check.rs"]

@@ -1,5 +1,5 @@
 //! Store logic with the network replaced by closures that count, stall, fail or panic,
-//! and the clocks moved by hand. Behaviour against the real server is in `tests/store.rs`.
+//! and the clocks moved by hand. Behaviour against the real server is in `tests/suite/store.rs`.
 
 use super::*;
 use crate::error::Redactions;

@@ -1,5 +1,5 @@
 //! One small HTTP/1.1 server on 127.0.0.1, for the three places that need a server we
-//! control: the fault servers of `tests/faults.rs`, the CONNECT proxy
+//! control: the fault servers of `tests/suite/faults.rs`, the CONNECT proxy
 //! (`connect_proxy.rs`) and the bench's token endpoint (`examples/bench.rs`, which
 //! includes this file by path).
 //!
@@ -14,7 +14,7 @@
 //! at most 64 KiB, and every read, write and pause blocks at most [`STEP`] before looking
 //! whether the server is being dropped. `Drop` stops the server and joins every thread,
 //! so no thread or socket is left behind (`no_socket_or_thread_left_behind` in
-//! `tests/faults.rs` checks that).
+//! `tests/suite/faults.rs` checks that).
 
 // Each user needs only part of it: the bench, for one, reads no counts but `requests`.
 #![allow(dead_code)]

@@ -1,8 +1,9 @@
 //! The test harness: starts the real oidc-provider peer from `tests/peer/` and
 //! reads its counters.
 //!
-//! Integration tests include this with `mod common;`. Each test binary compiles
-//! its own copy and uses a different subset of it, hence the `allow` below.
+//! Test binaries include this with `mod common;` (`tests/suite/main.rs`, the binary of
+//! most tests, with `#[path]`). Each binary uses a different subset of it, hence the
+//! `allow` below.
 //!
 //! A peer is a `node server.mjs` child on a free 127.0.0.1 port. It is ended two
 //! ways: `Drop` kills it by its own PID, and when the test process goes away
@@ -33,7 +34,6 @@ pub mod child;
 pub mod connect_proxy;
 pub mod gate;
 pub mod loopback;
-#[macro_use]
 pub mod real_logto;
 
 /// The peer's clients as `(client_id, client_secret)`, see `tests/peer/README.md`.
@@ -505,6 +505,15 @@ fn counts(value: Option<&Value>, field: &str) -> Result<BTreeMap<String, u64>, S
     obj.iter()
         .map(|(k, v)| Ok((k.clone(), number(Some(v), &format!("{field}.{k}"))?)))
         .collect()
+}
+
+/// The name libtest gives a test of this binary, for running it alone in a child process
+/// (`--exact`): `module_path` (the test's `module_path!()`) without the crate, then `name`.
+pub fn test_name(module_path: &str, name: &str) -> String {
+    match module_path.split_once("::") {
+        Some((_, path)) => format!("{path}::{name}"),
+        None => name.to_owned(),
+    }
 }
 
 /// A port that was free a moment ago: where nothing listens, or where node will. Another

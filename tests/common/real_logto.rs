@@ -1,5 +1,5 @@
-//! A real Logto for `tests/real_logto.rs`: the open-source core built from source, with its
-//! PostgreSQL, from `../shared/logto/` beside the crate (see its README.md).
+//! A real Logto for the tests of `tests/real_logto/`: the open-source core built from
+//! source, with its PostgreSQL, from `../shared/logto/` beside the crate (see its README.md).
 //!
 //! Once per test binary, [`logto`] picks free 127.0.0.1 ports (core on `P`, its admin port
 //! on `P + 1`, PostgreSQL on another), runs `start.sh` with `LOGTO_FRESH_DB=1` and keeps the
@@ -27,39 +27,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// In a test: the shared Logto, or a skip (`return` from the test) when `LOGTO_REAL` is
-/// not 1, with the line that says so (see [`logto`]).
-#[allow(unused_macros)] // only the real-Logto test binaries use it
-macro_rules! logto_or_skip {
-    () => {{
-        fn here() {}
-        let path = std::any::type_name_of_val(&here);
-        let test = path
-            .strip_suffix("::here")
-            .unwrap_or(path)
-            .rsplit("::")
-            .next()
-            .unwrap_or(path);
-        match $crate::common::real_logto::logto(test) {
-            Some(logto) => logto,
-            None => return,
-        }
-    }};
-}
-
-/// How to run this test binary's suite, for the skip message: `LOGTO_REAL=1 cargo test
-/// --test <name>`, the name read from the binary's own (`real_logto-<hash>`).
-fn how_to_run() -> String {
-    let exe = env::current_exe().ok();
-    let stem = exe
-        .as_deref()
-        .and_then(|p| p.file_stem())
-        .and_then(|s| s.to_str())
-        .unwrap_or("real_logto");
-    let name = stem.rsplit_once('-').map_or(stem, |(name, _)| name);
-    format!("LOGTO_REAL=1 cargo test --test {name}")
-}
-
 /// `start.sh` builds Logto on first use (about 2.5 min on 2 cores); later starts take
 /// seconds. Far more than either, so that only a stuck start fails here.
 const START_TIMEOUT: Duration = Duration::from_secs(600);
@@ -79,30 +46,21 @@ pub struct Logto {
     _watchdog: ChildStdin,
 }
 
-/// The shared instance when `LOGTO_REAL=1`; otherwise `None`, after printing one line that
-/// says `test` is skipped and how to run it. With `CI=true` a skip is a failure instead.
+/// The Logto this test binary shares, started on first use.
+///
+/// Each real-Logto test calls it first, and carries
+/// `#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]`: without
+/// `LOGTO_REAL=1` (build.rs sets `cfg(logto_real)` then) `cargo test` lists it as ignored
+/// with that reason, never as passed, and runs it only when asked (`--include-ignored`),
+/// then against a Logto started here as in any other run.
 ///
 /// # Panics
 ///
-/// When the instance can't be started (every test then panics with the same reason), or
-/// when skipping under `CI=true`.
-pub fn logto(test: &str) -> Option<&'static Logto> {
-    if env::var("LOGTO_REAL").as_deref() != Ok("1") {
-        let message = format!(
-            "real_logto: skipped {test}: it needs a real Logto; run it with `{}`",
-            how_to_run()
-        );
-        if env::var("CI").as_deref() == Ok("true") {
-            panic!("{message} (CI=true: a skipped real-Logto test is a failure)");
-        }
-        // Straight to the process's stderr: libtest captures `eprintln!`, not this, so the
-        // line shows for passing tests too.
-        let _ = writeln!(io::stderr().lock(), "{message}");
-        return None;
-    }
+/// When the instance can't be started (every test then panics with the same reason).
+pub fn logto() -> &'static Logto {
     static SHARED: OnceLock<Result<Logto, String>> = OnceLock::new();
     match SHARED.get_or_init(start) {
-        Ok(logto) => Some(logto),
+        Ok(logto) => logto,
         Err(why) => panic!("{why}"),
     }
 }
@@ -457,7 +415,7 @@ impl Logto {
         let secret = format!("secret-{id}-{nanos:09}");
         let mut sql = format!(
             "insert into applications (tenant_id, id, name, secret, description, type, oidc_client_metadata) \
-             values ('default', {id_l}, {name}, {internal}, 'made by tests/real_logto.rs', 'MachineToMachine', \
+             values ('default', {id_l}, {name}, {internal}, 'made by tests/real_logto/main.rs', 'MachineToMachine', \
              '{{\"redirectUris\": [], \"postLogoutRedirectUris\": []}}');\n\
              insert into application_secrets (tenant_id, application_id, name, value) \
              values ('default', {id_l}, 'test secret', {secret_l});\n",

@@ -4,7 +4,7 @@
 
 #![cfg(any(feature = "rustls", feature = "native-tls"))]
 
-mod common;
+use crate::common;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};

@@ -3,8 +3,7 @@
 
 #![cfg(feature = "redis")]
 
-#[path = "common/redis_server.rs"]
-mod redis_server;
+use crate::redis_server;
 
 use std::net::TcpListener;
 use std::thread;

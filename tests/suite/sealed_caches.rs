@@ -4,10 +4,9 @@
 //! a byte changed, or in the format before sealing is not used: the store asks the real
 //! peer instead, and says nothing of it (a foreign entry is as good as absent).
 
-mod common;
+use crate::common;
 #[cfg(feature = "redis")]
-#[path = "common/redis_server.rs"]
-mod redis_server;
+use crate::redis_server;
 
 use std::fs;
 use std::path::Path;

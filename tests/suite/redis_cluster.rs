@@ -5,11 +5,9 @@
 //! moves, and fail within their time when its node is gone.
 #![cfg(feature = "redis-cluster")]
 
-mod common;
-#[path = "common/fleet.rs"]
-mod fleet;
-#[path = "common/redis_server.rs"]
-mod redis_server;
+use crate::common;
+use crate::fleet;
+use crate::redis_server;
 
 use std::time::{Duration, Instant, SystemTime};
 

@@ -12,7 +12,7 @@
 //! a message that names the fact, and no secret or token in `Display` or `Debug`. Run with
 //! `--nocapture` to see how long each case took.
 
-mod common;
+use crate::common;
 
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex};
@@ -982,7 +982,7 @@ fn no_socket_or_thread_left_behind() {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "no_socket_or_thread_left_behind",
+                common::test_name(module_path!(), "no_socket_or_thread_left_behind").as_str(),
                 "--test-threads=1",
                 "--nocapture",
             ])

@@ -1,7 +1,7 @@
 //! The `logto-m2m` command, run as a process against the real peer, as a shell or cron job
 //! runs it.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

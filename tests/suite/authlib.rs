@@ -6,7 +6,7 @@
 //! Authlib's exact answers are in `tests/authlib/README.md`; the descriptions quoted here
 //! are in `common::authlib`.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

@@ -2,7 +2,9 @@
 //! `../shared/logto/`), through the public API and through the `logto-m2m` command.
 //!
 //! Runs only with `LOGTO_REAL=1` (`LOGTO_REAL=1 cargo test --test real_logto`); otherwise
-//! each test prints one line saying it is skipped, and with `CI=true` a skip fails. One
+//! `cargo test` lists each test as ignored with that reason, and with `CI=true` that fails
+//! ([`ci_runs_the_real_logto_tests`]). A new test here calls
+//! `common::real_logto::logto()` and carries the same `cfg_attr(..., ignore)`. One
 //! Logto per test binary, on ports of its own with a fresh database, stopped and wiped when
 //! the binary ends (`tests/common/real_logto.rs`). Tests run in parallel against it: those
 //! that count token requests (in Logto's `logs` table) use an app of their own.
@@ -12,8 +14,21 @@
 //! roles; organization member without roles), C and E (odd ASCII secrets), D (non-ASCII
 //! secret).
 
-#[macro_use]
+#[path = "../common/mod.rs"]
 mod common;
+// App secret rotation: apps of its own, against the same Logto.
+mod rotation;
+
+/// Under `CI=true` the real-Logto tests must run, not be ignored: `.ci/run` exports
+/// `LOGTO_REAL=1`, and a CI without it fails here instead of passing with them ignored.
+#[test]
+fn ci_runs_the_real_logto_tests() {
+    assert!(
+        cfg!(logto_real) || std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true without LOGTO_REAL=1: the real-Logto tests were ignored; run them with \
+         `LOGTO_REAL=1 cargo test`"
+    );
+}
 
 use std::process::Command;
 use std::sync::{Arc, Barrier};
@@ -160,8 +175,9 @@ fn description(e: &Error) -> String {
 // Tokens
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn shopping_api_token_for_app_a() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let request = shopping("read:products");
     let token = ok(request_token(&config(logto, APP_A), &request));
     assert_logto_token(logto, &token, APP_A.0, SHOPPING_API);
@@ -176,8 +192,9 @@ fn shopping_api_token_for_app_a() {
 }
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn management_api_token_lists_the_applications() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let request = TokenRequest::management_api_self_hosted();
     assert_eq!(request.resource(), MANAGEMENT_API);
     let token = ok(request_token(&config(logto, APP_A), &request));
@@ -228,8 +245,9 @@ fn get_applications(logto: &Logto, token: Option<&Token>) -> (u16, String) {
 }
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn both_auth_methods_for_app_a() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let request = shopping("read:products");
     // Basic is the default; post is chosen explicitly.
     let basic = config(logto, APP_A);
@@ -242,8 +260,9 @@ fn both_auth_methods_for_app_a() {
 }
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn special_character_secrets_with_both_methods() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let request = shopping("read:products");
     for app in [APP_C, APP_E] {
         for config in [config(logto, app), config_post(logto, app)] {
@@ -256,8 +275,9 @@ fn special_character_secrets_with_both_methods() {
 }
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn non_ascii_secret_works_with_client_secret_post() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let token = ok(request_token(
         &config_post(logto, APP_D),
         &shopping("read:products"),
@@ -267,8 +287,9 @@ fn non_ascii_secret_works_with_client_secret_post() {
 }
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn non_ascii_secret_with_basic_is_invalid_request_suggesting_post() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let e = err(request_token(
         &config(logto, APP_D),
         &shopping("read:products"),
@@ -286,8 +307,9 @@ fn non_ascii_secret_with_basic_is_invalid_request_suggesting_post() {
 // Errors
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn wrong_secret_is_401_invalid_client_naming_both_methods() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let app = (APP_A.0, "wrong-secret-5f3a9e");
     for config in [config(logto, app), config_post(logto, app)] {
         let e = err(request_token(&config, &shopping("read:products")));
@@ -304,8 +326,9 @@ fn wrong_secret_is_401_invalid_client_naming_both_methods() {
 }
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn unknown_app_is_400_invalid_client() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let e = err(request_token(
         &config(logto, ("no-such-app-0000000x", "whatever-secret")),
         &shopping("read:products"),
@@ -315,8 +338,9 @@ fn unknown_app_is_400_invalid_client() {
 }
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn unknown_resource_is_400_invalid_target() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let e = err(request_token(
         &config(logto, APP_A),
         &TokenRequest::new("https://unknown.api").scope("read:products"),
@@ -325,8 +349,9 @@ fn unknown_resource_is_400_invalid_target() {
 }
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn no_resource_and_no_organization_is_400_invalid_target() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let e = err(request_token(
         &config(logto, APP_A),
         &TokenRequest::new("").scope("read:products"),
@@ -336,8 +361,9 @@ fn no_resource_and_no_organization_is_400_invalid_target() {
 }
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn organization_the_app_is_not_in_is_403_access_denied() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let cases = [
         (APP_C, organization("read:orders")),
         // Checked before the resource, too.
@@ -362,8 +388,9 @@ fn organization_the_app_is_not_in_is_403_access_denied() {
 }
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn expired_secret_is_400_invalid_request() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let app = logto.new_app(&[SHOP_READER]);
     let expired = logto.add_expired_secret(&app);
     let e = err(request_token(
@@ -380,8 +407,9 @@ fn expired_secret_is_400_invalid_request() {
 }
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn unknown_token_path_is_404_naming_that_url() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let url = format!("{}/oidc/no-such-endpoint", logto.endpoint());
     let config = Config::new(&url, APP_A.0, APP_A.1)
         .unwrap()
@@ -403,8 +431,9 @@ fn unknown_token_path_is_404_naming_that_url() {
 // Scopes granted, in part or not at all
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn partial_grant_keeps_the_granted_scope_and_names_the_missing_one() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let request = shopping("read:products write:products");
     for config in [config(logto, APP_A), config_post(logto, APP_A)] {
         let token = ok(request_token(&config, &request));
@@ -416,8 +445,9 @@ fn partial_grant_keeps_the_granted_scope_and_names_the_missing_one() {
 }
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn empty_grant_has_no_scope_and_misses_every_asked_one() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     // B has no roles at all.
     let request = shopping("read:products");
     let token = ok(request_token(&config(logto, APP_B), &request));
@@ -445,8 +475,9 @@ fn empty_grant_has_no_scope_and_misses_every_asked_one() {
 // Organizations
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn organization_token_for_a_member_with_a_role() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let request = organization("read:orders");
     assert_eq!(request.resource(), "");
     let token = ok(request_token(&config(logto, APP_A), &request));
@@ -467,8 +498,9 @@ fn organization_token_for_a_member_with_a_role() {
 }
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn organization_token_for_a_member_without_roles_has_empty_scope() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let request = organization("read:orders");
     let token = ok(request_token(&config(logto, APP_B), &request));
     assert_logto_token(
@@ -487,8 +519,9 @@ fn organization_token_for_a_member_without_roles_has_empty_scope() {
 // TokenStore
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn token_store_makes_one_request_for_many_gets() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let app = logto.new_app(&[SHOP_READER]);
     let store = TokenStore::new(config(logto, app.creds()));
     let request = shopping("read:products");
@@ -527,8 +560,9 @@ fn token_store_makes_one_request_for_many_gets() {
 }
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn token_store_shares_an_error_without_a_storm() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let app = logto.new_app(&[SHOP_READER]);
     let store = TokenStore::new(config(logto, (&app.id, "not-the-secret")));
     let request = shopping("read:products");
@@ -607,8 +641,9 @@ fn one_warning(stderr: &str) -> &str {
 }
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn command_formats() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let scope = ["--scope", "read:products"];
 
     let out = run(
@@ -664,8 +699,9 @@ fn command_formats() {
 }
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn command_both_auth_methods_and_odd_secrets() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let cases: [((&str, &str), Option<&str>); 6] = [
         (APP_A, None),
         (APP_A, Some("client_secret_post")),
@@ -705,8 +741,9 @@ fn command_both_auth_methods_and_odd_secrets() {
 }
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn command_wrong_secret_exits_1() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let secret = "wrong-secret-canary-7c1d";
     let out = run(command(logto, (APP_A.0, secret)), &["token"], None);
     assert_eq!(out.code, Some(1), "{}", out.stderr);
@@ -726,8 +763,9 @@ fn command_wrong_secret_exits_1() {
 }
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn command_empty_resource_without_organization_goes_to_logto() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let out = run(command(logto, APP_A), &["token", "--resource="], None);
     assert_eq!(
         out.code,
@@ -740,8 +778,9 @@ fn command_empty_resource_without_organization_goes_to_logto() {
 }
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn command_partial_grant_warns_and_prints_the_granted_scope() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let args = ["token", "--scope", "read:products write:products"];
     let out = run(command(logto, APP_A), &args, None);
     succeeded(&out);
@@ -771,8 +810,9 @@ fn command_partial_grant_warns_and_prints_the_granted_scope() {
 }
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn command_empty_grant_warns_and_prints_an_empty_scope() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let args = ["token", "--scope", "read:products"];
     let out = run(command(logto, APP_B), &args, None);
     succeeded(&out);
@@ -798,8 +838,9 @@ fn command_empty_grant_warns_and_prints_an_empty_scope() {
 }
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn command_organization_tokens() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let args = [
         "token",
         "--resource=",
@@ -861,8 +902,9 @@ fn command_organization_tokens() {
 }
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn command_inspect_of_a_logto_token() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let token = run(
         command(logto, APP_A),
         &["token", "--scope", "read:products"],
@@ -893,8 +935,9 @@ fn command_inspect_of_a_logto_token() {
 }
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn command_inspect_of_a_token_without_scope() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let token = run(
         command(logto, APP_B),
         &["token", "--scope", "read:products"],
@@ -916,8 +959,9 @@ fn command_inspect_of_a_token_without_scope() {
 // The token file
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn token_file_five_runs_one_request() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let app = logto.new_app(&[SHOP_READER]);
     let dir = TempDir::new("real-logto-cache");
     let file = dir.path().join("tokens.json");
@@ -948,8 +992,9 @@ fn token_file_five_runs_one_request() {
 }
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn token_file_runs_started_together_make_one_request() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let app = logto.new_app(&[SHOP_READER]);
     let dir = TempDir::new("real-logto-cache-together");
     let file = dir.path().join("tokens.json");
@@ -987,8 +1032,9 @@ fn jwt_claim_of(printed: &str, name: &str) -> Option<String> {
 // The harness itself
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn harness_counts_each_token_request_once() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let app = logto.new_app(&[SHOP_READER]);
     assert_eq!(logto.token_requests(&app.id), 0);
     let token = ok(request_token(
@@ -1016,8 +1062,9 @@ fn harness_counts_each_token_request_once() {
 // From token to call
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn command_call_lists_the_seeded_apps() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     // A path: Logto's endpoint, the Management API (self-hosted indicator), scope `all`,
     // with no resource or scope set anywhere.
     let mut cmd = command(logto, APP_A);
@@ -1039,8 +1086,9 @@ fn command_call_lists_the_seeded_apps() {
 }
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn command_call_prints_logtos_own_refusals() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let path = "/api/applications";
     // A token of the wrong audience: 401 auth.unauthorized, retried once, then printed.
     let out = run(
@@ -1091,8 +1139,9 @@ fn command_call_prints_logtos_own_refusals() {
 }
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn bearer_and_call_reach_the_management_api() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let store = Arc::new(TokenStore::new(config(logto, APP_A)));
     let request = TokenRequest::management_api_self_hosted();
     let bearer =

@@ -3,7 +3,7 @@
 //! (the `logto-m2m` command, the `get_token` example, `/bin/sh` for the cron line,
 //! `examples/local_peer.sh`).
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::net::TcpListener;

@@ -2,7 +2,7 @@
 //! the peer, which answers as Logto's `oidc/grants/client-credentials.ts` does: see
 //! `tests/peer/README.md`, "Organizations".
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

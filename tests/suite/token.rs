@@ -1,6 +1,6 @@
 //! `request_token` against the real oidc-provider peer, configured like Logto.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,13 +3,11 @@
 //! a running `TokenStore`, and a secret that expired while the file already holds the
 //! new one.
 //!
-//! Runs only with `LOGTO_REAL=1` (`LOGTO_REAL=1 cargo test --test real_logto_rotation`);
-//! otherwise each test prints one line saying it is skipped, and with `CI=true` a skip
-//! fails. Each test makes an app of its own, so that the requests it counts (Logto's
-//! `logs` table) are its own.
+//! Part of the `real_logto` test binary: one Logto for both, and ignored without
+//! `LOGTO_REAL=1` as the rest (see `main.rs`). Each test makes an app of its own, so that
+//! the requests it counts (Logto's `logs` table) are its own.
 
-#[macro_use]
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -74,8 +72,9 @@ fn remove_secret(logto: &Logto, app: &App, secret: &str) {
 }
 
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn an_expired_secret_has_its_own_predicate_and_says_what_to_do() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let app = logto.new_app(&[SHOP_READER]);
     let expired = logto.add_expired_secret(&app);
 
@@ -137,8 +136,9 @@ fn an_expired_secret_has_its_own_predicate_and_says_what_to_do() {
 /// and the first one deleted. The running store's next refresh uses the new one, with no
 /// restart (the old one no longer works, so only the new one can have got the token).
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn a_running_store_picks_up_the_rewritten_secret_file_at_its_next_refresh() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let app = logto.new_app(&[SHOP_READER]);
     let (_dir, path) = secret_file("store", &app.secret);
     let config = Config::logto_with_secret_file(logto.endpoint(), &app.id, &path)
@@ -174,8 +174,9 @@ fn a_running_store_picks_up_the_rewritten_secret_file_at_its_next_refresh() {
 /// request is on its way) is refused, made once more with the file's new secret, and a
 /// token comes back.
 #[test]
+#[cfg_attr(not(logto_real), ignore = "needs the real Logto: LOGTO_REAL=1")]
 fn an_expired_secret_with_the_new_one_in_the_file_is_retried_once_then_a_token() {
-    let logto = logto_or_skip!();
+    let logto = common::real_logto::logto();
     let app = logto.new_app(&[SHOP_READER]);
     let expired = logto.add_expired_secret(&app);
     let (_dir, path) = secret_file("rotated", &expired);

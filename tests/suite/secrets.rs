@@ -1,7 +1,7 @@
 //! No public type shows the app secret, the Basic value or a token in `Display`, `{:?}` or
-//! `{:#?}`. The fault cases (a server echoing the credentials back) are in `tests/faults.rs`.
+//! `{:#?}`. The fault cases (a server echoing the credentials back) are in `tests/suite/faults.rs`.
 
-mod common;
+use crate::common;
 
 use base64::Engine;
 use common::{M2M_BASIC, config, shared_peer, shopping};

@@ -3,7 +3,7 @@
 //! token issued so far is refused with 401 while it still looks fresh). A loopback server
 //! stands in only where the point is what another origin receives.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
@@ -346,7 +346,8 @@ fn no_redirect_carries_the_token_whatever_the_agent_allows() {
 
 #[test]
 fn bearer_origins_are_checked() {
-    let peer = common::shared_peer();
+    // A peer of its own: it counts API requests, which other tests make on the shared one.
+    let peer = &Peer::start();
     let store = Arc::new(TokenStore::new(config(peer, M2M_BASIC)));
     let err = |origin: &str| {
         Bearer::new(Arc::clone(&store), shopping("read:products"), origin)

@@ -1,7 +1,7 @@
 //! The example programs, run as users run them, against the peer. `cargo test` builds
 //! them next to the test binaries (`target/debug/examples/`).
 
-mod common;
+use crate::common;
 
 use std::process::Output;
 

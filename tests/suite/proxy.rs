@@ -2,7 +2,7 @@
 //! loopback (`common::connect_proxy`). The environment's proxy variables are tested apart,
 //! in `tests/proxy_env.rs`, since they mutate the process environment.
 
-mod common;
+use crate::common;
 
 use base64::Engine;
 use common::connect_proxy::ConnectProxy;

@@ -2,7 +2,7 @@
 //!
 //! Each test starts its own peer so that the counters are its own.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Barrier};
 use std::thread;

@@ -5,11 +5,9 @@
 //! produce on demand.
 #![cfg(feature = "redis")]
 
-mod common;
-#[path = "common/fleet.rs"]
-mod fleet;
-#[path = "common/redis_server.rs"]
-mod redis_server;
+use crate::common;
+use crate::fleet;
+use crate::redis_server;
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;

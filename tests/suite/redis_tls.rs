@@ -5,11 +5,9 @@
 //! `LOGTO_CACHE_KEY_FILE`.
 #![cfg(all(feature = "redis", feature = "rustls"))]
 
-mod common;
-#[path = "common/fleet.rs"]
-mod fleet;
-#[path = "common/redis_server.rs"]
-mod redis_server;
+use crate::common;
+use crate::fleet;
+use crate::redis_server;
 
 use common::{M2M_BASIC, Peer};
 use fleet::{eight_at_once, get_token, timed_run, token_of};

@@ -11,7 +11,7 @@
 //! Inputs too large to commit (100,000 nested brackets, a 1 MiB token) are built below, one
 //! named test each.
 
-#[path = "../fuzz/check.rs"]
+#[path = "../../fuzz/check.rs"]
 mod check;
 
 use std::fs;

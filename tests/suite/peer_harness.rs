@@ -2,7 +2,7 @@
 //! peer, not the crate: if these fail, the crate's own tests against the peer
 //! mean nothing.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -150,7 +150,11 @@ fn shared_peer_dies_with_the_test_process() {
         std::env::temp_dir().join(format!("logto-m2m-harness-{}.pid", std::process::id()));
     let _ = std::fs::remove_file(&pid_file);
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_starts_shared_peer_and_waits", "--ignored"])
+        .args([
+            "--exact",
+            common::test_name(module_path!(), "child_starts_shared_peer_and_waits").as_str(),
+            "--ignored",
+        ])
         .env(CHILD_PID_FILE, &pid_file)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -5,11 +5,9 @@
 //! run, during the failover or after, outlives its timeout.
 #![cfg(feature = "redis-sentinel")]
 
-mod common;
-#[path = "common/fleet.rs"]
-mod fleet;
-#[path = "common/redis_server.rs"]
-mod redis_server;
+use crate::common;
+use crate::fleet;
+use crate::redis_server;
 
 use std::time::{Duration, Instant};
 

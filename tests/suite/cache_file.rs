@@ -1,7 +1,7 @@
 //! The token file across processes: runs of the `get_token` example with
 //! `LOGTO_CACHE_FILE`, against the real peer, counting its token requests.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -61,7 +61,7 @@ fn ten_runs_one_request() {
     assert_eq!(mode(&cache), 0o600);
 
     // The secret never reaches the file, in any form it was sent in, and the token is
-    // sealed (tests/sealed_caches.rs says more).
+    // sealed (tests/suite/sealed_caches.rs says more).
     let text = fs::read_to_string(&cache).unwrap();
     let basic = base64::engine::general_purpose::STANDARD
         .encode(format!("{}:{}", M2M_BASIC.0, M2M_BASIC.1));
@@ -199,7 +199,7 @@ fn symlink_is_not_followed() {
 #[test]
 fn unwritable_directory_still_gives_a_token() {
     let peer = Peer::start();
-    // A missing folder is created (tests/recipes.rs); one under a regular file can't be,
+    // A missing folder is created (tests/suite/recipes.rs); one under a regular file can't be,
     // whoever runs the test.
     let dir = TempDir::new("missing");
     fs::write(dir.path().join("a-file"), "").unwrap();
@@ -230,7 +230,7 @@ fn lock_of_a_killed_process_is_released() {
     let mut holder = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "lock_of_a_killed_process_is_released",
+            common::test_name(module_path!(), "lock_of_a_killed_process_is_released").as_str(),
             "--nocapture",
             "--test-threads=1",
         ])

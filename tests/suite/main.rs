@@ -42,3 +42,7 @@ mod secrets;
 mod store;
 mod tls;
 mod token;
+mod verifier;
+mod verifier_cli;
+mod verifier_example;
+mod verifier_hostile;

@@ -1,7 +1,7 @@
 //! `examples/products_api.rs`, the whole seed in one program: an API protecting
 //! `/products` with the `Verifier`, called through `Bearer`, against the peer.
 
-mod common;
+use crate::common;
 
 use common::{M2M_BASIC, M2M_SPECIAL, shared_peer};
 

@@ -2,7 +2,7 @@
 //! loopback server we control (its faults, its ETag, its key rotations, how often it is
 //! asked), and the peer's real tokens and JWKS.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};

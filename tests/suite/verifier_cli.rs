@@ -1,6 +1,6 @@
 //! `logto-m2m verify`, run as a process against the peer's tokens and JWKS.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -2,7 +2,7 @@
 //! signs them with Python's `cryptography` (the tests' venv, made as for the Authlib
 //! server) and says what each must give. The JWKS it prints is served from loopback.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

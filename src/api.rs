@@ -74,7 +74,7 @@ impl Bearer {
         origin: &str,
     ) -> Result<Bearer, Error> {
         let origin = Origin::parse(origin)?;
-        if !origin.https && !is_loopback(&origin.host) && !store.config().insecure_http_allowed() {
+        if !origin.https && !is_loopback(&origin.host) && !store.config.insecure_http_allowed() {
             return Err(Error::config(
                 "plain http to an api host that is not loopback would send the token in clear \
                  text; use https",
@@ -207,7 +207,7 @@ impl TokenStore {
     /// use logto_m2m::{Config, TokenRequest, TokenStore};
     ///
     /// let store = TokenStore::new(Config::from_env()?);
-    /// let request = TokenRequest::management_api_self_hosted();
+    /// let request = TokenRequest::management_api("https://auth.example.com");
     /// let agent: ureq::Agent = ureq::Agent::config_builder()
     ///     .http_status_as_error(false)
     ///     .build()

@@ -6,13 +6,13 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::net::IpAddr;
-use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ureq::http::Uri;
 
+use crate::advice;
 use crate::error::Error;
 use crate::seal::SealKey;
 use crate::secret::Secret;
@@ -86,7 +86,7 @@ pub struct Config {
 ///
 /// let method: AuthMethod = "client_secret_post".parse()?;
 /// assert_eq!(method, AuthMethod::ClientSecretPost);
-/// assert_eq!(method.as_str(), "client_secret_post");
+/// assert_eq!(method.to_string(), "client_secret_post");
 /// assert!("private_key_jwt".parse::<AuthMethod>().is_err());
 /// # Ok::<_, logto_m2m::Error>(())
 /// ```
@@ -103,7 +103,7 @@ pub enum AuthMethod {
 
 impl AuthMethod {
     /// The method's name as OpenID Connect writes it, e.g. `client_secret_basic`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             AuthMethod::ClientSecretBasic => "client_secret_basic",
             AuthMethod::ClientSecretPost => "client_secret_post",
@@ -151,11 +151,16 @@ impl Config {
     /// let err = Config::logto("https://tenant.logto.app/oidc", "id", "secret").unwrap_err();
     /// assert!(err.to_string().contains("give https://tenant.logto.app"), "{err}");
     /// ```
-    pub fn logto(endpoint: &str, app_id: &str, app_secret: &str) -> Result<Config, Error> {
+    pub fn logto(
+        endpoint: &str,
+        app_id: &str,
+        app_secret: impl Into<Secret>,
+    ) -> Result<Config, Error> {
         let base = endpoint.trim_end_matches('/');
+        let token_url = format!("{base}/oidc/token");
         // Checked first: the base is known to be a URL without user info before a message
         // repeats it.
-        let config = Config::new(&format!("{base}/oidc/token"), app_id, app_secret)?;
+        let facts = check_url_and_id(&token_url, app_id)?;
         // An endpoint that already ends in /oidc (the issuer the console shows next to it) or
         // /oidc/token is the likeliest slip. It is refused here, before anything is sent,
         // rather than left to the server's 404 (which `exchange` still explains, for a
@@ -163,105 +168,40 @@ impl Config {
         // a proxy or app that answers every path would not even say 404, and the fix is
         // certain enough to name. The price, a Logto mounted under a path ending in /oidc
         // has to give its full token URL, is paid by almost no one.
-        let after_scheme = base.find("://").map_or(0, |i| i + 3);
-        let path = base[after_scheme..]
-            .find('/')
-            .map_or("", |i| &base[after_scheme + i..]);
-        for suffix in ["/oidc/token", "/oidc"] {
-            if path.ends_with(suffix) {
-                let root = &base[..base.len() - suffix.len()];
-                return Err(Error::config(format!(
-                    "logto endpoint {base} ends in {suffix}, which is added to it: give {root} \
-                     (the token url is then {root}/oidc/token)"
-                )));
-            }
+        if let Some(advice) = advice::doubled_oidc(base) {
+            return Err(Error::config(advice));
         }
-        Ok(config)
+        Config::build(&token_url, app_id, facts, app_secret.into())
     }
 
     /// A config for any RFC 6749 token endpoint, given its full URL.
     ///
     /// # Errors
     /// As for [`Config::logto`].
-    pub fn new(token_url: &str, app_id: &str, app_secret: &str) -> Result<Config, Error> {
-        let facts = check_url_and_id(token_url, app_id)?;
-        if app_secret.is_empty() {
-            return Err(Error::config("app secret is empty"));
-        }
-        Ok(Config::build(
-            token_url,
-            app_id,
-            facts,
-            Secret::inline(app_secret),
-        ))
-    }
-
-    /// A config for a Logto tenant whose app secret is in the file at `path`, as Docker and
-    /// Kubernetes hand secrets to programs (`/run/secrets/...`, a mounted Secret). The token
-    /// URL is `{endpoint}/oidc/token`, as for [`Config::logto`].
-    ///
-    /// The file is read now and again for each token request (one small read per refresh),
-    /// so a new secret written into it is used from the next refresh on, with no restart;
-    /// white space around it, such as the trailing newline, is not part of the secret. When
-    /// the endpoint refuses the secret (`invalid_client`, or an expired secret) and the file
-    /// holds another one by then, the request is made once more with that one. A file that
-    /// group or others can read is logged as a warning.
-    ///
-    /// # Errors
-    /// As for [`Config::logto`], and [`ErrorKind::Config`](crate::ErrorKind::Config) naming
-    /// the path (never the content) when the file can't be read or is empty. The same error
-    /// comes from a token request when the file can't be read then.
-    ///
-    /// # Example
-    /// ```no_run
-    /// use logto_m2m::Config;
-    ///
-    /// let config = Config::logto_with_secret_file(
-    ///     "https://tenant.logto.app",
-    ///     "app-id",
-    ///     "/run/secrets/logto-app-secret",
-    /// )?;
-    /// # Ok::<_, logto_m2m::Error>(())
-    /// ```
-    pub fn logto_with_secret_file(
-        endpoint: &str,
-        app_id: &str,
-        path: impl AsRef<Path>,
-    ) -> Result<Config, Error> {
-        // The endpoint's checks with a stand-in secret first, so that their errors come
-        // before the file's; then the config with the file's secret.
-        let checked = Config::logto(endpoint, app_id, "-")?;
-        Config::new_with_secret_file(checked.token_url(), app_id, path)
-    }
-
-    /// A config for any RFC 6749 token endpoint, given its full URL, whose app secret is in
-    /// the file at `path`: read for each token request, as
-    /// [`Config::logto_with_secret_file`] says.
-    ///
-    /// # Errors
-    /// As for [`Config::logto_with_secret_file`].
-    pub fn new_with_secret_file(
+    pub fn new(
         token_url: &str,
         app_id: &str,
-        path: impl AsRef<Path>,
+        app_secret: impl Into<Secret>,
     ) -> Result<Config, Error> {
         let facts = check_url_and_id(token_url, app_id)?;
-        Ok(Config::build(
-            token_url,
-            app_id,
-            facts,
-            Secret::file(path.as_ref())?,
-        ))
+        Config::build(token_url, app_id, facts, app_secret.into())
     }
 
-    /// The config with its defaults, from checked parts.
-    fn build(token_url: &str, app_id: &str, facts: UrlFacts, secret: Secret) -> Config {
+    /// The config with its defaults, from checked parts and a secret checked now (after
+    /// the URL and id, so that their errors come before the file's).
+    fn build(
+        token_url: &str,
+        app_id: &str,
+        facts: UrlFacts,
+        secret: Secret,
+    ) -> Result<Config, Error> {
+        secret.check("app secret")?;
         let UrlFacts {
             https,
             loopback,
             authority,
         } = facts;
-        Config {
+        Ok(Config {
             token_url: token_url.to_owned(),
             app_id: app_id.to_owned(),
             secret,
@@ -273,7 +213,7 @@ impl Config {
             loopback,
             authority,
             transport: Transport::new(loopback),
-        }
+        })
     }
 
     /// A config from the environment, for cron jobs and containers.
@@ -284,14 +224,13 @@ impl Config {
     /// | `LOGTO_TOKEN_URL` | the full token URL of any RFC 6749 server (set one of the two) |
     /// | `LOGTO_APP_ID` | the app id |
     /// | `LOGTO_APP_SECRET` | the app secret, or |
-    /// | `LOGTO_APP_SECRET_FILE` | the path of a file that holds it, read for each token request (see [`Config::logto_with_secret_file`]; set one of the two) |
+    /// | `LOGTO_APP_SECRET_FILE` | the path of a file that holds it, read for each token request (see [`Secret::file`]; set one of the two) |
     /// | `LOGTO_TIMEOUT` | optional: the timeout in seconds, e.g. `10` or `2.5` |
     /// | `LOGTO_AUTH_METHOD` | optional: `client_secret_basic` (the default) or `client_secret_post` |
     ///
     /// # Errors
     /// [`ErrorKind::Env`](crate::ErrorKind::Env) naming the variable that is missing or
-    /// malformed (never repeating its value), or the errors of [`Config::new`] and
-    /// [`Config::new_with_secret_file`].
+    /// malformed (never repeating its value), or the errors of [`Config::new`].
     pub fn from_env() -> Result<Config, Error> {
         Config::from_vars(|name| std::env::var_os(name))
     }
@@ -331,8 +270,8 @@ impl Config {
         // A path need not be UTF-8.
         let secret_file = var("LOGTO_APP_SECRET_FILE").filter(|p| !p.is_empty());
         let secret = match (secret, secret_file) {
-            (Some(secret), None) => EnvSecret::Value(secret),
-            (None, Some(path)) => EnvSecret::File(path.into()),
+            (Some(secret), None) => Secret::from(secret),
+            (None, Some(path)) => Secret::file(path),
             (None, None) => {
                 return Err(Error::env(
                     "LOGTO_APP_SECRET",
@@ -346,24 +285,16 @@ impl Config {
                 ));
             }
         };
-        let config = match (endpoint, token_url, secret) {
-            (Some(endpoint), None, EnvSecret::Value(secret)) => {
-                Config::logto(&endpoint, &app_id, &secret)?
-            }
-            (Some(endpoint), None, EnvSecret::File(path)) => {
-                Config::logto_with_secret_file(&endpoint, &app_id, path)?
-            }
-            (None, Some(url), EnvSecret::Value(secret)) => Config::new(&url, &app_id, &secret)?,
-            (None, Some(url), EnvSecret::File(path)) => {
-                Config::new_with_secret_file(&url, &app_id, path)?
-            }
-            (None, None, _) => {
+        let config = match (endpoint, token_url) {
+            (Some(endpoint), None) => Config::logto(&endpoint, &app_id, secret)?,
+            (None, Some(url)) => Config::new(&url, &app_id, secret)?,
+            (None, None) => {
                 return Err(Error::env(
                     "LOGTO_ENDPOINT",
                     "not set (set it, or LOGTO_TOKEN_URL)",
                 ));
             }
-            (Some(_), Some(_), _) => {
+            (Some(_), Some(_)) => {
                 return Err(Error::env(
                     "LOGTO_TOKEN_URL",
                     "set together with LOGTO_ENDPOINT; set only one",
@@ -567,7 +498,7 @@ impl Config {
     }
 
     /// The app id (the OAuth `client_id`).
-    pub fn app_id(&self) -> &str {
+    pub(crate) fn app_id(&self) -> &str {
         &self.app_id
     }
 
@@ -598,17 +529,11 @@ impl Config {
     /// Refuses clear text to a remote host unless the user opted in.
     pub(crate) fn check_cleartext(&self) -> Result<(), Error> {
         if !self.https && !self.loopback && !self.allow_insecure_http {
-            // The way around is a method of this library, so it is advice (the hint), apart
-            // from the reason: the command prints the reason alone, with its own advice.
             return Err(Error::config(
                 "plain http to a host that is not loopback would send the app secret in clear \
                  text: use https",
             )
-            .with_context(
-                None,
-                None,
-                Some("or allow_insecure_http(true), on a network you trust entirely".into()),
-            ));
+            .with_context(None, None, Some(advice::INSECURE_HTTP.into())));
         }
         Ok(())
     }
@@ -630,16 +555,7 @@ impl Config {
 
     /// True when the token URL is where Logto serves it, `{endpoint}/oidc/token`: advice
     /// may then name Logto's console; for other servers it would mislead.
-    ///
-    /// # Example
-    /// ```
-    /// use logto_m2m::Config;
-    ///
-    /// assert!(Config::logto("https://tenant.logto.app", "id", "secret")?.is_logto());
-    /// assert!(!Config::new("https://idp.example/o/token/", "id", "secret")?.is_logto());
-    /// # Ok::<_, logto_m2m::Error>(())
-    /// ```
-    pub fn is_logto(&self) -> bool {
+    pub(crate) fn is_logto(&self) -> bool {
         let path = self.token_url.split(['?', '#']).next().unwrap_or("");
         path.trim_end_matches('/').ends_with("/oidc/token")
     }
@@ -662,12 +578,6 @@ impl fmt::Debug for Config {
             .field("transport", &self.transport)
             .finish()
     }
-}
-
-/// The app secret as the environment gives it.
-enum EnvSecret {
-    Value(String),
-    File(std::path::PathBuf),
 }
 
 /// A variable's text; unset and empty are the same (`None`), non-UTF-8 is an error.
@@ -836,6 +746,17 @@ mod test {
         let c = Config::new("https://x/t", "app", "very-secret-value").unwrap();
         let d = format!("{c:?} {c:#?}");
         assert!(!d.contains("very-secret-value"));
+    }
+
+    #[test]
+    fn logto_or_not() {
+        assert!(
+            Config::logto("https://tenant.logto.app", "id", "secret")
+                .unwrap()
+                .is_logto()
+        );
+        let other = Config::new("https://idp.example/o/token/", "id", "secret").unwrap();
+        assert!(!other.is_logto());
     }
 
     #[test]

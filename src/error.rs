@@ -174,14 +174,6 @@ impl Error {
         &self.0.kind
     }
 
-    /// The kind of failure, by value.
-    pub fn into_kind(self) -> ErrorKind {
-        match Arc::try_unwrap(self.0) {
-            Ok(inner) => inner.kind,
-            Err(shared) => shared.kind.clone(),
-        }
-    }
-
     /// The server's id for the request that failed, when its answer carried one: Logto's
     /// `Logto-Core-Request-Id` header, which finds the request in Logto's own logs and is
     /// what Logto support asks for. The message shows it too.
@@ -275,16 +267,11 @@ impl Error {
         }
     }
 
-    /// True when the exchange ran out of time.
-    pub fn is_timeout(&self) -> bool {
-        matches!(self.0.kind, ErrorKind::Timeout { .. })
-    }
-
     /// True when the token endpoint refused the app secret because it has expired: Logto
     /// keeps several secrets per app, each with an optional expiry, and answers one past it
     /// with 400 `invalid_request` "client secret has expired". The message says what to do:
     /// create a new secret and put it where the app reads it. With a secret file
-    /// ([`Config::logto_with_secret_file`](crate::Config::logto_with_secret_file)) that is
+    /// ([`Secret::file`](crate::Secret::file)) that is
     /// all it takes, as the file is read again for each request.
     ///
     /// # Example
@@ -301,14 +288,6 @@ impl Error {
     /// ```
     pub fn is_secret_expired(&self) -> bool {
         is_secret_expired(&self.0.kind)
-    }
-
-    /// How long the server asked us to wait, for a rate-limited answer.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self.0.kind {
-            ErrorKind::RateLimited { retry_after, .. } => retry_after,
-            _ => None,
-        }
     }
 
     #[cold]

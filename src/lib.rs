@@ -79,12 +79,16 @@
 // - api:        the token used: Bearer (a ureq middleware) and TokenStore::call
 // - error:      Error and ErrorKind, for all of the above
 // - text:       small hand-written readers and writers: JSON strings, seconds
+mod advice;
 mod api;
 mod cache;
 mod claims;
 mod config;
 mod error;
 mod exchange;
+#[cfg(feature = "_internal")]
+#[doc(hidden)]
+pub mod internal;
 #[cfg(feature = "redis")]
 mod redis;
 mod request;
@@ -99,7 +103,7 @@ mod token_file;
 mod transport;
 
 pub use api::{Bearer, CallError};
-pub use cache::{CacheEntry, CacheKey, CacheLock, TokenCache};
+pub use cache::{CacheLock, TokenCache};
 pub use claims::Claims;
 pub use config::{AuthMethod, Config};
 pub use error::{Error, ErrorKind};
@@ -108,82 +112,9 @@ pub use exchange::request_token;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisCache;
 pub use request::TokenRequest;
+pub use secret::Secret;
 pub use store::{StoreStats, TokenStore};
 pub use token::Token;
-
-/// INTERNAL, DO NOT USE: the entry points of the fuzz targets in `fuzz/` and of the bench,
-/// behind the `_internal` feature. Not part of the API; they may change in any release.
-#[cfg(feature = "_internal")]
-#[doc(hidden)]
-pub mod internal {
-    /// `store.get(request)` without counting the hit in `TokenStore::stats`: what a hit
-    /// cost before the counters, for the bench.
-    pub fn get_uncounted(
-        store: &crate::TokenStore,
-        request: &crate::TokenRequest,
-    ) -> Result<std::sync::Arc<crate::Token>, crate::Error> {
-        store.get_uncounted(request)
-    }
-
-    /// The margin before expiry at which a token of `lifetime` is refreshed, with the
-    /// store's margin `margin`: one draw of the jitter.
-    pub fn refresh_margin(
-        lifetime: std::time::Duration,
-        margin: std::time::Duration,
-    ) -> std::time::Duration {
-        crate::store::jittered_margin(lifetime, margin)
-    }
-
-    /// What `request_token` does with an answer of `status` and `body` (no `Retry-After`,
-    /// sent now, no scope asked for).
-    pub fn token_response(status: u16, body: &[u8]) -> Result<crate::Token, crate::Error> {
-        crate::response::parse_now(status, body)
-    }
-
-    /// Parses a token file's bytes and reads one key from it as `TokenStore::cache_file`
-    /// does, at a fixed moment (2027-01-15) with a 60 s margin: the token, if the file holds
-    /// a fresh one for the key.
-    pub fn token_file(bytes: &[u8]) -> Option<crate::Token> {
-        use std::time::{Duration, Instant, UNIX_EPOCH};
-        static KEY: std::sync::OnceLock<Option<crate::CacheKey>> = std::sync::OnceLock::new();
-        let contents = crate::token_file::parse(bytes)?;
-        let key = KEY
-            .get_or_init(|| sealed_key("https://x/t", "app", "k"))
-            .as_ref()?;
-        let entry = crate::token_file::lookup(&contents, key)?;
-        let sent = crate::response::Sent {
-            at: Instant::now(),
-            wall: UNIX_EPOCH + Duration::from_millis(1_800_000_000_000),
-            scope: &[],
-            max_lifetime: Duration::from_secs(24 * 3600),
-        };
-        let token = crate::response::from_entry(&entry, &sent)?;
-        let margin = Duration::from_secs(60).min(token.expires_in() / 2);
-        (!token.ends_before(sent.at, sent.wall, margin)).then_some(token)
-    }
-
-    /// The app secret the fuzz targets' keys seal with (their seeds were sealed with it).
-    pub const FUZZ_SECRET: &str = "fuzz-secret-not-a-real-one";
-
-    /// The store's key for `request_key` of `app_id` at `token_url`, sealing with
-    /// [`FUZZ_SECRET`].
-    pub fn sealed_key(token_url: &str, app_id: &str, request_key: &str) -> Option<crate::CacheKey> {
-        crate::CacheKey::sealed(token_url, app_id, request_key, FUZZ_SECRET)
-    }
-
-    /// Derives the key a store seals `app_id`'s entries at `token_url` with, from `secret`
-    /// (HKDF-SHA256), for the bench: true when it could.
-    pub fn derive_seal_key(secret: &str, token_url: &str, app_id: &str) -> bool {
-        crate::seal::SealKey::derive(secret, token_url, app_id).is_some()
-    }
-
-    /// `plaintext` sealed for `key` as if `CacheEntry::encode` had made it: what decoding
-    /// does with the bytes inside a value that opens, which only a holder of the secret
-    /// could have written.
-    pub fn seal_plaintext(key: &crate::CacheKey, plaintext: &[u8]) -> Option<String> {
-        key.seal_raw(plaintext)
-    }
-}
 
 // The README's examples compile as doctests, so they can't drift from the API.
 #[cfg(doctest)]
@@ -199,5 +130,5 @@ fn _ensure_send_sync() {
     is_send_sync::<Token>();
     is_send_sync::<Error>();
     is_send_sync::<TokenRequest>();
-    is_send_sync::<CacheEntry>();
+    is_send_sync::<Secret>();
 }

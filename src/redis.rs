@@ -1,10 +1,10 @@
 //! [`RedisCache`]: a [`TokenCache`] in Redis, so that a fleet of processes on many hosts
 //! shares one token per request and one refresh at a time.
 //!
-//! Keys: `logto-m2m:token:{<id>}` holds an entry ([`CacheEntry::encode`]) with a Redis TTL
+//! Keys: `logto-m2m:token:{<id>}` holds the store's sealed value with a Redis TTL
 //! that ends when the token expires; `logto-m2m:lock:{<id>}` is the refresh lock, taken
 //! with `SET NX PX lease` and a value unique to its holder, and deleted only by that
-//! holder (a compare-and-delete Lua script). `<id>` is [`CacheKey::id`], a hash: no key
+//! holder (a compare-and-delete Lua script). `<id>` is the store's key, a hash: no key
 //! names the token URL, the app or the API, and no key or value holds the app secret. The
 //! braces are a Redis Cluster hash tag: a token's key and its lock's key hash to one slot,
 //! so in a cluster they live on one node and the lock guards its token.
@@ -27,7 +27,7 @@ use ::redis::{
     RedisError, Value,
 };
 
-use crate::cache::{CacheEntry, CacheKey, CacheLock, TokenCache};
+use crate::cache::{CacheLock, TokenCache};
 use crate::error::{Error, Redactions, sanitize};
 
 #[cfg(feature = "redis-cluster")]
@@ -77,14 +77,10 @@ const RELEASE_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then retu
 ///
 /// # Example
 /// ```no_run
-/// use std::time::Duration;
-/// use logto_m2m::{CacheKey, RedisCache, TokenCache};
+/// use logto_m2m::{Config, RedisCache, TokenStore};
 ///
 /// let cache = RedisCache::new("redis://:password@10.0.0.5:6379/0")?;
-/// let key = CacheKey::new("https://tenant.logto.app/oidc/token", "app-id", "https://api");
-/// if let Ok(Some(entry)) = cache.read(&key, Duration::from_secs(1)) {
-///     println!("shared token expires at {:?}", entry.expires_at());
-/// }
+/// let store = TokenStore::new(Config::from_env()?).token_cache(cache);
 /// # Ok::<_, logto_m2m::Error>(())
 /// ```
 #[derive(Clone)]
@@ -494,13 +490,13 @@ fn lowercase_first(text: &str) -> String {
 }
 
 /// `logto-m2m:token:{<id>}`: the braces are the Cluster hash tag shared with the lock.
-fn token_key(key: &CacheKey) -> String {
-    format!("logto-m2m:token:{{{}}}", key.id())
+fn token_key(key: &str) -> String {
+    format!("logto-m2m:token:{{{key}}}")
 }
 
 /// `logto-m2m:lock:{<id>}`, in the same slot as the token's key.
-fn lock_key(key: &CacheKey) -> String {
-    format!("logto-m2m:lock:{{{}}}", key.id())
+fn lock_key(key: &str) -> String {
+    format!("logto-m2m:lock:{{{key}}}")
 }
 
 /// Milliseconds, at least 1 (Redis refuses `PX 0`).
@@ -513,9 +509,9 @@ impl TokenCache for RedisCache {
         self.0.description.clone()
     }
 
-    fn read(&self, key: &CacheKey, left: Duration) -> Result<Option<CacheEntry>, String> {
+    fn read(&self, key: &str, left: Duration) -> Result<Option<Vec<u8>>, String> {
         let name = token_key(key);
-        let value = self.0.with_connection(key.id(), left, |con| {
+        let value = self.0.with_connection(key, left, |con| {
             // GETRANGE instead of GET: a huge value under our key costs no memory.
             let result = ::redis::cmd("GETRANGE")
                 .arg(&name)
@@ -530,16 +526,23 @@ impl TokenCache for RedisCache {
             }
         })?;
         Ok(match value {
-            Value::BulkString(bytes) => CacheEntry::decode(&bytes, key),
+            // Cut at the cap: not a value the store wrote, whatever it is.
+            Value::BulkString(bytes) if bytes.len() < MAX_VALUE_BYTES => Some(bytes),
             _ => None,
         })
     }
 
-    fn write(&self, key: &CacheKey, entry: &CacheEntry, left: Duration) -> Result<(), String> {
+    fn write(
+        &self,
+        key: &str,
+        value: &[u8],
+        expires_at: SystemTime,
+        left: Duration,
+    ) -> Result<(), String> {
         // Redis drops the entry when the token expires. The TTL is counted from now by the
         // Redis server's clock, so skew between hosts' clocks matters only as much as
         // between this host and the token's own expiry.
-        let Ok(ttl) = entry.expires_at().duration_since(SystemTime::now()) else {
+        let Ok(ttl) = expires_at.duration_since(SystemTime::now()) else {
             return Ok(()); // already expired: nothing worth sharing
         };
         if ttl < Duration::from_millis(1) {
@@ -549,11 +552,10 @@ impl TokenCache for RedisCache {
         // MAX_TTL is only refreshed sooner.
         let ttl = ttl.min(MAX_TTL);
         let name = token_key(key);
-        let value = entry.encode(key);
-        self.0.with_connection(key.id(), left, |con| {
+        self.0.with_connection(key, left, |con| {
             ::redis::cmd("SET")
                 .arg(&name)
-                .arg(&value)
+                .arg(value)
                 .arg("PX")
                 .arg(millis(ttl))
                 .query::<()>(con)
@@ -562,13 +564,13 @@ impl TokenCache for RedisCache {
 
     fn try_lock(
         &self,
-        key: &CacheKey,
+        key: &str,
         lease: Duration,
         left: Duration,
     ) -> Result<Option<CacheLock>, String> {
         let name = lock_key(key);
         let holder = holder_id();
-        let taken = self.0.with_connection(key.id(), left, |con| {
+        let taken = self.0.with_connection(key, left, |con| {
             ::redis::cmd("SET")
                 .arg(&name)
                 .arg(&holder)
@@ -578,9 +580,9 @@ impl TokenCache for RedisCache {
                 .query::<Value>(con)
         })?;
         match taken {
-            Value::Okay => Ok(Some(CacheLock::new(RedisLock {
+            Value::Okay => Ok(Some(Box::new(RedisLock {
                 cache: self.0.clone(),
-                tag: key.id().to_owned(),
+                tag: key.to_owned(),
                 key: name,
                 holder,
                 release_wait: left.min(MAX_RELEASE_WAIT),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use miniserde::de::{Map, Visitor};
 use miniserde::{Deserialize, json};
 
-use crate::cache::CacheEntry;
+use crate::cache::entry::CacheEntry;
 use crate::claims::Claims;
 use crate::error::{Error, ErrorKind, MAX_SERVER_TEXT, MAX_SERVER_WORD, Redactions, sanitize_to};
 use crate::text::Leaf;
@@ -165,23 +165,20 @@ pub(crate) fn parse(
     })
 }
 
-/// A token read back from a cache: `None` when it would not pass the parser's checks (an
-/// entry any `TokenCache` made, not only one `CacheEntry::decode` checked) or its times
-/// don't add up at `wall` (received in the future: the clock stepped back).
+/// A token read back from a cache (every `CacheEntry` passed the parser's checks when it
+/// was made): `None` when its times don't add up at `wall` (sent in the future: the clock
+/// stepped back).
 pub(crate) fn from_entry(entry: &CacheEntry, sent: &Sent<'_>) -> Option<Token> {
-    if !entry.is_plausible() {
-        return None;
-    }
-    let age = sent.wall.duration_since(entry.received_at()).ok()?;
+    let age = sent.wall.duration_since(entry.sent_at()).ok()?;
     let lifetime = entry
         .expires_at()
-        .duration_since(entry.received_at())
+        .duration_since(entry.sent_at())
         .ok()?
         .min(sent.max_lifetime);
     // The monotonic clock may not reach back that far (it starts at boot); then the
     // remaining lifetime counts from now, which ends at the same moment.
     let (sent_at, expires_in, sent_at_wall) = match sent.at.checked_sub(age) {
-        Some(at) => (at, lifetime, entry.received_at()),
+        Some(at) => (at, lifetime, entry.sent_at()),
         None => (sent.at, lifetime.saturating_sub(age), sent.wall),
     };
     Some(Token {
@@ -400,7 +397,7 @@ mod test {
         assert_eq!(t.access_token(), "tok");
         assert_eq!(t.expires_in(), Duration::from_secs(3600));
         assert_eq!(t.scope(), Some("a b"));
-        assert_eq!(t.scope_from_server(), Some("a b"));
+        assert_eq!(t.scope.as_deref(), Some("a b"));
     }
 
     #[test]

@@ -92,7 +92,7 @@ const MIN_SWEEP_AT: usize = 64;
 /// # Ok::<_, logto_m2m::Error>(())
 /// ```
 pub struct TokenStore {
-    config: Config,
+    pub(crate) config: Config,
     margin: Duration,
     cache: Option<Box<dyn TokenCache>>,
     cache_error: Mutex<Option<Error>>,
@@ -390,11 +390,6 @@ impl TokenStore {
             .clone()
     }
 
-    /// The config the store gets its tokens with.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// A token for `request`: the cached one while it is fresh, otherwise a new one.
     ///
     /// # Errors
@@ -439,27 +434,13 @@ impl TokenStore {
         }
     }
 
-    /// Drops the cached token for `request` if it is still `token`: what to call when an
-    /// API answered 401 to `token` (revoked, its signing key rotated, a role changed).
-    ///
-    /// Unlike [`invalidate`](TokenStore::invalidate), a thread that saw the 401 late does
-    /// not throw away the fresh token another thread already got: when many threads meet
-    /// the same 401 at once, the first drop counts and they share one new token.
-    /// [`call`](TokenStore::call) and [`Bearer`](crate::Bearer) use it.
-    ///
-    /// # Example
-    /// ```no_run
-    /// use logto_m2m::{Config, TokenRequest, TokenStore};
-    ///
-    /// let store = TokenStore::new(Config::from_env()?);
-    /// let request = TokenRequest::new("https://shopping.api").scope("read:products");
-    /// let token = store.get(&request)?;
-    /// // ... the API answered 401 to this token:
-    /// store.invalidate_token(&request, &token);
-    /// let fresh = store.get(&request)?; // one new request, however many threads ask
-    /// # Ok::<_, logto_m2m::Error>(())
-    /// ```
-    pub fn invalidate_token(&self, request: &TokenRequest, token: &Token) {
+    /// Drops the cached token for `request` if it is still `token`: what
+    /// [`call`](TokenStore::call) and [`Bearer`](crate::Bearer) do when an API answered 401
+    /// to `token`. Unlike [`invalidate`](TokenStore::invalidate), a thread that saw the 401
+    /// late does not throw away the fresh token another thread already got: when many
+    /// threads meet the same 401 at once, the first drop counts and they share one new
+    /// token.
+    pub(crate) fn invalidate_token(&self, request: &TokenRequest, token: &Token) {
         stats::bump(&self.counters.invalidations);
         let mut entries = self.lock();
         if let Some(entry) = find_mut(&mut entries.map, request)
@@ -478,15 +459,6 @@ impl TokenStore {
         let mut entries = self.lock();
         find_mut(&mut entries.map, request)
             .is_some_and(|e| e.rejected.as_deref() == Some(access_token))
-    }
-
-    /// Drops every cached token.
-    pub fn clear(&self) {
-        stats::bump(&self.counters.invalidations);
-        let mut entries = self.lock();
-        for entry in entries.map.values_mut().flatten() {
-            entry.set_held(None);
-        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Entries> {
@@ -631,10 +603,13 @@ impl TokenStore {
                 let doubling = FIRST_FAILURE_BACKOFF
                     .saturating_mul(1 << (entry.failures - 1).min(16))
                     .min(MAX_FAILURE_BACKOFF);
-                let asked = error
-                    .retry_after()
-                    .unwrap_or_default()
-                    .min(MAX_RETRY_AFTER_BACKOFF);
+                let asked = match error.kind() {
+                    ErrorKind::RateLimited {
+                        retry_after: Some(wait),
+                        ..
+                    } => (*wait).min(MAX_RETRY_AFTER_BACKOFF),
+                    _ => Duration::ZERO,
+                };
                 let pause = doubling.max(asked);
                 let until = now.mono.checked_add(pause).unwrap_or(now.mono);
                 let outcome = match entry.held.as_ref().filter(|h| h.is_valid(now)) {
@@ -825,9 +800,11 @@ impl fmt::Debug for DebugEntry<'_> {
         if let Some(org) = parts.next().filter(|o| !o.is_empty()) {
             s.field("organization", &org);
         }
-        let expires_in = e.held.as_ref().map(|h| match h.token.expires_at() {
-            None => Duration::MAX,
-            Some(at) => at.saturating_duration_since(self.now.mono),
+        let expires_in = e.held.as_ref().map(|h| {
+            let (end, _) = h.token.ends_at(Duration::ZERO);
+            end.map_or(Duration::MAX, |at| {
+                at.saturating_duration_since(self.now.mono)
+            })
         });
         s.field("token_expires_in", &expires_in);
         s.field("refreshing", &matches!(e.refresh, Refresh::Running));

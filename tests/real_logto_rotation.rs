@@ -18,7 +18,7 @@ use std::time::Duration;
 use common::gate::Gate;
 use common::real_logto::{App, Logto};
 use common::{SHOPPING_API, TempDir};
-use logto_m2m::{Config, ErrorKind, TokenRequest, TokenStore, request_token};
+use logto_m2m::{Config, ErrorKind, Secret, TokenRequest, TokenStore, request_token};
 
 const SHOP_READER: &str = "shop-reader";
 /// Every call's deadline: far more than a call to a local Logto takes.
@@ -107,7 +107,7 @@ fn an_expired_secret_has_its_own_predicate_and_says_what_to_do() {
     // for an expired secret).
     let (_dir, path) = secret_file("expired", &expired);
     let gate = Gate::start(logto.port(), |_| {});
-    let config = Config::new_with_secret_file(&gate.token_url(), &app.id, &path)
+    let config = Config::new(&gate.token_url(), &app.id, Secret::file(&path))
         .unwrap()
         .timeout(TIMEOUT);
     let err = request_token(&config, &shopping()).unwrap_err();
@@ -141,7 +141,7 @@ fn a_running_store_picks_up_the_rewritten_secret_file_at_its_next_refresh() {
     let logto = logto_or_skip!();
     let app = logto.new_app(&[SHOP_READER]);
     let (_dir, path) = secret_file("store", &app.secret);
-    let config = Config::logto_with_secret_file(logto.endpoint(), &app.id, &path)
+    let config = Config::logto(logto.endpoint(), &app.id, Secret::file(&path))
         .unwrap()
         .timeout(TIMEOUT);
     let store = TokenStore::new(config);
@@ -185,7 +185,7 @@ fn an_expired_secret_with_the_new_one_in_the_file_is_retried_once_then_a_token()
             write_secret(&rewrite, &new_secret);
         }
     });
-    let config = Config::new_with_secret_file(&gate.token_url(), &app.id, &path)
+    let config = Config::new(&gate.token_url(), &app.id, Secret::file(&path))
         .unwrap()
         .timeout(TIMEOUT);
     let store = TokenStore::new(config);

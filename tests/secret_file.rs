@@ -21,7 +21,7 @@ use common::{
     M2M_BASIC, M2M_BASIC_EXPIRED, M2M_BASIC_NEXT, PEER_TIMEOUT, Peer, TempDir, example, shopping,
 };
 use log::{LevelFilter, Log, Metadata, Record};
-use logto_m2m::{Config, ErrorKind, TokenStore, request_token};
+use logto_m2m::{Config, ErrorKind, Secret, TokenStore, request_token};
 
 /// Every record of the `logto_m2m` target, as `LEVEL message`. Tests run in parallel, so
 /// each looks only at the lines that name its own secret file.
@@ -84,7 +84,7 @@ fn write_secret(path: &Path, content: &str) {
 }
 
 fn file_config(token_url: &str, path: &Path) -> Config {
-    Config::new_with_secret_file(token_url, M2M_BASIC.0, path)
+    Config::new(token_url, M2M_BASIC.0, Secret::file(path))
         .unwrap()
         .timeout(PEER_TIMEOUT)
 }
@@ -159,7 +159,7 @@ fn an_empty_or_unreadable_file_names_the_path_never_the_content() {
     // Bytes that are no secret (not UTF-8) around a canary: the message says what is wrong
     // with the file, and shows none of it.
     fs::write(&path, b"canary-secret-51e0\xff\n").unwrap();
-    let err = Config::new_with_secret_file(&peer.token_url(), M2M_BASIC.0, &path).unwrap_err();
+    let err = Config::new(&peer.token_url(), M2M_BASIC.0, Secret::file(&path)).unwrap_err();
     let shown = format!("{err} {err:?}");
     assert!(shown.contains("is not valid utf-8"), "{shown}");
     assert!(!shown.contains("canary"), "{shown}");

@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use common::{M2M_BASIC, MANAGEMENT_API, Peer, SHOPPING_API, config, shopping};
 use logto_m2m::{Token, TokenRequest, TokenStore};
@@ -18,7 +18,8 @@ fn store(peer: &Peer, app: (&str, &str)) -> TokenStore {
 /// Sleeps until 100 ms after `token` expires.
 fn sleep_past_expiry(token: &Token) {
     let expiry = token.expires_at().unwrap();
-    thread::sleep(expiry.saturating_duration_since(Instant::now()) + Duration::from_millis(100));
+    let left = expiry.duration_since(SystemTime::now()).unwrap_or_default();
+    thread::sleep(left + Duration::from_millis(100));
 }
 
 /// Runs `f` on `n` threads released at once; returns their results in order.

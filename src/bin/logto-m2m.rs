@@ -328,6 +328,8 @@ fn parse_flags(command: &str, args: &[String]) -> Result<Options, Failure> {
 struct Setup {
     config: Config,
     request: TokenRequest,
+    /// The request has no resource (an organization token, or the server decides).
+    no_resource: bool,
     /// `None`: no shared cache, one exchange.
     store: Option<TokenStore>,
 }
@@ -390,6 +392,7 @@ fn setup(opts: &Options, defaults: Defaults<'_>) -> Result<Setup, Failure> {
     Ok(Setup {
         config,
         request,
+        no_resource: resource.is_empty(),
         store,
     })
 }
@@ -400,6 +403,7 @@ fn fetch(opts: &Options) -> Result<Arc<Token>, Failure> {
     let Setup {
         config,
         request,
+        no_resource,
         store,
     } = setup(opts, None)?;
     let token = match store {
@@ -415,12 +419,12 @@ fn fetch(opts: &Options) -> Result<Arc<Token>, Failure> {
             token
         }
     };
-    warn_missing_scopes(&config, &request, &token);
+    warn_missing_scopes(&config, &request, no_resource, &token);
     Ok(token)
 }
 
 /// The warning for asked scopes the server did not grant.
-fn warn_missing_scopes(config: &Config, request: &TokenRequest, token: &Token) {
+fn warn_missing_scopes(config: &Config, request: &TokenRequest, no_resource: bool, token: &Token) {
     let missing = token.missing_scopes(request);
     if !missing.is_empty() {
         // The server drops scopes the app has no role for without an error; this is the
@@ -430,9 +434,15 @@ fn warn_missing_scopes(config: &Config, request: &TokenRequest, token: &Token) {
         } else {
             "these permissions"
         };
-        let fix = if !config.is_logto() {
+        // Logto serves its token endpoint at {endpoint}/oidc/token; other servers get no
+        // advice naming Logto's console.
+        let is_logto = config
+            .token_url()
+            .trim_end_matches('/')
+            .ends_with("/oidc/token");
+        let fix = if !is_logto {
             format!("grant the app {these} on the authorization server")
-        } else if request.resource().is_empty() {
+        } else if no_resource {
             format!("assign the app an organization role with {these} in the Logto console")
         } else {
             format!("assign the app a machine-to-machine role with {these} in the Logto console")
@@ -497,6 +507,7 @@ fn call(opts: &Options) -> Result<(), Failure> {
     let Setup {
         config,
         request,
+        no_resource,
         store,
     } = setup(opts, defaults)?;
     let store = store.unwrap_or_else(|| TokenStore::new(config.clone()));
@@ -570,7 +581,7 @@ fn call(opts: &Options) -> Result<(), Failure> {
                 other => Failure::Token(other.to_string()),
             })?;
             if let Ok(token) = store.get(&request) {
-                warn_missing_scopes(&config, &request, &token);
+                warn_missing_scopes(&config, &request, no_resource, &token);
             }
             if let Some(problem) = store.last_cache_error() {
                 eprintln!("logto-m2m: warning: {problem}");
@@ -698,11 +709,11 @@ fn push_field(out: &mut String, name: &str, value: Option<&str>) {
 fn format_token(token: &Token, format: Format) -> String {
     match format {
         Format::Token => format!("{}\n", token.access_token()),
-        Format::Header => format!("Authorization: {}\n", token.authorization()),
+        Format::Header => format!("Authorization: Bearer {}\n", token.access_token()),
         Format::Json => {
             let now = unix_now();
             let expires_at = token
-                .expires_at_system()
+                .expires_at()
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .and_then(|d| i64::try_from(d.as_secs()).ok());
             let mut out = String::from("{");

@@ -99,44 +99,32 @@ fn main() {
     let arc_floor = || {
         black_box((Instant::now(), SystemTime::now(), Arc::clone(&token)));
     };
-    let uncounted = || {
-        black_box(logto_m2m::internal::get_uncounted(&store, black_box(&request)).unwrap());
-    };
     let counted = || {
         black_box(store.get(black_box(&request)).unwrap());
     };
-    let [go, arc, before, after] =
-        interleaved_median_ns([&go_floor, &arc_floor, &uncounted, &counted]);
+    let [go, arc, after] = interleaved_median_ns([&go_floor, &arc_floor, &counted]);
     println!(
         "go_floor_ns: {go:.1} ns (one uncontended Mutex and both clocks, what Go's token source pays per call)"
     );
     println!(
         "arc_floor_ns: {arc:.1} ns (both clocks and an Arc clone and drop, what a hit can't go below)"
     );
-    println!("hit_ns_1t_uncounted: {before:.1} ns (before the counters)");
     println!("hit_ns_1t: {after:.1} ns ({:.2} x go_floor_ns)", after / go);
     // Per call on each of N threads hitting the same key at once.
     let threads = thread::available_parallelism().map_or(1, |n| n.get());
-    let mut before_2t = Vec::new();
-    let mut after_2t = Vec::new();
+    let mut two = Vec::new();
     for _ in 0..3 {
-        before_2t.push(hammer_ns(&store, &request, 2, false));
-        after_2t.push(hammer_ns(&store, &request, 2, true));
+        two.push(hammer_ns(&store, &request, 2));
     }
-    println!(
-        "hit_ns_2t_uncounted: {:.1} ns (before the counters)",
-        median(&mut before_2t)
-    );
-    println!("hit_ns_2t: {:.1} ns", median(&mut after_2t));
+    println!("hit_ns_2t: {:.1} ns", median(&mut two));
     println!(
         "hit_ns_{threads}t: {:.1} ns (nproc = {threads})",
-        hammer_ns(&store, &request, threads, true)
+        hammer_ns(&store, &request, threads)
     );
-    // Every counted hit was counted, on every thread: the calls above on this thread,
-    // those of the counted threads, and the first call of each uncounted thread (which
-    // takes the slow path, where hits are counted either way).
+    // Every hit was counted, on every thread: the calls above on this thread and those of
+    // the threads.
     let one_thread = u64::from(CALLS_PER_BATCH / 10 + BATCHES as u32 * CALLS_PER_BATCH);
-    let threaded = u64::from(CALLS_PER_BATCH / 2) * (3 * 2 + threads as u64) + 3 * 2;
+    let threaded = u64::from(CALLS_PER_BATCH / 2) * (3 * 2 + threads as u64);
     assert_eq!(
         store.stats().hits - hits_before,
         one_thread + threaded,
@@ -356,9 +344,8 @@ fn median_us(n: usize, mut f: impl FnMut()) -> f64 {
     times[n / 2]
 }
 
-/// Per-call time seen by each of `threads` threads calling `get` on one key at once
-/// (without counting the hits unless `counted`).
-fn hammer_ns(store: &TokenStore, request: &TokenRequest, threads: usize, counted: bool) -> f64 {
+/// Per-call time seen by each of `threads` threads calling `get` on one key at once.
+fn hammer_ns(store: &TokenStore, request: &TokenRequest, threads: usize) -> f64 {
     let calls = CALLS_PER_BATCH / 2;
     let barrier = Barrier::new(threads);
     let mut per_call: Vec<f64> = thread::scope(|s| {
@@ -368,11 +355,7 @@ fn hammer_ns(store: &TokenStore, request: &TokenRequest, threads: usize, counted
                     barrier.wait();
                     let start = Instant::now();
                     for _ in 0..calls {
-                        if counted {
-                            black_box(store.get(request).unwrap());
-                        } else {
-                            black_box(logto_m2m::internal::get_uncounted(store, request).unwrap());
-                        }
+                        black_box(store.get(request).unwrap());
                     }
                     start.elapsed().as_nanos() as f64 / f64::from(calls)
                 })

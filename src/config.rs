@@ -63,6 +63,7 @@ pub struct Config {
     secret: Secret,
     auth_method: AuthMethod,
     timeout: Duration,
+    /// The longest lifetime a token is trusted for: one day, whatever the server says.
     max_lifetime: Duration,
     allow_insecure_http: bool,
     /// True for an `https://` token URL.
@@ -338,17 +339,6 @@ impl Config {
         self
     }
 
-    /// The longest lifetime a token is trusted for, whatever the server says: a server bug
-    /// that grants `expires_in: 1e30` would otherwise keep a long-running service on one
-    /// token forever. [`Token::expires_in`](crate::Token::expires_in) never reports more,
-    /// and no cache keeps a token longer.
-    ///
-    /// Defaults to one day.
-    pub fn max_token_lifetime(mut self, max: Duration) -> Self {
-        self.max_lifetime = max;
-        self
-    }
-
     /// Allows a plain `http://` token URL to a host that is not loopback, which sends the
     /// app secret and the token in clear text. Only for networks you trust entirely;
     /// loopback hosts (`localhost`, `127.0.0.0/8`, `[::1]`) are always allowed.
@@ -573,7 +563,6 @@ impl fmt::Debug for Config {
             .field("app_secret", &self.secret)
             .field("auth_method", &self.auth_method)
             .field("timeout", &self.timeout)
-            .field("max_token_lifetime", &self.max_lifetime)
             .field("allow_insecure_http", &self.allow_insecure_http)
             .field("transport", &self.transport)
             .finish()

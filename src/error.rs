@@ -267,29 +267,6 @@ impl Error {
         }
     }
 
-    /// True when the token endpoint refused the app secret because it has expired: Logto
-    /// keeps several secrets per app, each with an optional expiry, and answers one past it
-    /// with 400 `invalid_request` "client secret has expired". The message says what to do:
-    /// create a new secret and put it where the app reads it. With a secret file
-    /// ([`Secret::file`](crate::Secret::file)) that is
-    /// all it takes, as the file is read again for each request.
-    ///
-    /// # Example
-    /// ```no_run
-    /// use logto_m2m::{request_token, Config, TokenRequest};
-    ///
-    /// let config = Config::from_env()?;
-    /// if let Err(e) = request_token(&config, &TokenRequest::new("https://shopping.api")) {
-    ///     if e.is_secret_expired() {
-    ///         eprintln!("rotate the app secret in the Logto console: {e}");
-    ///     }
-    /// }
-    /// # Ok::<_, logto_m2m::Error>(())
-    /// ```
-    pub fn is_secret_expired(&self) -> bool {
-        is_secret_expired(&self.0.kind)
-    }
-
     #[cold]
     #[inline(never)]
     pub(crate) fn new(kind: ErrorKind) -> Error {

@@ -1,17 +1,17 @@
 //! INTERNAL, DO NOT USE: the entry points of the fuzz targets in `fuzz/` and of the bench,
 //! behind the `_internal` feature. Not part of the API; they may change in any release.
 //!
-//! Four functions: what the store does with bytes from a token endpoint, and with bytes
-//! from a shared cache; a hit that is not counted; the figures of private parts.
+//! Three functions: what the store does with bytes from a token endpoint, and with bytes
+//! from a shared cache; the bench's figures of private parts.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::Error;
 use crate::cache::entry::{CacheEntry, CacheKey};
 use crate::response::{self, Sent};
 use crate::token::Token;
 use crate::token_file;
-use crate::{Error, TokenStore};
 
 /// The app secret the fuzz targets' keys seal with (their seeds were sealed with it).
 pub const FUZZ_SECRET: &str = "fuzz-secret-not-a-real-one";
@@ -124,15 +124,6 @@ fn check_entry(entry: &CacheEntry, key: &CacheKey, value: &[u8], others: &[Cache
         None,
         "a sealed value with byte {i} changed still opened"
     );
-}
-
-/// `store.get(request)` without counting a hit in `TokenStore::stats`: what a hit cost
-/// before the counters, for the bench.
-pub fn get_uncounted(
-    store: &TokenStore,
-    request: &crate::TokenRequest,
-) -> Result<std::sync::Arc<Token>, Error> {
-    store.get_uncounted(request)
 }
 
 /// The bench's figures of private parts: one `(name, value, unit and note)` each.

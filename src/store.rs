@@ -399,18 +399,7 @@ impl TokenStore {
     /// refresh may first wait for another process's) and a few seconds more.
     pub fn get(&self, request: &TokenRequest) -> Result<Arc<Token>, Error> {
         let now = self.now();
-        match local::hit::<true>(&self.id, request, now) {
-            Some(token) => Ok(token),
-            None => self.get_slow(request),
-        }
-    }
-
-    /// [`get`](TokenStore::get) without counting its hits: the bench's measure of what
-    /// counting costs.
-    #[cfg(feature = "_internal")]
-    pub(crate) fn get_uncounted(&self, request: &TokenRequest) -> Result<Arc<Token>, Error> {
-        let now = self.now();
-        match local::hit::<false>(&self.id, request, now) {
+        match local::hit(&self.id, request, now) {
             Some(token) => Ok(token),
             None => self.get_slow(request),
         }

@@ -64,7 +64,8 @@ impl Token {
 
     /// The token's lifetime: the server's `expires_in`; without one, the time left until
     /// the `exp` of a JWT access token; without either, 60 seconds. Never more than
-    /// [`Config::max_token_lifetime`](crate::Config::max_token_lifetime).
+    /// a day, whatever the server says (a server bug that grants `expires_in: 1e30` would
+    /// otherwise keep a long-running service on one token forever).
     pub fn expires_in(&self) -> Duration {
         self.expires_in
     }
@@ -124,16 +125,11 @@ impl Token {
 
     /// When the token expires by the wall clock: when the request that got it was sent
     /// (its lifetime can't have started earlier) plus [`expires_in`](Token::expires_in).
-    /// `None` when that is too far ahead to represent. What a log line or a cache shows;
-    /// whether the token is still good is [`is_expired`](Token::is_expired), which asks
-    /// the monotonic clock as well.
+    /// `None` when that is too far ahead to represent. What a log line or a cache shows; a
+    /// [`TokenStore`](crate::TokenStore) decides freshness by the monotonic clock as well,
+    /// which the wall clock's steps don't move.
     pub fn expires_at(&self) -> Option<SystemTime> {
         self.sent_at_wall.checked_add(self.expires_in)
-    }
-
-    /// True once the token's lifetime is over by either clock.
-    pub fn is_expired(&self) -> bool {
-        self.ends_before(Instant::now(), SystemTime::now(), Duration::ZERO)
     }
 
     /// True when less than `margin` of the lifetime is left at `now` by either clock.

@@ -136,10 +136,7 @@ fn attempts(
         None => timeout,
     };
     let auth = ClientAuth::new(config, secret);
-    let mut body = request.form_body();
-    if let Some(fields) = &auth.form {
-        body.push_str(fields);
-    }
+    let body = auth.form_body(request);
     let redact = auth.redactions();
 
     let mut waited_for_rate_limit = false;
@@ -282,6 +279,15 @@ impl ClientAuth {
     }
 
     /// The secret in every form a server could echo it back in.
+    /// The request's form, with the credentials when they go in the form.
+    fn form_body(&self, request: &TokenRequest) -> String {
+        let mut body = request.form_body();
+        if let Some(fields) = &self.form {
+            body.push_str(fields);
+        }
+        body
+    }
+
     fn redactions(&self) -> Redactions<'_> {
         let basic = self.header.as_deref().map_or("", |h| &h["Basic ".len()..]);
         Redactions {

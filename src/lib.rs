@@ -93,6 +93,7 @@ pub mod internal;
 mod redis;
 mod request;
 mod response;
+mod sanitize;
 mod seal;
 mod secret;
 mod store;

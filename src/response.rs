@@ -97,40 +97,7 @@ pub(crate) fn parse(
         return Err(error_response(status, Some(f), redact));
     }
 
-    let access_token = match f.access_token {
-        None | Some(Leaf::Null) => {
-            return Err(invalid(status, Some("access_token"), "is missing"));
-        }
-        Some(Leaf::Str(s)) => s,
-        Some(_) => return Err(invalid(status, Some("access_token"), "is not a string")),
-    };
-    if access_token.is_empty() {
-        return Err(invalid(status, Some("access_token"), "is empty"));
-    }
-    // Visible ASCII only: a token with CR/LF or a space could split or forge a header when
-    // it is sent on. The message never repeats the token.
-    if !is_header_safe(&access_token) {
-        return Err(invalid(
-            status,
-            Some("access_token"),
-            "has characters not allowed in an http header",
-        ));
-    }
-
-    match &f.token_type {
-        None | Some(Leaf::Null) => return Err(invalid(status, Some("token_type"), "is missing")),
-        Some(Leaf::Str(t)) if t.eq_ignore_ascii_case("bearer") => {}
-        Some(Leaf::Str(t)) => {
-            let shown = sanitize_to(t, redact, MAX_SERVER_WORD);
-            return Err(invalid(
-                status,
-                Some("token_type"),
-                format!("is \"{shown}\", not Bearer"),
-            ));
-        }
-        Some(_) => return Err(invalid(status, Some("token_type"), "is not a string")),
-    }
-
+    let access_token = bearer_token(status, f.access_token, &f.token_type, redact)?;
     let claims = Claims::from_jwt(&access_token);
     let expires_in = match &f.expires_in {
         None | Some(Leaf::Null) => claims
@@ -163,6 +130,50 @@ pub(crate) fn parse(
         sent_at: sent.at,
         sent_at_wall: sent.wall,
     })
+}
+
+/// The `access_token` of a 2xx answer, checked with its `token_type`: present, a string,
+/// not empty, fit for a header (the message never repeats it), and of type Bearer.
+fn bearer_token(
+    status: u16,
+    access_token: Option<Leaf>,
+    token_type: &Option<Leaf>,
+    redact: &Redactions<'_>,
+) -> Result<String, Error> {
+    let access_token = match access_token {
+        None | Some(Leaf::Null) => {
+            return Err(invalid(status, Some("access_token"), "is missing"));
+        }
+        Some(Leaf::Str(s)) => s,
+        Some(_) => return Err(invalid(status, Some("access_token"), "is not a string")),
+    };
+    if access_token.is_empty() {
+        return Err(invalid(status, Some("access_token"), "is empty"));
+    }
+    // Visible ASCII only: a token with CR/LF or a space could split or forge a header when
+    // it is sent on. The message never repeats the token.
+    if !is_header_safe(&access_token) {
+        return Err(invalid(
+            status,
+            Some("access_token"),
+            "has characters not allowed in an http header",
+        ));
+    }
+
+    match token_type {
+        None | Some(Leaf::Null) => return Err(invalid(status, Some("token_type"), "is missing")),
+        Some(Leaf::Str(t)) if t.eq_ignore_ascii_case("bearer") => {}
+        Some(Leaf::Str(t)) => {
+            let shown = sanitize_to(t, redact, MAX_SERVER_WORD);
+            return Err(invalid(
+                status,
+                Some("token_type"),
+                format!("is \"{shown}\", not Bearer"),
+            ));
+        }
+        Some(_) => return Err(invalid(status, Some("token_type"), "is not a string")),
+    }
+    Ok(access_token)
 }
 
 /// A token read back from a cache (every `CacheEntry` passed the parser's checks when it

@@ -189,7 +189,7 @@ impl TokenStore {
     ///
     /// `send` gets the `Authorization` header's value (`Bearer <token>`) and makes the
     /// call. When its answer is a 401 (a response, or ureq's `StatusCode(401)` error), the
-    /// token is dropped with [`invalidate_token`](TokenStore::invalidate_token), a fresh
+    /// token is dropped (if it is still the store's: see [`invalidate`](TokenStore::invalidate)), a fresh
     /// one is taken (one token request, however many threads meet the same 401 at once),
     /// and `send` is called again with it. The answer is then returned, whatever its
     /// status: never a second retry, and never a retry on 403 (a fresh token carries the

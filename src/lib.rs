@@ -14,9 +14,8 @@
 //!
 //! Beside them: [`AuthMethod`] picks Basic or form credentials, [`Claims`] reads what a JWT
 //! access token says of itself (unverified), [`CallError`] says which half of a call
-//! failed, and [`TokenCache`] (with
-//! [`CacheKey`], [`CacheEntry`] and [`CacheLock`]) lets a `TokenStore` share tokens beyond
-//! its memory, as its token file does, or Redis (`RedisCache`, with the `redis` feature;
+//! failed, and [`TokenCache`] (keys and bytes, with [`CacheLock`]) lets a `TokenStore`
+//! share tokens beyond its memory, as its token file does, or Redis (`RedisCache`, with the `redis` feature;
 //! Sentinel and Cluster with `redis-sentinel` and `redis-cluster`). [`StoreStats`] is what
 //! a store did, from [`TokenStore::stats`].
 //!
@@ -40,9 +39,9 @@
 //! No async runtime: the calls block the calling thread. Redirects are never followed,
 //! plain `http://` goes only to loopback hosts, and no error, `Debug` output or log line of
 //! this crate contains the app secret or a token. What a [`TokenStore`] shares through a
-//! [`TokenCache`] is sealed with a key derived from the app secret (see
-//! [`CacheKey::for_request`]), and the secret can be read from a file for each request
-//! ([`Config::logto_with_secret_file`]), so that it rotates without a restart. (ureq, the
+//! [`TokenCache`] is sealed with a key derived from the app secret, and the secret can be
+//! read from a file for each request ([`Secret::file`]), so that it rotates without a
+//! restart. (ureq, the
 //! HTTP client underneath, logs the wire unredacted at `TRACE` level: keep the `ureq` log
 //! target above `TRACE` in production.)
 //!
@@ -71,13 +70,17 @@
 // - token:      Token: the access token, its lifetime by both clocks, its scopes
 // - claims:     Claims: what a JWT access token says of itself, unverified (one reader)
 // - store:      TokenStore: memory, single flight, refresh ahead, backoff
-// - cache:      the TokenCache interface a store shares tokens through
+// - cache:      the TokenCache interface a store shares tokens through (keys and bytes);
+//               cache/entry: what the store puts in them, sealed
 // - token_file: the token file, one TokenCache
-// - secret:     the app secret: a string, or a file read for each request
+// - secret:     Secret, the app secret: a string, or a file read for each request
 // - seal:       what a store writes to a shared cache, encrypted and authenticated
 // - redis:      RedisCache, another (feature `redis`): one server, Sentinel, Cluster
 // - api:        the token used: Bearer (a ureq middleware) and TokenStore::call
 // - error:      Error and ErrorKind, for all of the above
+// - sanitize:   server text made safe to show in an error
+// - advice:     what an error most likely means and what to do, when the server won't say
+// - internal:   the fuzz targets' and the bench's entry points (feature `_internal`)
 // - text:       small hand-written readers and writers: JSON strings, seconds
 mod advice;
 mod api;

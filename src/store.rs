@@ -325,12 +325,12 @@ impl TokenStore {
     /// minute asks for one token per lifetime instead of one per run, and jobs that start
     /// together make one request between them.
     ///
-    /// - The file (JSON) holds, per request, the token with the wall-clock times its request
-    ///   was sent and it expires, sealed (encrypted and authenticated with a key derived
-    ///   from the app secret, see [`CacheKey::for_request`](crate::CacheKey::for_request)):
-    ///   whoever reads the file without the secret learns no token. Never the secret. It is
-    ///   bound to the token URL and app id: a file written for another app or server, or an
-    ///   entry sealed with another secret, is not used.
+    /// - The file (JSON) holds, per token URL, app and request, the token with the
+    ///   wall-clock times its request was sent and it expires, sealed (encrypted and
+    ///   authenticated with a key derived from the app secret, the token URL and the app
+    ///   id, see [`TokenCache`]): whoever reads the file without the secret learns no
+    ///   token. Never the secret. Apps and servers sharing a file each find only their own
+    ///   entries; one sealed with another secret, or copied under another key, is not used.
     /// - It is read only when memory has no fresh token, so cache hits cost the same.
     /// - It is written atomically (a temporary file beside it, then a rename), with mode
     ///   0600 on Unix; expired tokens leave it on each write. A missing folder is created

@@ -152,7 +152,10 @@ fn a_file_entry_of_another_secret_app_or_with_a_changed_byte_is_not_used() {
     get(file_store(&peer, M2M_BASIC, &path));
     let requests = peer.stats().token_requests;
     let text = fs::read_to_string(&path).unwrap();
-    let at = text.find("logto-m2m:sealed:1:").unwrap() + "logto-m2m:sealed:1:".len() + 20;
+    // m2m-basic's value, after its key (the file holds m2m-post's too).
+    let ours = text.find(&basic_key).unwrap();
+    let at =
+        ours + text[ours..].find("logto-m2m:sealed:1:").unwrap() + "logto-m2m:sealed:1:".len() + 20;
     let mut bytes = text.into_bytes();
     bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
     fs::write(&path, &bytes).unwrap();

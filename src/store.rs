@@ -48,8 +48,8 @@ const MIN_SWEEP_AT: usize = 64;
 /// `TokenStore` is `Send + Sync`: share it by reference or in an `Arc`.
 ///
 /// - A hit (a token outside its refresh margin) takes no lock: each thread keeps its own
-///   copy of the tokens it got, checked against a version per key that every refresh,
-///   [`invalidate`](TokenStore::invalidate) and [`clear`](TokenStore::clear) bumps, so
+///   copy of the tokens it got, checked against a version per key that every refresh
+///   and [`invalidate`](TokenStore::invalidate) bumps, so
 ///   every thread's next call sees the change. Tens of nanoseconds, no
 ///   allocation, and threads don't slow each other down. (The copy is made once per thread
 ///   and token, on that thread's first hit after a change.)

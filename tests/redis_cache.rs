@@ -3,6 +3,8 @@
 
 #![cfg(feature = "redis")]
 
+#[path = "common/opaque.rs"]
+mod opaque;
 #[path = "common/redis_server.rs"]
 mod redis_server;
 
@@ -11,25 +13,8 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use logto_m2m::{RedisCache, TokenCache};
+use opaque::{Entry, key_of};
 use redis_server::{RedisServer, Reply};
-
-/// A value as a store would hand it to the cache (the cache stores bytes, whatever they
-/// say), and when its token expires.
-#[derive(Clone, Debug, PartialEq)]
-struct Entry {
-    value: Vec<u8>,
-    expires_at: std::time::SystemTime,
-}
-
-/// An opaque key, as a store makes them: 32 hex characters from the parts.
-fn key_of(token_url: &str, app_id: &str, request: &str) -> String {
-    use std::hash::{DefaultHasher, Hash, Hasher};
-    let mut a = DefaultHasher::new();
-    (token_url, app_id, request).hash(&mut a);
-    let mut b = DefaultHasher::new();
-    (request, app_id, token_url).hash(&mut b);
-    format!("{:016x}{:016x}", a.finish(), b.finish())
-}
 
 const TOKEN_URL: &str = "https://tenant.logto.example/oidc/token";
 const APP_ID: &str = "fleet-app";

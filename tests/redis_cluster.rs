@@ -8,33 +8,18 @@
 mod common;
 #[path = "common/fleet.rs"]
 mod fleet;
+#[path = "common/opaque.rs"]
+mod opaque;
 #[path = "common/redis_server.rs"]
 mod redis_server;
 
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{M2M_BASIC, Peer, SHOPPING_API};
+use common::{M2M_BASIC, Peer};
 use fleet::{eight_at_once, get_token, timed_run, token_of};
 use logto_m2m::{RedisCache, TokenCache};
+use opaque::{Entry, key_of};
 use redis_server::{ClusterSet, RedisServer, Reply};
-
-/// A value as a store would hand it to the cache (the cache stores bytes, whatever they
-/// say), and when its token expires.
-#[derive(Clone, Debug, PartialEq)]
-struct Entry {
-    value: Vec<u8>,
-    expires_at: std::time::SystemTime,
-}
-
-/// An opaque key, as a store makes them: 32 hex characters from the parts.
-fn key_of(token_url: &str, app_id: &str, request: &str) -> String {
-    use std::hash::{DefaultHasher, Hash, Hasher};
-    let mut a = DefaultHasher::new();
-    (token_url, app_id, request).hash(&mut a);
-    let mut b = DefaultHasher::new();
-    (request, app_id, token_url).hash(&mut b);
-    format!("{:016x}{:016x}", a.finish(), b.finish())
-}
 
 const LEFT: Duration = Duration::from_secs(2);
 
@@ -80,11 +65,17 @@ fn eight_processes_make_one_request_and_the_lock_shares_its_tokens_slot() {
     assert_eq!(token_of(out).0, token);
     assert_eq!(peer.stats().token_requests, 1);
 
-    let key = key_of(
-        &peer.token_url(),
-        M2M_BASIC.0,
-        &format!("{SHOPPING_API}\0read:products\0"),
-    );
+    // The store's key for the token, as the cluster holds it (the only one there).
+    let key = cluster
+        .nodes
+        .iter()
+        .flat_map(|node| node.dump())
+        .find_map(|(name, _)| {
+            let name = String::from_utf8(name).ok()?;
+            let id = name.strip_prefix("logto-m2m:token:{")?.strip_suffix('}')?;
+            Some(id.to_owned())
+        })
+        .expect("the token's key in the cluster");
     let (value, lock) = (token_key(&key), lock_key(&key));
     let any = &cluster.nodes[0];
     assert_eq!(slot(any, &value), slot(any, &lock));

@@ -8,6 +8,8 @@
 mod common;
 #[path = "common/fleet.rs"]
 mod fleet;
+#[path = "common/opaque.rs"]
+mod opaque;
 #[path = "common/redis_server.rs"]
 mod redis_server;
 
@@ -16,25 +18,8 @@ use std::time::{Duration, Instant};
 use common::{M2M_BASIC, M2M_POST, Peer};
 use fleet::{SLACK, TIMEOUT_S, eight_at_once, get_token, timed_run, token_of};
 use logto_m2m::{RedisCache, TokenCache};
+use opaque::{Entry, key_of};
 use redis_server::{Reply, SentinelSet, info, wait_until};
-
-/// A value as a store would hand it to the cache (the cache stores bytes, whatever they
-/// say), and when its token expires.
-#[derive(Clone, Debug, PartialEq)]
-struct Entry {
-    value: Vec<u8>,
-    expires_at: std::time::SystemTime,
-}
-
-/// An opaque key, as a store makes them: 32 hex characters from the parts.
-fn key_of(token_url: &str, app_id: &str, request: &str) -> String {
-    use std::hash::{DefaultHasher, Hash, Hasher};
-    let mut a = DefaultHasher::new();
-    (token_url, app_id, request).hash(&mut a);
-    let mut b = DefaultHasher::new();
-    (request, app_id, token_url).hash(&mut b);
-    format!("{:016x}{:016x}", a.finish(), b.finish())
-}
 
 fn keys(server: &redis_server::RedisServer) -> usize {
     match server.command(&["KEYS", "logto-m2m:token:*"]) {

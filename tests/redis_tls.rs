@@ -8,23 +8,16 @@
 mod common;
 #[path = "common/fleet.rs"]
 mod fleet;
+#[path = "common/opaque.rs"]
+mod opaque;
 #[path = "common/redis_server.rs"]
 mod redis_server;
 
 use common::{M2M_BASIC, Peer};
 use fleet::{eight_at_once, get_token, timed_run, token_of};
 use logto_m2m::{RedisCache, TokenCache};
+use opaque::key_of;
 use redis_server::{Reply, TestCa, TlsRedis};
-
-/// An opaque key, as a store makes them: 32 hex characters from the parts.
-fn key_of(token_url: &str, app_id: &str, request: &str) -> String {
-    use std::hash::{DefaultHasher, Hash, Hasher};
-    let mut a = DefaultHasher::new();
-    (token_url, app_id, request).hash(&mut a);
-    let mut b = DefaultHasher::new();
-    (request, app_id, token_url).hash(&mut b);
-    format!("{:016x}{:016x}", a.finish(), b.finish())
-}
 
 #[test]
 fn with_the_ca_eight_processes_make_one_request() {

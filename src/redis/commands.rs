@@ -42,7 +42,9 @@ impl TokenCache for RedisCache {
         })?;
         Ok(match value {
             // Cut at the cap: not a value the store wrote, whatever it is.
-            Value::BulkString(bytes) if bytes.len() < MAX_VALUE_BYTES => Some(bytes),
+            Value::BulkString(bytes) if !bytes.is_empty() && bytes.len() < MAX_VALUE_BYTES => {
+                Some(bytes)
+            }
             _ => None,
         })
     }

@@ -129,8 +129,17 @@ impl TokenRequest {
         self
     }
 
-    /// The resource indicator.
-    pub(crate) fn resource(&self) -> &str {
+    /// The resource indicator (the OAuth `resource`), e.g. the Management API's for an
+    /// endpoint.
+    ///
+    /// # Example
+    /// ```
+    /// use logto_m2m::TokenRequest;
+    ///
+    /// let request = TokenRequest::management_api("https://abc123.logto.app");
+    /// assert_eq!(request.resource(), "https://abc123.logto.app/api");
+    /// ```
+    pub fn resource(&self) -> &str {
         &self.resource
     }
 

@@ -66,9 +66,10 @@ const MIN_SWEEP_AT: usize = 64;
 /// A token's lifetime counts from when its request was sent, and it is over by whichever
 /// clock says so first: the monotonic clock, which a wall-clock step can't move, or the
 /// wall clock, which keeps running while the machine sleeps (Linux's monotonic clock stops
-/// then). The refresh starts within the refresh margin before that end, at a point drawn
-/// at random in the first half of the margin, so that processes that got their tokens
-/// together don't all refresh in the same second.
+/// then). The refresh starts within the refresh margin before that end (60 seconds, at
+/// most half the lifetime, so a 2-second token is used for 1 second, not refetched on every
+/// call), at a point drawn at random in the first half of the margin, so that processes
+/// that got their tokens together don't all refresh in the same second.
 ///
 /// # Failures
 ///
@@ -310,13 +311,10 @@ impl TokenStore {
         }
     }
 
-    /// How long before expiry a token is refreshed. For short-lived tokens the margin is
-    /// at most half the lifetime, so a 2-second token is used for 1 second, not refetched
-    /// on every call. Each token's refresh starts at a random point in the first half of
-    /// its margin (see [When a token is refreshed](TokenStore#when-a-token-is-refreshed)).
-    ///
-    /// Defaults to 60 seconds.
-    pub fn refresh_margin(mut self, margin: Duration) -> Self {
+    /// How long before expiry a token is refreshed, for the unit tests; 60 seconds
+    /// otherwise (see [When a token is refreshed](TokenStore#when-a-token-is-refreshed)).
+    #[cfg(test)]
+    pub(crate) fn refresh_margin(mut self, margin: Duration) -> Self {
         self.margin = margin;
         self
     }

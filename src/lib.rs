@@ -14,10 +14,11 @@
 //!
 //! Beside them: [`AuthMethod`] picks Basic or form credentials, [`Claims`] reads what a JWT
 //! access token says of itself (unverified), [`CallError`] says which half of a call
-//! failed, and [`TokenCache`] (keys and bytes, with [`CacheLock`]) lets a `TokenStore`
-//! share tokens beyond its memory, as its token file does, or Redis (`RedisCache`, with the `redis` feature;
-//! Sentinel and Cluster with `redis-sentinel` and `redis-cluster`). [`StoreStats`] is what
-//! a store did, from [`TokenStore::stats`].
+//! failed, [`Secret`] is the app secret (a string, or a file read for each request), and
+//! [`TokenCache`] (keys and bytes, with [`CacheLock`]) lets a `TokenStore` share tokens
+//! beyond its memory, as its token file does, or Redis (`RedisCache`, with the `redis`
+//! feature; Sentinel and Cluster with `redis-sentinel` and `redis-cluster`).
+//! [`StoreStats`] is what a store did, from [`TokenStore::stats`].
 //!
 //! ```rust,no_run
 //! use std::sync::Arc;

@@ -21,7 +21,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use logto_m2m::{Config, Error, Token, TokenRequest, TokenStore, request_token};
+use logto_m2m::{Config, Error, ErrorKind, Token, TokenRequest, TokenStore, request_token};
 
 fn main() -> ExitCode {
     match run() {
@@ -42,7 +42,7 @@ fn run() -> Result<String, String> {
         .map_err(|_| "environment variable LOGTO_RESOURCE: not set".to_string())?;
     let scopes = std::env::var("LOGTO_SCOPES").unwrap_or_default();
     let request = TokenRequest::new(&resource).scope(&scopes);
-    let mut store = TokenStore::new(config);
+    let mut store = TokenStore::new(config.clone());
     let cache_url = std::env::var("LOGTO_CACHE_URL").unwrap_or_default();
     let token = if let Some(path) = std::env::var_os("LOGTO_CACHE_FILE").filter(|p| !p.is_empty()) {
         store = store.cache_file(path);
@@ -51,7 +51,7 @@ fn run() -> Result<String, String> {
         store = with_redis(store, &cache_url)?;
         from_store(&store, &request)?
     } else {
-        Arc::new(request_token(store.config(), &request).map_err(message)?)
+        Arc::new(request_token(&config, &request).map_err(message)?)
     };
     // Logto drops requested scopes the app has no role for, silently: say so now rather
     // than leave it to the API's 403.
@@ -68,7 +68,7 @@ fn run() -> Result<String, String> {
 
 /// The error's one-line message, and for a timeout the variable that lengthens it.
 fn message(e: Error) -> String {
-    if e.is_timeout() {
+    if matches!(e.kind(), ErrorKind::Timeout { .. }) {
         format!("{e}; give it longer with LOGTO_TIMEOUT (seconds)")
     } else {
         e.to_string()

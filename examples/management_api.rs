@@ -40,8 +40,12 @@ fn run() -> Result<Vec<String>, String> {
     )?;
     let request = match (env("LOGTO_MANAGEMENT_RESOURCE"), env("LOGTO_TENANT_ID")) {
         (Some(resource), _) => TokenRequest::new(&resource).scope("all"),
-        (None, Some(tenant)) => TokenRequest::management_api(&tenant),
-        (None, None) => TokenRequest::management_api_self_hosted(),
+        // The tenant's own Logto Cloud endpoint names its Management API, whatever custom
+        // domain LOGTO_ENDPOINT uses.
+        (None, Some(tenant)) => {
+            TokenRequest::management_api(&format!("https://{tenant}.logto.app"))
+        }
+        (None, None) => TokenRequest::management_api(&endpoint),
     };
     let url = format!("{}/api/applications", endpoint.trim_end_matches('/'));
     // Statuses as answers (a 401 is one to retry, not an error), and no redirects: they

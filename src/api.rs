@@ -74,7 +74,7 @@ impl Bearer {
         origin: &str,
     ) -> Result<Bearer, Error> {
         let origin = Origin::parse(origin)?;
-        if !origin.https && !is_loopback(&origin.host) && !store.config().insecure_http_allowed() {
+        if !origin.https && !is_loopback(&origin.host) && !store.config.insecure_http_allowed() {
             return Err(Error::config(
                 "plain http to an api host that is not loopback would send the token in clear \
                  text; use https",
@@ -189,7 +189,7 @@ impl TokenStore {
     ///
     /// `send` gets the `Authorization` header's value (`Bearer <token>`) and makes the
     /// call. When its answer is a 401 (a response, or ureq's `StatusCode(401)` error), the
-    /// token is dropped with [`invalidate_token`](TokenStore::invalidate_token), a fresh
+    /// token is dropped (if it is still the store's: see [`invalidate`](TokenStore::invalidate)), a fresh
     /// one is taken (one token request, however many threads meet the same 401 at once),
     /// and `send` is called again with it. The answer is then returned, whatever its
     /// status: never a second retry, and never a retry on 403 (a fresh token carries the
@@ -207,7 +207,7 @@ impl TokenStore {
     /// use logto_m2m::{Config, TokenRequest, TokenStore};
     ///
     /// let store = TokenStore::new(Config::from_env()?);
-    /// let request = TokenRequest::management_api_self_hosted();
+    /// let request = TokenRequest::management_api("https://auth.example.com");
     /// let agent: ureq::Agent = ureq::Agent::config_builder()
     ///     .http_status_as_error(false)
     ///     .build()

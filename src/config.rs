@@ -3,21 +3,22 @@
 //! Required values go into the constructors; everything else is a chained setter whose docs
 //! end with its default.
 
-use std::ffi::OsString;
 use std::fmt;
 use std::net::IpAddr;
-use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ureq::http::Uri;
 
+use crate::advice;
 use crate::error::Error;
 use crate::seal::SealKey;
 use crate::secret::Secret;
 use crate::tls::{self, Roots};
 use crate::transport::{self, Proxy, Transport};
+
+mod env;
 
 /// How to reach a token endpoint, and the app's credentials.
 ///
@@ -63,6 +64,7 @@ pub struct Config {
     secret: Secret,
     auth_method: AuthMethod,
     timeout: Duration,
+    /// The longest lifetime a token is trusted for: one day, whatever the server says.
     max_lifetime: Duration,
     allow_insecure_http: bool,
     /// True for an `https://` token URL.
@@ -86,7 +88,7 @@ pub struct Config {
 ///
 /// let method: AuthMethod = "client_secret_post".parse()?;
 /// assert_eq!(method, AuthMethod::ClientSecretPost);
-/// assert_eq!(method.as_str(), "client_secret_post");
+/// assert_eq!(method.to_string(), "client_secret_post");
 /// assert!("private_key_jwt".parse::<AuthMethod>().is_err());
 /// # Ok::<_, logto_m2m::Error>(())
 /// ```
@@ -103,7 +105,7 @@ pub enum AuthMethod {
 
 impl AuthMethod {
     /// The method's name as OpenID Connect writes it, e.g. `client_secret_basic`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             AuthMethod::ClientSecretBasic => "client_secret_basic",
             AuthMethod::ClientSecretPost => "client_secret_post",
@@ -151,11 +153,16 @@ impl Config {
     /// let err = Config::logto("https://tenant.logto.app/oidc", "id", "secret").unwrap_err();
     /// assert!(err.to_string().contains("give https://tenant.logto.app"), "{err}");
     /// ```
-    pub fn logto(endpoint: &str, app_id: &str, app_secret: &str) -> Result<Config, Error> {
+    pub fn logto(
+        endpoint: &str,
+        app_id: &str,
+        app_secret: impl Into<Secret>,
+    ) -> Result<Config, Error> {
         let base = endpoint.trim_end_matches('/');
+        let token_url = format!("{base}/oidc/token");
         // Checked first: the base is known to be a URL without user info before a message
         // repeats it.
-        let config = Config::new(&format!("{base}/oidc/token"), app_id, app_secret)?;
+        let facts = check_url_and_id(&token_url, app_id)?;
         // An endpoint that already ends in /oidc (the issuer the console shows next to it) or
         // /oidc/token is the likeliest slip. It is refused here, before anything is sent,
         // rather than left to the server's 404 (which `exchange` still explains, for a
@@ -163,105 +170,40 @@ impl Config {
         // a proxy or app that answers every path would not even say 404, and the fix is
         // certain enough to name. The price, a Logto mounted under a path ending in /oidc
         // has to give its full token URL, is paid by almost no one.
-        let after_scheme = base.find("://").map_or(0, |i| i + 3);
-        let path = base[after_scheme..]
-            .find('/')
-            .map_or("", |i| &base[after_scheme + i..]);
-        for suffix in ["/oidc/token", "/oidc"] {
-            if path.ends_with(suffix) {
-                let root = &base[..base.len() - suffix.len()];
-                return Err(Error::config(format!(
-                    "logto endpoint {base} ends in {suffix}, which is added to it: give {root} \
-                     (the token url is then {root}/oidc/token)"
-                )));
-            }
+        if let Some(advice) = advice::doubled_oidc(base) {
+            return Err(Error::config(advice));
         }
-        Ok(config)
+        Config::build(&token_url, app_id, facts, app_secret.into())
     }
 
     /// A config for any RFC 6749 token endpoint, given its full URL.
     ///
     /// # Errors
     /// As for [`Config::logto`].
-    pub fn new(token_url: &str, app_id: &str, app_secret: &str) -> Result<Config, Error> {
-        let facts = check_url_and_id(token_url, app_id)?;
-        if app_secret.is_empty() {
-            return Err(Error::config("app secret is empty"));
-        }
-        Ok(Config::build(
-            token_url,
-            app_id,
-            facts,
-            Secret::inline(app_secret),
-        ))
-    }
-
-    /// A config for a Logto tenant whose app secret is in the file at `path`, as Docker and
-    /// Kubernetes hand secrets to programs (`/run/secrets/...`, a mounted Secret). The token
-    /// URL is `{endpoint}/oidc/token`, as for [`Config::logto`].
-    ///
-    /// The file is read now and again for each token request (one small read per refresh),
-    /// so a new secret written into it is used from the next refresh on, with no restart;
-    /// white space around it, such as the trailing newline, is not part of the secret. When
-    /// the endpoint refuses the secret (`invalid_client`, or an expired secret) and the file
-    /// holds another one by then, the request is made once more with that one. A file that
-    /// group or others can read is logged as a warning.
-    ///
-    /// # Errors
-    /// As for [`Config::logto`], and [`ErrorKind::Config`](crate::ErrorKind::Config) naming
-    /// the path (never the content) when the file can't be read or is empty. The same error
-    /// comes from a token request when the file can't be read then.
-    ///
-    /// # Example
-    /// ```no_run
-    /// use logto_m2m::Config;
-    ///
-    /// let config = Config::logto_with_secret_file(
-    ///     "https://tenant.logto.app",
-    ///     "app-id",
-    ///     "/run/secrets/logto-app-secret",
-    /// )?;
-    /// # Ok::<_, logto_m2m::Error>(())
-    /// ```
-    pub fn logto_with_secret_file(
-        endpoint: &str,
-        app_id: &str,
-        path: impl AsRef<Path>,
-    ) -> Result<Config, Error> {
-        // The endpoint's checks with a stand-in secret first, so that their errors come
-        // before the file's; then the config with the file's secret.
-        let checked = Config::logto(endpoint, app_id, "-")?;
-        Config::new_with_secret_file(checked.token_url(), app_id, path)
-    }
-
-    /// A config for any RFC 6749 token endpoint, given its full URL, whose app secret is in
-    /// the file at `path`: read for each token request, as
-    /// [`Config::logto_with_secret_file`] says.
-    ///
-    /// # Errors
-    /// As for [`Config::logto_with_secret_file`].
-    pub fn new_with_secret_file(
+    pub fn new(
         token_url: &str,
         app_id: &str,
-        path: impl AsRef<Path>,
+        app_secret: impl Into<Secret>,
     ) -> Result<Config, Error> {
         let facts = check_url_and_id(token_url, app_id)?;
-        Ok(Config::build(
-            token_url,
-            app_id,
-            facts,
-            Secret::file(path.as_ref())?,
-        ))
+        Config::build(token_url, app_id, facts, app_secret.into())
     }
 
-    /// The config with its defaults, from checked parts.
-    fn build(token_url: &str, app_id: &str, facts: UrlFacts, secret: Secret) -> Config {
+    /// The config with its defaults, from checked parts and a secret checked now (after
+    /// the URL and id, so that their errors come before the file's).
+    fn build(
+        token_url: &str,
+        app_id: &str,
+        facts: UrlFacts,
+        secret: Secret,
+    ) -> Result<Config, Error> {
+        secret.check("app secret")?;
         let UrlFacts {
             https,
             loopback,
             authority,
         } = facts;
-        Config {
+        Ok(Config {
             token_url: token_url.to_owned(),
             app_id: app_id.to_owned(),
             secret,
@@ -273,119 +215,7 @@ impl Config {
             loopback,
             authority,
             transport: Transport::new(loopback),
-        }
-    }
-
-    /// A config from the environment, for cron jobs and containers.
-    ///
-    /// | variable | meaning |
-    /// | --- | --- |
-    /// | `LOGTO_ENDPOINT` | the Logto base URL, without `/oidc` (token URL `{endpoint}/oidc/token`), or |
-    /// | `LOGTO_TOKEN_URL` | the full token URL of any RFC 6749 server (set one of the two) |
-    /// | `LOGTO_APP_ID` | the app id |
-    /// | `LOGTO_APP_SECRET` | the app secret, or |
-    /// | `LOGTO_APP_SECRET_FILE` | the path of a file that holds it, read for each token request (see [`Config::logto_with_secret_file`]; set one of the two) |
-    /// | `LOGTO_TIMEOUT` | optional: the timeout in seconds, e.g. `10` or `2.5` |
-    /// | `LOGTO_AUTH_METHOD` | optional: `client_secret_basic` (the default) or `client_secret_post` |
-    ///
-    /// # Errors
-    /// [`ErrorKind::Env`](crate::ErrorKind::Env) naming the variable that is missing or
-    /// malformed (never repeating its value), or the errors of [`Config::new`] and
-    /// [`Config::new_with_secret_file`].
-    pub fn from_env() -> Result<Config, Error> {
-        Config::from_vars(|name| std::env::var_os(name))
-    }
-
-    /// [`from_env`](Config::from_env) with the variables looked up by `var` instead of in
-    /// the process environment: for a program whose own flags stand in for some of them
-    /// (as the `logto-m2m` command's `--timeout` does for `LOGTO_TIMEOUT`), or that keeps
-    /// its settings elsewhere. `var` returns `None` for an unset variable; empty is unset.
-    ///
-    /// # Errors
-    /// As for [`from_env`](Config::from_env), naming the variable.
-    ///
-    /// # Example
-    /// ```
-    /// use std::ffi::OsString;
-    /// use logto_m2m::Config;
-    ///
-    /// let config = Config::from_vars(|name| {
-    ///     let value = match name {
-    ///         "LOGTO_ENDPOINT" => "https://tenant.logto.app",
-    ///         "LOGTO_APP_ID" => "app-id",
-    ///         "LOGTO_APP_SECRET" => "app-secret",
-    ///         "LOGTO_TIMEOUT" => "2.5",
-    ///         _ => return std::env::var_os(name),
-    ///     };
-    ///     Some(OsString::from(value))
-    /// })?;
-    /// assert_eq!(config.timeout_value().as_millis(), 2500);
-    /// # Ok::<_, logto_m2m::Error>(())
-    /// ```
-    pub fn from_vars(var: impl Fn(&str) -> Option<OsString>) -> Result<Config, Error> {
-        let env_var = |name: &'static str| text_var(name, var(name));
-        let endpoint = env_var("LOGTO_ENDPOINT")?;
-        let token_url = env_var("LOGTO_TOKEN_URL")?;
-        let app_id = env_var("LOGTO_APP_ID")?.ok_or(Error::env("LOGTO_APP_ID", "not set"))?;
-        let secret = env_var("LOGTO_APP_SECRET")?;
-        // A path need not be UTF-8.
-        let secret_file = var("LOGTO_APP_SECRET_FILE").filter(|p| !p.is_empty());
-        let secret = match (secret, secret_file) {
-            (Some(secret), None) => EnvSecret::Value(secret),
-            (None, Some(path)) => EnvSecret::File(path.into()),
-            (None, None) => {
-                return Err(Error::env(
-                    "LOGTO_APP_SECRET",
-                    "not set (set it, or LOGTO_APP_SECRET_FILE)",
-                ));
-            }
-            (Some(_), Some(_)) => {
-                return Err(Error::env(
-                    "LOGTO_APP_SECRET_FILE",
-                    "set together with LOGTO_APP_SECRET; set only one",
-                ));
-            }
-        };
-        let config = match (endpoint, token_url, secret) {
-            (Some(endpoint), None, EnvSecret::Value(secret)) => {
-                Config::logto(&endpoint, &app_id, &secret)?
-            }
-            (Some(endpoint), None, EnvSecret::File(path)) => {
-                Config::logto_with_secret_file(&endpoint, &app_id, path)?
-            }
-            (None, Some(url), EnvSecret::Value(secret)) => Config::new(&url, &app_id, &secret)?,
-            (None, Some(url), EnvSecret::File(path)) => {
-                Config::new_with_secret_file(&url, &app_id, path)?
-            }
-            (None, None, _) => {
-                return Err(Error::env(
-                    "LOGTO_ENDPOINT",
-                    "not set (set it, or LOGTO_TOKEN_URL)",
-                ));
-            }
-            (Some(_), Some(_), _) => {
-                return Err(Error::env(
-                    "LOGTO_TOKEN_URL",
-                    "set together with LOGTO_ENDPOINT; set only one",
-                ));
-            }
-        };
-        let config = match env_var("LOGTO_TIMEOUT")? {
-            None => config,
-            Some(s) => config.timeout(
-                crate::text::parse_seconds(s.trim())
-                    .map_err(|reason| Error::env("LOGTO_TIMEOUT", reason))?,
-            ),
-        };
-        match env_var("LOGTO_AUTH_METHOD")? {
-            None => Ok(config),
-            Some(s) => Ok(config.auth_method(s.trim().parse().map_err(|_| {
-                Error::env(
-                    "LOGTO_AUTH_METHOD",
-                    "not client_secret_basic or client_secret_post",
-                )
-            })?)),
-        }
+        })
     }
 
     /// The deadline for one whole exchange: connecting, sending, the response headers and
@@ -404,17 +234,6 @@ impl Config {
     /// Defaults to [`AuthMethod::ClientSecretBasic`].
     pub fn auth_method(mut self, method: AuthMethod) -> Self {
         self.auth_method = method;
-        self
-    }
-
-    /// The longest lifetime a token is trusted for, whatever the server says: a server bug
-    /// that grants `expires_in: 1e30` would otherwise keep a long-running service on one
-    /// token forever. [`Token::expires_in`](crate::Token::expires_in) never reports more,
-    /// and no cache keeps a token longer.
-    ///
-    /// Defaults to one day.
-    pub fn max_token_lifetime(mut self, max: Duration) -> Self {
-        self.max_lifetime = max;
         self
     }
 
@@ -567,7 +386,7 @@ impl Config {
     }
 
     /// The app id (the OAuth `client_id`).
-    pub fn app_id(&self) -> &str {
+    pub(crate) fn app_id(&self) -> &str {
         &self.app_id
     }
 
@@ -598,17 +417,11 @@ impl Config {
     /// Refuses clear text to a remote host unless the user opted in.
     pub(crate) fn check_cleartext(&self) -> Result<(), Error> {
         if !self.https && !self.loopback && !self.allow_insecure_http {
-            // The way around is a method of this library, so it is advice (the hint), apart
-            // from the reason: the command prints the reason alone, with its own advice.
             return Err(Error::config(
                 "plain http to a host that is not loopback would send the app secret in clear \
                  text: use https",
             )
-            .with_context(
-                None,
-                None,
-                Some("or allow_insecure_http(true), on a network you trust entirely".into()),
-            ));
+            .with_context(None, None, Some(advice::INSECURE_HTTP.into())));
         }
         Ok(())
     }
@@ -630,16 +443,7 @@ impl Config {
 
     /// True when the token URL is where Logto serves it, `{endpoint}/oidc/token`: advice
     /// may then name Logto's console; for other servers it would mislead.
-    ///
-    /// # Example
-    /// ```
-    /// use logto_m2m::Config;
-    ///
-    /// assert!(Config::logto("https://tenant.logto.app", "id", "secret")?.is_logto());
-    /// assert!(!Config::new("https://idp.example/o/token/", "id", "secret")?.is_logto());
-    /// # Ok::<_, logto_m2m::Error>(())
-    /// ```
-    pub fn is_logto(&self) -> bool {
+    pub(crate) fn is_logto(&self) -> bool {
         let path = self.token_url.split(['?', '#']).next().unwrap_or("");
         path.trim_end_matches('/').ends_with("/oidc/token")
     }
@@ -657,26 +461,9 @@ impl fmt::Debug for Config {
             .field("app_secret", &self.secret)
             .field("auth_method", &self.auth_method)
             .field("timeout", &self.timeout)
-            .field("max_token_lifetime", &self.max_lifetime)
             .field("allow_insecure_http", &self.allow_insecure_http)
             .field("transport", &self.transport)
             .finish()
-    }
-}
-
-/// The app secret as the environment gives it.
-enum EnvSecret {
-    Value(String),
-    File(std::path::PathBuf),
-}
-
-/// A variable's text; unset and empty are the same (`None`), non-UTF-8 is an error.
-fn text_var(name: &'static str, value: Option<OsString>) -> Result<Option<String>, Error> {
-    match value.map(OsString::into_string) {
-        None => Ok(None),
-        Some(Ok(v)) if v.is_empty() => Ok(None),
-        Some(Ok(v)) => Ok(Some(v)),
-        Some(Err(_)) => Err(Error::env(name, "not valid utf-8")),
     }
 }
 
@@ -836,6 +623,17 @@ mod test {
         let c = Config::new("https://x/t", "app", "very-secret-value").unwrap();
         let d = format!("{c:?} {c:#?}");
         assert!(!d.contains("very-secret-value"));
+    }
+
+    #[test]
+    fn logto_or_not() {
+        assert!(
+            Config::logto("https://tenant.logto.app", "id", "secret")
+                .unwrap()
+                .is_logto()
+        );
+        let other = Config::new("https://idp.example/o/token/", "id", "secret").unwrap();
+        assert!(!other.is_logto());
     }
 
     #[test]

@@ -11,6 +11,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+// Server text is made safe to show in `sanitize.rs`; the errors here carry only its output.
+pub(crate) use crate::sanitize::{
+    MAX_SERVER_TEXT, MAX_SERVER_WORD, Redactions, sanitize, sanitize_to,
+};
+
 /// Everything that can go wrong while getting a token.
 ///
 /// `Error` is one pointer wide and cheap to clone (an `Arc` inside), so a [`TokenStore`]
@@ -195,14 +200,6 @@ impl Error {
         &self.0.kind
     }
 
-    /// The kind of failure, by value.
-    pub fn into_kind(self) -> ErrorKind {
-        match Arc::try_unwrap(self.0) {
-            Ok(inner) => inner.kind,
-            Err(shared) => shared.kind.clone(),
-        }
-    }
-
     /// The server's id for the request that failed, when its answer carried one: Logto's
     /// `Logto-Core-Request-Id` header, which finds the request in Logto's own logs and is
     /// what Logto support asks for. The message shows it too.
@@ -292,42 +289,6 @@ impl Error {
             ErrorKind::OAuth { logto_code, .. }
             | ErrorKind::HttpStatus { logto_code, .. }
             | ErrorKind::RateLimited { logto_code, .. } => logto_code.as_deref(),
-            _ => None,
-        }
-    }
-
-    /// True when the exchange ran out of time.
-    pub fn is_timeout(&self) -> bool {
-        matches!(self.0.kind, ErrorKind::Timeout { .. })
-    }
-
-    /// True when the token endpoint refused the app secret because it has expired: Logto
-    /// keeps several secrets per app, each with an optional expiry, and answers one past it
-    /// with 400 `invalid_request` "client secret has expired". The message says what to do:
-    /// create a new secret and put it where the app reads it. With a secret file
-    /// ([`Config::logto_with_secret_file`](crate::Config::logto_with_secret_file)) that is
-    /// all it takes, as the file is read again for each request.
-    ///
-    /// # Example
-    /// ```no_run
-    /// use logto_m2m::{request_token, Config, TokenRequest};
-    ///
-    /// let config = Config::from_env()?;
-    /// if let Err(e) = request_token(&config, &TokenRequest::new("https://shopping.api")) {
-    ///     if e.is_secret_expired() {
-    ///         eprintln!("rotate the app secret in the Logto console: {e}");
-    ///     }
-    /// }
-    /// # Ok::<_, logto_m2m::Error>(())
-    /// ```
-    pub fn is_secret_expired(&self) -> bool {
-        is_secret_expired(&self.0.kind)
-    }
-
-    /// How long the server asked us to wait, for a rate-limited answer.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self.0.kind {
-            ErrorKind::RateLimited { retry_after, .. } => retry_after,
             _ => None,
         }
     }
@@ -432,6 +393,62 @@ fn write_kind(kind: &ErrorKind, url: Option<&str>, f: &mut fmt::Formatter<'_>) -
         ErrorKind::Env { variable, reason } => {
             write!(f, "environment variable {variable}: {reason}")
         }
+        ErrorKind::OAuth { .. } | ErrorKind::RateLimited { .. } | ErrorKind::HttpStatus { .. } => {
+            write_refusal(kind, endpoint, f)
+        }
+        ErrorKind::Redirect { status, location } => {
+            write!(f, "{endpoint} answered http {status} redirect")?;
+            if let Some(location) = location {
+                write!(f, " to {location}")?;
+            }
+            f.write_str("; redirects are not followed")
+        }
+        ErrorKind::InvalidResponse {
+            status,
+            field,
+            reason,
+        } => {
+            f.write_str("invalid token response")?;
+            if let Some(url) = url {
+                write!(f, " from {url}")?;
+            }
+            match field {
+                Some(field) => write!(f, " (http {status}): {field} {reason}"),
+                None => write!(f, " (http {status}): {reason}"),
+            }
+        }
+        ErrorKind::BodyTooLarge { status, limit } => write!(
+            f,
+            "{endpoint} answered http {status} with a body over the {limit} byte limit"
+        ),
+        ErrorKind::Timeout { after } => {
+            f.write_str("token request")?;
+            if let Some(url) = url {
+                write!(f, " to {url}")?;
+            }
+            write!(f, " timed out after {}", DisplayDuration(*after))
+        }
+        ErrorKind::Tls { message } => write!(f, "tls: {message}"),
+        ErrorKind::Transport { message } => write!(f, "transport: {message}"),
+        ErrorKind::Cache { cache, reason } => write!(f, "{cache}: {reason}"),
+        ErrorKind::InvalidToken { reason } => write!(f, "invalid token: {reason}"),
+        ErrorKind::InsufficientScope { missing } => write!(
+            f,
+            "insufficient scope: the token lacks {}",
+            missing.join(" ")
+        ),
+        ErrorKind::Jwks { url, reason } => write!(f, "jwks {url}: {reason}"),
+    }
+}
+
+/// The message of an error status the endpoint answered: an OAuth error, a rate limit, or
+/// a bare status.
+fn write_refusal(
+    kind: &ErrorKind,
+    endpoint: Endpoint<'_>,
+    f: &mut fmt::Formatter<'_>,
+) -> fmt::Result {
+    match kind {
         ErrorKind::OAuth {
             status,
             error,
@@ -492,50 +509,8 @@ fn write_kind(kind: &ErrorKind, url: Option<&str>, f: &mut fmt::Formatter<'_>) -
                 (None, None) => f.write_str(" without an oauth error body"),
             }
         }
-        ErrorKind::Redirect { status, location } => {
-            write!(f, "{endpoint} answered http {status} redirect")?;
-            if let Some(location) = location {
-                write!(f, " to {location}")?;
-            }
-            f.write_str("; redirects are not followed")
-        }
-        ErrorKind::InvalidResponse {
-            status,
-            field,
-            reason,
-        } => {
-            f.write_str("invalid token response")?;
-            if let Some(url) = url {
-                write!(f, " from {url}")?;
-            }
-            match field {
-                Some(field) => write!(f, " (http {status}): {field} {reason}"),
-                None => write!(f, " (http {status}): {reason}"),
-            }
-        }
-        ErrorKind::BodyTooLarge { status, limit } => write!(
-            f,
-            "{endpoint} answered http {status} with a body over the {limit} byte limit"
-        ),
-        ErrorKind::Timeout { after } => {
-            f.write_str("token request")?;
-            if let Some(url) = url {
-                write!(f, " to {url}")?;
-            }
-            write!(f, " timed out after {}", DisplayDuration(*after))
-        }
-        ErrorKind::Tls { message } => write!(f, "tls: {message}"),
-        ErrorKind::Transport { message } => write!(f, "transport: {message}"),
-        ErrorKind::Cache { cache, reason } => write!(f, "{cache}: {reason}"),
-        ErrorKind::InvalidToken { reason } => write!(f, "invalid token: {reason}"),
-        ErrorKind::InsufficientScope { missing } => {
-            write!(
-                f,
-                "insufficient scope: the token lacks {}",
-                missing.join(" ")
-            )
-        }
-        ErrorKind::Jwks { url, reason } => write!(f, "jwks {url}: {reason}"),
+        // Only the three above are passed in.
+        _ => Ok(()),
     }
 }
 
@@ -587,91 +562,6 @@ impl fmt::Display for DisplayDuration {
     }
 }
 
-/// The most server text a descriptive field of an error keeps (`error_description`,
-/// Logto's `message`, a transport error), in bytes.
-pub(crate) const MAX_SERVER_TEXT: usize = 1024;
-
-/// The most server text a code-like field keeps (`error`, `error_uri`, Logto's `code`, a
-/// `token_type`), in bytes. With [`MAX_SERVER_TEXT`] this bounds a whole message to under
-/// 4 KiB, whatever the server sends.
-pub(crate) const MAX_SERVER_WORD: usize = 256;
-
-/// Secrets that must never appear in an error, even when a server echoes them back.
-///
-/// Holds the app secret in the forms a server could echo: as configured, form-urlencoded
-/// (as it went into the Basic header) and the Basic value itself.
-#[derive(Default)]
-pub(crate) struct Redactions<'a> {
-    pub(crate) secrets: [&'a str; 3],
-}
-
-impl Redactions<'_> {
-    /// Nothing to redact: for the public parser, which never sees a secret.
-    pub(crate) const NONE: Redactions<'static> = Redactions { secrets: [""; 3] };
-}
-
-/// Secrets shorter than this are not searched for: redacting every `a` in a message for a
-/// one-letter secret would garble it without protecting anything.
-const MIN_REDACTED_LEN: usize = 4;
-
-/// Makes server text safe for a one-line message: the client's secrets are replaced with
-/// `[redacted]`, control and bidi-override characters (CR, LF, ESC of ANSI sequences, ...)
-/// become spaces, runs of white space fold to one, and the result is cut to
-/// [`MAX_SERVER_TEXT`] bytes on a char boundary.
-pub(crate) fn sanitize(text: &str, redact: &Redactions<'_>) -> String {
-    sanitize_to(text, redact, MAX_SERVER_TEXT)
-}
-
-/// [`sanitize`], cut to `max` bytes (plus the `…` that marks a cut).
-pub(crate) fn sanitize_to(text: &str, redact: &Redactions<'_>, max: usize) -> String {
-    let mut redacted;
-    let mut text = text;
-    for secret in redact.secrets {
-        if secret.len() >= MIN_REDACTED_LEN && text.contains(secret) {
-            redacted = text.replace(secret, "[redacted]");
-            text = &redacted;
-        }
-    }
-    let mut out = String::with_capacity(text.len().min(max + 4));
-    let mut last_space = true; // trims leading white space
-    for c in text.chars() {
-        let c = if c.is_control() || is_format_override(c) {
-            ' '
-        } else {
-            c
-        };
-        if c.is_whitespace() {
-            if last_space {
-                continue;
-            }
-            last_space = true;
-            if out.len() + 1 > max {
-                out.push('…');
-                return out;
-            }
-            out.push(' ');
-        } else {
-            last_space = false;
-            if out.len() + c.len_utf8() > max {
-                out.push('…');
-                return out;
-            }
-            out.push(c);
-        }
-    }
-    if out.ends_with(' ') {
-        out.pop();
-    }
-    out
-}
-
-/// Unicode characters that reorder or hide text on a terminal (bidi overrides and
-/// isolates, zero-width marks): not control characters to `char::is_control`, but just as
-/// able to make a log line lie.
-fn is_format_override(c: char) -> bool {
-    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
-}
-
 #[cfg(test)]
 mod test {
     use super::*;
@@ -706,34 +596,6 @@ mod test {
     fn error_is_send_sync() {
         fn check<T: Send + Sync + 'static>() {}
         check::<Error>();
-    }
-
-    #[test]
-    fn sanitize_strips_controls_and_ansi() {
-        let s = sanitize(
-            "bad\r\nX-Injected: 1\x1b[31m red \u{202E}evil\t",
-            &Redactions::NONE,
-        );
-        assert_eq!(s, "bad X-Injected: 1 [31m red evil");
-        assert!(!s.chars().any(char::is_control));
-    }
-
-    #[test]
-    fn sanitize_truncates_on_char_boundary() {
-        let long = "é".repeat(2000);
-        let s = sanitize(&long, &Redactions::NONE);
-        assert!(s.len() <= MAX_SERVER_TEXT + '…'.len_utf8());
-        assert!(s.ends_with('…'));
-        assert!(s.trim_end_matches('…').chars().all(|c| c == 'é'));
-    }
-
-    #[test]
-    fn sanitize_redacts_secrets() {
-        let r = Redactions {
-            secrets: ["s3cret-value", "s3cret%2Dvalue", "QmFzaWM="],
-        };
-        let s = sanitize("got s3cret-value and QmFzaWM= and s3cret%2Dvalue", &r);
-        assert_eq!(s, "got [redacted] and [redacted] and [redacted]");
     }
 
     #[test]

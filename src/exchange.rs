@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
 
+use crate::advice;
 use crate::config::{AuthMethod, Config};
 use crate::error::{Error, ErrorKind, MAX_SERVER_TEXT, MAX_SERVER_WORD, Redactions};
 use crate::request::{TokenRequest, form_urlencode, percent_encode};
@@ -64,7 +65,7 @@ const BACKOFF: [Duration; 2] = [Duration::from_millis(100), Duration::from_milli
 ///     .timeout(Duration::from_secs(10));
 /// let request = TokenRequest::new("https://shopping.api").scope("read:products");
 /// let token = request_token(&config, &request)?;
-/// println!("Authorization: {}", token.authorization());
+/// println!("Authorization: Bearer {}", token.access_token());
 /// # Ok::<_, logto_m2m::Error>(())
 /// ```
 pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, Error> {
@@ -97,7 +98,7 @@ pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, E
         outcome = attempts(config, agent, request, &secret, deadline, &mut attempt);
     }
     let outcome = outcome.map_err(|error| {
-        let hint = advice(error.kind(), config, request, &secret);
+        let hint = advice::for_error(error.kind(), config, request, &secret);
         error.with_context(Some(config.token_url()), None, hint)
     });
     match &outcome {
@@ -135,10 +136,7 @@ fn attempts(
         None => timeout,
     };
     let auth = ClientAuth::new(config, secret);
-    let mut body = request.form_body();
-    if let Some(fields) = &auth.form {
-        body.push_str(fields);
-    }
+    let body = auth.form_body(request);
     let redact = auth.redactions();
 
     let mut waited_for_rate_limit = false;
@@ -201,94 +199,6 @@ fn attempts(
         thread::sleep(wait);
         *attempt += 1;
     }
-}
-
-/// What to do about an error the endpoint answered, when the answer and what was sent
-/// point to a likely cause the server's words don't name.
-fn advice(
-    kind: &ErrorKind,
-    config: &Config,
-    request: &TokenRequest,
-    secret: &str,
-) -> Option<String> {
-    let sent = config.auth_method_value();
-    let other = match sent {
-        AuthMethod::ClientSecretBasic => AuthMethod::ClientSecretPost,
-        AuthMethod::ClientSecretPost => AuthMethod::ClientSecretBasic,
-    };
-    // Logto answers an unknown path with an oauth error body, others with a page.
-    if let ErrorKind::OAuth { status: 404, .. } | ErrorKind::HttpStatus { status: 404, .. } = kind {
-        return Some(not_found_advice(config));
-    }
-    if crate::error::is_secret_expired(kind) {
-        return Some(expired_secret_advice(config));
-    }
-    let ErrorKind::OAuth { error, .. } = kind else {
-        return None;
-    };
-    match error.as_str() {
-        // A server answers a wrong secret and the wrong method alike, so name both.
-        "invalid_client" => Some(format!(
-            "the app id or secret is wrong, or the server wants {other} ({sent} was sent)"
-        )),
-        // Logto refuses non-ASCII in the Basic header ("not properly encoded") although
-        // RFC 6749 §2.3.1 encodes it; the same secret works in the form.
-        "invalid_request"
-            if sent == AuthMethod::ClientSecretBasic
-                && !(config.app_id().is_ascii() && secret.is_ascii()) =>
-        {
-            Some(format!(
-                "the app id or secret has non-ascii characters, which some servers (Logto among \
-                 them) refuse in the basic header: use {other}"
-            ))
-        }
-        "invalid_target"
-            if request.resource().is_empty() && request.organization_id().is_none() =>
-        {
-            Some("no resource was asked for: give the indicator of the api the token is for".into())
-        }
-        // Some servers (django-oauth-toolkit) say no more than the code.
-        "invalid_scope" if request.scopes().is_empty() => Some("no scope was asked for".into()),
-        "invalid_scope" => Some(format!("asked for scope {:?}", request.scopes().join(" "))),
-        _ => None,
-    }
-}
-
-/// An expired secret: a new one is needed, and where it goes. A secret file is read again
-/// for each request, so writing the new secret there is all it takes.
-fn expired_secret_advice(config: &Config) -> String {
-    let create = if config.is_logto() {
-        "create a new secret for the app in the Logto console (the app's App secrets)"
-    } else {
-        "get a new secret for the app from the server"
-    };
-    match config.secret().path() {
-        Some(path) => format!(
-            "the app secret has expired: {create} and write it to {}, which is read again on the \
-             next request, no restart needed",
-            path.display()
-        ),
-        None => format!(
-            "the app secret has expired: {create} and put it where this app reads its secret \
-             (LOGTO_APP_SECRET, or a file named by LOGTO_APP_SECRET_FILE, which is read again \
-             without a restart)"
-        ),
-    }
-}
-
-/// A 404: the URL is not a token endpoint. The likeliest slip is a Logto endpoint that
-/// already ends in `/oidc` or `/oidc/token`, to which `Config::logto` appends `/oidc/token`.
-fn not_found_advice(config: &Config) -> String {
-    let url = config.token_url();
-    for doubled in ["/oidc/token/oidc/token", "/oidc/oidc/token"] {
-        if let Some(base) = url.strip_suffix(doubled) {
-            return format!(
-                "no token endpoint there: did you mean {base}/oidc/token? the logto endpoint is \
-                 the base url, without /oidc"
-            );
-        }
-    }
-    "no token endpoint at this url".into()
 }
 
 /// The debug event of a fetched token, and the warning for scopes asked but not granted.
@@ -369,6 +279,15 @@ impl ClientAuth {
     }
 
     /// The secret in every form a server could echo it back in.
+    /// The request's form, with the credentials when they go in the form.
+    fn form_body(&self, request: &TokenRequest) -> String {
+        let mut body = request.form_body();
+        if let Some(fields) = &self.form {
+            body.push_str(fields);
+        }
+        body
+    }
+
     fn redactions(&self) -> Redactions<'_> {
         let basic = self.header.as_deref().map_or("", |h| &h["Basic ".len()..]);
         Redactions {

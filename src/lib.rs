@@ -14,11 +14,11 @@
 //!
 //! Beside them: [`AuthMethod`] picks Basic or form credentials, [`Claims`] reads what a JWT
 //! access token says of itself (unverified), [`CallError`] says which half of a call
-//! failed, and [`TokenCache`] (with
-//! [`CacheKey`], [`CacheEntry`] and [`CacheLock`]) lets a `TokenStore` share tokens beyond
-//! its memory, as its token file does, or Redis (`RedisCache`, with the `redis` feature;
-//! Sentinel and Cluster with `redis-sentinel` and `redis-cluster`). [`StoreStats`] is what
-//! a store did, from [`TokenStore::stats`].
+//! failed, [`Secret`] is the app secret (a string, or a file read for each request), and
+//! [`TokenCache`] (keys and bytes, with [`CacheLock`]) lets a `TokenStore` share tokens
+//! beyond its memory, as its token file does, or Redis (`RedisCache`, with the `redis`
+//! feature; Sentinel and Cluster with `redis-sentinel` and `redis-cluster`).
+//! [`StoreStats`] is what a store did, from [`TokenStore::stats`].
 //!
 //! On the other end of the call, [`Verifier`] checks the tokens your own API receives:
 //! the signature by the issuer's published keys (fetched, kept, refetched for a new key),
@@ -57,7 +57,7 @@
 //!     let store = Arc::new(TokenStore::new(Config::from_env()?));
 //!     let request = TokenRequest::new("https://shopping.api").scope("read:products");
 //!     let token = store.get(&request)?; // Arc<Token>: cached until shortly before expiry
-//!     println!("{}", token.authorization());
+//!     println!("Bearer {}", token.access_token());
 //!     // ... the API answered 401: the token was revoked or the signing key rotated
 //!     store.invalidate(&request);
 //!     Ok(())
@@ -66,7 +66,7 @@
 //!
 //! - Keys are (resource, set of scopes, organization): scope order and duplicates don't matter.
 //! - A hit takes no lock: each thread keeps its own copy of the tokens it got, checked against
-//!   a version per key that every refresh, `invalidate` and `clear` bumps, so every thread's
+//!   a version per key that every refresh and `invalidate` bumps, so every thread's
 //!   next call sees the change. Hits on many threads don't queue, and allocate nothing
 //!   (`examples/bench.rs` has the figures).
 //! - Inside the refresh margin (60 s, at most half the lifetime) the first caller refreshes
@@ -102,7 +102,7 @@
 //!   token, takes a fresh one and calls once more; then it returns the answer, whatever its
 //!   status. Never a second retry, never a retry on 403 (a fresh token has the same scopes).
 //!   However many threads meet the same 401 at once, they share one new token
-//!   (`TokenStore::invalidate_token` drops a token only if it is still the cached one, and a
+//!   (the store drops a refused token only if it is still the cached one, and a
 //!   shared cache's copy of a refused token is not taken again). A [`CallError`] says whether
 //!   the token (`Token`) or the call (`Api`) failed.
 //!
@@ -118,7 +118,7 @@
 //! Docker and Kubernetes hand secrets to programs as files (`/run/secrets/…`, a mounted
 //! Secret), and an environment variable is visible in `/proc/<pid>/environ` and copied into
 //! every child process; a file is not. [`Config`] takes the secret as a string or as the path
-//! of a file that holds it (`LOGTO_APP_SECRET_FILE` for [`Config::from_env`], the examples and
+//! of a file that holds it ([`Secret::file`]; `LOGTO_APP_SECRET_FILE` for [`Config::from_env`], the examples and
 //! the command; setting it and `LOGTO_APP_SECRET` both is an error naming them).
 //!
 //! - The file is read when the config is made and again for each token request (one small
@@ -131,7 +131,7 @@
 //!   one once every host has picked the new one up (the `info` event "a new secret was picked
 //!   up" says when).
 //! - An expired secret is Logto's 400 `invalid_request` "client secret has expired":
-//!   `Error::is_secret_expired` is true, and the message says to create a new secret in the
+//!   the error's [`ErrorKind::OAuth`] carries it, and the message says to create a new secret in the
 //!   console and write it to the file (or, with `LOGTO_APP_SECRET`, where to put it). When the
 //!   endpoint answers `invalid_client` or an expired secret and the file holds another secret
 //!   by then (it was rotated while the request was on its way), the request is made once more
@@ -223,7 +223,7 @@
 //! each key costs one token request per host generation (the first host with the new secret
 //! that finds an old entry fetches anew and writes its own, which the other new hosts then
 //! share), and while hosts with both secrets run, each side refetches when it finds the
-//! other's entry. Entries of the format before sealing (a token file of version 1, a Redis
+//! other's entry. Entries of an older format (a token file of version 1 or 2, a Redis
 //! value in the clear) are ignored without a warning and replaced at the next refresh; Redis
 //! values in the clear lapse with their token's TTL. Measured by `cargo test --features redis
 //! --test sealed_caches`: no byte of the token file nor any Redis key or value holds a token,
@@ -264,7 +264,7 @@
 //!   - The lifetime is `expires_in`; without it, the time left until the `exp` claim of a JWT
 //!     access token (Logto's are JWTs; nothing else in the token is read, and no signature is
 //!     checked); without either, 60 s.
-//!   - No token is trusted for more than `Config::max_token_lifetime` (default one day), so a
+//!   - No token is trusted for more than one day, so a
 //!     server bug like `expires_in: 1e30` can't pin a service to one token forever.
 //!   - A token is usable only while **both clocks** say so: the monotonic clock, which a
 //!     wall-clock step back can't extend, and the wall clock, which keeps counting while the
@@ -305,10 +305,11 @@
 //!
 //! - **The endpoint:** [`Config::logto`] takes the base URL, without `/oidc`; the token URL is
 //!   `{endpoint}/oidc/token`. [`Config::new`] takes the full token URL of any RFC 6749 server.
-//! - **Management API:** `TokenRequest::management_api("<tenant-id>")` asks for
-//!   `https://<tenant-id>.logto.app/api` with scope `all`;
-//!   `TokenRequest::management_api_self_hosted()` for `https://default.logto.app/api`. On Logto
-//!   Cloud use the default `<tenant-id>.logto.app` endpoint for it, not a custom domain.
+//! - **Management API:** [`TokenRequest::management_api`]`(endpoint)` asks for
+//!   `https://<tenant-id>.logto.app/api` with scope `all` when the endpoint is Logto Cloud's
+//!   `https://<tenant-id>.logto.app`, and for `https://default.logto.app/api` (self-hosted)
+//!   otherwise. On Logto Cloud use the default `<tenant-id>.logto.app` endpoint for it, not a
+//!   custom domain.
 //!   `examples/management_api.rs` lists the applications (`GET {endpoint}/api/applications`)
 //!   with `TokenStore::call`; `logto-m2m call /api/applications` does the same from a shell.
 //! - **Organization tokens:** `TokenRequest::new("").organization("<org-id>")
@@ -404,25 +405,34 @@
 // - token:      Token: the access token, its lifetime by both clocks, its scopes
 // - claims:     Claims: what a JWT access token says of itself, unverified (one reader)
 // - store:      TokenStore: memory, single flight, refresh ahead, backoff
-// - cache:      the TokenCache interface a store shares tokens through
+// - cache:      the TokenCache interface a store shares tokens through (keys and bytes);
+//               cache/entry: what the store puts in them, sealed
 // - token_file: the token file, one TokenCache
-// - secret:     the app secret: a string, or a file read for each request
+// - secret:     Secret, the app secret: a string, or a file read for each request
 // - seal:       what a store writes to a shared cache, encrypted and authenticated
 // - redis:      RedisCache, another (feature `redis`): one server, Sentinel, Cluster
 // - api:        the token used: Bearer (a ureq middleware) and TokenStore::call
 // - error:      Error and ErrorKind, for all of the above
+// - sanitize:   server text made safe to show in an error
+// - advice:     what an error most likely means and what to do, when the server won't say
+// - internal:   the fuzz targets' and the bench's entry points (feature `_internal`)
 // - text:       small hand-written readers and writers: JSON strings, seconds
 // - verify:     Verifier: the API's side, a token's signature (JWKS) and claims checked
+mod advice;
 mod api;
 mod cache;
 mod claims;
 mod config;
 mod error;
 mod exchange;
+#[cfg(feature = "_internal")]
+#[doc(hidden)]
+pub mod internal;
 #[cfg(feature = "redis")]
 mod redis;
 mod request;
 mod response;
+mod sanitize;
 mod seal;
 mod secret;
 mod store;
@@ -434,7 +444,7 @@ mod transport;
 mod verify;
 
 pub use api::{Bearer, CallError};
-pub use cache::{CacheEntry, CacheKey, CacheLock, TokenCache};
+pub use cache::{CacheLock, TokenCache};
 pub use claims::Claims;
 pub use config::{AuthMethod, Config};
 pub use error::{Error, ErrorKind};
@@ -443,89 +453,10 @@ pub use exchange::request_token;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisCache;
 pub use request::TokenRequest;
+pub use secret::Secret;
 pub use store::{StoreStats, TokenStore};
 pub use token::Token;
 pub use verify::Verifier;
-
-/// INTERNAL, DO NOT USE: the entry points of the fuzz targets in `fuzz/` and of the bench,
-/// behind the `_internal` feature. Not part of the API; they may change in any release.
-#[cfg(feature = "_internal")]
-#[doc(hidden)]
-pub mod internal {
-    /// `store.get(request)` without counting the hit in `TokenStore::stats`: what a hit
-    /// cost before the counters, for the bench.
-    pub fn get_uncounted(
-        store: &crate::TokenStore,
-        request: &crate::TokenRequest,
-    ) -> Result<std::sync::Arc<crate::Token>, crate::Error> {
-        store.get_uncounted(request)
-    }
-
-    /// The margin before expiry at which a token of `lifetime` is refreshed, with the
-    /// store's margin `margin`: one draw of the jitter.
-    pub fn refresh_margin(
-        lifetime: std::time::Duration,
-        margin: std::time::Duration,
-    ) -> std::time::Duration {
-        crate::store::jittered_margin(lifetime, margin)
-    }
-
-    /// What `request_token` does with an answer of `status` and `body` (no `Retry-After`,
-    /// sent now, no scope asked for).
-    pub fn token_response(status: u16, body: &[u8]) -> Result<crate::Token, crate::Error> {
-        crate::response::parse_now(status, body)
-    }
-
-    /// Parses a token file's bytes and reads one key from it as `TokenStore::cache_file`
-    /// does, at a fixed moment (2027-01-15) with a 60 s margin: the token, if the file holds
-    /// a fresh one for the key.
-    pub fn token_file(bytes: &[u8]) -> Option<crate::Token> {
-        use std::time::{Duration, Instant, UNIX_EPOCH};
-        static KEY: std::sync::OnceLock<Option<crate::CacheKey>> = std::sync::OnceLock::new();
-        let contents = crate::token_file::parse(bytes)?;
-        let key = KEY
-            .get_or_init(|| sealed_key("https://x/t", "app", "k"))
-            .as_ref()?;
-        let entry = crate::token_file::lookup(&contents, key)?;
-        let sent = crate::response::Sent {
-            at: Instant::now(),
-            wall: UNIX_EPOCH + Duration::from_millis(1_800_000_000_000),
-            scope: &[],
-            max_lifetime: Duration::from_secs(24 * 3600),
-        };
-        let token = crate::response::from_entry(&entry, &sent)?;
-        let margin = Duration::from_secs(60).min(token.expires_in() / 2);
-        (!token.ends_before(sent.at, sent.wall, margin)).then_some(token)
-    }
-
-    /// The verifier's JWS and JWKS readers on arbitrary bytes, for the `jws` fuzz target:
-    /// true when a signature verified, which must never happen (see `fuzz/fuzz_targets/jws.rs`).
-    pub fn verify_parse(data: &[u8]) -> bool {
-        crate::verify::fuzz(data)
-    }
-
-    /// The app secret the fuzz targets' keys seal with (their seeds were sealed with it).
-    pub const FUZZ_SECRET: &str = "fuzz-secret-not-a-real-one";
-
-    /// The store's key for `request_key` of `app_id` at `token_url`, sealing with
-    /// [`FUZZ_SECRET`].
-    pub fn sealed_key(token_url: &str, app_id: &str, request_key: &str) -> Option<crate::CacheKey> {
-        crate::CacheKey::sealed(token_url, app_id, request_key, FUZZ_SECRET)
-    }
-
-    /// Derives the key a store seals `app_id`'s entries at `token_url` with, from `secret`
-    /// (HKDF-SHA256), for the bench: true when it could.
-    pub fn derive_seal_key(secret: &str, token_url: &str, app_id: &str) -> bool {
-        crate::seal::SealKey::derive(secret, token_url, app_id).is_some()
-    }
-
-    /// `plaintext` sealed for `key` as if `CacheEntry::encode` had made it: what decoding
-    /// does with the bytes inside a value that opens, which only a holder of the secret
-    /// could have written.
-    pub fn seal_plaintext(key: &crate::CacheKey, plaintext: &[u8]) -> Option<String> {
-        key.seal_raw(plaintext)
-    }
-}
 
 // The README's examples compile as doctests, so they can't drift from the API.
 #[cfg(doctest)]
@@ -541,6 +472,6 @@ fn _ensure_send_sync() {
     is_send_sync::<Token>();
     is_send_sync::<Error>();
     is_send_sync::<TokenRequest>();
-    is_send_sync::<CacheEntry>();
     is_send_sync::<Verifier>();
+    is_send_sync::<Secret>();
 }

@@ -1,10 +1,10 @@
 //! [`RedisCache`]: a [`TokenCache`] in Redis, so that a fleet of processes on many hosts
 //! shares one token per request and one refresh at a time.
 //!
-//! Keys: `logto-m2m:token:{<id>}` holds an entry ([`CacheEntry::encode`]) with a Redis TTL
+//! Keys: `logto-m2m:token:{<id>}` holds the store's sealed value with a Redis TTL
 //! that ends when the token expires; `logto-m2m:lock:{<id>}` is the refresh lock, taken
 //! with `SET NX PX lease` and a value unique to its holder, and deleted only by that
-//! holder (a compare-and-delete Lua script). `<id>` is [`CacheKey::id`], a hash: no key
+//! holder (a compare-and-delete Lua script). `<id>` is the store's key, a hash: no key
 //! names the token URL, the app or the API, and no key or value holds the app secret. The
 //! braces are a Redis Cluster hash tag: a token's key and its lock's key hash to one slot,
 //! so in a cluster they live on one node and the lock guards its token.
@@ -27,11 +27,12 @@ use ::redis::{
     RedisError, Value,
 };
 
-use crate::cache::{CacheEntry, CacheKey, CacheLock, TokenCache};
+use crate::cache::{CacheLock, TokenCache};
 use crate::error::{Error, Redactions, sanitize};
 
 #[cfg(feature = "redis-cluster")]
 mod cluster;
+mod commands;
 mod connect;
 #[cfg(feature = "redis-sentinel")]
 mod sentinel;
@@ -79,14 +80,10 @@ const RELEASE_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then retu
 ///
 /// # Example
 /// ```no_run
-/// use std::time::Duration;
-/// use logto_m2m::{CacheKey, RedisCache, TokenCache};
+/// use logto_m2m::{Config, RedisCache, TokenStore};
 ///
 /// let cache = RedisCache::new("redis://:password@10.0.0.5:6379/0")?;
-/// let key = CacheKey::new("https://tenant.logto.app/oidc/token", "app-id", "https://api");
-/// if let Ok(Some(entry)) = cache.read(&key, Duration::from_secs(1)) {
-///     println!("shared token expires at {:?}", entry.expires_at());
-/// }
+/// let store = TokenStore::new(Config::from_env()?).token_cache(cache);
 /// # Ok::<_, logto_m2m::Error>(())
 /// ```
 #[derive(Clone)]
@@ -495,155 +492,6 @@ fn lowercase_first(text: &str) -> String {
     }
 }
 
-/// `logto-m2m:token:{<id>}`: the braces are the Cluster hash tag shared with the lock.
-fn token_key(key: &CacheKey) -> String {
-    format!("logto-m2m:token:{{{}}}", key.id())
-}
-
-/// `logto-m2m:lock:{<id>}`, in the same slot as the token's key.
-fn lock_key(key: &CacheKey) -> String {
-    format!("logto-m2m:lock:{{{}}}", key.id())
-}
-
-/// Milliseconds, at least 1 (Redis refuses `PX 0`).
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
-}
-
-impl TokenCache for RedisCache {
-    fn describe(&self) -> String {
-        self.0.description.clone()
-    }
-
-    fn read(&self, key: &CacheKey, left: Duration) -> Result<Option<CacheEntry>, String> {
-        let name = token_key(key);
-        let value = self.0.with_connection(key.id(), left, |con| {
-            // GETRANGE instead of GET: a huge value under our key costs no memory.
-            let result = ::redis::cmd("GETRANGE")
-                .arg(&name)
-                .arg(0)
-                .arg(MAX_VALUE_BYTES - 1)
-                .query::<Value>(con);
-            match result {
-                // Another type of value under our key is not an entry to use; the next
-                // write replaces it.
-                Err(e) if e.code() == Some("WRONGTYPE") => Ok(Value::Nil),
-                other => other,
-            }
-        })?;
-        Ok(match value {
-            Value::BulkString(bytes) => CacheEntry::decode(&bytes, key),
-            _ => None,
-        })
-    }
-
-    fn write(&self, key: &CacheKey, entry: &CacheEntry, left: Duration) -> Result<(), String> {
-        // Redis drops the entry when the token expires. The TTL is counted from now by the
-        // Redis server's clock, so skew between hosts' clocks matters only as much as
-        // between this host and the token's own expiry.
-        let Ok(ttl) = entry.expires_at().duration_since(SystemTime::now()) else {
-            return Ok(()); // already expired: nothing worth sharing
-        };
-        if ttl < Duration::from_millis(1) {
-            return Ok(());
-        }
-        // Redis refuses expiry times past what its clock holds; a token living longer than
-        // MAX_TTL is only refreshed sooner.
-        let ttl = ttl.min(MAX_TTL);
-        let name = token_key(key);
-        let value = entry.encode(key);
-        self.0.with_connection(key.id(), left, |con| {
-            ::redis::cmd("SET")
-                .arg(&name)
-                .arg(&value)
-                .arg("PX")
-                .arg(millis(ttl))
-                .query::<()>(con)
-        })
-    }
-
-    fn try_lock(
-        &self,
-        key: &CacheKey,
-        lease: Duration,
-        left: Duration,
-    ) -> Result<Option<CacheLock>, String> {
-        let name = lock_key(key);
-        let holder = holder_id();
-        let taken = self.0.with_connection(key.id(), left, |con| {
-            ::redis::cmd("SET")
-                .arg(&name)
-                .arg(&holder)
-                .arg("NX")
-                .arg("PX")
-                .arg(millis(lease))
-                .query::<Value>(con)
-        })?;
-        match taken {
-            Value::Okay => Ok(Some(CacheLock::new(RedisLock {
-                cache: self.0.clone(),
-                tag: key.id().to_owned(),
-                key: name,
-                holder,
-                release_wait: left.min(MAX_RELEASE_WAIT),
-            }))),
-            Value::Nil => Ok(None),
-            other => Err(format!("unexpected answer to SET NX: {}", kind_of(&other))),
-        }
-    }
-}
-
-/// The type of an unexpected reply, never its contents.
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Nil => "nil",
-        Value::Int(_) => "integer",
-        Value::BulkString(_) => "bulk string",
-        Value::Array(_) => "array",
-        Value::SimpleString(_) => "simple string",
-        Value::Okay => "ok",
-        _ => "other",
-    }
-}
-
-/// A value no other holder has, in this or any other process: the process id, a counter,
-/// the time and 64 random bits (std's `RandomState` is seeded from the OS).
-fn holder_id() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let random = RandomState::new().hash_one((n, nanos));
-    format!("{}-{n}-{nanos}-{random:016x}", std::process::id())
-}
-
-/// The refresh lock while held; dropping it deletes the lock if it is still ours.
-struct RedisLock {
-    cache: Arc<Inner>,
-    /// The cache key's id, which finds the lock's server in a cluster.
-    tag: String,
-    key: String,
-    holder: String,
-    release_wait: Duration,
-}
-
-impl Drop for RedisLock {
-    fn drop(&mut self) {
-        // A failed release is not worth reporting: the lock lapses after its lease.
-        let _ = self
-            .cache
-            .with_connection(&self.tag, self.release_wait, |con| {
-                ::redis::cmd("EVAL")
-                    .arg(RELEASE_SCRIPT)
-                    .arg(1)
-                    .arg(&self.key)
-                    .arg(&self.holder)
-                    .query::<Value>(con)
-            });
-    }
-}
-
 impl fmt::Debug for RedisCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("RedisCache")
@@ -704,6 +552,7 @@ mod test {
 
     #[test]
     fn holder_ids_differ() {
+        use super::commands::holder_id;
         let a = holder_id();
         let b = holder_id();
         assert_ne!(a, b);

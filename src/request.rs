@@ -17,10 +17,13 @@ use std::sync::Arc;
 ///
 /// let a = TokenRequest::new("https://shopping.api").scope("read:products").scope("write:products");
 /// let b = TokenRequest::new("https://shopping.api").scope("write:products read:products read:products");
-/// assert_eq!(a.scope_string(), "read:products write:products");
 /// assert_eq!(a, b);
+/// assert_eq!(
+///     format!("{a:?}"),
+///     r#"TokenRequest { resource: "https://shopping.api", scopes: ["read:products", "write:products"], organization: None }"#
+/// );
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct TokenRequest {
     resource: String,
     scopes: Vec<String>,
@@ -62,41 +65,41 @@ impl TokenRequest {
         self
     }
 
-    /// A request for a Logto Management API token on Logto Cloud: resource
-    /// `https://<tenant-id>.logto.app/api`, scope `all`.
+    /// A request for a token of the Management API of the Logto at `endpoint`, scope `all`.
     ///
-    /// The app needs a machine-to-machine role with the Management API's `all` permission.
-    /// Use the tenant's default `<tenant-id>.logto.app` endpoint for the Management API, not
-    /// a custom domain: Logto says a custom domain is not meant for the Management API,
-    /// whose resource indicator stays `https://<tenant-id>.logto.app/api` whichever domain
-    /// the token comes from.
-    ///
-    /// # Example
-    /// ```
-    /// use logto_m2m::TokenRequest;
-    ///
-    /// let request = TokenRequest::management_api("abc123");
-    /// assert_eq!(request.resource(), "https://abc123.logto.app/api");
-    /// assert_eq!(request.scope_string(), "all");
-    /// ```
-    pub fn management_api(tenant_id: &str) -> TokenRequest {
-        TokenRequest::new(&format!("https://{tenant_id}.logto.app/api")).scope("all")
-    }
-
-    /// A request for a self-hosted Logto's (Logto OSS) Management API token: resource
-    /// `https://default.logto.app/api` (the fixed indicator of the one tenant, `default`,
-    /// whatever host Logto runs on), scope `all`.
+    /// The resource is the tenant's own on Logto Cloud (`https://<tenant>.logto.app` gives
+    /// `https://<tenant>.logto.app/api`), and `https://default.logto.app/api` for any other
+    /// endpoint: a self-hosted Logto (Logto OSS) has one tenant, `default`, whatever host it
+    /// runs on. On Logto Cloud give the tenant's `<tenant>.logto.app` endpoint, not a custom
+    /// domain: Logto says a custom domain is not meant for the Management API, whose
+    /// indicator stays the tenant's. The app needs a machine-to-machine role with the
+    /// Management API's `all` permission.
     ///
     /// # Example
     /// ```
     /// use logto_m2m::TokenRequest;
     ///
-    /// let request = TokenRequest::management_api_self_hosted();
-    /// assert_eq!(request.resource(), "https://default.logto.app/api");
-    /// assert_eq!(request.scopes(), ["all"]);
+    /// assert_eq!(
+    ///     TokenRequest::management_api("https://abc123.logto.app"),
+    ///     TokenRequest::new("https://abc123.logto.app/api").scope("all"),
+    /// );
+    /// assert_eq!(
+    ///     TokenRequest::management_api("https://auth.example.com:3001/"),
+    ///     TokenRequest::new("https://default.logto.app/api").scope("all"),
+    /// );
     /// ```
-    pub fn management_api_self_hosted() -> TokenRequest {
-        TokenRequest::management_api("default")
+    pub fn management_api(endpoint: &str) -> TokenRequest {
+        let host = endpoint
+            .split_once("://")
+            .map_or(endpoint, |(_, rest)| rest)
+            .split(['/', ':', '?', '#'])
+            .next()
+            .unwrap_or("");
+        let tenant = match host.strip_suffix(".logto.app") {
+            Some(tenant) if !tenant.is_empty() && !tenant.contains('.') => tenant,
+            _ => "default",
+        };
+        TokenRequest::new(&format!("https://{tenant}.logto.app/api")).scope("all")
     }
 
     /// Asks for a Logto organization token (`organization_id`): the app must be a member
@@ -117,8 +120,7 @@ impl TokenRequest {
     /// use logto_m2m::TokenRequest;
     ///
     /// let request = TokenRequest::new("").organization("org-acme").scope("read:members");
-    /// assert_eq!(request.resource(), "");
-    /// assert_eq!(request.organization_id(), Some("org-acme"));
+    /// assert!(format!("{request:?}").contains(r#"organization: Some("org-acme")"#));
     /// assert_ne!(request, TokenRequest::new("").scope("read:members"));
     /// ```
     pub fn organization(mut self, organization_id: &str) -> Self {
@@ -127,23 +129,27 @@ impl TokenRequest {
         self
     }
 
-    /// The resource indicator.
+    /// The resource indicator (the OAuth `resource`), e.g. the Management API's for an
+    /// endpoint.
+    ///
+    /// # Example
+    /// ```
+    /// use logto_m2m::TokenRequest;
+    ///
+    /// let request = TokenRequest::management_api("https://abc123.logto.app");
+    /// assert_eq!(request.resource(), "https://abc123.logto.app/api");
+    /// ```
     pub fn resource(&self) -> &str {
         &self.resource
     }
 
     /// The scopes, in the order given.
-    pub fn scopes(&self) -> &[String] {
+    pub(crate) fn scopes(&self) -> &[String] {
         &self.scopes
     }
 
-    /// The scopes joined by spaces, as sent in the `scope` parameter.
-    pub fn scope_string(&self) -> String {
-        self.scopes.join(" ")
-    }
-
     /// The organization id, if this asks for an organization token.
-    pub fn organization_id(&self) -> Option<&str> {
+    pub(crate) fn organization_id(&self) -> Option<&str> {
         self.organization.as_deref()
     }
 
@@ -188,13 +194,24 @@ impl TokenRequest {
         }
         if !self.scopes.is_empty() {
             body.push_str("&scope=");
-            form_urlencode_into(&self.scope_string(), &mut body);
+            form_urlencode_into(&self.scopes.join(" "), &mut body);
         }
         if let Some(org) = &self.organization {
             body.push_str("&organization_id=");
             form_urlencode_into(org, &mut body);
         }
         body
+    }
+}
+
+// By hand: the key is derived from the rest, and would only repeat it.
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRequest")
+            .field("resource", &self.resource)
+            .field("scopes", &self.scopes)
+            .field("organization", &self.organization)
+            .finish()
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use miniserde::de::{Map, Visitor};
 use miniserde::{Deserialize, json};
 
-use crate::cache::CacheEntry;
+use crate::cache::entry::CacheEntry;
 use crate::claims::Claims;
 use crate::error::{Error, ErrorKind, MAX_SERVER_TEXT, MAX_SERVER_WORD, Redactions, sanitize_to};
 use crate::text::Leaf;
@@ -97,40 +97,7 @@ pub(crate) fn parse(
         return Err(error_response(status, Some(f), redact));
     }
 
-    let access_token = match f.access_token {
-        None | Some(Leaf::Null) => {
-            return Err(invalid(status, Some("access_token"), "is missing"));
-        }
-        Some(Leaf::Str(s)) => s,
-        Some(_) => return Err(invalid(status, Some("access_token"), "is not a string")),
-    };
-    if access_token.is_empty() {
-        return Err(invalid(status, Some("access_token"), "is empty"));
-    }
-    // Visible ASCII only: a token with CR/LF or a space could split or forge a header when
-    // it is sent on. The message never repeats the token.
-    if !is_header_safe(&access_token) {
-        return Err(invalid(
-            status,
-            Some("access_token"),
-            "has characters not allowed in an http header",
-        ));
-    }
-
-    match &f.token_type {
-        None | Some(Leaf::Null) => return Err(invalid(status, Some("token_type"), "is missing")),
-        Some(Leaf::Str(t)) if t.eq_ignore_ascii_case("bearer") => {}
-        Some(Leaf::Str(t)) => {
-            let shown = sanitize_to(t, redact, MAX_SERVER_WORD);
-            return Err(invalid(
-                status,
-                Some("token_type"),
-                format!("is \"{shown}\", not Bearer"),
-            ));
-        }
-        Some(_) => return Err(invalid(status, Some("token_type"), "is not a string")),
-    }
-
+    let access_token = bearer_token(status, f.access_token, &f.token_type, redact)?;
     let claims = Claims::from_jwt(&access_token);
     let expires_in = match &f.expires_in {
         None | Some(Leaf::Null) => claims
@@ -165,23 +132,64 @@ pub(crate) fn parse(
     })
 }
 
-/// A token read back from a cache: `None` when it would not pass the parser's checks (an
-/// entry any `TokenCache` made, not only one `CacheEntry::decode` checked) or its times
-/// don't add up at `wall` (received in the future: the clock stepped back).
-pub(crate) fn from_entry(entry: &CacheEntry, sent: &Sent<'_>) -> Option<Token> {
-    if !entry.is_plausible() {
-        return None;
+/// The `access_token` of a 2xx answer, checked with its `token_type`: present, a string,
+/// not empty, fit for a header (the message never repeats it), and of type Bearer.
+fn bearer_token(
+    status: u16,
+    access_token: Option<Leaf>,
+    token_type: &Option<Leaf>,
+    redact: &Redactions<'_>,
+) -> Result<String, Error> {
+    let access_token = match access_token {
+        None | Some(Leaf::Null) => {
+            return Err(invalid(status, Some("access_token"), "is missing"));
+        }
+        Some(Leaf::Str(s)) => s,
+        Some(_) => return Err(invalid(status, Some("access_token"), "is not a string")),
+    };
+    if access_token.is_empty() {
+        return Err(invalid(status, Some("access_token"), "is empty"));
     }
-    let age = sent.wall.duration_since(entry.received_at()).ok()?;
+    // Visible ASCII only: a token with CR/LF or a space could split or forge a header when
+    // it is sent on. The message never repeats the token.
+    if !is_header_safe(&access_token) {
+        return Err(invalid(
+            status,
+            Some("access_token"),
+            "has characters not allowed in an http header",
+        ));
+    }
+
+    match token_type {
+        None | Some(Leaf::Null) => return Err(invalid(status, Some("token_type"), "is missing")),
+        Some(Leaf::Str(t)) if t.eq_ignore_ascii_case("bearer") => {}
+        Some(Leaf::Str(t)) => {
+            let shown = sanitize_to(t, redact, MAX_SERVER_WORD);
+            return Err(invalid(
+                status,
+                Some("token_type"),
+                format!("is \"{shown}\", not Bearer"),
+            ));
+        }
+        Some(_) => return Err(invalid(status, Some("token_type"), "is not a string")),
+    }
+    Ok(access_token)
+}
+
+/// A token read back from a cache (every `CacheEntry` passed the parser's checks when it
+/// was made): `None` when its times don't add up at `wall` (sent in the future: the clock
+/// stepped back).
+pub(crate) fn from_entry(entry: &CacheEntry, sent: &Sent<'_>) -> Option<Token> {
+    let age = sent.wall.duration_since(entry.sent_at()).ok()?;
     let lifetime = entry
         .expires_at()
-        .duration_since(entry.received_at())
+        .duration_since(entry.sent_at())
         .ok()?
         .min(sent.max_lifetime);
     // The monotonic clock may not reach back that far (it starts at boot); then the
     // remaining lifetime counts from now, which ends at the same moment.
     let (sent_at, expires_in, sent_at_wall) = match sent.at.checked_sub(age) {
-        Some(at) => (at, lifetime, entry.received_at()),
+        Some(at) => (at, lifetime, entry.sent_at()),
         None => (sent.at, lifetime.saturating_sub(age), sent.wall),
     };
     Some(Token {
@@ -400,7 +408,7 @@ mod test {
         assert_eq!(t.access_token(), "tok");
         assert_eq!(t.expires_in(), Duration::from_secs(3600));
         assert_eq!(t.scope(), Some("a b"));
-        assert_eq!(t.scope_from_server(), Some("a b"));
+        assert_eq!(t.scope.as_deref(), Some("a b"));
     }
 
     #[test]

@@ -1,10 +1,5 @@
-//! The app secret: a string given once, or a file read again for each token request, as
-//! Docker and Kubernetes hand secrets to programs (`/run/secrets/...`, a mounted Secret).
-//!
-//! A file has two advantages over `LOGTO_APP_SECRET`: it is not in `/proc/<pid>/environ`
-//! nor copied into every child process, and a new secret written into it is used on the
-//! next refresh, with no restart. The file is small and read once per token request (and
-//! once per look into a shared cache), so a rotation costs nothing to notice.
+//! The app secret as a value: a string given once, or a file read again for each token
+//! request.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -19,9 +14,35 @@ use crate::seal::SealKey;
 /// A larger file is not read: it can't be an app secret (Logto's are 32 characters).
 const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 
-/// Where the secret comes from, and the seal key last derived from it.
+/// A secret: a string, or a file read again each time it is used, as Docker and Kubernetes
+/// hand secrets to programs (`/run/secrets/...`, a mounted Secret).
+///
+/// A file has two advantages over a string from `LOGTO_APP_SECRET`: it is not in
+/// `/proc/<pid>/environ` nor copied into every child process, and a new secret written
+/// into it is used on the next refresh, with no restart. The file is small and read once
+/// per token request (and once per look into a shared cache), so a rotation costs nothing
+/// to notice; white space around it, such as the trailing newline, is not part of the
+/// secret. When the endpoint refuses the secret (`invalid_client`, or an expired secret)
+/// and the file holds another one by then, the request is made once more with that one.
+/// A file that group or others can read is logged as a warning.
+///
+/// `Debug` never shows the secret; for a file it shows the path.
+///
+/// # Example
+/// ```no_run
+/// use logto_m2m::{Config, Secret};
+///
+/// let from_file = Config::logto(
+///     "https://tenant.logto.app",
+///     "app-id",
+///     Secret::file("/run/secrets/logto-app-secret"),
+/// )?;
+/// let inline = Config::logto("https://tenant.logto.app", "app-id", "app-secret")?;
+/// assert_eq!(format!("{:?}", Secret::from("app-secret")), "[redacted]");
+/// # Ok::<_, logto_m2m::Error>(())
+/// ```
 #[derive(Clone)]
-pub(crate) struct Secret {
+pub struct Secret {
     source: Source,
     /// The key shared cache entries are sealed with, and the secret it was derived from:
     /// derived once per secret, not once per entry. (The token URL and app id, its other
@@ -42,22 +63,30 @@ struct SecretFile {
 }
 
 impl Secret {
-    /// A secret given as a string (not empty: the caller checked).
-    pub(crate) fn inline(secret: &str) -> Secret {
-        Secret::from_source(Source::Inline(secret.to_owned()))
+    /// The secret in the file at `path`, read for each use. A [`Config`](crate::Config)
+    /// made with it reads the file once when it is made (an empty or unreadable file is an
+    /// error then rather than at the first request).
+    pub fn file(path: impl Into<PathBuf>) -> Secret {
+        Secret::from_source(Source::File(Arc::new(SecretFile {
+            path: path.into(),
+            last: Mutex::new(None),
+        })))
     }
 
-    /// A secret read from `path`, now (an empty or unreadable file is an error now rather
-    /// than at the first request) and again for each request. A file that group or others
-    /// can read is a warning, as ssh warns of a private key others can read.
-    pub(crate) fn file(path: &Path) -> Result<Secret, Error> {
-        let file = SecretFile {
-            path: path.to_owned(),
-            last: Mutex::new(None),
-        };
-        file.read()?;
-        file.warn_if_others_can_read();
-        Ok(Secret::from_source(Source::File(Arc::new(file))))
+    /// Checks the secret can be used, before any request: a string is not empty, a file
+    /// can be read now and is not empty. A file that group or others can read is a
+    /// warning, as ssh warns of a private key others can read. `what` names the secret in
+    /// errors, e.g. "app secret".
+    pub(crate) fn check(&self, what: &str) -> Result<(), Error> {
+        match &self.source {
+            Source::Inline(s) if s.is_empty() => Err(Error::config(format!("{what} is empty"))),
+            Source::Inline(_) => Ok(()),
+            Source::File(file) => {
+                file.read()?;
+                file.warn_if_others_can_read();
+                Ok(())
+            }
+        }
     }
 
     fn from_source(source: Source) -> Secret {
@@ -174,6 +203,24 @@ impl SecretFile {
     fn warn_if_others_can_read(&self) {}
 }
 
+impl From<&str> for Secret {
+    fn from(secret: &str) -> Secret {
+        Secret::from(secret.to_owned())
+    }
+}
+
+impl From<&String> for Secret {
+    fn from(secret: &String) -> Secret {
+        Secret::from(secret.clone())
+    }
+}
+
+impl From<String> for Secret {
+    fn from(secret: String) -> Secret {
+        Secret::from_source(Source::Inline(secret))
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.source {
@@ -189,6 +236,16 @@ mod test {
     use std::fs;
 
     struct Dir(PathBuf);
+
+    fn checked(path: &Path) -> Secret {
+        let secret = Secret::file(path);
+        secret.check("app secret").unwrap();
+        secret
+    }
+
+    fn checked_err(path: &Path) -> Error {
+        Secret::file(path).check("app secret").unwrap_err()
+    }
 
     impl Dir {
         fn new(label: &str) -> Dir {
@@ -217,7 +274,7 @@ mod test {
             ("s3 cret\n", "s3 cret"),
         ] {
             fs::write(&path, content).unwrap();
-            assert_eq!(Secret::file(&path).unwrap().read().unwrap(), want);
+            assert_eq!(checked(&path).read().unwrap(), want);
         }
     }
 
@@ -227,7 +284,7 @@ mod test {
         let path = dir.0.join("secret");
         let message = |content: &[u8]| {
             fs::write(&path, content).unwrap();
-            Secret::file(&path).unwrap_err().to_string()
+            checked_err(&path).to_string()
         };
         let shown = path.display().to_string();
         assert_eq!(
@@ -241,7 +298,7 @@ mod test {
         );
         let huge = message(&vec![b'c'; 70_000]);
         assert!(huge.contains("larger than 65536 bytes"), "{huge}");
-        let missing = Secret::file(&dir.0.join("nope")).unwrap_err().to_string();
+        let missing = checked_err(&dir.0.join("nope")).to_string();
         assert!(
             missing.starts_with(&format!(
                 "invalid config: app secret file {}: cannot read: ",
@@ -250,7 +307,7 @@ mod test {
             "{missing}"
         );
         fs::write(&path, "canary-secret-9f3\n").unwrap();
-        let secret = Secret::file(&path).unwrap();
+        let secret = checked(&path);
         fs::write(&path, "").unwrap();
         let later = secret.read().unwrap_err();
         assert!(!format!("{later} {later:?}").contains("canary"), "{later}");
@@ -261,7 +318,7 @@ mod test {
         let dir = Dir::new("again");
         let path = dir.0.join("secret");
         fs::write(&path, "old-secret\n").unwrap();
-        let secret = Secret::file(&path).unwrap();
+        let secret = checked(&path);
         assert_eq!(secret.newer_than("old-secret"), None);
         fs::write(&path, "new-secret\n").unwrap();
         assert_eq!(secret.read().unwrap(), "new-secret");
@@ -269,7 +326,7 @@ mod test {
             secret.newer_than("old-secret").as_deref(),
             Some("new-secret")
         );
-        assert_eq!(Secret::inline("x").newer_than("y"), None);
+        assert_eq!(Secret::from("x").newer_than("y"), None);
     }
 
     #[test]
@@ -277,16 +334,14 @@ mod test {
         let dir = Dir::new("seal");
         let path = dir.0.join("secret");
         fs::write(&path, "one").unwrap();
-        let secret = Secret::file(&path).unwrap();
+        let secret = checked(&path);
         let first = secret.seal_key("https://x/t", "app").unwrap();
         assert_eq!(secret.seal_key("https://x/t", "app").unwrap(), first);
         fs::write(&path, "two").unwrap();
         let second = secret.seal_key("https://x/t", "app").unwrap();
         assert_ne!(second, first);
         assert_eq!(
-            Secret::inline("two")
-                .seal_key("https://x/t", "app")
-                .unwrap(),
+            Secret::from("two").seal_key("https://x/t", "app").unwrap(),
             second
         );
     }
@@ -296,9 +351,9 @@ mod test {
         let dir = Dir::new("debug");
         let path = dir.0.join("secret");
         fs::write(&path, "canary-secret-77").unwrap();
-        let shown = format!("{:?}", Secret::file(&path).unwrap());
+        let shown = format!("{:?}", checked(&path));
         assert!(shown.contains(&path.display().to_string()), "{shown}");
         assert!(!shown.contains("canary"), "{shown}");
-        assert_eq!(format!("{:?}", Secret::inline("canary")), "[redacted]");
+        assert_eq!(format!("{:?}", Secret::from("canary")), "[redacted]");
     }
 }

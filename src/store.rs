@@ -48,8 +48,8 @@ const MIN_SWEEP_AT: usize = 64;
 /// `TokenStore` is `Send + Sync`: share it by reference or in an `Arc`.
 ///
 /// - A hit (a token outside its refresh margin) takes no lock: each thread keeps its own
-///   copy of the tokens it got, checked against a version per key that every refresh,
-///   [`invalidate`](TokenStore::invalidate) and [`clear`](TokenStore::clear) bumps, so
+///   copy of the tokens it got, checked against a version per key that every refresh
+///   and [`invalidate`](TokenStore::invalidate) bumps, so
 ///   every thread's next call sees the change. Tens of nanoseconds, no
 ///   allocation, and threads don't slow each other down. (The copy is made once per thread
 ///   and token, on that thread's first hit after a change.)
@@ -66,9 +66,10 @@ const MIN_SWEEP_AT: usize = 64;
 /// A token's lifetime counts from when its request was sent, and it is over by whichever
 /// clock says so first: the monotonic clock, which a wall-clock step can't move, or the
 /// wall clock, which keeps running while the machine sleeps (Linux's monotonic clock stops
-/// then). The refresh starts within the refresh margin before that end, at a point drawn
-/// at random in the first half of the margin, so that processes that got their tokens
-/// together don't all refresh in the same second.
+/// then). The refresh starts within the refresh margin before that end (60 seconds, at
+/// most half the lifetime, so a 2-second token is used for 1 second, not refetched on every
+/// call), at a point drawn at random in the first half of the margin, so that processes
+/// that got their tokens together don't all refresh in the same second.
 ///
 /// # Failures
 ///
@@ -92,7 +93,7 @@ const MIN_SWEEP_AT: usize = 64;
 /// # Ok::<_, logto_m2m::Error>(())
 /// ```
 pub struct TokenStore {
-    config: Config,
+    pub(crate) config: Config,
     margin: Duration,
     cache: Option<Box<dyn TokenCache>>,
     cache_error: Mutex<Option<Error>>,
@@ -310,13 +311,10 @@ impl TokenStore {
         }
     }
 
-    /// How long before expiry a token is refreshed. For short-lived tokens the margin is
-    /// at most half the lifetime, so a 2-second token is used for 1 second, not refetched
-    /// on every call. Each token's refresh starts at a random point in the first half of
-    /// its margin (see [When a token is refreshed](TokenStore#when-a-token-is-refreshed)).
-    ///
-    /// Defaults to 60 seconds.
-    pub fn refresh_margin(mut self, margin: Duration) -> Self {
+    /// How long before expiry a token is refreshed, for the unit tests; 60 seconds
+    /// otherwise (see [When a token is refreshed](TokenStore#when-a-token-is-refreshed)).
+    #[cfg(test)]
+    pub(crate) fn refresh_margin(mut self, margin: Duration) -> Self {
         self.margin = margin;
         self
     }
@@ -325,12 +323,12 @@ impl TokenStore {
     /// minute asks for one token per lifetime instead of one per run, and jobs that start
     /// together make one request between them.
     ///
-    /// - The file (JSON) holds, per request, the token with the wall-clock times its request
-    ///   was sent and it expires, sealed (encrypted and authenticated with a key derived
-    ///   from the app secret, see [`CacheKey::for_request`](crate::CacheKey::for_request)):
-    ///   whoever reads the file without the secret learns no token. Never the secret. It is
-    ///   bound to the token URL and app id: a file written for another app or server, or an
-    ///   entry sealed with another secret, is not used.
+    /// - The file (JSON) holds, per token URL, app and request, the token with the
+    ///   wall-clock times its request was sent and it expires, sealed (encrypted and
+    ///   authenticated with a key derived from the app secret, the token URL and the app
+    ///   id, see [`TokenCache`]): whoever reads the file without the secret learns no
+    ///   token. Never the secret. Apps and servers sharing a file each find only their own
+    ///   entries; one sealed with another secret, or copied under another key, is not used.
     /// - It is read only when memory has no fresh token, so cache hits cost the same.
     /// - It is written atomically (a temporary file beside it, then a rename), with mode
     ///   0600 on Unix; expired tokens leave it on each write. A missing folder is created
@@ -390,11 +388,6 @@ impl TokenStore {
             .clone()
     }
 
-    /// The config the store gets its tokens with.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// A token for `request`: the cached one while it is fresh, otherwise a new one.
     ///
     /// # Errors
@@ -404,18 +397,7 @@ impl TokenStore {
     /// refresh may first wait for another process's) and a few seconds more.
     pub fn get(&self, request: &TokenRequest) -> Result<Arc<Token>, Error> {
         let now = self.now();
-        match local::hit::<true>(&self.id, request, now) {
-            Some(token) => Ok(token),
-            None => self.get_slow(request),
-        }
-    }
-
-    /// [`get`](TokenStore::get) without counting its hits: the bench's measure of what
-    /// counting costs.
-    #[cfg(feature = "_internal")]
-    pub(crate) fn get_uncounted(&self, request: &TokenRequest) -> Result<Arc<Token>, Error> {
-        let now = self.now();
-        match local::hit::<false>(&self.id, request, now) {
+        match local::hit(&self.id, request, now) {
             Some(token) => Ok(token),
             None => self.get_slow(request),
         }
@@ -439,27 +421,13 @@ impl TokenStore {
         }
     }
 
-    /// Drops the cached token for `request` if it is still `token`: what to call when an
-    /// API answered 401 to `token` (revoked, its signing key rotated, a role changed).
-    ///
-    /// Unlike [`invalidate`](TokenStore::invalidate), a thread that saw the 401 late does
-    /// not throw away the fresh token another thread already got: when many threads meet
-    /// the same 401 at once, the first drop counts and they share one new token.
-    /// [`call`](TokenStore::call) and [`Bearer`](crate::Bearer) use it.
-    ///
-    /// # Example
-    /// ```no_run
-    /// use logto_m2m::{Config, TokenRequest, TokenStore};
-    ///
-    /// let store = TokenStore::new(Config::from_env()?);
-    /// let request = TokenRequest::new("https://shopping.api").scope("read:products");
-    /// let token = store.get(&request)?;
-    /// // ... the API answered 401 to this token:
-    /// store.invalidate_token(&request, &token);
-    /// let fresh = store.get(&request)?; // one new request, however many threads ask
-    /// # Ok::<_, logto_m2m::Error>(())
-    /// ```
-    pub fn invalidate_token(&self, request: &TokenRequest, token: &Token) {
+    /// Drops the cached token for `request` if it is still `token`: what
+    /// [`call`](TokenStore::call) and [`Bearer`](crate::Bearer) do when an API answered 401
+    /// to `token`. Unlike [`invalidate`](TokenStore::invalidate), a thread that saw the 401
+    /// late does not throw away the fresh token another thread already got: when many
+    /// threads meet the same 401 at once, the first drop counts and they share one new
+    /// token.
+    pub(crate) fn invalidate_token(&self, request: &TokenRequest, token: &Token) {
         stats::bump(&self.counters.invalidations);
         let mut entries = self.lock();
         if let Some(entry) = find_mut(&mut entries.map, request)
@@ -480,207 +448,11 @@ impl TokenStore {
             .is_some_and(|e| e.rejected.as_deref() == Some(access_token))
     }
 
-    /// Drops every cached token.
-    pub fn clear(&self) {
-        stats::bump(&self.counters.invalidations);
-        let mut entries = self.lock();
-        for entry in entries.map.values_mut().flatten() {
-            entry.set_held(None);
-        }
-    }
-
     fn lock(&self) -> MutexGuard<'_, Entries> {
         // The lock is never held while user code or I/O runs, so a poisoned lock can only
         // come from a panic inside our own short critical sections, which leave the map
         // consistent: carry on.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    #[cold]
-    fn get_slow(&self, request: &TokenRequest) -> Result<Arc<Token>, Error> {
-        #[cfg(test)]
-        self.hooks
-            .slow
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        // A refresh takes at most the timeout, and with a shared cache at most the timeout
-        // again first, waiting for another holder's refresh.
-        let timeout = self.config.timeout_value();
-        let refresh = match self.cache {
-            Some(_) => timeout.saturating_mul(2),
-            None => timeout,
-        };
-        let give_up = Instant::now().checked_add(refresh.saturating_add(WAIT_SLACK));
-        let mut entries = self.lock();
-        let mut waited_for = None;
-        loop {
-            let now = self.now();
-            // A new key at the threshold sweeps first (the lookup only happens there).
-            if entries.map.len() >= entries.sweep_at
-                && find_mut(&mut entries.map, request).is_none()
-            {
-                sweep(&mut entries.map, now);
-                entries.sweep_at = MIN_SWEEP_AT.max(2 * entries.map.len());
-            }
-            let entry = find_or_insert(&mut entries.map, request);
-            let next = match waited_for {
-                // The refresh we waited for is over: take what it left.
-                Some(round) if entry.round != round => after_wait(entry, now),
-                _ => decide(entry, now),
-            };
-            match next {
-                Next::Done(Ok(token)) => {
-                    // A caller that waited was counted as a wait, not a hit.
-                    if waited_for.is_none() {
-                        stats::bump(&self.counters.slow_hits);
-                    }
-                    return Ok(self.hand_out(request, entry, token, now));
-                }
-                Next::Done(Err(error)) => return Err(error),
-                Next::Refresh if matches!(entry.refresh, Refresh::Running) => {
-                    if waited_for.is_none() {
-                        stats::bump(&self.counters.waits);
-                    }
-                    waited_for = Some(entry.round);
-                    entries = self.wait(entries, give_up)?;
-                }
-                Next::Refresh => break,
-            }
-        }
-        find_or_insert(&mut entries.map, request).refresh = Refresh::Running;
-        drop(entries);
-
-        let flight = Flight {
-            store: self,
-            request,
-            done: false,
-        };
-        let result = match &self.cache {
-            Some(cache) => self.fetch_through(cache.as_ref(), request),
-            None => self.fetch(request),
-        };
-        flight.finish(result)
-    }
-
-    fn wait<'a>(
-        &self,
-        entries: MutexGuard<'a, Entries>,
-        give_up: Option<Instant>,
-    ) -> Result<MutexGuard<'a, Entries>, Error> {
-        let Some(give_up) = give_up else {
-            return Ok(self
-                .refreshed
-                .wait(entries)
-                .unwrap_or_else(PoisonError::into_inner));
-        };
-        let left = give_up.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(Error::new(ErrorKind::Timeout {
-                after: self.config.timeout_value(),
-            }));
-        }
-        let (entries, _) = self
-            .refreshed
-            .wait_timeout(entries, left)
-            .unwrap_or_else(PoisonError::into_inner);
-        Ok(entries)
-    }
-
-    /// One exchange with the token endpoint.
-    fn fetch(&self, request: &TokenRequest) -> Result<Token, Error> {
-        stats::bump(&self.counters.token_requests);
-        #[cfg(test)]
-        let result = match &self.hooks.fetch {
-            Some(fetch) => fetch(&self.config, request),
-            None => request_token(&self.config, request),
-        };
-        #[cfg(not(test))]
-        let result = request_token(&self.config, request);
-        if result.is_err() {
-            stats::bump(&self.counters.token_request_failures);
-        }
-        result
-    }
-
-    /// Stores a refresh's outcome and wakes the waiters. Returns what the refreshing caller
-    /// gets: the new token, or on failure the old one while it is valid, or the error.
-    fn land(
-        &self,
-        request: &TokenRequest,
-        result: Result<Token, Error>,
-    ) -> Result<Arc<Token>, Error> {
-        let mut entries = self.lock();
-        let now = self.now();
-        let entry = find_or_insert(&mut entries.map, request);
-        let outcome = match result {
-            Ok(token) => {
-                let token = Arc::new(token);
-                entry.failures = 0;
-                if token.expires_in().is_zero() {
-                    // Valid for no time at all: hand it to this round of callers, keep
-                    // nothing.
-                    entry.set_held(None);
-                    entry.refresh = Refresh::Landed(Arc::clone(&token));
-                } else {
-                    entry.set_held(Some(Held::new(Arc::clone(&token), self.margin)));
-                    entry.refresh = Refresh::Idle;
-                }
-                Ok(self.hand_out(request, entry, token, now))
-            }
-            Err(error) => {
-                entry.failures = entry.failures.saturating_add(1);
-                let doubling = FIRST_FAILURE_BACKOFF
-                    .saturating_mul(1 << (entry.failures - 1).min(16))
-                    .min(MAX_FAILURE_BACKOFF);
-                let asked = error
-                    .retry_after()
-                    .unwrap_or_default()
-                    .min(MAX_RETRY_AFTER_BACKOFF);
-                let pause = doubling.max(asked);
-                let until = now.mono.checked_add(pause).unwrap_or(now.mono);
-                let outcome = match entry.held.as_ref().filter(|h| h.is_valid(now)) {
-                    Some(old) => {
-                        log::warn!(
-                            target: "logto_m2m",
-                            "token refresh failed, the still-valid token is kept; next try in {}: {error}",
-                            DisplayDuration(pause)
-                        );
-                        Ok(self.hand_out(request, entry, Arc::clone(&old.token), now))
-                    }
-                    None => {
-                        log::warn!(
-                            target: "logto_m2m",
-                            "token refresh failed; callers get this error for {} without a new request: {error}",
-                            DisplayDuration(pause)
-                        );
-                        Err(error.clone())
-                    }
-                };
-                entry.refresh = Refresh::BackingOff { error, until };
-                outcome
-            }
-        };
-        entry.round = entry.round.wrapping_add(1);
-        drop(entries);
-        self.refreshed.notify_all();
-        outcome
-    }
-
-    /// What a caller on this thread gets for `token`: when it is the token `entry` holds,
-    /// this thread's own copy of it (the `Arc` its hits return), else `token` itself.
-    fn hand_out(
-        &self,
-        request: &TokenRequest,
-        entry: &Entry,
-        token: Arc<Token>,
-        now: Now,
-    ) -> Arc<Token> {
-        match &entry.held {
-            Some(held) if Arc::ptr_eq(&held.token, &token) => {
-                local::copy_of(&self.id, request, held, &entry.version, &self.counters, now)
-                    .unwrap_or(token)
-            }
-            _ => token,
-        }
     }
 
     /// Both clocks; in unit tests, moved by the test's offsets.
@@ -695,98 +467,10 @@ impl TokenStore {
     }
 }
 
-/// What a caller does with `entry` at `now`, when it has not waited for a refresh.
-fn decide(entry: &Entry, now: Now) -> Next {
-    if let Some(held) = entry.held.as_ref().filter(|h| h.is_valid(now)) {
-        // Valid but maybe in the refresh margin: one caller refreshes, the others (and the
-        // callers during a backoff) keep using this one.
-        if held.is_fresh(now)
-            || matches!(entry.refresh, Refresh::Running)
-            || entry.backoff_error(now).is_some()
-        {
-            return Next::Done(Ok(Arc::clone(&held.token)));
-        }
-        return Next::Refresh;
-    }
-    match entry.backoff_error(now) {
-        Some(error) => Next::Done(Err(error.clone())),
-        None => Next::Refresh,
-    }
-}
-
-/// What a caller that waited for a refresh does once it is over.
-fn after_wait(entry: &Entry, now: Now) -> Next {
-    match &entry.refresh {
-        Refresh::Landed(token) => Next::Done(Ok(Arc::clone(token))),
-        Refresh::Idle => match &entry.held {
-            Some(held) => Next::Done(Ok(Arc::clone(&held.token))),
-            None => Next::Refresh,
-        },
-        Refresh::BackingOff { error, .. } => {
-            Next::Done(match entry.held.as_ref().filter(|h| h.is_valid(now)) {
-                Some(old) => Ok(Arc::clone(&old.token)),
-                None => Err(error.clone()),
-            })
-        }
-        // Another refresh began meanwhile (wait for it), or ours panicked (take over).
-        Refresh::Running | Refresh::Abandoned => Next::Refresh,
-    }
-}
-
-/// Drops the entries that hold nothing worth keeping (no valid token, no refresh, no
-/// backoff), so that keys asked for once don't stay forever.
-fn sweep(map: &mut Buckets<Entry>, now: Now) {
-    map.retain(|_, bucket| {
-        bucket.retain(|e| !e.is_spent(now));
-        !bucket.is_empty()
-    });
-}
-
-/// The refresh in progress for one key. If the refreshing caller panics, `Drop` ends the
-/// flight so that waiters wake up and one of them refreshes instead.
-struct Flight<'a> {
-    store: &'a TokenStore,
-    request: &'a TokenRequest,
-    done: bool,
-}
-
-impl Flight<'_> {
-    fn finish(mut self, result: Result<Token, Error>) -> Result<Arc<Token>, Error> {
-        self.done = true;
-        self.store.land(self.request, result)
-    }
-}
-
-impl Drop for Flight<'_> {
-    fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        let mut entries = self.store.lock();
-        let entry = find_or_insert(&mut entries.map, self.request);
-        entry.refresh = Refresh::Abandoned;
-        entry.round = entry.round.wrapping_add(1);
-        drop(entries);
-        self.store.refreshed.notify_all();
-    }
-}
-
 fn find_mut<'a>(map: &'a mut Buckets<Entry>, request: &TokenRequest) -> Option<&'a mut Entry> {
     map.get_mut(&request.key_hash())?
         .iter_mut()
         .find(|e| *e.key == *request.key())
-}
-
-fn find_or_insert<'a>(map: &'a mut Buckets<Entry>, request: &TokenRequest) -> &'a mut Entry {
-    let bucket = map.entry(request.key_hash()).or_default();
-    let i = match bucket.iter().position(|e| *e.key == *request.key()) {
-        Some(i) => i,
-        None => {
-            bucket.push(Entry::new(request.key()));
-            bucket.len() - 1
-        }
-    };
-    &mut bucket[i]
 }
 
 impl fmt::Debug for TokenStore {
@@ -825,9 +509,11 @@ impl fmt::Debug for DebugEntry<'_> {
         if let Some(org) = parts.next().filter(|o| !o.is_empty()) {
             s.field("organization", &org);
         }
-        let expires_in = e.held.as_ref().map(|h| match h.token.expires_at() {
-            None => Duration::MAX,
-            Some(at) => at.saturating_duration_since(self.now.mono),
+        let expires_in = e.held.as_ref().map(|h| {
+            let (end, _) = h.token.ends_at(Duration::ZERO);
+            end.map_or(Duration::MAX, |at| {
+                at.saturating_duration_since(self.now.mono)
+            })
         });
         s.field("token_expires_in", &expires_in);
         s.field("refreshing", &matches!(e.refresh, Refresh::Running));
@@ -837,6 +523,7 @@ impl fmt::Debug for DebugEntry<'_> {
 }
 
 mod local;
+mod refresh;
 mod shared;
 mod stats;
 

@@ -6,7 +6,6 @@
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::claims::Claims;
 use crate::request::TokenRequest;
 
 /// An access token, as granted by the token endpoint.
@@ -25,7 +24,6 @@ use crate::request::TokenRequest;
 /// let config = Config::from_env()?;
 /// let request = TokenRequest::new("https://shopping.api").scope("read:products");
 /// let token = request_token(&config, &request)?;
-/// assert_eq!(token.authorization(), format!("Bearer {}", token.access_token()));
 /// assert!(!format!("{token:?}").contains(token.access_token()));
 /// if !token.missing_scopes(&request).is_empty() {
 ///     eprintln!("not granted: {:?}", token.missing_scopes(&request));
@@ -60,13 +58,14 @@ impl Token {
     }
 
     /// `Bearer <token>`, ready for an `Authorization` header.
-    pub fn authorization(&self) -> &str {
+    pub(crate) fn authorization(&self) -> &str {
         &self.authorization
     }
 
     /// The token's lifetime: the server's `expires_in`; without one, the time left until
     /// the `exp` of a JWT access token; without either, 60 seconds. Never more than
-    /// [`Config::max_token_lifetime`](crate::Config::max_token_lifetime).
+    /// a day, whatever the server says (a server bug that grants `expires_in: 1e30` would
+    /// otherwise keep a long-running service on one token forever).
     pub fn expires_in(&self) -> Duration {
         self.expires_in
     }
@@ -104,11 +103,6 @@ impl Token {
         }
     }
 
-    /// The `scope` field exactly as the server sent it, `None` when it was absent.
-    pub fn scope_from_server(&self) -> Option<&str> {
-        self.scope.as_deref()
-    }
-
     /// The scopes `request` asks for that this token was not granted (by
     /// [`scope`](Token::scope)), in the request's order: what an API will answer 403 to.
     /// With Logto the fix is to give the app a machine-to-machine role with those
@@ -129,46 +123,13 @@ impl Token {
             .collect()
     }
 
-    /// The claims of a JWT access token, **unverified**: what the token says of itself
-    /// (issuer, app, audience, scope, times), for explaining a 401 or 403, never for
-    /// deciding what to trust. `None` for an opaque token.
-    ///
-    /// # Example
-    /// ```no_run
-    /// use logto_m2m::{request_token, Config, TokenRequest};
-    ///
-    /// let config = Config::from_env()?;
-    /// let token = request_token(&config, &TokenRequest::new("https://shopping.api"))?;
-    /// if let Some(claims) = token.claims() {
-    ///     println!("for {:?}, as {:?}", claims.aud, claims.sub);
-    /// }
-    /// # Ok::<_, logto_m2m::Error>(())
-    /// ```
-    pub fn claims(&self) -> Option<Claims> {
-        Claims::from_jwt(self.access_token())
-    }
-
-    /// When the token's lifetime started: the moment the request that got it was sent
-    /// (never later than the server's own clock started it).
-    pub fn received_at(&self) -> Instant {
-        self.sent_at
-    }
-
-    /// When the token expires, by the monotonic clock; `None` when that is too far ahead to
-    /// represent.
-    pub fn expires_at(&self) -> Option<Instant> {
-        self.sent_at.checked_add(self.expires_in)
-    }
-
-    /// When the token expires, by the wall clock; `None` when that is too far ahead to
-    /// represent.
-    pub fn expires_at_system(&self) -> Option<SystemTime> {
+    /// When the token expires by the wall clock: when the request that got it was sent
+    /// (its lifetime can't have started earlier) plus [`expires_in`](Token::expires_in).
+    /// `None` when that is too far ahead to represent. What a log line or a cache shows; a
+    /// [`TokenStore`](crate::TokenStore) decides freshness by the monotonic clock as well,
+    /// which the wall clock's steps don't move.
+    pub fn expires_at(&self) -> Option<SystemTime> {
         self.sent_at_wall.checked_add(self.expires_in)
-    }
-
-    /// True once the token's lifetime is over by either clock.
-    pub fn is_expired(&self) -> bool {
-        self.ends_before(Instant::now(), SystemTime::now(), Duration::ZERO)
     }
 
     /// True when less than `margin` of the lifetime is left at `now` by either clock.

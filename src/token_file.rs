@@ -1,12 +1,10 @@
 //! The token file: tokens that outlive the process, so that cron runs share one token.
 //!
-//! The file is JSON, bound to one token URL and app id, and holds per request key (named by
-//! its hash, [`CacheKey::id`]) the wall-clock times the token's request was sent and it
-//! expires (the processes share no `Instant`) and the entry as
-//! [`CacheEntry::encode`] gives it: with the store's keys, sealed with a key derived from
-//! the app secret, so that whoever reads the file learns no token. Never the secret. The
-//! times are in the clear so that a write can drop expired entries and keep the newest
-//! without opening the others; a read uses the sealed entry's own, which must match them.
+//! The file is JSON and holds, per key the store gives (a hash of token URL, app id and
+//! request), the value the store gives (sealed with a key derived from the app secret, so
+//! that whoever reads the file learns no token; never the secret) and when it expires, in
+//! the clear, so that a write can drop expired values and keep the longest-lived without
+//! opening the others. The store checks what it reads back as it would any cache's.
 //!
 //! Cross-process single flight: the refresh lock is an exclusive lock on `<file>.lock`
 //! (`std::fs::File` locks: `flock` on Unix, released by the OS if the process dies), one
@@ -24,40 +22,39 @@ use std::time::{Duration, SystemTime};
 
 use miniserde::{Deserialize, json as mini};
 
-use crate::cache::{CacheEntry, CacheKey, CacheLock, TokenCache, unix_ms};
+use crate::cache::entry::unix_ms;
+use crate::cache::{CacheLock, TokenCache};
 use crate::text;
 
 /// A larger file is not read: it can't be one of ours (a token is about 1 KiB).
 const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
-/// 2: entries sealed. A file of version 1 (tokens in the clear) is ignored and replaced.
-const FORMAT_VERSION: u64 = 2;
+/// 3: opaque keys and values (the store's sealed entries). A file of version 1 (tokens in
+/// the clear) or 2 (entries sealed, bound to one token URL and app id) is ignored and
+/// replaced.
+const FORMAT_VERSION: u64 = 3;
 
-/// The most keys the file holds: with more, a refresh drops the least recently received.
-/// A token is about 1 KiB, so the file stays near 256 KiB, under [`MAX_FILE_BYTES`], and a
-/// refresh rewrites at most that much. Jobs with more keys than this still get every token,
-/// from the network for the ones that fell out.
+/// The most keys the file holds: with more, a write drops the shortest-lived. A value is
+/// about 1.4 KiB, so the file stays near 360 KiB, under [`MAX_FILE_BYTES`], and a refresh
+/// rewrites at most that much. Jobs with more keys than this still get every token, from
+/// the network for the ones that fell out.
 const MAX_FILE_KEYS: usize = 256;
 
 /// The file, as it is on disk.
 #[derive(Deserialize)]
 pub(crate) struct FileContents {
     version: u64,
-    token_url: String,
-    app_id: String,
     tokens: Vec<FileToken>,
 }
 
 #[derive(Deserialize)]
 pub(crate) struct FileToken {
-    /// [`CacheKey::id`]: a hash of the token URL, app id and request, not the request.
-    id: String,
-    /// Unix time in milliseconds when the request that got the token was sent.
-    received_at_ms: u64,
-    /// When it expires.
+    /// The store's key: a hash of the token URL, app id and request, not the request.
+    key: String,
+    /// Unix time in milliseconds when the token in `value` expires.
     expires_at_ms: u64,
-    /// [`CacheEntry::encode`]'s text for the key.
-    entry: String,
+    /// The store's value for the key.
+    value: String,
 }
 
 /// Just the version, to tell a file of an older version from a corrupt one.
@@ -83,17 +80,10 @@ fn is_older_format(bytes: &[u8]) -> bool {
         .is_some_and(|v| v.version < FORMAT_VERSION)
 }
 
-/// The entry for `key` in a parsed file, if the file is for its app and server, the entry
-/// opens with the key (sealed: only with the same secret, for the same request) and its
-/// times are the ones beside it.
-pub(crate) fn lookup(contents: &FileContents, key: &CacheKey) -> Option<CacheEntry> {
-    if contents.token_url != key.token_url() || contents.app_id != key.app_id() {
-        return None;
-    }
-    let t = contents.tokens.iter().find(|t| t.id == key.id())?;
-    let entry = CacheEntry::decode(t.entry.as_bytes(), key)?;
-    let times = (unix_ms(entry.received_at()), unix_ms(entry.expires_at()));
-    (times == (Some(t.received_at_ms), Some(t.expires_at_ms))).then_some(entry)
+/// The value for `key` in a parsed file.
+pub(crate) fn lookup<'a>(contents: &'a FileContents, key: &str) -> Option<&'a str> {
+    let t = contents.tokens.iter().find(|t| t.key == key)?;
+    Some(&t.value)
 }
 
 /// The token file of [`TokenStore::cache_file`](crate::TokenStore::cache_file).
@@ -189,40 +179,48 @@ impl TokenCache for TokenFile {
         format!("token file {}", self.path.display())
     }
 
-    fn read(&self, key: &CacheKey, _left: Duration) -> Result<Option<CacheEntry>, String> {
-        Ok(self.load()?.and_then(|contents| lookup(&contents, key)))
+    fn read(&self, key: &str, _left: Duration) -> Result<Option<Vec<u8>>, String> {
+        let contents = self.load()?;
+        Ok(contents
+            .as_ref()
+            .and_then(|c| lookup(c, key))
+            .map(|value| value.as_bytes().to_vec()))
     }
 
-    /// Adds `entry`, replacing this key's old one and dropping expired ones: written to a
-    /// private temporary file beside it, then renamed over it. The entries of other keys
+    /// Adds `value`, replacing this key's old one and dropping expired ones: written to a
+    /// private temporary file beside it, then renamed over it. The values of other keys
     /// are kept when the file is ours and can be read.
-    fn write(&self, key: &CacheKey, entry: &CacheEntry, _left: Duration) -> Result<(), String> {
+    fn write(
+        &self,
+        key: &str,
+        value: &[u8],
+        expires_at: SystemTime,
+        _left: Duration,
+    ) -> Result<(), String> {
         let now = unix_ms(SystemTime::now()).ok_or("the clock is before 1970")?;
+        // The store's values are ASCII; a file of JSON strings holds text only.
+        let value = std::str::from_utf8(value).map_err(|_| "value is not utf-8; not written")?;
         // An untrusted or unreadable file is replaced, not merged.
-        let contents = match self.load() {
-            Ok(Some(c)) if c.token_url == key.token_url() && c.app_id == key.app_id() => Some(c),
-            _ => None,
-        };
-        // The others' entries are kept as they are, unopened: only their own keys open them.
+        let contents = self.load().ok().flatten();
+        // The others' values are kept as they are.
         let mut tokens: Vec<&FileToken> = contents
             .iter()
             .flat_map(|c| &c.tokens)
-            .filter(|t| t.id != key.id() && t.expires_at_ms > now)
+            .filter(|t| t.key != key && t.expires_at_ms > now)
             .collect();
-        // Bounded: the most recently received tokens are kept, so a refresh costs the same
-        // however many keys the processes use, and the file stays far under its cap.
+        // Bounded: the longest-lived tokens are kept, so a refresh costs the same however
+        // many keys the processes use, and the file stays far under its cap.
         if tokens.len() >= MAX_FILE_KEYS {
-            tokens.sort_unstable_by_key(|t| std::cmp::Reverse(t.received_at_ms));
+            tokens.sort_unstable_by_key(|t| std::cmp::Reverse(t.expires_at_ms));
             tokens.truncate(MAX_FILE_KEYS - 1);
         }
         let ours = FileToken {
-            id: key.id().to_owned(),
-            received_at_ms: unix_ms(entry.received_at()).unwrap_or_default(),
-            expires_at_ms: unix_ms(entry.expires_at()).unwrap_or_default(),
-            entry: entry.encode(key),
+            key: key.to_owned(),
+            expires_at_ms: unix_ms(expires_at).unwrap_or_default(),
+            value: value.to_owned(),
         };
         tokens.push(&ours);
-        let text = encode(key, &tokens);
+        let text = encode(&tokens);
         self.ensure_folder()?;
 
         let tmp = self.temp_path();
@@ -245,7 +243,7 @@ impl TokenCache for TokenFile {
     /// so the lease is not needed.
     fn try_lock(
         &self,
-        _key: &CacheKey,
+        _key: &str,
         _lease: Duration,
         _left: Duration,
     ) -> Result<Option<CacheLock>, String> {
@@ -253,7 +251,7 @@ impl TokenCache for TokenFile {
         let file = open_private(&self.lock_path, false)
             .map_err(|e| format!("cannot open lock file: {e}"))?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(CacheLock::new(file))),
+            Ok(()) => Ok(Some(Box::new(file))),
             Err(fs::TryLockError::WouldBlock) => Ok(None),
             Err(fs::TryLockError::Error(e)) => Err(format!("cannot lock: {e}")),
         }
@@ -261,25 +259,18 @@ impl TokenCache for TokenFile {
 }
 
 /// The file's text, written by hand (see `text.rs`).
-fn encode(key: &CacheKey, tokens: &[&FileToken]) -> String {
+fn encode(tokens: &[&FileToken]) -> String {
     let mut out =
-        String::with_capacity(128 + tokens.iter().map(|t| 128 + t.entry.len()).sum::<usize>());
-    out.push_str(&format!("{{\"version\":{FORMAT_VERSION},"));
-    text::push_field(&mut out, "token_url", Some(key.token_url()));
-    out.push(',');
-    text::push_field(&mut out, "app_id", Some(key.app_id()));
-    out.push_str(",\"tokens\":[");
+        String::with_capacity(64 + tokens.iter().map(|t| 128 + t.value.len()).sum::<usize>());
+    out.push_str(&format!("{{\"version\":{FORMAT_VERSION},\"tokens\":["));
     for (i, t) in tokens.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         out.push('{');
-        text::push_field(&mut out, "id", Some(&t.id));
-        out.push_str(&format!(
-            ",\"received_at_ms\":{},\"expires_at_ms\":{},",
-            t.received_at_ms, t.expires_at_ms
-        ));
-        text::push_field(&mut out, "entry", Some(&t.entry));
+        text::push_field(&mut out, "key", Some(&t.key));
+        out.push_str(&format!(",\"expires_at_ms\":{},", t.expires_at_ms));
+        text::push_field(&mut out, "value", Some(&t.value));
         out.push('}');
     }
     out.push_str("]}");
@@ -339,181 +330,80 @@ fn same_file(_: &fs::Metadata, b: &fs::Metadata) -> bool {
 mod test {
     use super::*;
 
-    use crate::config::Config;
-    use crate::request::TokenRequest;
-
-    /// The store's key for resource `k`, sealed with `secret`.
-    fn key_with(secret: &str, resource: &str) -> CacheKey {
-        let config = Config::new("https://x/t", "app", secret).unwrap();
-        CacheKey::for_request(&config, &TokenRequest::new(resource)).unwrap()
+    fn dir(label: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("logto-m2m-{label}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
     }
 
-    fn key() -> CacheKey {
-        key_with("canary-secret-1", "k")
-    }
-
-    fn entry(token: &str, received: SystemTime) -> CacheEntry {
-        CacheEntry::new(
-            token,
-            Some("read"),
-            received,
-            received + Duration::from_secs(3600),
-        )
-        .unwrap()
-    }
-
-    /// A file with `entry` written for `key`.
-    fn file_text(key: &CacheKey, entry: &CacheEntry) -> String {
-        let t = FileToken {
-            id: key.id().to_owned(),
-            received_at_ms: unix_ms(entry.received_at()).unwrap(),
-            expires_at_ms: unix_ms(entry.expires_at()).unwrap(),
-            entry: entry.encode(key),
-        };
-        encode(key, &[&t])
-    }
-
-    fn find(text: &str, key: &CacheKey) -> Option<CacheEntry> {
-        lookup(&parse(text.as_bytes())?, key)
-    }
-
-    #[test]
-    fn entry_is_found_and_sealed() {
-        let e = entry("canary-token-5c1", SystemTime::now());
-        let text = file_text(&key(), &e);
-        assert_eq!(find(&text, &key()), Some(e));
-        // Neither the token, its scope nor the request are in the file; no secret either.
-        for hidden in ["canary-token-5c1", "read", "canary-secret-1", "\"k\""] {
-            assert!(!text.contains(hidden), "{hidden} in {text}");
-        }
-    }
-
-    #[test]
-    fn another_secret_app_server_or_request_opens_nothing() {
-        let text = file_text(&key(), &entry("tok", SystemTime::now()));
-        assert!(find(&text, &key_with("canary-secret-2", "k")).is_none());
-        assert!(find(&text, &key_with("canary-secret-1", "other")).is_none());
-        let config = Config::new("https://x/t", "other-app", "canary-secret-1").unwrap();
-        let other_app = CacheKey::for_request(&config, &TokenRequest::new("k")).unwrap();
-        assert!(find(&text, &other_app).is_none());
-        // An entry moved under another key's id does not open there either.
-        let moved = text.replace(key().id(), key_with("canary-secret-1", "other").id());
-        assert!(find(&moved, &key_with("canary-secret-1", "other")).is_none());
-        // Nor does one in the clear, under the right id (a key without the secret wrote it).
-        let clear = CacheKey::new("https://x/t", "app", key().request_key());
-        let text = file_text(&clear, &entry("tok", SystemTime::now()));
-        assert!(find(&text, &key()).is_none());
-    }
-
-    #[test]
-    fn tampered_times_or_bytes_are_refused() {
-        let e = entry(
-            "tok",
-            SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
-        );
-        let text = file_text(&key(), &e);
-        // The times beside the entry must be its own.
-        let shifted = text.replace("1800003600000", "1800007200000");
-        assert_ne!(shifted, text);
-        assert!(find(&shifted, &key()).is_none());
-        // Any change inside the sealed text.
-        let sealed = parse(text.as_bytes()).unwrap().tokens.remove(0).entry;
-        let start = text.find(&sealed).unwrap();
-        for i in [
-            crate::seal::PREFIX.len(),
-            sealed.len() / 2,
-            sealed.len() - 1,
-        ] {
-            let mut bytes = text.clone().into_bytes();
-            let b = &mut bytes[start + i];
-            *b = if *b == b'A' { b'B' } else { b'A' };
-            assert!(
-                find(std::str::from_utf8(&bytes).unwrap(), &key()).is_none(),
-                "{i}"
-            );
-        }
+    fn in_an_hour() -> SystemTime {
+        SystemTime::now() + Duration::from_secs(3600)
     }
 
     #[test]
     fn foreign_corrupt_and_older_files() {
-        let c = parse(file_text(&key(), &entry("tok", SystemTime::now())).as_bytes()).unwrap();
-        let other_url = Config::new("https://other/t", "app", "canary-secret-1").unwrap();
-        let other_url = CacheKey::for_request(&other_url, &TokenRequest::new("k")).unwrap();
-        assert!(lookup(&c, &other_url).is_none());
         for junk in [
             "",
             "{",
             "[]",
             "null",
             "\u{0}",
-            r#"{"version":3,"token_url":"","app_id":"","tokens":[]}"#,
-            r#"{"version":1,"token_url":"https://x/t","app_id":"app","tokens":[]}"#,
+            r#"{"version":4,"tokens":[]}"#,
+            r#"{"version":2,"token_url":"https://x/t","app_id":"app","tokens":[]}"#,
         ] {
             assert!(parse(junk.as_bytes()).is_none(), "{junk:?}");
         }
-        // Version 1 held tokens in the clear: ignored without a word, then replaced.
+        // Versions 1 and 2: ignored without a word, then replaced.
         assert!(is_older_format(
-            br#"{"version":1,"token_url":"u","app_id":"a","tokens":[]}"#
+            br#"{"version":2,"token_url":"u","app_id":"a","tokens":[]}"#
         ));
         assert!(!is_older_format(b"{"));
-        assert!(!is_older_format(br#"{"version":3}"#));
+        assert!(!is_older_format(br#"{"version":4}"#));
     }
 
     #[test]
     fn huge_numbers_do_not_panic() {
         let text = format!(
-            r#"{{"version":2,"token_url":"https://x/t","app_id":"app","tokens":[{{"id":"{}","received_at_ms":{},"expires_at_ms":{},"entry":"x"}}]}}"#,
-            key().id(),
-            u64::MAX,
+            r#"{{"version":3,"tokens":[{{"key":"k","expires_at_ms":{},"value":"x"}}]}}"#,
             u64::MAX
         );
-        assert!(parse(text.as_bytes()).is_some());
-        assert!(find(&text, &key()).is_none());
+        assert_eq!(lookup(&parse(text.as_bytes()).unwrap(), "k"), Some("x"));
+        let over = text.replace(&u64::MAX.to_string(), "18446744073709551616");
+        assert!(parse(over.as_bytes()).is_none());
     }
 
     #[test]
-    fn the_file_keeps_the_most_recent_keys_only() {
-        let dir = std::env::temp_dir().join(format!("logto-m2m-cap-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+    fn the_file_keeps_the_longest_lived_keys_only() {
+        let dir = dir("cap");
         let file = TokenFile::new(dir.join("tokens.json"));
         let now = SystemTime::now();
         for i in 0..MAX_FILE_KEYS + 20 {
-            let at = now + Duration::from_millis(i as u64);
-            let entry = CacheEntry::new("tok", None, at, at + Duration::from_secs(3600)).unwrap();
-            let key = CacheKey::new("https://x/t", "app", &format!("k{i}"));
-            file.write(&key, &entry, Duration::from_secs(1)).unwrap();
+            let expires = now + Duration::from_secs(3600 + i as u64);
+            file.write(&format!("k{i}"), b"v", expires, Duration::from_secs(1))
+                .unwrap();
         }
         let contents = file.load().unwrap().unwrap();
         assert_eq!(contents.tokens.len(), MAX_FILE_KEYS);
-        let read = |i: usize| {
-            let key = CacheKey::new("https://x/t", "app", &format!("k{i}"));
-            file.read(&key, Duration::from_secs(1)).unwrap()
-        };
+        let read = |i: usize| file.read(&format!("k{i}"), Duration::from_secs(1)).unwrap();
         assert!(read(MAX_FILE_KEYS + 19).is_some(), "the newest is kept");
-        assert!(read(20).is_some(), "the oldest kept one");
-        assert!(read(19).is_none(), "the least recent fell out");
+        assert!(read(20).is_some(), "the shortest-lived kept one");
+        assert!(read(19).is_none(), "the shortest-lived fell out");
         fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_missing_folder_is_created_private() {
-        let dir = std::env::temp_dir().join(format!("logto-m2m-folder-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let dir = dir("folder");
         let file = TokenFile::new(dir.join("a/b/tokens.json"));
-        let key = key();
-        let at = SystemTime::now();
-        let entry = CacheEntry::new("tok", None, at, at + Duration::from_secs(3600)).unwrap();
         assert!(
-            file.try_lock(&key, Duration::ZERO, Duration::ZERO)
+            file.try_lock("k", Duration::ZERO, Duration::ZERO)
                 .unwrap()
                 .is_some()
         );
-        file.write(&key, &entry, Duration::from_secs(1)).unwrap();
-        assert_eq!(
-            file.read(&key, Duration::ZERO).unwrap(),
-            Some(entry.clone())
-        );
+        file.write("k", b"v", in_an_hour(), Duration::from_secs(1))
+            .unwrap();
+        assert_eq!(file.read("k", Duration::ZERO).unwrap(), Some(b"v".to_vec()));
         #[cfg(unix)]
         for sub in ["a", "a/b"] {
             use std::os::unix::fs::PermissionsExt;
@@ -524,7 +414,7 @@ mod test {
         fs::write(dir.join("plain"), "").unwrap();
         let blocked = TokenFile::new(dir.join("plain/sub/tokens.json"));
         let err = blocked
-            .write(&key, &entry, Duration::from_secs(1))
+            .write("k", b"v", in_an_hour(), Duration::from_secs(1))
             .unwrap_err();
         let folder = dir.join("plain/sub");
         assert!(
@@ -536,23 +426,31 @@ mod test {
 
     #[test]
     fn written_text_parses_back() {
-        let dir = std::env::temp_dir().join(format!("logto-m2m-back-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let dir = dir("back");
         let file = TokenFile::new(dir.join("tokens.json"));
-        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-        let far = SystemTime::now() + Duration::from_secs(3600);
-        let entry = CacheEntry::new("tok", Some("a\\b"), at, far).unwrap();
-        let key = key_with("canary-secret-1", "r \"b\"");
-        file.write(&key, &entry, Duration::from_secs(1)).unwrap();
-        // Another key's entry is kept, unopened, by a write of this one.
-        let other = key_with("canary-secret-1", "other");
-        file.write(&other, &entry, Duration::from_secs(1)).unwrap();
+        let key = "r \"b\"\\";
+        file.write(key, b"a\"b\\c", in_an_hour(), Duration::from_secs(1))
+            .unwrap();
+        // Another key's value is kept by a write of this one; an expired one is dropped.
+        file.write("other", b"o", in_an_hour(), Duration::from_secs(1))
+            .unwrap();
+        file.write("old", b"x", SystemTime::now(), Duration::from_secs(1))
+            .unwrap();
+        file.write("new", b"n", in_an_hour(), Duration::from_secs(1))
+            .unwrap();
         assert_eq!(
-            file.read(&key, Duration::ZERO).unwrap(),
-            Some(entry.clone())
+            file.read(key, Duration::ZERO).unwrap(),
+            Some(b"a\"b\\c".to_vec())
         );
-        assert_eq!(file.read(&other, Duration::ZERO).unwrap(), Some(entry));
+        assert_eq!(
+            file.read("other", Duration::ZERO).unwrap(),
+            Some(b"o".to_vec())
+        );
+        assert_eq!(file.read("old", Duration::ZERO).unwrap(), None);
+        let err = file
+            .write("k", b"\xff", in_an_hour(), Duration::from_secs(1))
+            .unwrap_err();
+        assert_eq!(err, "value is not utf-8; not written");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -136,7 +136,10 @@ fn logto_tokens_verify_through_a_signing_key_rotation() {
             "{}/api/configs/oidc/private-keys/rotate",
             logto.endpoint()
         ))
-        .header("authorization", management.authorization())
+        .header(
+            "authorization",
+            &format!("Bearer {}", management.access_token()),
+        )
         .content_type("application/json")
         .send(r#"{"signingKeyAlgorithm":"RSA"}"#)
         .unwrap();

@@ -1,8 +1,7 @@
-//! A shared cache's value (`CacheEntry::decode`: what `RedisCache` reads back, which anyone
-//! who can write to that Redis controls) on arbitrary bytes, for a key in the clear and a
-//! sealed one, and the same bytes as the plaintext inside a sealed value, asserting the
-//! properties in `../check.rs` (shared with the stable replay in
-//! `tests/suite/fuzz_regressions.rs`).
+//! A shared cache's value (what `RedisCache` reads back, which anyone who can write to that
+//! Redis controls) on arbitrary bytes, for the store's sealed key, and the same bytes as the
+//! plaintext inside a sealed value (`logto_m2m::internal::cache_input`), asserting the
+//! properties in `../check.rs` (shared with the stable replay in `tests/suite/fuzz_regressions.rs`).
 #![no_main]
 
 #[path = "../check.rs"]

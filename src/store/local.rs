@@ -91,13 +91,9 @@ impl Last {
 }
 
 /// The fresh token for `request` from this thread's copies of `store`'s tokens, if the
-/// copy is current; counted as a hit when `COUNT` (the bench measures both).
+/// copy is current; counted as a hit.
 #[inline]
-pub(super) fn hit<const COUNT: bool>(
-    store: &Arc<()>,
-    request: &TokenRequest,
-    now: Now,
-) -> Option<Arc<Token>> {
+pub(super) fn hit(store: &Arc<()>, request: &TokenRequest, now: Now) -> Option<Arc<Token>> {
     // `try_with`: during thread teardown the copies may be gone; the slow path still works.
     LOCAL
         .try_with(|local| {
@@ -124,9 +120,7 @@ pub(super) fn hit<const COUNT: bool>(
             let token = Arc::clone(&copy.held.token);
             // Counted after the clone: with the counter's store just before the clone's
             // locked add, two threads' hits measured 3 to 5 ns slower; after it, no slower.
-            if COUNT {
-                hits.bump();
-            }
+            hits.bump();
             Some(token)
         })
         .ok()

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use super::stats::bump;
 use super::{TokenStore, margin_for};
-use crate::cache::{CacheKey, TokenCache};
+use crate::cache::TokenCache;
+use crate::cache::entry::{CacheEntry, CacheKey};
 use crate::error::{DisplayDuration, Error, ErrorKind};
 use crate::request::TokenRequest;
 use crate::response::{self, Sent};
@@ -66,7 +67,7 @@ impl TokenStore {
         let mut pause = Duration::from_millis(2);
         let mut waited = false;
         let lock = loop {
-            match cache.try_lock(&key, lease, left()) {
+            match cache.try_lock(key.id(), lease, left()) {
                 Ok(Some(lock)) => break Some(lock),
                 // Another process is refreshing: wait for its entry (counted once).
                 Ok(None) if !waited => {
@@ -110,7 +111,8 @@ impl TokenStore {
         let write_left = timeout.saturating_sub(refreshing.elapsed());
         // A token with no lifetime, or times the clock can't write down, stays in memory.
         if let Some(entry) = token.to_entry() {
-            match cache.write(&key, &entry, write_left) {
+            let value = entry.encode(&key);
+            match cache.write(key.id(), value.as_bytes(), entry.expires_at(), write_left) {
                 Ok(()) => bump(&self.counters.shared_writes),
                 Err(reason) => self.note(cache, reason),
             }
@@ -128,13 +130,16 @@ impl TokenStore {
         left: Duration,
     ) -> Option<Token> {
         bump(&self.counters.shared_reads);
-        let entry = match cache.read(key, left) {
-            Ok(entry) => entry?,
+        let value = match cache.read(key.id(), left) {
+            Ok(value) => value?,
             Err(reason) => {
                 self.note(cache, reason);
                 return None;
             }
         };
+        // Whatever does not open with the key (foreign, corrupt, another secret's) is as
+        // good as absent.
+        let entry = CacheEntry::decode(&value, key)?;
         let now = self.now();
         let sent = Sent {
             at: now.mono,

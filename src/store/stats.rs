@@ -51,7 +51,7 @@ pub struct StoreStats {
     /// also what [`last_cache_error`](crate::TokenStore::last_cache_error) says, and a log
     /// event).
     pub shared_errors: u64,
-    /// Calls of `invalidate`, `invalidate_token` and `clear`.
+    /// Calls of `invalidate`, and tokens dropped after an API answered 401 to them.
     pub invalidations: u64,
 }
 

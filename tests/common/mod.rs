@@ -681,11 +681,11 @@ pub fn call_api(peer: &Peer, method: &str, path: &str, token: &Token) -> (u16, S
     let response = match method {
         "GET" => agent
             .get(&url)
-            .header("authorization", token.authorization())
+            .header("authorization", &format!("Bearer {}", token.access_token()))
             .call(),
         _ => agent
             .post(&url)
-            .header("authorization", token.authorization())
+            .header("authorization", &format!("Bearer {}", token.access_token()))
             .send_empty(),
     };
     let mut response = response.unwrap();

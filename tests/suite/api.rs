@@ -70,7 +70,11 @@ fn bearer_sends_the_token_to_the_api_and_renews_it_after_a_401() {
 fn bearer_reaches_the_management_api() {
     let peer = Peer::start();
     let store = Arc::new(TokenStore::new(config(&peer, M2M_BASIC)));
-    let agent = bearer_agent(&peer, &store, TokenRequest::management_api_self_hosted());
+    let agent = bearer_agent(
+        &peer,
+        &store,
+        TokenRequest::management_api(&peer.base_url()),
+    );
     let mut answer = agent
         .get(format!("{}/api/applications", peer.base_url()))
         .call()
@@ -120,7 +124,7 @@ fn call_never_retries_a_403_nor_twice() {
     let mut calls = 0;
     let answer = store
         .call(
-            &TokenRequest::management_api_self_hosted(),
+            &TokenRequest::management_api(&peer.base_url()),
             |authorization| {
                 calls += 1;
                 agent

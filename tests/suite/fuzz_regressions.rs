@@ -169,11 +169,11 @@ fn one_mib_error_text() {
     assert!(check::check_response(200, body.as_bytes()).is_err());
 }
 
-/// The cache entry seeds decode for the fuzz key, so the target explores the accepting
-/// paths: in the clear, sealed, and as the plaintext inside a sealed value.
+/// The cache entry seeds open for the fuzz key, so the target explores the accepting
+/// paths: a sealed value, and the plaintext inside one.
 #[test]
 fn cache_entry_seed_is_accepted() {
-    use logto_m2m::{CacheEntry, CacheKey};
+    use logto_m2m::internal::{CacheInput, cache_input};
     let seed = |name: &str| {
         fs::read(
             Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -182,24 +182,16 @@ fn cache_entry_seed_is_accepted() {
         )
         .unwrap()
     };
-    let (url, app, request) = check::CACHE_KEY;
-    let clear = CacheKey::new(url, app, request);
-    let sealed = logto_m2m::internal::sealed_key(url, app, request).unwrap();
-    let entry = CacheEntry::decode(&seed("fresh"), &clear).expect("an entry");
-    assert_eq!(entry.scope(), Some("read"));
-    let opened = CacheEntry::decode(&seed("sealed_fresh"), &sealed).expect("a sealed entry");
-    assert_eq!(opened, entry);
-    // A sealed key reads nothing in the clear, and a clear key nothing sealed.
-    assert_eq!(CacheEntry::decode(&seed("fresh"), &sealed), None);
-    assert_eq!(CacheEntry::decode(&seed("sealed_fresh"), &clear), None);
-    let value = logto_m2m::internal::seal_plaintext(&sealed, &seed("plaintext_fresh")).unwrap();
-    assert_eq!(CacheEntry::decode(value.as_bytes(), &sealed), Some(entry));
-    let none = logto_m2m::internal::seal_plaintext(&sealed, &seed("plaintext_no_scope")).unwrap();
-    let entry = CacheEntry::decode(none.as_bytes(), &sealed).expect("no scope");
-    assert_eq!(
-        (entry.scope(), entry.access_token()),
-        (None, "opaque-token")
-    );
+    // Fresh at the fixed moment the entry point reads at.
+    let opened = cache_input(CacheInput::Value, &seed("sealed_fresh")).expect("a sealed entry");
+    assert_eq!(opened.scope(), Some("read"));
+    let plain = cache_input(CacheInput::Plaintext, &seed("plaintext_fresh")).expect("an entry");
+    assert_eq!(plain.access_token(), opened.access_token());
+    let none = cache_input(CacheInput::Plaintext, &seed("plaintext_no_scope")).expect("no scope");
+    assert_eq!(none.access_token(), "opaque-token");
+    // A value is not a plaintext, nor the other way round.
+    assert!(cache_input(CacheInput::Plaintext, &seed("sealed_fresh")).is_none());
+    assert!(cache_input(CacheInput::Value, &seed("plaintext_fresh")).is_none());
 }
 
 /// The token file seed is a fresh token for the key the fuzz entry point looks up, so the
@@ -208,6 +200,8 @@ fn cache_entry_seed_is_accepted() {
 #[test]
 fn token_file_seed_is_accepted() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/token_file/fresh");
-    let token = logto_m2m::internal::token_file(&fs::read(path).unwrap()).expect("a token");
+    let data = fs::read(path).unwrap();
+    let token = logto_m2m::internal::cache_input(logto_m2m::internal::CacheInput::TokenFile, &data)
+        .expect("a token");
     assert_eq!(token.scope(), Some("read:products"));
 }

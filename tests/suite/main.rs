@@ -16,6 +16,8 @@
 mod common;
 #[path = "../common/fleet.rs"]
 mod fleet;
+#[path = "../common/opaque.rs"]
+mod opaque;
 #[path = "../common/redis_server.rs"]
 mod redis_server;
 

@@ -53,7 +53,7 @@ fn member_gets_an_organization_token_with_its_granted_scopes() {
     let request = organization(ACME, "read:members write:members");
     let token = ask(peer, M2M_BASIC, &request).unwrap();
     // Asked read+write; the app's organization roles grant read only.
-    assert_eq!(token.scope_from_server(), Some("read:members"));
+    assert_eq!(token.scope(), Some("read:members"));
     common::assert_claim(&token, "aud", Some(ACME_AUDIENCE));
     common::assert_claim(&token, "sub", Some(M2M_BASIC.0));
     common::assert_claim(&token, "scope", Some("read:members"));
@@ -69,7 +69,7 @@ fn member_without_organization_roles_gets_an_empty_scope() {
     let peer = shared_peer();
     let token = ask(peer, M2M_NOROLES, &organization(ACME, "read:members")).unwrap();
     // Logto's handler sends the intersection as is: `"scope": ""`.
-    assert_eq!(token.scope_from_server(), Some(""));
+    assert_eq!(token.scope(), Some(""));
     common::assert_claim(&token, "aud", Some(ACME_AUDIENCE));
     common::assert_claim(&token, "scope", None);
     assert_eq!(get(peer, "/organizations/org-acme/members", &token), 403);
@@ -93,7 +93,7 @@ fn non_member_app_is_access_denied() {
     );
     // The same app is a member elsewhere.
     let token = ask(peer, M2M_POST, &organization("org-globex", "write:members")).unwrap();
-    assert_eq!(token.scope_from_server(), Some("write:members"));
+    assert_eq!(token.scope(), Some("write:members"));
 }
 
 #[test]
@@ -121,7 +121,7 @@ fn organization_with_a_resource_is_a_resource_token_naming_the_organization() {
     let token = ask(peer, M2M_BASIC, &request).unwrap();
     common::assert_claim(&token, "aud", Some(SHOPPING_API));
     common::assert_claim(&token, "organization_id", Some(ACME));
-    assert_eq!(token.scope_from_server(), Some("read:products"));
+    assert_eq!(token.scope(), Some("read:products"));
     assert_eq!(get(peer, "/products", &token), 200);
 
     // Without organization_id there is no such claim.

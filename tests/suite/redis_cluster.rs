@@ -7,23 +7,25 @@
 
 use crate::common;
 use crate::fleet;
+use crate::opaque;
 use crate::redis_server;
 
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{M2M_BASIC, Peer, SHOPPING_API};
+use common::{M2M_BASIC, Peer};
 use fleet::{eight_at_once, get_token, timed_run, token_of};
-use logto_m2m::{CacheEntry, CacheKey, RedisCache, TokenCache};
+use logto_m2m::{RedisCache, TokenCache};
+use opaque::{Entry, key_of};
 use redis_server::{ClusterSet, RedisServer, Reply};
 
 const LEFT: Duration = Duration::from_secs(2);
 
-fn token_key(key: &CacheKey) -> String {
-    format!("logto-m2m:token:{{{}}}", key.id())
+fn token_key(key: &str) -> String {
+    format!("logto-m2m:token:{{{key}}}")
 }
 
-fn lock_key(key: &CacheKey) -> String {
-    format!("logto-m2m:lock:{{{}}}", key.id())
+fn lock_key(key: &str) -> String {
+    format!("logto-m2m:lock:{{{key}}}")
 }
 
 fn slot(server: &RedisServer, name: &str) -> i64 {
@@ -41,9 +43,11 @@ fn text(reply: Reply) -> String {
     }
 }
 
-fn entry(token: &str) -> CacheEntry {
-    let now = SystemTime::now();
-    CacheEntry::new(token, None, now, now + Duration::from_secs(3600)).unwrap()
+fn entry(token: &str) -> Entry {
+    Entry {
+        value: token.as_bytes().to_vec(),
+        expires_at: SystemTime::now() + Duration::from_secs(3600),
+    }
 }
 
 #[test]
@@ -58,11 +62,17 @@ fn eight_processes_make_one_request_and_the_lock_shares_its_tokens_slot() {
     assert_eq!(token_of(out).0, token);
     assert_eq!(peer.stats().token_requests, 1);
 
-    let key = CacheKey::new(
-        &peer.token_url(),
-        M2M_BASIC.0,
-        &format!("{SHOPPING_API}\0read:products\0"),
-    );
+    // The store's key for the token, as the cluster holds it (the only one there).
+    let key = cluster
+        .nodes
+        .iter()
+        .flat_map(|node| node.dump())
+        .find_map(|(name, _)| {
+            let name = String::from_utf8(name).ok()?;
+            let id = name.strip_prefix("logto-m2m:token:{")?.strip_suffix('}')?;
+            Some(id.to_owned())
+        })
+        .expect("the token's key in the cluster");
     let (value, lock) = (token_key(&key), lock_key(&key));
     let any = &cluster.nodes[0];
     assert_eq!(slot(any, &value), slot(any, &lock));
@@ -106,9 +116,9 @@ fn over_tls_too() {
 fn calls_follow_a_slot_that_moves() {
     let cluster = ClusterSet::start(3);
     let cache = RedisCache::new(&cluster.url(3)).unwrap();
-    let key = CacheKey::new("https://tenant.example/oidc/token", "app", "r\0\0");
+    let key = key_of("https://tenant.example/oidc/token", "app", "r\0\0");
     let e = entry("tok-before-the-move");
-    cache.write(&key, &e, LEFT).unwrap();
+    cache.write(&key, &e.value, e.expires_at, LEFT).unwrap();
     let name = token_key(&key);
     let slot = slot(&cluster.nodes[0], &name).to_string();
     let from = cluster.owner_of(&name);
@@ -138,16 +148,18 @@ fn calls_follow_a_slot_that_moves() {
         "5000",
     ]);
     assert_eq!(migrated, Reply::Status("OK".into()));
-    assert_eq!(cache.read(&key, LEFT).unwrap(), Some(e.clone()));
+    assert_eq!(cache.read(&key, LEFT).unwrap(), Some(e.value.clone()));
 
     // The slot is the new node's now: the old one answers MOVED, and the map is asked
     // for again.
     for node in &cluster.nodes {
         node.command(&["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
     }
-    assert_eq!(cache.read(&key, LEFT).unwrap(), Some(e.clone()));
+    assert_eq!(cache.read(&key, LEFT).unwrap(), Some(e.value.clone()));
     let newer = entry("tok-after-the-move");
-    cache.write(&key, &newer, LEFT).unwrap();
+    cache
+        .write(&key, &newer.value, newer.expires_at, LEFT)
+        .unwrap();
     assert_eq!(to.command(&["EXISTS", &name]), Reply::Int(1));
     assert!(
         cache
@@ -155,15 +167,16 @@ fn calls_follow_a_slot_that_moves() {
             .unwrap()
             .is_some()
     );
-    assert_eq!(cache.read(&key, LEFT).unwrap(), Some(newer));
+    assert_eq!(cache.read(&key, LEFT).unwrap(), Some(newer.value));
 }
 
 #[test]
 fn a_node_that_is_gone_fails_calls_within_their_time() {
     let mut cluster = ClusterSet::start(3);
     let cache = RedisCache::new(&cluster.url(3)).unwrap();
-    let key = CacheKey::new("https://tenant.example/oidc/token", "app", "gone\0\0");
-    cache.write(&key, &entry("tok"), LEFT).unwrap();
+    let key = key_of("https://tenant.example/oidc/token", "app", "gone\0\0");
+    let e = entry("tok");
+    cache.write(&key, &e.value, e.expires_at, LEFT).unwrap();
     let name = token_key(&key);
     let port = cluster.owner_of(&name).port();
     let owner = cluster.nodes.iter_mut().find(|n| n.port() == port).unwrap();
@@ -177,7 +190,7 @@ fn a_node_that_is_gone_fails_calls_within_their_time() {
     // Keys of the other nodes' slots still work.
     let other = (0..100)
         .map(|i| {
-            CacheKey::new(
+            key_of(
                 "https://tenant.example/oidc/token",
                 "app",
                 &format!("k{i}\0\0"),
@@ -192,6 +205,7 @@ fn a_node_that_is_gone_fails_calls_within_their_time() {
                 .any(|n| matches!(n.command(&["EXISTS", &name]), Reply::Int(_)))
         })
         .unwrap();
-    cache.write(&other, &entry("tok"), LEFT).unwrap();
+    let e = entry("tok");
+    cache.write(&other, &e.value, e.expires_at, LEFT).unwrap();
     assert!(cache.read(&other, LEFT).unwrap().is_some());
 }

@@ -17,9 +17,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::loopback::Loopback;
-use common::{M2M_BASIC, M2M_POST, Peer, SHOPPING_API, TempDir, program};
+use common::{M2M_BASIC, Peer, SHOPPING_API, TempDir, program};
 use fleet::{TIMEOUT_S, at_once, token_of};
-use logto_m2m::CacheKey;
 use redis_server::{RedisServer, Reply};
 
 /// `get_token` for `app` at `token_url`, sharing tokens through `redis`, in its own empty
@@ -166,33 +165,6 @@ fn killed_lock_holder_blocks_the_fleet_no_longer_than_the_lease() {
     // The killed holder's request, then exactly one for the three.
     assert_eq!(served.load(SeqCst), 2);
     drop(server);
-}
-
-#[test]
-fn entry_written_for_another_app_is_not_used() {
-    let peer = Peer::start();
-    let redis = RedisServer::start();
-    let (mut cmd, _d) = get_token(&peer.token_url(), M2M_BASIC, &redis.url());
-    let (basic_token, _) = token_of(cmd.output().unwrap());
-    // Copy m2m-basic's entry to the key m2m-post's would have.
-    let request_key = format!("{SHOPPING_API}\0read:products\0");
-    let id = |app: &str| {
-        CacheKey::new(&peer.token_url(), app, &request_key)
-            .id()
-            .to_owned()
-    };
-    let from = format!("logto-m2m:token:{{{}}}", id(M2M_BASIC.0));
-    let to = format!("logto-m2m:token:{{{}}}", id(M2M_POST.0));
-    let Reply::Bulk(Some(value)) = redis.command(&["GET", &from]) else {
-        panic!("no entry under {from}");
-    };
-    redis.command_bytes(&[b"SET", to.as_bytes(), &value, b"PX", b"600000"]);
-
-    let (mut cmd, _d) = get_token(&peer.token_url(), M2M_POST, &redis.url());
-    let (post_token, _) = token_of(cmd.output().unwrap());
-    assert_ne!(post_token, basic_token);
-    assert_eq!(peer.stats().token_requests, 2);
-    assert_no_secret(&redis, &[M2M_BASIC.1, M2M_POST.1]);
 }
 
 #[test]

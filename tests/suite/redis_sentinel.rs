@@ -7,13 +7,15 @@
 
 use crate::common;
 use crate::fleet;
+use crate::opaque;
 use crate::redis_server;
 
 use std::time::{Duration, Instant};
 
 use common::{M2M_BASIC, M2M_POST, Peer};
 use fleet::{SLACK, TIMEOUT_S, eight_at_once, get_token, timed_run, token_of};
-use logto_m2m::{CacheEntry, CacheKey, RedisCache, TokenCache};
+use logto_m2m::{RedisCache, TokenCache};
+use opaque::{Entry, key_of};
 use redis_server::{Reply, SentinelSet, info, wait_until};
 
 fn keys(server: &redis_server::RedisServer) -> usize {
@@ -115,11 +117,16 @@ fn one_cache_follows_the_master_the_sentinel_names() {
             set.sentinel.port()
         )
     );
-    let key = CacheKey::new("https://tenant.example/oidc/token", "app", "r\0\0");
+    let key = key_of("https://tenant.example/oidc/token", "app", "r\0\0");
     let now = std::time::SystemTime::now();
-    let entry = CacheEntry::new("tok", None, now, now + Duration::from_secs(3600)).unwrap();
+    let entry = Entry {
+        value: b"tok".to_vec(),
+        expires_at: now + Duration::from_secs(3600),
+    };
     let left = Duration::from_secs(2);
-    cache.write(&key, &entry, left).unwrap();
+    cache
+        .write(&key, &entry.value, entry.expires_at, left)
+        .unwrap();
     let lock = cache.try_lock(&key, Duration::from_secs(30), left).unwrap();
     assert!(lock.is_some());
     drop(lock);
@@ -139,14 +146,16 @@ fn one_cache_follows_the_master_the_sentinel_names() {
         info(&set.replica, "replication").contains("role:master")
     });
     // The next call asks the sentinel again and reads from the new master.
-    assert_eq!(cache.read(&key, left).unwrap(), Some(entry.clone()));
+    assert_eq!(cache.read(&key, left).unwrap(), Some(entry.value.clone()));
     assert!(
         cache
             .try_lock(&key, Duration::from_secs(30), left)
             .unwrap()
             .is_some()
     );
-    cache.write(&key, &entry, left).unwrap();
+    cache
+        .write(&key, &entry.value, entry.expires_at, left)
+        .unwrap();
 
     // A sentinel that is gone too: calls fail within what they were given.
     set.sentinel.stop();
@@ -173,13 +182,18 @@ fn a_password_for_the_master_and_the_sentinel() {
         )
     };
     let cache = RedisCache::new(&url(canary)).unwrap();
-    let key = CacheKey::new("https://tenant.example/oidc/token", "app", "r\0\0");
+    let key = key_of("https://tenant.example/oidc/token", "app", "r\0\0");
     let now = std::time::SystemTime::now();
-    let entry = CacheEntry::new("tok", None, now, now + Duration::from_secs(3600)).unwrap();
-    cache.write(&key, &entry, Duration::from_secs(2)).unwrap();
+    let entry = Entry {
+        value: b"tok".to_vec(),
+        expires_at: now + Duration::from_secs(3600),
+    };
+    cache
+        .write(&key, &entry.value, entry.expires_at, Duration::from_secs(2))
+        .unwrap();
     assert_eq!(
         cache.read(&key, Duration::from_secs(2)).unwrap(),
-        Some(entry)
+        Some(entry.value)
     );
     assert_eq!(keys(&set.master), 1);
     let wrong = RedisCache::new(&url(&format!("{canary}-wrong"))).unwrap();
@@ -196,7 +210,7 @@ fn a_sentinel_that_knows_no_such_master_says_so() {
         set.sentinel.port()
     );
     let cache = RedisCache::new(&url).unwrap();
-    let key = CacheKey::new("https://tenant.example/oidc/token", "app", "r\0\0");
+    let key = key_of("https://tenant.example/oidc/token", "app", "r\0\0");
     let err = cache.read(&key, Duration::from_secs(2)).unwrap_err();
     assert!(
         err.contains("knows no master named \"no-such-master\""),

@@ -7,11 +7,13 @@
 
 use crate::common;
 use crate::fleet;
+use crate::opaque;
 use crate::redis_server;
 
 use common::{M2M_BASIC, Peer};
 use fleet::{eight_at_once, get_token, timed_run, token_of};
-use logto_m2m::{CacheKey, RedisCache, TokenCache};
+use logto_m2m::{RedisCache, TokenCache};
+use opaque::key_of;
 use redis_server::{Reply, TestCa, TlsRedis};
 
 #[test]
@@ -125,7 +127,7 @@ fn key_material_is_never_shown() {
         .unwrap();
     let shown = format!("{cache:?} {cache:#?} {}", cache.describe());
     assert_no_key_material(&shown, &ca);
-    let key = CacheKey::new("https://tenant.example/oidc/token", "app", "r\0\0");
+    let key = key_of("https://tenant.example/oidc/token", "app", "r\0\0");
     assert_eq!(
         cache.read(&key, std::time::Duration::from_secs(5)).unwrap(),
         None

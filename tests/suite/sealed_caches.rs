@@ -13,7 +13,10 @@ use std::path::Path;
 
 use base64::Engine;
 use common::{M2M_BASIC, M2M_BASIC_NEXT, M2M_POST, Peer, TempDir, config, shopping};
-use logto_m2m::{AuthMethod, CacheKey, TokenStore};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use logto_m2m::{AuthMethod, CacheLock, TokenCache, TokenRequest, TokenStore};
 
 /// Every form the app's secrets could leak in: as sent, and the Basic value.
 fn secrets() -> Vec<String> {
@@ -45,6 +48,34 @@ fn assert_nothing_readable(what: &str, bytes: &[u8], tokens: &[String]) {
     for field in ["access_token", "read:products", "shopping.api"] {
         assert!(!text.contains(field), "{what} holds {field:?}: {text}");
     }
+}
+
+/// The key a store with `config` shares `request`'s token under: what a cache that records
+/// the keys it is asked for sees. The store is given no time, so it reads the cache and
+/// gives up before it could send a request.
+fn cache_key(config: logto_m2m::Config, request: &TokenRequest) -> String {
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<String>>>);
+    impl TokenCache for Recorder {
+        fn describe(&self) -> String {
+            "recorder".into()
+        }
+        fn read(&self, key: &str, _: Duration) -> Result<Option<Vec<u8>>, String> {
+            self.0.lock().unwrap().push(key.to_owned());
+            Ok(None)
+        }
+        fn write(&self, _: &str, _: &[u8], _: SystemTime, _: Duration) -> Result<(), String> {
+            Ok(())
+        }
+        fn try_lock(&self, _: &str, _: Duration, _: Duration) -> Result<Option<CacheLock>, String> {
+            Ok(None)
+        }
+    }
+    let recorder = Recorder::default();
+    let store = TokenStore::new(config.timeout(Duration::ZERO)).token_cache(recorder.clone());
+    assert!(store.get(request).is_err());
+    let keys = recorder.0.lock().unwrap();
+    keys.first().cloned().expect("the store read the cache")
 }
 
 fn post_config(peer: &Peer) -> logto_m2m::Config {
@@ -107,12 +138,10 @@ fn a_file_entry_of_another_secret_app_or_with_a_changed_byte_is_not_used() {
     assert_eq!(peer.stats().token_requests, 3);
 
     // m2m-basic's entry moved under m2m-post's name and id: not used.
-    let basic_key = CacheKey::for_request(&config(&peer, M2M_BASIC), &request).unwrap();
-    let post_key = CacheKey::for_request(&post_config(&peer), &request).unwrap();
+    let basic_key = cache_key(config(&peer, M2M_BASIC), &request);
+    let post_key = cache_key(post_config(&peer), &request);
     let text = fs::read_to_string(&path).unwrap();
-    let moved = text
-        .replace(basic_key.id(), post_key.id())
-        .replace("\"app_id\":\"m2m-basic\"", "\"app_id\":\"m2m-post\"");
+    let moved = text.replace(&basic_key, &post_key);
     assert_ne!(moved, text);
     fs::write(&path, &moved).unwrap();
     get(TokenStore::new(post_config(&peer)).cache_file(&path));
@@ -122,7 +151,10 @@ fn a_file_entry_of_another_secret_app_or_with_a_changed_byte_is_not_used() {
     get(file_store(&peer, M2M_BASIC, &path));
     let requests = peer.stats().token_requests;
     let text = fs::read_to_string(&path).unwrap();
-    let at = text.find("logto-m2m:sealed:1:").unwrap() + "logto-m2m:sealed:1:".len() + 20;
+    // m2m-basic's value, after its key (the file holds m2m-post's too).
+    let ours = text.find(&basic_key).unwrap();
+    let at =
+        ours + text[ours..].find("logto-m2m:sealed:1:").unwrap() + "logto-m2m:sealed:1:".len() + 20;
     let mut bytes = text.into_bytes();
     bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
     fs::write(&path, &bytes).unwrap();
@@ -144,11 +176,9 @@ fn a_file_of_the_previous_format_is_ignored_and_replaced() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    let key = CacheKey::for_request(&config(&peer, M2M_BASIC), &request).unwrap();
     let v1 = format!(
-        r#"{{"version":1,"token_url":"{}","app_id":"m2m-basic","tokens":[{{"key":{},"access_token":"planted-clear-token","expires_in":3600,"scope":"read:products","received_at_ms":{now_ms},"expires_at_ms":{}}}]}}"#,
+        r#"{{"version":1,"token_url":"{}","app_id":"m2m-basic","tokens":[{{"key":"https://shopping.api\u0000read:products\u0000","access_token":"planted-clear-token","expires_in":3600,"scope":"read:products","received_at_ms":{now_ms},"expires_at_ms":{}}}]}}"#,
         peer.token_url(),
-        miniserde::json::to_string(key.request_key()),
         now_ms + 3_600_000
     );
     fs::write(&path, v1).unwrap();
@@ -174,7 +204,7 @@ fn a_file_of_the_previous_format_is_ignored_and_replaced() {
 #[cfg(feature = "redis")]
 mod redis {
     use super::*;
-    use logto_m2m::{CacheEntry, RedisCache};
+    use logto_m2m::RedisCache;
     use redis_server::{RedisServer, Reply};
 
     fn redis_store(peer: &Peer, config: logto_m2m::Config, redis: &RedisServer) -> TokenStore {
@@ -182,8 +212,8 @@ mod redis {
         TokenStore::new(config).token_cache(RedisCache::new(&redis.url()).unwrap())
     }
 
-    fn value_name(key: &CacheKey) -> String {
-        format!("logto-m2m:token:{{{}}}", key.id())
+    fn value_name(key: &str) -> String {
+        format!("logto-m2m:token:{{{key}}}")
     }
 
     /// Every key and value in the server, scanned.
@@ -236,8 +266,8 @@ mod redis {
             );
             tokens.push(token.access_token().to_owned());
         };
-        let basic = CacheKey::for_request(&config(&peer, M2M_BASIC), &request).unwrap();
-        let post = CacheKey::for_request(&post_config(&peer), &request).unwrap();
+        let basic = cache_key(config(&peer, M2M_BASIC), &request);
+        let post = cache_key(post_config(&peer), &request);
 
         // m2m-basic's value copied under m2m-post's key: a request for m2m-post.
         get_with(config(&peer, M2M_BASIC));
@@ -264,19 +294,15 @@ mod redis {
         assert_eq!(peer.stats().issued_by(M2M_BASIC.0), 4, "a changed byte");
 
         // A value of the format before sealing, under the right key: not used.
-        let now = std::time::SystemTime::now();
-        let clear = CacheEntry::new(
-            "planted-clear-token",
-            Some("read:products"),
-            now,
-            now + std::time::Duration::from_secs(3600),
-        )
-        .unwrap()
-        .encode(&CacheKey::new(
-            basic.token_url(),
-            basic.app_id(),
-            basic.request_key(),
-        ));
+        let now_ms = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        let clear = format!(
+            r#"{{"v":1,"token_url":"{}","app_id":"m2m-basic","key":"https://shopping.api\u0000read:products\u0000","access_token":"planted-clear-token","scope":"read:products","received_at_ms":{now_ms},"expires_at_ms":{}}}"#,
+            peer.token_url(),
+            now_ms + 3_600_000
+        );
         redis.command(&["SET", &value_name(&basic), &clear]);
         get_with(config(&peer, M2M_BASIC));
         assert_eq!(

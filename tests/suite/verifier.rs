@@ -178,8 +178,12 @@ fn jwks(keys: &[&SigningKey]) -> String {
 
 /// The reason of an `InvalidToken`, or a panic naming what came instead.
 fn refusal(result: Result<logto_m2m::Claims, logto_m2m::Error>) -> String {
-    match result.map_err(|e| e.into_kind()) {
-        Err(ErrorKind::InvalidToken { reason }) => reason,
+    let e = match result {
+        Ok(claims) => panic!("expected invalid_token, got {claims:?}"),
+        Err(e) => e,
+    };
+    match e.kind() {
+        ErrorKind::InvalidToken { reason } => reason.clone(),
         other => panic!("expected invalid_token, got {other:?}"),
     }
 }

@@ -10,7 +10,7 @@ use ureq::http::{Method, Response, Uri};
 use crate::Failure;
 use crate::flags::Options;
 use crate::output::TARGET;
-use crate::setup::{Setup, Vars, log_stats, setup, warn_missing_scopes};
+use crate::setup::{MANAGEMENT_API_SCOPE, Setup, Vars, log_stats, setup, warn_missing_scopes};
 
 pub(crate) const ABOUT: &str = "\
 Calls an API with `Authorization: Bearer <token>` and prints the answer's body on stdout.
@@ -113,7 +113,7 @@ fn resolve(opts: &Options, target: &str) -> Result<(String, Option<TokenRequest>
         ))
     })?;
     let endpoint = endpoint.trim_end_matches('/');
-    let default = management_api(endpoint);
+    let default = TokenRequest::management_api(endpoint);
     for (variable, flag) in [
         ("LOGTO_RESOURCE", "--resource"),
         ("LOGTO_SCOPES", "--scope"),
@@ -124,27 +124,11 @@ fn resolve(opts: &Options, target: &str) -> Result<(String, Option<TokenRequest>
                 "call {target}: {variable} ({value}) left aside: a path is a call to Logto's \
                  Management API, with resource {} and scope {}; give {flag} to choose",
                 default.resource(),
-                default.scope_string()
+                MANAGEMENT_API_SCOPE
             );
         }
     }
     Ok((format!("{endpoint}{target}"), Some(default)))
-}
-
-/// The Management API request for a Logto `endpoint`: the tenant's own on Logto Cloud
-/// (`https://<tenant>.logto.app/api`), the self-hosted one elsewhere.
-fn management_api(endpoint: &str) -> TokenRequest {
-    let host = endpoint
-        .parse::<Uri>()
-        .ok()
-        .and_then(|uri| uri.host().map(str::to_ascii_lowercase));
-    let tenant = host.as_deref().and_then(|h| h.strip_suffix(".logto.app"));
-    match tenant {
-        Some(tenant) if !tenant.is_empty() && !tenant.contains('.') => {
-            TokenRequest::management_api(tenant)
-        }
-        _ => TokenRequest::management_api_self_hosted(),
-    }
 }
 
 /// `url`'s origin, `scheme://host[:port]`, as `Bearer::new` takes it.

@@ -83,8 +83,12 @@ pub(crate) struct Setup {
     pub(crate) store: Option<TokenStore>,
 }
 
-/// The config, request and store for `opts` and the environment. `default` stands in for
-/// `LOGTO_RESOURCE` and `LOGTO_SCOPES` when a command has its own (a flag still wins).
+/// The scope of `TokenRequest::management_api`: the Management API has no other.
+pub(crate) const MANAGEMENT_API_SCOPE: &str = "all";
+
+/// The config, request and store for `opts` and the environment. `default`, the Management
+/// API's request of `call <path>`, stands in for `LOGTO_RESOURCE` and `LOGTO_SCOPES` (a flag
+/// still wins).
 pub(crate) fn setup(opts: &Options, default: Option<&TokenRequest>) -> Result<Setup, Failure> {
     let vars = Vars::with(opts);
     let config = vars.config()?;
@@ -96,7 +100,10 @@ pub(crate) fn setup(opts: &Options, default: Option<&TokenRequest>) -> Result<Se
     // Without a resource the request goes without one and the server decides: most servers
     // need none, and Logto's invalid_target then says what is missing.
     let resource = pick("LOGTO_RESOURCE", default.map(|d| d.resource().to_owned()))?;
-    let scopes = pick("LOGTO_SCOPES", default.map(TokenRequest::scope_string))?;
+    let scopes = pick(
+        "LOGTO_SCOPES",
+        default.map(|_| MANAGEMENT_API_SCOPE.to_owned()),
+    )?;
     let mut request = TokenRequest::new(&resource).scope(&scopes);
     if let Some(org) = &opts.organization {
         request = request.organization(org);
@@ -153,7 +160,13 @@ pub(crate) fn warn_missing_scopes(
     } else {
         "these permissions"
     };
-    let fix = if !config.is_logto() {
+    // Logto's token URL is `{endpoint}/oidc/token` (Config::logto); another server's
+    // console is not Logto's.
+    let is_logto = config
+        .token_url()
+        .trim_end_matches('/')
+        .ends_with("/oidc/token");
+    let fix = if !is_logto {
         format!("grant the app {these} on the authorization server")
     } else if no_resource {
         format!("assign the app an organization role with {these} in the Logto console")

@@ -60,7 +60,7 @@ fn format_token(token: &Token, format: Format) -> String {
         Format::Header => format!("Authorization: Bearer {}\n", token.access_token()),
         Format::Json => {
             let expires_at = token
-                .expires_at_system()
+                .expires_at()
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .and_then(|d| i64::try_from(d.as_secs()).ok());
             let expires_in = match expires_at {

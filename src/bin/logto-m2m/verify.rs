@@ -28,9 +28,9 @@ pub(crate) fn run(opts: &Options) -> Result<(), Failure> {
     let audience = opts.audience.as_deref().ok_or_else(|| {
         Failure::Usage("verify needs --resource <api> (the audience the token must have)".into())
     })?;
-    let endpoint = Vars::env().get("LOGTO_ENDPOINT")?.ok_or_else(|| {
-        Failure::Usage("verify needs LOGTO_ENDPOINT (the Logto base url)".into())
-    })?;
+    let endpoint = Vars::env()
+        .get("LOGTO_ENDPOINT")?
+        .ok_or_else(|| Failure::Usage("verify needs LOGTO_ENDPOINT (the Logto base url)".into()))?;
     let verifier =
         Verifier::logto(&endpoint).map_err(|e| Failure::Usage(format!("LOGTO_ENDPOINT: {e}")))?;
     let token = match opts.target.as_deref() {
@@ -39,7 +39,10 @@ pub(crate) fn run(opts: &Options) -> Result<(), Failure> {
     };
     let scopes: Vec<&str> = opts.required_scopes.iter().map(String::as_str).collect();
     let claims = verifier.verify(&token, audience, &scopes)?;
-    write_stdout(&format!("{}\n", miniserde::json::to_string(&Json::from(&claims))))
+    write_stdout(&format!(
+        "{}\n",
+        miniserde::json::to_string(&Json::from(&claims))
+    ))
 }
 
 /// The verified claims as one JSON object, in this order; absent claims are `null`.

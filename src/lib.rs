@@ -66,6 +66,7 @@
 // - config:     Config and AuthMethod: plain data, checked when set
 // - transport:  the ureq agent a Config's roots and proxy make (with tls: the roots)
 // - request:    TokenRequest: what to ask for, its form, its cache key
+// - subject:    who a token exchange acts for (a user, a PAT, a user's token), its fields
 // - exchange:   request_token: the credentials, one POST, retries, ureq's errors mapped
 // - response:   the parser: a server's answer or a cache entry in, a Token out
 // - token:      Token: the access token, its lifetime by both clocks, its scopes
@@ -92,6 +93,7 @@ mod response;
 mod seal;
 mod secret;
 mod store;
+mod subject;
 mod text;
 mod tls;
 mod token;
@@ -109,6 +111,7 @@ pub use exchange::request_token;
 pub use redis::RedisCache;
 pub use request::TokenRequest;
 pub use store::{StoreStats, TokenStore};
+pub use subject::SubjectSecret;
 pub use token::Token;
 
 /// INTERNAL, DO NOT USE: the entry points of the fuzz targets in `fuzz/` and of the bench,

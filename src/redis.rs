@@ -241,7 +241,7 @@ impl RedisCache {
         let written_password = written_password(url);
         let invalid = |reason: String| {
             let redact = Redactions {
-                secrets: [written_password.as_str(), "", ""],
+                secrets: [written_password.as_str(), "", "", "", ""],
             };
             Error::config(format!("redis url: {}", sanitize(&reason, &redact)))
         };
@@ -422,7 +422,7 @@ impl Settings {
             e.to_string()
         };
         let redact = Redactions {
-            secrets: [&self.secrets[0], &self.secrets[1], ""],
+            secrets: [&self.secrets[0], &self.secrets[1], "", "", ""],
         };
         let mut reason = sanitize(&lowercase_first(&text), &redact);
         if self.tls {
@@ -448,7 +448,7 @@ impl Settings {
             Fail::Redis(e) => self.reason(&e),
             Fail::Said(text) => {
                 let redact = Redactions {
-                    secrets: [&self.secrets[0], &self.secrets[1], ""],
+                    secrets: [&self.secrets[0], &self.secrets[1], "", "", ""],
                 };
                 sanitize(&text, &redact)
             }

@@ -37,6 +37,8 @@ enum Source {
 
 struct SecretFile {
     path: PathBuf,
+    /// What the file holds, for messages: "app secret", "personal access token", ...
+    what: &'static str,
     /// The secret last read, so that a new one is logged once when it is picked up.
     last: Mutex<Option<String>>,
 }
@@ -53,11 +55,25 @@ impl Secret {
     pub(crate) fn file(path: &Path) -> Result<Secret, Error> {
         let file = SecretFile {
             path: path.to_owned(),
+            what: "app secret",
             last: Mutex::new(None),
         };
         file.read()?;
         file.warn_if_others_can_read();
         Ok(Secret::from_source(Source::File(Arc::new(file))))
+    }
+
+    /// A secret of another kind (`what`, e.g. "personal access token") read from `path`
+    /// for each request, first at the first request: made where no error can be returned
+    /// (a `From` conversion), so a missing file is the first request's error.
+    pub(crate) fn file_of(path: &Path, what: &'static str) -> Secret {
+        let file = SecretFile {
+            path: path.to_owned(),
+            what,
+            last: Mutex::new(None),
+        };
+        file.warn_if_others_can_read();
+        Secret::from_source(Source::File(Arc::new(file)))
     }
 
     fn from_source(source: Source) -> Secret {
@@ -116,7 +132,11 @@ impl Secret {
 
 impl SecretFile {
     fn error(&self, reason: impl fmt::Display) -> Error {
-        Error::config(format!("app secret file {}: {reason}", self.path.display()))
+        Error::config(format!(
+            "{} file {}: {reason}",
+            self.what,
+            self.path.display()
+        ))
     }
 
     /// The file's content without surrounding white space (so the newline an editor or
@@ -128,7 +148,7 @@ impl SecretFile {
             .map_err(|e| self.error(format_args!("cannot read: {e}")))?;
         if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
             return Err(self.error(format_args!(
-                "larger than {MAX_SECRET_FILE_BYTES} bytes; not an app secret"
+                "larger than {MAX_SECRET_FILE_BYTES} bytes, too large for a secret"
             )));
         }
         let text = std::str::from_utf8(&bytes).map_err(|_| self.error("is not valid utf-8"))?;
@@ -142,7 +162,8 @@ impl SecretFile {
             Some(_) => {
                 log::info!(
                     target: "logto_m2m",
-                    "app secret file {}: a new secret was picked up; the next token requests use it",
+                    "{} file {}: a new secret was picked up; the next token requests use it",
+                    self.what,
                     self.path.display()
                 );
                 *last = Some(secret.to_owned());
@@ -164,7 +185,8 @@ impl SecretFile {
         if mode & 0o044 != 0 {
             log::warn!(
                 target: "logto_m2m",
-                "app secret file {}: mode {mode:o} lets group or others read it; make it 600 (or 400)",
+                "{} file {}: mode {mode:o} lets group or others read it; make it 600 (or 400)",
+                self.what,
                 self.path.display()
             );
         }

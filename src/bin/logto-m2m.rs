@@ -13,6 +13,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+// The flags of a token exchange, in the folder the command's modules go to (a crate
+// root's `mod` looks beside it, hence the path).
+#[path = "logto-m2m/subject.rs"]
+mod subject;
+
 use logto_m2m::{AuthMethod, Claims, Config, Error, ErrorKind, Token, TokenRequest, TokenStore};
 use miniserde::json as mini;
 
@@ -174,7 +179,7 @@ fn run(args: &[String]) -> Result<(), Failure> {
             "call" => CALL_HELP,
             _ => INSPECT_HELP,
         };
-        return write_stdout(&format!("{help}\n{REQUEST_HELP}"));
+        return write_stdout(&format!("{help}\n{}{REQUEST_HELP}", subject::HELP));
     }
     init_logger()?;
     if command == "call" {
@@ -221,6 +226,8 @@ struct Options {
     data: Option<String>,
     headers: Vec<(String, String)>,
     verbose: bool,
+    /// `--impersonate`, `--context`, `--pat-file`, `--subject-token-file`.
+    subject: subject::SubjectFlags,
 }
 
 fn parse_flags(command: &str, args: &[String]) -> Result<Options, Failure> {
@@ -261,7 +268,8 @@ fn parse_flags(command: &str, args: &[String]) -> Result<Options, Failure> {
                 | "--cache-file"
                 | "--auth-method"
                 | "--timeout"
-        ) || (flag == "--format" && command == "token")
+        ) || subject::SubjectFlags::knows(flag)
+            || (flag == "--format" && command == "token")
             || (matches!(flag, "--method" | "--data" | "--header") && command == "call");
         if !known {
             return Err(Failure::Usage(format!(
@@ -305,6 +313,7 @@ fn parse_flags(command: &str, args: &[String]) -> Result<Options, Failure> {
             }
             // Read by the library as it reads LOGTO_TIMEOUT, which it stands in for.
             "--timeout" => opts.timeout = Some(value),
+            flag if subject::SubjectFlags::knows(flag) => opts.subject.set(flag, value),
             _ => {
                 opts.format = match value.as_str() {
                     "token" => Format::Token,
@@ -377,6 +386,7 @@ fn setup(opts: &Options, defaults: Defaults<'_>) -> Result<Setup, Failure> {
     if let Some(org) = &opts.organization {
         request = request.organization(org);
     }
+    let request = opts.subject.apply(request)?;
     let cache_file = match &opts.cache_file {
         Some(path) => Some(path.clone()),
         None => env("LOGTO_CACHE_FILE")?.filter(|p| !p.is_empty()),
@@ -415,12 +425,12 @@ fn fetch(opts: &Options) -> Result<Arc<Token>, Failure> {
             token
         }
     };
-    warn_missing_scopes(&config, &request, &token);
+    warn_missing_scopes(&config, &request, &token, opts.subject.is_set());
     Ok(token)
 }
 
 /// The warning for asked scopes the server did not grant.
-fn warn_missing_scopes(config: &Config, request: &TokenRequest, token: &Token) {
+fn warn_missing_scopes(config: &Config, request: &TokenRequest, token: &Token, for_user: bool) {
     let missing = token.missing_scopes(request);
     if !missing.is_empty() {
         // The server drops scopes the app has no role for without an error; this is the
@@ -430,7 +440,10 @@ fn warn_missing_scopes(config: &Config, request: &TokenRequest, token: &Token) {
         } else {
             "these permissions"
         };
-        let fix = if !config.is_logto() {
+        let fix = if for_user {
+            // A token exchange: the scopes are the user's roles'.
+            format!("assign the user a role with {these} in the Logto console")
+        } else if !config.is_logto() {
             format!("grant the app {these} on the authorization server")
         } else if request.resource().is_empty() {
             format!("assign the app an organization role with {these} in the Logto console")
@@ -570,7 +583,7 @@ fn call(opts: &Options) -> Result<(), Failure> {
                 other => Failure::Token(other.to_string()),
             })?;
             if let Ok(token) = store.get(&request) {
-                warn_missing_scopes(&config, &request, &token);
+                warn_missing_scopes(&config, &request, &token, opts.subject.is_set());
             }
             if let Some(problem) = store.last_cache_error() {
                 eprintln!("logto-m2m: warning: {problem}");

@@ -98,15 +98,10 @@ fn fetch(
     // Read now, for this request: a secret file's new content is used from here on.
     let mut secret = config.secret().read()?.into_owned();
     let mut attempt = 1;
-    let mut outcome = attempts(
-        config,
-        agent,
-        request,
-        exchange,
-        &secret,
-        deadline,
-        &mut attempt,
-    );
+    let run = |secret: &str, attempt: &mut usize| {
+        attempts(config, agent, request, exchange, secret, deadline, attempt)
+    };
+    let mut outcome = run(&secret, &mut attempt);
     // A secret file rotated while the request was on its way: the endpoint refused the old
     // secret, and the file holds another by now. One more go with it, within the same
     // deadline; any other refusal is final, as a wrong secret does not get better.
@@ -123,15 +118,7 @@ fn fetch(
         );
         secret = newer;
         attempt += 1;
-        outcome = attempts(
-            config,
-            agent,
-            request,
-            exchange,
-            &secret,
-            deadline,
-            &mut attempt,
-        );
+        outcome = run(&secret, &mut attempt);
     }
     let outcome = outcome.map_err(|error| {
         let hint = match exchange {

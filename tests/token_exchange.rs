@@ -10,6 +10,9 @@
 
 #[macro_use]
 mod common;
+#[cfg(feature = "redis")]
+#[path = "common/redis_server.rs"]
+mod redis_server;
 
 use std::path::Path;
 use std::process::Command;
@@ -132,6 +135,19 @@ fn command_flags_that_do_not_go_together_are_usage_errors() {
 
 // ---------------------------------------------------------------------------------------
 // The real Logto: setup
+
+/// A test against the real Logto: ignored, with the reason and how to run it, unless the
+/// build saw `LOGTO_REAL=1` (build.rs sets `cfg(logto_real)`).
+macro_rules! real_test {
+    (fn $name:ident() $body:block) => {
+        #[test]
+        #[cfg_attr(
+            not(logto_real),
+            ignore = "needs a real Logto: LOGTO_REAL=1 cargo test --test token_exchange"
+        )]
+        fn $name() $body
+    };
+}
 
 /// The user the tokens act for, with a user role granting `read:products`, and its PAT.
 struct User {
@@ -305,78 +321,78 @@ fn shopping() -> TokenRequest {
 // ---------------------------------------------------------------------------------------
 // The real Logto: the three subjects
 
-#[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs a real Logto: LOGTO_REAL=1 cargo test --test token_exchange"
-)]
-fn impersonation_pat_and_delegation_act_for_the_user() {
-    let logto = logto_or_skip!();
-    let user = user(logto);
-    let app = app(logto, &[MANAGEMENT_ROLE], true);
-    let config = config(logto, &app);
+real_test! {
+    fn impersonation_pat_and_delegation_act_for_the_user() {
+        let logto = logto_or_skip!();
+        let user = user(logto);
+        let app = app(logto, &[MANAGEMENT_ROLE], true);
+        let config = config(logto, &app);
 
-    let impersonated = ok(request_token(
-        &config,
-        &shopping()
-            .impersonate(&user.id)
-            .impersonation_context(r#"{"ticket":"T-1024"}"#),
-    ));
-    for_user(&impersonated, user, &app);
+        let impersonated = ok(request_token(
+            &config,
+            &shopping()
+                .impersonate(&user.id)
+                .impersonation_context(r#"{"ticket":"T-1024"}"#),
+        ));
+        for_user(&impersonated, user, &app);
 
-    let dir = TempDir::new("exchange-pat");
-    let pat_file = dir.path().join("pat");
-    std::fs::write(&pat_file, format!("{}\n", user.pat)).unwrap();
-    for request in [
-        shopping().personal_access_token(user.pat.as_str()),
-        shopping().personal_access_token(pat_file.as_path()),
-    ] {
-        for_user(&ok(request_token(&config, &request)), user, &app);
+        let dir = TempDir::new("exchange-pat");
+        let pat_file = dir.path().join("pat");
+        std::fs::write(&pat_file, format!("{}\n", user.pat)).unwrap();
+        for request in [
+            shopping().personal_access_token(user.pat.as_str()),
+            shopping().personal_access_token(pat_file.as_path()),
+        ] {
+            for_user(&ok(request_token(&config, &request)), user, &app);
+        }
+
+        // Delegation: a user's JWT access token as the subject. Without a browser, the user's
+        // token is the one impersonation gave (a JWT Logto issued for the user).
+        let delegated = ok(request_token(
+            &config,
+            &shopping().user_access_token(impersonated.access_token()),
+        ));
+        for_user(&delegated, user, &app);
+        assert_eq!(exchanges(logto, &app.id, "Success"), 4);
     }
-
-    // Delegation: a user's JWT access token as the subject. Without a browser, the user's
-    // token is the one impersonation gave (a JWT Logto issued for the user).
-    let delegated = ok(request_token(
-        &config,
-        &shopping().user_access_token(impersonated.access_token()),
-    ));
-    for_user(&delegated, user, &app);
-    assert_eq!(exchanges(logto, &app.id, "Success"), 4);
 }
 
-#[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs a real Logto: LOGTO_REAL=1 cargo test --test token_exchange"
-)]
-fn a_store_makes_one_exchange_however_many_threads_ask() {
-    let logto = logto_or_skip!();
-    let user = user(logto);
-    let app = app(logto, &[MANAGEMENT_ROLE], true);
-    let store = Arc::new(TokenStore::new(config(logto, &app)));
-    let request = shopping().impersonate(&user.id);
-    let barrier = Arc::new(Barrier::new(8));
-    let threads: Vec<_> = (0..8)
-        .map(|_| {
-            let (store, request, barrier) = (store.clone(), request.clone(), barrier.clone());
-            thread::spawn(move || {
-                barrier.wait();
-                store.get(&request).map(|t| t.access_token().to_owned())
+real_test! {
+    fn a_store_makes_one_exchange_however_many_threads_ask() {
+        let logto = logto_or_skip!();
+        let user = user(logto);
+        let app = app(logto, &[MANAGEMENT_ROLE], true);
+        let store = Arc::new(TokenStore::new(config(logto, &app)));
+        let request = shopping().impersonate(&user.id);
+        let barrier = Arc::new(Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, request, barrier) = (store.clone(), request.clone(), barrier.clone());
+                thread::spawn(move || {
+                    barrier.wait();
+                    store.get(&request).map(|t| t.access_token().to_owned())
+                })
             })
-        })
-        .collect();
-    let tokens: Vec<String> = threads
-        .into_iter()
-        .map(|t| t.join().unwrap().unwrap_or_else(|e| panic!("{e}")))
-        .collect();
-    assert!(tokens.windows(2).all(|w| w[0] == w[1]));
-    assert_eq!(exchanges(logto, &app.id, "Success"), 1);
-    // Another subject is another token.
-    let by_pat = store
-        .get(&shopping().personal_access_token(user.pat.as_str()))
-        .unwrap();
-    assert_ne!(by_pat.access_token(), tokens[0]);
-    assert_eq!(exchanges(logto, &app.id, "Success"), 2);
+            .collect();
+        let tokens: Vec<String> = threads
+            .into_iter()
+            .map(|t| t.join().unwrap().unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        assert!(tokens.windows(2).all(|w| w[0] == w[1]));
+        assert_eq!(exchanges(logto, &app.id, "Success"), 1);
+        // A refresh asks for a new subject token (they are single use): Logto would refuse
+        // the old one with invalid_grant.
+        store.invalidate(&request);
+        let refreshed = store.get(&request).unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(refreshed.access_token(), tokens[0]);
+        assert_eq!(exchanges(logto, &app.id, "Success"), 2);
+        // Another subject is another token.
+        let by_pat = store
+            .get(&shopping().personal_access_token(user.pat.as_str()))
+            .unwrap();
+        assert_ne!(by_pat.access_token(), refreshed.access_token());
+        assert_eq!(exchanges(logto, &app.id, "Success"), 3);
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -397,247 +413,271 @@ fn run(mut cmd: Command, args: &[&str]) -> Output {
     run_bounded(cmd, None, RUN_TIMEOUT)
 }
 
-#[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs a real Logto: LOGTO_REAL=1 cargo test --test token_exchange"
-)]
-fn three_runs_with_a_token_file_make_one_exchange_and_keep_no_user_token() {
-    let logto = logto_or_skip!();
-    let user = user(logto);
-    let app = app(logto, &[MANAGEMENT_ROLE], true);
-    let dir = TempDir::new("exchange-cli");
-    let cache = dir.path().join("tokens.json");
-    let cache = cache.to_str().unwrap();
-    let pat_file = dir.path().join("pat");
-    std::fs::write(&pat_file, &user.pat).unwrap();
-    let pat_file = pat_file.to_str().unwrap();
+real_test! {
+    fn three_runs_with_a_token_file_make_one_exchange_and_keep_no_user_token() {
+        let logto = logto_or_skip!();
+        let user = user(logto);
+        let app = app(logto, &[MANAGEMENT_ROLE], true);
+        let dir = TempDir::new("exchange-cli");
+        let cache = dir.path().join("tokens.json");
+        let cache = cache.to_str().unwrap();
+        let pat_file = dir.path().join("pat");
+        std::fs::write(&pat_file, &user.pat).unwrap();
+        let pat_file = pat_file.to_str().unwrap();
 
-    let mut printed = Vec::new();
-    for _ in 0..3 {
-        let out = run(
-            command(logto, &app),
-            &[
-                "token",
-                "--impersonate",
-                &user.id,
-                "--context",
-                r#"{"job":"nightly"}"#,
-                "--resource",
-                SHOPPING_API,
-                "--scope",
-                "read:products",
-                "--cache-file",
-                cache,
-            ],
-        );
-        assert_eq!(out.code, Some(0), "{out:?}");
-        printed.push(out.stdout);
-    }
-    assert!(printed.windows(2).all(|w| w[0] == w[1]));
-    assert_eq!(exchanges(logto, &app.id, "Success"), 1);
+        let mut printed = Vec::new();
+        for _ in 0..3 {
+            let out = run(
+                command(logto, &app),
+                &[
+                    "token",
+                    "--impersonate",
+                    &user.id,
+                    "--context",
+                    r#"{"job":"nightly"}"#,
+                    "--resource",
+                    SHOPPING_API,
+                    "--scope",
+                    "read:products",
+                    "--cache-file",
+                    cache,
+                ],
+            );
+            assert_eq!(out.code, Some(0), "{out:?}");
+            printed.push(out.stdout);
+        }
+        assert!(printed.windows(2).all(|w| w[0] == w[1]));
+        assert_eq!(exchanges(logto, &app.id, "Success"), 1);
 
-    for _ in 0..3 {
-        let out = run(
-            command(logto, &app),
-            &[
-                "token",
-                "--pat-file",
-                pat_file,
-                "--resource",
-                SHOPPING_API,
-                "--scope",
-                "read:products",
-                "--cache-file",
-                cache,
-                "--format",
-                "json",
-            ],
-        );
-        assert_eq!(out.code, Some(0), "{out:?}");
+        for _ in 0..3 {
+            let out = run(
+                command(logto, &app),
+                &[
+                    "token",
+                    "--pat-file",
+                    pat_file,
+                    "--resource",
+                    SHOPPING_API,
+                    "--scope",
+                    "read:products",
+                    "--cache-file",
+                    cache,
+                    "--format",
+                    "json",
+                ],
+            );
+            assert_eq!(out.code, Some(0), "{out:?}");
+            assert!(
+                out.stdout.contains("\"scope\":\"read:products\""),
+                "{out:?}"
+            );
+        }
+        assert_eq!(exchanges(logto, &app.id, "Success"), 2);
+
+        let file = std::fs::read_to_string(cache).unwrap();
+        assert!(!file.contains(&user.pat), "the pat is in the token file");
+        assert!(!file.contains("pat_"), "{file}");
         assert!(
-            out.stdout.contains("\"scope\":\"read:products\""),
-            "{out:?}"
+            !file.contains("sub_"),
+            "a subject token is in the token file"
         );
+        assert!(!file.contains(&user.id), "the user id is in the token file");
     }
-    assert_eq!(exchanges(logto, &app.id, "Success"), 2);
-
-    let file = std::fs::read_to_string(cache).unwrap();
-    assert!(!file.contains(&user.pat), "the pat is in the token file");
-    assert!(!file.contains("pat_"), "{file}");
-    assert!(
-        !file.contains("sub_"),
-        "a subject token is in the token file"
-    );
-    assert!(!file.contains(&user.id), "the user id is in the token file");
 }
 
 // ---------------------------------------------------------------------------------------
 // The real Logto: what goes wrong, and what the messages say
 
-#[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs a real Logto: LOGTO_REAL=1 cargo test --test token_exchange"
-)]
-fn an_unknown_user_is_named() {
-    let logto = logto_or_skip!();
-    let app = app(logto, &[MANAGEMENT_ROLE], true);
-    let e = err(request_token(
-        &config(logto, &app),
-        &shopping().impersonate("no-such-user-42"),
-    ));
-    let text = e.to_string();
-    assert_eq!(e.status(), Some(404), "{text}");
-    assert!(
-        text.contains("/api/subject-tokens answered http 404"),
-        "{text}"
-    );
-    assert!(
-        text.contains("logto has no user \"no-such-user-42\""),
-        "{text}"
-    );
+real_test! {
+    fn an_unknown_user_is_named() {
+        let logto = logto_or_skip!();
+        let app = app(logto, &[MANAGEMENT_ROLE], true);
+        let e = err(request_token(
+            &config(logto, &app),
+            &shopping().impersonate("no-such-user-42"),
+        ));
+        let text = e.to_string();
+        assert_eq!(e.status(), Some(404), "{text}");
+        assert!(
+            text.contains("/api/subject-tokens answered http 404"),
+            "{text}"
+        );
+        assert!(
+            text.contains("logto has no user \"no-such-user-42\""),
+            "{text}"
+        );
+    }
 }
 
-#[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs a real Logto: LOGTO_REAL=1 cargo test --test token_exchange"
-)]
-fn an_app_without_token_exchange_is_told_to_turn_it_on() {
-    let logto = logto_or_skip!();
-    let user = user(logto);
-    let app = app(logto, &[MANAGEMENT_ROLE], false);
-    let e = err(request_token(
-        &config(logto, &app),
-        &shopping().personal_access_token(user.pat.as_str()),
-    ));
-    let text = e.to_string();
-    assert_eq!(e.oauth_error(), Some("invalid_request"), "{text}");
-    assert!(
-        text.contains("requested grant type is not allowed for this client"),
-        "{text}"
-    );
-    assert!(
-        text.contains("turn on token exchange for the app in the logto console"),
-        "{text}"
-    );
-    assert!(!text.contains(&user.pat));
-}
-
-#[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs a real Logto: LOGTO_REAL=1 cargo test --test token_exchange"
-)]
-fn impersonation_without_management_api_access_says_so() {
-    let logto = logto_or_skip!();
-    let user = user(logto);
-    let app = app(logto, &[], true);
-    let e = err(request_token(
-        &config(logto, &app),
-        &shopping().impersonate(&user.id),
-    ));
-    let text = e.to_string();
-    assert_eq!(e.status(), Some(403), "{text}");
-    assert!(
-        text.contains("impersonation needs the app to have management api access"),
-        "{text}"
-    );
-    // The same app exchanges a PAT: that needs no Management API.
-    for_user(
-        &ok(request_token(
+real_test! {
+    fn an_app_without_token_exchange_is_told_to_turn_it_on() {
+        let logto = logto_or_skip!();
+        let user = user(logto);
+        let app = app(logto, &[MANAGEMENT_ROLE], false);
+        let e = err(request_token(
             &config(logto, &app),
             &shopping().personal_access_token(user.pat.as_str()),
-        )),
-        user,
-        &app,
-    );
+        ));
+        let text = e.to_string();
+        assert_eq!(e.oauth_error(), Some("invalid_request"), "{text}");
+        assert!(
+            text.contains("requested grant type is not allowed for this client"),
+            "{text}"
+        );
+        assert!(
+            text.contains("turn on token exchange for the app in the logto console"),
+            "{text}"
+        );
+        assert!(!text.contains(&user.pat));
+    }
 }
 
-#[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs a real Logto: LOGTO_REAL=1 cargo test --test token_exchange"
-)]
-fn used_subject_tokens_and_wrong_pats_are_invalid_grant_never_shown() {
-    let logto = logto_or_skip!();
-    let user = user(logto);
-    let app = app(logto, &[], true);
-    let config = config(logto, &app);
-    let used = subject_token(logto, &user.id);
-    for_user(
-        &ok(request_token(
+real_test! {
+    fn impersonation_without_management_api_access_says_so() {
+        let logto = logto_or_skip!();
+        let user = user(logto);
+        let app = app(logto, &[], true);
+        let e = err(request_token(
+            &config(logto, &app),
+            &shopping().impersonate(&user.id),
+        ));
+        let text = e.to_string();
+        assert_eq!(e.status(), Some(403), "{text}");
+        assert!(
+            text.contains("impersonation needs the app to have management api access"),
+            "{text}"
+        );
+        // The same app exchanges a PAT: that needs no Management API.
+        for_user(
+            &ok(request_token(
+                &config(logto, &app),
+                &shopping().personal_access_token(user.pat.as_str()),
+            )),
+            user,
+            &app,
+        );
+    }
+}
+
+real_test! {
+    fn used_subject_tokens_and_wrong_pats_are_invalid_grant_never_shown() {
+        let logto = logto_or_skip!();
+        let user = user(logto);
+        let app = app(logto, &[], true);
+        let config = config(logto, &app);
+        let used = subject_token(logto, &user.id);
+        for_user(
+            &ok(request_token(
+                &config,
+                &shopping().user_access_token(used.as_str()),
+            )),
+            user,
+            &app,
+        );
+        let again = err(request_token(
             &config,
             &shopping().user_access_token(used.as_str()),
-        )),
-        user,
-        &app,
-    );
-    let again = err(request_token(
-        &config,
-        &shopping().user_access_token(used.as_str()),
-    ));
-    let wrong_pat = "pat_wrongWRONGwrong0123456789ab";
-    let wrong = err(request_token(
-        &config,
-        &shopping().personal_access_token(wrong_pat),
-    ));
-    for (e, token, who) in [
-        (&again, used.as_str(), "the user's access token"),
-        (&wrong, wrong_pat, "the personal access token"),
-    ] {
-        let text = format!("{e} {e:?} {e:#?}");
-        assert_eq!(e.oauth_error(), Some("invalid_grant"), "{text}");
-        assert!(text.contains("oauth error invalid_grant"), "{text}");
-        assert!(text.contains(&format!("logto refused {who}")), "{text}");
-        assert!(!text.contains(token), "{text}");
+        ));
+        let wrong_pat = "pat_wrongWRONGwrong0123456789ab";
+        let wrong = err(request_token(
+            &config,
+            &shopping().personal_access_token(wrong_pat),
+        ));
+        for (e, token, who) in [
+            (&again, used.as_str(), "the user's access token"),
+            (&wrong, wrong_pat, "the personal access token"),
+        ] {
+            let text = format!("{e} {e:?} {e:#?}");
+            assert_eq!(e.oauth_error(), Some("invalid_grant"), "{text}");
+            assert!(text.contains("oauth error invalid_grant"), "{text}");
+            assert!(text.contains(&format!("logto refused {who}")), "{text}");
+            assert!(!text.contains(token), "{text}");
+        }
+        assert_eq!(exchanges(logto, &app.id, "Error"), 2);
     }
-    assert_eq!(exchanges(logto, &app.id, "Error"), 2);
 }
 
-#[test]
-#[cfg_attr(
-    not(logto_real),
-    ignore = "needs a real Logto: LOGTO_REAL=1 cargo test --test token_exchange"
-)]
-fn scopes_the_user_lacks_get_the_warning() {
-    let logto = logto_or_skip!();
-    let user = user(logto);
-    let app = app(logto, &[], true);
-    let dir = TempDir::new("exchange-scope");
-    let pat_file = dir.path().join("pat");
-    std::fs::write(&pat_file, &user.pat).unwrap();
-    let out = run(
-        command(logto, &app),
-        &[
-            "token",
-            "--pat-file",
-            pat_file.to_str().unwrap(),
-            "--resource",
-            SHOPPING_API,
-            "--scope",
-            "read:products write:products",
-        ],
-    );
-    assert_eq!(out.code, Some(0), "{out:?}");
-    assert!(
-        out.stderr.contains(
-            "warning: scope not granted: write:products; assign the user a role with this \
-             permission in the Logto console"
-        ),
-        "{out:?}"
-    );
-    assert!(!out.stderr.contains(&user.pat));
-    // The library says the same through its log, and the token lists what was granted.
-    let token = ok(request_token(
-        &config(logto, &app),
-        &shopping()
-            .scope("write:products")
-            .personal_access_token(Path::new(&pat_file)),
-    ));
-    assert_eq!(
-        token.missing_scopes(&shopping().scope("write:products")),
-        ["write:products"]
-    );
+real_test! {
+    fn scopes_the_user_lacks_get_the_warning() {
+        let logto = logto_or_skip!();
+        let user = user(logto);
+        let app = app(logto, &[], true);
+        let dir = TempDir::new("exchange-scope");
+        let pat_file = dir.path().join("pat");
+        std::fs::write(&pat_file, &user.pat).unwrap();
+        let out = run(
+            command(logto, &app),
+            &[
+                "token",
+                "--pat-file",
+                pat_file.to_str().unwrap(),
+                "--resource",
+                SHOPPING_API,
+                "--scope",
+                "read:products write:products",
+            ],
+        );
+        assert_eq!(out.code, Some(0), "{out:?}");
+        assert!(
+            out.stderr.contains(
+                "warning: scope not granted: write:products; assign the user a role with this \
+                 permission in the Logto console"
+            ),
+            "{out:?}"
+        );
+        assert!(!out.stderr.contains(&user.pat));
+        // The library says the same through its log, and the token lists what was granted.
+        let token = ok(request_token(
+            &config(logto, &app),
+            &shopping()
+                .scope("write:products")
+                .personal_access_token(Path::new(&pat_file)),
+        ));
+        assert_eq!(
+            token.missing_scopes(&shopping().scope("write:products")),
+            ["write:products"]
+        );
+    }
+}
+
+#[cfg(feature = "redis")]
+real_test! {
+    fn redis_holds_no_user_token_and_no_user_id() {
+        use logto_m2m::RedisCache;
+        let logto = logto_or_skip!();
+        let user = user(logto);
+        let app = app(logto, &[MANAGEMENT_ROLE], true);
+        let redis = redis_server::RedisServer::start();
+        let store = || {
+            TokenStore::new(config(logto, &app)).token_cache(RedisCache::new(&redis.url()).unwrap())
+        };
+        let requests = [
+            shopping().impersonate(&user.id),
+            shopping().personal_access_token(user.pat.as_str()),
+        ];
+        let mut tokens = Vec::new();
+        for request in &requests {
+            let token = store().get(request).unwrap_or_else(|e| panic!("{e}"));
+            // A second store (another process) takes it from Redis.
+            let again = store().get(request).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(again.access_token(), token.access_token());
+            tokens.push(token.access_token().to_owned());
+        }
+        assert_eq!(exchanges(logto, &app.id, "Success"), 2);
+        let dump = redis.dump();
+        assert!(!dump.is_empty());
+        for (key, value) in dump {
+            for bytes in [key, value] {
+                let text = String::from_utf8_lossy(&bytes);
+                for token in &tokens {
+                    for part in token.split('.') {
+                        assert!(!text.contains(part), "redis holds a token part: {text}");
+                    }
+                }
+                for never in [user.pat.as_str(), "pat_", "sub_", user.id.as_str()] {
+                    assert!(!text.contains(never), "redis holds {never:?}: {text}");
+                }
+            }
+        }
+    }
 }

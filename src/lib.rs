@@ -12,6 +12,10 @@
 //!   API and scopes; [`Token`] is the answer; [`Error`] (with its [`ErrorKind`]) says what
 //!   went wrong.
 //!
+//! A [`TokenRequest`] can also act for a Logto user through token exchange (RFC 8693):
+//! [`TokenRequest::impersonate`], [`TokenRequest::personal_access_token`] and
+//! [`TokenRequest::user_access_token`] (their tokens given as a [`SubjectSecret`]).
+//!
 //! Beside them: [`AuthMethod`] picks Basic or form credentials, [`Claims`] reads what a JWT
 //! access token says of itself (unverified), [`CallError`] says which half of a call
 //! failed, and [`TokenCache`] (with

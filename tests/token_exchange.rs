@@ -681,3 +681,62 @@ real_test! {
         }
     }
 }
+
+real_test! {
+    fn call_sends_the_users_token() {
+        use std::io::{Read, Write};
+        use std::net::TcpListener;
+        let logto = logto_or_skip!();
+        let user = user(logto);
+        let app = app(logto, &[], true);
+        let dir = TempDir::new("exchange-call");
+        let pat_file = dir.path().join("pat");
+        std::fs::write(&pat_file, &user.pat).unwrap();
+        // The API: one connection on 127.0.0.1, its request head kept, `ok` answered.
+        let api = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/products", api.local_addr().unwrap());
+        let server = thread::spawn(move || {
+            let (mut conn, _) = api.accept().unwrap();
+            conn.set_read_timeout(Some(TIMEOUT)).unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+            String::from_utf8_lossy(&head).into_owned()
+        });
+        let out = run(
+            command(logto, &app),
+            &[
+                "call",
+                &url,
+                "--pat-file",
+                pat_file.to_str().unwrap(),
+                "--resource",
+                SHOPPING_API,
+                "--scope",
+                "read:products",
+            ],
+        );
+        assert_eq!(out.code, Some(0), "{out:?}");
+        assert_eq!(out.stdout, "ok");
+        let head = server.join().unwrap();
+        let bearer = head
+            .lines()
+            .find_map(|l| l.strip_prefix("authorization: Bearer "))
+            .unwrap_or_else(|| panic!("no bearer in {head}"));
+        let payload = bearer.split('.').nth(1).unwrap();
+        use base64::Engine;
+        let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        let claims = String::from_utf8(claims).unwrap();
+        assert!(claims.contains(&format!("\"sub\":\"{}\"", user.id)), "{claims}");
+        assert!(claims.contains(&format!("\"client_id\":\"{}\"", app.id)), "{claims}");
+    }
+}

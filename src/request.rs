@@ -145,8 +145,20 @@ impl TokenRequest {
     ///
     /// The app needs Logto's token exchange turned on (the console's "token exchange"
     /// setting, `customClientMetadata.allowTokenExchange`) and a machine-to-machine role
-    /// with the Management API's `all` permission. The messages of the errors say which is
-    /// missing, and name the user id when Logto has no such user.
+    /// with the Management API's `all` permission. What Logto answers when something is
+    /// missing, and what the error's message adds:
+    ///
+    /// - an unknown user: the Management API's 404 `entity.relation_foreign_key_not_found`
+    ///   from `/api/subject-tokens`; the message names the user id;
+    /// - an app without the setting: 400 `invalid_request` "requested grant type is not
+    ///   allowed for this client"; the message says to turn token exchange on;
+    /// - an app without Management API access: 403 `auth.forbidden` from
+    ///   `/api/subject-tokens`; the message says the app needs it;
+    /// - a used or expired subject token, a wrong or revoked personal access token: 400
+    ///   `invalid_grant` "grant request is invalid"; the message says which token Logto
+    ///   refused, never the token;
+    /// - scopes the user's roles lack: dropped from the token (200), with the warning an
+    ///   app gets for scopes it lacks (log target `logto_m2m`).
     ///
     /// # Example
     /// ```no_run

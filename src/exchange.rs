@@ -283,16 +283,16 @@ fn subject_token(
     let redact = Redactions {
         secrets: [token.access_token(), "", "", "", ""],
     };
-    let management_access = || {
-        "impersonation needs the app to have management api access: assign it a \
-         machine-to-machine role with the management api's all permission"
-            .to_owned()
-    };
+    // The Management API's refusals, said for what was asked of it.
     let hint = |status: u16| match status {
         404 => Some(format!(
             "logto has no user {user_id:?}: check the id of the user to impersonate"
         )),
-        401 | 403 => Some(management_access()),
+        401 | 403 => Some(
+            "impersonation needs the app to have management api access: assign it a \
+             machine-to-machine role with the management api's all permission"
+                .to_owned(),
+        ),
         _ => None,
     };
     let answer = post_json(

@@ -27,6 +27,18 @@ pub(crate) const PERSONAL_ACCESS_TOKEN_TYPE: &str = "urn:logto:token-type:person
 /// (white space around it, such as a trailing newline, is not part of it).
 ///
 /// `Debug` never shows the token; for a file it shows the path.
+///
+/// # Example
+/// ```
+/// use std::path::Path;
+/// use logto_m2m::TokenRequest;
+///
+/// let inline = TokenRequest::new("https://shopping.api").personal_access_token("pat_abc");
+/// let file = TokenRequest::new("https://shopping.api")
+///     .personal_access_token(Path::new("/run/secrets/logto-pat"));
+/// assert!(!format!("{inline:?}").contains("pat_abc"));
+/// assert!(format!("{file:?}").contains("/run/secrets/logto-pat"));
+/// ```
 #[derive(Clone)]
 pub struct SubjectSecret {
     secret: Secret,

@@ -474,6 +474,31 @@ real_test! {
         }
         assert_eq!(exchanges(logto, &app.id, "Success"), 2);
 
+        // Delegation from a file: the user's JWT (from an impersonation, without a browser).
+        let user_token = ok(request_token(
+            &config(logto, &app),
+            &shopping().impersonate(&user.id),
+        ));
+        let token_file = dir.path().join("user-token");
+        std::fs::write(&token_file, user_token.access_token()).unwrap();
+        let out = run(
+            command(logto, &app),
+            &[
+                "token",
+                "--subject-token-file",
+                token_file.to_str().unwrap(),
+                "--resource",
+                SHOPPING_API,
+                "--scope",
+                "read:products",
+                "--cache-file",
+                cache,
+            ],
+        );
+        assert_eq!(out.code, Some(0), "{out:?}");
+        assert_ne!(out.stdout.trim(), user_token.access_token());
+        assert_eq!(exchanges(logto, &app.id, "Success"), 4);
+
         let file = std::fs::read_to_string(cache).unwrap();
         assert!(!file.contains(&user.pat), "the pat is in the token file");
         assert!(!file.contains("pat_"), "{file}");
@@ -594,6 +619,21 @@ real_test! {
             assert!(!text.contains(token), "{text}");
         }
         assert_eq!(exchanges(logto, &app.id, "Error"), 2);
+
+        // An actor token Logto can't use (it wants a user's opaque token with scope
+        // openid; an app's JWT is not one) is invalid_grant too, and the message says so.
+        let app_token = ok(request_token(&config, &shopping()));
+        let e = err(request_token(
+            &config,
+            &shopping()
+                .personal_access_token(user.pat.as_str())
+                .actor_token(app_token.access_token()),
+        ));
+        let text = format!("{e} {e:?}");
+        assert_eq!(e.oauth_error(), Some("invalid_grant"), "{text}");
+        assert!(text.contains("or the actor token is not"), "{text}");
+        assert!(!text.contains(app_token.access_token()), "{text}");
+        assert!(!text.contains(&user.pat), "{text}");
     }
 }
 

@@ -538,6 +538,11 @@ struct Endpoint<'a>(Option<&'a str>);
 impl fmt::Display for Endpoint<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
+            // The subject-token step of an impersonation (token exchange) is the one
+            // request made elsewhere.
+            Some(url) if url.ends_with("/api/subject-tokens") => {
+                write!(f, "logto management api {url}")
+            }
             Some(url) => write!(f, "token endpoint {url}"),
             None => f.write_str("token endpoint"),
         }

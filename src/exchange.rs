@@ -16,7 +16,8 @@ use crate::config::{AuthMethod, Config};
 use crate::error::{Error, ErrorKind, MAX_SERVER_TEXT, MAX_SERVER_WORD, Redactions};
 use crate::request::{TokenRequest, form_urlencode, percent_encode};
 use crate::response::{self, Answer, Sent};
-use crate::token::Token;
+use crate::subject::{self, ACCESS_TOKEN_TYPE, PERSONAL_ACCESS_TOKEN_TYPE, Subject, Who};
+use crate::token::{Token, is_header_safe};
 
 /// The largest response body read, in bytes. A Logto token response is about 1 KiB;
 /// reading stops at the cap, so a hostile server can't make us buffer more.
@@ -71,14 +72,35 @@ const BACKOFF: [Duration; 2] = [Duration::from_millis(100), Duration::from_milli
 pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, Error> {
     config.check_cleartext()?;
     let agent = config.transport().agent()?;
-    let timeout = config.timeout_value();
     let started = Instant::now();
     // A timeout too long for the clock is as good as none; ureq's own has the same limit.
-    let deadline = started.checked_add(timeout);
+    let deadline = started.checked_add(config.timeout_value());
+    // A token exchange's subject first (for an impersonation, two requests of its own),
+    // within the same deadline as the exchange.
+    let exchange = match request.subject() {
+        None => None,
+        Some(subject) => Some(Exchange::prepare(config, agent, subject, deadline)?),
+    };
+    fetch(config, agent, request, exchange.as_ref(), started, deadline)
+}
+
+/// [`request_token`] once the subject, if any, is known: the exchange with its retries,
+/// one more go with a rotated secret file, the advice and the log events.
+fn fetch(
+    config: &Config,
+    agent: &ureq::Agent,
+    request: &TokenRequest,
+    exchange: Option<&Exchange>,
+    started: Instant,
+    deadline: Option<Instant>,
+) -> Result<Token, Error> {
     // Read now, for this request: a secret file's new content is used from here on.
     let mut secret = config.secret().read()?.into_owned();
     let mut attempt = 1;
-    let mut outcome = attempts(config, agent, request, &secret, deadline, &mut attempt);
+    let run = |secret: &str, attempt: &mut usize| {
+        attempts(config, agent, request, exchange, secret, deadline, attempt)
+    };
+    let mut outcome = run(&secret, &mut attempt);
     // A secret file rotated while the request was on its way: the endpoint refused the old
     // secret, and the file holds another by now. One more go with it, within the same
     // deadline; any other refusal is final, as a wrong secret does not get better.
@@ -95,14 +117,18 @@ pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, E
         );
         secret = newer;
         attempt += 1;
-        outcome = attempts(config, agent, request, &secret, deadline, &mut attempt);
+        outcome = run(&secret, &mut attempt);
     }
     let outcome = outcome.map_err(|error| {
-        let hint = advice::for_error(error.kind(), config, request, &secret);
+        let hint = match exchange {
+            Some(exchange) => exchange.advice(error.kind()),
+            None => None,
+        }
+        .or_else(|| advice::for_error(error.kind(), config, request, &secret));
         error.with_context(Some(config.token_url()), None, hint)
     });
     match &outcome {
-        Ok(token) => log_fetched(config, request, token, attempt, started),
+        Ok(token) => log_fetched(config, request, exchange, token, attempt, started),
         Err(error) => log::debug!(
             target: "logto_m2m",
             "token request for resource {:?} failed after {attempt} attempt(s), {}ms: {error}",
@@ -111,6 +137,259 @@ pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, E
         ),
     }
     outcome
+}
+
+/// A token exchange's own form fields, and what they hold that must never be shown.
+struct Exchange {
+    /// `&subject_token=…&subject_token_type=…` and the actor's.
+    fields: String,
+    /// The subject token and the actor token, as sent, for the redactions.
+    subject_token: String,
+    actor_token: Option<String>,
+    /// Who the token is for, for messages: `user "…"`, `the personal access token`, ...
+    who: String,
+}
+
+impl Exchange {
+    /// The subject token (read from its file now, or for an impersonation made by Logto's
+    /// Management API now) and the form fields.
+    fn prepare(
+        config: &Config,
+        agent: &ureq::Agent,
+        subject: &Subject,
+        deadline: Option<Instant>,
+    ) -> Result<Exchange, Error> {
+        subject.check()?;
+        let actor_token = subject.actor_token().map(subject::read_token).transpose()?;
+        let (subject_token, token_type, who) = match subject.who() {
+            Some(Who::Token(token_type, token)) => {
+                let who = match *token_type {
+                    PERSONAL_ACCESS_TOKEN_TYPE => "the personal access token",
+                    _ => "the user's access token",
+                };
+                (subject::read_token(token)?, *token_type, who.to_owned())
+            }
+            Some(Who::Impersonate(user_id)) => (
+                subject_token(config, agent, user_id, subject.context_json(), deadline)?,
+                ACCESS_TOKEN_TYPE,
+                format!("the subject token for user {user_id:?}"),
+            ),
+            // `check` refused a subject without one.
+            None => return Err(Error::config("no subject for the token exchange")),
+        };
+        if subject_token.is_empty() || actor_token.as_deref() == Some("") {
+            return Err(Error::config(format!("{who} is empty")));
+        }
+        let mut fields = String::new();
+        subject::form_fields(
+            &subject_token,
+            token_type,
+            actor_token.as_deref(),
+            &mut fields,
+        );
+        Ok(Exchange {
+            fields,
+            subject_token,
+            actor_token,
+            who,
+        })
+    }
+
+    /// What to do about the token endpoint's refusal of this exchange.
+    fn advice(&self, kind: &ErrorKind) -> Option<String> {
+        let ErrorKind::OAuth {
+            error, description, ..
+        } = kind
+        else {
+            return None;
+        };
+        let description = description.as_deref().unwrap_or("");
+        match error.as_str() {
+            // Logto: "requested grant type is not allowed for this client".
+            "invalid_request" | "unauthorized_client"
+                if description.contains("grant type") || error == "unauthorized_client" =>
+            {
+                Some(
+                    "the app may not exchange tokens: turn on token exchange for the app in the \
+                     logto console (its customClientMetadata.allowTokenExchange)"
+                        .into(),
+                )
+            }
+            "invalid_grant" => {
+                let actor = if self.actor_token.is_some() {
+                    ", or the actor token is not a user's opaque access token with scope openid"
+                } else {
+                    ""
+                };
+                Some(format!(
+                    "logto refused {} (used, expired, revoked, wrong, or from another logto){actor}",
+                    self.who
+                ))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Asks the Management API of the config's Logto for a single-use subject token for
+/// `user_id`: first a Management API token for the app (client_credentials, scope `all`),
+/// then `POST /api/subject-tokens`, both before `deadline`.
+fn subject_token(
+    config: &Config,
+    agent: &ureq::Agent,
+    user_id: &str,
+    context: Option<&str>,
+    deadline: Option<Instant>,
+) -> Result<String, Error> {
+    let token_url = config.token_url().split(['?', '#']).next().unwrap_or("");
+    let Some(base) = token_url.trim_end_matches('/').strip_suffix("/oidc/token") else {
+        return Err(Error::config(
+            "impersonation needs a logto endpoint (a token url ending in /oidc/token): the \
+             subject token comes from its management api",
+        ));
+    };
+    let context = match context.map(str::trim) {
+        None => "{}",
+        Some(json) => match miniserde::json::from_str::<miniserde::json::Value>(json) {
+            Ok(miniserde::json::Value::Object(_)) => json,
+            _ => {
+                return Err(Error::config(
+                    "the impersonation context is not a json object",
+                ));
+            }
+        },
+    };
+    let started = Instant::now();
+    let management = TokenRequest::management_api(token_url);
+    let token = fetch(config, agent, &management, None, started, deadline)?;
+
+    let url = format!("{base}/api/subject-tokens");
+    let mut body = String::from("{\"userId\":");
+    crate::text::push_string(&mut body, user_id);
+    body.push_str(",\"context\":");
+    body.push_str(context);
+    body.push('}');
+    let left = match deadline {
+        Some(d) => d.saturating_duration_since(Instant::now()),
+        None => config.timeout_value(),
+    };
+    if left.is_zero() {
+        return Err(Error::new(ErrorKind::Timeout {
+            after: config.timeout_value(),
+        })
+        .with_context(Some(&url), None, None));
+    }
+    let redact = Redactions {
+        secrets: [token.access_token(), "", "", "", ""],
+    };
+    // The Management API's refusals, said for what was asked of it.
+    let hint = |status: u16| match status {
+        404 => Some(format!(
+            "logto has no user {user_id:?}: check the id of the user to impersonate"
+        )),
+        401 | 403 => Some(
+            "impersonation needs the app to have management api access: assign it a \
+             machine-to-machine role with the management api's all permission"
+                .to_owned(),
+        ),
+        _ => None,
+    };
+    let answer = post_json(
+        config,
+        agent,
+        &url,
+        token.authorization(),
+        &body,
+        left,
+        &redact,
+    )
+    .map_err(|error| error.with_context(Some(&url), None, None))?;
+    let fail = |error: Error| {
+        error.with_context(Some(&url), answer.request_id.clone(), hint(answer.status))
+    };
+    if !(200..300).contains(&answer.status) {
+        let sent = Sent {
+            at: started,
+            wall: SystemTime::now(),
+            scope: &[],
+            max_lifetime: config.max_lifetime(),
+        };
+        return Err(fail(match response::parse(&answer, &sent, &redact) {
+            Err(error) => error,
+            // An error status is never a token.
+            Ok(_) => Error::new(ErrorKind::HttpStatus {
+                status: answer.status,
+                logto_code: None,
+                logto_message: None,
+            }),
+        }));
+    }
+    let invalid = |reason: &str| {
+        fail(Error::new(ErrorKind::InvalidResponse {
+            status: answer.status,
+            field: Some("subjectToken"),
+            reason: reason.into(),
+        }))
+    };
+    let parsed = std::str::from_utf8(&answer.body)
+        .ok()
+        .and_then(|text| miniserde::json::from_str::<miniserde::json::Object>(text).ok());
+    match parsed.as_ref().and_then(|o| o.get("subjectToken")) {
+        Some(miniserde::json::Value::String(t)) if !t.is_empty() && is_header_safe(t) => {
+            Ok(t.clone())
+        }
+        Some(miniserde::json::Value::String(_)) => Err(invalid("is empty or not visible ascii")),
+        Some(_) => Err(invalid("is not a string")),
+        None => Err(invalid("is missing")),
+    }
+}
+
+/// One JSON POST to the Management API with `authorization`, within `left`; the answer,
+/// whatever its status.
+fn post_json(
+    config: &Config,
+    agent: &ureq::Agent,
+    url: &str,
+    authorization: &str,
+    body: &str,
+    left: Duration,
+    redact: &Redactions<'_>,
+) -> Result<Answer, Error> {
+    let response = agent
+        .post(url)
+        .config()
+        .timeout_global(Some(left))
+        .build()
+        .header("content-type", "application/json")
+        .header("authorization", authorization)
+        .send(body.as_bytes())
+        .map_err(|e| map_ureq_error(e, config, redact).error)?;
+    let status = response.status().as_u16();
+    let request_id = response
+        .headers()
+        .get("logto-core-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|id| crate::error::sanitize_to(id.trim(), redact, MAX_SERVER_WORD))
+        .filter(|id| !id.is_empty());
+    if response.status().is_redirection() {
+        return Err(Error::new(ErrorKind::Redirect {
+            status,
+            location: None,
+        }));
+    }
+    let rate_limited = (status == 429).then_some(None);
+    let body = response
+        .into_body()
+        .into_with_config()
+        .limit(MAX_RESPONSE_BYTES)
+        .read_to_vec()
+        .map_err(|e| body_failure(map_ureq_error(e, config, redact), status).error)?;
+    Ok(Answer {
+        status,
+        rate_limited,
+        body,
+        request_id,
+    })
 }
 
 /// The answers that can mean the secret was rotated: `invalid_client` (the secret is not
@@ -126,6 +405,7 @@ fn attempts(
     config: &Config,
     agent: &ureq::Agent,
     request: &TokenRequest,
+    exchange: Option<&Exchange>,
     secret: &str,
     deadline: Option<Instant>,
     attempt: &mut usize,
@@ -136,8 +416,12 @@ fn attempts(
         None => timeout,
     };
     let auth = ClientAuth::new(config, secret);
-    let body = auth.form_body(request);
-    let redact = auth.redactions();
+    let body = auth.form_body(request, exchange.map(|e| e.fields.as_str()));
+    let mut redact = auth.redactions();
+    if let Some(exchange) = exchange {
+        redact.secrets[3] = &exchange.subject_token;
+        redact.secrets[4] = exchange.actor_token.as_deref().unwrap_or("");
+    }
 
     let mut waited_for_rate_limit = false;
     // The pauses count from this call's first request: a retry with a new secret gets its
@@ -155,7 +439,7 @@ fn attempts(
             scope: request.scopes(),
             max_lifetime: config.max_lifetime(),
         };
-        let failure = match exchange(config, agent, &auth, &body, left) {
+        let failure = match post_form(config, agent, &auth, &redact, &body, left) {
             Ok(answer) => match response::parse(&answer, &sent, &redact) {
                 Ok(token) => return Ok(token),
                 Err(error) => Failure {
@@ -205,6 +489,7 @@ fn attempts(
 fn log_fetched(
     config: &Config,
     request: &TokenRequest,
+    exchange: Option<&Exchange>,
     token: &Token,
     attempts: usize,
     started: Instant,
@@ -219,7 +504,10 @@ fn log_fetched(
     );
     let missing = token.missing_scopes(request);
     if !missing.is_empty() {
-        let fix = if config.is_logto() {
+        // For a user (token exchange) the scopes are the user's roles'.
+        let fix = if exchange.is_some() {
+            "the user's roles lack them; assign the user a role with those permissions"
+        } else if config.is_logto() {
             "assign the app a machine-to-machine role with those permissions"
         } else {
             "grant the app those scopes on the server"
@@ -280,8 +568,10 @@ impl ClientAuth {
 
     /// The secret in every form a server could echo it back in.
     /// The request's form, with the credentials when they go in the form.
-    fn form_body(&self, request: &TokenRequest) -> String {
-        let mut body = request.form_body();
+    /// The form of `request`, with a token exchange's own `fields` when it is one, and the
+    /// credentials when they go in the body.
+    fn form_body(&self, request: &TokenRequest, fields: Option<&str>) -> String {
+        let mut body = request.form_body(fields);
         if let Some(fields) = &self.form {
             body.push_str(fields);
         }
@@ -291,7 +581,7 @@ impl ClientAuth {
     fn redactions(&self) -> Redactions<'_> {
         let basic = self.header.as_deref().map_or("", |h| &h["Basic ".len()..]);
         Redactions {
-            secrets: [&self.secret, &self.secret_encoded, basic],
+            secrets: [&self.secret, &self.secret_encoded, basic, "", ""],
         }
     }
 }
@@ -324,10 +614,11 @@ impl Failure {
 }
 
 /// One POST and its answer, within `left`.
-fn exchange(
+fn post_form(
     config: &Config,
     agent: &ureq::Agent,
     auth: &ClientAuth,
+    redact: &Redactions<'_>,
     body: &str,
     left: Duration,
 ) -> Result<Answer, Failure> {
@@ -342,7 +633,7 @@ fn exchange(
     }
     let response = post
         .send(body.as_bytes())
-        .map_err(|e| map_ureq_error(e, config, auth))?;
+        .map_err(|e| map_ureq_error(e, config, redact))?;
 
     let status = response.status().as_u16();
     let header = |name: &str| {
@@ -352,10 +643,9 @@ fn exchange(
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
     };
-    let redact = auth.redactions();
     // Logto's id of this request in its own logs: kept for any error this answer becomes.
     let request_id = header("logto-core-request-id")
-        .map(|id| crate::error::sanitize_to(id, &redact, MAX_SERVER_WORD))
+        .map(|id| crate::error::sanitize_to(id, redact, MAX_SERVER_WORD))
         .filter(|id| !id.is_empty());
     let fatal = |kind| Failure::fatal(kind).with_request_id(request_id.clone());
     if response.status().is_redirection() {
@@ -363,7 +653,7 @@ fn exchange(
         // Where it points is said (without its query), since it is often the right URL.
         let location = header("location")
             .map(|l| l.split(['?', '#']).next().unwrap_or(""))
-            .map(|l| crate::error::sanitize_to(l, &redact, MAX_SERVER_TEXT))
+            .map(|l| crate::error::sanitize_to(l, redact, MAX_SERVER_TEXT))
             .filter(|l| !l.is_empty());
         return Err(fatal(ErrorKind::Redirect { status, location }));
     }
@@ -390,7 +680,7 @@ fn exchange(
         .limit(MAX_RESPONSE_BYTES)
         .read_to_vec()
         .map_err(|e| {
-            body_failure(map_ureq_error(e, config, auth), status)
+            body_failure(map_ureq_error(e, config, redact), status)
                 .with_request_id(request_id.clone())
         })?;
     Ok(Answer {
@@ -441,9 +731,8 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
 
 /// Maps ureq's error to ours. Only a connection that failed or closed before an answer is
 /// marked for retry: a malformed answer is still the server's answer.
-fn map_ureq_error(e: ureq::Error, config: &Config, auth: &ClientAuth) -> Failure {
-    let redact = auth.redactions();
-    let text = |e: &dyn std::fmt::Display| crate::error::sanitize(&e.to_string(), &redact);
+fn map_ureq_error(e: ureq::Error, config: &Config, redact: &Redactions<'_>) -> Failure {
+    let text = |e: &dyn std::fmt::Display| crate::error::sanitize(&e.to_string(), redact);
     let timed_out = || {
         Failure::fatal(ErrorKind::Timeout {
             after: config.timeout_value(),

@@ -12,6 +12,11 @@
 //!   API and scopes; [`Token`] is the answer; [`Error`] (with its [`ErrorKind`]) says what
 //!   went wrong.
 //!
+//! A [`TokenRequest`] can also act for a Logto user through token exchange (RFC 8693):
+//! [`TokenRequest::impersonate`], [`TokenRequest::personal_access_token`] and
+//! [`TokenRequest::user_access_token`] (their tokens given as a [`Secret`]: a string, or a
+//! file read for each request).
+//!
 //! Beside them: [`AuthMethod`] picks Basic or form credentials, [`Claims`] reads what a JWT
 //! access token says of itself (unverified), [`CallError`] says which half of a call
 //! failed, [`Secret`] is the app secret (a string, or a file read for each request), and
@@ -400,6 +405,7 @@
 // - config:     Config and AuthMethod: plain data, checked when set
 // - transport:  the ureq agent a Config's roots and proxy make (with tls: the roots)
 // - request:    TokenRequest: what to ask for, its form, its cache key
+// - subject:    who a token exchange acts for (a user, a PAT, a user's token), its fields
 // - exchange:   request_token: the credentials, one POST, retries, ureq's errors mapped
 // - response:   the parser: a server's answer or a cache entry in, a Token out
 // - token:      Token: the access token, its lifetime by both clocks, its scopes
@@ -436,6 +442,7 @@ mod sanitize;
 mod seal;
 mod secret;
 mod store;
+mod subject;
 mod text;
 mod tls;
 mod token;

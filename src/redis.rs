@@ -240,7 +240,7 @@ impl RedisCache {
         let written_password = written_password(url);
         let invalid = |reason: String| {
             let redact = Redactions {
-                secrets: [written_password.as_str(), "", ""],
+                secrets: [written_password.as_str(), "", "", "", ""],
             };
             Error::config(format!("redis url: {}", sanitize(&reason, &redact)))
         };
@@ -421,7 +421,7 @@ impl Settings {
             e.to_string()
         };
         let redact = Redactions {
-            secrets: [&self.secrets[0], &self.secrets[1], ""],
+            secrets: [&self.secrets[0], &self.secrets[1], "", "", ""],
         };
         let mut reason = sanitize(&lowercase_first(&text), &redact);
         if self.tls {
@@ -447,7 +447,7 @@ impl Settings {
             Fail::Redis(e) => self.reason(&e),
             Fail::Said(text) => {
                 let redact = Redactions {
-                    secrets: [&self.secrets[0], &self.secrets[1], ""],
+                    secrets: [&self.secrets[0], &self.secrets[1], "", "", ""],
                 };
                 sanitize(&text, &redact)
             }

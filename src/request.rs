@@ -4,6 +4,9 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
+use crate::secret::Secret;
+use crate::subject::{self, ACCESS_TOKEN_TYPE, PERSONAL_ACCESS_TOKEN_TYPE, Subject};
+
 /// What to ask for: the API resource, scopes, and optionally a Logto organization.
 ///
 /// Scopes keep the order they were given in, without duplicates. Two requests that differ
@@ -28,7 +31,9 @@ pub struct TokenRequest {
     resource: String,
     scopes: Vec<String>,
     organization: Option<String>,
-    /// resource, sorted scopes and organization, joined: what makes two requests the same.
+    /// The user the token is for, when it is not for the app itself (token exchange).
+    subject: Subject,
+    /// resource, sorted scopes, organization and a hash of the subject, joined: what makes two requests the same.
     /// Shared by clones, so that a thread's copy of a token can be matched to a request by
     /// pointer before comparing text.
     key: Arc<str>,
@@ -47,6 +52,7 @@ impl TokenRequest {
             resource: resource.to_owned(),
             scopes: Vec::new(),
             organization: None,
+            subject: Subject::default(),
             key: Arc::from(""),
             key_hash: 0,
         };
@@ -129,6 +135,111 @@ impl TokenRequest {
         self
     }
 
+    /// Asks for a token that acts for the Logto user `user_id` (impersonation): the token's
+    /// `sub` is the user, `client_id` the app, and its scopes those the user's roles grant.
+    ///
+    /// For each token the app first gets a Management API token (client_credentials, the
+    /// Management API of the config's Logto endpoint, scope `all`), asks
+    /// `POST {endpoint}/api/subject-tokens` for a single-use subject token for the user, and
+    /// exchanges it (RFC 8693, `grant_type=urn:ietf:params:oauth:grant-type:token-exchange`);
+    /// all three requests within the one [`Config::timeout`](crate::Config::timeout). A
+    /// [`TokenStore`](crate::TokenStore) caches the token per user like any other and asks
+    /// for a new subject token at each refresh.
+    ///
+    /// The app needs Logto's token exchange turned on (the console's "token exchange"
+    /// setting, `customClientMetadata.allowTokenExchange`) and a machine-to-machine role
+    /// with the Management API's `all` permission. What Logto answers when something is
+    /// missing, and what the error's message adds:
+    ///
+    /// - an unknown user: the Management API's 404 `entity.relation_foreign_key_not_found`
+    ///   from `/api/subject-tokens`; the message names the user id;
+    /// - an app without the setting: 400 `invalid_request` "requested grant type is not
+    ///   allowed for this client"; the message says to turn token exchange on;
+    /// - an app without Management API access: 403 `auth.forbidden` from
+    ///   `/api/subject-tokens`; the message says the app needs it;
+    /// - a used or expired subject token, a wrong or revoked personal access token: 400
+    ///   `invalid_grant` "grant request is invalid"; the message says which token Logto
+    ///   refused, never the token;
+    /// - scopes the user's roles lack: dropped from the token (200), with the warning an
+    ///   app gets for scopes it lacks (log target `logto_m2m`).
+    ///
+    /// # Example
+    /// ```no_run
+    /// use logto_m2m::{request_token, Config, TokenRequest};
+    ///
+    /// let config = Config::from_env()?;
+    /// let request = TokenRequest::new("https://shopping.api")
+    ///     .scope("read:products")
+    ///     .impersonate("user-id")
+    ///     .impersonation_context(r#"{"ticket":"T-1024"}"#);
+    /// let token = request_token(&config, &request)?;
+    /// # Ok::<_, logto_m2m::Error>(())
+    /// ```
+    pub fn impersonate(mut self, user_id: &str) -> Self {
+        self.subject.impersonate(user_id);
+        self.rekey();
+        self
+    }
+
+    /// The context (a JSON object) Logto keeps with the subject token of an
+    /// [impersonation](TokenRequest::impersonate), e.g. `{"ticket":"T-1024"}`: for Logto's
+    /// custom token claims and its logs. Checked to be a JSON object when the request is
+    /// made.
+    pub fn impersonation_context(mut self, json: &str) -> Self {
+        self.subject.context(json);
+        self.rekey();
+        self
+    }
+
+    /// Asks for a token that acts for the user whose personal access token (`pat_…`, made
+    /// in the Logto console or by `POST /api/users/{id}/personal-access-tokens`) is `token`:
+    /// the token itself (`&str`, `String`), or a file that holds it (`&Path`, `PathBuf`),
+    /// read for each token request. Exchanged with `subject_token_type
+    /// urn:logto:token-type:personal_access_token`; the app needs token exchange turned on,
+    /// as for [`TokenRequest::impersonate`]. A wrong, expired or revoked one is
+    /// `invalid_grant`; the message never repeats it.
+    ///
+    /// The token is never in a cache key (a hash of it, or of the file's path, is), a log
+    /// line, `Debug` or an error.
+    ///
+    /// # Example
+    /// ```no_run
+    /// use logto_m2m::{request_token, Config, Secret, TokenRequest};
+    ///
+    /// let config = Config::from_env()?;
+    /// let request = TokenRequest::new("https://shopping.api")
+    ///     .scope("read:products")
+    ///     .personal_access_token(Secret::file("/run/secrets/logto-pat"));
+    /// let token = request_token(&config, &request)?;
+    /// # Ok::<_, logto_m2m::Error>(())
+    /// ```
+    pub fn personal_access_token(mut self, token: impl Into<Secret>) -> Self {
+        self.subject.token(PERSONAL_ACCESS_TOKEN_TYPE, token.into());
+        self.rekey();
+        self
+    }
+
+    /// Asks for a token that acts for the user whose access token (a JWT Logto issued to a
+    /// first-party app) is `token`, for this request's resource (delegation): the token
+    /// itself, or a file that holds it, as for [`TokenRequest::personal_access_token`].
+    /// Exchanged with `subject_token_type urn:ietf:params:oauth:token-type:access_token`.
+    pub fn user_access_token(mut self, token: impl Into<Secret>) -> Self {
+        self.subject.token(ACCESS_TOKEN_TYPE, token.into());
+        self.rekey();
+        self
+    }
+
+    /// The RFC 8693 actor token (`actor_token`, of type
+    /// `urn:ietf:params:oauth:token-type:access_token`): who acts for the subject. Logto
+    /// takes the opaque access token, with scope `openid`, of the user who acts, and puts
+    /// that user in the token's `act` claim. Given as for
+    /// [`TokenRequest::personal_access_token`]; only with a subject.
+    pub fn actor_token(mut self, token: impl Into<Secret>) -> Self {
+        self.subject.actor(token.into());
+        self.rekey();
+        self
+    }
+
     /// The resource indicator (the OAuth `resource`), e.g. the Management API's for an
     /// endpoint.
     ///
@@ -151,6 +262,11 @@ impl TokenRequest {
     /// The organization id, if this asks for an organization token.
     pub(crate) fn organization_id(&self) -> Option<&str> {
         self.organization.as_deref()
+    }
+
+    /// Who the token acts for, when not the app itself.
+    pub(crate) fn subject(&self) -> Option<&Subject> {
+        Some(&self.subject).filter(|s| s.is_set())
     }
 
     pub(crate) fn key(&self) -> &str {
@@ -179,15 +295,29 @@ impl TokenRequest {
         if let Some(org) = &self.organization {
             key.push_str(org);
         }
+        // Only a token exchange has this part, so other requests keep their keys.
+        if self.subject.is_set() {
+            key.push('\0');
+            key.push_str(&self.subject.key_part());
+        }
         let mut h = DefaultHasher::new();
         key.hash(&mut h);
         self.key_hash = h.finish();
         self.key = key.into();
     }
 
-    /// The form body without client authentication: each parameter once.
-    pub(crate) fn form_body(&self) -> String {
-        let mut body = String::from("grant_type=client_credentials");
+    /// The form body without client authentication: each parameter once. With
+    /// `exchange`, the token exchange's own fields ([`subject::form_fields`]), a token
+    /// exchange.
+    pub(crate) fn form_body(&self, exchange: Option<&str>) -> String {
+        let mut body = String::from("grant_type=");
+        match exchange {
+            None => body.push_str("client_credentials"),
+            Some(fields) => {
+                form_urlencode_into(subject::GRANT_TYPE, &mut body);
+                body.push_str(fields);
+            }
+        }
         if !self.resource.is_empty() {
             body.push_str("&resource=");
             form_urlencode_into(&self.resource, &mut body);
@@ -277,12 +407,12 @@ mod test {
             .scope("read:products")
             .scope("write:products read:products");
         assert_eq!(
-            r.form_body(),
+            r.form_body(None),
             "grant_type=client_credentials&resource=https%3A%2F%2Fshopping.api&scope=read%3Aproducts+write%3Aproducts"
         );
         let r = TokenRequest::new("").organization("org 1");
         assert_eq!(
-            r.form_body(),
+            r.form_body(None),
             "grant_type=client_credentials&organization_id=org+1"
         );
     }

@@ -13,15 +13,16 @@ pub(crate) const MAX_SERVER_WORD: usize = 256;
 /// Secrets that must never appear in an error, even when a server echoes them back.
 ///
 /// Holds the app secret in the forms a server could echo: as configured, form-urlencoded
-/// (as it went into the Basic header) and the Basic value itself.
+/// (as it went into the Basic header) and the Basic value itself; then, for a token
+/// exchange, the subject token and the actor token.
 #[derive(Default)]
 pub(crate) struct Redactions<'a> {
-    pub(crate) secrets: [&'a str; 3],
+    pub(crate) secrets: [&'a str; 5],
 }
 
 impl Redactions<'_> {
     /// Nothing to redact: for the public parser, which never sees a secret.
-    pub(crate) const NONE: Redactions<'static> = Redactions { secrets: [""; 3] };
+    pub(crate) const NONE: Redactions<'static> = Redactions { secrets: [""; 5] };
 }
 
 /// Secrets shorter than this are not searched for: redacting every `a` in a message for a
@@ -112,7 +113,7 @@ mod test {
     #[test]
     fn sanitize_redacts_secrets() {
         let r = Redactions {
-            secrets: ["s3cret-value", "s3cret%2Dvalue", "QmFzaWM="],
+            secrets: ["s3cret-value", "s3cret%2Dvalue", "QmFzaWM=", "", ""],
         };
         let s = sanitize("got s3cret-value and QmFzaWM= and s3cret%2Dvalue", &r);
         assert_eq!(s, "got [redacted] and [redacted] and [redacted]");

@@ -58,6 +58,8 @@ enum Source {
 
 struct SecretFile {
     path: PathBuf,
+    /// What the file holds, for messages: "app secret", "personal access token", ...
+    what: &'static str,
     /// The secret last read, so that a new one is logged once when it is picked up.
     last: Mutex<Option<String>>,
 }
@@ -69,6 +71,7 @@ impl Secret {
     pub fn file(path: impl Into<PathBuf>) -> Secret {
         Secret::from_source(Source::File(Arc::new(SecretFile {
             path: path.into(),
+            what: "app secret",
             last: Mutex::new(None),
         })))
     }
@@ -85,6 +88,24 @@ impl Secret {
                 file.read()?;
                 file.warn_if_others_can_read();
                 Ok(())
+            }
+        }
+    }
+
+    /// The same secret named `what` in messages ("personal access token", ...): a file's
+    /// errors and warnings say what it holds. A file that group or others can read is
+    /// warned of now, as for an app secret file when its config is made.
+    pub(crate) fn labelled(&self, what: &'static str) -> Secret {
+        match &self.source {
+            Source::Inline(_) => self.clone(),
+            Source::File(file) => {
+                let file = SecretFile {
+                    path: file.path.clone(),
+                    what,
+                    last: Mutex::new(None),
+                };
+                file.warn_if_others_can_read();
+                Secret::from_source(Source::File(Arc::new(file)))
             }
         }
     }
@@ -145,7 +166,11 @@ impl Secret {
 
 impl SecretFile {
     fn error(&self, reason: impl fmt::Display) -> Error {
-        Error::config(format!("app secret file {}: {reason}", self.path.display()))
+        Error::config(format!(
+            "{} file {}: {reason}",
+            self.what,
+            self.path.display()
+        ))
     }
 
     /// The file's content without surrounding white space (so the newline an editor or
@@ -157,7 +182,7 @@ impl SecretFile {
             .map_err(|e| self.error(format_args!("cannot read: {e}")))?;
         if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
             return Err(self.error(format_args!(
-                "larger than {MAX_SECRET_FILE_BYTES} bytes; not an app secret"
+                "larger than {MAX_SECRET_FILE_BYTES} bytes, too large for a secret"
             )));
         }
         let text = std::str::from_utf8(&bytes).map_err(|_| self.error("is not valid utf-8"))?;
@@ -171,7 +196,8 @@ impl SecretFile {
             Some(_) => {
                 log::info!(
                     target: "logto_m2m",
-                    "app secret file {}: a new secret was picked up; the next token requests use it",
+                    "{} file {}: a new secret was picked up; the next token requests use it",
+                    self.what,
                     self.path.display()
                 );
                 *last = Some(secret.to_owned());
@@ -193,7 +219,8 @@ impl SecretFile {
         if mode & 0o044 != 0 {
             log::warn!(
                 target: "logto_m2m",
-                "app secret file {}: mode {mode:o} lets group or others read it; make it 600 (or 400)",
+                "{} file {}: mode {mode:o} lets group or others read it; make it 600 (or 400)",
+                self.what,
                 self.path.display()
             );
         }

@@ -16,8 +16,13 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[cfg(feature = "redis")]
+#[path = "../common/redis_server.rs"]
+mod redis_server;
 // App secret rotation: apps of its own, against the same Logto.
 mod rotation;
+// Acting for a user (token exchange): apps and a user of its own, against the same Logto.
+mod token_exchange;
 
 /// Under `CI=true` the real-Logto tests must run, not be ignored: `.ci/run` exports
 /// `LOGTO_REAL=1`, and a CI without it fails here instead of passing with them ignored.

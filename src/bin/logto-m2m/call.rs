@@ -86,7 +86,13 @@ pub(crate) fn run(opts: &Options) -> Result<(), Failure> {
                 other => Failure::Token(other.to_string()),
             })?;
             if let Ok(token) = store.get(&request) {
-                warn_missing_scopes(&config, &request, no_resource, &token);
+                warn_missing_scopes(
+                    &config,
+                    &request,
+                    no_resource,
+                    opts.subject.is_set(),
+                    &token,
+                );
             }
             answer
         }

@@ -232,6 +232,55 @@ static FLAGS: &[Flag] = &[
         help: "Logto organization id; without a resource, an organization token",
     },
     Flag {
+        name: "--impersonate",
+        short: None,
+        commands: &[T, I, C],
+        value: Some("<user-id>"),
+        empty_ok: false,
+        apply: Apply::Set(|o, v| {
+            o.subject.impersonate = Some(v);
+            Ok(())
+        }),
+        help: "a token for this Logto user (token exchange; the app needs\n\
+               token exchange on and Management API access)",
+    },
+    Flag {
+        name: "--context",
+        short: None,
+        commands: &[T, I, C],
+        value: Some("<json>"),
+        empty_ok: false,
+        apply: Apply::Set(|o, v| {
+            o.subject.context = Some(v);
+            Ok(())
+        }),
+        help: "with --impersonate: a JSON object Logto keeps with it",
+    },
+    Flag {
+        name: "--pat-file",
+        short: None,
+        commands: &[T, I, C],
+        value: Some("<path>"),
+        empty_ok: false,
+        apply: Apply::Set(|o, v| {
+            o.subject.pat_file = Some(v);
+            Ok(())
+        }),
+        help: "a token for the user whose personal access token is in the file",
+    },
+    Flag {
+        name: "--subject-token-file",
+        short: None,
+        commands: &[T, I, C],
+        value: Some("<path>"),
+        empty_ok: false,
+        apply: Apply::Set(|o, v| {
+            o.subject.subject_token_file = Some(v);
+            Ok(())
+        }),
+        help: "a token for the user whose access token is in the file",
+    },
+    Flag {
         name: "--cache-file",
         short: None,
         commands: &[T, I, C],
@@ -319,6 +368,8 @@ pub(crate) struct Options {
     /// The values of flags that stand in for `LOGTO_*` variables: (variable, value).
     pub(crate) vars: Vec<(&'static str, String)>,
     pub(crate) organization: Option<String>,
+    /// `--impersonate`, `--context`, `--pat-file`, `--subject-token-file`.
+    pub(crate) subject: crate::subject::SubjectFlags,
     /// `token --format`.
     pub(crate) format: Format,
     /// `inspect -`: read the token from stdin.

@@ -11,7 +11,7 @@
 //!
 //! The files, by command: `flags.rs` (the commands, the flag table, parsing and help),
 //! `setup.rs` (the variables, config, request and store a run uses), `token.rs`,
-//! `inspect.rs`, `call.rs`, `verify.rs`, and `output.rs` (stdout, the stderr log, times as text).
+//! `inspect.rs`, `call.rs`, `verify.rs`, `subject.rs` (acting for a user), and `output.rs` (stdout, the stderr log, times as text).
 
 #![forbid(unsafe_code)]
 
@@ -20,6 +20,7 @@ mod flags;
 mod inspect;
 mod output;
 mod setup;
+mod subject;
 mod token;
 mod verify;
 

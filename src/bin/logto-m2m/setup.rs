@@ -108,6 +108,7 @@ pub(crate) fn setup(opts: &Options, default: Option<&TokenRequest>) -> Result<Se
     if let Some(org) = &opts.organization {
         request = request.organization(org);
     }
+    let request = opts.subject.apply(request)?;
     let store = match (vars.get("LOGTO_CACHE_FILE")?, vars.get("LOGTO_CACHE_URL")?) {
         (Some(path), _) => Some(TokenStore::new(config.clone()).cache_file(path)),
         (None, Some(url)) => Some(with_redis(TokenStore::new(config.clone()), &url)?),
@@ -138,7 +139,13 @@ pub(crate) fn fetch(opts: &Options) -> Result<Arc<Token>, Failure> {
             token?
         }
     };
-    warn_missing_scopes(&config, &request, no_resource, &token);
+    warn_missing_scopes(
+        &config,
+        &request,
+        no_resource,
+        opts.subject.is_set(),
+        &token,
+    );
     Ok(token)
 }
 
@@ -147,6 +154,7 @@ pub(crate) fn warn_missing_scopes(
     config: &Config,
     request: &TokenRequest,
     no_resource: bool,
+    for_user: bool,
     token: &Token,
 ) {
     let missing = token.missing_scopes(request);
@@ -166,7 +174,10 @@ pub(crate) fn warn_missing_scopes(
         .token_url()
         .trim_end_matches('/')
         .ends_with("/oidc/token");
-    let fix = if !is_logto {
+    let fix = if for_user {
+        // A token exchange: the scopes are the user's roles'.
+        format!("assign the user a role with {these} in the Logto console")
+    } else if !is_logto {
         format!("grant the app {these} on the authorization server")
     } else if no_resource {
         format!("assign the app an organization role with {these} in the Logto console")

@@ -1,0 +1,264 @@
+//! Acting for a user (RFC 8693 token exchange, as Logto does it): who the token is for, the
+//! form fields that say so, and the part of the cache key that tells subjects apart.
+//!
+//! Three subjects: a user to impersonate (the app first asks Logto's Management API for a
+//! single-use subject token, see `exchange.rs`), a user's personal access token, and a
+//! user's own access token (delegation); optionally an actor token. The tokens are held as
+//! the crate's secrets, a string or a file read for each request, and never appear in a
+//! cache key, a log line, `Debug` or an error.
+
+use std::fmt;
+
+use crate::error::Error;
+use crate::request::form_urlencode_into;
+use crate::secret::Secret;
+
+/// RFC 8693's grant type.
+pub(crate) const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// RFC 8693's type of an access token: a user's token, and Logto's subject tokens too.
+pub(crate) const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// Logto's type of a personal access token (`pat_…`).
+pub(crate) const PERSONAL_ACCESS_TOKEN_TYPE: &str = "urn:logto:token-type:personal_access_token";
+
+/// A subject's or actor's token now: the string, or the file read now, without the white
+/// space around it (a trailing newline is not part of a token).
+pub(crate) fn read_token(token: &Secret) -> Result<String, Error> {
+    token.read().map(|t| t.trim().to_owned())
+}
+
+/// Feeds what identifies `token` to the key's hash: the token (hashed, never kept) or its
+/// file's path, so that a token rewritten in its file keeps its cache entry.
+fn identify(token: &Secret, hash: &mut ring::digest::Context) {
+    match token.path() {
+        Some(path) => hash_part(hash, b"file", path.as_os_str().as_encoded_bytes()),
+        // A string secret's read can't fail.
+        None => hash_part(
+            hash,
+            b"inline",
+            read_token(token).unwrap_or_default().as_bytes(),
+        ),
+    }
+}
+
+/// Who a token request acts for; empty for the app itself (client_credentials).
+#[derive(Clone, Default)]
+pub(crate) struct Subject {
+    who: Option<Who>,
+    /// Logto's impersonation context: a JSON object kept with the subject token.
+    context: Option<String>,
+    actor: Option<Secret>,
+}
+
+#[derive(Clone)]
+pub(crate) enum Who {
+    /// A user id, for which the Management API makes a subject token per exchange.
+    Impersonate(String),
+    /// A token of the user's, of the given RFC 8693 type.
+    Token(&'static str, Secret),
+}
+
+impl Subject {
+    pub(crate) fn impersonate(&mut self, user_id: &str) {
+        self.who = Some(Who::Impersonate(user_id.to_owned()));
+    }
+
+    pub(crate) fn token(&mut self, token_type: &'static str, token: Secret) {
+        let what = match token_type {
+            PERSONAL_ACCESS_TOKEN_TYPE => "personal access token",
+            _ => "subject token",
+        };
+        self.who = Some(Who::Token(token_type, token.labelled(what)));
+    }
+
+    pub(crate) fn context(&mut self, json: &str) {
+        self.context = Some(json.to_owned());
+    }
+
+    pub(crate) fn actor(&mut self, token: Secret) {
+        self.actor = Some(token.labelled("actor token"));
+    }
+
+    /// True when the request is a token exchange.
+    pub(crate) fn is_set(&self) -> bool {
+        self.who.is_some() || self.context.is_some() || self.actor.is_some()
+    }
+
+    pub(crate) fn who(&self) -> Option<&Who> {
+        self.who.as_ref()
+    }
+
+    pub(crate) fn context_json(&self) -> Option<&str> {
+        self.context.as_deref()
+    }
+
+    pub(crate) fn actor_token(&self) -> Option<&Secret> {
+        self.actor.as_ref()
+    }
+
+    /// The part of a cache key that tells this subject from others: 32 hex digits of a
+    /// SHA-256 over its kind, user id, context and tokens (or their files' paths), so that
+    /// no token is ever in a key, a token file or Redis, and equal subjects in two processes
+    /// share one entry. Empty for no subject.
+    pub(crate) fn key_part(&self) -> String {
+        if !self.is_set() {
+            return String::new();
+        }
+        let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+        match &self.who {
+            None => hash_part(&mut hash, b"none", b""),
+            Some(Who::Impersonate(user)) => hash_part(&mut hash, b"impersonate", user.as_bytes()),
+            Some(Who::Token(token_type, token)) => {
+                hash_part(&mut hash, b"token", token_type.as_bytes());
+                identify(token, &mut hash);
+            }
+        }
+        if let Some(context) = &self.context {
+            hash_part(&mut hash, b"context", context.as_bytes());
+        }
+        if let Some(actor) = &self.actor {
+            hash_part(&mut hash, b"actor", b"");
+            identify(actor, &mut hash);
+        }
+        let digest = hash.finish();
+        let mut out = String::with_capacity(32);
+        for b in &digest.as_ref()[..16] {
+            out.push_str(&format!("{b:02x}"));
+        }
+        out
+    }
+
+    /// Refuses the combinations that can't make a request, before anything is sent.
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        match &self.who {
+            None => Err(Error::config(
+                "an impersonation context or an actor token needs a subject: impersonate a \
+                 user, or give a personal access token or a user's access token",
+            )),
+            Some(Who::Token(..)) if self.context.is_some() => Err(Error::config(
+                "an impersonation context goes with impersonate, not with a subject token",
+            )),
+            Some(Who::Impersonate(user)) if user.trim().is_empty() => {
+                Err(Error::config("the user id to impersonate is empty"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The token exchange's own fields, after `grant_type`: the subject token and its type,
+/// and the actor token, when there is one.
+pub(crate) fn form_fields(
+    subject_token: &str,
+    token_type: &str,
+    actor_token: Option<&str>,
+    out: &mut String,
+) {
+    out.push_str("&subject_token=");
+    form_urlencode_into(subject_token, out);
+    out.push_str("&subject_token_type=");
+    form_urlencode_into(token_type, out);
+    if let Some(actor) = actor_token {
+        out.push_str("&actor_token=");
+        form_urlencode_into(actor, out);
+        out.push_str("&actor_token_type=");
+        form_urlencode_into(ACCESS_TOKEN_TYPE, out);
+    }
+}
+
+/// One part of the key's hash, with its length first so that parts can't run together.
+fn hash_part(hash: &mut ring::digest::Context, label: &[u8], value: &[u8]) {
+    hash.update(label);
+    hash.update(&(value.len() as u64).to_be_bytes());
+    hash.update(value);
+}
+
+impl fmt::Debug for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = f.debug_struct("Subject");
+        match &self.who {
+            None => {}
+            Some(Who::Impersonate(user)) => {
+                s.field("impersonate", user);
+            }
+            Some(Who::Token(PERSONAL_ACCESS_TOKEN_TYPE, token)) => {
+                s.field("personal_access_token", token);
+            }
+            Some(Who::Token(_, token)) => {
+                s.field("access_token", token);
+            }
+        }
+        if self.context.is_some() {
+            // A context may carry what a support tool noted: not secret, but not needed.
+            s.field("context", &"[set]");
+        }
+        if let Some(actor) = &self.actor {
+            s.field("actor_token", actor);
+        }
+        s.finish()
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn subject(f: impl FnOnce(&mut Subject)) -> Subject {
+        let mut s = Subject::default();
+        f(&mut s);
+        s
+    }
+
+    #[test]
+    fn keys_tell_subjects_apart_and_hold_no_token() {
+        let pat = "pat_canary0123456789";
+        let a = subject(|s| s.token(PERSONAL_ACCESS_TOKEN_TYPE, pat.into()));
+        let b = subject(|s| s.token(ACCESS_TOKEN_TYPE, pat.into()));
+        let c = subject(|s| s.token(PERSONAL_ACCESS_TOKEN_TYPE, "pat_other".into()));
+        let d = subject(|s| s.impersonate("u1"));
+        let e = subject(|s| {
+            s.impersonate("u1");
+            s.context("{}")
+        });
+        let f = subject(|s| s.token(PERSONAL_ACCESS_TOKEN_TYPE, Secret::file(pat)));
+        let keys: Vec<String> = [&a, &b, &c, &d, &e, &f]
+            .iter()
+            .map(|s| s.key_part())
+            .collect();
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(k.len(), 32);
+            assert!(!k.contains("canary"));
+            for other in &keys[i + 1..] {
+                assert_ne!(k, other);
+            }
+        }
+        assert_eq!(
+            keys[0],
+            subject(|s| s.token(PERSONAL_ACCESS_TOKEN_TYPE, pat.into())).key_part()
+        );
+        assert_eq!(Subject::default().key_part(), "");
+    }
+
+    #[test]
+    fn debug_never_shows_a_token() {
+        let s = subject(|s| {
+            s.token(ACCESS_TOKEN_TYPE, "eyJcanary.x.y".into());
+            s.actor("actor-canary".into());
+        });
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("canary"), "{shown}");
+        assert!(shown.contains("[redacted]"), "{shown}");
+        let s = subject(|s| s.impersonate("user-1"));
+        assert_eq!(format!("{s:?}"), r#"Subject { impersonate: "user-1" }"#);
+    }
+
+    #[test]
+    fn form_fields_are_encoded() {
+        let mut out = String::new();
+        form_fields("sub_1", ACCESS_TOKEN_TYPE, Some("a b"), &mut out);
+        assert_eq!(
+            out,
+            "&subject_token=sub_1&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token\
+             &actor_token=a+b&actor_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token"
+        );
+    }
+}

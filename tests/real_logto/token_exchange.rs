@@ -1,0 +1,779 @@
+//! Acting for a user through Logto's token exchange (issue 26): impersonation, a personal
+//! access token and delegation, through the library and the command.
+//!
+//! Part of the `real_logto` test binary: the real-Logto tests run only with `LOGTO_REAL=1`
+//! (`LOGTO_REAL=1 cargo test --test real_logto token_exchange`), one Logto for the binary,
+//! with a fresh database. Each test makes
+//! apps of its own (`Logto::new_app`) and turns token exchange on for them through the
+//! Management API, as an admin would in the console; the user, its role with
+//! `read:products` and its personal access token are made once, through the Management
+//! API too. The tests at the top need no server.
+
+use crate::common;
+#[cfg(feature = "redis")]
+use crate::redis_server;
+
+use std::process::Command;
+use std::sync::{Arc, Barrier, OnceLock};
+use std::thread;
+use std::time::Duration;
+
+use common::real_logto::{App, Logto, Output, run_bounded};
+use common::{SHOPPING_API, TempDir, assert_claim, local_agent};
+use logto_m2m::{Config, Error, ErrorKind, Secret, Token, TokenRequest, TokenStore, request_token};
+use miniserde::json::{self, Value};
+
+/// Seeded app A: Management API `all`, to set things up.
+const APP_A: (&str, &str) = ("appa0000000000000000a", "appAsecretAAAAAAAAAAAAAAAAAAAAAA");
+const MANAGEMENT_ROLE: &str = "Logto Management API access";
+const TIMEOUT: Duration = Duration::from_secs(10);
+const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------
+// Without a server
+
+#[test]
+fn debug_and_keys_never_hold_the_token() {
+    let pat = "pat_canaryCANARY0123456789";
+    let request = TokenRequest::new(SHOPPING_API)
+        .scope("read:products")
+        .personal_access_token(pat)
+        .actor_token("actor-canary-token");
+    let shown = format!("{request:?}");
+    assert!(!shown.contains("canary"), "{shown}");
+    assert!(shown.contains("[redacted]"), "{shown}");
+    // Each subject is a request of its own, for the cache; the same subject is the same.
+    let plain = TokenRequest::new(SHOPPING_API).scope("read:products");
+    let by_pat = plain.clone().personal_access_token(pat);
+    assert_ne!(plain, by_pat);
+    assert_eq!(by_pat, plain.clone().personal_access_token(pat.to_owned()));
+    assert_ne!(by_pat, plain.clone().personal_access_token("pat_other"));
+    assert_ne!(by_pat, plain.clone().user_access_token(pat));
+    assert_ne!(
+        plain.clone().impersonate("u1"),
+        plain.clone().impersonate("u2")
+    );
+    assert_ne!(
+        plain.clone().impersonate("u1"),
+        plain.clone().impersonate("u1").impersonation_context("{}")
+    );
+}
+
+#[test]
+fn subject_mistakes_are_config_errors_before_anything_is_sent() {
+    // Port 9 (discard): nothing is sent anyway, the request stops before.
+    let config = Config::logto("http://127.0.0.1:9", "app", "secret").unwrap();
+    let ask = |r: TokenRequest| request_token(&config, &r).unwrap_err();
+    let r = TokenRequest::new(SHOPPING_API);
+    let dir = TempDir::new("exchange-config");
+    let missing = dir.path().join("no-pat");
+    let e = ask(r.clone().personal_access_token(Secret::file(&missing)));
+    assert!(matches!(e.kind(), ErrorKind::Config { .. }), "{e}");
+    assert!(
+        e.to_string().starts_with(&format!(
+            "invalid config: personal access token file {}: cannot read",
+            missing.display()
+        )),
+        "{e}"
+    );
+    let e = ask(r.clone().impersonate("u1").impersonation_context("[1]"));
+    assert_eq!(
+        e.to_string(),
+        "invalid config: the impersonation context is not a json object"
+    );
+    let e = ask(r.clone().impersonation_context("{}"));
+    assert!(e.to_string().contains("needs a subject"), "{e}");
+    let e = ask(r.clone().personal_access_token(""));
+    assert_eq!(
+        e.to_string(),
+        "invalid config: the personal access token is empty"
+    );
+    let other = Config::new("http://127.0.0.1:9/token", "app", "secret").unwrap();
+    let e = request_token(&other, &r.clone().impersonate("u1")).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("impersonation needs a logto endpoint"),
+        "{e}"
+    );
+}
+
+#[test]
+fn command_flags_that_do_not_go_together_are_usage_errors() {
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_logto-m2m"));
+        cmd.env_clear()
+            .env("LOGTO_ENDPOINT", "http://127.0.0.1:9")
+            .env("LOGTO_APP_ID", "app")
+            .env("LOGTO_APP_SECRET", "secret")
+            .args(args);
+        run_bounded(cmd, None, RUN_TIMEOUT)
+    };
+    let out = run(&["token", "--impersonate", "u1", "--pat-file", "p"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("give one of --impersonate"), "{out:?}");
+    let out = run(&["token", "--context", "{}"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr.contains("--context goes with --impersonate"),
+        "{out:?}"
+    );
+    let out = run(&["token", "--impersonate", "u1", "--context", "nope"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("is not a json object"), "{out:?}");
+    let out = run(&["token", "--help"]);
+    for flag in [
+        "--impersonate",
+        "--context",
+        "--pat-file",
+        "--subject-token-file",
+    ] {
+        assert!(out.stdout.contains(flag), "{}", out.stdout);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The real Logto: setup
+
+/// A test against the real Logto: ignored, with the reason and how to run it, unless the
+/// build saw `LOGTO_REAL=1` (build.rs sets `cfg(logto_real)`).
+macro_rules! real_test {
+    (fn $name:ident() $body:block) => {
+        #[test]
+        #[cfg_attr(
+            not(logto_real),
+            ignore = "needs the real Logto: LOGTO_REAL=1"
+        )]
+        fn $name() $body
+    };
+}
+
+/// The user the tokens act for, with a user role granting `read:products`, and its PAT.
+struct User {
+    id: String,
+    pat: String,
+}
+
+/// `method path` on Logto's Management API with app A's token and a JSON `body`; the
+/// status and the answer as JSON (`Null` for an empty or non-JSON body).
+fn management(logto: &Logto, method: &str, path: &str, body: &str) -> (u16, Value) {
+    static TOKEN: OnceLock<String> = OnceLock::new();
+    let token = TOKEN.get_or_init(|| {
+        let config = Config::logto(logto.endpoint(), APP_A.0, APP_A.1)
+            .unwrap()
+            .timeout(TIMEOUT);
+        let management = TokenRequest::management_api(logto.endpoint());
+        format!(
+            "Bearer {}",
+            ok(request_token(&config, &management)).access_token()
+        )
+    });
+    let agent = local_agent(TIMEOUT);
+    let url = format!("{}{path}", logto.endpoint());
+    let request = |r: ureq::RequestBuilder<ureq::typestate::WithBody>| {
+        r.header("authorization", token)
+            .header("content-type", "application/json")
+            .send(body.as_bytes())
+    };
+    let mut response = match method {
+        "POST" => request(agent.post(&url)),
+        "PATCH" => request(agent.patch(&url)),
+        _ => agent.get(&url).header("authorization", token).call(),
+    }
+    .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    (status, json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// The string field `name` of a JSON object.
+fn field(value: &Value, name: &str) -> String {
+    match value {
+        Value::Object(o) => match o.get(name) {
+            Some(Value::String(s)) => s.clone(),
+            other => panic!("{name}: {other:?} in {}", json::to_string(value)),
+        },
+        _ => panic!("not an object: {}", json::to_string(value)),
+    }
+}
+
+/// The user, made once per test binary.
+fn user(logto: &Logto) -> &'static User {
+    static USER: OnceLock<User> = OnceLock::new();
+    USER.get_or_init(|| {
+        let (status, role) = management(
+            logto,
+            "POST",
+            "/api/roles",
+            r#"{"name":"shop-user","description":"reads products","type":"User","scopeIds":["shopscoperead00000001"]}"#,
+        );
+        assert_eq!(status, 200, "{}", json::to_string(&role));
+        let (status, made) = management(
+            logto,
+            "POST",
+            "/api/users",
+            r#"{"username":"exchange_user","password":"Exch4nge-Passw0rd!"}"#,
+        );
+        assert_eq!(status, 200, "{}", json::to_string(&made));
+        let id = field(&made, "id");
+        let (status, _) = management(
+            logto,
+            "POST",
+            &format!("/api/users/{id}/roles"),
+            &format!(r#"{{"roleIds":["{}"]}}"#, field(&role, "id")),
+        );
+        assert_eq!(status, 201);
+        let (status, pat) = management(
+            logto,
+            "POST",
+            &format!("/api/users/{id}/personal-access-tokens"),
+            r#"{"name":"cron"}"#,
+        );
+        assert_eq!(status, 201, "{}", json::to_string(&pat));
+        User {
+            id,
+            pat: field(&pat, "value"),
+        }
+    })
+}
+
+/// A new app with `roles` and token exchange turned on (`allow`) or left off.
+fn app(logto: &Logto, roles: &[&str], allow: bool) -> App {
+    let app = logto.new_app(roles);
+    if allow {
+        let (status, answer) = management(
+            logto,
+            "PATCH",
+            &format!("/api/applications/{}", app.id),
+            r#"{"customClientMetadata":{"allowTokenExchange":true}}"#,
+        );
+        assert_eq!(status, 200, "{}", json::to_string(&answer));
+    }
+    app
+}
+
+fn config(logto: &Logto, app: &App) -> Config {
+    Config::logto(logto.endpoint(), &app.id, &app.secret)
+        .unwrap()
+        .timeout(TIMEOUT)
+}
+
+/// A single-use subject token for `user_id`, made by app A as the library would.
+fn subject_token(logto: &Logto, user_id: &str) -> String {
+    let (status, answer) = management(
+        logto,
+        "POST",
+        "/api/subject-tokens",
+        &format!(r#"{{"userId":"{user_id}"}}"#),
+    );
+    assert_eq!(status, 201, "{}", json::to_string(&answer));
+    field(&answer, "subjectToken")
+}
+
+/// Logto's log of token exchanges by `app_id` (`ExchangeTokenBy.TokenExchange` rows),
+/// read until two reads 300 ms apart agree: logs may land a moment after the answer.
+fn exchanges(logto: &Logto, app_id: &str, result: &str) -> u64 {
+    let sql = format!(
+        "select count(*) from logs where key = 'ExchangeTokenBy.TokenExchange' \
+         and payload->>'applicationId' = '{app_id}' and payload->>'result' = '{result}'"
+    );
+    let read = || logto.psql(&sql).trim().parse::<u64>().unwrap();
+    let mut last = read();
+    for _ in 0..15 {
+        thread::sleep(Duration::from_millis(300));
+        let now = read();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    last
+}
+
+#[track_caller]
+fn ok(result: Result<Token, Error>) -> Token {
+    result.unwrap_or_else(|e| panic!("expected a token: {e}"))
+}
+
+#[track_caller]
+fn err(result: Result<Token, Error>) -> Error {
+    match result {
+        Ok(token) => panic!("expected an error, got a token: {token:?}"),
+        Err(e) => e,
+    }
+}
+
+/// The token acts for `user` and was issued to `app`, with the user's scope only.
+#[track_caller]
+fn for_user(token: &Token, user: &User, app: &App) {
+    assert_claim(token, "sub", Some(&user.id));
+    assert_claim(token, "client_id", Some(&app.id));
+    assert_claim(token, "aud", Some(SHOPPING_API));
+    assert_eq!(token.scope(), Some("read:products"));
+}
+
+fn shopping() -> TokenRequest {
+    TokenRequest::new(SHOPPING_API).scope("read:products")
+}
+
+// ---------------------------------------------------------------------------------------
+// The real Logto: the three subjects
+
+real_test! {
+    fn impersonation_pat_and_delegation_act_for_the_user() {
+        let logto = common::real_logto::logto();
+        let user = user(logto);
+        let app = app(logto, &[MANAGEMENT_ROLE], true);
+        let config = config(logto, &app);
+
+        let impersonated = ok(request_token(
+            &config,
+            &shopping()
+                .impersonate(&user.id)
+                .impersonation_context(r#"{"ticket":"T-1024"}"#),
+        ));
+        for_user(&impersonated, user, &app);
+
+        let dir = TempDir::new("exchange-pat");
+        let pat_file = dir.path().join("pat");
+        std::fs::write(&pat_file, format!("{}\n", user.pat)).unwrap();
+        for request in [
+            shopping().personal_access_token(user.pat.as_str()),
+            shopping().personal_access_token(Secret::file(&pat_file)),
+        ] {
+            for_user(&ok(request_token(&config, &request)), user, &app);
+        }
+
+        // Delegation: a user's JWT access token as the subject. Without a browser, the user's
+        // token is the one impersonation gave (a JWT Logto issued for the user).
+        let delegated = ok(request_token(
+            &config,
+            &shopping().user_access_token(impersonated.access_token()),
+        ));
+        for_user(&delegated, user, &app);
+        assert_eq!(exchanges(logto, &app.id, "Success"), 4);
+    }
+}
+
+real_test! {
+    fn a_store_makes_one_exchange_however_many_threads_ask() {
+        let logto = common::real_logto::logto();
+        let user = user(logto);
+        let app = app(logto, &[MANAGEMENT_ROLE], true);
+        let store = Arc::new(TokenStore::new(config(logto, &app)));
+        let request = shopping().impersonate(&user.id);
+        let barrier = Arc::new(Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, request, barrier) = (store.clone(), request.clone(), barrier.clone());
+                thread::spawn(move || {
+                    barrier.wait();
+                    store.get(&request).map(|t| t.access_token().to_owned())
+                })
+            })
+            .collect();
+        let tokens: Vec<String> = threads
+            .into_iter()
+            .map(|t| t.join().unwrap().unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        assert!(tokens.windows(2).all(|w| w[0] == w[1]));
+        assert_eq!(exchanges(logto, &app.id, "Success"), 1);
+        // A refresh asks for a new subject token (they are single use): Logto would refuse
+        // the old one with invalid_grant.
+        store.invalidate(&request);
+        let refreshed = store.get(&request).unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(refreshed.access_token(), tokens[0]);
+        assert_eq!(exchanges(logto, &app.id, "Success"), 2);
+        // Another subject is another token.
+        let by_pat = store
+            .get(&shopping().personal_access_token(user.pat.as_str()))
+            .unwrap();
+        assert_ne!(by_pat.access_token(), refreshed.access_token());
+        assert_eq!(exchanges(logto, &app.id, "Success"), 3);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The real Logto: the command
+
+fn command(logto: &Logto, app: &App) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_logto-m2m"));
+    cmd.env_clear()
+        .env("LOGTO_ENDPOINT", logto.endpoint())
+        .env("LOGTO_APP_ID", &app.id)
+        .env("LOGTO_APP_SECRET", &app.secret)
+        .env("LOGTO_TIMEOUT", TIMEOUT.as_secs().to_string());
+    cmd
+}
+
+fn run(mut cmd: Command, args: &[&str]) -> Output {
+    cmd.args(args);
+    run_bounded(cmd, None, RUN_TIMEOUT)
+}
+
+real_test! {
+    fn three_runs_with_a_token_file_make_one_exchange_and_keep_no_user_token() {
+        let logto = common::real_logto::logto();
+        let user = user(logto);
+        let app = app(logto, &[MANAGEMENT_ROLE], true);
+        let dir = TempDir::new("exchange-cli");
+        let cache = dir.path().join("tokens.json");
+        let cache = cache.to_str().unwrap();
+        let pat_file = dir.path().join("pat");
+        std::fs::write(&pat_file, &user.pat).unwrap();
+        let pat_file = pat_file.to_str().unwrap();
+
+        let mut printed = Vec::new();
+        for _ in 0..3 {
+            let out = run(
+                command(logto, &app),
+                &[
+                    "token",
+                    "--impersonate",
+                    &user.id,
+                    "--context",
+                    r#"{"job":"nightly"}"#,
+                    "--resource",
+                    SHOPPING_API,
+                    "--scope",
+                    "read:products",
+                    "--cache-file",
+                    cache,
+                ],
+            );
+            assert_eq!(out.code, Some(0), "{out:?}");
+            printed.push(out.stdout);
+        }
+        assert!(printed.windows(2).all(|w| w[0] == w[1]));
+        assert_eq!(exchanges(logto, &app.id, "Success"), 1);
+
+        for _ in 0..3 {
+            let out = run(
+                command(logto, &app),
+                &[
+                    "token",
+                    "--pat-file",
+                    pat_file,
+                    "--resource",
+                    SHOPPING_API,
+                    "--scope",
+                    "read:products",
+                    "--cache-file",
+                    cache,
+                    "--format",
+                    "json",
+                ],
+            );
+            assert_eq!(out.code, Some(0), "{out:?}");
+            assert!(
+                out.stdout.contains("\"scope\":\"read:products\""),
+                "{out:?}"
+            );
+        }
+        assert_eq!(exchanges(logto, &app.id, "Success"), 2);
+
+        // Delegation from a file: the user's JWT (from an impersonation, without a browser).
+        let user_token = ok(request_token(
+            &config(logto, &app),
+            &shopping().impersonate(&user.id),
+        ));
+        let token_file = dir.path().join("user-token");
+        std::fs::write(&token_file, user_token.access_token()).unwrap();
+        let out = run(
+            command(logto, &app),
+            &[
+                "token",
+                "--subject-token-file",
+                token_file.to_str().unwrap(),
+                "--resource",
+                SHOPPING_API,
+                "--scope",
+                "read:products",
+                "--cache-file",
+                cache,
+            ],
+        );
+        assert_eq!(out.code, Some(0), "{out:?}");
+        assert_ne!(out.stdout.trim(), user_token.access_token());
+        assert_eq!(exchanges(logto, &app.id, "Success"), 4);
+
+        let file = std::fs::read_to_string(cache).unwrap();
+        assert!(!file.contains(&user.pat), "the pat is in the token file");
+        assert!(!file.contains("pat_"), "{file}");
+        assert!(
+            !file.contains("sub_"),
+            "a subject token is in the token file"
+        );
+        assert!(!file.contains(&user.id), "the user id is in the token file");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The real Logto: what goes wrong, and what the messages say
+
+real_test! {
+    fn an_unknown_user_is_named() {
+        let logto = common::real_logto::logto();
+        let app = app(logto, &[MANAGEMENT_ROLE], true);
+        let e = err(request_token(
+            &config(logto, &app),
+            &shopping().impersonate("no-such-user-42"),
+        ));
+        let text = e.to_string();
+        assert_eq!(e.status(), Some(404), "{text}");
+        assert!(
+            text.contains("/api/subject-tokens answered http 404"),
+            "{text}"
+        );
+        assert!(
+            text.contains("logto has no user \"no-such-user-42\""),
+            "{text}"
+        );
+    }
+}
+
+real_test! {
+    fn an_app_without_token_exchange_is_told_to_turn_it_on() {
+        let logto = common::real_logto::logto();
+        let user = user(logto);
+        let app = app(logto, &[MANAGEMENT_ROLE], false);
+        let e = err(request_token(
+            &config(logto, &app),
+            &shopping().personal_access_token(user.pat.as_str()),
+        ));
+        let text = e.to_string();
+        assert_eq!(e.oauth_error(), Some("invalid_request"), "{text}");
+        assert!(
+            text.contains("requested grant type is not allowed for this client"),
+            "{text}"
+        );
+        assert!(
+            text.contains("turn on token exchange for the app in the logto console"),
+            "{text}"
+        );
+        assert!(!text.contains(&user.pat));
+    }
+}
+
+real_test! {
+    fn impersonation_without_management_api_access_says_so() {
+        let logto = common::real_logto::logto();
+        let user = user(logto);
+        let app = app(logto, &[], true);
+        let e = err(request_token(
+            &config(logto, &app),
+            &shopping().impersonate(&user.id),
+        ));
+        let text = e.to_string();
+        assert_eq!(e.status(), Some(403), "{text}");
+        assert!(
+            text.contains("impersonation needs the app to have management api access"),
+            "{text}"
+        );
+        // The same app exchanges a PAT: that needs no Management API.
+        for_user(
+            &ok(request_token(
+                &config(logto, &app),
+                &shopping().personal_access_token(user.pat.as_str()),
+            )),
+            user,
+            &app,
+        );
+    }
+}
+
+real_test! {
+    fn used_subject_tokens_and_wrong_pats_are_invalid_grant_never_shown() {
+        let logto = common::real_logto::logto();
+        let user = user(logto);
+        let app = app(logto, &[], true);
+        let config = config(logto, &app);
+        let used = subject_token(logto, &user.id);
+        for_user(
+            &ok(request_token(
+                &config,
+                &shopping().user_access_token(used.as_str()),
+            )),
+            user,
+            &app,
+        );
+        let again = err(request_token(
+            &config,
+            &shopping().user_access_token(used.as_str()),
+        ));
+        let wrong_pat = "pat_wrongWRONGwrong0123456789ab";
+        let wrong = err(request_token(
+            &config,
+            &shopping().personal_access_token(wrong_pat),
+        ));
+        for (e, token, who) in [
+            (&again, used.as_str(), "the user's access token"),
+            (&wrong, wrong_pat, "the personal access token"),
+        ] {
+            let text = format!("{e} {e:?} {e:#?}");
+            assert_eq!(e.oauth_error(), Some("invalid_grant"), "{text}");
+            assert!(text.contains("oauth error invalid_grant"), "{text}");
+            assert!(text.contains(&format!("logto refused {who}")), "{text}");
+            assert!(!text.contains(token), "{text}");
+        }
+        assert_eq!(exchanges(logto, &app.id, "Error"), 2);
+
+        // An actor token Logto can't use (it wants a user's opaque token with scope
+        // openid; an app's JWT is not one) is invalid_grant too, and the message says so.
+        let app_token = ok(request_token(&config, &shopping()));
+        let e = err(request_token(
+            &config,
+            &shopping()
+                .personal_access_token(user.pat.as_str())
+                .actor_token(app_token.access_token()),
+        ));
+        let text = format!("{e} {e:?}");
+        assert_eq!(e.oauth_error(), Some("invalid_grant"), "{text}");
+        assert!(text.contains("or the actor token is not"), "{text}");
+        assert!(!text.contains(app_token.access_token()), "{text}");
+        assert!(!text.contains(&user.pat), "{text}");
+    }
+}
+
+real_test! {
+    fn scopes_the_user_lacks_get_the_warning() {
+        let logto = common::real_logto::logto();
+        let user = user(logto);
+        let app = app(logto, &[], true);
+        let dir = TempDir::new("exchange-scope");
+        let pat_file = dir.path().join("pat");
+        std::fs::write(&pat_file, &user.pat).unwrap();
+        let out = run(
+            command(logto, &app),
+            &[
+                "token",
+                "--pat-file",
+                pat_file.to_str().unwrap(),
+                "--resource",
+                SHOPPING_API,
+                "--scope",
+                "read:products write:products",
+            ],
+        );
+        assert_eq!(out.code, Some(0), "{out:?}");
+        assert!(
+            out.stderr.contains(
+                "warning: scope not granted: write:products; assign the user a role with this \
+                 permission in the Logto console"
+            ),
+            "{out:?}"
+        );
+        assert!(!out.stderr.contains(&user.pat));
+        // The library says the same through its log, and the token lists what was granted.
+        let token = ok(request_token(
+            &config(logto, &app),
+            &shopping()
+                .scope("write:products")
+                .personal_access_token(Secret::file(&pat_file)),
+        ));
+        assert_eq!(
+            token.missing_scopes(&shopping().scope("write:products")),
+            ["write:products"]
+        );
+    }
+}
+
+#[cfg(feature = "redis")]
+real_test! {
+    fn redis_holds_no_user_token_and_no_user_id() {
+        use logto_m2m::RedisCache;
+        let logto = common::real_logto::logto();
+        let user = user(logto);
+        let app = app(logto, &[MANAGEMENT_ROLE], true);
+        let redis = redis_server::RedisServer::start();
+        let store = || {
+            TokenStore::new(config(logto, &app)).token_cache(RedisCache::new(&redis.url()).unwrap())
+        };
+        let requests = [
+            shopping().impersonate(&user.id),
+            shopping().personal_access_token(user.pat.as_str()),
+        ];
+        let mut tokens = Vec::new();
+        for request in &requests {
+            let token = store().get(request).unwrap_or_else(|e| panic!("{e}"));
+            // A second store (another process) takes it from Redis.
+            let again = store().get(request).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(again.access_token(), token.access_token());
+            tokens.push(token.access_token().to_owned());
+        }
+        assert_eq!(exchanges(logto, &app.id, "Success"), 2);
+        let dump = redis.dump();
+        assert!(!dump.is_empty());
+        for (key, value) in dump {
+            for bytes in [key, value] {
+                let text = String::from_utf8_lossy(&bytes);
+                for token in &tokens {
+                    for part in token.split('.') {
+                        assert!(!text.contains(part), "redis holds a token part: {text}");
+                    }
+                }
+                for never in [user.pat.as_str(), "pat_", "sub_", user.id.as_str()] {
+                    assert!(!text.contains(never), "redis holds {never:?}: {text}");
+                }
+            }
+        }
+    }
+}
+
+real_test! {
+    fn call_sends_the_users_token() {
+        use std::io::{Read, Write};
+        use std::net::TcpListener;
+        let logto = common::real_logto::logto();
+        let user = user(logto);
+        let app = app(logto, &[], true);
+        let dir = TempDir::new("exchange-call");
+        let pat_file = dir.path().join("pat");
+        std::fs::write(&pat_file, &user.pat).unwrap();
+        // The API: one connection on 127.0.0.1, its request head kept, `ok` answered.
+        let api = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/products", api.local_addr().unwrap());
+        let server = thread::spawn(move || {
+            let (mut conn, _) = api.accept().unwrap();
+            conn.set_read_timeout(Some(TIMEOUT)).unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+            String::from_utf8_lossy(&head).into_owned()
+        });
+        let out = run(
+            command(logto, &app),
+            &[
+                "call",
+                &url,
+                "--pat-file",
+                pat_file.to_str().unwrap(),
+                "--resource",
+                SHOPPING_API,
+                "--scope",
+                "read:products",
+            ],
+        );
+        assert_eq!(out.code, Some(0), "{out:?}");
+        assert_eq!(out.stdout, "ok");
+        let head = server.join().unwrap();
+        let bearer = head
+            .lines()
+            .find_map(|l| l.strip_prefix("authorization: Bearer "))
+            .unwrap_or_else(|| panic!("no bearer in {head}"));
+        let payload = bearer.split('.').nth(1).unwrap();
+        use base64::Engine;
+        let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        let claims = String::from_utf8(claims).unwrap();
+        assert!(claims.contains(&format!("\"sub\":\"{}\"", user.id)), "{claims}");
+        assert!(claims.contains(&format!("\"client_id\":\"{}\"", app.id)), "{claims}");
+    }
+}

@@ -81,10 +81,14 @@ pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, E
     // A secret file rotated while the request was on its way: the endpoint refused the old
     // secret, and the file holds another by now. One more go with it, within the same
     // deadline; any other refusal is final, as a wrong secret does not get better.
-    if let Err(error) = &outcome
-        && refuses_secret(error.kind())
-        && let Some(newer) = config.secret().newer_than(&secret)
-    {
+    let newer = match &outcome {
+        Err(error) if refuses_secret(error.kind()) => config
+            .secret()
+            .newer_than(&secret)
+            .map(|newer| (error, newer)),
+        _ => None,
+    };
+    if let Some((error, newer)) = newer {
         log::info!(
             target: "logto_m2m",
             "the token endpoint refused the app secret ({}), and the app secret file {} holds \
@@ -448,8 +452,8 @@ fn exchange(
             .filter(|l| !l.is_empty());
         return Err(fatal(ErrorKind::Redirect { status, location }));
     }
-    if let Some(encoding) = header("content-encoding")
-        && !encoding.eq_ignore_ascii_case("identity")
+    if let Some(encoding) =
+        header("content-encoding").filter(|e| !e.eq_ignore_ascii_case("identity"))
     {
         // We asked for identity. Compressed bytes must never reach the JSON parser, and we
         // have no decoder (gzip support is left out on purpose).

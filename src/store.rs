@@ -462,12 +462,10 @@ impl TokenStore {
     pub fn invalidate_token(&self, request: &TokenRequest, token: &Token) {
         stats::bump(&self.counters.invalidations);
         let mut entries = self.lock();
-        if let Some(entry) = find_mut(&mut entries.map, request)
-            && entry
-                .held
-                .as_ref()
-                .is_some_and(|h| h.token.access_token() == token.access_token())
-        {
+        let holds_it = |entry: &&mut Entry| {
+            (entry.held.as_ref()).is_some_and(|h| h.token.access_token() == token.access_token())
+        };
+        if let Some(entry) = find_mut(&mut entries.map, request).filter(holds_it) {
             entry.reject_held();
         }
     }

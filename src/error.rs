@@ -523,8 +523,8 @@ pub(crate) fn is_secret_expired(kind: &ErrorKind) -> bool {
     };
     let description = description.to_ascii_lowercase();
     matches!(error.as_str(), "invalid_request" | "invalid_client")
-        && description.contains("secret")
-        && description.contains("expired")
+        && crate::text::contains(&description, "secret")
+        && crate::text::contains(&description, "expired")
 }
 
 /// "token endpoint", with its URL when known.
@@ -597,7 +597,7 @@ pub(crate) fn sanitize_to(text: &str, redact: &Redactions<'_>, max: usize) -> St
     let mut redacted;
     let mut text = text;
     for secret in redact.secrets {
-        if secret.len() >= MIN_REDACTED_LEN && text.contains(secret) {
+        if secret.len() >= MIN_REDACTED_LEN && crate::text::contains(text, secret) {
             redacted = text.replace(secret, "[redacted]");
             text = &redacted;
         }

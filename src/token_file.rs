@@ -213,9 +213,13 @@ impl TokenCache for TokenFile {
             .collect();
         // Bounded: the most recently received tokens are kept, so a refresh costs the same
         // however many keys the processes use, and the file stays far under its cap.
-        if tokens.len() >= MAX_FILE_KEYS {
-            tokens.sort_unstable_by_key(|t| std::cmp::Reverse(t.received_at_ms));
-            tokens.truncate(MAX_FILE_KEYS - 1);
+        // The least recent goes, one at a time: a file over the cap is rare (one more key
+        // than it holds), and a sort here would link a second sort into every binary (4 KB).
+        // Far more than the cap is no file of ours: which of those go does not matter.
+        tokens.truncate(2 * MAX_FILE_KEYS);
+        while tokens.len() >= MAX_FILE_KEYS {
+            let oldest = (0..tokens.len()).min_by_key(|&i| tokens[i].received_at_ms);
+            tokens.swap_remove(oldest.unwrap_or(0));
         }
         let ours = FileToken {
             id: key.id().to_owned(),

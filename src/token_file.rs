@@ -505,6 +505,14 @@ mod test {
         key_with("canary-secret-1", "k")
     }
 
+    /// An empty folder of this test process's own, `label` telling the tests apart.
+    fn fresh_dir(label: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("logto-m2m-{label}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
     fn entry(token: &str, received: SystemTime) -> CacheEntry {
         CacheEntry::new(
             token,
@@ -626,8 +634,7 @@ mod test {
 
     #[test]
     fn the_file_keeps_the_most_recent_keys_only() {
-        let dir = std::env::temp_dir().join(format!("logto-m2m-cap-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("cap");
         let file = TokenFile::new(dir.join("tokens.json"));
         let now = SystemTime::now();
         for i in 0..MAX_FILE_KEYS + 20 {
@@ -650,9 +657,7 @@ mod test {
 
     #[test]
     fn a_missing_folder_is_created_private() {
-        let dir = std::env::temp_dir().join(format!("logto-m2m-folder-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("folder");
         let file = TokenFile::new(dir.join("a/b/tokens.json"));
         let key = key();
         let at = SystemTime::now();
@@ -690,9 +695,7 @@ mod test {
     /// The lease lock of compilers before 1.89, tested on whichever compiler runs the tests.
     #[test]
     fn the_lease_is_held_by_one_and_lapses() {
-        let dir = std::env::temp_dir().join(format!("logto-m2m-lease-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("lease");
         let path = dir.join("tokens.json.lease");
         let long = Duration::from_secs(3600);
 
@@ -733,13 +736,10 @@ mod test {
         fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// Threads as processes: one holder at a time, however many try, also while leases
-    /// lapse and are taken over.
+    /// Threads as processes: one holder at a time, however many try.
     #[test]
     fn the_lease_has_one_holder_at_a_time() {
-        let dir = std::env::temp_dir().join(format!("logto-m2m-leases-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("leases");
         let path = dir.join("tokens.json.lease");
         let inside = std::sync::atomic::AtomicUsize::new(0);
         let held = AtomicU64::new(0);
@@ -767,9 +767,7 @@ mod test {
 
     #[test]
     fn written_text_parses_back() {
-        let dir = std::env::temp_dir().join(format!("logto-m2m-back-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("back");
         let file = TokenFile::new(dir.join("tokens.json"));
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
         let far = SystemTime::now() + Duration::from_secs(3600);

@@ -135,9 +135,8 @@ impl Bearer {
     fn header_for(&self, token: &Token) -> Result<HeaderValue, ureq::Error> {
         // The lock guards a clone or a swap, never I/O: a poisoned one is still consistent.
         let mut cached = self.header.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(value) = &*cached
-            && value.as_bytes() == token.authorization().as_bytes()
-        {
+        let same = |value: &&HeaderValue| value.as_bytes() == token.authorization().as_bytes();
+        if let Some(value) = cached.as_ref().filter(same) {
             return Ok(value.clone());
         }
         // Every token the crate hands out is visible ASCII (checked by the parser), which

@@ -528,8 +528,8 @@ pub(crate) fn is_secret_expired(kind: &ErrorKind) -> bool {
     };
     let description = description.to_ascii_lowercase();
     matches!(error.as_str(), "invalid_request" | "invalid_client")
-        && description.contains("secret")
-        && description.contains("expired")
+        && crate::text::contains(&description, "secret")
+        && crate::text::contains(&description, "expired")
 }
 
 /// "token endpoint", with its URL when known.

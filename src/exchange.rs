@@ -104,10 +104,14 @@ fn fetch(
     // A secret file rotated while the request was on its way: the endpoint refused the old
     // secret, and the file holds another by now. One more go with it, within the same
     // deadline; any other refusal is final, as a wrong secret does not get better.
-    if let Err(error) = &outcome
-        && refuses_secret(error.kind())
-        && let Some(newer) = config.secret().newer_than(&secret)
-    {
+    let newer = match &outcome {
+        Err(error) if refuses_secret(error.kind()) => config
+            .secret()
+            .newer_than(&secret)
+            .map(|newer| (error, newer)),
+        _ => None,
+    };
+    if let Some((error, newer)) = newer {
         log::info!(
             target: "logto_m2m",
             "the token endpoint refused the app secret ({}), and the app secret file {} holds \
@@ -657,8 +661,8 @@ fn post_form(
             .filter(|l| !l.is_empty());
         return Err(fatal(ErrorKind::Redirect { status, location }));
     }
-    if let Some(encoding) = header("content-encoding")
-        && !encoding.eq_ignore_ascii_case("identity")
+    if let Some(encoding) =
+        header("content-encoding").filter(|e| !e.eq_ignore_ascii_case("identity"))
     {
         // We asked for identity. Compressed bytes must never reach the JSON parser, and we
         // have no decoder (gzip support is left out on purpose).
@@ -808,15 +812,16 @@ fn map_ureq_error(e: ureq::Error, config: &Config, redact: &Redactions<'_>) -> F
 /// `HTTP/1.1 400` is no TLS record type), OpenSSL "wrong version number". Either means the
 /// server did not answer in TLS at all, and the message says so and what to check.
 fn tls_failure(where_: &str, message: String) -> Failure {
-    let message =
-        if message.contains("InvalidContentType") || message.contains("wrong version number") {
-            format!(
-                "{where_} did not answer in tls (a plain http port?): check the url's scheme and \
+    let message = if crate::text::contains(&message, "InvalidContentType")
+        || crate::text::contains(&message, "wrong version number")
+    {
+        format!(
+            "{where_} did not answer in tls (a plain http port?): check the url's scheme and \
              port ({message})"
-            )
-        } else {
-            format!("{where_}: {message}")
-        };
+        )
+    } else {
+        format!("{where_}: {message}")
+    };
     Failure::fatal(ErrorKind::Tls { message })
 }
 

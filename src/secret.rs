@@ -152,9 +152,7 @@ impl Secret {
     pub(crate) fn seal_key(&self, token_url: &str, app_id: &str) -> Result<SealKey, Error> {
         let secret = self.read()?;
         let mut sealing = self.sealing.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((from, key)) = sealing.as_ref()
-            && *from == *secret
-        {
+        if let Some((_, key)) = sealing.as_ref().filter(|(from, _)| *from == *secret) {
             return Ok(key.clone());
         }
         let key = SealKey::derive(&secret, token_url, app_id)

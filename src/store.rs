@@ -336,7 +336,9 @@ impl TokenStore {
     /// - The process that refreshes holds an exclusive lock on `<path>.lock`; others wait
     ///   for it (at most the config's timeout) and take the new token from the file. The OS
     ///   releases the lock of a process that dies. Refreshes of different requests share
-    ///   this one lock.
+    ///   this one lock. Built with Rust before 1.89, which has no such lock, it is the file
+    ///   `<path>.lease` instead, made by the process that refreshes: one that dies holds it
+    ///   until the config's timeout has passed.
     /// - A file that others may read or write, that is not a regular file (a symlink), or
     ///   whose times don't add up (received in the future: the clock jumped) is not trusted:
     ///   its tokens are not used, and the next write replaces it by rename, never writing
@@ -430,12 +432,10 @@ impl TokenStore {
     pub(crate) fn invalidate_token(&self, request: &TokenRequest, token: &Token) {
         stats::bump(&self.counters.invalidations);
         let mut entries = self.lock();
-        if let Some(entry) = find_mut(&mut entries.map, request)
-            && entry
-                .held
-                .as_ref()
-                .is_some_and(|h| h.token.access_token() == token.access_token())
-        {
+        let holds_it = |entry: &&mut Entry| {
+            (entry.held.as_ref()).is_some_and(|h| h.token.access_token() == token.access_token())
+        };
+        if let Some(entry) = find_mut(&mut entries.map, request).filter(holds_it) {
             entry.reject_held();
         }
     }

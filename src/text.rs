@@ -13,6 +13,18 @@ use std::time::Duration;
 
 use miniserde::de::{Map, Seq, Visitor};
 
+/// Whether `needle` occurs in `haystack`, by a plain scan: for the few short texts of
+/// errors. `str::contains` with a `&str` links its two-way searcher (4.7 KB) into every
+/// binary that uses the crate.
+pub(crate) fn contains(haystack: &str, needle: &str) -> bool {
+    let needle = needle.as_bytes();
+    needle.is_empty()
+        || haystack
+            .as_bytes()
+            .windows(needle.len())
+            .any(|w| w == needle)
+}
+
 /// Appends `s` as a JSON string: quotes and backslashes escaped, control characters as
 /// `\u00XX`, everything else as is (JSON text is UTF-8).
 pub(crate) fn push_string(out: &mut String, s: &str) {
@@ -230,6 +242,27 @@ impl Map for Skip {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn contains_as_str_does() {
+        for (hay, needle) in [
+            ("", ""),
+            ("a", ""),
+            ("", "a"),
+            ("secret expired", "expired"),
+            ("secret expired", "secret"),
+            ("secret", "secret expired"),
+            ("aab", "ab"),
+            ("élan", "lan"),
+            ("wrong version numbe", "wrong version number"),
+        ] {
+            assert_eq!(
+                contains(hay, needle),
+                hay.contains(needle),
+                "{hay:?} {needle:?}"
+            );
+        }
+    }
 
     #[test]
     fn seconds_without_floats() {

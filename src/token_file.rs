@@ -8,7 +8,8 @@
 //!
 //! Cross-process single flight: the refresh lock is an exclusive lock on `<file>.lock`
 //! (`std::fs::File` locks: `flock` on Unix, released by the OS if the process dies), one
-//! for all the keys of the file.
+//! for all the keys of the file; built with a compiler before 1.89, which has no such lock,
+//! the lease file `<file>.lease` instead (see `try_lease`).
 //!
 //! A file that others may read or write, a symlink, or one replaced while being opened is
 //! not trusted; a corrupt, empty or foreign one is treated as empty and replaced on the next
@@ -89,6 +90,7 @@ pub(crate) fn lookup<'a>(contents: &'a FileContents, key: &str) -> Option<&'a st
 /// The token file of [`TokenStore::cache_file`](crate::TokenStore::cache_file).
 pub(crate) struct TokenFile {
     path: PathBuf,
+    #[cfg_attr(not(logto_file_lock), allow(dead_code))]
     lock_path: PathBuf,
 }
 
@@ -209,10 +211,14 @@ impl TokenCache for TokenFile {
             .filter(|t| t.key != key && t.expires_at_ms > now)
             .collect();
         // Bounded: the longest-lived tokens are kept, so a refresh costs the same however
-        // many keys the processes use, and the file stays far under its cap.
-        if tokens.len() >= MAX_FILE_KEYS {
-            tokens.sort_unstable_by_key(|t| std::cmp::Reverse(t.expires_at_ms));
-            tokens.truncate(MAX_FILE_KEYS - 1);
+        // many keys the processes use, and the file stays far under its cap. The
+        // shortest-lived goes, one at a time: a file over the cap is rare (one more key than
+        // it holds), and a sort here would link a second sort into every binary (4 KB). Far
+        // more than the cap is no file of ours: which of those go does not matter.
+        tokens.truncate(2 * MAX_FILE_KEYS);
+        while tokens.len() >= MAX_FILE_KEYS {
+            let soonest = (0..tokens.len()).min_by_key(|&i| tokens[i].expires_at_ms);
+            tokens.swap_remove(soonest.unwrap_or(0));
         }
         let ours = FileToken {
             key: key.to_owned(),
@@ -239,21 +245,168 @@ impl TokenCache for TokenFile {
         Ok(())
     }
 
-    /// The one lock of the file, whichever key; the OS releases it when the process dies,
-    /// so the lease is not needed.
+    /// The one lock of the file, whichever key. Built with Rust 1.89 or newer, an OS lock
+    /// on `<file>.lock` that the OS releases when the process dies, so the lease is not
+    /// needed; with an older compiler (Debian's 1.85), the lease file `<file>.lease`.
+    // File::try_lock is newer than the rust-version, and only built where it exists.
+    #[allow(clippy::incompatible_msrv)]
     fn try_lock(
         &self,
         _key: &str,
-        _lease: Duration,
+        lease: Duration,
         _left: Duration,
     ) -> Result<Option<CacheLock>, String> {
         self.ensure_folder()?;
-        let file = open_private(&self.lock_path, false)
-            .map_err(|e| format!("cannot open lock file: {e}"))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(Box::new(file))),
-            Err(fs::TryLockError::WouldBlock) => Ok(None),
-            Err(fs::TryLockError::Error(e)) => Err(format!("cannot lock: {e}")),
+        #[cfg(logto_file_lock)]
+        {
+            let _ = lease;
+            let file = open_private(&self.lock_path, false)
+                .map_err(|e| format!("cannot open lock file: {e}"))?;
+            match file.try_lock() {
+                Ok(()) => Ok(Some(Box::new(file))),
+                Err(fs::TryLockError::WouldBlock) => Ok(None),
+                Err(fs::TryLockError::Error(e)) => Err(format!("cannot lock: {e}")),
+            }
+        }
+        #[cfg(not(logto_file_lock))]
+        {
+            Ok(try_lease(&self.lease_path(), lease)?.map(|g| Box::new(g) as CacheLock))
+        }
+    }
+}
+
+impl TokenFile {
+    /// Where the lease of [`try_lease`] is, beside the file. Not `<file>.lock`, which a
+    /// build with OS locks leaves behind for good and a lease would take as held.
+    #[cfg_attr(logto_file_lock, allow(dead_code))]
+    fn lease_path(&self) -> PathBuf {
+        let mut path = self.path.clone().into_os_string();
+        path.push(".lease");
+        path.into()
+    }
+}
+
+/// The lock for compilers without `File::lock` (before 1.89), with no OS call beyond std's
+/// portable ones: whoever creates `path` (`create_new`, atomic on local file systems) holds
+/// it until it removes it, and writes into it when its hold lapses (`lease` from now) and
+/// a name of its own. A holder that died leaves the file behind: once its time has passed,
+/// the next one moves it aside and takes its place, so a crash blocks the others no longer
+/// than the lease. `Ok(None)` while someone else holds it.
+///
+/// What the OS lock guarantees holds too, within the lease: one holder at a time, hence one
+/// request for N processes; the token file itself is written by rename either way, so no
+/// holder, live or lapsed, can leave it torn. A holder past its lease (a refresh longer
+/// than the timeout that set it) may be joined by a second one: the cost is a second token
+/// request, never a broken file.
+#[cfg_attr(logto_file_lock, allow(dead_code))]
+fn try_lease(path: &Path, lease: Duration) -> Result<Option<LeaseGuard>, String> {
+    // Two rounds: the second after moving a lapsed lease aside.
+    for _ in 0..2 {
+        let now = SystemTime::now();
+        match open_private(path, true) {
+            Ok(mut file) => {
+                static COUNTER: AtomicU64 = AtomicU64::new(0);
+                // A lease too long for the clock never lapses, as a timeout that long is none.
+                let until = now.checked_add(lease).and_then(unix_ms).unwrap_or(u64::MAX);
+                let since_epoch = now
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default();
+                let text = format!(
+                    "{until} {}.{}.{}\n",
+                    std::process::id(),
+                    since_epoch.subsec_nanos(),
+                    COUNTER.fetch_add(1, Ordering::Relaxed)
+                );
+                if let Err(e) = file.write_all(text.as_bytes()) {
+                    let _ = fs::remove_file(path);
+                    return Err(format!("cannot write lease file: {e}"));
+                }
+                return Ok(Some(LeaseGuard {
+                    path: path.to_owned(),
+                    text: text.into_bytes(),
+                }));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("cannot create lease file: {e}")),
+        }
+        let Some(seen) = read_lease(path) else {
+            continue; // gone in between: its holder let go
+        };
+        if !lapsed(&seen, now, lease) || !move_aside(path, &seen) {
+            return Ok(None);
+        }
+    }
+    Ok(None)
+}
+
+/// The lease file's bytes (at most 128: ours are 50), `None` when there is none. What is
+/// not a regular file is read as empty: never opened (a FIFO would block), and lapsed.
+#[cfg_attr(logto_file_lock, allow(dead_code))]
+fn read_lease(path: &Path) -> Option<(Vec<u8>, Option<SystemTime>)> {
+    let meta = fs::symlink_metadata(path).ok()?;
+    let mut bytes = Vec::new();
+    if meta.is_file() {
+        let file = File::open(path).ok()?;
+        file.take(128).read_to_end(&mut bytes).ok()?;
+    }
+    Some((bytes, meta.modified().ok()))
+}
+
+/// Whether a lease has run out: by the time its holder wrote, or, for a file without one
+/// (a holder that died between creating and writing it, or not ours), by its age against
+/// our own lease.
+#[cfg_attr(logto_file_lock, allow(dead_code))]
+fn lapsed(seen: &(Vec<u8>, Option<SystemTime>), now: SystemTime, lease: Duration) -> bool {
+    let written = std::str::from_utf8(&seen.0)
+        .ok()
+        .and_then(|text| text.split(' ').next()?.parse::<u64>().ok());
+    match (written, unix_ms(now)) {
+        (Some(until), Some(now)) => until <= now,
+        _ => seen.1.is_none_or(|modified| {
+            modified
+                .checked_add(lease)
+                .is_some_and(|until| until <= now)
+        }),
+    }
+}
+
+/// Moves the lapsed lease `seen` at `path` out of the way; `false` when what it moved was
+/// not that one but a live lease someone took after breaking it first, which is put back.
+#[cfg_attr(logto_file_lock, allow(dead_code))]
+fn move_aside(path: &Path, seen: &(Vec<u8>, Option<SystemTime>)) -> bool {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut aside = path.to_owned().into_os_string();
+    aside.push(format!(
+        ".lapsed.{}.{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let aside = PathBuf::from(aside);
+    if fs::rename(path, &aside).is_err() {
+        return false; // someone else moved it first
+    }
+    let moved = read_lease(&aside).map(|(bytes, _)| bytes);
+    let ours = moved.as_ref() == Some(&seen.0);
+    if !ours {
+        // Back where it was, unless yet another lease is there by now (hard_link never
+        // replaces a file).
+        let _ = fs::hard_link(&aside, path);
+    }
+    let _ = fs::remove_file(&aside);
+    ours
+}
+
+/// A held lease: dropping it removes the file, if it is still this holder's.
+#[cfg_attr(logto_file_lock, allow(dead_code))]
+struct LeaseGuard {
+    path: PathBuf,
+    text: Vec<u8>,
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        if read_lease(&self.path).is_some_and(|(bytes, _)| bytes == self.text) {
+            let _ = fs::remove_file(&self.path);
         }
     }
 }
@@ -421,6 +574,79 @@ mod test {
             err.starts_with(&format!("cannot create its folder {}: ", folder.display())),
             "{err}"
         );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The lease lock of compilers before 1.89, tested on whichever compiler runs the tests.
+    #[test]
+    fn the_lease_is_held_by_one_and_lapses() {
+        let dir = dir("lease");
+        let path = dir.join("tokens.json.lease");
+        let long = Duration::from_secs(3600);
+
+        let held = try_lease(&path, long).unwrap().expect("free");
+        assert!(try_lease(&path, long).unwrap().is_none(), "held");
+        drop(held);
+        assert!(!path.exists(), "released");
+        // A lapsed holder's lease is taken over, and its late drop leaves the new one be.
+        let lapsed = try_lease(&path, Duration::ZERO)
+            .unwrap()
+            .expect("free again");
+        let next = try_lease(&path, long).unwrap().expect("lapsed");
+        drop(lapsed);
+        assert!(
+            try_lease(&path, long).unwrap().is_none(),
+            "still the new holder's"
+        );
+        drop(next);
+
+        // A file without a time (a holder that died before writing it, or not ours): by
+        // its age against our lease.
+        fs::write(&path, "").unwrap();
+        assert!(try_lease(&path, long).unwrap().is_none(), "young");
+        let old = SystemTime::now() - Duration::from_secs(7200);
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert!(try_lease(&path, long).unwrap().is_some(), "old");
+
+        // A time at the end of the clock never lapses, and never panics.
+        fs::write(&path, format!("{} x\n", u64::MAX)).unwrap();
+        assert!(try_lease(&path, Duration::MAX).unwrap().is_none());
+        fs::remove_file(&path).unwrap();
+        assert!(try_lease(&path, Duration::MAX).unwrap().is_some());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Threads as processes: one holder at a time, however many try.
+    #[test]
+    fn the_lease_has_one_holder_at_a_time() {
+        let dir = dir("leases");
+        let path = dir.join("tokens.json.lease");
+        let inside = std::sync::atomic::AtomicUsize::new(0);
+        let held = AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..200 {
+                        let Some(guard) = try_lease(&path, Duration::from_secs(60)).unwrap() else {
+                            std::thread::yield_now();
+                            continue;
+                        };
+                        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders");
+                        held.fetch_add(1, Ordering::Relaxed);
+                        std::thread::yield_now();
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        drop(guard);
+                    }
+                });
+            }
+        });
+        assert!(held.load(Ordering::Relaxed) > 0);
+        assert!(!path.exists());
         fs::remove_dir_all(&dir).unwrap();
     }
 

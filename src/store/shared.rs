@@ -98,10 +98,10 @@ impl TokenStore {
             }
         };
         // Whoever held the lock before us may have just written what we need.
-        if lock.is_some()
-            && let Some(token) = self.read_shared(cache, &key, request, left())
-        {
-            return Ok(token);
+        if lock.is_some() {
+            if let Some(token) = self.read_shared(cache, &key, request, left()) {
+                return Ok(token);
+            }
         }
         // The refresh itself, the exchange and the write that shares its token, gets the
         // timeout of its own, as the lease allows: a long wait above must not leave the

@@ -115,12 +115,8 @@ fn install() -> Result<(), String> {
     let requirements = fs::read_to_string(dir.join("requirements.txt"))
         .map_err(|e| format!("authlib server: read requirements.txt: {e}"))?;
 
-    let lock_path = dir.join(".install.lock");
-    // Released when `lock` is dropped at the end of this function.
-    let lock = File::create(&lock_path)
-        .map_err(|e| format!("authlib server: cannot create {}: {e}", lock_path.display()))?;
-    lock.lock()
-        .map_err(|e| format!("authlib server: cannot lock {}: {e}", lock_path.display()))?;
+    // Released when `_lock` is dropped at the end of this function.
+    let _lock = super::install_lock(&dir).map_err(|e| format!("authlib server: {e}"))?;
 
     let marker = dir.join(".venv").join(MARKER);
     let python = venv_python(&dir);

@@ -114,8 +114,7 @@ fn serve(conn: &mut Conn, seen: &Mutex<Vec<Seen>>, expected_auth: Option<&str>) 
         );
         return;
     };
-    if let Some(expected) = expected_auth
-        && entry.proxy_authorization.as_deref() != Some(expected)
+    if expected_auth.is_some_and(|expected| entry.proxy_authorization.as_deref() != Some(expected))
     {
         conn.send(
             b"HTTP/1.1 407 Proxy Authentication Required\r\n\

@@ -154,12 +154,8 @@ fn install_peer() -> Result<(), String> {
     // We take the lock even when node_modules looks complete: `npm ci` deletes
     // node_modules and then writes packages in parallel, so another process's
     // install in progress can look complete from outside.
-    let lock_path = dir.join(".install.lock");
-    // Released when `lock` is dropped at the end of this function.
-    let lock = File::create(&lock_path)
-        .map_err(|e| format!("test peer: cannot create {}: {e}", lock_path.display()))?;
-    lock.lock()
-        .map_err(|e| format!("test peer: cannot lock {}: {e}", lock_path.display()))?;
+    // Released when `_lock` is dropped at the end of this function.
+    let _lock = install_lock(&dir).map_err(|e| format!("test peer: {e}"))?;
 
     let complete = PEER_PACKAGES.iter().all(|name| {
         dir.join("node_modules")
@@ -719,5 +715,51 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The lock of an install into `dir` (npm ci, a Python venv) across test processes, held
+/// until the returned guard is dropped: the OS lock on `dir/.install.lock`, or built with a
+/// compiler before 1.89, which has none, the folder `dir/.install.lock.d`, made by whoever
+/// holds it (`create_dir` is atomic) and taken from a holder that died after 15 minutes.
+#[allow(clippy::incompatible_msrv)] // File::lock: only built where it exists
+pub fn install_lock(dir: &Path) -> Result<Box<dyn Send>, String> {
+    #[cfg(logto_file_lock)]
+    {
+        let path = dir.join(".install.lock");
+        let lock =
+            File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        lock.lock()
+            .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
+        Ok(Box::new(lock))
+    }
+    #[cfg(not(logto_file_lock))]
+    {
+        struct Held(PathBuf);
+        impl Drop for Held {
+            fn drop(&mut self) {
+                let _ = fs::remove_dir(&self.0);
+            }
+        }
+        let path = dir.join(".install.lock.d");
+        let stale = Duration::from_secs(15 * 60);
+        let started = Instant::now();
+        loop {
+            match fs::create_dir(&path) {
+                Ok(()) => return Ok(Box::new(Held(path))),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(format!("cannot create {}: {e}", path.display())),
+            }
+            let age = fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|m| m.elapsed().ok());
+            if age.is_some_and(|age| age > stale) {
+                let _ = fs::remove_dir(&path);
+            } else if started.elapsed() > stale {
+                return Err(format!("{} held for over 15 minutes", path.display()));
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
     }
 }

@@ -111,9 +111,8 @@ impl RedisServer {
                 return Err(format!("exited with {status} on port {}", self.port));
             }
             // Any answer will do (`NOAUTH` when a password is set): it is listening.
-            if let Ok(reply) = self.try_command(&["PING"], Duration::from_millis(500))
-                && matches!(reply, Reply::Status(_) | Reply::Error(_))
-            {
+            let reply = self.try_command(&["PING"], Duration::from_millis(500));
+            if matches!(reply, Ok(Reply::Status(_) | Reply::Error(_))) {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -172,9 +171,11 @@ impl RedisServer {
         stream.set_write_timeout(Some(timeout)).unwrap();
         let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
         let mut stream = stream;
-        if let Some(p) = &self.password
-            && args.first() != Some(&&b"PING"[..])
-        {
+        let password = self
+            .password
+            .as_ref()
+            .filter(|_| args.first() != Some(&&b"PING"[..]));
+        if let Some(p) = password {
             write_command(&mut stream, &[b"AUTH", p.as_bytes()])?;
             match read_reply(&mut reader)? {
                 Reply::Status(_) => {}

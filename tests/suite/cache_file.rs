@@ -213,21 +213,57 @@ fn unwritable_directory_still_gives_a_token() {
     assert_eq!(peer.stats().token_requests, 1);
 }
 
+/// The lock file of the token file `token.json` in `dir`: the OS lock's, or with a compiler
+/// before 1.89 the lease's (src/token_file.rs).
+fn lock_path(dir: &Path) -> PathBuf {
+    let name = if cfg!(logto_file_lock) {
+        "token.json.lock"
+    } else {
+        "token.json.lease"
+    };
+    dir.join(name)
+}
+
+/// Takes the token file's lock at `path` as another process would: an OS lock held while
+/// the returned file is open, or a lease file that lapses after `lease`, as a holder
+/// writes it (its time, in Unix milliseconds, and a name of its own).
+#[allow(clippy::incompatible_msrv)] // File::lock: only built where it exists
+fn hold_lock(path: &Path, lease: Duration) -> fs::File {
+    let file = fs::File::create(path).unwrap();
+    #[cfg(logto_file_lock)]
+    {
+        let _ = lease;
+        file.lock().unwrap();
+    }
+    #[cfg(not(logto_file_lock))]
+    {
+        use std::io::Write;
+        let until = std::time::SystemTime::now() + lease;
+        let ms = until
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        (&file)
+            .write_all(format!("{ms} test.1\n").as_bytes())
+            .unwrap();
+    }
+    file
+}
+
 /// When the `LOCK_HOLDER` variable names a lock file, this test is the helper process of
-/// `lock_of_a_killed_process_is_released`: it takes the lock, says so, and sleeps until
-/// it is killed (at most 30 s).
+/// `lock_of_a_killed_process_is_released`: it takes the lock (a lease of 1.5 s), says so,
+/// and sleeps until it is killed (at most 30 s).
 #[test]
 fn lock_of_a_killed_process_is_released() {
     if let Some(path) = std::env::var_os("LOCK_HOLDER") {
-        let file = fs::File::create(path).unwrap();
-        file.lock().unwrap();
+        let _held = hold_lock(Path::new(&path), Duration::from_millis(1500));
         println!("locked");
         thread::sleep(Duration::from_secs(30));
         return;
     }
     let peer = Peer::start();
     let (dir, cache) = token_file("killed");
-    let lock = dir.path().join("token.json.lock");
+    let lock = lock_path(dir.path());
     let mut holder = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -260,8 +296,7 @@ fn lock_of_a_killed_process_is_released() {
 fn lock_held_too_long_does_not_block_past_the_timeout() {
     let peer = Peer::start();
     let (dir, cache) = token_file("held");
-    let lock = fs::File::create(dir.path().join("token.json.lock")).unwrap();
-    lock.lock().unwrap();
+    let lock = hold_lock(&lock_path(dir.path()), Duration::from_secs(3600));
     let start = Instant::now();
     let (_, stderr) = run(get_token(&peer, M2M_BASIC, &cache).env("LOGTO_TIMEOUT", "2"));
     let took = start.elapsed();

@@ -31,9 +31,8 @@ fn get_token(token_url: &str, app: (&str, &str), redis: &str) -> (Command, TempD
 fn wait_for_lock(redis: &RedisServer) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        if let Reply::Array(keys) = redis.command(&["KEYS", "logto-m2m:lock:*"])
-            && !keys.is_empty()
-        {
+        let keys = redis.command(&["KEYS", "logto-m2m:lock:*"]);
+        if matches!(keys, Reply::Array(keys) if !keys.is_empty()) {
             return;
         }
         thread::sleep(Duration::from_millis(20));

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# CI smoke fuzz: 60 seconds of the token_response target and 30 each of token_file and
-# cache_entry, each on a
-# temporary copy of its seeds and regressions, so the repository stays clean. Exits non-zero on a crash (or a build
+# CI smoke fuzz: 60 seconds of the token_response target and 30 each of token_file,
+# cache_entry and jws, each on a temporary copy of its seeds and regressions, so the
+# repository stays clean. Exits non-zero on a crash (or a build
 # failure); without nightly or cargo-fuzz it says "fuzz smoke skipped: <reason>" and
 # exits 0, because stable CI replays every saved input anyway (cargo test --test
-# fuzz_regressions). Bounded: install <= 10 min, build <= 10 min, run <= 5 min.
+# suite fuzz_regressions). Bounded: install <= 10 min, build <= 10 min, run <= 5 min.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -70,3 +70,4 @@ smoke() {
 smoke token_response "$run_seconds"
 smoke token_file 30
 smoke cache_entry 30
+smoke jws 30

@@ -334,14 +334,18 @@ impl TokenRequest {
     }
 }
 
-// By hand: the key is derived from the rest, and would only repeat it.
+// By hand: the key is derived from the rest, and would only repeat it; the subject only
+// when there is one (its own Debug shows no token).
 impl std::fmt::Debug for TokenRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenRequest")
-            .field("resource", &self.resource)
+        let mut s = f.debug_struct("TokenRequest");
+        s.field("resource", &self.resource)
             .field("scopes", &self.scopes)
-            .field("organization", &self.organization)
-            .finish()
+            .field("organization", &self.organization);
+        if self.subject.is_set() {
+            s.field("subject", &self.subject);
+        }
+        s.finish()
     }
 }
 

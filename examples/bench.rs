@@ -527,7 +527,7 @@ fn bearer_server() -> Loopback {
 /// `pairs` pairs of one call of `a` and one of `b`, in alternating order: each pair's
 /// difference `a - b` and each `b`, in ns. The median of the differences is robust to the
 /// noise of a busy machine, which batches are not.
-fn paired_ns(a: &dyn Fn(), b: &dyn Fn(), pairs: usize) -> (Vec<f64>, Vec<f64>) {
+fn paired_ns(a: impl Fn(), b: impl Fn(), pairs: usize) -> (Vec<f64>, Vec<f64>) {
     let time = |f: &dyn Fn()| {
         let started = Instant::now();
         f();
@@ -537,11 +537,11 @@ fn paired_ns(a: &dyn Fn(), b: &dyn Fn(), pairs: usize) -> (Vec<f64>, Vec<f64>) {
     let mut b_ns = Vec::with_capacity(pairs);
     for i in 0..pairs {
         let (a_ns, b_one) = if i % 2 == 0 {
-            let a_ns = time(a);
-            (a_ns, time(b))
+            let a_ns = time(&a);
+            (a_ns, time(&b))
         } else {
-            let b_one = time(b);
-            (time(a), b_one)
+            let b_one = time(&b);
+            (time(&a), b_one)
         };
         differences.push(a_ns - b_one);
         b_ns.push(b_one);
@@ -597,7 +597,7 @@ fn bearer_overhead() {
     call_filled();
     call_by_hand();
     const PAIRS: usize = 20_000;
-    let (mut differences, mut by_hand_ns) = paired_ns(&call_filled, &call_by_hand, PAIRS);
+    let (mut differences, mut by_hand_ns) = paired_ns(call_filled, call_by_hand, PAIRS);
     // One connection for the token, one for every API request: else the figure would
     // compare connections again.
     let connections = server.finish().connections;

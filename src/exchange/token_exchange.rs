@@ -295,3 +295,80 @@ fn post_json(
         request_id,
     })
 }
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn config(token_url: &str) -> Config {
+        Config::new(token_url, "app", "secret").unwrap()
+    }
+
+    fn is_config_error(result: Result<impl std::fmt::Debug, Error>) -> bool {
+        matches!(
+            result.map_err(|e| e.kind().clone()),
+            Err(ErrorKind::Config { .. })
+        )
+    }
+
+    #[test]
+    fn the_management_api_is_the_token_urls_logto() {
+        let c = config("https://t.logto.app/oidc/token?x=1");
+        assert_eq!(
+            management_api(&c).unwrap(),
+            ("https://t.logto.app/oidc/token", "https://t.logto.app")
+        );
+        let c = config("https://t.logto.app/oidc/token/");
+        assert_eq!(management_api(&c).unwrap().1, "https://t.logto.app");
+        assert!(is_config_error(management_api(&config("https://x/token"))));
+    }
+
+    #[test]
+    fn the_context_is_a_json_object_or_none() {
+        assert_eq!(context_object(None).unwrap(), "{}");
+        assert_eq!(context_object(Some(" {\"a\":1}\n")).unwrap(), "{\"a\":1}");
+        assert!(is_config_error(context_object(Some("[1]"))));
+        assert!(is_config_error(context_object(Some("{"))));
+        assert_eq!(
+            subject_token_body("u\"1", "{}"),
+            r#"{"userId":"u\"1","context":{}}"#
+        );
+    }
+
+    #[test]
+    fn the_subject_token_is_read_or_its_fault_named() {
+        let c = config("https://t.logto.app/oidc/token");
+        let read = |status: u16, body: &str| {
+            let answer = Answer {
+                status,
+                rate_limited: None,
+                body: body.as_bytes().to_vec(),
+                request_id: None,
+            };
+            read_subject_token(&c, &answer, Instant::now(), &Redactions::NONE)
+        };
+        assert_eq!(read(201, r#"{"subjectToken":"sub_1"}"#).unwrap(), "sub_1");
+        for (body, reason) in [
+            (r#"{"subjectToken":""}"#, "is empty or not visible ascii"),
+            (
+                r#"{"subjectToken":"a\nb"}"#,
+                "is empty or not visible ascii",
+            ),
+            (r#"{"subjectToken":1}"#, "is not a string"),
+            (r#"{"other":1}"#, "is missing"),
+            ("not json", "is missing"),
+        ] {
+            match read(201, body).map_err(|e| e.kind().clone()) {
+                Err(ErrorKind::InvalidResponse {
+                    status: 201,
+                    field: Some("subjectToken"),
+                    reason: r,
+                }) => assert_eq!(r, reason, "{body}"),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        // An error status is never a token, whatever its body.
+        let error = read(404, r#"{"access_token":"x","token_type":"Bearer"}"#).unwrap_err();
+        assert_eq!(error.status(), Some(404));
+    }
+}

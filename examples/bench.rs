@@ -89,7 +89,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use logto_m2m::{Config, TokenRequest, TokenStore, request_token};
+use logto_m2m::{Config, Token, TokenRequest, TokenStore, request_token};
 use loopback::Loopback;
 
 /// Counts heap allocations, to show that a cache hit makes none.
@@ -138,93 +138,11 @@ fn main() {
     let server = token_server();
     let url = format!("http://127.0.0.1:{}/oidc/token", server.port());
     let config = Config::new(&url, "bench-app", "bench-secret-0123456789").unwrap();
-
-    println!("floor_ns: {:.1} ns", floor_ns());
-    // What every hit reads: both clocks (a token ends by whichever says so first).
-    println!(
-        "clock_pair_ns: {:.1} ns",
-        median_ns(|| {
-            black_box((Instant::now(), SystemTime::now()));
-        })
-    );
-
     let store = TokenStore::new(config.clone());
     let request = TokenRequest::new("https://shopping.api").scope("read:products");
-    // This thread's own copy of the token, as its hits return it.
-    let token = store.get(&request).unwrap();
-    let hits_before = store.stats().hits;
-    // A hit against Go's per-call cost and the floor of any hit, and without and with its
-    // counting (the state before `TokenStore::stats` and after): batches of the four taken
-    // in turn, so that a busy moment of the machine weighs on all alike.
-    //
-    // Go's `oauth2.ReuseTokenSource` per call, the floor a hit is held to: one
-    // uncontended `Mutex` lock and unlock and `time.Now()`, which reads both clocks.
-    let mutex = Mutex::new(0u64);
-    let go_floor = || {
-        let guard = mutex.lock().unwrap();
-        black_box((Instant::now(), SystemTime::now(), &*guard));
-    };
-    // What any hit that returns an `Arc<Token>` pays whatever its lookup: both clocks, and
-    // the `Arc`'s clone and the caller's drop (two atomic read-modify-writes, as the
-    // Mutex's lock and unlock are).
-    let arc_floor = || {
-        black_box((Instant::now(), SystemTime::now(), Arc::clone(&token)));
-    };
-    let counted = || {
-        black_box(store.get(black_box(&request)).unwrap());
-    };
-    let [go, arc, after] = interleaved_median_ns([&go_floor, &arc_floor, &counted]);
-    println!(
-        "go_floor_ns: {go:.1} ns (one uncontended Mutex and both clocks, what Go's token source pays per call)"
-    );
-    println!(
-        "arc_floor_ns: {arc:.1} ns (both clocks and an Arc clone and drop, what a hit can't go below)"
-    );
-    println!("hit_ns_1t: {after:.1} ns ({:.2} x go_floor_ns)", after / go);
-    // Per call on each of N threads hitting the same key at once.
-    let threads = thread::available_parallelism().map_or(1, |n| n.get());
-    let mut two = Vec::new();
-    for _ in 0..3 {
-        two.push(hammer_ns(&store, &request, 2));
-    }
-    println!("hit_ns_2t: {:.1} ns", median(&mut two));
-    println!(
-        "hit_ns_{threads}t: {:.1} ns (nproc = {threads})",
-        hammer_ns(&store, &request, threads)
-    );
-    // Every hit was counted, on every thread: the calls above on this thread and those of
-    // the threads.
-    let one_thread = u64::from(CALLS_PER_BATCH / 10 + BATCHES as u32 * CALLS_PER_BATCH);
-    let threaded = u64::from(CALLS_PER_BATCH / 2) * (3 * 2 + threads as u64);
-    assert_eq!(
-        store.stats().hits - hits_before,
-        one_thread + threaded,
-        "hits counted"
-    );
 
-    // The same with a token file: hits never touch it.
-    let dir = std::env::temp_dir().join(format!("logto-m2m-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("token.json");
-    let with_file = TokenStore::new(config.clone()).cache_file(&file);
-    with_file.get(&request).unwrap();
-    println!(
-        "hit_ns_1t_with_file: {:.1} ns",
-        median_ns(|| {
-            black_box(with_file.get(black_box(&request)).unwrap());
-        })
-    );
-    // A new store (as in a fresh process) whose first `get` is served from the file.
-    let served_before = server.requests();
-    println!(
-        "file_hit_us: {:.1} us (first get of a new store, from the file)",
-        median_us(200, || {
-            let fresh = TokenStore::new(config.clone()).cache_file(&file);
-            black_box(fresh.get(&request).unwrap());
-        })
-    );
-    assert_eq!(server.requests(), served_before, "file hits made requests");
-    let _ = std::fs::remove_dir_all(&dir);
+    hit_figures(&store, &request);
+    file_figures(&config, &request, &server);
 
     // What the bench can't call: the refresh jitter's spread, and sealing as the store
     // does for every shared cache (one entry with a Logto-sized token, 1 KiB, sealed as a
@@ -248,27 +166,130 @@ fn main() {
         "requests_per_refresh_32t: {:.2} requests (mean of 20 fresh keys)",
         requests_per_refresh(&config, &server, 32, 20)
     );
+    request_token_figures(&config, &request);
+    bearer_overhead();
+    verify_figures();
+}
 
-    // A new Config per call has a new connection pool: connect + request + response.
-    let template = config.clone();
+/// The floors, and `store.get` on a fresh token, on one thread and on several at once;
+/// every one of those hits counted in the store's stats.
+fn hit_figures(store: &TokenStore, request: &TokenRequest) {
+    println!("floor_ns: {:.1} ns", floor_ns());
+    // What every hit reads: both clocks (a token ends by whichever says so first).
+    println!(
+        "clock_pair_ns: {:.1} ns",
+        median_ns(|| {
+            black_box((Instant::now(), SystemTime::now()));
+        })
+    );
+    // This thread's own copy of the token, as its hits return it.
+    let token = store.get(request).unwrap();
+    let hits_before = store.stats().hits;
+    one_thread_hits(store, request, &token);
+    let threads = threaded_hits(store, request);
+    // Every hit was counted, on every thread: the calls above on this thread and those of
+    // the threads.
+    let one_thread = u64::from(CALLS_PER_BATCH / 10 + BATCHES as u32 * CALLS_PER_BATCH);
+    let threaded = u64::from(CALLS_PER_BATCH / 2) * (3 * 2 + threads as u64);
+    assert_eq!(
+        store.stats().hits - hits_before,
+        one_thread + threaded,
+        "hits counted"
+    );
+}
+
+/// `go_floor_ns`, `arc_floor_ns` and `hit_ns_1t`.
+fn one_thread_hits(store: &TokenStore, request: &TokenRequest, token: &Arc<Token>) {
+    // A hit against Go's per-call cost and the floor of any hit, and without and with its
+    // counting (the state before `TokenStore::stats` and after): batches of the four taken
+    // in turn, so that a busy moment of the machine weighs on all alike.
+    //
+    // Go's `oauth2.ReuseTokenSource` per call, the floor a hit is held to: one
+    // uncontended `Mutex` lock and unlock and `time.Now()`, which reads both clocks.
+    let mutex = Mutex::new(0u64);
+    let go_floor = || {
+        let guard = mutex.lock().unwrap();
+        black_box((Instant::now(), SystemTime::now(), &*guard));
+    };
+    // What any hit that returns an `Arc<Token>` pays whatever its lookup: both clocks, and
+    // the `Arc`'s clone and the caller's drop (two atomic read-modify-writes, as the
+    // Mutex's lock and unlock are).
+    let arc_floor = || {
+        black_box((Instant::now(), SystemTime::now(), Arc::clone(token)));
+    };
+    let counted = || {
+        black_box(store.get(black_box(request)).unwrap());
+    };
+    let [go, arc, after] = interleaved_median_ns([&go_floor, &arc_floor, &counted]);
+    println!(
+        "go_floor_ns: {go:.1} ns (one uncontended Mutex and both clocks, what Go's token source pays per call)"
+    );
+    println!(
+        "arc_floor_ns: {arc:.1} ns (both clocks and an Arc clone and drop, what a hit can't go below)"
+    );
+    println!("hit_ns_1t: {after:.1} ns ({:.2} x go_floor_ns)", after / go);
+}
+
+/// `hit_ns_2t` and `hit_ns_<nproc>t`: per call on each of N threads hitting the same key
+/// at once. Returns nproc.
+fn threaded_hits(store: &TokenStore, request: &TokenRequest) -> usize {
+    let threads = thread::available_parallelism().map_or(1, |n| n.get());
+    let mut two = Vec::new();
+    for _ in 0..3 {
+        two.push(hammer_ns(store, request, 2));
+    }
+    println!("hit_ns_2t: {:.1} ns", median(&mut two));
+    println!(
+        "hit_ns_{threads}t: {:.1} ns (nproc = {threads})",
+        hammer_ns(store, request, threads)
+    );
+    threads
+}
+
+/// `hit_ns_1t_with_file` (hits never touch the token file) and `file_hit_us` (a new store,
+/// as in a fresh process, whose first `get` is served from the file).
+fn file_figures(config: &Config, request: &TokenRequest, server: &Loopback) {
+    let dir = std::env::temp_dir().join(format!("logto-m2m-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("token.json");
+    let with_file = TokenStore::new(config.clone()).cache_file(&file);
+    with_file.get(request).unwrap();
+    println!(
+        "hit_ns_1t_with_file: {:.1} ns",
+        median_ns(|| {
+            black_box(with_file.get(black_box(request)).unwrap());
+        })
+    );
+    let served_before = server.requests();
+    println!(
+        "file_hit_us: {:.1} us (first get of a new store, from the file)",
+        median_us(200, || {
+            let fresh = TokenStore::new(config.clone()).cache_file(&file);
+            black_box(fresh.get(request).unwrap());
+        })
+    );
+    assert_eq!(server.requests(), served_before, "file hits made requests");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `request_token_us` (a new Config per call has a new connection pool: connect, request,
+/// response) and `request_token_reused_conn_us` (on a pooled connection).
+fn request_token_figures(config: &Config, request: &TokenRequest) {
     println!(
         "request_token_us: {:.1} us",
         median_us(200, || {
             let fresh =
-                Config::new(template.token_url(), "bench-app", "bench-secret-0123456789").unwrap();
-            black_box(request_token(&fresh, &request).unwrap());
+                Config::new(config.token_url(), "bench-app", "bench-secret-0123456789").unwrap();
+            black_box(request_token(&fresh, request).unwrap());
         })
     );
-    request_token(&config, &request).unwrap();
+    request_token(config, request).unwrap();
     println!(
         "request_token_reused_conn_us: {:.1} us",
         median_us(200, || {
-            black_box(request_token(&config, &request).unwrap());
+            black_box(request_token(config, request).unwrap());
         })
     );
-
-    bearer_overhead();
-    verify_figures();
 }
 
 /// With `--features redis`: the same two figures with a Redis shared cache, against a
@@ -480,17 +501,12 @@ fn token_server() -> Loopback {
     })
 }
 
-/// `bearer_overhead_ns`: what the middleware adds per request (the store hit, the header
-/// value, the per-request redirect setting), on one agent with a `Bearer` and one
-/// keep-alive connection to a loopback API whose token is Logto-sized (about 750 bytes): a
-/// request the middleware fills against the same request carrying its own `Authorization`,
-/// which the middleware passes through. Both take the same agent, connection and middleware
-/// chain, so the difference is the filling alone, not two connections' latencies. Pairs of
-/// one request each way, in alternating order; the median of the pairs' differences.
-fn bearer_overhead() {
+/// For `bearer_overhead`: a loopback server, keep-alive, that answers a POST with a
+/// Logto-sized token (about 750 bytes) and anything else with `ok`.
+fn bearer_server() -> Loopback {
     let token = format!("eyJhbGciOiJFUzM4NCJ9.{}.sig", "x".repeat(720));
     let body = format!(r#"{{"access_token":"{token}","expires_in":3600,"token_type":"Bearer"}}"#);
-    let server = Loopback::start(8, Duration::from_secs(600), move |c| {
+    Loopback::start(8, Duration::from_secs(600), move |c| {
         loop {
             let answer = if c.request.method() == "POST" {
                 body.as_str()
@@ -505,7 +521,43 @@ fn bearer_overhead() {
                 return;
             }
         }
-    });
+    })
+}
+
+/// `pairs` pairs of one call of `a` and one of `b`, in alternating order: each pair's
+/// difference `a - b` and each `b`, in ns. The median of the differences is robust to the
+/// noise of a busy machine, which batches are not.
+fn paired_ns(a: impl Fn(), b: impl Fn(), pairs: usize) -> (Vec<f64>, Vec<f64>) {
+    let time = |f: &dyn Fn()| {
+        let started = Instant::now();
+        f();
+        started.elapsed().as_nanos() as f64
+    };
+    let mut differences = Vec::with_capacity(pairs);
+    let mut b_ns = Vec::with_capacity(pairs);
+    for i in 0..pairs {
+        let (a_ns, b_one) = if i % 2 == 0 {
+            let a_ns = time(&a);
+            (a_ns, time(&b))
+        } else {
+            let b_one = time(&b);
+            (time(&a), b_one)
+        };
+        differences.push(a_ns - b_one);
+        b_ns.push(b_one);
+    }
+    (differences, b_ns)
+}
+
+/// `bearer_overhead_ns`: what the middleware adds per request (the store hit, the header
+/// value, the per-request redirect setting), on one agent with a `Bearer` and one
+/// keep-alive connection to a loopback API whose token is Logto-sized (about 750 bytes): a
+/// request the middleware fills against the same request carrying its own `Authorization`,
+/// which the middleware passes through. Both take the same agent, connection and middleware
+/// chain, so the difference is the filling alone, not two connections' latencies. Pairs of
+/// one request each way, in alternating order; the median of the pairs' differences.
+fn bearer_overhead() {
+    let server = bearer_server();
     let origin = format!("http://127.0.0.1:{}", server.port());
     let config = Config::new(
         &format!("{origin}/oidc/token"),
@@ -544,27 +596,8 @@ fn bearer_overhead() {
     // Open the connection and warm both paths.
     call_filled();
     call_by_hand();
-    // Pairs of one request each way, in alternating order, and the median of the pairs'
-    // differences: robust to the noise of a busy machine, which batches are not.
     const PAIRS: usize = 20_000;
-    let mut differences = Vec::with_capacity(PAIRS);
-    let mut by_hand_ns = Vec::with_capacity(PAIRS);
-    for i in 0..PAIRS {
-        let time = |f: &dyn Fn()| {
-            let started = Instant::now();
-            f();
-            started.elapsed().as_nanos() as f64
-        };
-        let (a, b) = if i % 2 == 0 {
-            let a = time(&call_filled);
-            (a, time(&call_by_hand))
-        } else {
-            let b = time(&call_by_hand);
-            (time(&call_filled), b)
-        };
-        differences.push(a - b);
-        by_hand_ns.push(b);
-    }
+    let (mut differences, mut by_hand_ns) = paired_ns(call_filled, call_by_hand, PAIRS);
     // One connection for the token, one for every API request: else the figure would
     // compare connections again.
     let connections = server.finish().connections;

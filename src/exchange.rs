@@ -4,6 +4,9 @@
 //! (no redirects, no gzip, no cookies), reads at most 64 KiB, and hands the bytes to the
 //! parser. Retries are few and all inside the deadline: connection failures and 5xx up to
 //! three requests in all, and one wait for a `Retry-After` that fits.
+//!
+//! A token exchange's subject token and form fields come from `token_exchange`, before the
+//! first request and within the same deadline.
 
 use std::io;
 use std::thread;
@@ -16,8 +19,10 @@ use crate::config::{AuthMethod, Config};
 use crate::error::{Error, ErrorKind, MAX_SERVER_TEXT, MAX_SERVER_WORD, Redactions};
 use crate::request::{TokenRequest, form_urlencode, percent_encode};
 use crate::response::{self, Answer, Sent};
-use crate::subject::{self, ACCESS_TOKEN_TYPE, PERSONAL_ACCESS_TOKEN_TYPE, Subject, Who};
-use crate::token::{Token, is_header_safe};
+use crate::token::Token;
+
+mod token_exchange;
+use token_exchange::Exchange;
 
 /// The largest response body read, in bytes. A Logto token response is about 1 KiB;
 /// reading stops at the cap, so a hostile server can't make us buffer more.
@@ -143,259 +148,6 @@ fn fetch(
     outcome
 }
 
-/// A token exchange's own form fields, and what they hold that must never be shown.
-struct Exchange {
-    /// `&subject_token=…&subject_token_type=…` and the actor's.
-    fields: String,
-    /// The subject token and the actor token, as sent, for the redactions.
-    subject_token: String,
-    actor_token: Option<String>,
-    /// Who the token is for, for messages: `user "…"`, `the personal access token`, ...
-    who: String,
-}
-
-impl Exchange {
-    /// The subject token (read from its file now, or for an impersonation made by Logto's
-    /// Management API now) and the form fields.
-    fn prepare(
-        config: &Config,
-        agent: &ureq::Agent,
-        subject: &Subject,
-        deadline: Option<Instant>,
-    ) -> Result<Exchange, Error> {
-        subject.check()?;
-        let actor_token = subject.actor_token().map(subject::read_token).transpose()?;
-        let (subject_token, token_type, who) = match subject.who() {
-            Some(Who::Token(token_type, token)) => {
-                let who = match *token_type {
-                    PERSONAL_ACCESS_TOKEN_TYPE => "the personal access token",
-                    _ => "the user's access token",
-                };
-                (subject::read_token(token)?, *token_type, who.to_owned())
-            }
-            Some(Who::Impersonate(user_id)) => (
-                subject_token(config, agent, user_id, subject.context_json(), deadline)?,
-                ACCESS_TOKEN_TYPE,
-                format!("the subject token for user {user_id:?}"),
-            ),
-            // `check` refused a subject without one.
-            None => return Err(Error::config("no subject for the token exchange")),
-        };
-        if subject_token.is_empty() || actor_token.as_deref() == Some("") {
-            return Err(Error::config(format!("{who} is empty")));
-        }
-        let mut fields = String::new();
-        subject::form_fields(
-            &subject_token,
-            token_type,
-            actor_token.as_deref(),
-            &mut fields,
-        );
-        Ok(Exchange {
-            fields,
-            subject_token,
-            actor_token,
-            who,
-        })
-    }
-
-    /// What to do about the token endpoint's refusal of this exchange.
-    fn advice(&self, kind: &ErrorKind) -> Option<String> {
-        let ErrorKind::OAuth {
-            error, description, ..
-        } = kind
-        else {
-            return None;
-        };
-        let description = description.as_deref().unwrap_or("");
-        match error.as_str() {
-            // Logto: "requested grant type is not allowed for this client".
-            "invalid_request" | "unauthorized_client"
-                if description.contains("grant type") || error == "unauthorized_client" =>
-            {
-                Some(
-                    "the app may not exchange tokens: turn on token exchange for the app in the \
-                     logto console (its customClientMetadata.allowTokenExchange)"
-                        .into(),
-                )
-            }
-            "invalid_grant" => {
-                let actor = if self.actor_token.is_some() {
-                    ", or the actor token is not a user's opaque access token with scope openid"
-                } else {
-                    ""
-                };
-                Some(format!(
-                    "logto refused {} (used, expired, revoked, wrong, or from another logto){actor}",
-                    self.who
-                ))
-            }
-            _ => None,
-        }
-    }
-}
-
-/// Asks the Management API of the config's Logto for a single-use subject token for
-/// `user_id`: first a Management API token for the app (client_credentials, scope `all`),
-/// then `POST /api/subject-tokens`, both before `deadline`.
-fn subject_token(
-    config: &Config,
-    agent: &ureq::Agent,
-    user_id: &str,
-    context: Option<&str>,
-    deadline: Option<Instant>,
-) -> Result<String, Error> {
-    let token_url = config.token_url().split(['?', '#']).next().unwrap_or("");
-    let Some(base) = token_url.trim_end_matches('/').strip_suffix("/oidc/token") else {
-        return Err(Error::config(
-            "impersonation needs a logto endpoint (a token url ending in /oidc/token): the \
-             subject token comes from its management api",
-        ));
-    };
-    let context = match context.map(str::trim) {
-        None => "{}",
-        Some(json) => match miniserde::json::from_str::<miniserde::json::Value>(json) {
-            Ok(miniserde::json::Value::Object(_)) => json,
-            _ => {
-                return Err(Error::config(
-                    "the impersonation context is not a json object",
-                ));
-            }
-        },
-    };
-    let started = Instant::now();
-    let management = TokenRequest::management_api(token_url);
-    let token = fetch(config, agent, &management, None, started, deadline)?;
-
-    let url = format!("{base}/api/subject-tokens");
-    let mut body = String::from("{\"userId\":");
-    crate::text::push_string(&mut body, user_id);
-    body.push_str(",\"context\":");
-    body.push_str(context);
-    body.push('}');
-    let left = match deadline {
-        Some(d) => d.saturating_duration_since(Instant::now()),
-        None => config.timeout_value(),
-    };
-    if left.is_zero() {
-        return Err(Error::new(ErrorKind::Timeout {
-            after: config.timeout_value(),
-        })
-        .with_context(Some(&url), None, None));
-    }
-    let redact = Redactions {
-        secrets: [token.access_token(), "", "", "", ""],
-    };
-    // The Management API's refusals, said for what was asked of it.
-    let hint = |status: u16| match status {
-        404 => Some(format!(
-            "logto has no user {user_id:?}: check the id of the user to impersonate"
-        )),
-        401 | 403 => Some(
-            "impersonation needs the app to have management api access: assign it a \
-             machine-to-machine role with the management api's all permission"
-                .to_owned(),
-        ),
-        _ => None,
-    };
-    let answer = post_json(
-        config,
-        agent,
-        &url,
-        token.authorization(),
-        &body,
-        left,
-        &redact,
-    )
-    .map_err(|error| error.with_context(Some(&url), None, None))?;
-    let fail = |error: Error| {
-        error.with_context(Some(&url), answer.request_id.clone(), hint(answer.status))
-    };
-    if !(200..300).contains(&answer.status) {
-        let sent = Sent {
-            at: started,
-            wall: SystemTime::now(),
-            scope: &[],
-            max_lifetime: config.max_lifetime(),
-        };
-        return Err(fail(match response::parse(&answer, &sent, &redact) {
-            Err(error) => error,
-            // An error status is never a token.
-            Ok(_) => Error::new(ErrorKind::HttpStatus {
-                status: answer.status,
-                logto_code: None,
-                logto_message: None,
-            }),
-        }));
-    }
-    let invalid = |reason: &str| {
-        fail(Error::new(ErrorKind::InvalidResponse {
-            status: answer.status,
-            field: Some("subjectToken"),
-            reason: reason.into(),
-        }))
-    };
-    let parsed = std::str::from_utf8(&answer.body)
-        .ok()
-        .and_then(|text| miniserde::json::from_str::<miniserde::json::Object>(text).ok());
-    match parsed.as_ref().and_then(|o| o.get("subjectToken")) {
-        Some(miniserde::json::Value::String(t)) if !t.is_empty() && is_header_safe(t) => {
-            Ok(t.clone())
-        }
-        Some(miniserde::json::Value::String(_)) => Err(invalid("is empty or not visible ascii")),
-        Some(_) => Err(invalid("is not a string")),
-        None => Err(invalid("is missing")),
-    }
-}
-
-/// One JSON POST to the Management API with `authorization`, within `left`; the answer,
-/// whatever its status.
-fn post_json(
-    config: &Config,
-    agent: &ureq::Agent,
-    url: &str,
-    authorization: &str,
-    body: &str,
-    left: Duration,
-    redact: &Redactions<'_>,
-) -> Result<Answer, Error> {
-    let response = agent
-        .post(url)
-        .config()
-        .timeout_global(Some(left))
-        .build()
-        .header("content-type", "application/json")
-        .header("authorization", authorization)
-        .send(body.as_bytes())
-        .map_err(|e| map_ureq_error(e, config, redact).error)?;
-    let status = response.status().as_u16();
-    let request_id = response
-        .headers()
-        .get("logto-core-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(|id| crate::error::sanitize_to(id.trim(), redact, MAX_SERVER_WORD))
-        .filter(|id| !id.is_empty());
-    if response.status().is_redirection() {
-        return Err(Error::new(ErrorKind::Redirect {
-            status,
-            location: None,
-        }));
-    }
-    let rate_limited = (status == 429).then_some(None);
-    let body = response
-        .into_body()
-        .into_with_config()
-        .limit(MAX_RESPONSE_BYTES)
-        .read_to_vec()
-        .map_err(|e| body_failure(map_ureq_error(e, config, redact), status).error)?;
-    Ok(Answer {
-        status,
-        rate_limited,
-        body,
-        request_id,
-    })
-}
-
 /// The answers that can mean the secret was rotated: `invalid_client` (the secret is not
 /// one of the app's) and an expired secret.
 fn refuses_secret(kind: &ErrorKind) -> bool {
@@ -414,11 +166,6 @@ fn attempts(
     deadline: Option<Instant>,
     attempt: &mut usize,
 ) -> Result<Token, Error> {
-    let timeout = config.timeout_value();
-    let remaining = || match deadline {
-        Some(d) => d.saturating_duration_since(Instant::now()),
-        None => timeout,
-    };
     let auth = ClientAuth::new(config, secret);
     let body = auth.form_body(request, exchange.map(|e| e.fields.as_str()));
     let mut redact = auth.redactions();
@@ -432,9 +179,11 @@ fn attempts(
     // own, as far as the deadline allows.
     let first = *attempt;
     loop {
-        let left = remaining();
+        let left = time_left(config, deadline);
         if left.is_zero() {
-            return Err(Error::new(ErrorKind::Timeout { after: timeout }));
+            return Err(Error::new(ErrorKind::Timeout {
+                after: config.timeout_value(),
+            }));
         }
         // The token's lifetime counts from here: the server can't have issued it earlier.
         let sent = Sent {
@@ -446,16 +195,7 @@ fn attempts(
         let failure = match post_form(config, agent, &auth, &redact, &body, left) {
             Ok(answer) => match response::parse(&answer, &sent, &redact) {
                 Ok(token) => return Ok(token),
-                Err(error) => Failure {
-                    // A 5xx may go better next time; any other answer is the server's word.
-                    retry: matches!(
-                        error.kind(),
-                        ErrorKind::OAuth { status: 500.., .. }
-                            | ErrorKind::HttpStatus { status: 500.., .. }
-                    ),
-                    error,
-                }
-                .with_request_id(answer.request_id),
+                Err(error) => Failure::answered(error, answer.request_id),
             },
             Err(failure) => failure,
         };
@@ -474,7 +214,7 @@ fn attempts(
         };
         // A wait that does not fit the deadline is not worth starting: the caller gets the
         // server's answer now rather than a timeout later.
-        if wait >= remaining() {
+        if wait >= time_left(config, deadline) {
             return Err(failure.error);
         }
         log::debug!(
@@ -486,6 +226,14 @@ fn attempts(
         // `sleep` never returns early, so a Retry-After is honoured in full.
         thread::sleep(wait);
         *attempt += 1;
+    }
+}
+
+/// What is left of `deadline` now; the config's timeout when there is none.
+fn time_left(config: &Config, deadline: Option<Instant>) -> Duration {
+    match deadline {
+        Some(d) => d.saturating_duration_since(Instant::now()),
+        None => config.timeout_value(),
     }
 }
 
@@ -603,6 +351,20 @@ impl Failure {
             error: Error::new(kind),
             retry: false,
         }
+    }
+
+    /// The server's answer, refused: a 5xx may go better next time; any other answer is
+    /// the server's word.
+    fn answered(error: Error, request_id: Option<String>) -> Failure {
+        Failure {
+            retry: matches!(
+                error.kind(),
+                ErrorKind::OAuth { status: 500.., .. }
+                    | ErrorKind::HttpStatus { status: 500.., .. }
+            ),
+            error,
+        }
+        .with_request_id(request_id)
     }
 
     /// The failure of an answer that carried this request id.

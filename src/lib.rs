@@ -406,7 +406,9 @@
 // - transport:  the ureq agent a Config's roots and proxy make (with tls: the roots)
 // - request:    TokenRequest: what to ask for, its form, its cache key
 // - subject:    who a token exchange acts for (a user, a PAT, a user's token), its fields
-// - exchange:   request_token: the credentials, one POST, retries, ureq's errors mapped
+// - exchange:   request_token: the credentials, one POST, retries, ureq's errors mapped;
+//               exchange/token_exchange: a subject's token (for an impersonation, from the
+//               Management API), its form fields, and the advice when Logto refuses it
 // - response:   the parser: a server's answer or a cache entry in, a Token out
 // - token:      Token: the access token, its lifetime by both clocks, its scopes
 // - claims:     Claims: what a JWT access token says of itself, unverified (one reader)

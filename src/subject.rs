@@ -2,10 +2,10 @@
 //! form fields that say so, and the part of the cache key that tells subjects apart.
 //!
 //! Three subjects: a user to impersonate (the app first asks Logto's Management API for a
-//! single-use subject token, see `exchange.rs`), a user's personal access token, and a
-//! user's own access token (delegation); optionally an actor token. The tokens are held as
-//! the crate's secrets, a string or a file read for each request, and never appear in a
-//! cache key, a log line, `Debug` or an error.
+//! single-use subject token, see `exchange/token_exchange.rs`), a user's personal access
+//! token, and a user's own access token (delegation); optionally an actor token. The tokens
+//! are held as the crate's secrets, a string or a file read for each request, and never
+//! appear in a cache key, a log line, `Debug` or an error.
 
 use std::fmt;
 

@@ -1,0 +1,374 @@
+//! The token exchange's part of an exchange (RFC 8693, as Logto does it): the subject's
+//! token, read from its file or, for an impersonation, made by Logto's Management API;
+//! the form fields that carry it; and what to do when Logto refuses it.
+//!
+//! It sits under `exchange` because the Management API token it needs for an impersonation
+//! is itself one exchange (`super::fetch`), under the same deadline, and its POST maps
+//! ureq's errors the same way.
+
+use std::time::{Instant, SystemTime};
+
+use crate::config::Config;
+use crate::error::{Error, ErrorKind, MAX_SERVER_WORD, Redactions};
+use crate::request::TokenRequest;
+use crate::response::{self, Answer, Sent};
+use crate::subject::{self, ACCESS_TOKEN_TYPE, PERSONAL_ACCESS_TOKEN_TYPE, Subject, Who};
+use crate::token::is_header_safe;
+
+use super::{MAX_RESPONSE_BYTES, body_failure, map_ureq_error, time_left};
+
+/// A token exchange's own form fields, and what they hold that must never be shown.
+pub(super) struct Exchange {
+    /// `&subject_token=…&subject_token_type=…` and the actor's.
+    pub(super) fields: String,
+    /// The subject token and the actor token, as sent, for the redactions.
+    pub(super) subject_token: String,
+    pub(super) actor_token: Option<String>,
+    /// Who the token is for, for messages: `user "…"`, `the personal access token`, ...
+    who: String,
+}
+
+impl Exchange {
+    /// The subject token (read from its file now, or for an impersonation made by Logto's
+    /// Management API now) and the form fields.
+    pub(super) fn prepare(
+        config: &Config,
+        agent: &ureq::Agent,
+        subject: &Subject,
+        deadline: Option<Instant>,
+    ) -> Result<Exchange, Error> {
+        subject.check()?;
+        let actor_token = subject.actor_token().map(subject::read_token).transpose()?;
+        let (subject_token, token_type, who) = match subject.who() {
+            Some(Who::Token(token_type, token)) => {
+                let who = match *token_type {
+                    PERSONAL_ACCESS_TOKEN_TYPE => "the personal access token",
+                    _ => "the user's access token",
+                };
+                (subject::read_token(token)?, *token_type, who.to_owned())
+            }
+            Some(Who::Impersonate(user_id)) => (
+                subject_token(config, agent, user_id, subject.context_json(), deadline)?,
+                ACCESS_TOKEN_TYPE,
+                format!("the subject token for user {user_id:?}"),
+            ),
+            // `check` refused a subject without one.
+            None => return Err(Error::config("no subject for the token exchange")),
+        };
+        if subject_token.is_empty() || actor_token.as_deref() == Some("") {
+            return Err(Error::config(format!("{who} is empty")));
+        }
+        let mut fields = String::new();
+        subject::form_fields(
+            &subject_token,
+            token_type,
+            actor_token.as_deref(),
+            &mut fields,
+        );
+        Ok(Exchange {
+            fields,
+            subject_token,
+            actor_token,
+            who,
+        })
+    }
+
+    /// What to do about the token endpoint's refusal of this exchange.
+    pub(super) fn advice(&self, kind: &ErrorKind) -> Option<String> {
+        let ErrorKind::OAuth {
+            error, description, ..
+        } = kind
+        else {
+            return None;
+        };
+        let description = description.as_deref().unwrap_or("");
+        match error.as_str() {
+            // Logto: "requested grant type is not allowed for this client".
+            "invalid_request" | "unauthorized_client"
+                if description.contains("grant type") || error == "unauthorized_client" =>
+            {
+                Some(
+                    "the app may not exchange tokens: turn on token exchange for the app in the \
+                     logto console (its customClientMetadata.allowTokenExchange)"
+                        .into(),
+                )
+            }
+            "invalid_grant" => {
+                let actor = if self.actor_token.is_some() {
+                    ", or the actor token is not a user's opaque access token with scope openid"
+                } else {
+                    ""
+                };
+                Some(format!(
+                    "logto refused {} (used, expired, revoked, wrong, or from another logto){actor}",
+                    self.who
+                ))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Asks the Management API of the config's Logto for a single-use subject token for
+/// `user_id`: first a Management API token for the app (client_credentials, scope `all`),
+/// then `POST /api/subject-tokens`, both before `deadline`.
+fn subject_token(
+    config: &Config,
+    agent: &ureq::Agent,
+    user_id: &str,
+    context: Option<&str>,
+    deadline: Option<Instant>,
+) -> Result<String, Error> {
+    let (token_url, base) = management_api(config)?;
+    let context = context_object(context)?;
+    let started = Instant::now();
+    let management = TokenRequest::management_api(token_url);
+    let token = super::fetch(config, agent, &management, None, started, deadline)?;
+
+    let url = format!("{base}/api/subject-tokens");
+    let body = subject_token_body(user_id, context);
+    let redact = Redactions {
+        secrets: [token.access_token(), "", "", "", ""],
+    };
+    let answer = post_json(
+        config,
+        agent,
+        &url,
+        token.authorization(),
+        &body,
+        deadline,
+        &redact,
+    )
+    .map_err(|error| error.with_context(Some(&url), None, None))?;
+    read_subject_token(config, &answer, started, &redact).map_err(|error| {
+        let hint = management_api_hint(answer.status, user_id);
+        error.with_context(Some(&url), answer.request_id.clone(), hint)
+    })
+}
+
+/// The token URL without its query, and the Logto endpoint whose Management API makes
+/// subject tokens: the token URL without `/oidc/token`.
+fn management_api(config: &Config) -> Result<(&str, &str), Error> {
+    let token_url = config.token_url().split(['?', '#']).next().unwrap_or("");
+    match token_url.trim_end_matches('/').strip_suffix("/oidc/token") {
+        Some(base) => Ok((token_url, base)),
+        None => Err(Error::config(
+            "impersonation needs a logto endpoint (a token url ending in /oidc/token): the \
+             subject token comes from its management api",
+        )),
+    }
+}
+
+/// The impersonation context as sent: the caller's JSON object, or `{}`.
+fn context_object(context: Option<&str>) -> Result<&str, Error> {
+    match context.map(str::trim) {
+        None => Ok("{}"),
+        Some(json) => match miniserde::json::from_str::<miniserde::json::Value>(json) {
+            Ok(miniserde::json::Value::Object(_)) => Ok(json),
+            _ => Err(Error::config(
+                "the impersonation context is not a json object",
+            )),
+        },
+    }
+}
+
+/// The body of `POST /api/subject-tokens`: the user and the impersonation context.
+fn subject_token_body(user_id: &str, context: &str) -> String {
+    let mut body = String::from("{\"userId\":");
+    crate::text::push_string(&mut body, user_id);
+    body.push_str(",\"context\":");
+    body.push_str(context);
+    body.push('}');
+    body
+}
+
+/// The subject token in the Management API's `answer`, or the error it answered: its
+/// message when it gave one, else the status.
+fn read_subject_token(
+    config: &Config,
+    answer: &Answer,
+    started: Instant,
+    redact: &Redactions<'_>,
+) -> Result<String, Error> {
+    if !(200..300).contains(&answer.status) {
+        let sent = Sent {
+            at: started,
+            wall: SystemTime::now(),
+            scope: &[],
+            max_lifetime: config.max_lifetime(),
+        };
+        return Err(match response::parse(answer, &sent, redact) {
+            Err(error) => error,
+            // An error status is never a token.
+            Ok(_) => Error::new(ErrorKind::HttpStatus {
+                status: answer.status,
+                logto_code: None,
+                logto_message: None,
+            }),
+        });
+    }
+    let invalid = |reason: &str| {
+        Error::new(ErrorKind::InvalidResponse {
+            status: answer.status,
+            field: Some("subjectToken"),
+            reason: reason.into(),
+        })
+    };
+    let parsed = std::str::from_utf8(&answer.body)
+        .ok()
+        .and_then(|text| miniserde::json::from_str::<miniserde::json::Object>(text).ok());
+    match parsed.as_ref().and_then(|o| o.get("subjectToken")) {
+        Some(miniserde::json::Value::String(t)) if !t.is_empty() && is_header_safe(t) => {
+            Ok(t.clone())
+        }
+        Some(miniserde::json::Value::String(_)) => Err(invalid("is empty or not visible ascii")),
+        Some(_) => Err(invalid("is not a string")),
+        None => Err(invalid("is missing")),
+    }
+}
+
+/// The Management API's refusals, said for what was asked of it.
+fn management_api_hint(status: u16, user_id: &str) -> Option<String> {
+    match status {
+        404 => Some(format!(
+            "logto has no user {user_id:?}: check the id of the user to impersonate"
+        )),
+        401 | 403 => Some(
+            "impersonation needs the app to have management api access: assign it a \
+             machine-to-machine role with the management api's all permission"
+                .to_owned(),
+        ),
+        _ => None,
+    }
+}
+
+/// One JSON POST to the Management API with `authorization`, before `deadline`; the
+/// answer, whatever its status.
+fn post_json(
+    config: &Config,
+    agent: &ureq::Agent,
+    url: &str,
+    authorization: &str,
+    body: &str,
+    deadline: Option<Instant>,
+    redact: &Redactions<'_>,
+) -> Result<Answer, Error> {
+    let left = time_left(config, deadline);
+    if left.is_zero() {
+        return Err(Error::new(ErrorKind::Timeout {
+            after: config.timeout_value(),
+        }));
+    }
+    let response = agent
+        .post(url)
+        .config()
+        .timeout_global(Some(left))
+        .build()
+        .header("content-type", "application/json")
+        .header("authorization", authorization)
+        .send(body.as_bytes())
+        .map_err(|e| map_ureq_error(e, config, redact).error)?;
+    let status = response.status().as_u16();
+    let request_id = response
+        .headers()
+        .get("logto-core-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|id| crate::error::sanitize_to(id.trim(), redact, MAX_SERVER_WORD))
+        .filter(|id| !id.is_empty());
+    if response.status().is_redirection() {
+        return Err(Error::new(ErrorKind::Redirect {
+            status,
+            location: None,
+        }));
+    }
+    let rate_limited = (status == 429).then_some(None);
+    let body = response
+        .into_body()
+        .into_with_config()
+        .limit(MAX_RESPONSE_BYTES)
+        .read_to_vec()
+        .map_err(|e| body_failure(map_ureq_error(e, config, redact), status).error)?;
+    Ok(Answer {
+        status,
+        rate_limited,
+        body,
+        request_id,
+    })
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn config(token_url: &str) -> Config {
+        Config::new(token_url, "app", "secret").unwrap()
+    }
+
+    fn is_config_error(result: Result<impl std::fmt::Debug, Error>) -> bool {
+        matches!(
+            result.map_err(|e| e.kind().clone()),
+            Err(ErrorKind::Config { .. })
+        )
+    }
+
+    #[test]
+    fn the_management_api_is_the_token_urls_logto() {
+        let c = config("https://t.logto.app/oidc/token?x=1");
+        assert_eq!(
+            management_api(&c).unwrap(),
+            ("https://t.logto.app/oidc/token", "https://t.logto.app")
+        );
+        let c = config("https://t.logto.app/oidc/token/");
+        assert_eq!(management_api(&c).unwrap().1, "https://t.logto.app");
+        assert!(is_config_error(management_api(&config("https://x/token"))));
+    }
+
+    #[test]
+    fn the_context_is_a_json_object_or_none() {
+        assert_eq!(context_object(None).unwrap(), "{}");
+        assert_eq!(context_object(Some(" {\"a\":1}\n")).unwrap(), "{\"a\":1}");
+        assert!(is_config_error(context_object(Some("[1]"))));
+        assert!(is_config_error(context_object(Some("{"))));
+        assert_eq!(
+            subject_token_body("u\"1", "{}"),
+            r#"{"userId":"u\"1","context":{}}"#
+        );
+    }
+
+    #[test]
+    fn the_subject_token_is_read_or_its_fault_named() {
+        let c = config("https://t.logto.app/oidc/token");
+        let read = |status: u16, body: &str| {
+            let answer = Answer {
+                status,
+                rate_limited: None,
+                body: body.as_bytes().to_vec(),
+                request_id: None,
+            };
+            read_subject_token(&c, &answer, Instant::now(), &Redactions::NONE)
+        };
+        assert_eq!(read(201, r#"{"subjectToken":"sub_1"}"#).unwrap(), "sub_1");
+        for (body, reason) in [
+            (r#"{"subjectToken":""}"#, "is empty or not visible ascii"),
+            (
+                r#"{"subjectToken":"a\nb"}"#,
+                "is empty or not visible ascii",
+            ),
+            (r#"{"subjectToken":1}"#, "is not a string"),
+            (r#"{"other":1}"#, "is missing"),
+            ("not json", "is missing"),
+        ] {
+            match read(201, body).map_err(|e| e.kind().clone()) {
+                Err(ErrorKind::InvalidResponse {
+                    status: 201,
+                    field: Some("subjectToken"),
+                    reason: r,
+                }) => assert_eq!(r, reason, "{body}"),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        // An error status is never a token, whatever its body.
+        let error = read(404, r#"{"access_token":"x","token_type":"Bearer"}"#).unwrap_err();
+        assert_eq!(error.status(), Some(404));
+    }
+}

@@ -10,12 +10,13 @@ mod jws;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, RandomState};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::claims::Claims;
 use crate::error::{Error, ErrorKind};
+use crate::store::PrecomputedHash;
 
 /// Tokens longer than this are refused before any other work (Logto's are under 1.5 KiB).
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -91,32 +92,10 @@ pub struct Verifier {
 }
 
 /// Verified tokens by a keyed hash of their last bytes (the signature's), each with the
-/// whole token to compare.
+/// whole token to compare. The map passes that hash through rather than hash it again.
 #[derive(Default)]
 struct Remembered {
-    map: HashMap<u64, (Box<str>, Claims, i64), BuildHasherDefault<Slot>>,
-}
-
-/// The map's hasher: its keys are already keyed hashes (`Verifier::slot`), so hashing them
-/// again would only cost time on every lookup.
-#[derive(Default)]
-struct Slot(u64);
-
-impl Hasher for Slot {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is called for a `u64` key; this keeps any other use correct.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
+    map: HashMap<u64, (Box<str>, Claims, i64), BuildHasherDefault<PrecomputedHash>>,
 }
 
 impl Verifier {

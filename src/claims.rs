@@ -5,6 +5,11 @@
 //! Like the token response, the payload is read by a miniserde visitor of our own that keeps
 //! only the claims below, each a `Leaf` (arrays of strings for `aud`, nothing nested), so no
 //! payload, however deep or large, builds more than these few strings.
+//!
+//! The strings are shared (`Arc`): the verifier hands out a copy of a remembered token's
+//! claims on every call, and a copy is then a few reference counts, not seven allocations.
+
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -20,6 +25,9 @@ use crate::text::{Leaf, LeafFields, LeafFieldsMap};
 /// A claim that is absent, or not of its usual type (a string; an integer for the times;
 /// a string or an array of strings for `aud`), is `None` (or an empty `aud`).
 ///
+/// The text is shared (`Arc<str>`, `Arc<[String]>`), so a clone costs a few reference
+/// counts; read it as text with `as_deref()`, or `&*claims.aud` for a slice.
+///
 /// # Example
 /// ```
 /// use logto_m2m::Claims;
@@ -30,7 +38,7 @@ use crate::text::{Leaf, LeafFields, LeafFieldsMap};
 ///     sig";
 /// let claims = Claims::from_jwt(jwt).expect("a JWT");
 /// assert_eq!(claims.sub.as_deref(), Some("app-id"));
-/// assert_eq!(claims.aud, ["https://shopping.api"]);
+/// assert_eq!(*claims.aud, ["https://shopping.api"]);
 /// assert_eq!(claims.scope.as_deref(), Some("read:products"));
 /// assert_eq!(claims.exp, Some(1_900_000_000));
 /// assert!(Claims::from_jwt("opaque-token").is_none());
@@ -39,19 +47,19 @@ use crate::text::{Leaf, LeafFields, LeafFieldsMap};
 #[non_exhaustive]
 pub struct Claims {
     /// `iss`: who issued it (Logto: `{endpoint}/oidc`).
-    pub iss: Option<String>,
+    pub iss: Option<Arc<str>>,
     /// `sub`: whom it is about (for an M2M token, the app id).
-    pub sub: Option<String>,
+    pub sub: Option<Arc<str>>,
     /// `client_id`: the app that asked for it.
-    pub client_id: Option<String>,
+    pub client_id: Option<Arc<str>>,
     /// `aud`: the APIs it is for (the resource indicator; Logto's organization tokens:
     /// `urn:logto:organization:<id>`).
-    pub aud: Vec<String>,
+    pub aud: Arc<[String]>,
     /// `scope`: the granted scopes, space-separated; `None` when the token has no `scope`
     /// claim, which is how Logto says "none granted".
-    pub scope: Option<String>,
+    pub scope: Option<Arc<str>>,
     /// `organization_id`: Logto's organization, for organization-scoped tokens.
-    pub organization_id: Option<String>,
+    pub organization_id: Option<Arc<str>>,
     /// `iat`: when it was issued, in Unix seconds.
     pub iat: Option<i64>,
     /// `exp`: when it expires, in Unix seconds.
@@ -92,9 +100,9 @@ impl Claims {
             sub: slots.sub.and_then(string),
             client_id: slots.client_id.and_then(string),
             aud: match slots.aud {
-                Some(Leaf::Str(s)) => vec![s],
-                Some(Leaf::Strs(list)) => list,
-                _ => Vec::new(),
+                Some(Leaf::Str(s)) => Arc::new([s]),
+                Some(Leaf::Strs(list)) => list.into(),
+                _ => Arc::default(),
             },
             scope: slots.scope.and_then(string),
             organization_id: slots.organization_id.and_then(string),
@@ -106,9 +114,9 @@ impl Claims {
 }
 
 /// A claim's text, when it is a string.
-fn string(leaf: Leaf) -> Option<String> {
+fn string(leaf: Leaf) -> Option<Arc<str>> {
     match leaf {
-        Leaf::Str(s) => Some(s),
+        Leaf::Str(s) => Some(s.into()),
         _ => None,
     }
 }
@@ -191,7 +199,7 @@ mod test {
                 iss: Some("https://t/oidc".into()),
                 sub: Some("app".into()),
                 client_id: Some("app".into()),
-                aud: vec!["a".into(), "b".into()],
+                aud: Arc::new(["a".into(), "b".into()]),
                 scope: Some("x y".into()),
                 organization_id: Some("org".into()),
                 iat: Some(1000),
@@ -207,7 +215,7 @@ mod test {
             r#"{"sub":5,"aud":["a",1],"exp":"soon","iat":1.5,"scope":"a","scope":"b"}"#,
         ))
         .unwrap();
-        assert_eq!((c.sub, c.aud, c.exp, c.iat), (None, vec![], None, None));
+        assert_eq!((c.sub, &*c.aud, c.exp, c.iat), (None, &[][..], None, None));
         assert_eq!(c.scope.as_deref(), Some("a"));
         assert_eq!(
             Claims::from_jwt(&jwt(r#"{"exp":-5}"#)).unwrap().exp,

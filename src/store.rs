@@ -123,7 +123,7 @@ struct Entries {
 /// The keys are already hashes, so the map's hasher passes them through: a lookup costs
 /// no hashing.
 #[derive(Default)]
-struct PrecomputedHash(u64);
+pub(crate) struct PrecomputedHash(u64);
 
 impl Hasher for PrecomputedHash {
     fn finish(&self) -> u64 {

@@ -4,6 +4,7 @@
 //! this module only reads them.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::request::TokenRequest;
@@ -43,7 +44,7 @@ pub struct Token {
     pub(crate) requested_scope: String,
     /// For a JWT access token `Some`, holding its `scope` claim (`None` when it has
     /// none); `None` for an opaque token.
-    pub(crate) scope_claim: Option<Option<String>>,
+    pub(crate) scope_claim: Option<Option<Arc<str>>>,
     /// When the request was sent, by each clock.
     pub(crate) sent_at: Instant,
     pub(crate) sent_at_wall: SystemTime,

@@ -10,12 +10,13 @@ mod jws;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, RandomState};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::claims::Claims;
 use crate::error::{Error, ErrorKind};
+use crate::store::PrecomputedHash;
 
 /// Tokens longer than this are refused before any other work (Logto's are under 1.5 KiB).
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -60,8 +61,9 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// # The same token again
 /// A token verified once is remembered, keyed by the exact token string, until its
-/// `exp` (never past it), so verifying it again costs a lookup, not a signature check.
-/// At most 1,024 tokens are kept.
+/// `exp` (never past it), so verifying it again costs a lookup, not a signature check,
+/// and allocates nothing: the [`Claims`] returned share their text with the remembered
+/// ones. At most 1,024 tokens are kept.
 ///
 /// # About threads
 /// `Verifier` is `Send + Sync`: share one by reference or in an `Arc`. The locks (the keys,
@@ -75,7 +77,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// let verifier = Verifier::logto("https://tenant.logto.app")?;
 /// # let token = "";
 /// match verifier.verify(token, "https://shopping.api", &["read:products"]) {
-///     Ok(claims) => println!("hello {}", claims.sub.unwrap_or_default()),
+///     Ok(claims) => println!("hello {}", claims.sub.as_deref().unwrap_or("?")),
 ///     // 401 or 403 with this WWW-Authenticate; no challenge: 503 (the JWKS failed)
 ///     Err(e) => eprintln!("{e} ({:?})", e.challenge()),
 /// }
@@ -91,10 +93,10 @@ pub struct Verifier {
 }
 
 /// Verified tokens by a keyed hash of their last bytes (the signature's), each with the
-/// whole token to compare.
+/// whole token to compare. The map passes that hash through rather than hash it again.
 #[derive(Default)]
 struct Remembered {
-    map: HashMap<u64, (Box<str>, Claims, i64)>,
+    map: HashMap<u64, (Box<str>, Claims, i64), BuildHasherDefault<PrecomputedHash>>,
 }
 
 impl Verifier {
@@ -270,15 +272,13 @@ fn check_audience_and_scopes(
         return Err(invalid(format!("aud does not contain {audience}")));
     }
     let granted = claims.scope.as_deref().unwrap_or("");
-    let missing: Vec<String> = scopes
-        .iter()
-        .filter(|s| !granted.split(' ').any(|g| g == **s))
-        .map(|s| (*s).to_owned())
-        .collect();
-    if !missing.is_empty() {
-        return Err(Error::new(ErrorKind::InsufficientScope { missing }));
+    let is_granted = |s: &&str| granted.split(' ').any(|g| g == *s);
+    if scopes.iter().all(is_granted) {
+        return Ok(());
     }
-    Ok(())
+    let missing = scopes.iter().filter(|s| !is_granted(s));
+    let missing = missing.map(|s| (*s).to_owned()).collect();
+    Err(Error::new(ErrorKind::InsufficientScope { missing }))
 }
 
 fn unix_now() -> i64 {
@@ -386,6 +386,8 @@ impl fmt::Debug for Verifier {
 
 #[cfg(test)]
 mod test {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
@@ -433,6 +435,42 @@ mod test {
             v.remember(v.slot(&token), &token, &claims(now + 10), now);
             assert!(v.lock().map.len() <= MAX_REMEMBERED);
         }
+    }
+
+    #[test]
+    fn the_same_token_again_shares_its_claims() {
+        // A hit hands out the remembered claims' text, not copies of it: the cost of a
+        // repeat is a few reference counts.
+        let v = Verifier::logto("https://t.example").unwrap();
+        let token = "a.b.shared";
+        let kept = Claims {
+            sub: Some("app".into()),
+            scope: Some("read write".into()),
+            aud: Arc::new(["https://api".into()]),
+            exp: Some(2_000),
+            ..Claims::default()
+        };
+        v.remember(v.slot(token), token, &kept, 1_000);
+        let (one, two) = (
+            v.remembered(v.slot(token), token, 1_000).unwrap(),
+            v.remembered(v.slot(token), token, 1_001).unwrap(),
+        );
+        assert_eq!(one, kept);
+        assert!(Arc::ptr_eq(
+            one.sub.as_ref().unwrap(),
+            two.sub.as_ref().unwrap()
+        ));
+        assert!(Arc::ptr_eq(
+            one.scope.as_ref().unwrap(),
+            two.scope.as_ref().unwrap()
+        ));
+        assert!(Arc::ptr_eq(&one.aud, &two.aud));
+        assert!(check_audience_and_scopes(&one, "https://api", &["write", "read"]).is_ok());
+        let e = check_audience_and_scopes(&one, "https://api", &["read", "admin", "rea"]);
+        assert!(matches!(
+            e.unwrap_err().kind(),
+            ErrorKind::InsufficientScope { missing } if *missing == ["admin", "rea"]
+        ));
     }
 
     #[test]

@@ -51,7 +51,7 @@ fn logto_tokens_verify_through_a_signing_key_rotation() {
         .verify(before.access_token(), SHOPPING_API, &["read:products"])
         .unwrap();
     assert_eq!(claims.client_id.as_deref(), Some(APP_A.0));
-    assert_eq!(claims.iss, Some(logto.issuer()));
+    assert_eq!(claims.iss.as_deref(), Some(logto.issuer().as_str()));
     let e = verifier
         .verify(
             before.access_token(),
@@ -76,7 +76,7 @@ fn logto_tokens_verify_through_a_signing_key_rotation() {
     let claims = verifier
         .verify(org.access_token(), &audience, &["read:orders"])
         .unwrap();
-    assert_eq!(claims.aud, [audience.as_str()]);
+    assert_eq!(*claims.aud, [audience.as_str()]);
     let e = verifier
         .verify(org.access_token(), SHOPPING_API, &[])
         .unwrap_err();

@@ -522,7 +522,7 @@ fn the_peers_tokens_verify_against_its_jwks() {
             &["read:members"],
         )
         .unwrap();
-    assert_eq!(claims.aud, ["urn:logto:organization:org-acme"]);
+    assert_eq!(*claims.aud, ["urn:logto:organization:org-acme"]);
     refusal(v.verify(org.access_token(), SHOPPING_API, &[]));
     // Another issuer's name for the same keys: refused.
     let other = Verifier::new(

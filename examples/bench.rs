@@ -4,6 +4,7 @@
 //! cargo run --release --example bench                  # one `name: value unit` line per figure
 //! cargo run --release --example bench --features redis # + the Redis figures
 //! cargo run --release --example bench -- bearer        # bearer_overhead_ns alone
+//! cargo run --release --example bench -- verify        # the Verifier's figures alone
 //! ```
 //!
 //! With `--features redis` (and `redis-sentinel,redis-cluster`: the Sentinel and Cluster
@@ -13,6 +14,24 @@
 //! counting requests, so the figures measure this crate and not a remote server.
 //!
 //! # The last measured values
+//!
+//! One run of the whole bench on 2026-12-04 after issues 23-26 landed (Rust 1.95.0, the
+//! 2-core VM with CI building beside it, load average 2-3.5): `clock_pair_ns` 110.8,
+//! `go_floor_ns` 98.1, `arc_floor_ns` 92.7, `hit_ns_1t` 105.1 (1.07 x `go_floor_ns`),
+//! `hit_ns_2t` 143.4, `hit_allocs` 0, `hit_ns_1t_with_file` 108.6, `file_hit_us` 16.8,
+//! `refresh_spread_s` 29.48, `seal_open_us` 6.25, `seal_key_us` 0.67,
+//! `requests_per_refresh_32t` 1.00, `request_token_us` 692.0,
+//! `request_token_reused_conn_us` 200.1, `bearer_overhead_ns` 1413, `verify_first_us` 932.5
+//! (1.007 x `ring_es384_us` 927.4), `verify_again_ns` 183, `verify_again_allocs` 0,
+//! `claims_clone_ns` 56.
+//!
+//! `bearer_overhead_ns` now compares, on one agent and one connection, a request the
+//! `Bearer` fills against one carrying its own prebuilt header, which the middleware
+//! passes through, so that it measures the middleware and not two connections' latencies
+//! (before: −9,919 to +20,107 ns from run to run on the same machine). `-- bearer` on
+//! 2026-12-04: 1,243, 962, 991, 1,122 and 1,121 ns (5 runs, load 10-13), then 1,242 and
+//! 1,082 ns (load 2-3.5), each the median of 20,000 pairs (a loopback request 36-50 µs).
+//! The rows below are the earlier figures, with their dates.
 //!
 //! Measured 2026-12-01 on a 2-core VM (Rust 1.95.0), whose speed drifted a lot that day
 //! (`clock_pair_ns` between 42 and 89 ns), so read each run's figures against each other:
@@ -24,7 +43,7 @@
 //! | `hit_ns_1t` | 57.3–57.4 ns (1.05–1.06 × `go_floor_ns`); 87.8–119.5 ns (1.04–1.12 ×, median 1.06) | `store.get` on a fresh token, one thread, with the counters of `TokenStore::stats` |
 //! | `hit_ns_1t_uncounted` | 56.6–56.8 ns; 81.9–117.1 ns | the same without counting: the counters cost −1.5 to +2.4 ns, noise |
 //! | `hit_ns_2t` | 57.0 ns; 0.79–1.0 × `hit_ns_1t` | per call, 2 threads on one key at once (goal ≤ 1.5 × `hit_ns_1t`) |
-//! | `bearer_overhead_ns` | −855 to −957 ns (3 runs, each the median of 20,000 pairs; a loopback request 17.8–25.7 µs) | a request through a `Bearer` agent against the same request with the header set by hand: the middleware reuses one header value per token, which saves more than its own work costs |
+//! | `bearer_overhead_ns` (before 2026-12-04: two agents) | −855 to −957 ns (3 runs, each the median of 20,000 pairs; a loopback request 17.8–25.7 µs) | a request through a `Bearer` agent against the same request with the header set by hand on another agent: it depended on which connection was slower |
 //! | `redis_hit_us` | standalone 60.5–79.7 µs, Sentinel 136.7–165.7 µs, Cluster 121.4–193.7 µs | the first `get` of a new store, served from Redis (new connections) |
 //!
 //! The Verifier (issue 25), measured 2026-12-04 with `cargo run --release --example bench --

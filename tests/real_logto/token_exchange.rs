@@ -9,6 +9,7 @@
 //! `read:products` and its personal access token are made once, through the Management
 //! API too. The tests at the top need no server.
 
+use super::{err, ok};
 use crate::common;
 #[cfg(feature = "redis")]
 use crate::redis_server;
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use common::real_logto::{App, Logto, Output, run_bounded};
 use common::{SHOPPING_API, TempDir, assert_claim, local_agent};
-use logto_m2m::{Config, Error, ErrorKind, Secret, Token, TokenRequest, TokenStore, request_token};
+use logto_m2m::{Config, ErrorKind, Secret, Token, TokenRequest, TokenStore, request_token};
 use miniserde::json::{self, Value};
 
 /// Seeded app A: Management API `all`, to set things up.
@@ -287,19 +288,6 @@ fn exchanges(logto: &Logto, app_id: &str, result: &str) -> u64 {
         last = now;
     }
     last
-}
-
-#[track_caller]
-fn ok(result: Result<Token, Error>) -> Token {
-    result.unwrap_or_else(|e| panic!("expected a token: {e}"))
-}
-
-#[track_caller]
-fn err(result: Result<Token, Error>) -> Error {
-    match result {
-        Ok(token) => panic!("expected an error, got a token: {token:?}"),
-        Err(e) => e,
-    }
 }
 
 /// The token acts for `user` and was issued to `app`, with the user's scope only.

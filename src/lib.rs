@@ -111,8 +111,8 @@
 //!   shared cache's copy of a refused token is not taken again). A [`CallError`] says whether
 //!   the token (`Token`) or the call (`Api`) failed.
 //!
-//! Measured against the test server's key-rotation lever (`cargo test --test api --test
-//! cli`): after the rotation, `call` and `logto-m2m call` get their 200 after exactly 1 new
+//! Measured against the test server's key-rotation lever (`cargo test --test suite --
+//! api cli`): after the rotation, `call` and `logto-m2m call` get their 200 after exactly 1 new
 //! token request and 1 retried API request; `Bearer` returns the 401 once and the next
 //! request succeeds; 32 threads meeting the same 401 make 1 token request; a request to
 //! another origin, and a redirect to another port of the API's host, carry no
@@ -144,7 +144,7 @@
 //!
 //! Measured by `cargo test --test secret_file` against the test server (which keeps several
 //! secrets per app and answers an expired one as Logto does) and `LOGTO_REAL=1 cargo test
-//! --test real_logto_rotation` against a real Logto: a running store whose file is rewritten
+//! --test real_logto rotation` against a real Logto: a running store whose file is rewritten
 //! from the old secret to a new one (the old one then deleted) gets its next token with the
 //! new one; with an expired secret in the file and the new one written while the request is
 //! held in front of Logto, one retry, then a token.
@@ -189,7 +189,7 @@
 //!   fails a request the network can satisfy, and `last_cache_error` tells the current problem
 //!   only: it is `None` again once a later `get` used the file without one.
 //!
-//! Measured by `cargo test --test cache_file`: 10 sequential runs of the `get_token` example
+//! Measured by `cargo test --test suite cache_file`: 10 sequential runs of the `get_token` example
 //! make 1 token request, 8 runs started at once make 1.
 //!
 //! The token file is one [`TokenCache`]; `TokenStore::token_cache` takes any other, such as
@@ -231,7 +231,7 @@
 //! other's entry. Entries of an older format (a token file of version 1 or 2, a Redis
 //! value in the clear) are ignored without a warning and replaced at the next refresh; Redis
 //! values in the clear lapse with their token's TTL. Measured by `cargo test --features redis
-//! --test sealed_caches`: no byte of the token file nor any Redis key or value holds a token,
+//! --test suite sealed_caches`: no byte of the token file nor any Redis key or value holds a token,
 //! a part of one, or a secret; an entry moved under another app's key, written with another
 //! secret, changed in one byte, or in the old format, makes a token request instead.
 //!

@@ -558,7 +558,8 @@ impl fmt::Display for DisplayDuration {
         if d.subsec_nanos() == 0 {
             write!(f, "{}s", d.as_secs())
         } else if d < Duration::from_secs(1) {
-            write!(f, "{}ms", d.as_millis())
+            // u32, as a u128 would link its own printer (1 KB) for this one line.
+            write!(f, "{}ms", d.subsec_millis())
         } else {
             // Whole milliseconds by integer arithmetic: float formatting would link tens of
             // kilobytes of tables into every binary for this one line.

@@ -16,13 +16,15 @@ use base64::Engine;
 
 use crate::advice;
 use crate::config::{AuthMethod, Config};
-use crate::error::{Error, ErrorKind, MAX_SERVER_TEXT, MAX_SERVER_WORD, Redactions};
+use crate::error::{
+    DisplayDuration, Error, ErrorKind, MAX_SERVER_TEXT, MAX_SERVER_WORD, Redactions,
+};
 use crate::request::{TokenRequest, form_urlencode, percent_encode};
 use crate::response::{self, Answer, Sent};
 use crate::token::Token;
 
 mod token_exchange;
-use token_exchange::Exchange;
+pub(crate) use token_exchange::Exchange;
 
 /// The largest response body read, in bytes. A Logto token response is about 1 KiB;
 /// reading stops at the cap, so a hostile server can't make us buffer more.
@@ -82,9 +84,10 @@ pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, E
     let deadline = started.checked_add(config.timeout_value());
     // A token exchange's subject first (for an impersonation, two requests of its own),
     // within the same deadline as the exchange.
+    // Through the subject's pointer, so that a program without one links none of it.
     let exchange = match request.subject() {
         None => None,
-        Some(subject) => Some(Exchange::prepare(config, agent, subject, deadline)?),
+        Some((subject, code)) => Some((code.prepare)(config, agent, subject, deadline)?),
     };
     fetch(config, agent, request, exchange.as_ref(), started, deadline)
 }
@@ -140,9 +143,9 @@ fn fetch(
         Ok(token) => log_fetched(config, request, exchange, token, attempt, started),
         Err(error) => log::debug!(
             target: "logto_m2m",
-            "token request for resource {:?} failed after {attempt} attempt(s), {}ms: {error}",
+            "token request for resource {:?} failed after {attempt} attempt(s), {}: {error}",
             request.resource(),
-            started.elapsed().as_millis()
+            DisplayDuration(started.elapsed())
         ),
     }
     outcome
@@ -219,8 +222,8 @@ fn attempts(
         }
         log::debug!(
             target: "logto_m2m",
-            "token request attempt {attempt} failed, trying again in {}ms: {}",
-            wait.as_millis(),
+            "token request attempt {attempt} failed, trying again in {}: {}",
+            DisplayDuration(wait),
             failure.error
         );
         // `sleep` never returns early, so a Retry-After is honoured in full.
@@ -248,11 +251,11 @@ fn log_fetched(
 ) {
     log::debug!(
         target: "logto_m2m",
-        "token fetched: resource {:?}, scope {:?}, lifetime {}s, {attempts} attempt(s), {}ms",
+        "token fetched: resource {:?}, scope {:?}, lifetime {}s, {attempts} attempt(s), {}",
         request.resource(),
         token.scope().unwrap_or(""),
         token.expires_in().as_secs(),
-        started.elapsed().as_millis()
+        DisplayDuration(started.elapsed())
     );
     let missing = token.missing_scopes(request);
     if !missing.is_empty() {

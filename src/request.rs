@@ -264,9 +264,9 @@ impl TokenRequest {
         self.organization.as_deref()
     }
 
-    /// Who the token acts for, when not the app itself.
-    pub(crate) fn subject(&self) -> Option<&Subject> {
-        Some(&self.subject).filter(|s| s.is_set())
+    /// Who the token acts for, when not the app itself, with the token exchange's code.
+    pub(crate) fn subject(&self) -> Option<(&Subject, &'static subject::Code)> {
+        Some((&self.subject, self.subject.code()?))
     }
 
     pub(crate) fn key(&self) -> &str {
@@ -283,14 +283,24 @@ impl TokenRequest {
     }
 
     fn rekey(&mut self) {
-        let mut sorted: Vec<&str> = self.scopes.iter().map(String::as_str).collect();
-        sorted.sort_unstable();
+        // The scopes in order, so that their order does not split the cache. By insertion:
+        // scopes are few, and std's sort would link 4 KB into every binary for them.
+        let mut sorted: Vec<&str> = Vec::with_capacity(self.scopes.len());
+        for scope in &self.scopes {
+            let at = sorted.partition_point(|s| *s <= scope.as_str());
+            sorted.insert(at, scope);
+        }
         // NUL can't come through form encoding unnoticed, so it separates the parts
         // unambiguously.
         let mut key = String::with_capacity(self.resource.len() + 64);
         key.push_str(&self.resource);
         key.push('\0');
-        key.push_str(&sorted.join(" "));
+        for (i, scope) in sorted.iter().enumerate() {
+            if i > 0 {
+                key.push(' ');
+            }
+            key.push_str(scope);
+        }
         key.push('\0');
         if let Some(org) = &self.organization {
             key.push_str(org);

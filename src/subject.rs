@@ -8,10 +8,31 @@
 //! appear in a cache key, a log line, `Debug` or an error.
 
 use std::fmt;
+use std::time::Instant;
 
+use crate::config::Config;
 use crate::error::Error;
+use crate::exchange::Exchange;
 use crate::request::form_urlencode_into;
 use crate::secret::Secret;
+
+/// The token exchange's code, which a request reaches only through a subject's setters: a
+/// program that never acts for a user links none of it (the exchange's preparation, the
+/// Management API's subject token, its JSON, the key's hash, the advice), as the linker
+/// drops what no setter's pointer names.
+#[derive(Clone, Copy)]
+pub(crate) struct Code {
+    /// The subject token and the form fields, before the exchange and within its deadline.
+    pub(crate) prepare:
+        fn(&Config, &ureq::Agent, &Subject, Option<Instant>) -> Result<Exchange, Error>,
+    /// See [`Subject::key_part`].
+    key_part: fn(&Subject) -> String,
+}
+
+static CODE: Code = Code {
+    prepare: Exchange::prepare,
+    key_part,
+};
 
 /// RFC 8693's grant type.
 pub(crate) const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -44,6 +65,8 @@ fn identify(token: &Secret, hash: &mut ring::digest::Context) {
 #[derive(Clone, Default)]
 pub(crate) struct Subject {
     who: Option<Who>,
+    /// Set with any of the others: a request with a subject is a token exchange.
+    code: Option<&'static Code>,
     /// Logto's impersonation context: a JSON object kept with the subject token.
     context: Option<String>,
     actor: Option<Secret>,
@@ -60,6 +83,7 @@ pub(crate) enum Who {
 impl Subject {
     pub(crate) fn impersonate(&mut self, user_id: &str) {
         self.who = Some(Who::Impersonate(user_id.to_owned()));
+        self.code = Some(&CODE);
     }
 
     pub(crate) fn token(&mut self, token_type: &'static str, token: Secret) {
@@ -68,19 +92,27 @@ impl Subject {
             _ => "subject token",
         };
         self.who = Some(Who::Token(token_type, token.labelled(what)));
+        self.code = Some(&CODE);
     }
 
     pub(crate) fn context(&mut self, json: &str) {
         self.context = Some(json.to_owned());
+        self.code = Some(&CODE);
     }
 
     pub(crate) fn actor(&mut self, token: Secret) {
         self.actor = Some(token.labelled("actor token"));
+        self.code = Some(&CODE);
+    }
+
+    /// The token exchange's code when the request is one.
+    pub(crate) fn code(&self) -> Option<&'static Code> {
+        self.code
     }
 
     /// True when the request is a token exchange.
     pub(crate) fn is_set(&self) -> bool {
-        self.who.is_some() || self.context.is_some() || self.actor.is_some()
+        self.code.is_some()
     }
 
     pub(crate) fn who(&self) -> Option<&Who> {
@@ -100,31 +132,9 @@ impl Subject {
     /// no token is ever in a key, a token file or Redis, and equal subjects in two processes
     /// share one entry. Empty for no subject.
     pub(crate) fn key_part(&self) -> String {
-        if !self.is_set() {
-            return String::new();
-        }
-        let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
-        match &self.who {
-            None => hash_part(&mut hash, b"none", b""),
-            Some(Who::Impersonate(user)) => hash_part(&mut hash, b"impersonate", user.as_bytes()),
-            Some(Who::Token(token_type, token)) => {
-                hash_part(&mut hash, b"token", token_type.as_bytes());
-                identify(token, &mut hash);
-            }
-        }
-        if let Some(context) = &self.context {
-            hash_part(&mut hash, b"context", context.as_bytes());
-        }
-        if let Some(actor) = &self.actor {
-            hash_part(&mut hash, b"actor", b"");
-            identify(actor, &mut hash);
-        }
-        let digest = hash.finish();
-        let mut out = String::with_capacity(32);
-        for b in &digest.as_ref()[..16] {
-            out.push_str(&format!("{b:02x}"));
-        }
-        out
+        self.code
+            .map(|code| (code.key_part)(self))
+            .unwrap_or_default()
     }
 
     /// Refuses the combinations that can't make a request, before anything is sent.
@@ -166,6 +176,32 @@ pub(crate) fn form_fields(
 }
 
 /// One part of the key's hash, with its length first so that parts can't run together.
+/// [`Subject::key_part`] of a subject that is set.
+fn key_part(subject: &Subject) -> String {
+    let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+    match &subject.who {
+        None => hash_part(&mut hash, b"none", b""),
+        Some(Who::Impersonate(user)) => hash_part(&mut hash, b"impersonate", user.as_bytes()),
+        Some(Who::Token(token_type, token)) => {
+            hash_part(&mut hash, b"token", token_type.as_bytes());
+            identify(token, &mut hash);
+        }
+    }
+    if let Some(context) = &subject.context {
+        hash_part(&mut hash, b"context", context.as_bytes());
+    }
+    if let Some(actor) = &subject.actor {
+        hash_part(&mut hash, b"actor", b"");
+        identify(actor, &mut hash);
+    }
+    let digest = hash.finish();
+    let mut out = String::with_capacity(32);
+    for b in &digest.as_ref()[..16] {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
 fn hash_part(hash: &mut ring::digest::Context, label: &[u8], value: &[u8]) {
     hash.update(label);
     hash.update(&(value.len() as u64).to_be_bytes());

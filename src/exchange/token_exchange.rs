@@ -18,7 +18,7 @@ use crate::token::is_header_safe;
 use super::{MAX_RESPONSE_BYTES, body_failure, map_ureq_error, time_left};
 
 /// A token exchange's own form fields, and what they hold that must never be shown.
-pub(super) struct Exchange {
+pub(crate) struct Exchange {
     /// `&subject_token=…&subject_token_type=…` and the actor's.
     pub(super) fields: String,
     /// The subject token and the actor token, as sent, for the redactions.
@@ -26,12 +26,14 @@ pub(super) struct Exchange {
     pub(super) actor_token: Option<String>,
     /// Who the token is for, for messages: `user "…"`, `the personal access token`, ...
     who: String,
+    /// [`advice_for`], through a pointer for the reason of `subject::Code`.
+    advise: fn(&Exchange, &ErrorKind) -> Option<String>,
 }
 
 impl Exchange {
     /// The subject token (read from its file now, or for an impersonation made by Logto's
     /// Management API now) and the form fields.
-    pub(super) fn prepare(
+    pub(crate) fn prepare(
         config: &Config,
         agent: &ureq::Agent,
         subject: &Subject,
@@ -70,42 +72,48 @@ impl Exchange {
             subject_token,
             actor_token,
             who,
+            advise: advice_for,
         })
     }
 
     /// What to do about the token endpoint's refusal of this exchange.
     pub(super) fn advice(&self, kind: &ErrorKind) -> Option<String> {
-        let ErrorKind::OAuth {
-            error, description, ..
-        } = kind
-        else {
-            return None;
-        };
-        let description = description.as_deref().unwrap_or("");
-        match error.as_str() {
-            // Logto: "requested grant type is not allowed for this client".
-            "invalid_request" | "unauthorized_client"
-                if description.contains("grant type") || error == "unauthorized_client" =>
-            {
-                Some(
-                    "the app may not exchange tokens: turn on token exchange for the app in the \
-                     logto console (its customClientMetadata.allowTokenExchange)"
-                        .into(),
-                )
-            }
-            "invalid_grant" => {
-                let actor = if self.actor_token.is_some() {
-                    ", or the actor token is not a user's opaque access token with scope openid"
-                } else {
-                    ""
-                };
-                Some(format!(
-                    "logto refused {} (used, expired, revoked, wrong, or from another logto){actor}",
-                    self.who
-                ))
-            }
-            _ => None,
+        (self.advise)(self, kind)
+    }
+}
+
+/// [`Exchange::advice`].
+fn advice_for(exchange: &Exchange, kind: &ErrorKind) -> Option<String> {
+    let ErrorKind::OAuth {
+        error, description, ..
+    } = kind
+    else {
+        return None;
+    };
+    let description = description.as_deref().unwrap_or("");
+    match error.as_str() {
+        // Logto: "requested grant type is not allowed for this client".
+        "invalid_request" | "unauthorized_client"
+            if description.contains("grant type") || error == "unauthorized_client" =>
+        {
+            Some(
+                "the app may not exchange tokens: turn on token exchange for the app in the \
+                 logto console (its customClientMetadata.allowTokenExchange)"
+                    .into(),
+            )
         }
+        "invalid_grant" => {
+            let actor = if exchange.actor_token.is_some() {
+                ", or the actor token is not a user's opaque access token with scope openid"
+            } else {
+                ""
+            };
+            Some(format!(
+                "logto refused {} (used, expired, revoked, wrong, or from another logto){actor}",
+                exchange.who
+            ))
+        }
+        _ => None,
     }
 }
 

@@ -254,8 +254,17 @@ impl TokenRequest {
         &self.resource
     }
 
-    /// The scopes, in the order given.
-    pub(crate) fn scopes(&self) -> &[String] {
+    /// The scopes asked for, in the order given.
+    ///
+    /// # Example
+    /// ```
+    /// use logto_m2m::TokenRequest;
+    ///
+    /// let request = TokenRequest::new("https://shopping.api").scope("read:products write:orders");
+    /// assert_eq!(request.scopes(), ["read:products", "write:orders"]);
+    /// assert_eq!(TokenRequest::management_api("https://abc123.logto.app").scopes(), ["all"]);
+    /// ```
+    pub fn scopes(&self) -> &[String] {
         &self.scopes
     }
 

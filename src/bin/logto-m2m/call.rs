@@ -10,7 +10,7 @@ use ureq::http::{Method, Response, Uri};
 use crate::Failure;
 use crate::flags::Options;
 use crate::output::TARGET;
-use crate::setup::{MANAGEMENT_API_SCOPE, Setup, Vars, log_stats, setup, warn_missing_scopes};
+use crate::setup::{Vars, log_stats, setup};
 
 pub(crate) const ABOUT: &str = "\
 Calls an API with `Authorization: Bearer <token>` and prints the answer's body on stdout.
@@ -32,13 +32,13 @@ pub(crate) fn run(opts: &Options) -> Result<(), Failure> {
         Failure::Usage("call: give the url (https://...) or a path on Logto (/api/...)".into())
     })?;
     let (url, default) = resolve(opts, target)?;
-    let Setup {
-        config,
-        request,
-        no_resource,
-        store,
-    } = setup(opts, default.as_ref())?;
-    let store = Arc::new(store.unwrap_or_else(|| TokenStore::new(config.clone())));
+    let mut setup = setup(opts, default.as_ref())?;
+    let (config, request) = (&setup.config, &setup.request);
+    let store = setup
+        .store
+        .take()
+        .unwrap_or_else(|| TokenStore::new(config.clone()));
+    let store = Arc::new(store);
     // The token goes only where the library's own middleware would send it: https, or
     // plain http to a loopback host. Nothing of the Bearer is used but this check.
     Bearer::new(Arc::clone(&store), request.clone(), &origin(&url)?).map_err(|e| {
@@ -79,20 +79,14 @@ pub(crate) fn run(opts: &Options) -> Result<(), Failure> {
             send(value).map_err(|e| Failure::Token(format!("api call failed: {e}")))?
         }
         None => {
-            let answer = store.call(&request, send);
+            let answer = store.call(request, send);
             log_stats(&store);
             let answer = answer.map_err(|e| match e {
                 CallError::Token(e) => Failure::from(e),
                 other => Failure::Token(other.to_string()),
             })?;
-            if let Ok(token) = store.get(&request) {
-                warn_missing_scopes(
-                    &config,
-                    &request,
-                    no_resource,
-                    opts.subject.is_set(),
-                    &token,
-                );
+            if let Ok(token) = store.get(request) {
+                setup.warn_missing_scopes(opts.subject.is_set(), &token);
             }
             answer
         }
@@ -130,7 +124,7 @@ fn resolve(opts: &Options, target: &str) -> Result<(String, Option<TokenRequest>
                 "call {target}: {variable} ({value}) left aside: a path is a call to Logto's \
                  Management API, with resource {} and scope {}; give {flag} to choose",
                 default.resource(),
-                MANAGEMENT_API_SCOPE
+                default.scopes().join(" ")
             );
         }
     }

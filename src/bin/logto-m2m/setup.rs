@@ -83,9 +83,6 @@ pub(crate) struct Setup {
     pub(crate) store: Option<TokenStore>,
 }
 
-/// The scope of `TokenRequest::management_api`: the Management API has no other.
-pub(crate) const MANAGEMENT_API_SCOPE: &str = "all";
-
 /// The config, request and store for `opts` and the environment. `default`, the Management
 /// API's request of `call <path>`, stands in for `LOGTO_RESOURCE` and `LOGTO_SCOPES` (a flag
 /// still wins).
@@ -100,10 +97,7 @@ pub(crate) fn setup(opts: &Options, default: Option<&TokenRequest>) -> Result<Se
     // Without a resource the request goes without one and the server decides: most servers
     // need none, and Logto's invalid_target then says what is missing.
     let resource = pick("LOGTO_RESOURCE", default.map(|d| d.resource().to_owned()))?;
-    let scopes = pick(
-        "LOGTO_SCOPES",
-        default.map(|_| MANAGEMENT_API_SCOPE.to_owned()),
-    )?;
+    let scopes = pick("LOGTO_SCOPES", default.map(|d| d.scopes().join(" ")))?;
     let mut request = TokenRequest::new(&resource).scope(&scopes);
     if let Some(org) = &opts.organization {
         request = request.organization(org);
@@ -125,66 +119,53 @@ pub(crate) fn setup(opts: &Options, default: Option<&TokenRequest>) -> Result<Se
 /// The token for `opts` and the environment. Warns of asked scopes the server did not
 /// grant; a token file or Redis it could not use is the library's warning.
 pub(crate) fn fetch(opts: &Options) -> Result<Arc<Token>, Failure> {
-    let Setup {
-        config,
-        request,
-        no_resource,
-        store,
-    } = setup(opts, None)?;
-    let token = match store {
-        None => Arc::new(logto_m2m::request_token(&config, &request)?),
+    let setup = setup(opts, None)?;
+    let token = match &setup.store {
+        None => Arc::new(logto_m2m::request_token(&setup.config, &setup.request)?),
         Some(store) => {
-            let token = store.get(&request);
-            log_stats(&store);
+            let token = store.get(&setup.request);
+            log_stats(store);
             token?
         }
     };
-    warn_missing_scopes(
-        &config,
-        &request,
-        no_resource,
-        opts.subject.is_set(),
-        &token,
-    );
+    setup.warn_missing_scopes(opts.subject.is_set(), &token);
     Ok(token)
 }
 
-/// The warning for asked scopes the server did not grant.
-pub(crate) fn warn_missing_scopes(
-    config: &Config,
-    request: &TokenRequest,
-    no_resource: bool,
-    for_user: bool,
-    token: &Token,
-) {
-    let missing = token.missing_scopes(request);
-    if missing.is_empty() {
-        return;
+impl Setup {
+    /// The warning for asked scopes the server did not grant; `for_user`: a token
+    /// exchange, whose scopes are the user's roles'.
+    pub(crate) fn warn_missing_scopes(&self, for_user: bool, token: &Token) {
+        let missing = token.missing_scopes(&self.request);
+        if missing.is_empty() {
+            return;
+        }
+        // The server drops scopes the app has no role for without an error; this is the most
+        // common reason an API then answers 403.
+        let these = if missing.len() == 1 {
+            "this permission"
+        } else {
+            "these permissions"
+        };
+        // Logto's token URL is `{endpoint}/oidc/token` (Config::logto); another server's
+        // console is not Logto's.
+        let is_logto = self
+            .config
+            .token_url()
+            .trim_end_matches('/')
+            .ends_with("/oidc/token");
+        let fix = if for_user {
+            // A token exchange: the scopes are the user's roles'.
+            format!("assign the user a role with {these} in the Logto console")
+        } else if !is_logto {
+            format!("grant the app {these} on the authorization server")
+        } else if self.no_resource {
+            format!("assign the app an organization role with {these} in the Logto console")
+        } else {
+            format!("assign the app a machine-to-machine role with {these} in the Logto console")
+        };
+        log::warn!(target: TARGET, "scope not granted: {}; {fix}", missing.join(" "));
     }
-    // The server drops scopes the app has no role for without an error; this is the most
-    // common reason an API then answers 403.
-    let these = if missing.len() == 1 {
-        "this permission"
-    } else {
-        "these permissions"
-    };
-    // Logto's token URL is `{endpoint}/oidc/token` (Config::logto); another server's
-    // console is not Logto's.
-    let is_logto = config
-        .token_url()
-        .trim_end_matches('/')
-        .ends_with("/oidc/token");
-    let fix = if for_user {
-        // A token exchange: the scopes are the user's roles'.
-        format!("assign the user a role with {these} in the Logto console")
-    } else if !is_logto {
-        format!("grant the app {these} on the authorization server")
-    } else if no_resource {
-        format!("assign the app an organization role with {these} in the Logto console")
-    } else {
-        format!("assign the app a machine-to-machine role with {these} in the Logto console")
-    };
-    log::warn!(target: TARGET, "scope not granted: {}; {fix}", missing.join(" "));
 }
 
 /// With `LOGTO_LOG=debug`, what the store did (`TokenStore::stats`): the run's last line.

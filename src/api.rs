@@ -74,7 +74,7 @@ impl Bearer {
         origin: &str,
     ) -> Result<Bearer, Error> {
         let origin = Origin::parse(origin)?;
-        if !origin.https && !is_loopback(&origin.host) && !store.config.insecure_http_allowed() {
+        if !origin.https && !is_loopback(&origin.host) && !store.config().insecure_http_allowed() {
             return Err(Error::config(
                 "plain http to an api host that is not loopback would send the token in clear \
                  text; use https",

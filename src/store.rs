@@ -93,7 +93,9 @@ const MIN_DEFAULT_MARGIN: Duration = Duration::from_secs(60);
 /// A store with no valid token in memory (a new process, or after
 /// [`invalidate`](TokenStore::invalidate)) takes one from its token cache when the cache's
 /// is outside the margin, and otherwise refreshes while its caller waits: a short-lived
-/// process (a cron job) leaves no refresh half done when it exits.
+/// process (a cron job) leaves no refresh half done when it exits. Should that refresh
+/// fail while the cache's token is still valid, the caller gets that token, and the store
+/// keeps it as its own.
 ///
 /// # Failures
 ///
@@ -122,7 +124,7 @@ pub struct TokenStore {
     /// What the store shares with a refresh running in the background.
     inner: Arc<Inner>,
     cache: Option<Arc<dyn TokenCache>>,
-    /// `None`: the default, see [`TokenStore::margin`].
+    /// `None`: the default, see `TokenStore::margin`.
     margin: Option<Duration>,
     /// Names the store for the threads' copies, which hold a `Weak` to it: that tells a
     /// store that is gone from a new one at the same address.

@@ -67,7 +67,10 @@ const MIN_DEFAULT_MARGIN: Duration = Duration::from_secs(60);
 ///   caller to find the token in its margin, one per key at a time. That thread ends with
 ///   the refresh (within its bound: the config's timeout, twice it with a token cache);
 ///   it holds the store's shared state, not the store, so dropping the store while it runs
-///   is fine.
+///   is fine. A process that exits meanwhile loses that refresh and nothing else: a token
+///   file is replaced by a rename, never half-written; the OS releases the token file's
+///   lock (the lease file of a build with Rust before 1.89 lapses after the timeout, as a
+///   killed process's does), and a Redis lock lapses after its lease.
 /// - Only a caller that finds no valid token waits: the first one asks the server (or,
 ///   when a refresh is already running, no one does again) and the others wait for that
 ///   answer, which they all get: the same token, or the same error.

@@ -382,7 +382,8 @@ impl TokenStore {
 
     /// How long before a token expires its refresh may start: the refresh starts at a
     /// random point in the first half of this margin (between `margin` and `margin / 2`
-    /// before expiry), and never earlier than half the token's lifetime. Meanwhile callers
+    /// before expiry), and never before half of the token's lifetime has passed (the
+    /// margin is at most half the lifetime). Meanwhile callers
     /// keep getting the token at once, and the refresh runs on a thread of its own (see
     /// [When a token is refreshed](TokenStore#when-a-token-is-refreshed)).
     ///

@@ -375,7 +375,7 @@
 //! | `warn` | scopes asked for but not granted, and the fix |
 //! | `warn` | a refresh that failed while the still-valid token is kept, and when it is tried again |
 //! | `warn` | a refresh that failed with no token left: the backoff that holds callers off |
-//! | `warn` | a refresh margin shorter than a refresh may take (once per store) |
+//! | `warn` | a refresh margin set shorter than a refresh may take (once per store, when set) |
 //! | `warn` | no thread could be started for a refresh ahead (callers keep the valid token) |
 //! | `warn` | a token file or shared cache that could not be used (the token came from the network) |
 //! | `warn` | an app secret file that group or others can read, and the mode to give it |

@@ -142,7 +142,7 @@ struct Inner {
     entries: Mutex<Entries>,
     refreshed: Condvar,
     counters: stats::Counters,
-    /// Set once the margin was compared with a refresh's bound (and warned about).
+    /// Set once a margin shorter than a refresh's bound was warned about.
     margin_checked: AtomicBool,
     #[cfg(test)]
     hooks: test::Hooks,
@@ -390,8 +390,8 @@ impl TokenStore {
     /// A margin shorter than what a refresh may take (the config's timeout, twice it with a
     /// token cache, whose refresh may first wait for another process's) leaves too little
     /// time: a refresh that takes that long ends after the token expired, and callers wait
-    /// for it. The store says so, once, in a `warn` log event: here, when the margin is
-    /// shorter than the timeout, or else at its first refresh.
+    /// for it. The store says so, once, in a `warn` log event when such a margin is set, or
+    /// when a token cache set after it makes a refresh's bound longer than the margin.
     ///
     /// Defaults to twice what a refresh may take, at least 60 seconds: 60 s with the
     /// default 30 s timeout, 120 s with a token cache, so that even a refresh that starts
@@ -411,11 +411,22 @@ impl TokenStore {
     /// ```
     pub fn refresh_margin(mut self, margin: Duration) -> Self {
         self.margin = Some(margin);
-        let timeout = self.inner.config.timeout_value();
-        if margin < timeout && !self.inner.margin_checked.swap(true, Ordering::Relaxed) {
-            warn_short_margin(margin, timeout, self.cache.is_some());
-        }
+        self.check_margin();
         self
+    }
+
+    /// The `warn` event, once per store, for a margin set shorter than a refresh's bound.
+    /// Both change only through the setters, which call this.
+    fn check_margin(&self) {
+        let Some(margin) = self.margin else { return };
+        if margin < self.refresh_bound() && !self.inner.margin_checked.swap(true, Ordering::Relaxed)
+        {
+            warn_short_margin(
+                margin,
+                self.inner.config.timeout_value(),
+                self.cache.is_some(),
+            );
+        }
     }
 
     /// The refresh margin: the one set, or twice the refresh's bound, at least 60 s.
@@ -486,6 +497,8 @@ impl TokenStore {
     /// Defaults to no cache.
     pub fn token_cache(mut self, cache: impl TokenCache + 'static) -> Self {
         self.cache = Some(Arc::new(cache));
+        // A refresh may now take twice as long: is a margin set before still enough?
+        self.check_margin();
         self
     }
 

@@ -104,7 +104,6 @@ impl TokenStore {
             inner: Arc::clone(&self.inner),
             cache: self.cache.clone(),
             margin: self.margin(),
-            bound: self.refresh_bound(),
             request,
             caller,
             fallback: Cell::new(None),
@@ -144,8 +143,6 @@ pub(super) struct Flight<'a> {
     pub(super) inner: Arc<Inner>,
     cache: Option<Arc<dyn TokenCache>>,
     pub(super) margin: Duration,
-    /// The longest the refresh may take, for the margin's check.
-    bound: Duration,
     pub(super) request: Cow<'a, TokenRequest>,
     /// The store's name for the caller's copies, when a caller waits for this refresh;
     /// `None` for a refresh ahead, which nobody waits for.
@@ -189,7 +186,6 @@ impl Flight<'_> {
     /// and wakes the waiters, then logs. Returns what the refreshing caller gets: the new
     /// token, or on failure the old one while it is valid, or the error.
     pub(super) fn run(mut self) -> Result<Arc<Token>, Error> {
-        self.check_margin();
         let result = match &self.cache {
             Some(cache) => self.fetch_through(cache.as_ref(), &self.request),
             None => self.fetch(&self.request),
@@ -200,18 +196,6 @@ impl Flight<'_> {
             event.log();
         }
         outcome
-    }
-
-    /// The `warn` event for a margin shorter than what a refresh may take, at the store's
-    /// first refresh (unless the margin's setter said it already).
-    fn check_margin(&self) {
-        if self.margin < self.bound && !self.inner.margin_checked.swap(true, Ordering::Relaxed) {
-            warn_short_margin(
-                self.margin,
-                self.inner.config.timeout_value(),
-                self.cache.is_some(),
-            );
-        }
     }
 
     /// One exchange with the token endpoint.

@@ -34,7 +34,8 @@ use crate::token::Token;
 ///   fresh one. The 401 itself is returned: a middleware can't send a streamed body twice.
 ///   For a call that is retried once on a 401, use [`TokenStore::call`].
 /// - No redirect carries the header, whatever the agent's `redirect_auth_headers` says:
-///   requests that get the token are sent with `RedirectAuthHeaders::Never`. So a 401 at
+///   requests that get the token are sent with `RedirectAuthHeaders::Never` (and with
+///   `save_redirect_history(true)`, which tells where the answer came from). So a 401 at
 ///   the end of a redirect (a login page on another origin, or another path of the API)
 ///   answered a request without the token, and drops nothing: only a 401 whose URI (ureq's
 ///   `ResponseExt::get_uri`, the final one) is the one the token was sent to counts. With
@@ -124,11 +125,14 @@ impl Middleware for Bearer {
             .headers_mut()
             .insert(AUTHORIZATION, self.header_for(&token)?);
         // Redirects are followed inside ureq, past this middleware: pin them to never
-        // carry the header, whatever the agent allows.
+        // carry the header, whatever the agent allows; and keep their history, which says
+        // where the answer came from (`get_uri` would say it too, but panics on a response
+        // that a later middleware made up).
         let request = request
             .middleware_config()
             .ok_or_else(|| ureq::Error::Other("not called as a ureq middleware".into()))?
             .redirect_auth_headers(RedirectAuthHeaders::Never)
+            .save_redirect_history(true)
             .build();
         let sent_to = request.uri().clone();
         let answer = next.handle(request);
@@ -159,12 +163,20 @@ impl Bearer {
     }
 }
 
-/// A 401 to the token sent to `sent_to`: a 401 response from that very URI, not from where
-/// a redirect led (the request that followed it carried no token), or ureq's status error
-/// 401, which does not say where it came from.
+/// A 401 to the token sent to `sent_to`: a 401 response from that very URI (the last of
+/// its redirect history, as `ResponseExt::get_uri` has it), not from where a redirect led
+/// (the request that followed it carried no token); a 401 with no history, which a later
+/// middleware made up in answer to the request itself; or ureq's status error 401, which
+/// does not say where it came from.
 fn refuses(answer: &Result<Response<Body>, ureq::Error>, sent_to: &Uri) -> bool {
     match answer {
-        Ok(response) => response.status() == 401 && response.get_uri() == sent_to,
+        Ok(response) => {
+            response.status() == 401
+                && response
+                    .get_redirect_history()
+                    .and_then(<[Uri]>::last)
+                    .is_none_or(|answered| answered == sent_to)
+        }
         Err(ureq::Error::StatusCode(status)) => *status == 401,
         Err(_) => false,
     }

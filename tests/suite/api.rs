@@ -470,3 +470,44 @@ fn a_401_where_a_redirect_led_drops_no_token_and_one_from_the_api_does() {
     );
     assert_eq!(*seen_by_login.lock().unwrap(), [None, None, None]);
 }
+
+#[test]
+fn a_401_that_a_later_middleware_makes_up_drops_the_token_and_panics_nowhere() {
+    // A middleware after `Bearer` (a mock, a cache) may answer the request itself, with a
+    // response that never went through ureq: it has no URI of its own
+    // (`ResponseExt::get_uri` would panic on it). It answered the request that carried the
+    // token, so its 401 counts.
+    let peer = common::shared_peer();
+    let store = Arc::new(TokenStore::new(config(peer, M2M_BASIC)));
+    let bearer = Bearer::new(
+        Arc::clone(&store),
+        shopping("read:products"),
+        &peer.base_url(),
+    )
+    .unwrap();
+    let refuse = |request: ureq::http::Request<ureq::SendBody>,
+                  _: ureq::middleware::MiddlewareNext| {
+        assert!(request.headers().contains_key("authorization"));
+        Ok(ureq::http::Response::builder()
+            .status(401)
+            .body(ureq::Body::builder().data(""))
+            .unwrap())
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .middleware(bearer)
+        .middleware(refuse)
+        .build()
+        .into();
+    assert_eq!(
+        status(&agent, &format!("{}/products", peer.base_url())),
+        401
+    );
+    assert_eq!(
+        status(&agent, &format!("{}/products", peer.base_url())),
+        401
+    );
+    let stats = store.stats();
+    assert_eq!((stats.invalidations, stats.token_requests), (2, 2));
+}

@@ -12,7 +12,7 @@ use ureq::config::RedirectAuthHeaders;
 use ureq::http::header::{AUTHORIZATION, HeaderValue};
 use ureq::http::{Request, Response, Uri};
 use ureq::middleware::{Middleware, MiddlewareNext};
-use ureq::{Body, RequestExt, SendBody};
+use ureq::{Body, RequestExt, ResponseExt, SendBody};
 
 use crate::config::is_loopback;
 use crate::error::Error;
@@ -28,11 +28,21 @@ use crate::token::Token;
 ///   `Authorization` header.
 /// - The token is a store hit (nanoseconds) until it is due for refresh; a refresh is one
 ///   token request however many requests ask.
-/// - When the API answers 401, the token is invalidated, so the *next* request gets a
+/// - When the API answers 401 to the token, the store drops that token
+///   ([`TokenStore::invalidate_token`]: only while it is still the cached one, so many
+///   requests meeting the same 401 cost one new token), and the *next* request gets a
 ///   fresh one. The 401 itself is returned: a middleware can't send a streamed body twice.
 ///   For a call that is retried once on a 401, use [`TokenStore::call`].
 /// - No redirect carries the header, whatever the agent's `redirect_auth_headers` says:
-///   requests that get the token are sent with `RedirectAuthHeaders::Never`.
+///   requests that get the token are sent with `RedirectAuthHeaders::Never` (and with
+///   `save_redirect_history(true)`, which tells where the answer came from). So a 401 at
+///   the end of a redirect (a login page on another origin, or another path of the API)
+///   answered a request without the token, and drops nothing: only a 401 whose URI (ureq's
+///   `ResponseExt::get_uri`, the final one) is the one the token was sent to counts. With
+///   ureq's default `http_status_as_error(true)`, though, a 401 comes back as
+///   `ureq::Error::StatusCode(401)`, which does not say which URI answered: that one drops
+///   the token whatever answered it. An agent that follows redirects to pages that may
+///   answer 401 should have `http_status_as_error(false)`.
 /// - A token the store can't get fails the request with `ureq::Error::Other` holding the
 ///   [`Error`] (downcast it for the details); nothing is sent then.
 ///
@@ -74,7 +84,7 @@ impl Bearer {
         origin: &str,
     ) -> Result<Bearer, Error> {
         let origin = Origin::parse(origin)?;
-        if !origin.https && !is_loopback(&origin.host) && !store.config.insecure_http_allowed() {
+        if !origin.https && !is_loopback(&origin.host) && !store.config().insecure_http_allowed() {
             return Err(Error::config(
                 "plain http to an api host that is not loopback would send the token in clear \
                  text; use https",
@@ -115,14 +125,18 @@ impl Middleware for Bearer {
             .headers_mut()
             .insert(AUTHORIZATION, self.header_for(&token)?);
         // Redirects are followed inside ureq, past this middleware: pin them to never
-        // carry the header, whatever the agent allows.
+        // carry the header, whatever the agent allows; and keep their history, which says
+        // where the answer came from (`get_uri` would say it too, but panics on a response
+        // that a later middleware made up).
         let request = request
             .middleware_config()
             .ok_or_else(|| ureq::Error::Other("not called as a ureq middleware".into()))?
             .redirect_auth_headers(RedirectAuthHeaders::Never)
+            .save_redirect_history(true)
             .build();
+        let sent_to = request.uri().clone();
         let answer = next.handle(request);
-        if is_unauthorized(&answer) {
+        if refuses(&answer, &sent_to) {
             self.store.invalidate_token(&self.request, &token);
         }
         answer
@@ -146,6 +160,25 @@ impl Bearer {
         value.set_sensitive(true);
         *cached = Some(value.clone());
         Ok(value)
+    }
+}
+
+/// A 401 to the token sent to `sent_to`: a 401 response from that very URI (the last of
+/// its redirect history, as `ResponseExt::get_uri` has it), not from where a redirect led
+/// (the request that followed it carried no token); a 401 with no history, which a later
+/// middleware made up in answer to the request itself; or ureq's status error 401, which
+/// does not say where it came from.
+fn refuses(answer: &Result<Response<Body>, ureq::Error>, sent_to: &Uri) -> bool {
+    match answer {
+        Ok(response) => {
+            response.status() == 401
+                && response
+                    .get_redirect_history()
+                    .and_then(<[Uri]>::last)
+                    .is_none_or(|answered| answered == sent_to)
+        }
+        Err(ureq::Error::StatusCode(status)) => *status == 401,
+        Err(_) => false,
     }
 }
 
@@ -188,8 +221,8 @@ impl TokenStore {
     ///
     /// `send` gets the `Authorization` header's value (`Bearer <token>`) and makes the
     /// call. When its answer is a 401 (a response, or ureq's `StatusCode(401)` error), the
-    /// token is dropped (if it is still the store's: see [`invalidate`](TokenStore::invalidate)), a fresh
-    /// one is taken (one token request, however many threads meet the same 401 at once),
+    /// token is dropped if it is still the store's
+    /// ([`invalidate_token`](TokenStore::invalidate_token)), a fresh one is taken (one token request, however many threads meet the same 401 at once),
     /// and `send` is called again with it. The answer is then returned, whatever its
     /// status: never a second retry, and never a retry on 403 (a fresh token carries the
     /// same scopes). If the store hands back the same token (another process's shared

@@ -61,10 +61,10 @@
 //! fn main() -> Result<(), logto_m2m::Error> {
 //!     let store = Arc::new(TokenStore::new(Config::from_env()?));
 //!     let request = TokenRequest::new("https://shopping.api").scope("read:products");
-//!     let token = store.get(&request)?; // Arc<Token>: cached until shortly before expiry
+//!     let token = store.get(&request)?; // Arc<Token>: cached, refreshed ahead of expiry
 //!     println!("Bearer {}", token.access_token());
-//!     // ... the API answered 401: the token was revoked or the signing key rotated
-//!     store.invalidate(&request);
+//!     // ... the API answered 401 to it: the token was revoked or the signing key rotated
+//!     store.invalidate_token(&request, &token);
 //!     Ok(())
 //! }
 //! ```
@@ -74,14 +74,20 @@
 //!   a version per key that every refresh and `invalidate` bumps, so every thread's
 //!   next call sees the change. Hits on many threads don't queue, and allocate nothing
 //!   (`examples/bench.rs` has the figures).
-//! - Inside the refresh margin (60 s, at most half the lifetime) the first caller refreshes
-//!   and the others keep the still-valid token; with no valid token the others wait for that
-//!   one request and all get its answer, token or error.
-//! - A failed refresh keeps the old token while it is valid. With none left, the store answers
-//!   the same error without a new request for 1 s, doubling per failure up to 30 s (or the
-//!   server's `Retry-After`), so a retry loop can't storm the server.
-//! - A panic in a caller, even mid-refresh, neither poisons the store nor leaves waiters
-//!   hanging.
+//! - Refresh ahead without waiting: inside the refresh margin every caller gets the
+//!   still-valid token at once, however long the refresh takes, and one refresh per key runs
+//!   on a thread of its own. The margin is [`TokenStore::refresh_margin`]; by default twice
+//!   what a refresh may take (the timeout, twice it with a token cache), at least 60 s, and
+//!   at most half the lifetime; a shorter one set by hand is a `warn` event. Only a caller
+//!   that finds no valid token waits, for the one request that all such callers share, and
+//!   gets its answer, token or error.
+//! - A failed refresh keeps the old token while it is valid: during an outage callers keep
+//!   getting it at once, and the server gets one request per pause, 1 s doubling per failure
+//!   up to 30 s (or its `Retry-After`). With no valid token left, the store answers the same
+//!   error without a new request for that pause, so a retry loop can't storm the server.
+//! - A panic in a caller, in a refresh or in your logger, even mid-refresh, neither poisons
+//!   the store nor leaves a key refreshing forever: no lock is held while your code runs,
+//!   and a refresh counts as over only once its outcome is recorded.
 //! - Keys whose token is long gone leave the store's map in a sweep each time new keys have
 //!   doubled it: it holds at most twice the keys worth keeping (or 64).
 //! - [`TokenStore::stats`] counts what the store did: hits, token requests and failures, waits
@@ -100,23 +106,28 @@
 //!   <token>` from the store, a cache hit; requests to any other origin, and requests that
 //!   carry their own `Authorization`, pass untouched. No redirect carries the header, whatever
 //!   the agent's `redirect_auth_headers` says, and plain `http://` origins are refused except
-//!   for loopback hosts. On a 401 the token is dropped, so the next request gets a fresh one;
-//!   the 401 itself is returned, since a middleware can't resend a streamed body.
+//!   for loopback hosts. On a 401 to the token the token is dropped, so the next request gets
+//!   a fresh one; the 401 itself is returned, since a middleware can't resend a streamed body.
+//!   A 401 at the end of a redirect (a login page elsewhere) answered a request without the
+//!   token and drops nothing; ureq's default `http_status_as_error(true)` hides where a 401
+//!   came from, so with it every 401 drops the token.
 //! - `store.call(&request, |authorization| agent.get(url).header("authorization",
 //!   authorization).call())` ([`TokenStore::call`]) makes the call, and on a 401 drops the
 //!   token, takes a fresh one and calls once more; then it returns the answer, whatever its
 //!   status. Never a second retry, never a retry on 403 (a fresh token has the same scopes).
-//!   However many threads meet the same 401 at once, they share one new token
-//!   (the store drops a refused token only if it is still the cached one, and a
-//!   shared cache's copy of a refused token is not taken again). A [`CallError`] says whether
-//!   the token (`Token`) or the call (`Api`) failed.
+//! - Both drop the refused token with [`TokenStore::invalidate_token`], which drops it only
+//!   while it is still the cached one (and a shared cache's copy of it is not taken again):
+//!   however many threads meet the same 401 at once, they share one new token. Call it
+//!   yourself when an API answers 401 to a token you sent; [`TokenStore::invalidate`]
+//!   drops whatever is cached. A [`CallError`] says whether the token (`Token`) or the call
+//!   (`Api`) failed.
 //!
 //! Measured against the test server's key-rotation lever (`cargo test --test suite --
 //! api cli`): after the rotation, `call` and `logto-m2m call` get their 200 after exactly 1 new
 //! token request and 1 retried API request; `Bearer` returns the 401 once and the next
 //! request succeeds; 32 threads meeting the same 401 make 1 token request; a request to
 //! another origin, and a redirect to another port of the API's host, carry no
-//! `Authorization`.
+//! `Authorization`, and a 401 from where such a redirect led drops no token.
 //!
 //! # The app secret
 //!
@@ -364,6 +375,8 @@
 //! | `warn` | scopes asked for but not granted, and the fix |
 //! | `warn` | a refresh that failed while the still-valid token is kept, and when it is tried again |
 //! | `warn` | a refresh that failed with no token left: the backoff that holds callers off |
+//! | `warn` | a refresh margin set shorter than a refresh may take (once per store, when set) |
+//! | `warn` | no thread could be started for a refresh ahead (callers keep the valid token) |
 //! | `warn` | a token file or shared cache that could not be used (the token came from the network) |
 //! | `warn` | an app secret file that group or others can read, and the mode to give it |
 //!

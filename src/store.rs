@@ -2,16 +2,22 @@
 //!
 //! Two layers. The shared one is a `Mutex` over a map from request key to entry, with a
 //! `Condvar` that wakes the threads waiting for a refresh; the lock is held only to look at
-//! or update an entry, never across I/O. In front of it each thread keeps its own copies of
-//! the fresh tokens it has seen (`local.rs`), valid while their key's version, an atomic
-//! bumped by every change to that key's token, is the one they were taken at. A hit is a
-//! thread-local lookup, an atomic load and two clock reads: no lock and no memory that
-//! another thread writes, so hits on many threads don't queue.
+//! or update an entry, never across I/O and never while user code runs (a logger, a token
+//! cache, a fetch hook): what a refresh logs is decided under the lock and logged after it.
+//! In front of it each thread keeps its own copies of the fresh tokens it has seen
+//! (`local.rs`), valid while their key's version, an atomic bumped by every change to that
+//! key's token, is the one they were taken at. A hit is a thread-local lookup, an atomic
+//! load and two clock reads: no lock and no memory that another thread writes, so hits on
+//! many threads don't queue.
+//!
+//! The shared layer lives in an `Arc` (`Inner`) because a refresh ahead of expiry runs on a
+//! thread of its own (`refresh.rs`), which may outlive the call, or the store, that
+//! started it.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -23,8 +29,8 @@ use crate::request::TokenRequest;
 use crate::token::Token;
 use crate::token_file::TokenFile;
 
-/// The first pause after a failed refresh with no valid token left. It doubles with each
-/// further failure up to [`MAX_FAILURE_BACKOFF`], and a server's `Retry-After` lengthens it.
+/// The first pause after a failed refresh. It doubles with each further failure up to
+/// [`MAX_FAILURE_BACKOFF`], and a server's `Retry-After` lengthens it.
 const FIRST_FAILURE_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The longest pause after failed refreshes.
@@ -33,12 +39,15 @@ const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(30);
 /// The longest a server's `Retry-After` can hold back a key.
 const MAX_RETRY_AFTER_BACKOFF: Duration = Duration::from_secs(3600);
 
-/// How much longer than the config's timeout a thread waits for another's refresh before
-/// it gives up. The refresh itself is bounded by the timeout; this is a safety net.
+/// How much longer than a refresh may take a thread waits for another's refresh before
+/// it gives up. The refresh itself is bounded; this is a safety net.
 const WAIT_SLACK: Duration = Duration::from_secs(5);
 
 /// The fewest keys at which the shared map is swept for keys whose token is long gone.
 const MIN_SWEEP_AT: usize = 64;
+
+/// The shortest default refresh margin.
+const MIN_DEFAULT_MARGIN: Duration = Duration::from_secs(60);
 
 /// A thread-safe token cache: one token per (resource, scopes, organization), refreshed
 /// shortly before it expires, with one request per refresh however many threads ask.
@@ -53,30 +62,52 @@ const MIN_SWEEP_AT: usize = 64;
 ///   every thread's next call sees the change. Tens of nanoseconds, no
 ///   allocation, and threads don't slow each other down. (The copy is made once per thread
 ///   and token, on that thread's first hit after a change.)
-/// - Inside the refresh margin, the first caller refreshes while the others are handed the
-///   still-valid token without waiting.
-/// - With no usable token, the first caller asks the server and the others wait for its
+/// - Inside the refresh margin, every caller gets the still-valid token at once, however
+///   long the refresh takes: the refresh runs on a thread of its own, started by the first
+///   caller to find the token in its margin, one per key at a time. That thread ends with
+///   the refresh (within its bound: the config's timeout, twice it with a token cache);
+///   it holds the store's shared state, not the store, so dropping the store while it runs
+///   is fine. A process that exits meanwhile loses that refresh and nothing else: a token
+///   file is replaced by a rename, never half-written; the OS releases the token file's
+///   lock (the lease file of a build with Rust before 1.89 lapses after the timeout, as a
+///   killed process's does), and a Redis lock lapses after its lease.
+/// - Only a caller that finds no valid token waits: the first one asks the server (or,
+///   when a refresh is already running, no one does again) and the others wait for that
 ///   answer, which they all get: the same token, or the same error.
 /// - Keys are independent: one key's refresh never blocks another key's callers.
-/// - A panic in a caller, even during a refresh, neither poisons the store nor leaves
-///   waiters hanging: one of them takes the refresh over.
+/// - No lock of the store is held while your code runs (the logger, a [`TokenCache`]), and
+///   a refresh counts as over only once its outcome is recorded. So a panic in a caller,
+///   in a refresh, or in a logger, even mid-refresh, neither poisons the store nor leaves
+///   a key refreshing forever: waiters take the refresh over, and a panicked refresh ahead
+///   is tried again after a pause, as a failed one is.
 ///
 /// # When a token is refreshed
 ///
 /// A token's lifetime counts from when its request was sent, and it is over by whichever
 /// clock says so first: the monotonic clock, which a wall-clock step can't move, or the
 /// wall clock, which keeps running while the machine sleeps (Linux's monotonic clock stops
-/// then). The refresh starts within the refresh margin before that end (60 seconds, at
-/// most half the lifetime, so a 2-second token is used for 1 second, not refetched on every
-/// call), at a point drawn at random in the first half of the margin, so that processes
-/// that got their tokens together don't all refresh in the same second.
+/// then). The refresh starts within the [refresh margin](TokenStore::refresh_margin) before
+/// that end (by default twice what a refresh may take, at least 60 seconds: 60 s with the
+/// default 30 s timeout, 120 s with a token cache; at most half the lifetime, so a
+/// 2-second token is used for 1 second, not refetched on every call), at a point drawn at
+/// random in the first half of the margin, so that processes that got their tokens
+/// together don't all refresh in the same second.
+///
+/// A store with no valid token in memory (a new process, or after
+/// [`invalidate`](TokenStore::invalidate)) takes one from its token cache when the cache's
+/// is outside the margin, and otherwise refreshes while its caller waits: a short-lived
+/// process (a cron job) leaves no refresh half done when it exits. Should that refresh
+/// fail while the cache's token is still valid, the caller gets that token, and the store
+/// keeps it as its own.
 ///
 /// # Failures
 ///
-/// If a refresh fails while the old token is still valid, callers keep getting the old one.
-/// If it fails with no valid token left, callers get that error without a new request for
-/// 1 second, doubling per failure up to 30 seconds (or the server's `Retry-After`, up to an
-/// hour), so a retry loop can't storm the server.
+/// If a refresh fails while the old token is still valid, callers keep getting the old one
+/// at once, and the next refresh starts (in the background again) on the first call after
+/// a pause of 1 second, doubling per failure up to 30 seconds (or the server's
+/// `Retry-After`, up to an hour): during an outage no caller waits, and the server gets one
+/// request per pause. If a refresh fails with no valid token left, callers get that error
+/// without a new request for the same pause, so a retry loop can't storm the server.
 ///
 /// # Example
 /// ```no_run
@@ -88,21 +119,31 @@ const MIN_SWEEP_AT: usize = 64;
 /// let token = store.get(&request)?; // asks the server
 /// let again = store.get(&request)?; // cached
 /// assert_eq!(token.access_token(), again.access_token());
-/// // The API said 401: the token was revoked or the key rotated.
-/// store.invalidate(&request);
+/// // The API said 401 to this token: it was revoked or the key rotated.
+/// store.invalidate_token(&request, &token);
 /// # Ok::<_, logto_m2m::Error>(())
 /// ```
 pub struct TokenStore {
-    pub(crate) config: Config,
-    margin: Duration,
-    cache: Option<Box<dyn TokenCache>>,
-    cache_error: Mutex<Option<Error>>,
-    entries: Mutex<Entries>,
-    refreshed: Condvar,
+    /// What the store shares with a refresh running in the background.
+    inner: Arc<Inner>,
+    cache: Option<Arc<dyn TokenCache>>,
+    /// `None`: the default, see `TokenStore::margin`.
+    margin: Option<Duration>,
     /// Names the store for the threads' copies, which hold a `Weak` to it: that tells a
     /// store that is gone from a new one at the same address.
     id: Arc<()>,
+}
+
+/// The store's state that a refresh in the background needs as well: the config, the
+/// entries and their condvar, the cache problem, the counters.
+struct Inner {
+    config: Config,
+    cache_error: Mutex<Option<Error>>,
+    entries: Mutex<Entries>,
+    refreshed: Condvar,
     counters: stats::Counters,
+    /// Set once a margin shorter than a refresh's bound was warned about.
+    margin_checked: AtomicBool,
     #[cfg(test)]
     hooks: test::Hooks,
 }
@@ -231,7 +272,8 @@ struct Entry {
 enum Refresh {
     /// No refresh has run, or the last one ended with a token that `held` now has.
     Idle,
-    /// A caller is asking the server; the others wait on the condvar.
+    /// A refresh is asking the server: a caller's, or one ahead of expiry on a thread of
+    /// its own. Callers with no valid token wait on the condvar.
     Running,
     /// The last refresh gave this token, kept here for its waiters when it can't be cached
     /// (no lifetime).
@@ -239,8 +281,10 @@ enum Refresh {
     /// The last refresh failed: until `until`, callers get this error (or a still-valid
     /// token) without a new request.
     BackingOff { error: Error, until: Instant },
-    /// The refreshing caller panicked: the next caller refreshes instead.
-    Abandoned,
+    /// The last refresh ended without an outcome (it panicked, or its thread could not be
+    /// started): a caller with no valid token refreshes instead at once; with a valid
+    /// token, the next refresh ahead waits until `until`, as after a failure.
+    Abandoned { until: Instant },
 }
 
 impl Entry {
@@ -277,6 +321,25 @@ impl Entry {
         }
     }
 
+    /// Whether a refresh may start now: none is running, and no failure's pause lasts.
+    fn may_refresh(&self, now: Now) -> bool {
+        match &self.refresh {
+            Refresh::Running => false,
+            Refresh::BackingOff { until, .. } | Refresh::Abandoned { until } => now.mono >= *until,
+            Refresh::Idle | Refresh::Landed(_) => true,
+        }
+    }
+
+    /// Counts a failure, and says how long the next refresh waits: 1 s doubling per
+    /// failure in a row up to 30 s, or what the server asked for (up to an hour).
+    fn fail(&mut self, asked: Option<Duration>) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        let doubling = FIRST_FAILURE_BACKOFF
+            .saturating_mul(1 << (self.failures - 1).min(16))
+            .min(MAX_FAILURE_BACKOFF);
+        doubling.max(asked.unwrap_or_default().min(MAX_RETRY_AFTER_BACKOFF))
+    }
+
     /// Nothing here is worth keeping: no valid token, no refresh, no backoff.
     fn is_spent(&self, now: Now) -> bool {
         !self.held.as_ref().is_some_and(|h| h.is_valid(now))
@@ -288,35 +351,94 @@ impl Entry {
 /// What the slow path decided under the lock.
 enum Next {
     Done(Result<Arc<Token>, Error>),
+    /// No valid token: refresh, or wait for the refresh that is running.
     Refresh,
+    /// This valid token, and a refresh ahead on a thread of its own.
+    RefreshAhead(Arc<Token>),
 }
 
 impl TokenStore {
     /// An empty store that gets its tokens with `config`.
     pub fn new(config: Config) -> TokenStore {
         TokenStore {
-            config,
-            margin: Duration::from_secs(60),
-            cache: None,
-            cache_error: Mutex::new(None),
-            entries: Mutex::new(Entries {
-                map: Buckets::default(),
-                sweep_at: MIN_SWEEP_AT,
+            inner: Arc::new(Inner {
+                config,
+                cache_error: Mutex::new(None),
+                entries: Mutex::new(Entries {
+                    map: Buckets::default(),
+                    sweep_at: MIN_SWEEP_AT,
+                }),
+                refreshed: Condvar::new(),
+                counters: stats::Counters::default(),
+                margin_checked: AtomicBool::new(false),
+                #[cfg(test)]
+                hooks: test::Hooks::default(),
             }),
-            refreshed: Condvar::new(),
+            cache: None,
+            margin: None,
             id: Arc::new(()),
-            counters: stats::Counters::default(),
-            #[cfg(test)]
-            hooks: test::Hooks::default(),
         }
     }
 
-    /// How long before expiry a token is refreshed, for the unit tests; 60 seconds
-    /// otherwise (see [When a token is refreshed](TokenStore#when-a-token-is-refreshed)).
-    #[cfg(test)]
-    pub(crate) fn refresh_margin(mut self, margin: Duration) -> Self {
-        self.margin = margin;
+    /// How long before a token expires its refresh may start: the refresh starts at a
+    /// random point in the first half of this margin (between `margin` and `margin / 2`
+    /// before expiry), and never before half of the token's lifetime has passed (the
+    /// margin is at most half the lifetime). Meanwhile callers
+    /// keep getting the token at once, and the refresh runs on a thread of its own (see
+    /// [When a token is refreshed](TokenStore#when-a-token-is-refreshed)).
+    ///
+    /// A margin shorter than what a refresh may take (the config's timeout, twice it with a
+    /// token cache, whose refresh may first wait for another process's) leaves too little
+    /// time: a refresh that takes that long ends after the token expired, and callers wait
+    /// for it. The store says so, once, in a `warn` log event when such a margin is set, or
+    /// when a token cache set after it makes a refresh's bound longer than the margin.
+    ///
+    /// Defaults to twice what a refresh may take, at least 60 seconds: 60 s with the
+    /// default 30 s timeout, 120 s with a token cache, so that even a refresh that starts
+    /// at the last point the margin allows and takes its whole bound ends before expiry.
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    /// use logto_m2m::{Config, TokenStore};
+    ///
+    /// let config = Config::logto("https://tenant.logto.app", "app-id", "app-secret")?
+    ///     .timeout(Duration::from_secs(10));
+    /// // Refresh between 5 and 2.5 minutes before expiry: time for a slow refresh or two.
+    /// let store = TokenStore::new(config).refresh_margin(Duration::from_secs(300));
+    /// assert!(format!("{store:?}").contains("refresh_margin: 300s"));
+    /// # Ok::<_, logto_m2m::Error>(())
+    /// ```
+    pub fn refresh_margin(mut self, margin: Duration) -> Self {
+        self.margin = Some(margin);
+        self.check_margin();
         self
+    }
+
+    /// The `warn` event, once per store, for a margin set shorter than a refresh's bound.
+    /// Both change only through the setters, which call this.
+    fn check_margin(&self) {
+        let Some(margin) = self.margin else { return };
+        if margin < self.refresh_bound() && !self.inner.margin_checked.swap(true, Ordering::Relaxed)
+        {
+            warn_short_margin(
+                margin,
+                self.inner.config.timeout_value(),
+                self.cache.is_some(),
+            );
+        }
+    }
+
+    /// The refresh margin: the one set, or twice the refresh's bound, at least 60 s.
+    fn margin(&self) -> Duration {
+        self.margin
+            .unwrap_or_else(|| MIN_DEFAULT_MARGIN.max(self.refresh_bound().saturating_mul(2)))
+    }
+
+    /// The longest a refresh may take: the config's timeout, and with a shared cache the
+    /// timeout again first, waiting for another holder's refresh.
+    fn refresh_bound(&self) -> Duration {
+        refresh_bound(&self.inner.config, self.cache.is_some())
     }
 
     /// Keeps tokens in a file too, so that processes share them: a cron job that runs every
@@ -374,7 +496,9 @@ impl TokenStore {
     ///
     /// Defaults to no cache.
     pub fn token_cache(mut self, cache: impl TokenCache + 'static) -> Self {
-        self.cache = Some(Box::new(cache));
+        self.cache = Some(Arc::new(cache));
+        // A refresh may now take twice as long: is a margin set before still enough?
+        self.check_margin();
         self
     }
 
@@ -384,19 +508,24 @@ impl TokenStore {
     /// event says the cache works again), so a long-running service that checks it after
     /// each `get` warns while the problem lasts, not after.
     pub fn last_cache_error(&self) -> Option<Error> {
-        self.cache_error
+        self.inner
+            .cache_error
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
-    /// A token for `request`: the cached one while it is fresh, otherwise a new one.
+    /// A token for `request`: the cached one while it is valid, otherwise a new one.
+    ///
+    /// Inside the refresh margin the cached token comes back at once and a refresh starts
+    /// on a thread of its own; only a call that finds no valid token waits for a refresh
+    /// (its own, or the one running).
     ///
     /// # Errors
     /// The error of the refresh, as [`request_token`] returns it; during the backoff after
-    /// a failure, that same error again. [`ErrorKind::Timeout`] if another thread's refresh
-    /// did not end within the config's timeout (twice that with a token cache, whose
-    /// refresh may first wait for another process's) and a few seconds more.
+    /// a failure, that same error again. [`ErrorKind::Timeout`] if the running refresh did
+    /// not end within the config's timeout (twice that with a token cache, whose refresh
+    /// may first wait for another process's) and a few seconds more.
     pub fn get(&self, request: &TokenRequest) -> Result<Arc<Token>, Error> {
         let now = self.now();
         match local::hit(&self.id, request, now) {
@@ -410,28 +539,53 @@ impl TokenStore {
     /// errors, invalidations. Cheap: a few loads and one short lock; counting them costs
     /// a hit one thread-local increment.
     pub fn stats(&self) -> StoreStats {
-        self.counters.snapshot()
+        self.inner.counters.snapshot()
     }
 
-    /// Drops the cached token for `request`, so the next [`get`](TokenStore::get) on any
-    /// thread asks for a new one. Call it when an API answers 401 to the token.
+    /// Drops whatever token is cached for `request`, so the next [`get`](TokenStore::get)
+    /// on any thread asks for a new one.
+    ///
+    /// When an API answered 401 to a token, prefer
+    /// [`invalidate_token`](TokenStore::invalidate_token): this drops the token cached
+    /// *now*, which may already be the fresh one that another thread got after meeting the
+    /// same 401, so threads that meet one 401 each cost a token request.
     pub fn invalidate(&self, request: &TokenRequest) {
-        stats::bump(&self.counters.invalidations);
-        let mut entries = self.lock();
+        stats::bump(&self.inner.counters.invalidations);
+        let mut entries = self.inner.lock();
         if let Some(entry) = find_mut(&mut entries.map, request) {
             entry.reject_held();
         }
     }
 
-    /// Drops the cached token for `request` if it is still `token`: what
-    /// [`call`](TokenStore::call) and [`Bearer`](crate::Bearer) do when an API answered 401
-    /// to `token`. Unlike [`invalidate`](TokenStore::invalidate), a thread that saw the 401
-    /// late does not throw away the fresh token another thread already got: when many
-    /// threads meet the same 401 at once, the first drop counts and they share one new
-    /// token.
-    pub(crate) fn invalidate_token(&self, request: &TokenRequest, token: &Token) {
-        stats::bump(&self.counters.invalidations);
-        let mut entries = self.lock();
+    /// Drops the cached token for `request` only while it is still `token`: call it when
+    /// an API answered 401 to `token` (revoked, the signing key rotated, a role changed),
+    /// and the next [`get`](TokenStore::get) on any thread asks for a new one.
+    ///
+    /// Unlike [`invalidate`](TokenStore::invalidate), a thread that meets the 401 late does
+    /// not throw away the fresh token another thread already got: however many threads
+    /// meet a 401 with the same token, the first drop counts and they share one new token.
+    /// The refused token is not taken back from a token cache either (another process may
+    /// still have it there). [`call`](TokenStore::call) and [`Bearer`](crate::Bearer) do
+    /// this for you.
+    ///
+    /// # Example
+    /// ```no_run
+    /// use logto_m2m::{Config, TokenRequest, TokenStore};
+    ///
+    /// let store = TokenStore::new(Config::from_env()?);
+    /// let request = TokenRequest::new("https://shopping.api").scope("read:products");
+    /// let token = store.get(&request)?;
+    /// let status = 401; // what the API answered to `token`
+    /// if status == 401 {
+    ///     store.invalidate_token(&request, &token);
+    ///     let fresh = store.get(&request)?; // one new token, however many threads do this
+    ///     # let _ = fresh;
+    /// }
+    /// # Ok::<_, logto_m2m::Error>(())
+    /// ```
+    pub fn invalidate_token(&self, request: &TokenRequest, token: &Token) {
+        stats::bump(&self.inner.counters.invalidations);
+        let mut entries = self.inner.lock();
         let holds_it = |entry: &&mut Entry| {
             (entry.held.as_ref()).is_some_and(|h| h.token.access_token() == token.access_token())
         };
@@ -440,9 +594,21 @@ impl TokenStore {
         }
     }
 
+    /// The config tokens are asked for with.
+    pub(crate) fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Both clocks; in unit tests, moved by the test's offsets.
+    fn now(&self) -> Now {
+        self.inner.now()
+    }
+}
+
+impl Inner {
     /// True when `access_token` is the one last dropped for `request` as refused: a shared
     /// cache's copy of it is no token to use.
-    pub(crate) fn is_rejected(&self, request: &TokenRequest, access_token: &str) -> bool {
+    fn is_rejected(&self, request: &TokenRequest, access_token: &str) -> bool {
         let mut entries = self.lock();
         find_mut(&mut entries.map, request)
             .is_some_and(|e| e.rejected.as_deref() == Some(access_token))
@@ -467,6 +633,37 @@ impl TokenStore {
     }
 }
 
+/// The longest a refresh may take with `config`, with or without a shared cache.
+fn refresh_bound(config: &Config, shared_cache: bool) -> Duration {
+    let timeout = config.timeout_value();
+    if shared_cache {
+        timeout.saturating_mul(2)
+    } else {
+        timeout
+    }
+}
+
+/// The `warn` event for a refresh margin shorter than what a refresh may take.
+#[cold]
+fn warn_short_margin(margin: Duration, timeout: Duration, shared_cache: bool) {
+    let (bound, what) = if shared_cache {
+        (
+            timeout.saturating_mul(2),
+            "twice the timeout, with a token cache",
+        )
+    } else {
+        (timeout, "the timeout")
+    };
+    log::warn!(
+        target: "logto_m2m",
+        "refresh margin {} is shorter than a refresh may take ({}, {what}): a slow refresh \
+         ends after the token expired and callers wait for it; give a margin of at least {}",
+        DisplayDuration(margin),
+        DisplayDuration(bound),
+        DisplayDuration(bound)
+    );
+}
+
 fn find_mut<'a>(map: &'a mut Buckets<Entry>, request: &TokenRequest) -> Option<&'a mut Entry> {
     map.get_mut(&request.key_hash())?
         .iter_mut()
@@ -477,47 +674,55 @@ impl fmt::Debug for TokenStore {
     /// The config (without its secret), the token cache, and per key how long its token has
     /// left; never a token.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let entries = self.lock();
-        let now = self.now();
-        let list: Vec<DebugEntry<'_>> = entries
-            .map
-            .values()
-            .flatten()
-            .map(|entry| DebugEntry { entry, now })
-            .collect();
+        // A copy taken under the lock, formatted after it: the formatter writes wherever
+        // the caller's output goes (a logger), and `describe` is the cache's own code.
+        let list: Vec<DebugEntry> = {
+            let entries = self.inner.lock();
+            let now = self.now();
+            entries
+                .map
+                .values()
+                .flatten()
+                .map(|e| DebugEntry {
+                    key: e.key.clone(),
+                    expires_in: e.held.as_ref().map(|h| {
+                        let (end, _) = h.token.ends_at(Duration::ZERO);
+                        end.map_or(Duration::MAX, |at| at.saturating_duration_since(now.mono))
+                    }),
+                    refreshing: matches!(e.refresh, Refresh::Running),
+                    failures: e.failures,
+                })
+                .collect()
+        };
         f.debug_struct("TokenStore")
-            .field("config", &self.config)
-            .field("refresh_margin", &self.margin)
+            .field("config", &self.inner.config)
+            .field("refresh_margin", &self.margin())
             .field("token_cache", &self.cache.as_ref().map(|c| c.describe()))
             .field("entries", &list)
             .finish()
     }
 }
 
-struct DebugEntry<'a> {
-    entry: &'a Entry,
-    now: Now,
+/// What `Debug` shows of one entry.
+struct DebugEntry {
+    key: Box<str>,
+    expires_in: Option<Duration>,
+    refreshing: bool,
+    failures: u32,
 }
 
-impl fmt::Debug for DebugEntry<'_> {
+impl fmt::Debug for DebugEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let e = self.entry;
-        let mut parts = e.key.split('\0');
+        let mut parts = self.key.split('\0');
         let mut s = f.debug_struct("Entry");
         s.field("resource", &parts.next().unwrap_or_default());
         s.field("scope", &parts.next().unwrap_or_default());
         if let Some(org) = parts.next().filter(|o| !o.is_empty()) {
             s.field("organization", &org);
         }
-        let expires_in = e.held.as_ref().map(|h| {
-            let (end, _) = h.token.ends_at(Duration::ZERO);
-            end.map_or(Duration::MAX, |at| {
-                at.saturating_duration_since(self.now.mono)
-            })
-        });
-        s.field("token_expires_in", &expires_in);
-        s.field("refreshing", &matches!(e.refresh, Refresh::Running));
-        s.field("failures", &e.failures);
+        s.field("token_expires_in", &self.expires_in);
+        s.field("refreshing", &self.refreshing);
+        s.field("failures", &self.failures);
         s.finish()
     }
 }

@@ -1,32 +1,31 @@
 //! The store's slow path: a `get` that found no fresh copy on its thread. Under the lock it
-//! decides (`decide`): hand out the held token, wait for another caller's refresh, or be
-//! the one caller that refreshes (`Flight`), through the shared cache when there is one;
-//! then it lands the result for every waiter (`land`) and sweeps spent entries.
+//! decides (`decide`): hand out the held token; hand it out and start a refresh ahead of
+//! expiry on a thread of its own; wait for the refresh that is running; or be the one
+//! caller that refreshes. A refresh (`Flight`) asks the server, through the shared cache
+//! when there is one, records its outcome for every waiter (`land`), and only then, with
+//! no lock held, logs what happened. Spent entries are swept as new keys come.
 
+use std::borrow::Cow;
+use std::cell::Cell;
 use std::sync::{Arc, MutexGuard};
-use std::time::Duration;
+use std::thread;
 
 use super::*;
 
 impl TokenStore {
     #[cold]
     pub(super) fn get_slow(&self, request: &TokenRequest) -> Result<Arc<Token>, Error> {
+        let inner = &*self.inner;
         #[cfg(test)]
-        self.hooks
+        inner
+            .hooks
             .slow
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        // A refresh takes at most the timeout, and with a shared cache at most the timeout
-        // again first, waiting for another holder's refresh.
-        let timeout = self.config.timeout_value();
-        let refresh = match self.cache {
-            Some(_) => timeout.saturating_mul(2),
-            None => timeout,
-        };
-        let give_up = Instant::now().checked_add(refresh.saturating_add(WAIT_SLACK));
-        let mut entries = self.lock();
+        let give_up = Instant::now().checked_add(self.refresh_bound().saturating_add(WAIT_SLACK));
+        let mut entries = inner.lock();
         let mut waited_for = None;
         loop {
-            let now = self.now();
+            let now = inner.now();
             // A new key at the threshold sweeps first (the lookup only happens there).
             if entries.map.len() >= entries.sweep_at
                 && find_mut(&mut entries.map, request).is_none()
@@ -44,34 +43,32 @@ impl TokenStore {
                 Next::Done(Ok(token)) => {
                     // A caller that waited was counted as a wait, not a hit.
                     if waited_for.is_none() {
-                        stats::bump(&self.counters.slow_hits);
+                        stats::bump(&inner.counters.slow_hits);
                     }
-                    return Ok(self.hand_out(request, entry, token, now));
+                    return Ok(hand_out(&self.id, request, entry, token, inner, now));
                 }
                 Next::Done(Err(error)) => return Err(error),
                 Next::Refresh if matches!(entry.refresh, Refresh::Running) => {
                     if waited_for.is_none() {
-                        stats::bump(&self.counters.waits);
+                        stats::bump(&inner.counters.waits);
                     }
                     waited_for = Some(entry.round);
                     entries = self.wait(entries, give_up)?;
                 }
                 Next::Refresh => break,
+                Next::RefreshAhead(token) => {
+                    entry.refresh = Refresh::Running;
+                    stats::bump(&inner.counters.slow_hits);
+                    let token = hand_out(&self.id, request, entry, token, inner, now);
+                    drop(entries);
+                    self.refresh_ahead(request);
+                    return Ok(token);
+                }
             }
         }
         find_or_insert(&mut entries.map, request).refresh = Refresh::Running;
         drop(entries);
-
-        let flight = Flight {
-            store: self,
-            request,
-            done: false,
-        };
-        let result = match &self.cache {
-            Some(cache) => self.fetch_through(cache.as_ref(), request),
-            None => self.fetch(request),
-        };
-        flight.finish(result)
+        self.flight(Cow::Borrowed(request), Some(&self.id)).run()
     }
 
     fn wait<'a>(
@@ -79,52 +76,153 @@ impl TokenStore {
         entries: MutexGuard<'a, Entries>,
         give_up: Option<Instant>,
     ) -> Result<MutexGuard<'a, Entries>, Error> {
+        let refreshed = &self.inner.refreshed;
         let Some(give_up) = give_up else {
-            return Ok(self
-                .refreshed
+            return Ok(refreshed
                 .wait(entries)
                 .unwrap_or_else(PoisonError::into_inner));
         };
         let left = give_up.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(Error::new(ErrorKind::Timeout {
-                after: self.config.timeout_value(),
+                after: self.inner.config.timeout_value(),
             }));
         }
-        let (entries, _) = self
-            .refreshed
+        let (entries, _) = refreshed
             .wait_timeout(entries, left)
             .unwrap_or_else(PoisonError::into_inner);
         Ok(entries)
     }
 
+    /// A refresh of `request` as this store stands now (its cache and margin).
+    fn flight<'a>(
+        &self,
+        request: Cow<'a, TokenRequest>,
+        caller: Option<&'a Arc<()>>,
+    ) -> Flight<'a> {
+        Flight {
+            inner: Arc::clone(&self.inner),
+            cache: self.cache.clone(),
+            margin: self.margin(),
+            request,
+            caller,
+            fallback: Cell::new(None),
+            done: false,
+        }
+    }
+
+    /// Refreshes `request`, whose entry the caller just marked running, on a thread of its
+    /// own: the callers meanwhile get the still-valid token. The thread holds the store's
+    /// shared state, not the store, and ends with the refresh, within its bound.
+    fn refresh_ahead(&self, request: &TokenRequest) {
+        let flight = self.flight(Cow::Owned(request.clone()), None);
+        let started = thread::Builder::new()
+            .name("logto-m2m-refresh".into())
+            .spawn(move || {
+                // Nobody waits for this outcome here: it is recorded in the entry.
+                let _ = flight.run();
+            });
+        if let Err(error) = started {
+            // The flight went with the closure, unrun: its `Drop` ended the refresh as
+            // abandoned, so callers keep the valid token and a later call tries again.
+            log::warn!(
+                target: "logto_m2m",
+                "could not start a thread to refresh the token ahead of expiry ({error}); \
+                 callers keep the valid token, and a call after a pause tries again"
+            );
+        }
+    }
+}
+
+/// One refresh of one key, from the decision to refresh to its outcome recorded in the
+/// entry. It owns what it needs (the store's shared state, its cache and margin as they
+/// were when it began), so that it can run on a thread of its own. If it ends without
+/// recording an outcome (a panic in it, a thread that could not be started), `Drop` ends
+/// it as abandoned, so that waiters wake up and the key is never left refreshing.
+pub(super) struct Flight<'a> {
+    pub(super) inner: Arc<Inner>,
+    cache: Option<Arc<dyn TokenCache>>,
+    pub(super) margin: Duration,
+    pub(super) request: Cow<'a, TokenRequest>,
+    /// The store's name for the caller's copies, when a caller waits for this refresh;
+    /// `None` for a refresh ahead, which nobody waits for.
+    caller: Option<&'a Arc<()>>,
+    /// A still-valid token the shared cache had, inside its margin: what callers get if
+    /// this refresh fails while the store holds no valid token (a new process during an
+    /// outage).
+    pub(super) fallback: Cell<Option<Token>>,
+    /// The outcome is recorded.
+    done: bool,
+}
+
+/// What a refresh logs, decided under the lock and logged after it.
+enum Event {
+    /// Failed, and the still-valid token is kept.
+    Kept { pause: Duration, error: Error },
+    /// Failed with no valid token: callers get the error during the pause.
+    Failing { pause: Duration, error: Error },
+}
+
+impl Event {
+    #[cold]
+    fn log(self) {
+        match self {
+            Event::Kept { pause, error } => log::warn!(
+                target: "logto_m2m",
+                "token refresh failed, the still-valid token is kept; next try in {}: {error}",
+                DisplayDuration(pause)
+            ),
+            Event::Failing { pause, error } => log::warn!(
+                target: "logto_m2m",
+                "token refresh failed; callers get this error for {} without a new request: {error}",
+                DisplayDuration(pause)
+            ),
+        }
+    }
+}
+
+impl Flight<'_> {
+    /// Asks the server (through the shared cache when there is one), records the outcome
+    /// and wakes the waiters, then logs. Returns what the refreshing caller gets: the new
+    /// token, or on failure the old one while it is valid, or the error.
+    pub(super) fn run(mut self) -> Result<Arc<Token>, Error> {
+        let result = match &self.cache {
+            Some(cache) => self.fetch_through(cache.as_ref(), &self.request),
+            None => self.fetch(&self.request),
+        };
+        let (outcome, event) = self.land(result);
+        // The outcome is recorded: whatever the logger does now, the refresh is over.
+        if let Some(event) = event {
+            event.log();
+        }
+        outcome
+    }
+
     /// One exchange with the token endpoint.
     pub(super) fn fetch(&self, request: &TokenRequest) -> Result<Token, Error> {
-        stats::bump(&self.counters.token_requests);
+        let inner = &self.inner;
+        stats::bump(&inner.counters.token_requests);
         #[cfg(test)]
-        let result = match &self.hooks.fetch {
-            Some(fetch) => fetch(&self.config, request),
-            None => request_token(&self.config, request),
+        let result = match &inner.hooks.fetch {
+            Some(fetch) => fetch(&inner.config, request),
+            None => request_token(&inner.config, request),
         };
         #[cfg(not(test))]
-        let result = request_token(&self.config, request);
+        let result = request_token(&inner.config, request);
         if result.is_err() {
-            stats::bump(&self.counters.token_request_failures);
+            stats::bump(&inner.counters.token_request_failures);
         }
         result
     }
 
-    /// Stores a refresh's outcome and wakes the waiters. Returns what the refreshing caller
-    /// gets: the new token, or on failure the old one while it is valid, or the error.
-    fn land(
-        &self,
-        request: &TokenRequest,
-        result: Result<Token, Error>,
-    ) -> Result<Arc<Token>, Error> {
-        let mut entries = self.lock();
-        let now = self.now();
-        let entry = find_or_insert(&mut entries.map, request);
-        let outcome = match result {
+    /// Records the refresh's outcome, marks the flight done and wakes the waiters. Returns
+    /// what the refreshing caller gets, and what to log once no lock is held.
+    fn land(&mut self, result: Result<Token, Error>) -> (Result<Arc<Token>, Error>, Option<Event>) {
+        let inner = &*self.inner;
+        let mut entries = inner.lock();
+        let now = inner.now();
+        let entry = find_or_insert(&mut entries.map, &self.request);
+        let (outcome, event) = match result {
             Ok(token) => {
                 let token = Arc::new(token);
                 entry.failures = 0;
@@ -137,81 +235,106 @@ impl TokenStore {
                     entry.set_held(Some(Held::new(Arc::clone(&token), self.margin)));
                     entry.refresh = Refresh::Idle;
                 }
-                Ok(self.hand_out(request, entry, token, now))
+                (Ok(token), None)
             }
             Err(error) => {
-                entry.failures = entry.failures.saturating_add(1);
-                let doubling = FIRST_FAILURE_BACKOFF
-                    .saturating_mul(1 << (entry.failures - 1).min(16))
-                    .min(MAX_FAILURE_BACKOFF);
                 let asked = match error.kind() {
                     ErrorKind::RateLimited {
                         retry_after: Some(wait),
                         ..
-                    } => (*wait).min(MAX_RETRY_AFTER_BACKOFF),
-                    _ => Duration::ZERO,
+                    } => Some(*wait),
+                    _ => None,
                 };
-                let pause = doubling.max(asked);
+                let pause = entry.fail(asked);
                 let until = now.mono.checked_add(pause).unwrap_or(now.mono);
-                let outcome = match entry.held.as_ref().filter(|h| h.is_valid(now)) {
-                    Some(old) => {
-                        log::warn!(
-                            target: "logto_m2m",
-                            "token refresh failed, the still-valid token is kept; next try in {}: {error}",
-                            DisplayDuration(pause)
-                        );
-                        Ok(self.hand_out(request, entry, Arc::clone(&old.token), now))
-                    }
-                    None => {
-                        log::warn!(
-                            target: "logto_m2m",
-                            "token refresh failed; callers get this error for {} without a new request: {error}",
-                            DisplayDuration(pause)
-                        );
-                        Err(error.clone())
-                    }
+                // No valid token here, one in the shared cache: callers get that one.
+                let fallback = self.fallback.take().filter(|t| {
+                    !t.ends_before(now.mono, now.wall, Duration::ZERO)
+                        && !entry.held.as_ref().is_some_and(|h| h.is_valid(now))
+                });
+                if let Some(token) = fallback {
+                    entry.set_held(Some(Held::new(Arc::new(token), self.margin)));
+                }
+                let (outcome, event) = match entry.held.as_ref().filter(|h| h.is_valid(now)) {
+                    Some(old) => (
+                        Ok(Arc::clone(&old.token)),
+                        Event::Kept {
+                            pause,
+                            error: error.clone(),
+                        },
+                    ),
+                    None => (
+                        Err(error.clone()),
+                        Event::Failing {
+                            pause,
+                            error: error.clone(),
+                        },
+                    ),
                 };
                 entry.refresh = Refresh::BackingOff { error, until };
-                outcome
+                (outcome, Some(event))
             }
         };
         entry.round = entry.round.wrapping_add(1);
+        let outcome = match self.caller {
+            Some(id) => outcome.map(|token| hand_out(id, &self.request, entry, token, inner, now)),
+            None => outcome,
+        };
         drop(entries);
-        self.refreshed.notify_all();
-        outcome
+        self.done = true;
+        inner.refreshed.notify_all();
+        (outcome, event)
     }
+}
 
-    /// What a caller on this thread gets for `token`: when it is the token `entry` holds,
-    /// this thread's own copy of it (the `Arc` its hits return), else `token` itself.
-    fn hand_out(
-        &self,
-        request: &TokenRequest,
-        entry: &Entry,
-        token: Arc<Token>,
-        now: Now,
-    ) -> Arc<Token> {
-        match &entry.held {
-            Some(held) if Arc::ptr_eq(&held.token, &token) => {
-                local::copy_of(&self.id, request, held, &entry.version, &self.counters, now)
-                    .unwrap_or(token)
-            }
-            _ => token,
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
         }
+        let mut entries = self.inner.lock();
+        let now = self.inner.now();
+        let entry = find_or_insert(&mut entries.map, &self.request);
+        // Counted as a failure: a refresh that panics every time is tried once per pause,
+        // not on every call.
+        let pause = entry.fail(None);
+        entry.refresh = Refresh::Abandoned {
+            until: now.mono.checked_add(pause).unwrap_or(now.mono),
+        };
+        entry.round = entry.round.wrapping_add(1);
+        drop(entries);
+        self.inner.refreshed.notify_all();
+    }
+}
+
+/// What a caller on this thread gets for `token`: when it is the token `entry` holds,
+/// this thread's own copy of it (the `Arc` its hits return), else `token` itself.
+fn hand_out(
+    id: &Arc<()>,
+    request: &TokenRequest,
+    entry: &Entry,
+    token: Arc<Token>,
+    inner: &Inner,
+    now: Now,
+) -> Arc<Token> {
+    match &entry.held {
+        Some(held) if Arc::ptr_eq(&held.token, &token) => {
+            local::copy_of(id, request, held, &entry.version, &inner.counters, now).unwrap_or(token)
+        }
+        _ => token,
     }
 }
 
 /// What a caller does with `entry` at `now`, when it has not waited for a refresh.
 fn decide(entry: &Entry, now: Now) -> Next {
     if let Some(held) = entry.held.as_ref().filter(|h| h.is_valid(now)) {
-        // Valid but maybe in the refresh margin: one caller refreshes, the others (and the
-        // callers during a backoff) keep using this one.
-        if held.is_fresh(now)
-            || matches!(entry.refresh, Refresh::Running)
-            || entry.backoff_error(now).is_some()
-        {
-            return Next::Done(Ok(Arc::clone(&held.token)));
+        let token = Arc::clone(&held.token);
+        // Valid, maybe in the refresh margin: the first caller there starts the refresh
+        // ahead, and every caller, that one too, gets this token at once.
+        if held.is_fresh(now) || !entry.may_refresh(now) {
+            return Next::Done(Ok(token));
         }
-        return Next::Refresh;
+        return Next::RefreshAhead(token);
     }
     match entry.backoff_error(now) {
         Some(error) => Next::Done(Err(error.clone())),
@@ -233,8 +356,9 @@ fn after_wait(entry: &Entry, now: Now) -> Next {
                 None => Err(error.clone()),
             })
         }
-        // Another refresh began meanwhile (wait for it), or ours panicked (take over).
-        Refresh::Running | Refresh::Abandoned => Next::Refresh,
+        // Another refresh began meanwhile (wait for it), or ours ended without an outcome
+        // (take over: this caller has no valid token).
+        Refresh::Running | Refresh::Abandoned { .. } => Next::Refresh,
     }
 }
 
@@ -245,35 +369,6 @@ fn sweep(map: &mut Buckets<Entry>, now: Now) {
         bucket.retain(|e| !e.is_spent(now));
         !bucket.is_empty()
     });
-}
-
-/// The refresh in progress for one key. If the refreshing caller panics, `Drop` ends the
-/// flight so that waiters wake up and one of them refreshes instead.
-struct Flight<'a> {
-    store: &'a TokenStore,
-    request: &'a TokenRequest,
-    done: bool,
-}
-
-impl Flight<'_> {
-    fn finish(mut self, result: Result<Token, Error>) -> Result<Arc<Token>, Error> {
-        self.done = true;
-        self.store.land(self.request, result)
-    }
-}
-
-impl Drop for Flight<'_> {
-    fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        let mut entries = self.store.lock();
-        let entry = find_or_insert(&mut entries.map, self.request);
-        entry.refresh = Refresh::Abandoned;
-        entry.round = entry.round.wrapping_add(1);
-        drop(entries);
-        self.store.refreshed.notify_all();
-    }
 }
 
 fn find_or_insert<'a>(map: &'a mut Buckets<Entry>, request: &TokenRequest) -> &'a mut Entry {

@@ -9,8 +9,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::margin_for;
+use super::refresh::Flight;
 use super::stats::bump;
-use super::{TokenStore, margin_for};
 use crate::cache::TokenCache;
 use crate::cache::entry::{CacheEntry, CacheKey};
 use crate::error::{DisplayDuration, Error, ErrorKind};
@@ -18,8 +19,8 @@ use crate::request::TokenRequest;
 use crate::response::{self, Sent};
 use crate::token::Token;
 
-impl TokenStore {
-    /// [`fetch_shared`](TokenStore::fetch_shared), and then, when it noted no problem, the
+impl Flight<'_> {
+    /// `fetch_shared`, and then, when it noted no problem, the
     /// cache works: the last problem is over, and `last_cache_error` forgets it.
     pub(super) fn fetch_through(
         &self,
@@ -28,13 +29,14 @@ impl TokenStore {
     ) -> Result<Token, Error> {
         // Any problem noted from here on, by this call or another thread's, bumps the count
         // (before it is kept, under the lock): one that lands after the check below is kept.
-        let problems = self.counters.shared_errors.load(Relaxed);
+        let problems = self.inner.counters.shared_errors.load(Relaxed);
         let result = self.fetch_shared(cache, request);
         let mut last = self
+            .inner
             .cache_error
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if last.is_some() && self.counters.shared_errors.load(Relaxed) == problems {
+        if last.is_some() && self.inner.counters.shared_errors.load(Relaxed) == problems {
             let past = last.take();
             drop(last);
             if let Some(past) = past {
@@ -52,7 +54,7 @@ impl TokenStore {
         cache: &dyn TokenCache,
         request: &TokenRequest,
     ) -> Result<Token, Error> {
-        let config = &self.config;
+        let config = &self.inner.config;
         // Sealed with a key from the secret as it is now: entries are unreadable without it.
         let key = CacheKey::for_request(config, request)?;
         let timeout = config.timeout_value();
@@ -72,7 +74,7 @@ impl TokenStore {
                 // Another process is refreshing: wait for its entry (counted once).
                 Ok(None) if !waited => {
                     waited = true;
-                    bump(&self.counters.waits);
+                    bump(&self.inner.counters.waits);
                 }
                 Ok(None) => {}
                 Err(reason) => {
@@ -113,7 +115,7 @@ impl TokenStore {
         if let Some(entry) = token.to_entry() {
             let value = entry.encode(&key);
             match cache.write(key.id(), value.as_bytes(), entry.expires_at(), write_left) {
-                Ok(()) => bump(&self.counters.shared_writes),
+                Ok(()) => bump(&self.inner.counters.shared_writes),
                 Err(reason) => self.note(cache, reason),
             }
         }
@@ -121,7 +123,8 @@ impl TokenStore {
         Ok(token)
     }
 
-    /// The cache's token for `key`, if it has one outside its refresh margin.
+    /// The cache's token for `key`, if it has one outside its refresh margin. One inside
+    /// the margin but still valid is kept as the flight's fallback.
     fn read_shared(
         &self,
         cache: &dyn TokenCache,
@@ -129,7 +132,7 @@ impl TokenStore {
         request: &TokenRequest,
         left: Duration,
     ) -> Option<Token> {
-        bump(&self.counters.shared_reads);
+        bump(&self.inner.counters.shared_reads);
         let value = match cache.read(key.id(), left) {
             Ok(value) => value?,
             Err(reason) => {
@@ -140,36 +143,41 @@ impl TokenStore {
         // Whatever does not open with the key (foreign, corrupt, another secret's) is as
         // good as absent.
         let entry = CacheEntry::decode(&value, key)?;
-        let now = self.now();
+        let now = self.inner.now();
         let sent = Sent {
             at: now.mono,
             wall: now.wall,
             scope: request.scopes(),
-            max_lifetime: self.config.max_lifetime(),
+            max_lifetime: self.inner.config.max_lifetime(),
         };
         let token = response::from_entry(&entry, &sent)?;
         // An API refused this token (`invalidate`): the entry is stale, whatever its time.
-        if self.is_rejected(request, token.access_token()) {
+        if self.inner.is_rejected(request, token.access_token()) {
             return None;
         }
         let margin = margin_for(token.expires_in(), self.margin);
-        let fresh = !token.ends_before(now.mono, now.wall, margin);
-        if fresh {
-            bump(&self.counters.shared_hits);
+        if !token.ends_before(now.mono, now.wall, margin) {
+            bump(&self.inner.counters.shared_hits);
+            return Some(token);
         }
-        fresh.then_some(token)
+        // Inside its margin: refreshed all the same, but kept in case the refresh fails.
+        if !token.ends_before(now.mono, now.wall, Duration::ZERO) {
+            self.fallback.set(Some(token));
+        }
+        None
     }
 
     /// Keeps a cache problem for `last_cache_error` and logs it.
     #[cold]
     fn note(&self, cache: &dyn TokenCache, reason: String) {
-        bump(&self.counters.shared_errors);
+        bump(&self.inner.counters.shared_errors);
         let error = Error::new(ErrorKind::Cache {
             cache: cache.describe(),
             reason,
         });
         log::warn!(target: "logto_m2m", "{error}; the token comes from the token endpoint");
         *self
+            .inner
             .cache_error
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(error);

@@ -51,7 +51,8 @@ pub struct StoreStats {
     /// also what [`last_cache_error`](crate::TokenStore::last_cache_error) says, and a log
     /// event).
     pub shared_errors: u64,
-    /// Calls of `invalidate`, and tokens dropped after an API answered 401 to them.
+    /// Calls of `invalidate` and `invalidate_token` (which `call` and `Bearer` make after an
+    /// API's 401), whether or not they found the token to drop.
     pub invalidations: u64,
 }
 

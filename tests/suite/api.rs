@@ -396,3 +396,118 @@ fn bearer_origins_are_checked() {
     assert_eq!(peer.stats().api_requests, before);
     let _ = (SHOPPING_API, MANAGEMENT_API);
 }
+
+fn status_response(status: &str) -> String {
+    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+}
+
+#[test]
+fn a_401_where_a_redirect_led_drops_no_token_and_one_from_the_api_does() {
+    // Issue 31 item 8: the API redirects to a login page on another origin, which answers
+    // 401 to a request that carried no token (redirects never carry it). `Bearer` used to
+    // drop the token on any 401, and so made a token request per call.
+    let (login, seen_by_login) = recorder(|_| status_response("401 Unauthorized"));
+    let to = format!("http://127.0.0.1:{}/login", login.port());
+    let (api, seen_by_api) = recorder(move |target| match target {
+        "/moved" => format!(
+            "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+        _ => status_response("401 Unauthorized"),
+    });
+    let peer = common::shared_peer();
+    let store = Arc::new(TokenStore::new(config(peer, M2M_BASIC)));
+    let origin = format!("http://127.0.0.1:{}", api.port());
+    let bearer = Bearer::new(Arc::clone(&store), shopping("read:products"), &origin).unwrap();
+    // Follows redirects (ureq's default), and answers of any status come back as responses.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .proxy(None)
+        .middleware(bearer)
+        .build()
+        .into();
+    for _ in 0..3 {
+        let answer = agent.get(format!("{origin}/moved")).call().unwrap();
+        assert_eq!(answer.status(), 401);
+        assert_eq!(
+            ureq::ResponseExt::get_uri(&answer).port_u16(),
+            Some(login.port())
+        );
+    }
+    let stats = store.stats();
+    assert_eq!((stats.token_requests, stats.invalidations), (1, 0));
+
+    // The API's own 401 to the token drops it: the next request has a new one.
+    assert_eq!(status(&agent, &format!("{origin}/refuse")), 401);
+    assert_eq!(store.stats().invalidations, 1);
+    assert_eq!(status(&agent, &format!("{origin}/refuse")), 401);
+    assert_eq!(store.stats().token_requests, 2);
+
+    // With ureq's default status errors, a 401 says nothing of where it came from: it
+    // drops the token (see `Bearer`).
+    let bearer = Bearer::new(Arc::clone(&store), shopping("read:products"), &origin).unwrap();
+    let errors: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .proxy(None)
+        .middleware(bearer)
+        .build()
+        .into();
+    match errors.get(format!("{origin}/refuse")).call() {
+        Err(ureq::Error::StatusCode(401)) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.stats().invalidations, 3);
+
+    api.finish();
+    login.finish();
+    // Every request to the API carried a token; none to the login page.
+    let at_api = seen_by_api.lock().unwrap().clone();
+    assert_eq!(at_api.len(), 6);
+    assert!(
+        at_api
+            .iter()
+            .all(|a| a.as_deref().is_some_and(|a| a.starts_with("Bearer ")))
+    );
+    assert_eq!(*seen_by_login.lock().unwrap(), [None, None, None]);
+}
+
+#[test]
+fn a_401_that_a_later_middleware_makes_up_drops_the_token_and_panics_nowhere() {
+    // A middleware after `Bearer` (a mock, a cache) may answer the request itself, with a
+    // response that never went through ureq: it has no URI of its own
+    // (`ResponseExt::get_uri` would panic on it). It answered the request that carried the
+    // token, so its 401 counts.
+    let peer = common::shared_peer();
+    let store = Arc::new(TokenStore::new(config(peer, M2M_BASIC)));
+    let bearer = Bearer::new(
+        Arc::clone(&store),
+        shopping("read:products"),
+        &peer.base_url(),
+    )
+    .unwrap();
+    let refuse = |request: ureq::http::Request<ureq::SendBody>,
+                  _: ureq::middleware::MiddlewareNext| {
+        assert!(request.headers().contains_key("authorization"));
+        Ok(ureq::http::Response::builder()
+            .status(401)
+            .body(ureq::Body::builder().data(""))
+            .unwrap())
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .middleware(bearer)
+        .middleware(refuse)
+        .build()
+        .into();
+    assert_eq!(
+        status(&agent, &format!("{}/products", peer.base_url())),
+        401
+    );
+    assert_eq!(
+        status(&agent, &format!("{}/products", peer.base_url())),
+        401
+    );
+    let stats = store.stats();
+    assert_eq!((stats.invalidations, stats.token_requests), (2, 2));
+}

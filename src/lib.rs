@@ -188,10 +188,12 @@
 //!   token URL and App ID.
 //! - A missing folder is created with mode 0700 (only you can enter it, as ssh makes
 //!   `~/.ssh`); one that can't be created is named in the warning. The file is written
-//!   atomically with mode 0600; expired tokens leave it on each write, and it holds at most
-//!   the 256 most recently received tokens, so a refresh costs the same however many keys the
-//!   jobs use (a job with more keys still gets every token, from the network for the ones that
-//!   fell out).
+//!   atomically with mode 0600 (a temporary file of a random name beside it, then a rename:
+//!   one left by a job killed mid-write is in nobody's way, and the next refresh removes it
+//!   once it is older than the timeout); expired tokens leave it on each write, and it holds
+//!   at most the 256 most recently received tokens, so a refresh costs the same however many
+//!   keys the jobs use (a job with more keys still gets every token, from the network for the
+//!   ones that fell out).
 //! - The process that refreshes holds a lock on `<file>.lock`; jobs that start together wait
 //!   for it (at most the timeout) and take the fresh token from the file, and the OS releases
 //!   the lock of a job that dies.

@@ -454,7 +454,9 @@ impl TokenStore {
     /// - It is read only when memory has no fresh token, so cache hits cost the same.
     /// - It is written atomically (a temporary file beside it, then a rename), with mode
     ///   0600 on Unix; expired tokens leave it on each write. A missing folder is created
-    ///   first, with mode 0700 on Unix (as ssh makes `~/.ssh`).
+    ///   first, with mode 0700 on Unix (as ssh makes `~/.ssh`). A temporary file left by a
+    ///   process killed mid-write (`<path>.tmp.*`, each a random name) is in nobody's way;
+    ///   the next refresh after it is older than the config's timeout removes it.
     /// - The process that refreshes holds an exclusive lock on `<path>.lock`; others wait
     ///   for it (at most the config's timeout) and take the new token from the file. The OS
     ///   releases the lock of a process that dies. Refreshes of different requests share

@@ -14,14 +14,20 @@
 //! A file that others may read or write, a symlink, or one replaced while being opened is
 //! not trusted; a corrupt, empty or foreign one is treated as empty and replaced on the next
 //! write, by rename, never written through.
+//!
+//! Crash safety: each write goes to a temporary file of a random name beside the file
+//! (`<file>.tmp.<16 hex digits>`, see `create_temp`), so one left by a writer killed before
+//! its rename is never in anyone's way; whoever takes the lock later removes those older
+//! than its lease (`remove_stale_temps`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use miniserde::{Deserialize, json as mini};
+use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::cache::entry::unix_ms;
 use crate::cache::{CacheLock, TokenCache};
@@ -40,6 +46,11 @@ const FORMAT_VERSION: u64 = 3;
 /// rewrites at most that much. Jobs with more keys than this still get every token, from
 /// the network for the ones that fell out.
 const MAX_FILE_KEYS: usize = 256;
+
+/// How many random temporary names a write tries: a name is taken only by a file already
+/// there under that name, which 64 random bits make a matter of a planted file, not of
+/// chance; a few tries then say so rather than loop.
+const TEMP_NAME_TRIES: usize = 4;
 
 /// The file, as it is on disk.
 #[derive(Deserialize)]
@@ -167,13 +178,106 @@ impl TokenFile {
             .map_err(|e| format!("cannot create its folder {}: {e}", dir.display()))
     }
 
-    fn temp_path(&self) -> PathBuf {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let mut name = self.path.clone().into_os_string();
-        name.push(format!(".tmp.{}.{n}", std::process::id()));
-        name.into()
+    /// A new private temporary file beside the file, and its path: `<file>.tmp.` and 16
+    /// random hex digits. Random, not the pid and a counter: a writer killed between
+    /// creating its file and renaming it leaves the file behind, and in a container, where
+    /// the program is PID 1 and writes once a run, the next run would have the same name
+    /// and find it taken; so would another container's PID 1 writing beside it. A name
+    /// that is taken is never removed: it may be a live writer's.
+    fn create_temp(&self) -> Result<(File, PathBuf), String> {
+        self.create_temp_named(random_hex)
     }
+
+    /// [`create_temp`](TokenFile::create_temp) with the random part from `random`, which
+    /// the tests replace.
+    fn create_temp_named(
+        &self,
+        mut random: impl FnMut() -> Option<String>,
+    ) -> Result<(File, PathBuf), String> {
+        let mut taken = None;
+        for _ in 0..TEMP_NAME_TRIES {
+            let random = random().ok_or("cannot write: the system's random source failed")?;
+            let mut name = self.path.clone().into_os_string();
+            name.push(".tmp.");
+            name.push(random);
+            let tmp = PathBuf::from(name);
+            match open_private(&tmp, true) {
+                Ok(file) => return Ok((file, tmp)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => taken = Some(e),
+                Err(e) => return Err(format!("cannot write: {e}")),
+            }
+        }
+        let e = taken.map(|e| e.to_string()).unwrap_or_default();
+        Err(format!(
+            "cannot write: {TEMP_NAME_TRIES} random temporary names taken ({e})"
+        ))
+    }
+
+    /// Removes the temporary files that writers killed before their rename left beside the
+    /// file, once they are older than `older_than` (the lease: what a refresh, its write
+    /// included, may take). Called by the lock's holder, so the only writers that can be
+    /// at work are ones past their lease (a lock held too long, gone ahead without it) or
+    /// without the lock: a file modified within the lease may be theirs and is kept. Only
+    /// ours: regular files (a symlink is never followed nor removed), named
+    /// `<file>.tmp.*`, private as we make them. Best effort, within `left`: a folder that
+    /// can't be listed, or a file that can't be removed, is left as it is; a leftover is in
+    /// nobody's way, it only takes room.
+    fn remove_stale_temps(&self, older_than: Duration, left: Duration) {
+        let started = Instant::now();
+        let (Some(dir), Some(name)) = (self.path.parent(), self.path.file_name()) else {
+            return;
+        };
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        let mut prefix = name.to_os_string();
+        prefix.push(".tmp.");
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        let now = SystemTime::now();
+        for entry in entries {
+            if started.elapsed() >= left {
+                return;
+            }
+            let Ok(entry) = entry else {
+                continue;
+            };
+            let name = entry.file_name();
+            if !name
+                .as_encoded_bytes()
+                .starts_with(prefix.as_encoded_bytes())
+            {
+                continue;
+            }
+            // The entry's own metadata: a symlink's, never its target's.
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            if meta.file_type().is_symlink() || !meta.is_file() || !is_private(&meta) {
+                continue;
+            }
+            // A time in the future (the clock stepped back) is young.
+            let stale = meta
+                .modified()
+                .ok()
+                .and_then(|modified| modified.checked_add(older_than))
+                .is_some_and(|until| until <= now);
+            if stale {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// 16 lowercase hex digits (64 bits) from the system's random source; `None` when it
+/// fails.
+fn random_hex() -> Option<String> {
+    let mut bytes = [0u8; 8];
+    SystemRandom::new().fill(&mut bytes).ok()?;
+    Some(format!("{:016x}", u64::from_le_bytes(bytes)))
 }
 
 impl TokenCache for TokenFile {
@@ -229,9 +333,8 @@ impl TokenCache for TokenFile {
         let text = encode(&tokens);
         self.ensure_folder()?;
 
-        let tmp = self.temp_path();
+        let (mut file, tmp) = self.create_temp()?;
         let result = (|| {
-            let mut file = open_private(&tmp, true)?;
             file.write_all(text.as_bytes())?;
             file.sync_all()?;
             // rename replaces the path itself: a symlink planted there is replaced, never
@@ -247,31 +350,36 @@ impl TokenCache for TokenFile {
 
     /// The one lock of the file, whichever key. Built with Rust 1.89 or newer, an OS lock
     /// on `<file>.lock` that the OS releases when the process dies, so the lease is not
-    /// needed; with an older compiler (Debian's 1.85), the lease file `<file>.lease`.
+    /// needed; with an older compiler (Debian's 1.85), the lease file `<file>.lease`. Its
+    /// holder is about to write: it first removes the temporary files older than `lease`
+    /// that killed writers left (see `remove_stale_temps`).
     // File::try_lock is newer than the rust-version, and only built where it exists.
     #[allow(clippy::incompatible_msrv)]
     fn try_lock(
         &self,
         _key: &str,
         lease: Duration,
-        _left: Duration,
+        left: Duration,
     ) -> Result<Option<CacheLock>, String> {
+        let started = Instant::now();
         self.ensure_folder()?;
         #[cfg(logto_file_lock)]
-        {
-            let _ = lease;
+        let lock = {
             let file = open_private(&self.lock_path, false)
                 .map_err(|e| format!("cannot open lock file: {e}"))?;
             match file.try_lock() {
-                Ok(()) => Ok(Some(Box::new(file))),
-                Err(fs::TryLockError::WouldBlock) => Ok(None),
-                Err(fs::TryLockError::Error(e)) => Err(format!("cannot lock: {e}")),
+                Ok(()) => Box::new(file) as CacheLock,
+                Err(fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(fs::TryLockError::Error(e)) => return Err(format!("cannot lock: {e}")),
             }
-        }
+        };
         #[cfg(not(logto_file_lock))]
-        {
-            Ok(try_lease(&self.lease_path(), lease)?.map(|g| Box::new(g) as CacheLock))
-        }
+        let lock = match try_lease(&self.lease_path(), lease)? {
+            Some(guard) => Box::new(guard) as CacheLock,
+            None => return Ok(None),
+        };
+        self.remove_stale_temps(lease, left.saturating_sub(started.elapsed()));
+        Ok(Some(lock))
     }
 }
 
@@ -374,13 +482,15 @@ fn lapsed(seen: &(Vec<u8>, Option<SystemTime>), now: SystemTime, lease: Duration
 /// not that one but a live lease someone took after breaking it first, which is put back.
 #[cfg_attr(logto_file_lock, allow(dead_code))]
 fn move_aside(path: &Path, seen: &(Vec<u8>, Option<SystemTime>)) -> bool {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // A name of its own (random, as the temporary files'): with the pid and a counter, two
+    // PID 1s of two containers sharing the folder would move leases to the same name, one
+    // over the other's.
+    let Some(random) = random_hex() else {
+        return false;
+    };
     let mut aside = path.to_owned().into_os_string();
-    aside.push(format!(
-        ".lapsed.{}.{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    aside.push(".lapsed.");
+    aside.push(random);
     let aside = PathBuf::from(aside);
     if fs::rename(path, &aside).is_err() {
         return false; // someone else moved it first
@@ -466,6 +576,20 @@ fn check_trusted(meta: &fs::Metadata) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Whether nobody but the owner can read or write the file, as [`open_private`] makes them.
+fn is_private(meta: &fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        meta.permissions().mode() & 0o077 == 0
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        true
+    }
 }
 
 #[cfg(unix)]
@@ -647,6 +771,149 @@ mod test {
         });
         assert!(held.load(Ordering::Relaxed) > 0);
         assert!(!path.exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Issue 31, item 5: a temporary file left by a writer killed before its rename, under
+    /// the very name the next write would have taken (`<file>.tmp.<pid>.<counter>` before
+    /// the names were random: in a container, where the program is PID 1 and writes once
+    /// a run, the next run's). Each of those names is taken here, as the leftovers of every
+    /// write this test process can make. The write goes through, and the leftovers stay
+    /// (young, they could be live writers'); before, the write failed, and removed the
+    /// file under its name although it was not its own.
+    #[test]
+    fn a_leftover_temp_file_is_in_no_ones_way() {
+        let dir = dir("leftover");
+        let path = dir.join("tokens.json");
+        let pid = std::process::id();
+        for counter in 0..1024 {
+            let leftover = dir.join(format!("tokens.json.tmp.{pid}.{counter}"));
+            open_private(&leftover, true).unwrap();
+        }
+        let file = TokenFile::new(path.clone());
+        let lock = file
+            .try_lock("k", Duration::from_secs(60), Duration::from_secs(10))
+            .unwrap();
+        file.write("k", b"v", in_an_hour(), Duration::from_secs(1))
+            .unwrap();
+        drop(lock);
+        assert_eq!(file.read("k", Duration::ZERO).unwrap(), Some(b"v".to_vec()));
+        let temps = fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().starts_with("tokens.json.tmp.")
+            })
+            .count();
+        assert_eq!(temps, 1024, "the leftovers, and none of ours");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A random name that is taken is tried again, a few times, and then named.
+    #[test]
+    fn a_taken_temp_name_is_retried_a_few_times() {
+        let dir = dir("taken");
+        let file = TokenFile::new(dir.join("tokens.json"));
+        open_private(&dir.join("tokens.json.tmp.taken"), true).unwrap();
+        let mut names = ["taken", "taken", "free"].into_iter();
+        let (_, tmp) = file
+            .create_temp_named(|| names.next().map(str::to_owned))
+            .unwrap();
+        assert_eq!(tmp, dir.join("tokens.json.tmp.free"));
+        let mut tries = 0;
+        let err = file
+            .create_temp_named(|| {
+                tries += 1;
+                Some("taken".into())
+            })
+            .unwrap_err();
+        assert_eq!(tries, TEMP_NAME_TRIES);
+        assert!(dir.join("tokens.json.tmp.taken").exists(), "not ours: left");
+        assert!(
+            err.starts_with("cannot write: 4 random temporary names taken ("),
+            "{err}"
+        );
+        let err = file.create_temp_named(|| None).unwrap_err();
+        assert_eq!(err, "cannot write: the system's random source failed");
+        // The real names: random, 16 hex digits, each its own.
+        let (_, a) = file.create_temp().unwrap();
+        let (_, b) = file.create_temp().unwrap();
+        assert_ne!(a, b);
+        for tmp in [a, b] {
+            let name = tmp.file_name().unwrap().to_str().unwrap();
+            let random = name.strip_prefix("tokens.json.tmp.").unwrap();
+            assert_eq!(random.len(), 16, "{name}");
+            assert!(random.bytes().all(|b| b.is_ascii_hexdigit()), "{name}");
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Whoever takes the lock removes the temporary files older than its lease, and only
+    /// those: not a young one (a live writer's), not another file's, not one that is not
+    /// a private regular file as ours are, and never through a symlink.
+    #[cfg(unix)]
+    #[test]
+    fn stale_temp_files_are_removed_by_the_lock_holder() {
+        use std::os::unix::fs::{PermissionsExt, symlink};
+        let dir = dir("stale");
+        let lease = Duration::from_secs(60);
+        let old = SystemTime::now() - Duration::from_secs(7200);
+        let make = |name: &str, age: SystemTime, mode: u32| {
+            let path = dir.join(name);
+            let file = open_private(&path, true).unwrap();
+            file.set_modified(age).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            path
+        };
+        let stale = [
+            make("tokens.json.tmp.1.0", old, 0o600),
+            make("tokens.json.tmp.0123456789abcdef", old, 0o600),
+            make("tokens.json.tmp.read-only", old, 0o400),
+        ];
+        let kept = [
+            // Young: a live writer may be about to rename it.
+            make("tokens.json.tmp.fedcba9876543210", SystemTime::now(), 0o600),
+            // Barely younger than the lease.
+            make(
+                "tokens.json.tmp.young",
+                SystemTime::now() - lease + Duration::from_secs(30),
+                0o600,
+            ),
+            // Not ours: another file's, another name, others may read it.
+            make("other.json.tmp.1.0", old, 0o600),
+            make("tokens.json.tmpx", old, 0o600),
+            make("tokens.json.tmp.shared", old, 0o644),
+            // A link to an old private file: neither it nor its target is removed.
+            make("target", old, 0o600),
+            dir.join("tokens.json.tmp.link"),
+            dir.join("tokens.json.tmp.dir"),
+        ];
+        symlink(dir.join("target"), &kept[6]).unwrap();
+        fs::create_dir(&kept[7]).unwrap();
+
+        let file = TokenFile::new(dir.join("tokens.json"));
+        let lock = file
+            .try_lock("k", lease, Duration::from_secs(10))
+            .unwrap()
+            .expect("free");
+        for path in &stale {
+            assert!(fs::symlink_metadata(path).is_err(), "{}", path.display());
+        }
+        for path in &kept {
+            assert!(fs::symlink_metadata(path).is_ok(), "{}", path.display());
+        }
+        // Who finds the lock held removes nothing.
+        let held = make("tokens.json.tmp.held", old, 0o600);
+        assert!(
+            file.try_lock("k", lease, Duration::from_secs(10))
+                .unwrap()
+                .is_none()
+        );
+        assert!(held.exists());
+        drop(lock);
+        // No time left: nothing is looked at.
+        assert!(file.try_lock("k", lease, Duration::ZERO).unwrap().is_some());
+        assert!(held.exists());
         fs::remove_dir_all(&dir).unwrap();
     }
 

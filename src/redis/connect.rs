@@ -141,6 +141,43 @@ impl Pool {
         Ok(value)
     }
 
+    /// Runs `f` on the idle connection to `node`, if there is one that no other call has;
+    /// `None` when there is none. A connection that fails is dropped, never retried here:
+    /// whoever asks decides where a new one goes.
+    #[cfg_attr(not(feature = "redis-sentinel"), allow(dead_code))]
+    pub(super) fn run_idle<T>(
+        &self,
+        node: &Node,
+        deadline: Instant,
+        f: &impl Fn(&mut Connection) -> Result<T, RedisError>,
+    ) -> Option<Result<T, Fail>> {
+        let mut con = self.take(&node.key)?;
+        Some(match run_on(&mut con, deadline, f) {
+            Ok(value) => {
+                self.put(&node.key, con);
+                Ok(value)
+            }
+            Err(e) => Err(Fail::Redis(e)),
+        })
+    }
+
+    /// Runs `check`, then `f`, on a new connection to `node`, by `deadline`; the connection
+    /// is kept as the idle one when both succeed.
+    #[cfg_attr(not(feature = "redis-sentinel"), allow(dead_code))]
+    pub(super) fn run_new<T>(
+        &self,
+        node: &Node,
+        deadline: Instant,
+        check: impl FnOnce(&mut Connection, Instant) -> Result<(), Fail>,
+        f: &impl Fn(&mut Connection) -> Result<T, RedisError>,
+    ) -> Result<T, Fail> {
+        let mut con = self.connect(node, deadline)?;
+        check(&mut con, deadline)?;
+        let value = run_on(&mut con, deadline, f)?;
+        self.put(&node.key, con);
+        Ok(value)
+    }
+
     fn connect_and_run<T>(
         &self,
         node: &Node,
@@ -223,7 +260,7 @@ fn put(idle: &Mutex<Vec<(String, Connection)>>, key: &str, con: Connection) {
 }
 
 /// Runs `f` with the socket's read and write timeouts set to what is left until `deadline`.
-fn run_on<T>(
+pub(super) fn run_on<T>(
     con: &mut Connection,
     deadline: Instant,
     f: &impl Fn(&mut Connection) -> Result<T, RedisError>,

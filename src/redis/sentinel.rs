@@ -6,11 +6,17 @@
 //! would hold a caller forever. This one asks `SENTINEL get-master-addr-by-name` itself,
 //! through the cache's connections, each within what is left of the call's deadline:
 //!
-//! - The master's address is kept once a sentinel has named it. When the master refuses,
-//!   drops the connection or answers `READONLY` (it was demoted), the sentinels are asked
-//!   again, once per call, and the call goes to the master they name if that is another.
+//! - The connection to the master a sentinel named is kept and reused. Every new
+//!   connection (the first, one to replace a connection the master closed or that answered
+//!   `READONLY`, one for a call that finds the kept one in use) goes to the master the
+//!   sentinels name at that moment, asked once per call, never to an address kept from
+//!   before: the old master may be back there, restarted empty and a master of its own
+//!   until the sentinels make it a replica, and would answer with no entry and no error.
 //!   While a failover is under way they still name the old master: the call fails at once
 //!   and the store gets its token from the token endpoint.
+//! - A new connection is used only once the server says it is the master (`ROLE`): a
+//!   sentinel that has not learned of a failover yet may name one that is not. A user whose
+//!   ACL does not allow `ROLE` takes the sentinels' word.
 //! - Sentinels are asked in turn, each with an equal share of the time left, so one that
 //!   never answers can't use up the call; the one that answered is asked first next time.
 //! - Sentinels are asked without a password; one that answers `NOAUTH` is asked again with
@@ -22,7 +28,7 @@ use std::time::Instant;
 use ::redis::{Connection, RedisError, Value};
 
 use super::Settings;
-use super::connect::{Fail, Node, Pool, remaining};
+use super::connect::{Fail, Node, Pool, remaining, run_on};
 use super::url::HostPort;
 
 pub(super) struct Sentinel {
@@ -58,27 +64,39 @@ impl Sentinel {
         deadline: Instant,
         f: &impl Fn(&mut Connection) -> Result<T, RedisError>,
     ) -> Result<T, Fail> {
+        // The connection kept to the master named last: no question to the sentinels. One
+        // that was closed (a restart, a failover: the sentinels close the connections of a
+        // server they promote or demote) or answers READONLY says the master may have moved.
         let known = lock(&self.master).clone();
-        let master = match known {
-            Some(m) => m,
-            None => self.discover(settings, pool, deadline)?,
-        };
-        let failed = match pool.run(&master, deadline, f) {
-            Ok(value) => return Ok(value),
-            Err(e) if e.is_gone() || e.code() == Some("READONLY") => e,
-            Err(e) => return Err(e),
-        };
-        // A failover may have moved the master: ask the sentinels once more.
-        self.forget(&master);
-        if remaining(deadline) <= super::MIN_WAIT {
-            return Err(failed);
+        if let Some(master) = known {
+            match pool.run_idle(&master, deadline, f) {
+                None => {}
+                Some(Ok(value)) => return Ok(value),
+                Some(Err(e)) if is_moved(&e) => {
+                    self.forget(&master);
+                    if remaining(deadline) <= super::MIN_WAIT {
+                        return Err(e);
+                    }
+                }
+                Some(Err(e)) => return Err(e),
+            }
         }
+        // A new connection goes where the sentinels point now, never to an address kept from
+        // before: the old master may be back there, restarted empty, a master of its own
+        // until the sentinels make it a replica (8 s or more), and would answer a read with
+        // no entry and grant a lock, with no error. And it is used only once the server says
+        // it is the master: a sentinel that has not yet learned of a failover may name one
+        // that is not. (What the Sentinel client guidelines ask of a client: resolve again
+        // at each reconnection, then check ROLE.)
         let named = self.discover(settings, pool, deadline)?;
-        if named.key == master.key {
-            // The failover has not happened (yet): the sentinels still name this one.
-            return Err(failed);
+        let result = pool.run_new(&named, deadline, |con, by| is_master(con, by, &named), f);
+        if let Err(e) = &result {
+            if is_moved(e) || matches!(e, Fail::Said(_)) {
+                // Asked again next call.
+                self.forget(&named);
+            }
         }
-        pool.run(&named, deadline, f)
+        result
     }
 
     fn forget(&self, master: &Arc<Node>) {
@@ -174,6 +192,38 @@ impl Sentinel {
             _ => None,
         })
     }
+}
+
+/// A failure that says the master may be elsewhere now: the server is gone (refused, the
+/// connection closed) or was demoted (`READONLY`).
+fn is_moved(e: &Fail) -> bool {
+    e.is_gone() || e.code() == Some("READONLY")
+}
+
+/// Checks, by `deadline`, that `node` on `con` says it is the master (`ROLE`). A user
+/// whose ACL does not allow `ROLE` (it is in `@admin`) takes the sentinels' word for it.
+fn is_master(con: &mut Connection, deadline: Instant, node: &Node) -> Result<(), Fail> {
+    let answer = run_on(con, deadline, &|con| {
+        ::redis::cmd("ROLE").query::<Value>(con)
+    });
+    let role = match answer {
+        Ok(Value::Array(parts)) => match parts.first() {
+            Some(Value::BulkString(role)) => String::from_utf8_lossy(role).into_owned(),
+            _ => String::new(),
+        },
+        Ok(_) => String::new(),
+        Err(e) if e.code() == Some("NOPERM") => return Ok(()),
+        Err(e) => return Err(Fail::Redis(e)),
+    };
+    if role == "master" {
+        return Ok(());
+    }
+    let role = if role.is_empty() { "unknown" } else { &role };
+    Err(Fail::Said(format!(
+        "{} is not the master (its role: {role}), though a sentinel names it: a failover is \
+         under way, or the sentinel has not learned of one",
+        node.key
+    )))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -32,6 +32,8 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     password: Option<String>,
+    /// What it was started with, for [`restart`](RedisServer::restart).
+    args: Vec<String>,
 }
 
 impl RedisServer {
@@ -98,6 +100,7 @@ impl RedisServer {
             child: Some(child),
             port,
             password: password.map(str::to_owned),
+            args: args.to_vec(),
         };
         server.wait_ready().map(|()| server)
     }
@@ -145,6 +148,17 @@ impl RedisServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Starts a server stopped by [`stop`](RedisServer::stop) again, with the same
+    /// arguments on the same port, as a supervisor restarts a crashed one: with nothing
+    /// saved, it comes back empty, and whatever its arguments made it (a master, or a
+    /// replica of the server it named).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart: still running");
+        let again = RedisServer::spawn(&self.args, self.port, self.password.as_deref())
+            .unwrap_or_else(|e| panic!("redis-server did not start again: {e}"));
+        *self = again;
     }
 
     /// Runs one command on a fresh connection (authenticated when the server has a

@@ -308,3 +308,111 @@ fn lock_held_too_long_does_not_block_past_the_timeout() {
     assert_eq!(peer.stats().token_requests, 1);
     drop(lock);
 }
+
+/// `logto-m2m token --cache-file <cache>` against `peer`, run by `unshare -p -f
+/// --mount-proc` as PID 1 of a PID namespace of its own, as in a container.
+fn command_as_pid_1(peer: &Peer, cache: &Path) -> Command {
+    let mut cmd = common::program("unshare");
+    cmd.args(["-p", "-f", "--mount-proc"])
+        .arg(env!("CARGO_BIN_EXE_logto-m2m"))
+        .args(["token", "--cache-file"])
+        .arg(cache)
+        .env("LOGTO_TOKEN_URL", peer.token_url())
+        .env("LOGTO_APP_ID", M2M_BASIC.0)
+        .env("LOGTO_APP_SECRET", M2M_BASIC.1)
+        .env("LOGTO_RESOURCE", SHOPPING_API)
+        .env("LOGTO_TIMEOUT", common::PEER_TIMEOUT.as_secs().to_string())
+        .env("LOGTO_LOG", "debug")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// A PID namespace, or why there is none here: a test that could not run must not pass.
+fn require_pid_namespaces() {
+    let probe = Command::new("unshare")
+        .args(["-p", "-f", "--mount-proc", "true"])
+        .stdin(Stdio::null())
+        .output();
+    match probe {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => panic!(
+            "unshare -p fails here (it needs root): {}; leave this test out with \
+             `--skip pid_1`",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => {
+            panic!("cannot run unshare (util-linux): {e}; leave this test out with `--skip pid_1`")
+        }
+    }
+}
+
+/// The command's `store stats:` line (`LOGTO_LOG=debug`).
+fn stats_line(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .find(|l| l.contains("store stats:"))
+        .unwrap_or_else(|| panic!("no stats line in: {stderr}"))
+}
+
+/// Issue 31, item 5: in a container the command is PID 1 and writes once per run, so its
+/// temporary file had the same name (`<file>.tmp.1.0`) in every run. A run killed between
+/// creating it and renaming it over the file (OOM, a job's deadline) left it behind; the
+/// next run found the name taken, wrote no file (a warning, one more token request) and
+/// removed the leftover, a file that was not its own: had it been another container's
+/// PID 1 sharing the folder, a live writer's, that one's write failed too. The temporary
+/// names are random now: the leftover is in nobody's way, left alone while it is young,
+/// and removed by the next refresh once it is older than the timeout.
+#[test]
+fn pid_1_with_a_leftover_temp_file_still_shares_its_token() {
+    require_pid_namespaces();
+    let peer = Peer::start();
+    let (dir, cache) = token_file("pid-1");
+    // What a killed PID 1 leaves: the name its first write gave before the fix, part of a
+    // file in it.
+    let leftover = dir.path().join("token.json.tmp.1.0");
+    fs::write(&leftover, "{\"version\":3,\"tok").unwrap();
+    #[cfg(unix)]
+    fs::set_permissions(
+        &leftover,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+
+    let first = command_as_pid_1(&peer, &cache).output().unwrap();
+    let (token, first) = check(first);
+    let second = command_as_pid_1(&peer, &cache).output().unwrap();
+    let (again, second) = check(second);
+    assert_eq!(
+        peer.stats().token_requests,
+        1,
+        "a run did not share its token through the file; first run: {first}\nsecond run: \
+         {second}"
+    );
+    assert_eq!(again, token);
+    assert!(!first.contains("warning"), "{first}");
+    assert!(stats_line(&first).contains("shared_writes: 1"), "{first}");
+    assert!(stats_line(&second).contains("shared_hits: 1"), "{second}");
+    // Young, it may be a live writer's: never removed by a run that is not its writer.
+    assert!(leftover.exists());
+
+    // Old (past the timeout), it is removed by the next run that refreshes the token.
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    fs::File::options()
+        .write(true)
+        .open(&leftover)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    fs::remove_file(&cache).unwrap();
+    let third = command_as_pid_1(&peer, &cache).output().unwrap();
+    let (_, stderr) = check(third);
+    assert!(!stderr.contains("warning"), "{stderr}");
+    assert_eq!(peer.stats().token_requests, 2);
+    assert!(!leftover.exists(), "the stale temporary file is gone");
+    let left: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains(".tmp."))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

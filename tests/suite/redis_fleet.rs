@@ -146,6 +146,14 @@ fn killed_lock_holder_blocks_the_fleet_no_longer_than_the_lease() {
         .unwrap();
     wait_for_lock(&redis);
     let locked = Instant::now();
+    // And its request at the server, which stalls only the first: killed before that (the
+    // lock is taken before the request is sent, a wider gap on a loaded machine), the
+    // holder would leave the stalled answer to one of the runs below.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served.load(SeqCst) == 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(served.load(SeqCst), 1, "the holder's request never came");
     holder.kill().unwrap(); // SIGKILL: no chance to release the lock
     holder.wait().unwrap();
     // Start a moment later, as processes that come along do: the lock lapses `TIMEOUT_S`

@@ -1,8 +1,9 @@
 //! `RedisCache` through Redis Sentinel (`redis+sentinel://`): one master, one replica and
 //! one sentinel, real `redis-server`s on 127.0.0.1 (`tests/common/redis_server.rs`). The
 //! fleet shares a token; the master is killed, the sentinel promotes the replica, and the
-//! runs after the failover take the token the replica had, with no new request, while no
-//! run, during the failover or after, outlives its timeout.
+//! runs after the failover take the token the replica had, with no new request, also once
+//! the old master is back, empty; no run, during the failover or after, outlives its
+//! timeout.
 #![cfg(feature = "redis-sentinel")]
 
 use crate::common;
@@ -74,6 +75,10 @@ fn the_fleet_keeps_its_token_through_a_failover() {
         assert!(!stderr.contains("warning"), "{stderr}");
         assert!(took < Duration::from_secs(TIMEOUT_S) + SLACK, "{took:?}");
     }
+    assert_eq!(eight_at_once(|| run(M2M_BASIC)), token);
+    // The old master back, empty, a master of its own until the sentinel makes it a
+    // replica: the fleet keeps to the one the sentinel names.
+    set.master.restart();
     assert_eq!(eight_at_once(|| run(M2M_BASIC)), token);
     assert_eq!(peer.stats().issued_by(M2M_BASIC.0), 1);
 }
@@ -216,4 +221,113 @@ fn a_sentinel_that_knows_no_such_master_says_so() {
         err.contains("knows no master named \"no-such-master\""),
         "{err}"
     );
+}
+
+/// The role a server says it has (`ROLE`): `master` or `slave`.
+fn role(server: &redis_server::RedisServer) -> String {
+    match server.command(&["ROLE"]) {
+        Reply::Array(parts) => match parts.first() {
+            Some(Reply::Bulk(Some(role))) => String::from_utf8_lossy(role).into_owned(),
+            other => panic!("ROLE: {other:?}"),
+        },
+        other => panic!("ROLE: {other:?}"),
+    }
+}
+
+/// The old master comes back after the failover, empty (nothing saved, as a supervisor
+/// restarts a crashed Redis), on its old address. For 8 s or more it answers as a master of
+/// its own, until the sentinel makes it a replica of the new one: a read there finds no
+/// entry, and a lock and a write there succeed, with no error, and are lost when it becomes
+/// a replica. A cache that knew the old master must not reconnect to its address: a new
+/// connection goes where the sentinels point now.
+#[test]
+fn a_cache_that_knew_the_old_master_follows_the_sentinel_when_it_comes_back_empty() {
+    let mut set = SentinelSet::start();
+    let cache = RedisCache::new(&set.url()).unwrap();
+    let key = key_of("https://tenant.example/oidc/token", "app", "r\0\0");
+    let entry = Entry {
+        value: b"tok".to_vec(),
+        expires_at: std::time::SystemTime::now() + Duration::from_secs(3600),
+    };
+    let left = Duration::from_secs(2);
+    cache
+        .write(&key, &entry.value, entry.expires_at, left)
+        .unwrap();
+    // The cache knows the master now, and keeps a connection to it.
+    assert_eq!(cache.read(&key, left).unwrap(), Some(entry.value.clone()));
+    wait_until("the entry on the replica", Duration::from_secs(10), || {
+        keys(&set.replica) == 1
+    });
+
+    set.master.stop();
+    wait_until("the failover", Duration::from_secs(30), || {
+        set.named_master_port() == Some(set.replica.port())
+    });
+    wait_until("the replica to be master", Duration::from_secs(10), || {
+        info(&set.replica, "replication").contains("role:master")
+    });
+    set.master.restart();
+    let restarted = Instant::now();
+    assert_eq!(role(&set.master), "master");
+    assert_eq!(keys(&set.master), 0, "back empty");
+
+    // The entry, from the master the sentinel names; the refresh lock and a write there too.
+    assert_eq!(cache.read(&key, left).unwrap(), Some(entry.value.clone()));
+    let lock = cache.try_lock(&key, Duration::from_secs(30), left).unwrap();
+    assert!(lock.is_some());
+    let locks =
+        |server| match redis_server::RedisServer::command(server, &["KEYS", "logto-m2m:lock:*"]) {
+            Reply::Array(keys) => keys.len(),
+            other => panic!("KEYS: {other:?}"),
+        };
+    assert_eq!(
+        (locks(&set.replica), locks(&set.master)),
+        (1, 0),
+        "the lock's key"
+    );
+    drop(lock);
+    cache.write(&key, b"new", entry.expires_at, left).unwrap();
+    assert_eq!(cache.read(&key, left).unwrap(), Some(b"new".to_vec()));
+    assert_eq!(keys(&set.master), 0, "nothing went to the old master");
+    // All of it while the old master still called itself one: the case was tested.
+    assert_eq!(
+        role(&set.master),
+        "master",
+        "converted after {:?}",
+        restarted.elapsed()
+    );
+}
+
+/// A sentinel may name a server that is not the master (one that has not yet learned of a
+/// failover names the old master, which may be back as a replica, still syncing): its
+/// `ROLE` says so, and the cache uses it for nothing, saying why. Here the sentinel is told
+/// to watch, as master `other`, a replica of an empty master.
+#[test]
+fn a_server_the_sentinel_names_that_is_not_the_master_is_not_used() {
+    let set = SentinelSet::start();
+    let empty = redis_server::RedisServer::start();
+    let replica = redis_server::RedisServer::start_args(None, |_| {
+        vec![
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            empty.port().to_string(),
+        ]
+    });
+    assert_eq!(role(&replica), "slave");
+    let port = replica.port().to_string();
+    let monitor = ["SENTINEL", "MONITOR", "other", "127.0.0.1", &port, "1"];
+    assert_eq!(set.sentinel.command(&monitor), Reply::Status("OK".into()));
+    let url = format!("redis+sentinel://127.0.0.1:{}/other/0", set.sentinel.port());
+    let cache = RedisCache::new(&url).unwrap();
+    let key = key_of("https://tenant.example/oidc/token", "app", "r\0\0");
+    let left = Duration::from_secs(2);
+    let err = cache.read(&key, left).unwrap_err();
+    assert_eq!(
+        err,
+        format!(
+            "127.0.0.1:{port} is not the master (its role: slave), though a sentinel names \
+             it: a failover is under way, or the sentinel has not learned of one"
+        )
+    );
+    assert!(cache.try_lock(&key, Duration::from_secs(30), left).is_err());
 }

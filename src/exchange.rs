@@ -21,6 +21,7 @@ use crate::error::{
 };
 use crate::request::{TokenRequest, form_urlencode, percent_encode};
 use crate::response::{self, Answer, Sent};
+use crate::store::TokenStore;
 use crate::token::Token;
 
 mod token_exchange;
@@ -58,11 +59,15 @@ const BACKOFF: [Duration; 2] = [Duration::from_millis(100), Duration::from_milli
 ///
 /// Each call makes its own exchange (on a pooled connection when the same `Config`, or a
 /// clone of it, made one before); use [`TokenStore`](crate::TokenStore) to cache tokens.
+/// A [token exchange](TokenRequest::impersonate) for an impersonated user gets a new
+/// Management API token each time too; a store takes its own, cached.
 ///
 /// # Errors
 /// Every failure is an [`Error`]; its [`ErrorKind`] says which fact: the OAuth error and
 /// HTTP status the server answered, the field of a malformed token response, a timeout, a
-/// TLS or connection failure, a redirect, a body over 64 KiB.
+/// TLS or connection failure, a redirect, a body over 64 KiB. A request that is
+/// [refused](TokenRequest#what-is-refused) is [`ErrorKind::Config`], before anything is
+/// sent.
 ///
 /// # Example
 /// ```no_run
@@ -77,6 +82,17 @@ const BACKOFF: [Duration; 2] = [Duration::from_millis(100), Duration::from_milli
 /// # Ok::<_, logto_m2m::Error>(())
 /// ```
 pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, Error> {
+    request_token_in(config, request, None)
+}
+
+/// [`request_token`], for `store` when a store asks: an impersonation then takes its
+/// Management API token from the store.
+pub(crate) fn request_token_in(
+    config: &Config,
+    request: &TokenRequest,
+    store: Option<&TokenStore>,
+) -> Result<Token, Error> {
+    request.check()?;
     config.check_cleartext()?;
     let agent = config.transport().agent()?;
     let started = Instant::now();
@@ -87,7 +103,7 @@ pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, E
     // Through the subject's pointer, so that a program without one links none of it.
     let exchange = match request.subject() {
         None => None,
-        Some((subject, code)) => Some((code.prepare)(config, agent, subject, deadline)?),
+        Some((subject, code)) => Some((code.prepare)(config, agent, subject, deadline, store)?),
     };
     fetch(config, agent, request, exchange.as_ref(), started, deadline)
 }

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::cache::TokenCache;
 use crate::config::Config;
 use crate::error::{DisplayDuration, Error, ErrorKind};
-use crate::exchange::request_token;
 use crate::request::TokenRequest;
 use crate::token::Token;
 use crate::token_file::TokenFile;
@@ -392,12 +391,34 @@ impl TokenStore {
 
     /// A token for `request`: the cached one while it is fresh, otherwise a new one.
     ///
+    /// A request whose subject token is a file (see
+    /// [`TokenRequest::personal_access_token`]) has the file read first, at each call, and
+    /// is looked up by a hash of what it holds.
+    ///
     /// # Errors
-    /// The error of the refresh, as [`request_token`] returns it; during the backoff after
-    /// a failure, that same error again. [`ErrorKind::Timeout`] if another thread's refresh
-    /// did not end within the config's timeout (twice that with a token cache, whose
-    /// refresh may first wait for another process's) and a few seconds more.
+    /// The error of the refresh, as [`request_token`](crate::request_token) returns it;
+    /// during the backoff after a failure, that same error again. [`ErrorKind::Timeout`] if
+    /// another thread's refresh did not end within the config's timeout (twice that with a
+    /// token cache, whose refresh may first wait for another process's) and a few seconds
+    /// more. A [refused](TokenRequest#what-is-refused) request, or a subject token file that
+    /// can't be read, is [`ErrorKind::Config`], before the cache is looked at.
     pub fn get(&self, request: &TokenRequest) -> Result<Arc<Token>, Error> {
+        if !request.is_plain() {
+            return self.get_read(request);
+        }
+        self.get_plain(request)
+    }
+
+    /// [`get`](TokenStore::get) of a request that is refused, or whose subject's files are
+    /// read now.
+    #[cold]
+    fn get_read(&self, request: &TokenRequest) -> Result<Arc<Token>, Error> {
+        self.get_plain(&*request.read_now()?)
+    }
+
+    /// [`get`](TokenStore::get) of a request as it is.
+    #[inline]
+    fn get_plain(&self, request: &TokenRequest) -> Result<Arc<Token>, Error> {
         let now = self.now();
         match local::hit(&self.id, request, now) {
             Some(token) => Ok(token),
@@ -414,11 +435,16 @@ impl TokenStore {
     }
 
     /// Drops the cached token for `request`, so the next [`get`](TokenStore::get) on any
-    /// thread asks for a new one. Call it when an API answers 401 to the token.
+    /// thread asks for a new one. Call it when an API answers 401 to the token. For a
+    /// request whose subject token is a file, the token of what the file holds now.
     pub fn invalidate(&self, request: &TokenRequest) {
         stats::bump(&self.counters.invalidations);
+        // A refused request has nothing cached; an unreadable subject file can't say which.
+        let Ok(request) = request.read_now() else {
+            return;
+        };
         let mut entries = self.lock();
-        if let Some(entry) = find_mut(&mut entries.map, request) {
+        if let Some(entry) = find_mut(&mut entries.map, &request) {
             entry.reject_held();
         }
     }
@@ -431,6 +457,10 @@ impl TokenStore {
     /// token.
     pub(crate) fn invalidate_token(&self, request: &TokenRequest, token: &Token) {
         stats::bump(&self.counters.invalidations);
+        let Ok(request) = request.read_now() else {
+            return;
+        };
+        let request = &*request;
         let mut entries = self.lock();
         let holds_it = |entry: &&mut Entry| {
             (entry.held.as_ref()).is_some_and(|h| h.token.access_token() == token.access_token())
@@ -502,12 +532,16 @@ struct DebugEntry<'a> {
 impl fmt::Debug for DebugEntry<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let e = self.entry;
-        let mut parts = e.key.split('\0');
         let mut s = f.debug_struct("Entry");
-        s.field("resource", &parts.next().unwrap_or_default());
-        s.field("scope", &parts.next().unwrap_or_default());
-        if let Some(org) = parts.next().filter(|o| !o.is_empty()) {
-            s.field("organization", &org);
+        if let Some(parts) = crate::request::key_parts(&e.key) {
+            s.field("resource", &parts.resource);
+            s.field("scope", &parts.scopes);
+            if let Some(org) = parts.organization {
+                s.field("organization", &org);
+            }
+            if parts.subject != "app" {
+                s.field("acting_for", &parts.subject);
+            }
         }
         let expires_in = e.held.as_ref().map(|h| {
             let (end, _) = h.token.ends_at(Duration::ZERO);

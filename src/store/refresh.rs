@@ -98,16 +98,18 @@ impl TokenStore {
         Ok(entries)
     }
 
-    /// One exchange with the token endpoint.
+    /// One exchange with the token endpoint. An impersonation's Management API token comes
+    /// from this store (`Some(self)`).
     pub(super) fn fetch(&self, request: &TokenRequest) -> Result<Token, Error> {
+        use crate::exchange::request_token_in;
         stats::bump(&self.counters.token_requests);
         #[cfg(test)]
         let result = match &self.hooks.fetch {
             Some(fetch) => fetch(&self.config, request),
-            None => request_token(&self.config, request),
+            None => request_token_in(&self.config, request, Some(self)),
         };
         #[cfg(not(test))]
-        let result = request_token(&self.config, request);
+        let result = request_token_in(&self.config, request, Some(self));
         if result.is_err() {
             stats::bump(&self.counters.token_request_failures);
         }

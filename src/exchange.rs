@@ -9,6 +9,7 @@
 //! first request and within the same deadline.
 
 use std::io;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -85,12 +86,32 @@ pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, E
     request_token_in(config, request, None)
 }
 
-/// [`request_token`], for `store` when a store asks: an impersonation then takes its
-/// Management API token from the store.
+/// Where an impersonation takes its Management API token from: a store's, so that one
+/// serves every exchange for its lifetime ([`TokenStore`] is one; a refresh running apart
+/// from the store can be another, on the same state).
+pub(crate) trait TokenSource {
+    /// The token for `request` (the Management API's): cached, or new.
+    fn token(&self, request: &TokenRequest) -> Result<Arc<Token>, Error>;
+    /// `token` for `request` was refused: drop it, if it is still the one held.
+    fn refused(&self, request: &TokenRequest, token: &Token);
+}
+
+impl TokenSource for TokenStore {
+    fn token(&self, request: &TokenRequest) -> Result<Arc<Token>, Error> {
+        self.get(request)
+    }
+
+    fn refused(&self, request: &TokenRequest, token: &Token) {
+        self.invalidate_token(request, token);
+    }
+}
+
+/// [`request_token`], for a store (`store`) when a store asks: an impersonation then takes
+/// its Management API token from it.
 pub(crate) fn request_token_in(
     config: &Config,
     request: &TokenRequest,
-    store: Option<&TokenStore>,
+    store: Option<&dyn TokenSource>,
 ) -> Result<Token, Error> {
     request.check()?;
     config.check_cleartext()?;

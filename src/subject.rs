@@ -15,10 +15,9 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::exchange::Exchange;
+use crate::exchange::{Exchange, TokenSource};
 use crate::request::form_urlencode_into;
 use crate::secret::Secret;
-use crate::store::TokenStore;
 
 /// The token exchange's code, which a request reaches only through a subject's setters: a
 /// program that never acts for a user links none of it (the exchange's preparation, the
@@ -43,7 +42,7 @@ type Prepare = fn(
     &ureq::Agent,
     &Subject,
     Option<Instant>,
-    Option<&TokenStore>,
+    Option<&dyn TokenSource>,
 ) -> Result<Exchange, Error>;
 
 static CODE: Code = Code {

@@ -14,11 +14,10 @@ use crate::config::Config;
 use crate::error::{Error, ErrorKind, MAX_SERVER_WORD, Redactions};
 use crate::request::TokenRequest;
 use crate::response::{self, Answer, Sent};
-use crate::store::TokenStore;
 use crate::subject::{self, ACCESS_TOKEN_TYPE, PERSONAL_ACCESS_TOKEN_TYPE, Subject, Who};
 use crate::token::{Token, is_header_safe};
 
-use super::{MAX_RESPONSE_BYTES, body_failure, map_ureq_error, time_left};
+use super::{MAX_RESPONSE_BYTES, TokenSource, body_failure, map_ureq_error, time_left};
 
 /// A token exchange's own form fields, and what they hold that must never be shown.
 pub(crate) struct Exchange {
@@ -52,7 +51,7 @@ impl Exchange {
         agent: &ureq::Agent,
         subject: &Subject,
         deadline: Option<Instant>,
-        store: Option<&TokenStore>,
+        store: Option<&dyn TokenSource>,
     ) -> Result<Exchange, Error> {
         subject.check()?;
         let actor_token = subject.actor_token().map(subject::read_token).transpose()?;
@@ -152,7 +151,7 @@ fn subject_token(
     user_id: &str,
     context: Option<&str>,
     deadline: Option<Instant>,
-    store: Option<&TokenStore>,
+    store: Option<&dyn TokenSource>,
 ) -> Result<String, Error> {
     let (token_url, base) = management_api(config)?;
     let context = context_object(context)?;
@@ -183,11 +182,11 @@ fn subject_token(
         let token = super::fetch(config, agent, &management, None, started, deadline)?;
         return ask(&token);
     };
-    let token: Arc<Token> = store.get(&management)?;
+    let token: Arc<Token> = store.token(&management)?;
     match ask(&token) {
         Err(error) if error.status() == Some(401) => {
-            store.invalidate_token(&management, &token);
-            let fresh = store.get(&management)?;
+            store.refused(&management, &token);
+            let fresh = store.token(&management)?;
             if fresh.access_token() == token.access_token() {
                 return Err(error);
             }

@@ -381,6 +381,7 @@
 //! | `debug` | a token fetched: resource, granted scope, lifetime, attempts, time taken |
 //! | `debug` | a retry: the attempt that failed, the wait, the reason |
 //! | `debug` | a token request that failed: attempts, time taken, the error |
+//! | `debug` | the Management API refused a store's token for an impersonation (401): asked again with a fresh one |
 //! | `info` | a token file or shared cache that works again after a problem (`last_cache_error` is then `None`) |
 //! | `info` | an app secret file whose content changed: a new secret was picked up (names the file) |
 //! | `info` | the endpoint refused the secret and the secret file holds a new one: the request is made once more with it |

@@ -208,7 +208,7 @@
 //! in the default build as rustls' provider), a fresh random nonce per write, under a key
 //! derived with HKDF-SHA256 from the App Secret, the token URL and the App ID, and bound to the
 //! request's key (resource, scopes, organization, and who the token acts for: the app, or a
-//! hash of the user subject, for a token file's subject the hash of what it held) as
+//! hash of the user subject; for a subject token given as a file, of what the file held) as
 //! associated data.
 //!
 //! Whoever reads the file or the Redis (another service on a shared instance, a backup, a

@@ -248,8 +248,8 @@ impl TokenRequest {
 
     /// The context (a JSON object) Logto keeps with the subject token of an
     /// [impersonation](TokenRequest::impersonate), e.g. `{"ticket":"T-1024"}`: for Logto's
-    /// custom token claims and its logs. Checked to be a JSON object when the request is
-    /// made.
+    /// custom token claims and its logs. A request whose context is not a JSON object is
+    /// [refused](TokenRequest#what-is-refused) at each use, before anything is sent.
     pub fn impersonation_context(mut self, json: &str) -> Self {
         self.subject.context(json);
         self.rekey();

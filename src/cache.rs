@@ -19,7 +19,8 @@ pub(crate) mod entry;
 ///
 /// A cache stores opaque values under opaque keys. The store makes both: a key is 32
 /// lowercase hex characters, a hash of the token URL, app id and request that is the same
-/// in every process and release; a value is the token, its scope and its times, sealed
+/// in every process and host (and release, but for the one change of issue 31, after which
+/// the entries written before are not found); a value is the token, its scope and its times, sealed
 /// (encrypted and authenticated with a key derived from the app secret, the token URL and
 /// the app id, bound to the request). So whoever reads the cache without the secret learns
 /// no token, and a value changed, cut short or copied under another key is refused as

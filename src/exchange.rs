@@ -9,6 +9,7 @@
 //! first request and within the same deadline.
 
 use std::io;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,6 +22,7 @@ use crate::error::{
 };
 use crate::request::{TokenRequest, form_urlencode, percent_encode};
 use crate::response::{self, Answer, Sent};
+use crate::store::TokenStore;
 use crate::token::Token;
 
 mod token_exchange;
@@ -58,11 +60,15 @@ const BACKOFF: [Duration; 2] = [Duration::from_millis(100), Duration::from_milli
 ///
 /// Each call makes its own exchange (on a pooled connection when the same `Config`, or a
 /// clone of it, made one before); use [`TokenStore`](crate::TokenStore) to cache tokens.
+/// A [token exchange](TokenRequest::impersonate) for an impersonated user gets a new
+/// Management API token each time too; a store takes its own, cached.
 ///
 /// # Errors
 /// Every failure is an [`Error`]; its [`ErrorKind`] says which fact: the OAuth error and
 /// HTTP status the server answered, the field of a malformed token response, a timeout, a
-/// TLS or connection failure, a redirect, a body over 64 KiB.
+/// TLS or connection failure, a redirect, a body over 64 KiB. A request that is
+/// [refused](TokenRequest#what-is-refused) is [`ErrorKind::Config`], before anything is
+/// sent.
 ///
 /// # Example
 /// ```no_run
@@ -77,6 +83,37 @@ const BACKOFF: [Duration; 2] = [Duration::from_millis(100), Duration::from_milli
 /// # Ok::<_, logto_m2m::Error>(())
 /// ```
 pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, Error> {
+    request_token_in(config, request, None)
+}
+
+/// Where an impersonation takes its Management API token from: a store's, so that one
+/// serves every exchange for its lifetime ([`TokenStore`] is one; a refresh running apart
+/// from the store can be another, on the same state).
+pub(crate) trait TokenSource {
+    /// The token for `request` (the Management API's): cached, or new.
+    fn token(&self, request: &TokenRequest) -> Result<Arc<Token>, Error>;
+    /// `token` for `request` was refused: drop it, if it is still the one held.
+    fn refused(&self, request: &TokenRequest, token: &Token);
+}
+
+impl TokenSource for TokenStore {
+    fn token(&self, request: &TokenRequest) -> Result<Arc<Token>, Error> {
+        self.get(request)
+    }
+
+    fn refused(&self, request: &TokenRequest, token: &Token) {
+        self.invalidate_token(request, token);
+    }
+}
+
+/// [`request_token`], for a store (`store`) when a store asks: an impersonation then takes
+/// its Management API token from it.
+pub(crate) fn request_token_in(
+    config: &Config,
+    request: &TokenRequest,
+    store: Option<&dyn TokenSource>,
+) -> Result<Token, Error> {
+    request.check()?;
     config.check_cleartext()?;
     let agent = config.transport().agent()?;
     let started = Instant::now();
@@ -87,7 +124,7 @@ pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, E
     // Through the subject's pointer, so that a program without one links none of it.
     let exchange = match request.subject() {
         None => None,
-        Some((subject, code)) => Some((code.prepare)(config, agent, subject, deadline)?),
+        Some((subject, code)) => Some((code.prepare)(config, agent, subject, deadline, store)?),
     };
     fetch(config, agent, request, exchange.as_ref(), started, deadline)
 }

@@ -15,7 +15,7 @@
 //! A [`TokenRequest`] can also act for a Logto user through token exchange (RFC 8693):
 //! [`TokenRequest::impersonate`], [`TokenRequest::personal_access_token`] and
 //! [`TokenRequest::user_access_token`] (their tokens given as a [`Secret`]: a string, or a
-//! file read for each request).
+//! file read at each use).
 //!
 //! Beside them: [`AuthMethod`] picks Basic or form credentials, [`Claims`] reads what a JWT
 //! access token says of itself (unverified), [`CallError`] says which half of a call
@@ -69,7 +69,11 @@
 //! }
 //! ```
 //!
-//! - Keys are (resource, set of scopes, organization): scope order and duplicates don't matter.
+//! - Keys are (resource, set of scopes, organization, who the token acts for), each part
+//!   length-prefixed so that no two requests share one: scope order and duplicates don't
+//!   matter. A resource, scope or organization id with a control character (a scope: any
+//!   character RFC 6749 does not allow) is refused before the cache is looked at or anything
+//!   is sent ([What is refused](TokenRequest#what-is-refused)).
 //! - A hit takes no lock: each thread keeps its own copy of the tokens it got, checked against
 //!   a version per key that every refresh and `invalidate` bumps, so every thread's
 //!   next call sees the change. Hits on many threads don't queue, and allocate nothing
@@ -216,7 +220,9 @@
 //! [`TokenCache`]) is sealed: encrypted and authenticated with ChaCha20-Poly1305 (ring, already
 //! in the default build as rustls' provider), a fresh random nonce per write, under a key
 //! derived with HKDF-SHA256 from the App Secret, the token URL and the App ID, and bound to the
-//! request (resource, scopes, organization) as associated data.
+//! request's key (resource, scopes, organization, and who the token acts for: the app, or a
+//! hash of the user subject; for a subject token given as a file, of what the file held) as
+//! associated data.
 //!
 //! Whoever reads the file or the Redis (another service on a shared instance, a backup, a
 //! replica, a `MONITOR` session) without the App Secret:
@@ -243,7 +249,11 @@
 //! share), and while hosts with both secrets run, each side refetches when it finds the
 //! other's entry. Entries of an older format (a token file of version 1 or 2, a Redis
 //! value in the clear) are ignored without a warning and replaced at the next refresh; Redis
-//! values in the clear lapse with their token's TTL. Measured by `cargo test --features redis
+//! values in the clear lapse with their token's TTL. The request keys changed with issue 31
+//! (each part length-prefixed, and a subject file keyed by what it holds): the ids an entry
+//! is stored under changed with them, so entries written before are not found (one token
+//! request per key after the upgrade; the old ones lapse at their expiry, and the token file
+//! drops them then). Measured by `cargo test --features redis
 //! --test suite sealed_caches`: no byte of the token file nor any Redis key or value holds a token,
 //! a part of one, or a secret; an entry moved under another app's key, written with another
 //! secret, changed in one byte, or in the old format, makes a token request instead.
@@ -346,6 +356,19 @@
 //!   exactly one of the two ways is used per request, never both. In the Basic header the id
 //!   and secret are each form-urlencoded first (RFC 6749 §2.3.1), a space as `%20` so that
 //!   servers that percent-decode (Authlib, for one) read it as Logto does.
+//! - **Acting for a user** (token exchange, which the app must have turned on): an
+//!   impersonation first gets a Management API token (scope `all`) and a single-use subject
+//!   token from `POST /api/subject-tokens`. Through a `TokenStore` that Management API token
+//!   is the store's own, cached and shared through its token file or Redis like any other, so
+//!   impersonating many users costs one client_credentials token per its lifetime, across the
+//!   runs of a cron job with a token file; a 401 to a cached one drops it and asks once more
+//!   with a fresh one. `request_token` alone gets one per exchange. A personal access token
+//!   or user token in a file is read at each `get`, and the store keys the request by a hash
+//!   of what it holds: a file rewritten with another user's token acts for that user from the
+//!   next `get` on, in every process and host sharing the cache. Measured by `LOGTO_REAL=1
+//!   cargo test --test real_logto token_exchange`: 3 users impersonated twice each, in one
+//!   store or in 6 runs of the command with one token file, make 1 Management API token
+//!   request (Logto's `logs` table).
 //! - **Errors keep Logto's code**: `Error::logto_code` is e.g. `oidc.invalid_client`,
 //!   `oidc.invalid_target` or `auth.exceed_token_limit`.
 //!
@@ -371,6 +394,7 @@
 //! | `debug` | a token fetched: resource, granted scope, lifetime, attempts, time taken |
 //! | `debug` | a retry: the attempt that failed, the wait, the reason |
 //! | `debug` | a token request that failed: attempts, time taken, the error |
+//! | `debug` | the Management API refused a store's token for an impersonation (401): asked again with a fresh one |
 //! | `info` | a token file or shared cache that works again after a problem (`last_cache_error` is then `None`) |
 //! | `info` | an app secret file whose content changed: a new secret was picked up (names the file) |
 //! | `info` | the endpoint refused the secret and the secret file holds a new one: the request is made once more with it |

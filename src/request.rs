@@ -1,9 +1,12 @@
-//! `TokenRequest`: what to ask for (resource, scopes, organization), the form it makes, and
-//! the key that tells two requests apart for a cache.
+//! `TokenRequest`: what to ask for (resource, scopes, organization), the form it makes,
+//! what refuses it before anything is sent, and the key that tells two requests apart for
+//! a cache.
 
+use std::borrow::Cow;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
+use crate::error::Error;
 use crate::secret::Secret;
 use crate::subject::{self, ACCESS_TOKEN_TYPE, PERSONAL_ACCESS_TOKEN_TYPE, Subject};
 
@@ -12,7 +15,47 @@ use crate::subject::{self, ACCESS_TOKEN_TYPE, PERSONAL_ACCESS_TOKEN_TYPE, Subjec
 /// Scopes keep the order they were given in, without duplicates. Two requests that differ
 /// only in scope order or duplicates are the same request to a [`TokenStore`].
 ///
+/// # What is refused
+///
+/// The setters take any text and return `Self`, so a request is checked when it is used
+/// ([`request_token`], [`TokenStore::get`], [`TokenStore::call`], a [`Bearer`]'s requests),
+/// before anything is sent or looked up in a cache. It is refused, with an
+/// [`ErrorKind::Config`] that names the field, when:
+///
+/// - the resource, the organization id or the user id to impersonate has a control
+///   character (no identifier has one);
+/// - a scope has a character outside RFC 6749's scope characters (visible ASCII but `"` and
+///   `\`; a space separates scopes);
+/// - the [impersonation context](TokenRequest::impersonation_context) is not a JSON object,
+///   or a subject's parts don't go together (see [`TokenRequest::impersonate`]).
+///
 /// [`TokenStore`]: crate::TokenStore
+/// [`TokenStore::get`]: crate::TokenStore::get
+/// [`TokenStore::call`]: crate::TokenStore::call
+/// [`Bearer`]: crate::Bearer
+/// [`request_token`]: crate::request_token
+/// [`ErrorKind::Config`]: crate::ErrorKind::Config
+///
+/// ```
+/// use logto_m2m::{request_token, Config, ErrorKind, TokenRequest};
+///
+/// let config = Config::logto("https://tenant.logto.app", "app-id", "app-secret")?;
+/// let request = TokenRequest::new("https://shopping.api").organization("org\0acme");
+/// let error = request_token(&config, &request).unwrap_err(); // nothing was sent
+/// assert!(matches!(error.kind(), ErrorKind::Config { .. }));
+/// assert_eq!(
+///     error.to_string(),
+///     r#"invalid config: the organization id "org\0acme" has a control character, which no identifier has"#
+/// );
+/// # Ok::<_, logto_m2m::Error>(())
+/// ```
+///
+/// # Keys
+///
+/// A [`TokenStore`] and its shared cache tell requests apart by a key made of the
+/// resource, the set of scopes and the organization, each with its length, and who the
+/// token is for: the app, or a tag for the kind of user subject with a hash of it (never
+/// the user's token). So no two different requests share a key, whatever their text.
 ///
 /// # Example
 /// ```
@@ -33,12 +76,18 @@ pub struct TokenRequest {
     organization: Option<String>,
     /// The user the token is for, when it is not for the app itself (token exchange).
     subject: Subject,
-    /// resource, sorted scopes, organization and a hash of the subject, joined: what makes two requests the same.
-    /// Shared by clones, so that a thread's copy of a token can be matched to a request by
-    /// pointer before comparing text.
+    /// What makes two requests the same: the resource, the sorted scopes and the
+    /// organization, each length-prefixed, and the subject's tag and hash (see
+    /// [`TokenRequest::rekey`]). Shared by clones, so that a thread's copy of a token can be
+    /// matched to a request by pointer before comparing text.
     key: Arc<str>,
     /// A hash of `key`, computed once so a cache lookup costs no hashing.
     key_hash: u64,
+    /// Why the request can't be used, found when it was built: returned by every use.
+    refusal: Option<Error>,
+    /// Neither refused nor with a subject token in a file: a store can look it up as it
+    /// is. One flag, so that a cache hit pays one test for the others.
+    plain: bool,
 }
 
 impl TokenRequest {
@@ -55,6 +104,8 @@ impl TokenRequest {
             subject: Subject::default(),
             key: Arc::from(""),
             key_hash: 0,
+            refusal: None,
+            plain: true,
         };
         r.rekey();
         r
@@ -146,6 +197,20 @@ impl TokenRequest {
     /// [`TokenStore`](crate::TokenStore) caches the token per user like any other and asks
     /// for a new subject token at each refresh.
     ///
+    /// Through a [`TokenStore`](crate::TokenStore), the Management API token is the store's
+    /// own [`TokenRequest::management_api`] token: cached, refreshed and shared through its
+    /// token file or [`TokenCache`](crate::TokenCache) like any other, so impersonating many
+    /// users, or refreshing one user's token many times, costs one Management API token per
+    /// its lifetime (across processes, with a shared cache). When the Management API answers
+    /// 401 to a cached one, it is dropped (if it is still the store's) and the subject
+    /// token asked for once more with a fresh one, within the same timeout. Taken within a
+    /// refresh through a shared cache, that token's own refresh does not take the cache's
+    /// lock (the refresh holds it already; the token file has one lock for all keys).
+    /// [`request_token`](crate::request_token) alone gets a new Management API token for
+    /// every exchange.
+    ///
+    /// The user id is refused if it has a control character, before anything is sent.
+    ///
     /// The app needs Logto's token exchange turned on (the console's "token exchange"
     /// setting, `customClientMetadata.allowTokenExchange`) and a machine-to-machine role
     /// with the Management API's `all` permission. What Logto answers when something is
@@ -183,8 +248,8 @@ impl TokenRequest {
 
     /// The context (a JSON object) Logto keeps with the subject token of an
     /// [impersonation](TokenRequest::impersonate), e.g. `{"ticket":"T-1024"}`: for Logto's
-    /// custom token claims and its logs. Checked to be a JSON object when the request is
-    /// made.
+    /// custom token claims and its logs. A request whose context is not a JSON object is
+    /// [refused](TokenRequest#what-is-refused) at each use, before anything is sent.
     pub fn impersonation_context(mut self, json: &str) -> Self {
         self.subject.context(json);
         self.rekey();
@@ -193,14 +258,22 @@ impl TokenRequest {
 
     /// Asks for a token that acts for the user whose personal access token (`pat_…`, made
     /// in the Logto console or by `POST /api/users/{id}/personal-access-tokens`) is `token`:
-    /// the token itself (`&str`, `String`), or a file that holds it (`&Path`, `PathBuf`),
-    /// read for each token request. Exchanged with `subject_token_type
+    /// the token itself (`&str`, `String`), or a file that holds it
+    /// ([`Secret::file`](crate::Secret::file)). Exchanged with `subject_token_type
     /// urn:logto:token-type:personal_access_token`; the app needs token exchange turned on,
     /// as for [`TokenRequest::impersonate`]. A wrong, expired or revoked one is
     /// `invalid_grant`; the message never repeats it.
     ///
-    /// The token is never in a cache key (a hash of it, or of the file's path, is), a log
-    /// line, `Debug` or an error.
+    /// A file is read at each use: by [`request_token`](crate::request_token) for its
+    /// exchange, and by a [`TokenStore`](crate::TokenStore) at each
+    /// [`get`](crate::TokenStore::get) (one small read; requests without a file keep their
+    /// lock-free hit), which keys the request by a hash of what it read and exchanges that
+    /// very token when it must ask. So a file rewritten with another user's token gets that
+    /// user's token from the next `get` on, in one process, across processes sharing a token
+    /// file, and across hosts sharing a cache that each have a different token at the same
+    /// path; the old user's token stays cached under its own key until it expires.
+    ///
+    /// The token is never in a cache key (a hash of it is), a log line, `Debug` or an error.
     ///
     /// # Example
     /// ```no_run
@@ -273,6 +346,41 @@ impl TokenRequest {
         self.organization.as_deref()
     }
 
+    /// The refusal found when the request was built (see [What is
+    /// refused](TokenRequest#what-is-refused)), if any.
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        match &self.refusal {
+            None => Ok(()),
+            Some(error) => Err(error.clone()),
+        }
+    }
+
+    /// True when a store can look the request up as it is: not refused, and no subject
+    /// token in a file. Otherwise [`TokenRequest::read_now`] first.
+    #[inline]
+    pub(crate) fn is_plain(&self) -> bool {
+        self.plain
+    }
+
+    /// The request as a store looks it up now: refused, or with its subject's and actor's
+    /// token files read now, so that its key holds a hash of what they hold and an exchange
+    /// sends exactly that. A plain request as it is.
+    ///
+    /// # Errors
+    /// The refusal, or a file that can't be read (naming it, never its content).
+    pub(crate) fn read_now(&self) -> Result<Cow<'_, TokenRequest>, Error> {
+        if self.plain {
+            return Ok(Cow::Borrowed(self));
+        }
+        self.check()?;
+        let mut read = self.clone();
+        if let Some(code) = self.subject.code().filter(|_| self.subject.reads_files()) {
+            read.subject = (code.read_files)(&self.subject)?;
+            read.rekey();
+        }
+        Ok(Cow::Owned(read))
+    }
+
     /// Who the token acts for, when not the app itself, with the token exchange's code.
     pub(crate) fn subject(&self) -> Option<(&Subject, &'static subject::Code)> {
         Some((&self.subject, self.subject.code()?))
@@ -291,6 +399,14 @@ impl TokenRequest {
         self.key_hash
     }
 
+    /// The key, its hash, and what [`TokenRequest::check`] returns, after any change.
+    ///
+    /// The key is one part per field, each a tag, the value's length in bytes, `:` and the
+    /// value: `r` the resource, `s` each scope (sorted), `o` the organization (when set),
+    /// then who the token is for, `a` the app or a tag for the user subject (`i`
+    /// impersonation, `p` personal access token, `u` user's access token, `n` none yet)
+    /// with its hash. The lengths make it unambiguous whatever the values hold (even a
+    /// character the checks refuse), so no two different requests share a key.
     fn rekey(&mut self) {
         // The scopes in order, so that their order does not split the cache. By insertion:
         // scopes are few, and std's sort would link 4 KB into every binary for them.
@@ -299,30 +415,42 @@ impl TokenRequest {
             let at = sorted.partition_point(|s| *s <= scope.as_str());
             sorted.insert(at, scope);
         }
-        // NUL can't come through form encoding unnoticed, so it separates the parts
-        // unambiguously.
         let mut key = String::with_capacity(self.resource.len() + 64);
-        key.push_str(&self.resource);
-        key.push('\0');
-        for (i, scope) in sorted.iter().enumerate() {
-            if i > 0 {
-                key.push(' ');
-            }
-            key.push_str(scope);
+        push_part(&mut key, 'r', &self.resource);
+        for scope in &sorted {
+            push_part(&mut key, 's', scope);
         }
-        key.push('\0');
         if let Some(org) = &self.organization {
-            key.push_str(org);
+            push_part(&mut key, 'o', org);
         }
-        // Only a token exchange has this part, so other requests keep their keys.
-        if self.subject.is_set() {
-            key.push('\0');
-            key.push_str(&self.subject.key_part());
-        }
+        push_part(&mut key, self.subject.tag(), &self.subject.key_part());
         let mut h = DefaultHasher::new();
         key.hash(&mut h);
         self.key_hash = h.finish();
         self.key = key.into();
+        self.refusal = self.find_refusal();
+        self.plain = self.refusal.is_none() && !self.subject.reads_files();
+    }
+
+    /// What refuses the request (see [What is refused](TokenRequest#what-is-refused)).
+    fn find_refusal(&self) -> Option<Error> {
+        let control = |field: &str, value: &str| {
+            value.contains(char::is_control).then(|| {
+                Error::config(format!(
+                    "the {field} {value:?} has a control character, which no identifier has"
+                ))
+            })
+        };
+        control("resource", &self.resource)
+            .or_else(|| {
+                let bad = self.scopes.iter().find(|s| !is_scope_token(s))?;
+                Some(Error::config(format!(
+                    "the scope {bad:?} has a character oauth does not allow in a scope \
+                     (rfc 6749: visible ascii but \" and \\)"
+                )))
+            })
+            .or_else(|| control("organization id", self.organization.as_deref()?))
+            .or_else(|| self.subject.refusal())
     }
 
     /// The form body without client authentication: each parameter once. With
@@ -380,6 +508,72 @@ impl Hash for TokenRequest {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.key.hash(state);
     }
+}
+
+/// One part of a key: `tag`, the value's length in bytes, `:` and the value.
+fn push_part(key: &mut String, tag: char, value: &str) {
+    use std::fmt::Write;
+    key.push(tag);
+    // Writing to a String can't fail.
+    let _ = write!(key, "{}:", value.len());
+    key.push_str(value);
+}
+
+/// The parts of a key, read back, for the store's `Debug`: the resource, the scopes
+/// (sorted, space-separated), the organization and who the token is for (`app`,
+/// `impersonation`, `personal access token`, `user access token`). `None` for text that
+/// is not a key this module made.
+pub(crate) fn key_parts(key: &str) -> Option<KeyParts<'_>> {
+    // Each part: its tag, its value, and the rest of the key after it.
+    fn part(rest: &str) -> Option<(char, &str, &str)> {
+        let tag = rest.chars().next()?;
+        let (len, after) = rest[tag.len_utf8()..].split_once(':')?;
+        let len: usize = len.parse().ok()?;
+        Some((tag, after.get(..len)?, after.get(len..)?))
+    }
+    let ('r', resource, mut rest) = part(key)? else {
+        return None;
+    };
+    let mut parts = KeyParts {
+        resource,
+        scopes: String::new(),
+        organization: None,
+        subject: "",
+    };
+    loop {
+        let (tag, value, after) = part(rest)?;
+        rest = after;
+        match tag {
+            's' => {
+                if !parts.scopes.is_empty() {
+                    parts.scopes.push(' ');
+                }
+                parts.scopes.push_str(value);
+            }
+            'o' => parts.organization = Some(value),
+            _ => {
+                parts.subject = subject::tag_name(tag)?;
+                return rest.is_empty().then_some(parts);
+            }
+        }
+    }
+}
+
+/// A key's parts: see [`key_parts`].
+#[derive(Debug, PartialEq)]
+pub(crate) struct KeyParts<'a> {
+    pub(crate) resource: &'a str,
+    pub(crate) scopes: String,
+    pub(crate) organization: Option<&'a str>,
+    pub(crate) subject: &'static str,
+}
+
+/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+fn is_scope_token(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope
+            .bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
 }
 
 /// `application/x-www-form-urlencoded` as WHATWG defines it: alphanumerics and `*-._` stay,
@@ -465,5 +659,219 @@ mod test {
             TokenRequest::new("r a").key(),
             TokenRequest::new("r").scope("a").key()
         );
+    }
+
+    /// The pairs issue 31 found sharing a key: an app's request with an organization id
+    /// that spells an impersonation's key part, and a resource that spells a scope.
+    #[test]
+    fn the_colliding_pairs_of_issue_31_have_different_keys() {
+        let victim = TokenRequest::new("https://api")
+            .scope("read")
+            .impersonate("victim");
+        let hash = victim.subject.key_part();
+        assert_eq!(hash.len(), 32);
+        let forged = TokenRequest::new("https://api")
+            .scope("read")
+            .organization(&format!("\0{hash}"));
+        assert_ne!(forged.key(), victim.key());
+        assert_ne!(forged, victim);
+        assert_ne!(
+            TokenRequest::new("r\0s").key(),
+            TokenRequest::new("r").scope("s\0").key()
+        );
+        assert_ne!(
+            TokenRequest::new("r").organization("").key(),
+            TokenRequest::new("r").key()
+        );
+        // And both forgeries are refused before use anyway.
+        assert!(forged.check().is_err());
+        assert!(TokenRequest::new("r\0s").check().is_err());
+        assert!(victim.check().is_ok());
+    }
+
+    /// What a request means, written out: two requests are the same request exactly when
+    /// these are equal.
+    fn meaning(r: &TokenRequest) -> String {
+        let mut scopes: Vec<&String> = r.scopes.iter().collect();
+        scopes.sort();
+        format!(
+            "{:?} {:?} {:?} {:?}",
+            r.resource,
+            scopes,
+            r.organization,
+            r.subject.described()
+        )
+    }
+
+    /// Many requests made of the pieces a forger would use (separators, digits and colons
+    /// that look like a length, control characters, another part's text): two have the
+    /// same key exactly when they mean the same request, and every key reads back.
+    #[test]
+    fn keys_are_equal_exactly_when_requests_are() {
+        let texts = [
+            "", "r", "s", "r s", "r\0", "\0s", "r\0s", "s\0", "1:r", "r1:s", "s1:r", "o1:x", "a0:",
+            "i32:", "\u{1}", "é", "r\u{85}",
+        ];
+        let scope_sets: [&[&str]; 7] = [
+            &[],
+            &["s"],
+            &["s\0"],
+            &["r", "s"],
+            &["s", "r"],
+            &["s1:r"],
+            &["1:s", "o1:x"],
+        ];
+        let subjects: [fn(TokenRequest) -> TokenRequest; 8] = [
+            |r| r,
+            |r| r.impersonate("victim"),
+            |r| r.impersonate("victim\0"),
+            |r| r.impersonate("victim").impersonation_context("{}"),
+            |r| r.personal_access_token("victim"),
+            |r| r.user_access_token("victim"),
+            |r| r.personal_access_token("victim").actor_token("a"),
+            |r| r.impersonation_context("{}"),
+        ];
+        let mut made: Vec<(String, TokenRequest)> = Vec::new();
+        for resource in texts {
+            for scopes in scope_sets {
+                for org in [None, Some(""), Some("r"), Some("s1:r"), Some("\0x")] {
+                    for subject in subjects {
+                        let mut r = TokenRequest::new(resource);
+                        for s in scopes {
+                            r = r.scope(s);
+                        }
+                        if let Some(org) = org {
+                            r = r.organization(org);
+                        }
+                        let r = subject(r);
+                        made.push((meaning(&r), r));
+                    }
+                }
+            }
+        }
+        // One organization taken from an impersonation's key part, as in the issue.
+        let victim = TokenRequest::new("s").impersonate("victim");
+        let forged =
+            TokenRequest::new("s").organization(&format!("\0{}", victim.subject.key_part()));
+        made.push((meaning(&victim), victim));
+        made.push((meaning(&forged), forged));
+        assert!(made.len() > 4000, "{}", made.len());
+
+        let mut by_key: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+        for (meaning, r) in &made {
+            if let Some(other) = by_key.insert(r.key(), meaning) {
+                assert_eq!(other, meaning, "one key for two requests: {:?}", r.key());
+            }
+            let parts = key_parts(r.key()).unwrap_or_else(|| panic!("{:?}", r.key()));
+            assert_eq!(parts.resource, r.resource);
+            assert_eq!(parts.organization, r.organization.as_deref());
+        }
+        let meanings: std::collections::HashSet<&str> =
+            made.iter().map(|(m, _)| m.as_str()).collect();
+        assert_eq!(by_key.len(), meanings.len(), "one request with two keys");
+    }
+
+    #[test]
+    fn key_parts_read_back_for_debug() {
+        let r = TokenRequest::new("https://a\0")
+            .scope("w r")
+            .organization("o:1");
+        assert_eq!(
+            key_parts(r.key()),
+            Some(KeyParts {
+                resource: "https://a\0",
+                scopes: "r w".into(),
+                organization: Some("o:1"),
+                subject: "app",
+            })
+        );
+        let pat = TokenRequest::new("x").personal_access_token("pat_1");
+        assert_eq!(
+            key_parts(pat.key()).unwrap().subject,
+            "personal access token"
+        );
+        for junk in [
+            "",
+            "r",
+            "r2:x",
+            "r1:xa0:z",
+            "x1:xa0:",
+            "r1:xq0:",
+            "r99999999999999999999:",
+        ] {
+            assert_eq!(key_parts(junk), None, "{junk:?}");
+        }
+    }
+
+    /// Each field with a character it must not have is refused when used, naming the
+    /// field; the values around the edges are not.
+    #[test]
+    fn refusals_name_the_field() {
+        let refused = |r: TokenRequest, field: &str| {
+            let e = r.check().expect_err(field);
+            assert!(matches!(e.kind(), crate::ErrorKind::Config { .. }), "{e}");
+            assert!(e.to_string().contains(field), "{field}: {e}");
+            assert!(!r.is_plain());
+        };
+        refused(TokenRequest::new("https://api\0"), "the resource");
+        refused(TokenRequest::new("https://api\r\nx"), "the resource");
+        refused(TokenRequest::new("https://api\u{7f}"), "the resource");
+        refused(TokenRequest::new("https://api\u{85}"), "the resource");
+        refused(
+            TokenRequest::new("r").scope("read\0"),
+            "the scope \"read\\0\"",
+        );
+        refused(TokenRequest::new("r").scope("a\"b"), "the scope");
+        refused(TokenRequest::new("r").scope("a\\b"), "the scope");
+        refused(TokenRequest::new("r").scope("lecture:é"), "the scope");
+        refused(TokenRequest::new("r").scope("a\u{a0}b"), "the scope");
+        refused(
+            TokenRequest::new("r").organization("\0x"),
+            "the organization id",
+        );
+        refused(
+            TokenRequest::new("r").organization("o\t1"),
+            "the organization id",
+        );
+        refused(
+            TokenRequest::new("r").impersonate("u\0x"),
+            "the user id to impersonate",
+        );
+        refused(
+            TokenRequest::new("r")
+                .impersonate("u")
+                .impersonation_context("{\"a\":\"\0\"}"),
+            "the impersonation context",
+        );
+        refused(
+            TokenRequest::new("r")
+                .impersonate("u")
+                .impersonation_context("[]"),
+            "the impersonation context",
+        );
+        refused(TokenRequest::new("r").actor_token("a"), "needs a subject");
+        // Fixed by a later setter: what counts is the request as used.
+        let fixed = TokenRequest::new("r")
+            .impersonation_context("{}")
+            .impersonate("u");
+        assert!(fixed.check().is_ok());
+        for fine in [
+            TokenRequest::new(""),
+            TokenRequest::new("https://api.example/é?x=1#y").scope("!#[]~ a:b/c"),
+            TokenRequest::new("r")
+                .organization("org é")
+                .impersonate("user é"),
+            TokenRequest::new("r")
+                .impersonate("u")
+                .impersonation_context("{\n\t\"ticket\": \"T-1\"\r\n}"),
+        ] {
+            assert!(fine.check().is_ok(), "{fine:?}: {:?}", fine.check());
+            assert!(fine.is_plain());
+        }
+        // A subject token in a file is read by a store before it looks the request up.
+        let file = TokenRequest::new("r").personal_access_token(Secret::file("/nonexistent"));
+        assert!(file.check().is_ok());
+        assert!(!file.is_plain());
+        assert!(file.read_now().is_err());
     }
 }

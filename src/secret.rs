@@ -68,6 +68,10 @@ impl Secret {
     /// The secret in the file at `path`, read for each use. A [`Config`](crate::Config)
     /// made with it reads the file once when it is made (an empty or unreadable file is an
     /// error then rather than at the first request).
+    ///
+    /// As a user's token ([`TokenRequest::personal_access_token`](crate::TokenRequest::personal_access_token)
+    /// and the like), a [`TokenStore`](crate::TokenStore) reads it at each `get` and keys
+    /// the request by a hash of what it holds, so a new token in the file is a new request.
     pub fn file(path: impl Into<PathBuf>) -> Secret {
         Secret::from_source(Source::File(Arc::new(SecretFile {
             path: path.into(),

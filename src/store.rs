@@ -24,7 +24,6 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::cache::TokenCache;
 use crate::config::Config;
 use crate::error::{DisplayDuration, Error, ErrorKind};
-use crate::exchange::request_token;
 use crate::request::TokenRequest;
 use crate::token::Token;
 use crate::token_file::TokenFile;
@@ -523,12 +522,34 @@ impl TokenStore {
     /// on a thread of its own; only a call that finds no valid token waits for a refresh
     /// (its own, or the one running).
     ///
+    /// A request whose subject token is a file (see
+    /// [`TokenRequest::personal_access_token`]) has the file read first, at each call, and
+    /// is looked up by a hash of what it holds.
+    ///
     /// # Errors
-    /// The error of the refresh, as [`request_token`] returns it; during the backoff after
-    /// a failure, that same error again. [`ErrorKind::Timeout`] if the running refresh did
-    /// not end within the config's timeout (twice that with a token cache, whose refresh
-    /// may first wait for another process's) and a few seconds more.
+    /// The error of the refresh, as [`request_token`](crate::request_token) returns it;
+    /// during the backoff after a failure, that same error again. [`ErrorKind::Timeout`] if
+    /// the running refresh did not end within the config's timeout (twice that with a token
+    /// cache, whose refresh may first wait for another process's) and a few seconds more. A
+    /// [refused](TokenRequest#what-is-refused) request, or a subject token file that can't be
+    /// read, is [`ErrorKind::Config`], before the cache is looked at.
     pub fn get(&self, request: &TokenRequest) -> Result<Arc<Token>, Error> {
+        if !request.is_plain() {
+            return self.get_read(request);
+        }
+        self.get_plain(request)
+    }
+
+    /// [`get`](TokenStore::get) of a request that is refused, or whose subject's files are
+    /// read now.
+    #[cold]
+    fn get_read(&self, request: &TokenRequest) -> Result<Arc<Token>, Error> {
+        self.get_plain(&*request.read_now()?)
+    }
+
+    /// [`get`](TokenStore::get) of a request as it is.
+    #[inline]
+    fn get_plain(&self, request: &TokenRequest) -> Result<Arc<Token>, Error> {
         let now = self.now();
         match local::hit(&self.id, request, now) {
             Some(token) => Ok(token),
@@ -545,7 +566,8 @@ impl TokenStore {
     }
 
     /// Drops whatever token is cached for `request`, so the next [`get`](TokenStore::get)
-    /// on any thread asks for a new one.
+    /// on any thread asks for a new one. For a request whose subject token is a file, the
+    /// token of what the file holds now.
     ///
     /// When an API answered 401 to a token, prefer
     /// [`invalidate_token`](TokenStore::invalidate_token): this drops the token cached
@@ -553,8 +575,12 @@ impl TokenStore {
     /// same 401, so threads that meet one 401 each cost a token request.
     pub fn invalidate(&self, request: &TokenRequest) {
         stats::bump(&self.inner.counters.invalidations);
+        // A refused request has nothing cached; an unreadable subject file can't say which.
+        let Ok(request) = request.read_now() else {
+            return;
+        };
         let mut entries = self.inner.lock();
-        if let Some(entry) = find_mut(&mut entries.map, request) {
+        if let Some(entry) = find_mut(&mut entries.map, &request) {
             entry.reject_held();
         }
     }
@@ -587,6 +613,10 @@ impl TokenStore {
     /// ```
     pub fn invalidate_token(&self, request: &TokenRequest, token: &Token) {
         stats::bump(&self.inner.counters.invalidations);
+        let Ok(request) = request.read_now() else {
+            return;
+        };
+        let request = &*request;
         let mut entries = self.inner.lock();
         let holds_it = |entry: &&mut Entry| {
             (entry.held.as_ref()).is_some_and(|h| h.token.access_token() == token.access_token())
@@ -715,12 +745,16 @@ struct DebugEntry {
 
 impl fmt::Debug for DebugEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut parts = self.key.split('\0');
         let mut s = f.debug_struct("Entry");
-        s.field("resource", &parts.next().unwrap_or_default());
-        s.field("scope", &parts.next().unwrap_or_default());
-        if let Some(org) = parts.next().filter(|o| !o.is_empty()) {
-            s.field("organization", &org);
+        if let Some(parts) = crate::request::key_parts(&self.key) {
+            s.field("resource", &parts.resource);
+            s.field("scope", &parts.scopes);
+            if let Some(org) = parts.organization {
+                s.field("organization", &org);
+            }
+            if parts.subject != "app" {
+                s.field("acting_for", &parts.subject);
+            }
         }
         s.field("token_expires_in", &self.expires_in);
         s.field("refreshing", &self.refreshing);

@@ -6,13 +6,16 @@
 //! token, and a user's own access token (delegation); optionally an actor token. The tokens
 //! are held as the crate's secrets, a string or a file read for each request, and never
 //! appear in a cache key, a log line, `Debug` or an error.
+//!
+//! A store reads a subject's token files when it is asked for a token (`read_files`), so
+//! that the key holds a hash of the token that an exchange would send, not of the path.
 
 use std::fmt;
 use std::time::Instant;
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::exchange::Exchange;
+use crate::exchange::{Exchange, TokenSource};
 use crate::request::form_urlencode_into;
 use crate::secret::Secret;
 
@@ -22,16 +25,31 @@ use crate::secret::Secret;
 /// drops what no setter's pointer names.
 #[derive(Clone, Copy)]
 pub(crate) struct Code {
-    /// The subject token and the form fields, before the exchange and within its deadline.
-    pub(crate) prepare:
-        fn(&Config, &ureq::Agent, &Subject, Option<Instant>) -> Result<Exchange, Error>,
+    /// The subject token and the form fields, before the exchange and within its deadline;
+    /// with a store, the Management API token comes from it.
+    pub(crate) prepare: Prepare,
     /// See [`Subject::key_part`].
     key_part: fn(&Subject) -> String,
+    /// See [`Subject::refusal`].
+    refusal: fn(&Subject) -> Option<Error>,
+    /// The subject with its token files read now, as strings.
+    pub(crate) read_files: fn(&Subject) -> Result<Subject, Error>,
 }
+
+/// [`Code::prepare`].
+type Prepare = fn(
+    &Config,
+    &ureq::Agent,
+    &Subject,
+    Option<Instant>,
+    Option<&dyn TokenSource>,
+) -> Result<Exchange, Error>;
 
 static CODE: Code = Code {
     prepare: Exchange::prepare,
     key_part,
+    refusal: Exchange::refusal,
+    read_files,
 };
 
 /// RFC 8693's grant type.
@@ -47,8 +65,9 @@ pub(crate) fn read_token(token: &Secret) -> Result<String, Error> {
     token.read().map(|t| t.trim().to_owned())
 }
 
-/// Feeds what identifies `token` to the key's hash: the token (hashed, never kept) or its
-/// file's path, so that a token rewritten in its file keeps its cache entry.
+/// Feeds what identifies `token` to the key's hash: the token (hashed, never kept), or the
+/// file's path while the file is not read (a request as built; a store reads the file
+/// first, see [`read_files`]).
 fn identify(token: &Secret, hash: &mut ring::digest::Context) {
     match token.path() {
         Some(path) => hash_part(hash, b"file", path.as_os_str().as_encoded_bytes()),
@@ -127,6 +146,51 @@ impl Subject {
         self.actor.as_ref()
     }
 
+    /// True when the subject's or the actor's token is a file.
+    pub(crate) fn reads_files(&self) -> bool {
+        let file = |s: &Secret| s.path().is_some();
+        matches!(&self.who, Some(Who::Token(_, token)) if file(token))
+            || self.actor.as_ref().is_some_and(file)
+    }
+
+    /// The key's tag for who the token is for: `a` the app, `i` an impersonated user, `p`
+    /// a personal access token, `u` a user's access token, `n` a subject not given yet.
+    pub(crate) fn tag(&self) -> char {
+        match (&self.who, self.code) {
+            (_, None) => 'a',
+            (Some(Who::Impersonate(_)), _) => 'i',
+            (Some(Who::Token(PERSONAL_ACCESS_TOKEN_TYPE, _)), _) => 'p',
+            (Some(Who::Token(..)), _) => 'u',
+            (None, Some(_)) => 'n',
+        }
+    }
+
+    /// Everything the subject holds, written out, for tests that compare keys with it.
+    #[cfg(test)]
+    pub(crate) fn described(&self) -> String {
+        let token = |t: &Secret| match t.path() {
+            Some(path) => format!("file {path:?}"),
+            None => format!("{:?}", t.read().unwrap_or_default()),
+        };
+        let who = match &self.who {
+            None => String::new(),
+            Some(Who::Impersonate(user)) => format!("impersonate {user:?}"),
+            Some(Who::Token(kind, t)) => format!("{kind} {}", token(t)),
+        };
+        format!(
+            "{} {who} {:?} {:?}",
+            self.code.is_some(),
+            self.context,
+            self.actor.as_ref().map(token)
+        )
+    }
+
+    /// Why the subject can't make a request (see [`Subject::check`]), and for an
+    /// impersonation, a context that is not a JSON object; `None` for no subject.
+    pub(crate) fn refusal(&self) -> Option<Error> {
+        self.code.and_then(|code| (code.refusal)(self))
+    }
+
     /// The part of a cache key that tells this subject from others: 32 hex digits of a
     /// SHA-256 over its kind, user id, context and tokens (or their files' paths), so that
     /// no token is ever in a key, a token file or Redis, and equal subjects in two processes
@@ -137,7 +201,8 @@ impl Subject {
             .unwrap_or_default()
     }
 
-    /// Refuses the combinations that can't make a request, before anything is sent.
+    /// Refuses the combinations that can't make a request, and a user id with a control
+    /// character, before anything is sent.
     pub(crate) fn check(&self) -> Result<(), Error> {
         match &self.who {
             None => Err(Error::config(
@@ -149,6 +214,12 @@ impl Subject {
             )),
             Some(Who::Impersonate(user)) if user.trim().is_empty() => {
                 Err(Error::config("the user id to impersonate is empty"))
+            }
+            Some(Who::Impersonate(user)) if user.contains(char::is_control) => {
+                Err(Error::config(format!(
+                    "the user id to impersonate {user:?} has a control character, which no \
+                     identifier has"
+                )))
             }
             _ => Ok(()),
         }
@@ -194,12 +265,46 @@ fn key_part(subject: &Subject) -> String {
         hash_part(&mut hash, b"actor", b"");
         identify(actor, &mut hash);
     }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = hash.finish();
     let mut out = String::with_capacity(32);
     for b in &digest.as_ref()[..16] {
-        out.push_str(&format!("{b:02x}"));
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
     }
     out
+}
+
+/// The name of a key's subject tag (see [`Subject::tag`]), for the store's `Debug`.
+pub(crate) fn tag_name(tag: char) -> Option<&'static str> {
+    Some(match tag {
+        'a' => "app",
+        'i' => "impersonation",
+        'p' => "personal access token",
+        'u' => "user access token",
+        'n' => "none",
+        _ => return None,
+    })
+}
+
+/// [`Code::read_files`]: the subject with the subject's and actor's token files read now
+/// (without the white space around them) and held as strings: what a store keys and an
+/// exchange sends.
+fn read_files(subject: &Subject) -> Result<Subject, Error> {
+    let read = |token: &mut Secret| -> Result<(), Error> {
+        if token.path().is_some() {
+            *token = Secret::from(read_token(token)?);
+        }
+        Ok(())
+    };
+    let mut now = subject.clone();
+    if let Some(Who::Token(_, token)) = &mut now.who {
+        read(token)?;
+    }
+    if let Some(actor) = &mut now.actor {
+        read(actor)?;
+    }
+    Ok(now)
 }
 
 fn hash_part(hash: &mut ring::digest::Context, label: &[u8], value: &[u8]) {

@@ -12,7 +12,8 @@ use crate::seal::SealKey;
 use crate::token::{Token, is_header_safe, is_printable};
 
 /// Which token an entry is for, and the key that seals it: the token URL, the app id and
-/// the request (resource, sorted scopes, organization). `Debug` never shows the seal key.
+/// the request's key (resource, sorted scopes, organization, who the token acts for; see
+/// `TokenRequest`). `Debug` never shows the seal key.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) struct CacheKey {
     request_key: String,
@@ -78,7 +79,8 @@ impl CacheKey {
 
     /// 32 lowercase hex characters that name the entry in a shared cache: a hash of the
     /// token URL, app id and request key that stays the same across processes, hosts and
-    /// releases. Two keys could share an id only by a hash collision, and
+    /// releases as long as the request key's format does (it changed once, with issue 31:
+    /// entries written before are not found, and cost one token request each). Two keys could share an id only by a hash collision, and
     /// [`CacheEntry::decode`] refuses an entry sealed for another key anyway.
     pub(crate) fn id(&self) -> &str {
         &self.id
@@ -286,6 +288,19 @@ mod test {
         assert_ne!(key("s", "r\0a\0").id(), key("s", KEY).id());
         // The separator keeps the parts apart.
         assert_ne!(stable_id(&["ab", "c", ""]), stable_id(&["a", "bc", ""]));
+        // A request's id, pinned: hosts running different releases share entries only
+        // while the request key's format stays (it changed once, with issue 31).
+        let request = TokenRequest::new("https://shopping.api")
+            .scope("write:products read:products")
+            .organization("org-1");
+        assert_eq!(
+            request.key(),
+            "r20:https://shopping.apis13:read:productss14:write:productso5:org-1a0:"
+        );
+        assert_eq!(
+            key("s", request.key()).id(),
+            "1391538795b07dc2eab9af4222262dd0"
+        );
     }
 
     #[test]

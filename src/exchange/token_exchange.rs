@@ -4,8 +4,10 @@
 //!
 //! It sits under `exchange` because the Management API token it needs for an impersonation
 //! is itself one exchange (`super::fetch`), under the same deadline, and its POST maps
-//! ureq's errors the same way.
+//! ureq's errors the same way. Through a store, that token is the store's instead, so that
+//! one serves every impersonation for its lifetime.
 
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::config::Config;
@@ -13,9 +15,9 @@ use crate::error::{Error, ErrorKind, MAX_SERVER_WORD, Redactions};
 use crate::request::TokenRequest;
 use crate::response::{self, Answer, Sent};
 use crate::subject::{self, ACCESS_TOKEN_TYPE, PERSONAL_ACCESS_TOKEN_TYPE, Subject, Who};
-use crate::token::is_header_safe;
+use crate::token::{Token, is_header_safe};
 
-use super::{MAX_RESPONSE_BYTES, body_failure, map_ureq_error, time_left};
+use super::{MAX_RESPONSE_BYTES, TokenSource, body_failure, map_ureq_error, time_left};
 
 /// A token exchange's own form fields, and what they hold that must never be shown.
 pub(crate) struct Exchange {
@@ -31,13 +33,25 @@ pub(crate) struct Exchange {
 }
 
 impl Exchange {
+    /// Why `subject` can't make a request: [`Subject::check`], and an impersonation
+    /// context that is not a JSON object. Run when the request is built, so that every use
+    /// refuses it before anything is sent or looked up.
+    pub(crate) fn refusal(subject: &Subject) -> Option<Error> {
+        subject
+            .check()
+            .and_then(|()| context_object(subject.context_json()).map(|_| ()))
+            .err()
+    }
+
     /// The subject token (read from its file now, or for an impersonation made by Logto's
-    /// Management API now) and the form fields.
+    /// Management API now, with a Management API token from `store` when there is one) and
+    /// the form fields.
     pub(crate) fn prepare(
         config: &Config,
         agent: &ureq::Agent,
         subject: &Subject,
         deadline: Option<Instant>,
+        store: Option<&dyn TokenSource>,
     ) -> Result<Exchange, Error> {
         subject.check()?;
         let actor_token = subject.actor_token().map(subject::read_token).transpose()?;
@@ -50,7 +64,14 @@ impl Exchange {
                 (subject::read_token(token)?, *token_type, who.to_owned())
             }
             Some(Who::Impersonate(user_id)) => (
-                subject_token(config, agent, user_id, subject.context_json(), deadline)?,
+                subject_token(
+                    config,
+                    agent,
+                    user_id,
+                    subject.context_json(),
+                    deadline,
+                    store,
+                )?,
                 ACCESS_TOKEN_TYPE,
                 format!("the subject token for user {user_id:?}"),
             ),
@@ -118,40 +139,66 @@ fn advice_for(exchange: &Exchange, kind: &ErrorKind) -> Option<String> {
 }
 
 /// Asks the Management API of the config's Logto for a single-use subject token for
-/// `user_id`: first a Management API token for the app (client_credentials, scope `all`),
-/// then `POST /api/subject-tokens`, both before `deadline`.
+/// `user_id`: first a Management API token for the app (client_credentials, scope `all`;
+/// `store`'s when there is one, else a new one), then `POST /api/subject-tokens`, both
+/// before `deadline`.
+///
+/// A 401 to a store's token (Logto no longer takes it: its signing key is gone, say) drops
+/// it, if it is still the store's, and asks once more with a fresh one.
 fn subject_token(
     config: &Config,
     agent: &ureq::Agent,
     user_id: &str,
     context: Option<&str>,
     deadline: Option<Instant>,
+    store: Option<&dyn TokenSource>,
 ) -> Result<String, Error> {
     let (token_url, base) = management_api(config)?;
     let context = context_object(context)?;
     let started = Instant::now();
     let management = TokenRequest::management_api(token_url);
-    let token = super::fetch(config, agent, &management, None, started, deadline)?;
-
     let url = format!("{base}/api/subject-tokens");
     let body = subject_token_body(user_id, context);
-    let redact = Redactions {
-        secrets: [token.access_token(), "", "", "", ""],
+    let ask = |token: &Token| {
+        let redact = Redactions {
+            secrets: [token.access_token(), "", "", "", ""],
+        };
+        let answer = post_json(
+            config,
+            agent,
+            &url,
+            token.authorization(),
+            &body,
+            deadline,
+            &redact,
+        )
+        .map_err(|error| error.with_context(Some(&url), None, None))?;
+        read_subject_token(config, &answer, started, &redact).map_err(|error| {
+            let hint = management_api_hint(answer.status, user_id);
+            error.with_context(Some(&url), answer.request_id.clone(), hint)
+        })
     };
-    let answer = post_json(
-        config,
-        agent,
-        &url,
-        token.authorization(),
-        &body,
-        deadline,
-        &redact,
-    )
-    .map_err(|error| error.with_context(Some(&url), None, None))?;
-    read_subject_token(config, &answer, started, &redact).map_err(|error| {
-        let hint = management_api_hint(answer.status, user_id);
-        error.with_context(Some(&url), answer.request_id.clone(), hint)
-    })
+    let Some(store) = store else {
+        let token = super::fetch(config, agent, &management, None, started, deadline)?;
+        return ask(&token);
+    };
+    let token: Arc<Token> = store.token(&management)?;
+    match ask(&token) {
+        Err(error) if error.status() == Some(401) => {
+            store.refused(&management, &token);
+            let fresh = store.token(&management)?;
+            if fresh.access_token() == token.access_token() {
+                return Err(error);
+            }
+            log::debug!(
+                target: "logto_m2m",
+                "the management api refused its cached token (http 401); asking for the \
+                 subject token again with a fresh one"
+            );
+            ask(&fresh)
+        }
+        answer => answer,
+    }
 }
 
 /// The token URL without its query, and the Logto endpoint whose Management API makes

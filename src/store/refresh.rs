@@ -11,6 +11,7 @@ use std::sync::{Arc, MutexGuard};
 use std::thread;
 
 use super::*;
+use crate::exchange::{TokenSource, request_token_in};
 
 impl TokenStore {
     #[cold]
@@ -102,6 +103,7 @@ impl TokenStore {
     ) -> Flight<'a> {
         Flight {
             inner: Arc::clone(&self.inner),
+            id: Arc::clone(&self.id),
             cache: self.cache.clone(),
             margin: self.margin(),
             request,
@@ -141,6 +143,8 @@ impl TokenStore {
 /// it as abandoned, so that waiters wake up and the key is never left refreshing.
 pub(super) struct Flight<'a> {
     pub(super) inner: Arc<Inner>,
+    /// The store's name, for the store this flight stands in for as a [`TokenSource`].
+    id: Arc<()>,
     cache: Option<Arc<dyn TokenCache>>,
     pub(super) margin: Duration,
     pub(super) request: Cow<'a, TokenRequest>,
@@ -198,17 +202,18 @@ impl Flight<'_> {
         outcome
     }
 
-    /// One exchange with the token endpoint.
+    /// One exchange with the token endpoint. An impersonation's Management API token comes
+    /// from this store (the flight is a [`TokenSource`] on the store's state).
     pub(super) fn fetch(&self, request: &TokenRequest) -> Result<Token, Error> {
         let inner = &self.inner;
         stats::bump(&inner.counters.token_requests);
         #[cfg(test)]
         let result = match &inner.hooks.fetch {
             Some(fetch) => fetch(&inner.config, request),
-            None => request_token(&inner.config, request),
+            None => request_token_in(&inner.config, request, Some(self)),
         };
         #[cfg(not(test))]
-        let result = request_token(&inner.config, request);
+        let result = request_token_in(&inner.config, request, Some(self));
         if result.is_err() {
             stats::bump(&inner.counters.token_request_failures);
         }
@@ -284,6 +289,30 @@ impl Flight<'_> {
         self.done = true;
         inner.refreshed.notify_all();
         (outcome, event)
+    }
+}
+
+/// An impersonation's Management API token, from the store the flight refreshes for: the
+/// same state, cache and margin, so that one token serves every exchange for its lifetime.
+impl TokenSource for Flight<'_> {
+    fn token(&self, request: &TokenRequest) -> Result<Arc<Token>, Error> {
+        self.store().get(request)
+    }
+
+    fn refused(&self, request: &TokenRequest, token: &Token) {
+        self.store().invalidate_token(request, token);
+    }
+}
+
+impl Flight<'_> {
+    /// The store this flight refreshes for, as a handle on the same state.
+    fn store(&self) -> TokenStore {
+        TokenStore {
+            inner: Arc::clone(&self.inner),
+            cache: self.cache.clone(),
+            margin: Some(self.margin),
+            id: Arc::clone(&self.id),
+        }
     }
 }
 

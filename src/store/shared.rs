@@ -4,6 +4,7 @@
 //! the config's timeout. Problems are noted for `last_cache_error`, never returned: the
 //! network can still give the token.
 
+use std::cell::Cell;
 use std::sync::PoisonError;
 use std::sync::atomic::Ordering::Relaxed;
 use std::thread;
@@ -18,6 +19,29 @@ use crate::error::{DisplayDuration, Error, ErrorKind};
 use crate::request::TokenRequest;
 use crate::response::{self, Sent};
 use crate::token::Token;
+
+thread_local! {
+    /// True while this thread refreshes through a shared cache with its lock held. A token
+    /// that refresh needs first (an impersonation's Management API token, from the same
+    /// store) is then refreshed without taking a lock: the token file's one lock for all
+    /// keys is the one this thread holds, and waiting for it would wait out the timeout.
+    static HOLDING_LOCK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks this thread as holding a shared cache's lock until dropped (even by a panic).
+struct Holding(bool);
+
+impl Holding {
+    fn enter() -> Holding {
+        Holding(HOLDING_LOCK.try_with(|h| h.replace(true)).unwrap_or(false))
+    }
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        let _ = HOLDING_LOCK.try_with(|h| h.set(self.0));
+    }
+}
 
 impl Flight<'_> {
     /// `fetch_shared`, and then, when it noted no problem, the
@@ -68,7 +92,11 @@ impl Flight<'_> {
         let lease = timeout;
         let mut pause = Duration::from_millis(2);
         let mut waited = false;
+        let nested = HOLDING_LOCK.try_with(Cell::get).unwrap_or(false);
         let lock = loop {
+            if nested {
+                break None;
+            }
             match cache.try_lock(key.id(), lease, left()) {
                 Ok(Some(lock)) => break Some(lock),
                 // Another process is refreshing: wait for its entry (counted once).
@@ -109,7 +137,10 @@ impl Flight<'_> {
         // timeout of its own, as the lease allows: a long wait above must not leave the
         // write no time at all.
         let refreshing = Instant::now();
-        let token = self.fetch(request)?;
+        let holding = lock.as_ref().map(|_| Holding::enter());
+        let token = self.fetch(request);
+        drop(holding);
+        let token = token?;
         let write_left = timeout.saturating_sub(refreshing.elapsed());
         // A token with no lifetime, or times the clock can't write down, stays in memory.
         if let Some(entry) = token.to_entry() {

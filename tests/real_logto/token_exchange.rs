@@ -199,8 +199,14 @@ fn field(value: &Value, name: &str) -> String {
 
 /// The user, made once per test binary.
 fn user(logto: &Logto) -> &'static User {
-    static USER: OnceLock<User> = OnceLock::new();
-    USER.get_or_init(|| {
+    &users(logto)[0]
+}
+
+/// Three users, each with the user role granting `read:products` and a PAT of its own,
+/// made once per test binary.
+fn users(logto: &Logto) -> &'static [User; 3] {
+    static USERS: OnceLock<[User; 3]> = OnceLock::new();
+    USERS.get_or_init(|| {
         let (status, role) = management(
             logto,
             "POST",
@@ -208,33 +214,38 @@ fn user(logto: &Logto) -> &'static User {
             r#"{"name":"shop-user","description":"reads products","type":"User","scopeIds":["shopscoperead00000001"]}"#,
         );
         assert_eq!(status, 200, "{}", json::to_string(&role));
-        let (status, made) = management(
-            logto,
-            "POST",
-            "/api/users",
-            r#"{"username":"exchange_user","password":"Exch4nge-Passw0rd!"}"#,
-        );
-        assert_eq!(status, 200, "{}", json::to_string(&made));
-        let id = field(&made, "id");
-        let (status, _) = management(
-            logto,
-            "POST",
-            &format!("/api/users/{id}/roles"),
-            &format!(r#"{{"roleIds":["{}"]}}"#, field(&role, "id")),
-        );
-        assert_eq!(status, 201);
-        let (status, pat) = management(
-            logto,
-            "POST",
-            &format!("/api/users/{id}/personal-access-tokens"),
-            r#"{"name":"cron"}"#,
-        );
-        assert_eq!(status, 201, "{}", json::to_string(&pat));
-        User {
-            id,
-            pat: field(&pat, "value"),
-        }
+        let role = field(&role, "id");
+        ["exchange_user", "exchange_user_2", "exchange_user_3"].map(|name| make_user(logto, name, &role))
     })
+}
+
+fn make_user(logto: &Logto, username: &str, role: &str) -> User {
+    let (status, made) = management(
+        logto,
+        "POST",
+        "/api/users",
+        &format!(r#"{{"username":"{username}","password":"Exch4nge-Passw0rd!"}}"#),
+    );
+    assert_eq!(status, 200, "{}", json::to_string(&made));
+    let id = field(&made, "id");
+    let (status, _) = management(
+        logto,
+        "POST",
+        &format!("/api/users/{id}/roles"),
+        &format!(r#"{{"roleIds":["{role}"]}}"#),
+    );
+    assert_eq!(status, 201);
+    let (status, pat) = management(
+        logto,
+        "POST",
+        &format!("/api/users/{id}/personal-access-tokens"),
+        r#"{"name":"cron"}"#,
+    );
+    assert_eq!(status, 201, "{}", json::to_string(&pat));
+    User {
+        id,
+        pat: field(&pat, "value"),
+    }
 }
 
 /// A new app with `roles` and token exchange turned on (`allow`) or left off.
@@ -492,6 +503,190 @@ real_test! {
             "a subject token is in the token file"
         );
         assert!(!file.contains(&user.id), "the user id is in the token file");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The real Logto: a subject token file acts for whoever it holds now (issue 31)
+
+/// The `sub` claim of a JWT access token printed by the command.
+#[track_caller]
+fn sub_of(jwt: &str) -> String {
+    use base64::Engine;
+    let payload = jwt.trim().split('.').nth(1).expect("a jwt");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    let claims: Value = json::from_str(std::str::from_utf8(&bytes).unwrap()).unwrap();
+    field(&claims, "sub")
+}
+
+real_test! {
+    fn a_rewritten_pat_file_gets_the_new_users_token_in_the_same_process() {
+        let logto = common::real_logto::logto();
+        let [one, two, _] = users(logto);
+        let app = app(logto, &[], true);
+        let dir = TempDir::new("exchange-pat-rewrite");
+        let pat_file = dir.path().join("pat");
+        let store = TokenStore::new(config(logto, &app));
+        let request = shopping().personal_access_token(Secret::file(&pat_file));
+        let get = || store.get(&request).unwrap_or_else(|e| panic!("{e}"));
+
+        std::fs::write(&pat_file, format!("{}\n", one.pat)).unwrap();
+        for_user(&get(), one, &app);
+        for_user(&get(), one, &app);
+        assert_eq!(exchanges(logto, &app.id, "Success"), 1);
+        // Another user's PAT in the same file: the next get acts for that user.
+        std::fs::write(&pat_file, &two.pat).unwrap();
+        for_user(&get(), two, &app);
+        for_user(&get(), two, &app);
+        assert_eq!(exchanges(logto, &app.id, "Success"), 2);
+        // Back to the first: its token is still cached, under its own key.
+        std::fs::write(&pat_file, &one.pat).unwrap();
+        for_user(&get(), one, &app);
+        assert_eq!(exchanges(logto, &app.id, "Success"), 2);
+        // A file gone is an error naming it, not the token of whoever it held last.
+        std::fs::remove_file(&pat_file).unwrap();
+        let e = store.get(&request).unwrap_err();
+        assert!(
+            e.to_string().contains(&format!(
+                "personal access token file {}: cannot read",
+                pat_file.display()
+            )),
+            "{e}"
+        );
+    }
+}
+
+real_test! {
+    fn two_stores_sharing_a_token_file_never_hand_each_other_their_users_tokens() {
+        let logto = common::real_logto::logto();
+        let [one, two, _] = users(logto);
+        let app = app(logto, &[], true);
+        let dir = TempDir::new("exchange-pat-hosts");
+        let cache = dir.path().join("tokens.json");
+        let pat_file = dir.path().join("pat");
+        // Two hosts sharing the token file (or a Redis), each with its own user's PAT at
+        // the same path name, /run/secrets/pat say: here one file, rewritten before each
+        // host's turn.
+        let host = || TokenStore::new(config(logto, &app)).cache_file(&cache);
+        let (a, b) = (host(), host());
+        let request = shopping().personal_access_token(Secret::file(&pat_file));
+        let turn = |store: &TokenStore, user: &User| {
+            std::fs::write(&pat_file, &user.pat).unwrap();
+            let token = store.get(&request).unwrap_or_else(|e| panic!("{e}"));
+            assert!(store.last_cache_error().is_none(), "{:?}", store.last_cache_error());
+            for_user(&token, user, &app);
+        };
+        turn(&a, one);
+        turn(&b, two);
+        assert_eq!(exchanges(logto, &app.id, "Success"), 2);
+        for _ in 0..3 {
+            turn(&a, one);
+            turn(&b, two);
+        }
+        // Host b given user one's PAT: user one's token, from the file, no exchange.
+        turn(&b, one);
+        // A third host, as after a restart: each user's token from the file.
+        let c = host();
+        turn(&c, two);
+        turn(&c, one);
+        assert_eq!(exchanges(logto, &app.id, "Success"), 2);
+        let file = std::fs::read_to_string(&cache).unwrap();
+        for never in [one.pat.as_str(), two.pat.as_str(), "pat_"] {
+            assert!(!file.contains(never), "{file}");
+        }
+    }
+}
+
+real_test! {
+    fn a_rewritten_pat_file_gets_the_new_users_token_across_runs_with_a_token_file() {
+        let logto = common::real_logto::logto();
+        let [one, two, _] = users(logto);
+        let app = app(logto, &[], true);
+        let dir = TempDir::new("exchange-pat-runs");
+        let cache = dir.path().join("tokens.json");
+        let pat_file = dir.path().join("pat");
+        let token_run = |user: &User| {
+            std::fs::write(&pat_file, format!("{}\n", user.pat)).unwrap();
+            let out = run(
+                command(logto, &app),
+                &[
+                    "token",
+                    "--pat-file",
+                    pat_file.to_str().unwrap(),
+                    "--resource",
+                    SHOPPING_API,
+                    "--scope",
+                    "read:products",
+                    "--cache-file",
+                    cache.to_str().unwrap(),
+                ],
+            );
+            assert_eq!(out.code, Some(0), "{out:?}");
+            assert_eq!(sub_of(&out.stdout), user.id, "{out:?}");
+            out.stdout
+        };
+        let first = token_run(one);
+        token_run(two);
+        assert_eq!(token_run(one), first, "user one's token, from the token file");
+        token_run(two);
+        assert_eq!(exchanges(logto, &app.id, "Success"), 2);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The real Logto: one Management API token for every impersonation (issue 31)
+
+real_test! {
+    fn impersonating_three_users_costs_one_management_api_token() {
+        let logto = common::real_logto::logto();
+        let users = users(logto);
+
+        // One store: each user's token twice (the second a refresh, after `invalidate`).
+        let app_lib = app(logto, &[MANAGEMENT_ROLE], true);
+        let store = TokenStore::new(config(logto, &app_lib));
+        for user in users {
+            let request = shopping().impersonate(&user.id);
+            for _ in 0..2 {
+                for_user(&store.get(&request).unwrap_or_else(|e| panic!("{e}")), user, &app_lib);
+                store.invalidate(&request);
+            }
+        }
+        assert_eq!(exchanges(logto, &app_lib.id, "Success"), 6);
+        assert_eq!(logto.token_requests(&app_lib.id), 1, "management api tokens");
+
+        // The command: each user in two runs, with one token file.
+        let app_cli = app(logto, &[MANAGEMENT_ROLE], true);
+        let dir = TempDir::new("exchange-quota");
+        let cache = dir.path().join("tokens.json");
+        for _ in 0..2 {
+            for user in users {
+                let out = run(
+                    command(logto, &app_cli),
+                    &[
+                        "token",
+                        "--impersonate",
+                        &user.id,
+                        "--resource",
+                        SHOPPING_API,
+                        "--scope",
+                        "read:products",
+                        "--cache-file",
+                        cache.to_str().unwrap(),
+                    ],
+                );
+                assert_eq!(out.code, Some(0), "{out:?}");
+                assert_eq!(sub_of(&out.stdout), user.id, "{out:?}");
+                // No token file problem (its lock waited for, say).
+                assert!(!out.stderr.contains("warning"), "{out:?}");
+            }
+        }
+        assert_eq!(exchanges(logto, &app_cli.id, "Success"), 3);
+        assert_eq!(logto.token_requests(&app_cli.id), 1, "management api tokens");
+        // Its token is in the file for the next runs, sealed like any other.
+        let file = std::fs::read_to_string(&cache).unwrap();
+        assert_eq!(file.matches("logto-m2m:sealed:1:").count(), 4, "{file}");
     }
 }
 

@@ -39,6 +39,7 @@ mod redis_dns;
 mod redis_fleet;
 mod redis_sentinel;
 mod redis_tls;
+mod requests;
 mod sealed_caches;
 mod secrets;
 mod store;

@@ -145,9 +145,10 @@ impl Verifier {
                  choose the keys; use https://",
             ));
         }
+        let transport = crate::transport::Transport::new(uri.clone());
         Ok(Verifier {
             issuer: issuer.to_owned(),
-            jwks: jwks::Jwks::new(jwks_url.to_owned(), loopback),
+            jwks: jwks::Jwks::new(jwks_url.to_owned(), transport),
             timeout: DEFAULT_TIMEOUT,
             hasher: RandomState::new(),
             remembered: Mutex::default(),

@@ -27,7 +27,8 @@ const MAX_JWKS_BYTES: u64 = 256 * 1024;
 pub(crate) struct Jwks {
     /// The URL, checked by the verifier.
     pub(crate) url: String,
-    transport: Transport,
+    /// How the JWKS is fetched: the verifier's roots and proxy.
+    pub(crate) transport: Transport,
     state: Mutex<State>,
     fetched: Condvar,
 }
@@ -49,10 +50,10 @@ struct State {
 type Fetched = Option<(Vec<Arc<Key>>, Option<String>)>;
 
 impl Jwks {
-    pub(crate) fn new(url: String, loopback: bool) -> Jwks {
+    pub(crate) fn new(url: String, transport: Transport) -> Jwks {
         Jwks {
             url,
-            transport: Transport::new(loopback),
+            transport,
             state: Mutex::default(),
             fetched: Condvar::new(),
         }

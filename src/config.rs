@@ -344,7 +344,8 @@ impl Config {
     /// # The environment, when no proxy is set
     ///
     /// By default the proxy comes from the environment, read by ureq
-    /// (`ureq::Proxy::try_from_env`) when the first request is made with this config:
+    /// (`ureq::Proxy::try_from_env`) when the first request is made with this config (for
+    /// [`agent`](Config::agent), when the agent is made):
     ///
     /// - the first of `ALL_PROXY`, `all_proxy`, `HTTPS_PROXY`, `https_proxy`,
     ///   `HTTP_PROXY`, `http_proxy` that is set to a URL ureq can read. The one proxy is

@@ -69,6 +69,8 @@ struct Built {
     /// proxy this build can't use for the URL, and going around it silently is not an
     /// option (ureq would warn and connect straight).
     problem: Option<Error>,
+    /// The proxy the agent goes through, for [`Transport::refused`].
+    proxy: Option<NameTheProxy>,
 }
 
 impl Transport {
@@ -106,7 +108,8 @@ impl Transport {
                 Err(e) => (None, Some(e)),
             };
             Built {
-                agent: self.build(proxy, Purpose::Exchange),
+                proxy: proxy.as_ref().map(|p| self.name(p)),
+                agent: self.builder(proxy, Purpose::Exchange).build().new_agent(),
                 problem,
             }
         });
@@ -151,14 +154,41 @@ impl Transport {
                 None => None,
             },
         };
-        Ok(self.build(proxy, Purpose::Api(timeout)))
+        let names = proxy.as_ref().map(|p| self.name(p));
+        let builder = self.builder(proxy, Purpose::Api(timeout));
+        // Its calls' errors reach the program as ureq's: the proxy is named in them here.
+        let builder = match names {
+            Some(names) => builder.middleware(names),
+            None => builder,
+        };
+        Ok(builder.build().new_agent())
+    }
+
+    /// The message for a `CONNECT` to the transport's URL that the proxy refused, from
+    /// ureq's `ConnectProxyFailed` reason (`proxy server responded 407/407`): which proxy
+    /// (host and port, never the user or password), the status, and what to check.
+    #[cold]
+    pub(crate) fn refused(&self, reason: &str) -> String {
+        let https = self.url.scheme_str() == Some("https");
+        let port = self.url.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let target = format!("{}:{port}", self.url.host().unwrap_or(""));
+        let explained = match self.built.get().and_then(|b| b.proxy.as_ref()) {
+            Some(proxy) => proxy.explain(reason, &target),
+            None => reason.to_owned(),
+        };
+        format!("CONNECT proxy failed: {explained}")
+    }
+
+    fn name(&self, proxy: &ureq::Proxy) -> NameTheProxy {
+        NameTheProxy::new(proxy, matches!(self.proxy, Proxy::Env))
     }
 
     /// The one agent builder: `proxy`, the roots, and what every request needs.
-    fn build(&self, proxy: Option<ureq::Proxy>, purpose: Purpose) -> ureq::Agent {
-        let names = proxy
-            .as_ref()
-            .map(|p| NameTheProxy::new(p, matches!(self.proxy, Proxy::Env)));
+    fn builder(
+        &self,
+        proxy: Option<ureq::Proxy>,
+        purpose: Purpose,
+    ) -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
         let builder = ureq::Agent::config_builder().proxy(proxy);
         // Without a TLS feature only plain http (to loopback) works; ureq answers an https
         // URL with an error naming the missing TLS support.
@@ -172,7 +202,7 @@ impl Transport {
             // the 3xx response as is.
             .max_redirects(0)
             .user_agent(USER_AGENT);
-        let builder = match purpose {
+        match purpose {
             Purpose::Exchange => builder
                 .accept("application/json")
                 // We can't decode gzip (no such feature, by choice) and must not parse
@@ -180,12 +210,7 @@ impl Transport {
                 .accept_encoding("identity"),
             // Each exchange sets its own deadline; an API agent's calls get the config's.
             Purpose::Api(timeout) => builder.timeout_global(Some(timeout)),
-        };
-        let builder = match names {
-            Some(names) => builder.middleware(names),
-            None => builder,
-        };
-        builder.build().new_agent()
+        }
     }
 }
 
@@ -284,14 +309,16 @@ fn with_exceptions(proxy: &ureq::Proxy, no_proxy: &str) -> ureq::Proxy {
     builder.build().unwrap_or_else(|_| proxy.clone())
 }
 
-/// A middleware that names the proxy in ureq's error for a refused `CONNECT`, which says
-/// only `proxy server responded 407/407`: which proxy (host and port, never the user or
-/// password), to which server, and what to check.
+/// What names a proxy in ureq's error for a refused `CONNECT`, which says only `proxy
+/// server responded 407/407`: which proxy (host and port, never the user or password), to
+/// which server, and what to check. [`Transport::refused`] for the crate's own requests,
+/// whose errors it maps; a middleware on an API agent, whose errors go to the program as
+/// ureq's.
 struct NameTheProxy {
     /// `host:port` of the proxy.
     proxy: String,
-    /// Where it came from, for the advice: the variable, or `None` when set in code.
-    variable: Option<&'static str>,
+    /// From the environment (the advice names the variable), or set in code.
+    from_env: bool,
     credentials: bool,
 }
 
@@ -299,7 +326,7 @@ impl NameTheProxy {
     fn new(proxy: &ureq::Proxy, from_env: bool) -> NameTheProxy {
         NameTheProxy {
             proxy: format!("{}:{}", proxy.host(), proxy.port()),
-            variable: from_env.then(env_variable),
+            from_env,
             credentials: proxy.username().is_some() || proxy.password().is_some(),
         }
     }
@@ -308,7 +335,9 @@ impl NameTheProxy {
     /// `proxy server responded 407/407`, or `proxy server did not respond`.
     fn explain(&self, reason: &str, target: &str) -> String {
         let proxy = &self.proxy;
-        let from = match self.variable {
+        // Read now, on this rare path, rather than for every agent.
+        let variable = self.from_env.then(env_variable);
+        let from = match variable {
             Some(v) => format!(" (from {v})"),
             None => String::new(),
         };
@@ -319,7 +348,7 @@ impl NameTheProxy {
         let Some(status) = status else {
             return format!("proxy {proxy}{from}, CONNECT {target}: {reason}");
         };
-        let url = self.variable.unwrap_or("the proxy url");
+        let url = variable.unwrap_or("the proxy url");
         // tinyproxy answers a wrong password with 401, others with 407.
         let advice = match status {
             401 | 407 if self.credentials => {

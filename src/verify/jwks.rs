@@ -175,6 +175,7 @@ impl Jwks {
             ureq::Error::BodyExceedsLimit(limit) => {
                 self.error(format!("answered with a body over the {limit} byte limit"))
             }
+            ureq::Error::ConnectProxyFailed(reason) => self.error(self.transport.refused(&reason)),
             e => {
                 let text = sanitize_to(&e.to_string(), &Redactions::NONE, MAX_SERVER_WORD);
                 self.error(text)

@@ -156,8 +156,11 @@ fn start() -> Result<SelfHosted, String> {
 
 /// The watchdog's clean-up (`$1` the run's folder, `$2` the hosts mark, `$3` the hosts
 /// file): kill each `pid name` of `$1/pids` whose command line still names it (never a
-/// process that took a PID over), take the marked line out of the hosts file (written in
-/// place: a Docker /etc/hosts is a mount, which a rename can't replace), remove the folder.
+/// process that took a PID over), take the marked line out of the hosts file, remove the
+/// folder. The hosts file is written in place (a Docker /etc/hosts is a mount, which a
+/// rename can't replace) and never truncated first: the lines kept are written over the
+/// old text, then the file is cut to their length, so that no one resolving `localhost`
+/// meanwhile finds it empty.
 const CLEAN_UP: &str = r#"trap '' INT HUP TERM
 cat >/dev/null
 if [ -f "$1/pids" ]; then
@@ -165,7 +168,10 @@ if [ -f "$1/pids" ]; then
     grep -qF "$name" "/proc/$pid/cmdline" 2>/dev/null && kill -9 "$pid"
   done <"$1/pids"
 fi
-kept=$(grep -vF "$2" "$3"; [ $? -le 1 ]) && printf '%s\n' "$kept" >"$3"
+if grep -qF "$2" "$3"; then
+  grep -vF "$2" "$3" >"$1/hosts"
+  dd if="$1/hosts" of="$3" conv=notrunc status=none && truncate -s "$(wc -c <"$1/hosts")" "$3"
+fi
 rm -rf "$1""#;
 
 /// A tinyproxy's watchdog: unless told `done` first (its `Drop` did it all), kills `$1` if
@@ -198,8 +204,10 @@ fn watchdog(script: &str, args: &[&str]) -> Result<ChildStdin, String> {
 }
 
 /// Adds `127.0.0.1 <name> <mark>` to `/etc/hosts`, after taking out the lines of runs whose
-/// process is gone. Written in place: readers see the file before or after, never empty
-/// (the new text is written over the old from the start, then the file cut to its length).
+/// process is gone. Written in place and never truncated first: the new text goes over the
+/// old from the start, then the file is cut to its length, so a reader meanwhile sees the
+/// old lines or the new ones (with, for a moment, the old text's end after them), never
+/// an empty file.
 fn hosts_line(name: &str, mark: &str) -> Result<(), String> {
     let fail = |e: std::io::Error| {
         format!("{HOSTS}: {e} (the self-hosted tests add a line for {name}: run them as root)")

@@ -228,7 +228,9 @@ impl TokenStore {
     /// same scopes). If the store hands back the same token (another process's shared
     /// cache still holds it), the first 401 is returned without a second call.
     ///
-    /// To read an error status's body, give the agent `http_status_as_error(false)`.
+    /// To read an error status's body, give the agent `http_status_as_error(false)`; the
+    /// agent of [`Config::agent`](crate::Config::agent) has it, and connects with the
+    /// config's roots and proxy (a private CA, `HTTPS_PROXY`).
     ///
     /// # Errors
     /// [`CallError::Token`] when no token could be had, [`CallError::Api`] with `send`'s

@@ -41,9 +41,13 @@ mod env;
 /// # Proxies
 ///
 /// By default the proxy in the environment is used, as ureq reads it, except for loopback
-/// token URLs; [`proxy`](Config::proxy) sets one explicitly and
+/// hosts; [`proxy`](Config::proxy) sets one explicitly and
 /// [`no_proxy`](Config::no_proxy) ignores the environment. See
 /// [`proxy`](Config::proxy) for the variables.
+///
+/// The roots and the proxy apply to every request made with the config: the token request,
+/// an impersonation's call to Logto's Management API (`POST /api/subject-tokens`), and the
+/// API calls of the agent [`agent`](Config::agent) gives.
 ///
 /// # Example
 /// ```
@@ -202,6 +206,7 @@ impl Config {
             https,
             loopback,
             authority,
+            uri,
         } = facts;
         Ok(Config {
             token_url: token_url.to_owned(),
@@ -214,7 +219,7 @@ impl Config {
             https,
             loopback,
             authority,
-            transport: Transport::new(loopback),
+            transport: Transport::new(uri),
         })
     }
 
@@ -318,7 +323,7 @@ impl Config {
     }
 
     /// Sends every request through this proxy, whatever the environment says and even to a
-    /// loopback token URL.
+    /// loopback host.
     ///
     /// `proxy_url` is `http://host:port` (an HTTP proxy, the usual kind) or
     /// `https://host:port` (TLS to the proxy itself, verified with the same roots as the
@@ -329,10 +334,18 @@ impl Config {
     /// alike (no absolute-form requests), so the proxy sees the token endpoint's host and
     /// port, and for https nothing else.
     ///
+    /// A proxy that refuses the tunnel (`407 Proxy Authentication Required`, or the `401`
+    /// tinyproxy answers a wrong password with, or any other status) fails the request
+    /// with [`ErrorKind::Transport`](crate::ErrorKind::Transport) naming the proxy's host
+    /// and port, the server asked for and the status, e.g. `transport: CONNECT proxy
+    /// failed: proxy proxy.internal:3128 answered http 407 to CONNECT auth.example:443: it
+    /// refused the user and password in the proxy url`; never its user or password.
+    ///
     /// # The environment, when no proxy is set
     ///
     /// By default the proxy comes from the environment, read by ureq
-    /// (`ureq::Proxy::try_from_env`) when the first request is made with this config:
+    /// (`ureq::Proxy::try_from_env`) when the first request is made with this config (for
+    /// [`agent`](Config::agent), when the agent is made):
     ///
     /// - the first of `ALL_PROXY`, `all_proxy`, `HTTPS_PROXY`, `https_proxy`,
     ///   `HTTP_PROXY`, `http_proxy` that is set to a URL ureq can read. The one proxy is
@@ -342,15 +355,16 @@ impl Config {
     ///   comma-separated list, without spaces, of `host` (exact, any case),
     ///   `.example.com` or `*.example.com` (subdomains only), `prefix*` and `*` (every
     ///   host). Ports and CIDR ranges are not understood;
-    /// - on top of ureq: a token URL whose host is loopback (`localhost`, `127.0.0.0/8`,
-    ///   `[::1]`) never goes through the environment's proxy, as with Go's `net/http`: a
-    ///   proxy elsewhere can't reach this machine's loopback, so a local Logto would
-    ///   otherwise fail only where a proxy happens to be set;
+    /// - on top of ureq: a host that is loopback (`localhost`, `127.x.x.x`, `[::1]`) never
+    ///   goes through the environment's proxy, as with Go's `net/http`: a proxy elsewhere
+    ///   can't reach this machine's loopback, so a local Logto would otherwise fail only
+    ///   where a proxy happens to be set;
     /// - a SOCKS proxy in the environment can't be used by this build (ureq's
-    ///   `socks-proxy` feature is not enabled, to keep dependencies small): requests then
-    ///   fail with [`ErrorKind::Config`](crate::ErrorKind::Config) naming the variable
-    ///   rather than silently connecting around it. Set an HTTP proxy with this setter, or
-    ///   call [`no_proxy`](Config::no_proxy).
+    ///   `socks-proxy` feature is not enabled, to keep dependencies small): a request to a
+    ///   host it applies to (not loopback, not in `NO_PROXY`) then fails with
+    ///   [`ErrorKind::Config`](crate::ErrorKind::Config) naming the variable rather than
+    ///   silently connecting around it. Set an HTTP proxy with this setter, or call
+    ///   [`no_proxy`](Config::no_proxy).
     ///
     /// Defaults to the environment as above.
     ///
@@ -378,6 +392,48 @@ impl Config {
     pub fn no_proxy(mut self) -> Self {
         self.transport = self.transport.proxy(Proxy::None);
         self
+    }
+
+    /// A ureq agent that connects as this config's token requests do, for the API calls
+    /// made with its tokens ([`TokenStore::call`](crate::TokenStore::call)): the same root
+    /// certificates (a private CA given to
+    /// [`root_certificates_pem`](Config::root_certificates_pem) verifies the API too) and
+    /// the same proxy, the environment's included, decided for each URL (`NO_PROXY`,
+    /// loopback hosts).
+    ///
+    /// Its settings: the config's [`timeout`](Config::timeout) as ureq's `timeout_global`;
+    /// `http_status_as_error(false)` (an error status is an answer, with its body to read);
+    /// redirects not followed (`max_redirects(0)`: the 3xx is returned as is);
+    /// `User-Agent: logto-m2m/<version>`. Each call builds a new agent with a connection
+    /// pool of its own: make one and keep it (clones share the pool). Change any setting
+    /// for one request with ureq's per-request config (`.config()`).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) when the environment names a SOCKS
+    /// proxy (see [`proxy`](Config::proxy)) and the config neither sets a proxy nor
+    /// ignores the environment's: not knowing the URLs it will call, the agent refuses
+    /// them all rather than go around the proxy.
+    ///
+    /// # Example
+    /// ```no_run
+    /// use logto_m2m::{Config, TokenRequest, TokenStore};
+    ///
+    /// let ca = std::fs::read("/etc/logto/ca.pem").expect("the CA file");
+    /// let config = Config::from_env()?.root_certificates_pem(&ca)?;
+    /// let agent = config.agent()?;
+    /// let store = TokenStore::new(config);
+    /// let request = TokenRequest::management_api("https://auth.internal.example");
+    /// let mut answer = store.call(&request, |authorization| {
+    ///     agent
+    ///         .get("https://auth.internal.example/api/applications")
+    ///         .header("authorization", authorization)
+    ///         .call()
+    /// })?;
+    /// println!("{}", answer.body_mut().read_to_string()?);
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn agent(&self) -> Result<ureq::Agent, Error> {
+        self.transport.api_agent(self.timeout)
     }
 
     /// The token endpoint's URL.
@@ -474,6 +530,8 @@ struct UrlFacts {
     loopback: bool,
     /// `host:port`, the port filled in from the scheme.
     authority: String,
+    /// The URL as parsed, for the transport.
+    uri: Uri,
 }
 
 /// Checks the token URL, then the app id.
@@ -519,6 +577,7 @@ fn check_url(url: &str) -> Result<UrlFacts, Error> {
         https,
         loopback: is_loopback(host),
         authority: format!("{host}:{port}"),
+        uri: uri.clone(),
     })
 }
 

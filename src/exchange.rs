@@ -602,6 +602,10 @@ fn map_ureq_error(e: ureq::Error, config: &Config, redact: &Redactions<'_>) -> F
         ureq::Error::LargeResponseHeader(_, limit) => {
             transport(format!("response headers exceed {limit} bytes"), false)
         }
+        // ureq names neither the proxy nor the server; the transport knows both.
+        ureq::Error::ConnectProxyFailed(ref reason) => {
+            transport(config.transport().refused(reason), false)
+        }
         other => transport(text(&other), false),
     }
 }

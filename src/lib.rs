@@ -378,11 +378,42 @@
 //! - `rustls` (default feature) trusts Mozilla's roots built into the binary; `native-tls`
 //!   uses the system's TLS library (OpenSSL on Linux) and its roots.
 //! - A self-hosted Logto behind a private CA: `config.root_certificates_pem(&pem)?` trusts
-//!   exactly the CAs in the PEM; `config.platform_roots()?` trusts the system's roots (with
-//!   rustls it reads the system bundle, `SSL_CERT_FILE` first).
+//!   exactly the CAs in the PEM, instead of the default roots; `config.platform_roots()?`
+//!   trusts the system's roots (with rustls it reads the system bundle, `SSL_CERT_FILE`
+//!   first). `Verifier::root_certificates_pem` does the same for the JWKS fetch.
 //! - Proxies: `config.proxy("http://user:pass@proxy:3128")?` always; `config.no_proxy()`
 //!   never; by default the environment's `ALL_PROXY`/`HTTPS_PROXY`/`HTTP_PROXY` (and
-//!   `NO_PROXY`), except for loopback token URLs. Proxy credentials are never shown.
+//!   `NO_PROXY`), except for loopback hosts. `Verifier::proxy` for the JWKS fetch, whose
+//!   default is the environment's too. Proxy credentials are never shown; a proxy that
+//!   refuses the tunnel (`407`) fails the request with an error naming its host and port
+//!   and the status.
+//! - The config's roots and proxy apply to every request made with it: the token request,
+//!   an impersonation's call to the Management API, and the API calls of `config.agent()?`
+//!   (a ureq agent for [`TokenStore::call`]).
+//!
+//! Logto behind a company's TLS proxy, with the company's CA, reached through its proxy
+//! (`HTTPS_PROXY=http://user:password@proxy.internal:3128` in the environment):
+//!
+//! ```no_run
+//! use logto_m2m::{Config, TokenRequest, Verifier, request_token};
+//!
+//! let ca = std::fs::read("/etc/ssl/company-ca.pem").expect("the company's CA");
+//! // The job that calls the API:
+//! let config = Config::from_env()?.root_certificates_pem(&ca)?;
+//! let token = request_token(&config, &TokenRequest::new("https://shopping.api"))?;
+//! // The API that receives the token:
+//! let verifier = Verifier::logto("https://auth.internal.example")?.root_certificates_pem(&ca)?;
+//! let claims = verifier.verify(token.access_token(), "https://shopping.api", &[])?;
+//! # let _ = claims;
+//! # Ok::<_, logto_m2m::Error>(())
+//! ```
+//!
+//! The command reads the CA file from `LOGTO_CA_FILE` (or `--ca-file <path>`), else from
+//! `SSL_CERT_FILE` as curl and OpenSSL do, and uses it for every connection it makes: to
+//! Logto (the token, the Management API, the JWKS of `verify`) and to the API of `call`.
+//! Its CAs replace the built-in roots, as curl's `--cacert` does (for public servers too,
+//! append your CA to a copy of the system bundle). A certificate signed by a CA the run
+//! does not trust fails with the advice to set `LOGTO_CA_FILE`.
 //!
 //! # Logging
 //!

@@ -57,7 +57,10 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// the number of threads asking, and at most one a second, with `If-None-Match`; so a
 /// signing-key rotation is picked up by a running verifier, and a flood of made-up
 /// `kid`s costs the issuer one request a second. A JWKS endpoint that fails or stalls
-/// never breaks tokens whose key is known. Redirects are never followed.
+/// never breaks tokens whose key is known. Redirects are never followed. The fetch connects
+/// as a [`Config`](crate::Config)'s requests do: with the TLS feature's roots unless
+/// [`root_certificates_pem`](Verifier::root_certificates_pem) gives others, and through the
+/// environment's proxy unless [`proxy`](Verifier::proxy) names one.
 ///
 /// # The same token again
 /// A token verified once is remembered, keyed by the exact token string, until its
@@ -145,9 +148,10 @@ impl Verifier {
                  choose the keys; use https://",
             ));
         }
+        let transport = crate::transport::Transport::new(uri.clone());
         Ok(Verifier {
             issuer: issuer.to_owned(),
-            jwks: jwks::Jwks::new(jwks_url.to_owned(), loopback),
+            jwks: jwks::Jwks::new(jwks_url.to_owned(), transport),
             timeout: DEFAULT_TIMEOUT,
             hasher: RandomState::new(),
             remembered: Mutex::default(),
@@ -158,6 +162,63 @@ impl Verifier {
     pub fn timeout(mut self, timeout: Duration) -> Verifier {
         self.timeout = timeout;
         self
+    }
+
+    /// Trusts exactly the CA certificates in `pem` for the JWKS fetch, for an issuer whose
+    /// certificate a private CA signed (a self-hosted Logto behind a TLS proxy): the same
+    /// meaning and checks as [`Config::root_certificates_pem`](crate::Config::root_certificates_pem),
+    /// whose CAs **replace** the default roots.
+    ///
+    /// Defaults to the TLS feature's roots (see [TLS](crate::Config#tls)).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] naming the problem when `pem` has no certificate, a block
+    /// without its END line, invalid base64, or a block that is not a DER certificate.
+    ///
+    /// # Example
+    /// ```no_run
+    /// use logto_m2m::Verifier;
+    ///
+    /// let ca = std::fs::read("/etc/logto/ca.pem").expect("the CA file");
+    /// let verifier = Verifier::logto("https://auth.internal.example")?
+    ///     .root_certificates_pem(&ca)?
+    ///     .proxy("http://proxy.internal:3128")?;
+    /// # Ok::<_, logto_m2m::Error>(())
+    /// ```
+    pub fn root_certificates_pem(mut self, pem: &[u8]) -> Result<Verifier, Error> {
+        let certs = crate::tls::parse_pem_certificates(pem)
+            .map_err(|reason| Error::config(format!("root certificates: {reason}")))?;
+        let roots = crate::tls::Roots::Specific(std::sync::Arc::new(certs));
+        self.jwks.transport = self.jwks.transport.roots(roots);
+        Ok(self)
+    }
+
+    /// Fetches the JWKS through this proxy, whatever the environment says and even from a
+    /// loopback host: the same meaning as [`Config::proxy`](crate::Config::proxy)
+    /// (`http://[user:password@]host:port`; a proxy that refuses the tunnel is named in
+    /// the error, never its password).
+    ///
+    /// Defaults to the environment's proxy, as for `Config`: `ALL_PROXY`, `HTTPS_PROXY`,
+    /// `HTTP_PROXY` (and their lower-case names), with `NO_PROXY` and loopback hosts going
+    /// straight.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] when the URL can't be read, names a SOCKS proxy, or is
+    /// `https://` without a TLS feature.
+    ///
+    /// # Example
+    /// ```
+    /// use logto_m2m::Verifier;
+    ///
+    /// let verifier = Verifier::logto("https://auth.internal.example")?
+    ///     .proxy("http://user:hunter2@proxy.internal:3128")?;
+    /// assert!(!format!("{verifier:?}").contains("hunter2"));
+    /// # Ok::<_, logto_m2m::Error>(())
+    /// ```
+    pub fn proxy(mut self, proxy_url: &str) -> Result<Verifier, Error> {
+        let proxy = crate::transport::explicit_proxy(proxy_url)?;
+        self.jwks.transport = self.jwks.transport.proxy(proxy);
+        Ok(self)
     }
 
     /// Verifies `token` for an API whose resource indicator is `audience` (for Logto's

@@ -185,6 +185,14 @@ fn environment_proxy_and_roots() {
     assert!(err.to_string().contains("ALL_PROXY"), "{err}");
     assert!(err.to_string().contains("socks"), "{err}");
     get(&config(plain, M2M_BASIC)).unwrap();
+    // A host in NO_PROXY, as the message advises, goes straight: wrong.example does not
+    // resolve, so that is a transport error, not the socks one.
+    proxy_env(&[
+        ("ALL_PROXY", "socks5://127.0.0.1:9"),
+        ("NO_PROXY", "wrong.example"),
+    ]);
+    let err = get(&remote_config()).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Transport { .. }), "{err:?}");
     proxy_env(&[]);
 
     // 7. platform_roots(): SSL_CERT_FILE names the bundle (rustls reads the file, OpenSSL

@@ -27,7 +27,8 @@ const MAX_JWKS_BYTES: u64 = 256 * 1024;
 pub(crate) struct Jwks {
     /// The URL, checked by the verifier.
     pub(crate) url: String,
-    transport: Transport,
+    /// How the JWKS is fetched: the verifier's roots and proxy.
+    pub(crate) transport: Transport,
     state: Mutex<State>,
     fetched: Condvar,
 }
@@ -49,10 +50,10 @@ struct State {
 type Fetched = Option<(Vec<Arc<Key>>, Option<String>)>;
 
 impl Jwks {
-    pub(crate) fn new(url: String, loopback: bool) -> Jwks {
+    pub(crate) fn new(url: String, transport: Transport) -> Jwks {
         Jwks {
             url,
-            transport: Transport::new(loopback),
+            transport,
             state: Mutex::default(),
             fetched: Condvar::new(),
         }
@@ -174,6 +175,7 @@ impl Jwks {
             ureq::Error::BodyExceedsLimit(limit) => {
                 self.error(format!("answered with a body over the {limit} byte limit"))
             }
+            ureq::Error::ConnectProxyFailed(reason) => self.error(self.transport.refused(&reason)),
             e => {
                 let text = sanitize_to(&e.to_string(), &Redactions::NONE, MAX_SERVER_WORD);
                 self.error(text)

@@ -35,6 +35,8 @@ pub mod connect_proxy;
 pub mod gate;
 pub mod loopback;
 pub mod real_logto;
+#[cfg(any(feature = "rustls", feature = "native-tls"))]
+pub mod self_hosted;
 
 /// The peer's clients as `(client_id, client_secret)`, see `tests/peer/README.md`.
 /// Registered `client_secret_basic`; shopping.api `read:products`, Management API `all`.

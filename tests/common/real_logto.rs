@@ -12,6 +12,9 @@
 //! and only ports where no Logto or database of anyone else was found, and removes the run
 //! folder of logs (`$LOGTO_BASE/run-<port>`) too, except after a failed start.
 //!
+//! [`start_behind`] starts one the same way for a binary that puts a TLS proxy in front of
+//! it (`tests/self_hosted/`): `LOGTO_PUBLIC_ENDPOINT` is the proxy's URL, Logto's issuer.
+//!
 //! Everything here is bounded in time: starting (10 min, for a first build from a fresh
 //! clone), each `psql` (30 s), each count of token requests (5 s).
 
@@ -39,6 +42,8 @@ const START_ATTEMPTS: usize = 3;
 /// A running Logto that this test binary started.
 pub struct Logto {
     endpoint: String,
+    /// `LOGTO_PUBLIC_ENDPOINT` it was started with: the URL a TLS proxy serves it at.
+    public: Option<String>,
     port: u16,
     pg_port: u16,
     db_url: String,
@@ -59,7 +64,7 @@ pub struct Logto {
 /// When the instance can't be started (every test then panics with the same reason).
 pub fn logto() -> &'static Logto {
     static SHARED: OnceLock<Result<Logto, String>> = OnceLock::new();
-    match SHARED.get_or_init(start) {
+    match SHARED.get_or_init(start_shared) {
         Ok(logto) => logto,
         Err(why) => panic!("{why}"),
     }
@@ -87,7 +92,20 @@ fn script_base() -> PathBuf {
         .map_or_else(|| script_tmp().join("logto-m2m-real-logto"), PathBuf::from)
 }
 
-fn start() -> Result<Logto, String> {
+/// A Logto of its own for a test binary that fronts it with a TLS proxy at `public`
+/// (`https://<name>:<port>`, `LOGTO_PUBLIC_ENDPOINT`): its issuer is `{public}/oidc` and it
+/// trusts the proxy's `X-Forwarded-Proto`. It is reached directly at [`Logto::endpoint`]
+/// too. Stopped and wiped when the returned value is dropped or the binary ends, as
+/// [`logto`]'s.
+pub fn start_behind(public: &str) -> Result<Logto, String> {
+    start(Some(public))
+}
+
+fn start_shared() -> Result<Logto, String> {
+    start(None)
+}
+
+fn start(public: Option<&str>) -> Result<Logto, String> {
     let dir = shared_dir();
     let start_sh = dir.join("start.sh");
     let stop_sh = dir.join("stop.sh");
@@ -100,7 +118,7 @@ fn start() -> Result<Logto, String> {
     let mut failures = Vec::new();
     for _ in 0..START_ATTEMPTS {
         let (port, pg_port) = pick_ports()?;
-        match start_on(&start_sh, &stop_sh, port, pg_port) {
+        match start_on(&start_sh, &stop_sh, port, pg_port, public) {
             Ok(logto) => return Ok(logto),
             Err(why) => failures.push(why),
         }
@@ -147,6 +165,7 @@ fn pick_ports() -> Result<(u16, u16), String> {
 fn script_env(cmd: &mut Command, port: u16, pg_port: u16) {
     cmd.env_remove("LOGTO_ADMIN_PORT")
         .env_remove("LOGTO_FRESH_DB")
+        .env_remove("LOGTO_PUBLIC_ENDPOINT")
         .env("LOGTO_PORT", port.to_string())
         .env("LOGTO_PG_PORT", pg_port.to_string());
 }
@@ -160,7 +179,13 @@ cat >/dev/null
 "$0" --wipe >/dev/null 2>&1
 [ "$keep" = keep ] || rm -rf "${LOGTO_BASE:-${TMPDIR:-/tmp}/logto-m2m-real-logto}/run-$LOGTO_PORT""#;
 
-fn start_on(start_sh: &Path, stop_sh: &Path, port: u16, pg_port: u16) -> Result<Logto, String> {
+fn start_on(
+    start_sh: &Path,
+    stop_sh: &Path,
+    port: u16,
+    pg_port: u16,
+    public: Option<&str>,
+) -> Result<Logto, String> {
     // The watchdog comes first, so that whatever start.sh gets to start is stopped even if
     // this process dies during the start.
     let mut watchdog = Command::new("sh");
@@ -183,7 +208,7 @@ fn start_on(start_sh: &Path, stop_sh: &Path, port: u16, pg_port: u16) -> Result<
         "logto-m2m-real-start-{}-{port}.out",
         std::process::id()
     ));
-    let result = run_start(start_sh, port, pg_port, &out_path);
+    let result = run_start(start_sh, port, pg_port, public, &out_path);
     let _ = fs::remove_file(&out_path);
     match result {
         Ok(endpoint) => {
@@ -196,6 +221,7 @@ fn start_on(start_sh: &Path, stop_sh: &Path, port: u16, pg_port: u16) -> Result<
             Ok(Logto {
                 db_url: format!("postgres://postgres@127.0.0.1:{pg_port}/logto"),
                 endpoint,
+                public: public.map(str::to_owned),
                 port,
                 pg_port,
                 _watchdog: pipe,
@@ -215,7 +241,13 @@ fn start_on(start_sh: &Path, stop_sh: &Path, port: u16, pg_port: u16) -> Result<
 }
 
 /// Runs start.sh for the ports and returns the endpoint it printed.
-fn run_start(start_sh: &Path, port: u16, pg_port: u16, out_path: &Path) -> Result<String, String> {
+fn run_start(
+    start_sh: &Path,
+    port: u16,
+    pg_port: u16,
+    public: Option<&str>,
+    out_path: &Path,
+) -> Result<String, String> {
     // stdout goes to a file, not a pipe: the daemons start.sh leaves behind must not hold
     // a pipe that we would wait on for EOF.
     let out = File::create(out_path).map_err(|e| format!("create {}: {e}", out_path.display()))?;
@@ -224,6 +256,9 @@ fn run_start(start_sh: &Path, port: u16, pg_port: u16, out_path: &Path) -> Resul
     cmd.stdin(Stdio::null()).stdout(out).stderr(err);
     script_env(&mut cmd, port, pg_port);
     cmd.env("LOGTO_FRESH_DB", "1");
+    if let Some(public) = public {
+        cmd.env("LOGTO_PUBLIC_ENDPOINT", public);
+    }
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", start_sh.display()))?;
@@ -341,9 +376,10 @@ impl Logto {
         format!("{}/oidc/token", self.endpoint)
     }
 
-    /// `{endpoint}/oidc`, the `iss` of its tokens.
+    /// `{endpoint}/oidc`, the `iss` of its tokens; behind a TLS proxy
+    /// ([`start_behind`]), `{public}/oidc`.
     pub fn issuer(&self) -> String {
-        format!("{}/oidc", self.endpoint)
+        format!("{}/oidc", self.public.as_deref().unwrap_or(&self.endpoint))
     }
 
     pub fn port(&self) -> u16 {

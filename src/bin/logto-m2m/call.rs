@@ -54,18 +54,18 @@ pub(crate) fn run(opts: &Options) -> Result<(), Failure> {
         .unwrap_or_else(|| if body.is_some() { "POST" } else { "GET" }.into());
     let method = Method::from_bytes(method.as_bytes())
         .map_err(|_| Failure::Usage(format!("--method: {method:?} is not an http method")))?;
-    // Every answer is one to print; redirects are not followed: the token goes to the url
-    // given and nowhere else (and so does the body).
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .timeout_global(Some(config.timeout_value()))
-        .allow_non_standard_methods(true)
-        .build()
-        .into();
+    // The config's roots and proxy, as for the token (`--ca-file`, HTTPS_PROXY, NO_PROXY);
+    // its timeout; every answer is one to print; redirects are not followed: the token goes
+    // to the url given and nowhere else (and so does the body).
+    let agent = config.agent()?;
     let send = |authorization: &str| {
         let request = build(opts, &method, &url, authorization, body.as_deref())
             .map_err(|e| ureq::Error::Other(format!("the request can't be built: {e}").into()))?;
+        // Any method given, even one ureq does not know.
+        let request = agent
+            .configure_request(request)
+            .allow_non_standard_methods(true)
+            .build();
         agent.run(request)
     };
     // A request that says who it is itself keeps its own `Authorization` (as with the

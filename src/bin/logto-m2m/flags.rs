@@ -310,6 +310,18 @@ static FLAGS: &[Flag] = &[
                default $LOGTO_TIMEOUT, else 30",
     },
     Flag {
+        name: "--ca-file",
+        short: None,
+        commands: &[T, I, C, V],
+        value: Some("<path>"),
+        empty_ok: false,
+        apply: Apply::Var("LOGTO_CA_FILE"),
+        help: "PEM file of the CAs to trust for every https connection (Logto,\n\
+               call's API) instead of the built-in roots, as curl --cacert:\n\
+               append your CA to a copy of the system bundle to keep both;\n\
+               default $LOGTO_CA_FILE, else $SSL_CERT_FILE",
+    },
+    Flag {
         name: "--resource",
         short: None,
         commands: &[V],
@@ -356,7 +368,9 @@ LOGTO_APP_SECRET_FILE (required; the file is read for each token request);
 LOGTO_CACHE_URL=redis://host:port/db shares tokens through Redis (built with the redis
 feature; also rediss://, redis+sentinel:// and redis+cluster://; a token file, when given,
 is used instead), with LOGTO_CACHE_CA_FILE, LOGTO_CACHE_CERT_FILE and LOGTO_CACHE_KEY_FILE
-(PEM) for TLS; LOGTO_LOG=off|error|warn|info|debug (any case) decides what goes to stderr:
+(PEM) for TLS; HTTPS_PROXY, ALL_PROXY or HTTP_PROXY (http://user:password@host:port) and
+NO_PROXY for every connection, loopback hosts going straight;
+LOGTO_LOG=off|error|warn|info|debug (any case) decides what goes to stderr:
 warnings by default, also the library's events at info and debug (and at debug, the
 store's counters at exit); off, nothing but the error that ends a run.
 ";

@@ -100,10 +100,12 @@ fn run(args: &[String]) -> Result<(), Failure> {
         return write_stdout(&flags::help(command));
     }
     output::init_logger()?;
-    match command {
+    let done = match command {
         Command::Token => token::run(&opts),
         Command::Inspect => inspect::run(&opts),
         Command::Call => call::run(&opts),
         Command::Verify => verify::run(&opts),
-    }
+    };
+    // Whichever connection met a certificate of an unknown CA: what to set.
+    done.map_err(|f| setup::Vars::with(&opts).explain_certificate(f))
 }

@@ -3,6 +3,8 @@
 //! `TokenStore` over the token file or Redis when one is set; and `fetch`, the token.
 
 use std::ffi::OsString;
+use std::io::Read;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use logto_m2m::{Config, Error, ErrorKind, Token, TokenRequest, TokenStore};
@@ -53,9 +55,90 @@ impl<'a> Vars<'a> {
         }
     }
 
-    /// The library's config from these variables.
+    /// The library's config from these variables, trusting the CAs of [`trust`](Vars::trust).
     pub(crate) fn config(&self) -> Result<Config, Failure> {
-        Config::from_vars(|name| self.os(name)).map_err(|e| self.failure(e))
+        let config = Config::from_vars(|name| self.os(name)).map_err(|e| self.failure(e))?;
+        match self.trust()? {
+            None => Ok(config),
+            Some(trust) => config
+                .root_certificates_pem(&trust.pem)
+                .map_err(|e| trust.failure(e)),
+        }
+    }
+
+    /// The CAs to trust instead of the build's own roots: the file of `--ca-file` or
+    /// `LOGTO_CA_FILE`, else of `SSL_CERT_FILE` (which replaces the default bundle for curl
+    /// and OpenSSL too); `None` for the build's own (Mozilla's with rustls, the system's
+    /// with native-tls).
+    pub(crate) fn trust(&self) -> Result<Option<Trust>, Failure> {
+        let Some((variable, path)) = self.ca_file() else {
+            return Ok(None);
+        };
+        let source = match self.flag(variable).and(flag_for(variable)) {
+            Some(flag) => format!("{flag} {}", path.display()),
+            None => format!("environment variable {variable} ({})", path.display()),
+        };
+        let mut pem = Vec::new();
+        std::fs::File::open(&path)
+            .and_then(|f| f.take(MAX_CA_FILE_BYTES + 1).read_to_end(&mut pem))
+            .map_err(|e| Failure::Usage(format!("{source}: cannot read: {e}")))?;
+        if pem.len() as u64 > MAX_CA_FILE_BYTES {
+            return Err(Failure::Usage(format!(
+                "{source}: larger than {MAX_CA_FILE_BYTES} bytes; not a PEM file of CAs"
+            )));
+        }
+        Ok(Some(Trust { pem, source }))
+    }
+
+    /// The variable that names the CA file, and the path: `LOGTO_CA_FILE` (or its flag),
+    /// else `SSL_CERT_FILE`; unset and empty are the same.
+    fn ca_file(&self) -> Option<(&'static str, PathBuf)> {
+        ["LOGTO_CA_FILE", "SSL_CERT_FILE"]
+            .into_iter()
+            .find_map(|variable| {
+                let path = self.os(variable).filter(|p| !p.is_empty())?;
+                Some((variable, PathBuf::from(path)))
+            })
+    }
+
+    /// `failure` with what to set when it says the server's certificate was not signed by
+    /// a CA the run trusts (a private CA's, most likely): rustls' `UnknownIssuer`,
+    /// OpenSSL's "unable to get local issuer certificate" or "self-signed certificate".
+    pub(crate) fn explain_certificate(&self, failure: Failure) -> Failure {
+        let Failure::Token(message) = failure else {
+            return failure;
+        };
+        let unknown_issuer = [
+            "UnknownIssuer",
+            "unable to get local issuer",
+            "self-signed certificate",
+            "self signed certificate",
+        ]
+        .iter()
+        .any(|m| message.contains(m));
+        if !unknown_issuer {
+            return Failure::Token(message);
+        }
+        let advice = match self.ca_file() {
+            None => "the server's certificate is not signed by a ca of the built-in roots: if \
+                     a private ca signed it, set LOGTO_CA_FILE to the ca's PEM file (or give \
+                     --ca-file <path>)"
+                .to_owned(),
+            Some(("SSL_CERT_FILE", path)) => format!(
+                "the server's certificate is not signed by a ca in SSL_CERT_FILE ({}): set \
+                 LOGTO_CA_FILE to the PEM file of the ca that signed it",
+                path.display()
+            ),
+            Some((variable, path)) => format!(
+                "the server's certificate is not signed by a ca in {} ({}), whose cas replace \
+                 the built-in roots",
+                self.flag(variable)
+                    .and(flag_for(variable))
+                    .unwrap_or(variable),
+                path.display()
+            ),
+        };
+        Failure::Token(format!("{message}; {advice}"))
     }
 
     /// A library error; one about a variable a flag stood in for names the flag.
@@ -68,6 +151,27 @@ impl<'a> Vars<'a> {
         };
         match (self.flag(variable), flag_for(variable)) {
             (Some(value), Some(flag)) => Failure::Usage(format!("{flag}: {value:?} is {reason}")),
+            _ => Failure::from(e),
+        }
+    }
+}
+
+/// The largest CA file read (16 MiB, as the library's cap on a system bundle): a file of
+/// CAs is kilobytes; the cap stops a wrong path (a device, a log) from being read whole.
+const MAX_CA_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The CAs a run trusts (see [`Vars::trust`]) and where they came from.
+pub(crate) struct Trust {
+    pub(crate) pem: Vec<u8>,
+    /// `--ca-file <path>` or `environment variable LOGTO_CA_FILE (<path>)`, for messages.
+    source: String,
+}
+
+impl Trust {
+    /// The library's refusal of the file, naming it.
+    pub(crate) fn failure(&self, e: Error) -> Failure {
+        match e.kind() {
+            ErrorKind::Config { reason } => Failure::Usage(format!("{}: {reason}", self.source)),
             _ => Failure::from(e),
         }
     }

@@ -28,11 +28,18 @@ pub(crate) fn run(opts: &Options) -> Result<(), Failure> {
     let audience = opts.audience.as_deref().ok_or_else(|| {
         Failure::Usage("verify needs --resource <api> (the audience the token must have)".into())
     })?;
-    let endpoint = Vars::env()
+    let vars = Vars::with(opts);
+    let endpoint = vars
         .get("LOGTO_ENDPOINT")?
         .ok_or_else(|| Failure::Usage("verify needs LOGTO_ENDPOINT (the Logto base url)".into()))?;
-    let verifier =
+    let mut verifier =
         Verifier::logto(&endpoint).map_err(|e| Failure::Usage(format!("LOGTO_ENDPOINT: {e}")))?;
+    // The keys are fetched as the token is: the same CAs; the environment's proxy.
+    if let Some(trust) = vars.trust()? {
+        verifier = verifier
+            .root_certificates_pem(&trust.pem)
+            .map_err(|e| trust.failure(e))?;
+    }
     let token = match opts.target.as_deref() {
         None | Some("-") => read_stdin_token()?,
         Some(token) => token.to_owned(),

@@ -35,16 +35,23 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// What [`verify`](Verifier::verify) checks (RFC 7515, 7519, 8725 and 9068):
 /// - the size: a token over 8 KiB is refused before any work;
-/// - the header: `typ` is `at+jwt`, no `crit`, a `kid`;
+/// - the header: `typ` is `at+jwt`, no `crit`, a `kid`, none of these twice;
 /// - the signature, by the key of the issuer's JWKS that the `kid` names. The algorithm
 ///   follows from that key (an EC key's curve, an RSA key's `alg` if it has one), never
 ///   from the token alone: `none`, HMAC, and an `alg` of another curve or family are
 ///   refused. ES256, ES384, RS256/384/512 and PS256/384/512 verify; ES512 (P-521, which
-///   ring lacks) is refused with a message naming it; keys with `use` other than `sig`,
-///   and RSA keys under 2048 bits, never verify;
-/// - the claims: `iss` is exactly the issuer; `aud` (a string or an array) contains the
-///   audience; `exp` is present and in the future, and `nbf`, if present, in the past,
-///   both with a leeway of 30 s for the clocks; every required scope is in `scope`.
+///   ring lacks) is refused with a message naming it. An ECDSA signature's S may be high
+///   or low (signers, Logto's among them, don't normalize it). Keys whose `use` is not
+///   `sig` or whose `key_ops` lacks `verify`, keys whose `use`, `alg` or `key_ops` is of
+///   the wrong JSON type or that name a member twice, and RSA keys under 2048 bits, never
+///   verify;
+/// - the claims, read strictly: the payload is a JSON object that names no member twice
+///   (RFC 7519 §4); `exp` (present), `nbf` and `iat` are numbers, a fraction cut to whole
+///   seconds; `iss`, `sub`, `client_id`, `scope` and `organization_id` are strings, `aud` a
+///   string or an array of strings; any other type (`null` included) refuses the token.
+///   Then `iss` is exactly the issuer; `aud` contains the audience; `exp` is in the future
+///   and `nbf`, if present, in the past, both with a leeway of 30 s for the clocks; every
+///   required scope is in `scope`.
 ///
 /// What it does not check: whether the token was revoked (Logto's JWT access tokens are
 /// not revocable by design; ask the introspection endpoint, another call, if you need
@@ -201,14 +208,13 @@ impl Verifier {
         let key = self.jwks.key(&header.kid, self.timeout)?;
         let input = &token[..token.len() - signature.len() - 1];
         jws::check_signature(&key, &header.alg, input.as_bytes(), signature).map_err(invalid)?;
-        let claims =
-            Claims::from_payload(payload).ok_or_else(|| invalid("payload is not a json object"))?;
+        let claims = Claims::from_verified_payload(payload).map_err(invalid)?;
         if claims.iss.as_deref() != Some(self.issuer.as_str()) {
             return Err(invalid(format!("iss is not {}", self.issuer)));
         }
         let leeway = LEEWAY.as_secs() as i64;
         match claims.exp {
-            None => return Err(invalid("exp is missing or not a number")),
+            None => return Err(invalid("exp is missing")),
             Some(exp) if exp.saturating_add(leeway) <= now => return Err(invalid("expired")),
             Some(_) => {}
         }
@@ -290,6 +296,11 @@ fn unix_now() -> i64 {
 /// each of whose keys is then tried on a made-up signature; odd, the rest is a token,
 /// read as `verify` reads it and checked against a fixed P-384 key whose private half
 /// nobody has. True when a signature verified, which must never happen.
+///
+/// # Panics
+/// When the two readings of a payload disagree (the verifier's accepts what the token
+/// client's can't read, or reads it otherwise), or a JWK whose `use`, `alg` or `key_ops`
+/// is of the wrong JSON type is usable.
 #[cfg(feature = "_internal")]
 pub(crate) fn fuzz(data: &[u8]) -> bool {
     const JWKS: &str = r#"{"keys":[{"kty":"EC","crv":"P-384","kid":"k","alg":"ES384",
@@ -300,6 +311,7 @@ pub(crate) fn fuzz(data: &[u8]) -> bool {
     };
     if first % 2 == 0 {
         let keys = jws::parse_jwks(rest).unwrap_or_default();
+        check_constraints(rest, &keys);
         return keys.iter().any(|key| {
             ["ES256", "ES384", "RS256", "PS256"]
                 .iter()
@@ -314,7 +326,14 @@ pub(crate) fn fuzz(data: &[u8]) -> bool {
     else {
         return false;
     };
-    let _ = Claims::from_payload(payload);
+    match (
+        Claims::from_verified_payload(payload),
+        Claims::from_payload(payload),
+    ) {
+        (Ok(strict), Some(lenient)) => assert_eq!(strict, lenient, "the readings differ"),
+        (Ok(_), None) => panic!("the verifier accepts a payload the token client can't read"),
+        (Err(_), _) => {}
+    }
     let Ok(header) = jws::header(header) else {
         return false;
     };
@@ -322,6 +341,34 @@ pub(crate) fn fuzz(data: &[u8]) -> bool {
     let keys = jws::parse_jwks(JWKS.as_bytes()).unwrap();
     let input = &token[..token.len() - signature.len() - 1];
     jws::check_signature(&keys[0], &header.alg, input.as_bytes(), signature).is_ok()
+}
+
+/// The fuzz target's property of the keys: read again by miniserde's own `Value` (another
+/// reader than ours), a JWK whose `use` or `alg` is not a string, or whose `key_ops` is
+/// not an array of strings, must be unusable: a constraint the key states is never
+/// dropped for its form.
+#[cfg(feature = "_internal")]
+fn check_constraints(jwks: &[u8], keys: &[std::sync::Arc<jws::Key>]) {
+    use miniserde::json::{self, Value};
+    let Some(Value::Object(doc)) = std::str::from_utf8(jwks)
+        .ok()
+        .and_then(|text| json::from_str::<Value>(text).ok())
+    else {
+        return;
+    };
+    let Some(Value::Array(listed)) = doc.get("keys") else {
+        return;
+    };
+    for (value, key) in listed.iter().zip(keys) {
+        let Value::Object(jwk) = value else { continue };
+        let text = |v: &Value| matches!(v, Value::String(_));
+        let texts = |v: &Value| matches!(v, Value::Array(a) if a.iter().all(text));
+        let wrong =
+            |name: &str, fits: &dyn Fn(&Value) -> bool| jwk.get(name).is_some_and(|v| !fits(v));
+        if wrong("use", &text) || wrong("alg", &text) || wrong("key_ops", &texts) {
+            assert!(!key.usable(), "a constraint of the wrong type was dropped");
+        }
+    }
 }
 
 #[cold]

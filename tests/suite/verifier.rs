@@ -1,4 +1,4 @@
-//! `Verifier` (issue 25): tokens signed here with ring against a JWKS served from a
+//! `Verifier` (issues 25 and 31): tokens signed here with ring against a JWKS served from a
 //! loopback server we control (its faults, its ETag, its key rotations, how often it is
 //! asked), and the peer's real tokens and JWKS.
 
@@ -72,13 +72,18 @@ impl SigningKey {
         format!("{input}.{}", B64.encode(sig.as_ref()))
     }
 
-    /// A Logto-like access token with `claims` merged over the usual ones.
+    /// A Logto-like access token with `extra` claims (JSON members) in place of the usual
+    /// ones of the same names.
     fn sign(&self, extra: &str) -> String {
-        let header = format!(
+        self.sign_raw(&self.header(), &payload(extra))
+    }
+
+    /// This key's header.
+    fn header(&self) -> String {
+        format!(
             r#"{{"alg":"{}","typ":"at+jwt","kid":"{}"}}"#,
             self.alg, self.kid
-        );
-        self.sign_raw(&header, &payload(extra))
+        )
     }
 }
 
@@ -89,14 +94,52 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
-/// Claims as Logto's, with `extra` fields first (the reader keeps the first of a name).
+/// Claims as Logto's, each member of `extra` (`"name":value,...`) in place of the usual
+/// one of its name, or added: no claim twice (the verifier refuses that).
 fn payload(extra: &str) -> String {
-    let sep = if extra.is_empty() { "" } else { "," };
-    format!(
-        r#"{{{extra}{sep}"jti":"j1","sub":"app","iat":{},"exp":{},"scope":"read:products write:products","client_id":"app","iss":"{ISSUER}","aud":"{API}"}}"#,
-        now(),
-        now() + 3600
-    )
+    let extra = members(extra);
+    let name = |member: &str| member.split('"').nth(1).unwrap_or("").to_owned();
+    let usual = [
+        r#""jti":"j1""#.to_owned(),
+        r#""sub":"app""#.to_owned(),
+        format!(r#""iat":{}"#, now()),
+        format!(r#""exp":{}"#, now() + 3600),
+        r#""scope":"read:products write:products""#.to_owned(),
+        r#""client_id":"app""#.to_owned(),
+        format!(r#""iss":"{ISSUER}""#),
+        format!(r#""aud":"{API}""#),
+    ];
+    let kept = usual
+        .into_iter()
+        .filter(|u| !extra.iter().any(|e| name(e) == name(u)));
+    let all: Vec<String> = kept.chain(extra.iter().cloned()).collect();
+    format!("{{{}}}", all.join(","))
+}
+
+/// The top-level members of `text` (`"a":1,"b":[1,2]`), split at the commas outside strings
+/// and brackets.
+fn members(text: &str) -> Vec<String> {
+    let (mut out, mut current, mut depth, mut in_string, mut escaped) =
+        (Vec::new(), String::new(), 0, false, false);
+    for c in text.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_string => escaped = true,
+            '"' => in_string = !in_string,
+            '[' | '{' if !in_string => depth += 1,
+            ']' | '}' if !in_string => depth -= 1,
+            ',' if !in_string && depth == 0 => {
+                out.push(std::mem::take(&mut current));
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    if !current.trim().is_empty() {
+        out.push(current);
+    }
+    out
 }
 
 /// What the JWKS server answers.
@@ -237,6 +280,11 @@ fn each_claim_and_header_check_refuses() {
         (
             "aud array",
             key.sign(r#""aud":["https://a",5]"#),
+            "aud is not a string or an array of strings",
+        ),
+        (
+            "aud array without it",
+            key.sign(r#""aud":["https://a","https://b"]"#),
             "aud does not contain",
         ),
         (
@@ -247,6 +295,14 @@ fn each_claim_and_header_check_refuses() {
         (
             "exp a string",
             key.sign(r#""exp":"tomorrow""#),
+            "exp is not a number",
+        ),
+        (
+            "no exp",
+            key.sign_raw(
+                &key.header(),
+                &payload("").replace(r#""exp":"#, r#""expiry":"#),
+            ),
             "exp is missing",
         ),
         (
@@ -532,4 +588,178 @@ fn the_peers_tokens_verify_against_its_jwks() {
     .unwrap();
     let reason = refusal(other.verify(token.access_token(), SHOPPING_API, &[]));
     assert!(reason.contains("iss"), "{reason}");
+}
+
+// Strict reading (issue 31).
+
+#[test]
+fn claims_are_read_strictly() {
+    let key = SigningKey::es384("k1");
+    let server = JwksServer::start(jwks(&[&key]));
+    let v = server.verifier();
+    let t = now();
+    let day_ahead = t + 86_400;
+    // Each as the issuer signed it: the usual claims plus these, exactly.
+    let cases = [
+        // The first value is the one a lenient reader keeps: each would verify.
+        (
+            "exp twice",
+            format!(r#""exp":{},"exp":{}"#, t + 600, t - 600),
+            "payload has exp twice",
+        ),
+        (
+            "aud twice",
+            format!(r#""aud":"{API}","aud":"https://other.api""#),
+            "payload has aud twice",
+        ),
+        (
+            "scope twice",
+            r#""scope":"read:products","scope":"admin""#.to_owned(),
+            "payload has scope twice",
+        ),
+        (
+            "a custom claim twice",
+            r#""roles":["a"],"roles":["admin"]"#.to_owned(),
+            "payload has a claim twice",
+        ),
+        (
+            "nbf a string",
+            r#""nbf":"tomorrow""#.to_owned(),
+            "nbf is not a number",
+        ),
+        (
+            "nbf a bool",
+            r#""nbf":true"#.to_owned(),
+            "nbf is not a number",
+        ),
+        (
+            "nbf null",
+            r#""nbf":null"#.to_owned(),
+            "nbf is not a number",
+        ),
+        (
+            "nbf a day ahead, with a fraction",
+            format!(r#""nbf":{day_ahead}.5"#),
+            "not valid yet (nbf)",
+        ),
+        (
+            "iat a string",
+            r#""iat":"now""#.to_owned(),
+            "iat is not a number",
+        ),
+        (
+            "exp an array",
+            format!(r#""exp":[{}]"#, t + 600),
+            "exp is not a number",
+        ),
+        (
+            "sub a number",
+            r#""sub":5"#.to_owned(),
+            "sub is not a string",
+        ),
+    ];
+    for (what, extra, expect) in cases {
+        let usual = payload("");
+        let claims = if extra.contains("twice") || what.contains("twice") {
+            // The usual claims minus the doubled one, then it twice.
+            let name = extra.split('"').nth(1).unwrap();
+            let kept: Vec<String> = members(&usual[1..usual.len() - 1])
+                .into_iter()
+                .filter(|m| m.split('"').nth(1) != Some(name))
+                .collect();
+            format!("{{{},{extra}}}", kept.join(","))
+        } else {
+            payload(&extra)
+        };
+        let token = key.sign_raw(&key.header(), &claims);
+        let reason = refusal(v.verify(&token, API, &[]));
+        assert!(reason.contains(expect), "{what}: {reason}");
+    }
+    // NumericDate allows fractions: cut to whole seconds, not refused.
+    let claims = v
+        .verify(
+            &key.sign(&format!(
+                r#""exp":{}.75,"nbf":{}.5,"iat":{}.25"#,
+                t + 600,
+                t - 60,
+                t - 60
+            )),
+            API,
+            &["read:products"],
+        )
+        .unwrap();
+    assert_eq!(
+        (claims.exp, claims.nbf, claims.iat),
+        (Some(t + 600), Some(t - 60), Some(t - 60))
+    );
+    let claims = v.verify(&key.sign(r#""exp":2e9"#), API, &[]).unwrap();
+    assert_eq!(claims.exp, Some(2_000_000_000));
+    assert_eq!(server.requests(), 1);
+}
+
+#[test]
+fn jwks_constraints_of_the_wrong_type_make_the_key_unusable() {
+    let (plain, use_1, alg_true, ops_text) = (
+        SigningKey::es384("plain"),
+        SigningKey::es384("use-1"),
+        SigningKey::es384("alg-true"),
+        SigningKey::es384("ops-text"),
+    );
+    let without_use = |k: &SigningKey| k.jwk().replace(r#","use":"sig""#, "");
+    let keys = [
+        plain.jwk(),
+        without_use(&use_1).replace('}', r#","use":1}"#),
+        without_use(&alg_true).replace(r#""alg":"ES384""#, r#""alg":true"#),
+        without_use(&ops_text).replace('}', r#","key_ops":"verify"}"#),
+    ];
+    let server = JwksServer::start(format!(r#"{{"keys":[{}]}}"#, keys.join(",")));
+    let v = server.verifier();
+    v.verify(&plain.sign(""), API, &[]).unwrap();
+    for (key, expect) in [
+        (&use_1, "use is not a string"),
+        (&alg_true, "alg is not a string"),
+        (&ops_text, "key_ops is not an array"),
+    ] {
+        let reason = refusal(v.verify(&key.sign(""), API, &[]));
+        assert!(reason.contains(expect), "{}: {reason}", key.kid);
+    }
+}
+
+#[test]
+fn a_high_s_ecdsa_signature_verifies() {
+    // Signers such as Logto's don't make S low (it is not in JOSE), so a verifier that
+    // refused a high S would refuse valid tokens. (r, n - s) is as valid as (r, s).
+    const P256_N: &str = "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551";
+    const P384_N: &str = "ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973";
+    let es256 = SigningKey::new(&ECDSA_P256_SHA256_FIXED_SIGNING, "k256", "ES256");
+    let es384 = SigningKey::es384("k384");
+    let server = JwksServer::start(jwks(&[&es256, &es384]));
+    let v = server.verifier();
+    for (key, n) in [(&es256, P256_N), (&es384, P384_N)] {
+        let n: Vec<u8> = (0..n.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&n[i..i + 2], 16).unwrap())
+            .collect();
+        let token = key.sign("");
+        let (input, sig) = token.rsplit_once('.').unwrap();
+        let sig = B64.decode(sig).unwrap();
+        let (r, s) = sig.split_at(n.len());
+        // Big-endian n - s, by hand.
+        let mut other = vec![0u8; n.len()];
+        let mut borrow = 0i16;
+        for i in (0..n.len()).rev() {
+            let d = i16::from(n[i]) - i16::from(s[i]) - borrow;
+            borrow = i16::from(d < 0);
+            other[i] = (d + 256 * borrow) as u8;
+        }
+        // One of s and n - s is above n / 2 (its top byte at least 0x7f for these n): both
+        // signatures verify, the high one included.
+        let high = if other.as_slice() > s { &other[..] } else { s };
+        let low = if other.as_slice() > s { s } else { &other[..] };
+        assert!(high[0] >= 0x7f && low[0] <= 0x80, "{}", key.alg);
+        for s in [high, low] {
+            let token = format!("{input}.{}", B64.encode([r, s].concat()));
+            v.verify(&token, API, &[]).unwrap();
+        }
+    }
 }

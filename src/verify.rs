@@ -2,8 +2,9 @@
 //! token: its signature by the issuer's JWKS key (jws.rs, with the keys of jwks.rs), then
 //! its claims, read by the crate's one payload reader ([`Claims`]).
 //!
-//! A token verified once is kept, keyed by the exact token, until its `exp`, so that the
-//! same token again (an M2M caller sends one token for its whole life) costs a lookup.
+//! A token verified once is kept, keyed by the exact token, until its `exp`, with the key
+//! that verified it, so that the same token again (an M2M caller sends one token for its
+//! whole life) costs a lookup, and stops verifying once the issuer drops that key.
 
 mod jwks;
 mod jws;
@@ -11,7 +12,7 @@ mod jws;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, RandomState};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::claims::Claims;
@@ -60,22 +61,46 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// # Keys and the endpoint
 /// The JWKS is fetched on the first token, under one deadline ([`timeout`](Verifier::timeout),
-/// 10 s by default), and kept. A token whose `kid` is not known makes one fetch, whatever
-/// the number of threads asking, and at most one a second, with `If-None-Match`; so a
-/// signing-key rotation is picked up by a running verifier, and a flood of made-up
-/// `kid`s costs the issuer one request a second. A JWKS endpoint that fails or stalls
-/// never breaks tokens whose key is known. Redirects are never followed.
+/// 10 s by default), and its keys are kept for the max-age of the answer, from when it
+/// came: its `Cache-Control: max-age` (10 minutes without one; 1 s, the cooldown below,
+/// with `no-cache` or `no-store`) less its `Age`, and at least 1 s, at most 24 h. Other
+/// directives, and `Expires`, are not read.
+/// - Past the max-age, the first call (for any token, remembered or not) revalidates the
+///   keys: one GET with `If-None-Match`, whatever the number of threads. A 304 renews the
+///   max-age (by its own `Cache-Control`, or else the last one); a 200 replaces the keys,
+///   and a key it no longer lists stops verifying, tokens verified before included. While
+///   that fetch runs, calls whose key is in the set go on verifying with it; a call whose
+///   key is not waits for that fetch, and only for it.
+/// - A revalidation that fails or stalls keeps the keys for a grace past their max-age:
+///   the answer's `stale-if-error`, at most 1 h, and 1 h when it has none; each failed
+///   fetch is a `warn` log event saying for how long at most, and the first call after
+///   the cooldown tries again. Past the grace every token is refused with
+///   [`ErrorKind::Jwks`] (503, no challenge) until a fetch works again.
+/// - A token whose `kid` the keys lack makes one fetch, whatever the number of threads
+///   asking, and fetches are at least a second apart (the cooldown, counted from the end
+///   of the last one): so a signing-key rotation is picked up by a running verifier, and
+///   a flood of made-up `kid`s costs the issuer one request a second and its senders
+///   nothing more. During the cooldown an unknown `kid` is refused at once (so a token of
+///   a brand-new key may be refused for up to a second after a fetch), unless a fetch is
+///   under way, which it waits for.
+///
+/// No call makes more than one fetch or waits for more than one, so none waits longer
+/// than one fetch's timeout; a timeout too long for the clock is no deadline. A panic
+/// inside a fetch (in a logger ureq calls, say) ends that fetch as failed. Redirects are
+/// never followed.
 ///
 /// # The same token again
-/// A token verified once is remembered, keyed by the exact token string, until its
-/// `exp` (never past it), so verifying it again costs a lookup, not a signature check,
-/// and allocates nothing: the [`Claims`] returned share their text with the remembered
-/// ones. At most 1,024 tokens are kept.
+/// A token verified once is remembered, keyed by the exact token string, with the key
+/// that verified it, until its `exp` (never past it). Verifying it again costs a lookup
+/// and a look at the issuer's current keys, not a signature check, and allocates nothing:
+/// the [`Claims`] returned share their text with the remembered ones. It verifies only
+/// while that key does, as above: once a revalidation drops the key, or past the grace,
+/// the token is refused (and forgotten). At most 1,024 tokens are kept.
 ///
 /// # About threads
 /// `Verifier` is `Send + Sync`: share one by reference or in an `Arc`. The locks (the keys,
-/// the remembered tokens) are held only to look up or store, never during a fetch or a
-/// signature check.
+/// the remembered tokens) are held only to look up or store, never during a fetch, a
+/// signature check or a log event (a logger is your code, and may block or panic).
 ///
 /// # Example
 /// ```no_run
@@ -103,7 +128,15 @@ pub struct Verifier {
 /// whole token to compare. The map passes that hash through rather than hash it again.
 #[derive(Default)]
 struct Remembered {
-    map: HashMap<u64, (Box<str>, Claims, i64), BuildHasherDefault<PrecomputedHash>>,
+    map: HashMap<u64, Entry, BuildHasherDefault<PrecomputedHash>>,
+}
+
+/// A verified token: its claims, its `exp`, and the key that verified it.
+struct Entry {
+    token: Box<str>,
+    claims: Claims,
+    exp: i64,
+    key: Arc<jws::Key>,
 }
 
 impl Verifier {
@@ -161,7 +194,9 @@ impl Verifier {
         })
     }
 
-    /// The deadline of one JWKS fetch (connect, send, answer). Defaults to 10 s.
+    /// The deadline of one JWKS fetch (connect, send, answer), which is also the longest a
+    /// call waits for a fetch another thread made. Defaults to 10 s. A timeout too long for
+    /// the clock (`Duration::MAX`) is no deadline.
     pub fn timeout(mut self, timeout: Duration) -> Verifier {
         self.timeout = timeout;
         self
@@ -177,27 +212,45 @@ impl Verifier {
     /// - [`ErrorKind::InsufficientScope`]: valid, but a scope is missing (403, with
     ///   [`Error::challenge`]);
     /// - [`ErrorKind::Jwks`]: the token's key is not known and the JWKS could not be
-    ///   fetched (503; no challenge).
+    ///   fetched, or the keys are past their max-age and grace and could not be fetched
+    ///   again (503; no challenge).
     pub fn verify(&self, token: &str, audience: &str, scopes: &[&str]) -> Result<Claims, Error> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(invalid("longer than 8192 bytes"));
         }
         let now = unix_now();
         let slot = self.slot(token);
-        if let Some(claims) = self.remembered(slot, token, now) {
-            check_audience_and_scopes(&claims, audience, scopes)?;
-            return Ok(claims);
+        if let Some((claims, key)) = self.remembered(slot, token, now) {
+            // The key that verified it must still be one of the issuer's, as for a token not
+            // seen before (and past the keys' max-age, this call may be the one that asks).
+            // unwrap_or is ok: a key is found by its kid, so it has one.
+            match self
+                .jwks
+                .key(key.kid.as_deref().unwrap_or(""), self.timeout)
+            {
+                Ok(current) if Arc::ptr_eq(&current, &key) => {
+                    check_audience_and_scopes(&claims, audience, scopes)?;
+                    return Ok(claims);
+                }
+                // Another key under that kid now: the signature is checked again, below.
+                Ok(_) => {}
+                Err(e) => {
+                    self.forget(slot);
+                    return Err(e);
+                }
+            }
         }
-        let claims = self.verify_signed(token, now)?;
+        let (claims, key) = self.verify_signed(token, now)?;
         // Remembered before the caller's checks: the token is the issuer's whatever the
         // audience asked, and the next call may ask another.
-        self.remember(slot, token, &claims, now);
+        self.remember(slot, token, &claims, key, now);
         check_audience_and_scopes(&claims, audience, scopes)?;
         Ok(claims)
     }
 
-    /// The signature and the claims that do not depend on the caller's audience.
-    fn verify_signed(&self, token: &str, now: i64) -> Result<Claims, Error> {
+    /// The signature and the claims that do not depend on the caller's audience; the
+    /// claims and the key that verified them.
+    fn verify_signed(&self, token: &str, now: i64) -> Result<(Claims, Arc<jws::Key>), Error> {
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -224,7 +277,7 @@ impl Verifier {
         {
             return Err(invalid("not valid yet (nbf)"));
         }
-        Ok(claims)
+        Ok((claims, key))
     }
 
     fn slot(&self, token: &str) -> u64 {
@@ -242,29 +295,39 @@ impl Verifier {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The claims of `token` if it was verified before and has not expired.
-    fn remembered(&self, slot: u64, token: &str, now: i64) -> Option<Claims> {
+    /// The claims of `token` and the key that verified it, if it was verified before and
+    /// has not expired.
+    fn remembered(&self, slot: u64, token: &str, now: i64) -> Option<(Claims, Arc<jws::Key>)> {
         let remembered = self.lock();
-        let (kept, claims, exp) = remembered.map.get(&slot)?;
-        (**kept == *token && now < *exp).then(|| claims.clone())
+        let entry = remembered.map.get(&slot)?;
+        (*entry.token == *token && now < entry.exp)
+            .then(|| (entry.claims.clone(), Arc::clone(&entry.key)))
     }
 
-    fn remember(&self, slot: u64, token: &str, claims: &Claims, now: i64) {
+    fn forget(&self, slot: u64) {
+        self.lock().map.remove(&slot);
+    }
+
+    fn remember(&self, slot: u64, token: &str, claims: &Claims, key: Arc<jws::Key>, now: i64) {
         let Some(exp) = claims.exp.filter(|exp| now < *exp) else {
             return; // within the leeway only: checked again each time
         };
         let mut remembered = self.lock();
         if remembered.map.len() >= MAX_REMEMBERED {
-            remembered.map.retain(|_, (_, _, exp)| now < *exp);
+            remembered.map.retain(|_, entry| now < entry.exp);
             if remembered.map.len() >= MAX_REMEMBERED {
                 // Still full of live tokens: start over rather than track use; each is
                 // verified again once.
                 remembered.map.clear();
             }
         }
-        remembered
-            .map
-            .insert(slot, (token.into(), claims.clone(), exp));
+        let entry = Entry {
+            token: token.into(),
+            claims: claims.clone(),
+            exp,
+            key,
+        };
+        remembered.map.insert(slot, entry);
     }
 }
 
@@ -348,7 +411,7 @@ pub(crate) fn fuzz(data: &[u8]) -> bool {
 /// not an array of strings, must be unusable: a constraint the key states is never
 /// dropped for its form.
 #[cfg(feature = "_internal")]
-fn check_constraints(jwks: &[u8], keys: &[std::sync::Arc<jws::Key>]) {
+fn check_constraints(jwks: &[u8], keys: &[Arc<jws::Key>]) {
     use miniserde::json::{self, Value};
     let Some(Value::Object(doc)) = std::str::from_utf8(jwks)
         .ok()
@@ -433,8 +496,6 @@ impl fmt::Debug for Verifier {
 
 #[cfg(test)]
 mod test {
-    use std::sync::Arc;
-
     use super::*;
 
     #[test]
@@ -462,11 +523,24 @@ mod test {
             exp: Some(exp),
             ..Claims::default()
         };
+        let key = Arc::new(jws::Key::for_tests("k"));
         let now = 1_000;
         // Within the leeway only: never remembered.
-        v.remember(v.slot("a.b.past"), "a.b.past", &claims(now - 1), now);
+        v.remember(
+            v.slot("a.b.past"),
+            "a.b.past",
+            &claims(now - 1),
+            key.clone(),
+            now,
+        );
         assert!(v.remembered(v.slot("a.b.past"), "a.b.past", now).is_none());
-        v.remember(v.slot("a.b.live"), "a.b.live", &claims(now + 10), now);
+        v.remember(
+            v.slot("a.b.live"),
+            "a.b.live",
+            &claims(now + 10),
+            key.clone(),
+            now,
+        );
         assert!(
             v.remembered(v.slot("a.b.live"), "a.b.live", now + 9)
                 .is_some()
@@ -479,7 +553,7 @@ mod test {
         assert!(v.remembered(v.slot("a.b.live"), "x.b.live", now).is_none());
         for i in 0..3 * MAX_REMEMBERED {
             let token = format!("a.b.{i:032}");
-            v.remember(v.slot(&token), &token, &claims(now + 10), now);
+            v.remember(v.slot(&token), &token, &claims(now + 10), key.clone(), now);
             assert!(v.lock().map.len() <= MAX_REMEMBERED);
         }
     }
@@ -497,11 +571,14 @@ mod test {
             exp: Some(2_000),
             ..Claims::default()
         };
-        v.remember(v.slot(token), token, &kept, 1_000);
+        let key = Arc::new(jws::Key::for_tests("k"));
+        v.remember(v.slot(token), token, &kept, key.clone(), 1_000);
         let (one, two) = (
             v.remembered(v.slot(token), token, 1_000).unwrap(),
             v.remembered(v.slot(token), token, 1_001).unwrap(),
         );
+        assert!(Arc::ptr_eq(&one.1, &key));
+        let (one, two) = (one.0, two.0);
         assert_eq!(one, kept);
         assert!(Arc::ptr_eq(
             one.sub.as_ref().unwrap(),

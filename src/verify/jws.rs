@@ -90,6 +90,15 @@ impl Key {
     pub(crate) fn usable(&self) -> bool {
         !matches!(self.kind, KeyKind::Unusable(_))
     }
+
+    /// A key that never verifies, for the verifier's unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(kid: &str) -> Key {
+        Key {
+            kid: Some(kid.to_owned()),
+            kind: KeyKind::Unusable("a test key".to_owned()),
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -1,11 +1,15 @@
-//! `Verifier` (issues 25 and 31): tokens signed here with ring against a JWKS served from a
-//! loopback server we control (its faults, its ETag, its key rotations, how often it is
-//! asked), and the peer's real tokens and JWKS.
+//! `Verifier` (issues 25 and 31): tokens signed here with ring against a JWKS served from
+//! a loopback server we control (its faults, its ETag, its `Cache-Control`, its key
+//! rotations and removals, how often it is asked), and the peer's real tokens and JWKS.
+//! The tests that need a logger of their own (a warning to read, a logger that panics)
+//! run in a child process of this binary (`in_child`).
 
 use crate::common;
 
+use std::panic::{self, AssertUnwindSafe};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Barrier, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -85,6 +89,12 @@ impl SigningKey {
             self.alg, self.kid
         )
     }
+
+    /// A token of this key under another `kid`: junk, to a JWKS that does not list it.
+    fn sign_as(&self, kid: &str) -> String {
+        let header = format!(r#"{{"alg":"{}","typ":"at+jwt","kid":"{kid}"}}"#, self.alg);
+        self.sign_raw(&header, &payload(""))
+    }
 }
 
 fn now() -> i64 {
@@ -145,34 +155,59 @@ fn members(text: &str) -> Vec<String> {
 /// What the JWKS server answers.
 #[derive(Clone)]
 enum Mode {
-    /// This JWKS, with an ETag that is its length and a counter.
+    /// This JWKS, with an ETag that is its version, and 304 to that ETag.
     Serve(String),
     Status(u16),
     Stall,
 }
 
+/// What the JWKS server does: its mode (and its version, bumped by each `set`), the
+/// headers it adds to every answer (`Cache-Control: max-age=1`, say), and how long it
+/// takes before answering.
+#[derive(Clone)]
+struct Setup {
+    mode: Mode,
+    version: u64,
+    headers: String,
+    delay: Duration,
+}
+
 /// A JWKS endpoint on loopback: counts its requests and the 304s it gave.
 struct JwksServer {
     server: Loopback,
-    mode: Arc<Mutex<(Mode, u64)>>,
+    setup: Arc<Mutex<Setup>>,
     not_modified: Arc<AtomicU64>,
 }
 
 impl JwksServer {
     fn start(jwks: String) -> JwksServer {
-        let mode = Arc::new(Mutex::new((Mode::Serve(jwks), 1)));
+        JwksServer::with_headers(jwks, "")
+    }
+
+    /// A server whose every answer has `headers` (each line ending in CRLF).
+    fn with_headers(jwks: String, headers: &str) -> JwksServer {
+        let setup = Arc::new(Mutex::new(Setup {
+            mode: Mode::Serve(jwks),
+            version: 1,
+            headers: headers.to_owned(),
+            delay: Duration::ZERO,
+        }));
         let not_modified = Arc::new(AtomicU64::new(0));
-        let (m, n) = (Arc::clone(&mode), Arc::clone(&not_modified));
-        let server = Loopback::start(200, Duration::from_secs(30), move |c: &mut Conn| {
-            let (mode, version) = m.lock().unwrap().clone();
-            let etag = format!("\"v{version}\"");
-            match mode {
+        let (m, n) = (Arc::clone(&setup), Arc::clone(&not_modified));
+        let server = Loopback::start(400, Duration::from_secs(60), move |c: &mut Conn| {
+            let setup = m.lock().unwrap().clone();
+            if !setup.delay.is_zero() && !c.pause(setup.delay) {
+                return;
+            }
+            let etag = format!("\"v{}\"", setup.version);
+            let headers = &setup.headers;
+            match setup.mode {
                 Mode::Serve(_) if c.request.header("if-none-match") == Some(etag.as_str()) => {
                     n.fetch_add(1, SeqCst);
-                    respond(c, 304, &format!("ETag: {etag}\r\n"), "");
+                    respond(c, 304, &format!("ETag: {etag}\r\n{headers}"), "");
                 }
-                Mode::Serve(body) => respond(c, 200, &format!("ETag: {etag}\r\n"), &body),
-                Mode::Status(s) => respond(c, s, "", "{\"error\":\"down\"}"),
+                Mode::Serve(body) => respond(c, 200, &format!("ETag: {etag}\r\n{headers}"), &body),
+                Mode::Status(s) => respond(c, s, headers, "{\"error\":\"down\"}"),
                 Mode::Stall => {
                     c.pause(Duration::from_secs(20));
                 }
@@ -180,14 +215,19 @@ impl JwksServer {
         });
         JwksServer {
             server,
-            mode,
+            setup,
             not_modified,
         }
     }
 
     fn set(&self, mode: Mode) {
-        let mut m = self.mode.lock().unwrap();
-        *m = (mode, m.1 + 1);
+        let mut s = self.setup.lock().unwrap();
+        s.mode = mode;
+        s.version += 1;
+    }
+
+    fn set_delay(&self, delay: Duration) {
+        self.setup.lock().unwrap().delay = delay;
     }
 
     fn url(&self) -> String {
@@ -426,6 +466,7 @@ fn a_flood_of_made_up_kids_costs_one_fetch_per_cooldown() {
     let server = JwksServer::start(jwks(&[&key]));
     let v = server.verifier();
     v.verify(&key.sign(""), API, &[]).unwrap();
+    thread::sleep(Duration::from_millis(1100)); // past the cooldown: a made-up kid may fetch
     let started = Instant::now();
     thread::scope(|s| {
         for i in 0..40 {
@@ -474,7 +515,14 @@ fn a_rotation_is_picked_up_and_the_old_key_kept_while_listed() {
     v.verify(&old_token, API, &[]).unwrap();
     let new = SigningKey::es384("new");
     server.set(Mode::Serve(jwks(&[&new, &old])));
-    // At once, within the cooldown: the new token waits it out, then fetches.
+    // At once, within the cooldown: a kid not known is refused without waiting...
+    let started = Instant::now();
+    let reason = refusal(v.verify(&new.sign(""), API, &[]));
+    assert!(reason.contains("kid"), "{reason}");
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert_eq!(server.requests(), 1);
+    // ...and after it, fetches the new key.
+    thread::sleep(Duration::from_millis(1100));
     v.verify(&new.sign(""), API, &[]).unwrap();
     v.verify(&old.sign(r#""jti":"other""#), API, &[]).unwrap();
     assert_eq!(server.requests(), 2);
@@ -588,6 +636,274 @@ fn the_peers_tokens_verify_against_its_jwks() {
     .unwrap();
     let reason = refusal(other.verify(token.access_token(), SHOPPING_API, &[]));
     assert!(reason.contains("iss"), "{reason}");
+}
+
+// Keys have a maximum age (issue 31): the JWKS answer's `Cache-Control`.
+
+#[test]
+fn a_key_dropped_from_the_jwks_stops_verifying_after_max_age() {
+    let (leaked, kept) = (SigningKey::es384("leaked"), SigningKey::es384("kept"));
+    let server = JwksServer::with_headers(
+        jwks(&[&leaked, &kept]),
+        "Cache-Control: public, max-age=2\r\n",
+    );
+    let v = server.verifier();
+    let (leaked_before, kept_before) = (leaked.sign(""), kept.sign(""));
+    v.verify(&leaked_before, API, &[]).unwrap();
+    v.verify(&kept_before, API, &[]).unwrap();
+    let fetched = Instant::now();
+    // The issuer drops the leaked key. Within the max-age the keys are not asked for again.
+    server.set(Mode::Serve(jwks(&[&kept])));
+    v.verify(&leaked_before, API, &[]).unwrap();
+    v.verify(&leaked.sign(r#""jti":"within""#), API, &[])
+        .unwrap();
+    assert_eq!(server.requests(), 1);
+    assert!(
+        fetched.elapsed() < Duration::from_secs(2),
+        "too slow to show"
+    );
+    thread::sleep(Duration::from_secs(2).saturating_sub(fetched.elapsed()) + ms(100));
+    // Past it: the revalidation drops the key, for new tokens and remembered ones alike.
+    let reason = refusal(v.verify(&leaked.sign(r#""jti":"after""#), API, &[]));
+    assert!(reason.contains("kid"), "{reason}");
+    let reason = refusal(v.verify(&leaked_before, API, &[]));
+    assert!(reason.contains("kid"), "{reason}");
+    // The key still listed goes on verifying, remembered or new.
+    v.verify(&kept_before, API, &[]).unwrap();
+    v.verify(&kept.sign(r#""jti":"after""#), API, &[]).unwrap();
+    assert_eq!(server.requests(), 2, "one revalidation");
+    // Still refused later on, with no fetch more (the keys are fresh again).
+    refusal(v.verify(&leaked_before, API, &[]));
+    assert_eq!(server.requests(), 2);
+}
+
+#[test]
+fn no_cache_revalidates_after_the_cooldown() {
+    let key = SigningKey::es384("k1");
+    let server = JwksServer::with_headers(jwks(&[&key]), "Cache-Control: no-cache\r\n");
+    let v = server.verifier();
+    let token = key.sign("");
+    v.verify(&token, API, &[]).unwrap();
+    v.verify(&token, API, &[]).unwrap();
+    assert_eq!(server.requests(), 1, "asked again within the cooldown");
+    thread::sleep(ms(1100));
+    v.verify(&token, API, &[]).unwrap();
+    assert_eq!(server.requests(), 2, "no revalidation after the cooldown");
+    assert_eq!(
+        server.not_modified.load(SeqCst),
+        1,
+        "no If-None-Match, or no 304"
+    );
+    // A 304 renews the max-age: the next calls within the cooldown ask nothing.
+    for _ in 0..20 {
+        v.verify(&token, API, &[]).unwrap();
+    }
+    assert_eq!(server.requests(), 2);
+    // The key leaves the JWKS: a second later, its remembered token is refused.
+    server.set(Mode::Serve(jwks(&[])));
+    thread::sleep(ms(1100));
+    let reason = refusal(v.verify(&token, API, &[]));
+    assert!(reason.contains("kid"), "{reason}");
+    assert_eq!(server.requests(), 3);
+}
+
+#[test]
+fn one_revalidation_for_16_threads() {
+    let key = SigningKey::es384("k1");
+    let server = JwksServer::with_headers(jwks(&[&key]), "Cache-Control: max-age=1\r\n");
+    let v = server.verifier();
+    let remembered: Vec<String> = (0..8)
+        .map(|i| key.sign(&format!(r#""jti":"r{i}""#)))
+        .collect();
+    for token in &remembered {
+        v.verify(token, API, &[]).unwrap();
+    }
+    let fresh: Vec<String> = (0..8)
+        .map(|i| key.sign(&format!(r#""jti":"f{i}""#)))
+        .collect();
+    assert_eq!(server.requests(), 1);
+    // Past the max-age, with a JWKS that takes 500 ms: 16 threads at once, half with tokens
+    // verified before, half with new ones.
+    server.set_delay(ms(500));
+    thread::sleep(ms(1100));
+    let barrier = Barrier::new(16);
+    let times: Vec<Duration> = thread::scope(|s| {
+        let threads: Vec<_> = remembered
+            .iter()
+            .chain(&fresh)
+            .map(|token| {
+                let (v, barrier) = (&v, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    let started = Instant::now();
+                    v.verify(token, API, &["read:products"]).unwrap();
+                    started.elapsed()
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert_eq!(
+        server.requests(),
+        2,
+        "one revalidation, whatever the threads"
+    );
+    assert_eq!(server.not_modified.load(SeqCst), 1);
+    // The thread that revalidated waited for the fetch; the others, whose key was known,
+    // did not wait for it (no thread waits longer than that one fetch).
+    let slow = times.iter().filter(|t| **t >= ms(450)).count();
+    assert!(
+        slow <= 1,
+        "{slow} threads waited for the revalidation: {times:?}"
+    );
+    assert!(times.iter().all(|t| *t < ms(2500)), "{times:?}");
+}
+
+#[test]
+fn a_failing_jwks_past_max_age_keeps_the_keys_for_the_grace_then_refuses() {
+    for (mode, expect) in [
+        (Mode::Status(500), "answered http 500"),
+        (Mode::Stall, "timed out after 1s"),
+    ] {
+        let key = SigningKey::es384("k1");
+        let server = JwksServer::with_headers(
+            jwks(&[&key]),
+            "Cache-Control: max-age=1, stale-if-error=3\r\n",
+        );
+        let v = server.verifier().timeout(Duration::from_secs(1));
+        let before = key.sign("");
+        v.verify(&before, API, &[]).unwrap();
+        let fetched = Instant::now();
+        server.set(mode);
+        thread::sleep(ms(1100));
+        // Past the max-age: the revalidation fails, the keys are kept (stale-if-error).
+        let started = Instant::now();
+        v.verify(&key.sign(r#""jti":"stale""#), API, &[]).unwrap();
+        assert!(
+            started.elapsed() < ms(1900),
+            "{expect}: {:?}",
+            started.elapsed()
+        );
+        v.verify(&before, API, &[]).unwrap();
+        assert_eq!(server.requests(), 2, "{expect}");
+        // Past max-age + grace (1 + 3 s from the first fetch): refused, as a JWKS error
+        // (503, no challenge), the remembered token too.
+        thread::sleep(Duration::from_millis(4300).saturating_sub(fetched.elapsed()));
+        for token in [key.sign(r#""jti":"late""#), before.clone()] {
+            let started = Instant::now();
+            let e = v.verify(&token, API, &[]).unwrap_err();
+            assert!(matches!(e.kind(), ErrorKind::Jwks { .. }), "{expect}: {e}");
+            assert!(e.to_string().contains(expect), "{e}");
+            assert_eq!(e.challenge(), None);
+            assert!(started.elapsed() < ms(1900), "{e}: {:?}", started.elapsed());
+        }
+        // The JWKS works again: after the cooldown, so does the key.
+        server.set(Mode::Serve(jwks(&[&key])));
+        thread::sleep(ms(1100));
+        v.verify(&before, API, &[]).unwrap();
+    }
+}
+
+// No caller is held by junk (issue 31).
+
+#[test]
+fn runs_of_junk_kids_are_refused_at_once() {
+    let key = SigningKey::es384("k1");
+    let server = JwksServer::start(jwks(&[&key]));
+    let v = server.verifier();
+    v.verify(&key.sign(""), API, &[]).unwrap();
+    thread::sleep(ms(1100));
+    let junk: Vec<String> = (0..50).map(|i| key.sign_as(&format!("junk-{i}"))).collect();
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    for (i, token) in junk.iter().enumerate() {
+        let one = Instant::now();
+        let reason = refusal(v.verify(token, API, &[]));
+        assert!(reason.contains("kid"), "{reason}");
+        slowest = slowest.max(one.elapsed());
+        if i % 10 == 9 {
+            // A good token verifies among them, at once.
+            v.verify(&key.sign(&format!(r#""jti":"good{i}""#)), API, &[])
+                .unwrap();
+        }
+        // Today's bound is 50 s (each waiting out the cooldown): stop early if it shows.
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{i} junk tokens took 10 s"
+        );
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "50 junk tokens took {took:?}"
+    );
+    assert!(slowest < ms(900), "the slowest refusal took {slowest:?}");
+    // The first one fetched (the cooldown was over); the rest came within its cooldown.
+    let allowed = 2 + took.as_secs();
+    assert!(
+        server.requests() <= allowed,
+        "{} fetches in {took:?}",
+        server.requests()
+    );
+}
+
+#[test]
+fn a_junk_kid_during_a_fetch_waits_for_that_fetch_only() {
+    let key = SigningKey::es384("k1");
+    let server = JwksServer::start(jwks(&[&key]));
+    let v = server.verifier();
+    v.verify(&key.sign(""), API, &[]).unwrap();
+    server.set_delay(ms(800));
+    thread::sleep(ms(1100));
+    let (first, second, third) = (
+        key.sign_as("junk-1"),
+        key.sign_as("junk-2"),
+        key.sign_as("junk-3"),
+    );
+    thread::scope(|s| {
+        let fetching = s.spawn(|| {
+            let started = Instant::now();
+            refusal(v.verify(&first, API, &[]));
+            started.elapsed()
+        });
+        thread::sleep(ms(200));
+        // The fetch is under way: this one waits for it, and for nothing more.
+        let started = Instant::now();
+        let reason = refusal(v.verify(&second, API, &[]));
+        let waited = started.elapsed();
+        assert!(reason.contains("kid"), "{reason}");
+        let fetch = fetching.join().unwrap();
+        assert!(fetch >= ms(750), "the fetch took {fetch:?}");
+        assert!(
+            waited <= fetch + ms(300),
+            "waited {waited:?} for a fetch of {fetch:?}"
+        );
+    });
+    assert_eq!(server.requests(), 2, "one fetch for both");
+    // The fetch is over, the cooldown not: refused at once, no fetch.
+    let started = Instant::now();
+    refusal(v.verify(&third, API, &[]));
+    assert!(started.elapsed() < ms(400), "{:?}", started.elapsed());
+    assert_eq!(server.requests(), 2);
+}
+
+#[test]
+fn a_timeout_too_long_for_the_clock_is_no_deadline() {
+    let key = SigningKey::es384("k1");
+    let server = JwksServer::start(jwks(&[&key]));
+    let v = Verifier::new(ISSUER, &server.url())
+        .unwrap()
+        .timeout(Duration::MAX);
+    v.verify(&key.sign(""), API, &[]).unwrap();
+    // Unknown kids, within the cooldown and after it: refused, no panic, in good time.
+    for wait in [Duration::ZERO, ms(1100)] {
+        thread::sleep(wait);
+        let started = Instant::now();
+        let reason = refusal(v.verify(&key.sign_as("unknown"), API, &[]));
+        assert!(reason.contains("kid"), "{reason}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+    assert_eq!(server.requests(), 2);
 }
 
 // Strict reading (issue 31).
@@ -762,4 +1078,189 @@ fn a_high_s_ecdsa_signature_verifies() {
             v.verify(&token, API, &[]).unwrap();
         }
     }
+}
+
+// A logger is user code (issue 31): these run in a child process with a logger of their own.
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// The child's logger: keeps every record, and panics on the ones `PANIC_ON` names.
+struct TestLogger;
+
+static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// Panic on a record whose `level target: message` line contains this; once, or always.
+static PANIC_ON: Mutex<Option<(&str, bool)>> = Mutex::new(None);
+
+impl log::Log for TestLogger {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let line = format!("{} {}: {}", record.level(), record.target(), record.args());
+        let panic_now = {
+            let mut on = PANIC_ON.lock().unwrap_or_else(PoisonError::into_inner);
+            match *on {
+                Some((text, once)) if line.contains(text) => {
+                    if once {
+                        *on = None;
+                    }
+                    true
+                }
+                _ => false,
+            }
+        };
+        LINES
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(line.clone());
+        if panic_now {
+            panic!("the test logger panics on: {line}");
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+fn panic_on(text: Option<(&'static str, bool)>) {
+    *PANIC_ON.lock().unwrap_or_else(PoisonError::into_inner) = text;
+}
+
+fn log_lines() -> Vec<String> {
+    LINES.lock().unwrap_or_else(PoisonError::into_inner).clone()
+}
+
+/// Runs `test` in a child process of this test binary with [`TestLogger`] installed, and
+/// fails if it fails there (or does not run).
+fn in_child(name: &str, test: impl FnOnce()) {
+    const CHILD: &str = "LOGTO_M2M_VERIFIER_CHILD";
+    if std::env::var(CHILD).as_deref() == Ok(name) {
+        log::set_logger(&TestLogger).unwrap();
+        log::set_max_level(log::LevelFilter::Debug);
+        test();
+        return;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            common::test_name(module_path!(), name).as_str(),
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, name)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{name} in a child process: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_panic_inside_the_fetch_does_not_leave_it_in_flight() {
+    in_child(
+        "a_panic_inside_the_fetch_does_not_leave_it_in_flight",
+        || {
+            let key = SigningKey::es384("k1");
+            let server = JwksServer::start(jwks(&[&key]));
+            let v = server.verifier();
+            // ureq logs the request it is about to send: the logger panics there, inside the
+            // fetch, with no lock of the verifier's held.
+            panic_on(Some(("GET http://127.0.0.1", true)));
+            let token = key.sign("");
+            let panicked = panic::catch_unwind(AssertUnwindSafe(|| v.verify(&token, API, &[])));
+            assert!(
+                panicked.is_err(),
+                "the logger did not panic: {:?}",
+                log_lines()
+            );
+            assert_eq!(server.requests(), 0);
+            // The fetch is over: within the cooldown a call is answered at once...
+            let started = Instant::now();
+            let e = v.verify(&token, API, &[]).unwrap_err();
+            assert!(e.to_string().contains("panic"), "{e}");
+            assert!(started.elapsed() < ms(500), "{:?}", started.elapsed());
+            // ...and after it, the next call fetches.
+            thread::sleep(ms(1100));
+            let started = Instant::now();
+            v.verify(&token, API, &[]).unwrap();
+            assert!(started.elapsed() < ms(1500), "{:?}", started.elapsed());
+            assert_eq!(server.requests(), 1);
+        },
+    );
+}
+
+#[test]
+fn a_logger_that_panics_on_the_warning_wedges_nothing() {
+    in_child("a_logger_that_panics_on_the_warning_wedges_nothing", || {
+        let key = SigningKey::es384("k1");
+        let server = JwksServer::start(jwks(&[&key]));
+        server.set(Mode::Status(500));
+        server.set_delay(ms(500));
+        let v = server.verifier().timeout(Duration::from_secs(5));
+        panic_on(Some(("WARN logto_m2m: jwks", false)));
+        let token = key.sign("");
+        thread::scope(|s| {
+            // The first fetches and panics in the logger on its warning; the second waits
+            // for that fetch, and gets its answer as soon as it is recorded.
+            let fetching = s.spawn(|| {
+                panic::catch_unwind(AssertUnwindSafe(|| v.verify(&token, API, &[]))).is_err()
+            });
+            thread::sleep(ms(150));
+            let started = Instant::now();
+            let e = v.verify(&token, API, &[]).unwrap_err();
+            assert!(matches!(e.kind(), ErrorKind::Jwks { .. }), "{e}");
+            assert!(e.to_string().contains("answered http 500"), "{e}");
+            assert!(started.elapsed() < ms(900), "{:?}", started.elapsed());
+            assert!(fetching.join().unwrap(), "the logger did not panic");
+        });
+        assert_eq!(server.requests(), 1);
+        // Not wedged: the JWKS works again, and after the cooldown so does the verifier.
+        server.set(Mode::Serve(jwks(&[&key])));
+        server.set_delay(Duration::ZERO);
+        thread::sleep(ms(1100));
+        v.verify(&token, API, &[]).unwrap();
+        assert_eq!(server.requests(), 2);
+    });
+}
+
+#[test]
+fn a_failing_revalidation_warns_what_it_keeps() {
+    in_child("a_failing_revalidation_warns_what_it_keeps", || {
+        let key = SigningKey::es384("k1");
+        let server = JwksServer::with_headers(
+            jwks(&[&key]),
+            "Cache-Control: max-age=1, stale-if-error=30\r\n",
+        );
+        let v = server.verifier();
+        v.verify(&key.sign(""), API, &[]).unwrap();
+        server.set(Mode::Status(503));
+        thread::sleep(ms(1100));
+        v.verify(&key.sign(""), API, &[]).unwrap();
+        let lines = log_lines();
+        let jwks_lines: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.contains("logto_m2m: jwks"))
+            .collect();
+        let url = server.url();
+        assert_eq!(
+            jwks_lines.first().map(|l| l.as_str()),
+            Some(format!("DEBUG logto_m2m: jwks {url}: 1 keys fetched, fresh for 1s").as_str()),
+            "{jwks_lines:#?}"
+        );
+        let warned: Vec<&&String> = jwks_lines
+            .iter()
+            .filter(|l| l.starts_with("WARN"))
+            .collect();
+        assert_eq!(warned.len(), 1, "{jwks_lines:#?}");
+        let prefix = format!(
+            "WARN logto_m2m: jwks {url}: answered http 503; keeping the keys fetched before for "
+        );
+        assert!(warned[0].starts_with(&prefix), "{}", warned[0]);
+        assert!(warned[0].ends_with("s at most"), "{}", warned[0]);
+    });
 }

@@ -64,7 +64,9 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// 10 s by default), and its keys are kept for the max-age of the answer, from when it
 /// came: its `Cache-Control: max-age` (10 minutes without one; 1 s, the cooldown below,
 /// with `no-cache` or `no-store`) less its `Age`, and at least 1 s, at most 24 h. Other
-/// directives, and `Expires`, are not read.
+/// directives (`must-revalidate` among them), and `Expires`, are not read. Logto's JWKS
+/// says `no-cache, max-age=0, must-revalidate`: its keys are revalidated at most once a
+/// second, a 304 each time, by the first call after that second.
 /// - Past the max-age, the first call (for any token, remembered or not) revalidates the
 ///   keys: one GET with `If-None-Match`, whatever the number of threads. A 304 renews the
 ///   max-age (by its own `Cache-Control`, or else the last one); a 200 replaces the keys,

@@ -36,7 +36,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// What [`verify`](Verifier::verify) checks (RFC 7515, 7519, 8725 and 9068):
 /// - the size: a token over 8 KiB is refused before any work;
-/// - the header: `typ` is `at+jwt`, no `crit`, a `kid`, none of these twice;
+/// - the header: `typ` is `at+jwt`, no `crit`, a `kid`; `alg`, `typ` and `kid` once each;
 /// - the signature, by the key of the issuer's JWKS that the `kid` names. The algorithm
 ///   follows from that key (an EC key's curve, an RSA key's `alg` if it has one), never
 ///   from the token alone: `none`, HMAC, and an `alg` of another curve or family are

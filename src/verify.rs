@@ -222,27 +222,29 @@ impl Verifier {
         }
         let now = unix_now();
         let slot = self.slot(token);
-        if let Some((claims, key)) = self.remembered(slot, token, now) {
+        let remembered = self.remembered(slot, token, now);
+        let was_remembered = remembered.is_some();
+        if let Some((claims, key)) = remembered {
             // The key that verified it must still be one of the issuer's, as for a token not
             // seen before (and past the keys' max-age, this call may be the one that asks).
-            // unwrap_or is ok: a key is found by its kid, so it has one.
-            match self
-                .jwks
-                .key(key.kid.as_deref().unwrap_or(""), self.timeout)
-            {
-                Ok(current) if Arc::ptr_eq(&current, &key) => {
+            match self.jwks.still_has(&key, self.timeout) {
+                Ok(true) => {
                     check_audience_and_scopes(&claims, audience, scopes)?;
                     return Ok(claims);
                 }
-                // Another key under that kid now: the signature is checked again, below.
-                Ok(_) => {}
+                // Not that key any more: verified anew below, which may refuse it.
+                Ok(false) => {}
                 Err(e) => {
                     self.forget(slot);
                     return Err(e);
                 }
             }
         }
-        let (claims, key) = self.verify_signed(token, now)?;
+        let verified = self.verify_signed(token, now);
+        if verified.is_err() && was_remembered {
+            self.forget(slot);
+        }
+        let (claims, key) = verified?;
         // Remembered before the caller's checks: the token is the issuer's whatever the
         // audience asked, and the next call may ask another.
         self.remember(slot, token, &claims, key, now);

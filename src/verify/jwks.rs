@@ -217,16 +217,31 @@ impl Jwks {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether `key` (which [`key`](Jwks::key) gave before) is still one of the issuer's:
+    /// at once while the keys are fresh (the remembered tokens' path: no clone, no string
+    /// compared), else as `key` finds its kid, revalidating past the max-age.
+    pub(crate) fn still_has(&self, key: &Arc<Key>, timeout: Duration) -> Result<bool, Error> {
+        {
+            let state = self.lock();
+            if state.fresh_until.is_some_and(|t| Instant::now() < t) {
+                return Ok(state.keys.iter().any(|k| Arc::ptr_eq(k, key)));
+            }
+        }
+        // unwrap_or is ok: a key is found by its kid, so it has one.
+        let current = self.key(key.kid.as_deref().unwrap_or(""), timeout)?;
+        Ok(Arc::ptr_eq(&current, key))
+    }
+
     /// The key named `kid`, as the module docs say: fetching when the keys are past their
     /// max-age, or lack it and the cooldown is over; waiting only for a fetch under way.
     /// `timeout` bounds this call's fetch or wait; one too long for the clock is none.
     pub(crate) fn key(&self, kid: &str, timeout: Duration) -> Result<Arc<Key>, Error> {
-        let deadline = Instant::now().checked_add(timeout);
+        let mut now = Instant::now();
+        let deadline = now.checked_add(timeout);
         // Set once this call has fetched or waited for a fetch: it never starts another.
         let mut done = false;
         let mut state = self.lock();
         loop {
-            let now = Instant::now();
             let fresh = state.fresh_until.is_some_and(|t| now < t);
             let usable = state.usable_until.is_some_and(|t| now < t);
             let found = if usable { state.find(kid) } else { None };
@@ -254,6 +269,7 @@ impl Jwks {
                 flight.land(self.fetch(etag.as_deref(), timeout));
                 done = true;
                 state = self.lock();
+                now = Instant::now();
                 continue;
             }
             if state.fetching && !done {
@@ -281,6 +297,7 @@ impl Jwks {
                     };
                 }
                 done = true;
+                now = Instant::now();
                 continue;
             }
             // Unknown during the cooldown, or after this call's fetch or wait.

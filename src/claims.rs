@@ -3,12 +3,19 @@
 //! The one reader of JWT payloads in the crate: the parser takes a token's lifetime (`exp`)
 //! and its granted scope (`scope`) from here, and the command's `inspect` shows the rest.
 //! Like the token response, the payload is read by a miniserde visitor of our own that keeps
-//! only the claims below, each a `Leaf` (arrays of strings for `aud`, nothing nested), so no
-//! payload, however deep or large, builds more than these few strings.
+//! only the claims below, each a `Leaf` (arrays of strings for `aud`, nothing nested), and
+//! the names of the other members (to refuse one that comes twice), so no payload, however
+//! deep, builds more than these few strings.
+//!
+//! Two readings of the same slots: `from_payload` for what a token says of itself (a claim
+//! of another type is absent), `from_verified_payload` for the verifier (a claim of another
+//! type refuses the token). Both refuse a member twice (RFC 7519 §4), so that the client and
+//! the API never read two different values from one token.
 //!
 //! The strings are shared (`Arc`): the verifier hands out a copy of a remembered token's
 //! claims on every call, and a copy is then a few reference counts, not seven allocations.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -16,14 +23,18 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use miniserde::de::{Map, Visitor};
 use miniserde::{Deserialize, json};
 
-use crate::text::{Leaf, LeafFields, LeafFieldsMap};
+use crate::text::Leaf;
 
 /// The claims of a JWT access token that explain what it grants, **as the token says
 /// them: the signature is not verified**. Whoever made the string chose them; use them to
 /// understand a token (why an API says 401 or 403), never to decide what to trust.
 ///
-/// A claim that is absent, or not of its usual type (a string; an integer for the times;
-/// a string or an array of strings for `aud`), is `None` (or an empty `aud`).
+/// A claim that is absent, or not of its usual type (a string; a number for the times;
+/// a string or an array of strings for `aud`), is `None` (or an empty `aud`). A time with
+/// a fraction (RFC 7519's NumericDate allows one) is cut to whole seconds. A payload that
+/// names any member twice is not read at all ([`from_jwt`](Claims::from_jwt) says why).
+/// [`Verifier::verify`](crate::Verifier::verify) reads more strictly: there, a claim of
+/// another type refuses the token.
 ///
 /// The text is shared (`Arc<str>`, `Arc<[String]>`), so a clone costs a few reference
 /// counts; read it as text with `as_deref()`, or `&*claims.aud` for a slice.
@@ -70,8 +81,14 @@ pub struct Claims {
 
 impl Claims {
     /// The claims of `token` if it is a JWT (three dot-separated base64url parts, the
-    /// middle one a JSON object); `None` for an opaque token. The signature is **not**
-    /// verified.
+    /// middle one a JSON object with no member twice); `None` for an opaque token. The
+    /// signature is **not** verified.
+    ///
+    /// A payload that names a member twice is not read (`None`, as for an opaque token):
+    /// RFC 7519 §4 makes such a JWT invalid, and which of the two values counts depends on
+    /// the reader, so there is no one answer to give. [`Verifier`](crate::Verifier) refuses
+    /// those tokens, and a [`Token`](crate::Token) reads its scope and lifetime here, so
+    /// the three agree.
     pub fn from_jwt(token: &str) -> Option<Claims> {
         let mut parts = token.split('.');
         let (_, payload, _) = (parts.next()?, parts.next()?, parts.next()?);
@@ -81,20 +98,14 @@ impl Claims {
         Claims::from_payload(payload)
     }
 
-    /// The claims of a JWT's middle part (base64url of a JSON object); `None` when it is
-    /// not one. The verifier reads verified payloads through this too.
+    /// The claims of a JWT's middle part (base64url of a JSON object), read as
+    /// [`from_jwt`](Claims::from_jwt) says: a claim of another type is `None`, a member
+    /// twice makes the payload unreadable (`None`).
     pub(crate) fn from_payload(payload: &str) -> Option<Claims> {
-        // JWTs use base64url without padding (RFC 7515 §2); some tools pad it anyway.
-        const URL_SAFE_ANY_PADDING: GeneralPurpose = GeneralPurpose::new(
-            &base64::alphabet::URL_SAFE,
-            GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-        );
-        let bytes = URL_SAFE_ANY_PADDING.decode(payload).ok()?;
-        let text = std::str::from_utf8(&bytes).ok()?;
-        if !text.trim_start().starts_with('{') {
+        let slots = read(payload).ok()?;
+        if slots.twice.is_some() {
             return None;
         }
-        let slots = json::from_str::<Slots>(text).ok()?;
         Some(Claims {
             iss: slots.iss.and_then(string),
             sub: slots.sub.and_then(string),
@@ -111,6 +122,63 @@ impl Claims {
             nbf: slots.nbf.and_then(seconds),
         })
     }
+
+    /// The claims of a payload whose signature verified, read strictly for the
+    /// [`Verifier`](crate::Verifier): a member twice, or a claim read here of another type
+    /// (`exp`, `nbf` or `iat` not a number, `aud` neither a string nor an array of strings,
+    /// another one not a string; `null` included), refuses the token. The error is the
+    /// reason, which never quotes the token.
+    pub(crate) fn from_verified_payload(payload: &str) -> Result<Claims, String> {
+        let slots = read(payload)?;
+        if let Some(name) = slots.twice {
+            return Err(format!("payload has {name} twice"));
+        }
+        let text = |leaf: Option<Leaf>, name: &str| match leaf {
+            None => Ok(None),
+            Some(Leaf::Str(s)) => Ok(Some(Arc::from(s))),
+            Some(_) => Err(format!("{name} is not a string")),
+        };
+        let time = |leaf: Option<Leaf>, name: &str| match leaf {
+            None => Ok(None),
+            Some(leaf) => seconds(leaf)
+                .map(Some)
+                .ok_or_else(|| format!("{name} is not a number")),
+        };
+        Ok(Claims {
+            iss: text(slots.iss, "iss")?,
+            sub: text(slots.sub, "sub")?,
+            client_id: text(slots.client_id, "client_id")?,
+            aud: match slots.aud {
+                None => Arc::default(),
+                Some(Leaf::Str(s)) => Arc::new([s]),
+                Some(Leaf::Strs(list)) => list.into(),
+                Some(_) => return Err("aud is not a string or an array of strings".into()),
+            },
+            scope: text(slots.scope, "scope")?,
+            organization_id: text(slots.organization_id, "organization_id")?,
+            iat: time(slots.iat, "iat")?,
+            exp: time(slots.exp, "exp")?,
+            nbf: time(slots.nbf, "nbf")?,
+        })
+    }
+}
+
+/// A payload's claims as read, before their types are looked at.
+fn read(payload: &str) -> Result<Slots, &'static str> {
+    // JWTs use base64url without padding (RFC 7515 §2); some tools pad it anyway.
+    const URL_SAFE_ANY_PADDING: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    const NOT_AN_OBJECT: &str = "payload is not a json object";
+    let bytes = URL_SAFE_ANY_PADDING
+        .decode(payload)
+        .map_err(|_| NOT_AN_OBJECT)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| NOT_AN_OBJECT)?;
+    if !text.trim_start().starts_with('{') {
+        return Err(NOT_AN_OBJECT);
+    }
+    json::from_str::<Slots>(text).map_err(|_| NOT_AN_OBJECT)
 }
 
 /// A claim's text, when it is a string.
@@ -121,18 +189,20 @@ fn string(leaf: Leaf) -> Option<Arc<str>> {
     }
 }
 
-/// A time claim in whole seconds: an integer, or a float without a fraction (some issuers
-/// write `1.7e9`; `as` saturates, and JSON has no NaN or infinity).
+/// A time claim (a NumericDate, RFC 7519 §2) in whole seconds: an integer, or a number
+/// with a fraction, which is cut (`1.9e9` and `1900000000.75` are both 1900000000). `as`
+/// saturates, and JSON has no NaN or infinity.
 fn seconds(leaf: Leaf) -> Option<i64> {
     match leaf {
         Leaf::U64(n) => Some(i64::try_from(n).unwrap_or(i64::MAX)),
         Leaf::I64(n) => Some(n),
-        Leaf::F64(x) if x.fract() == 0.0 => Some(x as i64),
+        Leaf::F64(x) => Some(x.trunc() as i64),
         _ => None,
     }
 }
 
-/// The claims read; a claim that appears twice keeps its first value.
+/// The claims read, and the first member that came twice: one of these claims by its
+/// name, any other as "a claim" (its name is the token's text, never repeated).
 #[derive(Default)]
 struct Slots {
     iss: Option<Leaf>,
@@ -144,6 +214,27 @@ struct Slots {
     iat: Option<Leaf>,
     exp: Option<Leaf>,
     nbf: Option<Leaf>,
+    /// The names of the other members, to see one come again.
+    others: HashSet<String>,
+    twice: Option<&'static str>,
+}
+
+impl Slots {
+    /// The slot of a claim read here, and its name as a constant.
+    fn slot(&mut self, name: &str) -> Option<(&mut Option<Leaf>, &'static str)> {
+        Some(match name {
+            "iss" => (&mut self.iss, "iss"),
+            "sub" => (&mut self.sub, "sub"),
+            "client_id" => (&mut self.client_id, "client_id"),
+            "aud" => (&mut self.aud, "aud"),
+            "scope" => (&mut self.scope, "scope"),
+            "organization_id" => (&mut self.organization_id, "organization_id"),
+            "iat" => (&mut self.iat, "iat"),
+            "exp" => (&mut self.exp, "exp"),
+            "nbf" => (&mut self.nbf, "nbf"),
+            _ => return None,
+        })
+    }
 }
 
 impl Deserialize for Slots {
@@ -155,24 +246,34 @@ impl Deserialize for Slots {
 
 impl Visitor for Slots {
     fn map(&mut self) -> miniserde::Result<Box<dyn Map + '_>> {
-        Ok(Box::new(LeafFieldsMap(self)))
+        Ok(Box::new(SlotsMap(self)))
     }
 }
 
-impl LeafFields for Slots {
-    fn slot(&mut self, name: &str) -> Option<&mut Option<Leaf>> {
-        Some(match name {
-            "iss" => &mut self.iss,
-            "sub" => &mut self.sub,
-            "client_id" => &mut self.client_id,
-            "aud" => &mut self.aud,
-            "scope" => &mut self.scope,
-            "organization_id" => &mut self.organization_id,
-            "iat" => &mut self.iat,
-            "exp" => &mut self.exp,
-            "nbf" => &mut self.nbf,
-            _ => return None,
+/// The payload's members: the claims above into their slots, every other one skipped
+/// once its name is noted (miniserde hands over each name unescaped, so `"\u0065xp"` is
+/// `exp` here too).
+struct SlotsMap<'a>(&'a mut Slots);
+
+impl Map for SlotsMap<'_> {
+    fn key(&mut self, name: &str) -> miniserde::Result<&mut dyn Visitor> {
+        let slots = &mut *self.0;
+        let again = match slots.slot(name) {
+            Some((slot, known)) => slot.is_some().then_some(known),
+            None => (!slots.others.insert(name.to_owned())).then_some("a claim"),
+        };
+        if again.is_some() {
+            slots.twice = slots.twice.or(again);
+            return Ok(<dyn Visitor>::ignore());
+        }
+        Ok(match slots.slot(name) {
+            Some((slot, _)) => slot.insert(Leaf::Null),
+            None => <dyn Visitor>::ignore(),
         })
+    }
+
+    fn finish(&mut self) -> miniserde::Result<()> {
+        Ok(())
     }
 }
 
@@ -210,18 +311,77 @@ mod test {
     }
 
     #[test]
-    fn odd_types_are_absent_and_first_wins() {
+    fn odd_types_are_absent_and_fractions_cut() {
         let c = Claims::from_jwt(&jwt(
-            r#"{"sub":5,"aud":["a",1],"exp":"soon","iat":1.5,"scope":"a","scope":"b"}"#,
+            r#"{"sub":5,"aud":["a",1],"exp":"soon","iat":1.5,"nbf":-2.5,"scope":null}"#,
         ))
         .unwrap();
-        assert_eq!((c.sub, &*c.aud, c.exp, c.iat), (None, &[][..], None, None));
-        assert_eq!(c.scope.as_deref(), Some("a"));
+        assert_eq!((c.sub, &*c.aud, c.exp), (None, &[][..], None));
+        assert_eq!((c.iat, c.nbf, c.scope), (Some(1), Some(-2), None));
         assert_eq!(
             Claims::from_jwt(&jwt(r#"{"exp":-5}"#)).unwrap().exp,
             Some(-5)
         );
+        assert_eq!(
+            Claims::from_jwt(&jwt(r#"{"exp":1900000000.999,"iat":1e400}"#)).map(|c| (c.exp, c.iat)),
+            None, // 1e400 is not a JSON number miniserde reads
+        );
+        let c = Claims::from_jwt(&jwt(r#"{"exp":1900000000.999,"iat":1.7e9}"#)).unwrap();
+        assert_eq!((c.exp, c.iat), (Some(1_900_000_000), Some(1_700_000_000)));
         assert_eq!(Claims::from_jwt(&jwt("{}")), Some(Claims::default()));
+    }
+
+    #[test]
+    fn a_member_twice_is_not_read() {
+        // RFC 7519 §4. Whichever value one reader keeps, another keeps the other: the
+        // token client, `inspect` and the verifier all refuse to pick.
+        for payload in [
+            r#"{"scope":"a","scope":"b"}"#,
+            r#"{"exp":1,"exp":2}"#,
+            r#"{"aud":"x","sub":"s","aud":["x"]}"#,
+            r#"{"\u0065xp":1,"exp":2}"#,
+            r#"{"custom":1,"sub":"s","custom":{"deep":[1]}}"#,
+        ] {
+            assert_eq!(Claims::from_jwt(&jwt(payload)), None, "{payload}");
+            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload);
+            let e = Claims::from_verified_payload(&b64).unwrap_err();
+            assert!(e.ends_with(" twice"), "{payload}: {e}");
+            assert!(!e.contains("custom"), "never the token's text: {e}");
+        }
+        // Nested objects are their own scopes: the same name at two depths is fine.
+        let c = Claims::from_jwt(&jwt(r#"{"x":{"exp":1},"exp":2,"y":[{"exp":3}]}"#)).unwrap();
+        assert_eq!(c.exp, Some(2));
+    }
+
+    #[test]
+    fn the_verifiers_reading_refuses_claims_of_another_type() {
+        let strict = |payload: &str| {
+            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload);
+            Claims::from_verified_payload(&b64)
+        };
+        for (payload, why) in [
+            (r#"{"nbf":"tomorrow"}"#, "nbf is not a number"),
+            (r#"{"nbf":true}"#, "nbf is not a number"),
+            (r#"{"nbf":null}"#, "nbf is not a number"),
+            (r#"{"exp":[1]}"#, "exp is not a number"),
+            (r#"{"iat":"now"}"#, "iat is not a number"),
+            (r#"{"iss":1}"#, "iss is not a string"),
+            (r#"{"scope":["a"]}"#, "scope is not a string"),
+            (r#"{"aud":["a",1]}"#, "aud is not a string or an array"),
+            (r#"{"aud":{}}"#, "aud is not a string or an array"),
+            (r#"{"exp":1,"exp":1}"#, "payload has exp twice"),
+            (r#"{"jti":"a","jti":"a"}"#, "payload has a claim twice"),
+            ("[1]", "payload is not a json object"),
+        ] {
+            let e = strict(payload).unwrap_err();
+            assert!(e.starts_with(why), "{payload}: {e}");
+        }
+        let c = strict(r#"{"exp":2000.9,"nbf":1000.5,"iat":999.99,"aud":[],"x":null}"#).unwrap();
+        assert_eq!((c.exp, c.nbf, c.iat), (Some(2000), Some(1000), Some(999)));
+        // What both readings accept, they read alike.
+        let payload = r#"{"iss":"i","sub":"s","aud":["a","b"],"scope":"x","exp":5.5}"#;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload);
+        assert_eq!(Claims::from_payload(&b64), strict(payload).ok());
     }
 
     #[test]

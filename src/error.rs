@@ -185,7 +185,8 @@ pub enum ErrorKind {
         missing: Vec<String>,
     },
     /// The JWKS (the issuer's public keys) could not be fetched or read, and the token's
-    /// key was not already known. Not the token's fault: an API answers 503.
+    /// key was not already known, or the keys known are past their max-age and grace (see
+    /// [`Verifier`](crate::Verifier)). Not the token's fault: an API answers 503.
     Jwks {
         /// The JWKS URL.
         url: String,

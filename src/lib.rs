@@ -26,9 +26,10 @@
 //! [`StoreStats`] is what a store did, from [`TokenStore::stats`].
 //!
 //! On the other end of the call, [`Verifier`] checks the tokens your own API receives:
-//! the signature by the issuer's published keys (fetched, kept, refetched for a new key),
-//! the issuer, audience, lifetime and scopes, with the RFC 6750 challenge for a refusal
-//! ([`Error::challenge`]).
+//! the signature by the issuer's published keys (fetched, kept for the max-age the JWKS
+//! answer gives, revalidated after it so that a key the issuer drops stops verifying,
+//! refetched for a new key), the issuer, audience, lifetime and scopes, read strictly,
+//! with the RFC 6750 challenge for a refusal ([`Error::challenge`]).
 //!
 //! ```rust,no_run
 //! use std::sync::Arc;
@@ -436,6 +437,8 @@
 //! | `warn` | no thread could be started for a refresh ahead (callers keep the valid token) |
 //! | `warn` | a token file or shared cache that could not be used (the token came from the network) |
 //! | `warn` | an app secret file that group or others can read, and the mode to give it |
+//! | `debug` | a [`Verifier`]'s JWKS fetched or not modified: how many keys, fresh for how long |
+//! | `warn` | a [`Verifier`]'s JWKS fetch that failed: the error, and how long the keys fetched before are kept at most (or that tokens are refused) |
 //!
 //! # The `logto-m2m` command
 //!

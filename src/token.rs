@@ -80,7 +80,8 @@ impl Token {
     ///   granted nothing: `None`. Logto (oidc-provider) answers that way when it grants
     ///   *none* of the requested scopes: no field and no claim;
     /// - else, for an opaque token, the requested scope (RFC 6749 §5.1: an omitted scope is
-    ///   the requested one), or `None` when none was asked for.
+    ///   the requested one), or `None` when none was asked for. A JWT whose payload names a
+    ///   claim twice counts as opaque here: it is not read ([`Claims::from_jwt`](crate::Claims::from_jwt)).
     ///
     /// # Example
     /// ```no_run

@@ -2,8 +2,9 @@
 //! token: its signature by the issuer's JWKS key (jws.rs, with the keys of jwks.rs), then
 //! its claims, read by the crate's one payload reader ([`Claims`]).
 //!
-//! A token verified once is kept, keyed by the exact token, until its `exp`, so that the
-//! same token again (an M2M caller sends one token for its whole life) costs a lookup.
+//! A token verified once is kept, keyed by the exact token, until its `exp`, with the key
+//! that verified it, so that the same token again (an M2M caller sends one token for its
+//! whole life) costs a lookup, and stops verifying once the issuer drops that key.
 
 mod jwks;
 mod jws;
@@ -11,7 +12,7 @@ mod jws;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, RandomState};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::claims::Claims;
@@ -35,16 +36,23 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// What [`verify`](Verifier::verify) checks (RFC 7515, 7519, 8725 and 9068):
 /// - the size: a token over 8 KiB is refused before any work;
-/// - the header: `typ` is `at+jwt`, no `crit`, a `kid`;
+/// - the header: `typ` is `at+jwt`, no `crit`, a `kid`; `alg`, `typ` and `kid` once each;
 /// - the signature, by the key of the issuer's JWKS that the `kid` names. The algorithm
 ///   follows from that key (an EC key's curve, an RSA key's `alg` if it has one), never
 ///   from the token alone: `none`, HMAC, and an `alg` of another curve or family are
 ///   refused. ES256, ES384, RS256/384/512 and PS256/384/512 verify; ES512 (P-521, which
-///   ring lacks) is refused with a message naming it; keys with `use` other than `sig`,
-///   and RSA keys under 2048 bits, never verify;
-/// - the claims: `iss` is exactly the issuer; `aud` (a string or an array) contains the
-///   audience; `exp` is present and in the future, and `nbf`, if present, in the past,
-///   both with a leeway of 30 s for the clocks; every required scope is in `scope`.
+///   ring lacks) is refused with a message naming it. An ECDSA signature's S may be high
+///   or low (signers, Logto's among them, don't normalize it). Keys whose `use` is not
+///   `sig` or whose `key_ops` lacks `verify`, keys whose `use`, `alg` or `key_ops` is of
+///   the wrong JSON type or that name a member twice, and RSA keys under 2048 bits, never
+///   verify;
+/// - the claims, read strictly: the payload is a JSON object that names no member twice
+///   (RFC 7519 §4); `exp` (present), `nbf` and `iat` are numbers, a fraction cut to whole
+///   seconds; `iss`, `sub`, `client_id`, `scope` and `organization_id` are strings, `aud` a
+///   string or an array of strings; any other type (`null` included) refuses the token.
+///   Then `iss` is exactly the issuer; `aud` contains the audience; `exp` is in the future
+///   and `nbf`, if present, in the past, both with a leeway of 30 s for the clocks; every
+///   required scope is in `scope`.
 ///
 /// What it does not check: whether the token was revoked (Logto's JWT access tokens are
 /// not revocable by design; ask the introspection endpoint, another call, if you need
@@ -53,25 +61,51 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// # Keys and the endpoint
 /// The JWKS is fetched on the first token, under one deadline ([`timeout`](Verifier::timeout),
-/// 10 s by default), and kept. A token whose `kid` is not known makes one fetch, whatever
-/// the number of threads asking, and at most one a second, with `If-None-Match`; so a
-/// signing-key rotation is picked up by a running verifier, and a flood of made-up
-/// `kid`s costs the issuer one request a second. A JWKS endpoint that fails or stalls
-/// never breaks tokens whose key is known. Redirects are never followed. The fetch connects
-/// as a [`Config`](crate::Config)'s requests do: with the TLS feature's roots unless
-/// [`root_certificates_pem`](Verifier::root_certificates_pem) gives others, and through the
-/// environment's proxy unless [`proxy`](Verifier::proxy) names one.
+/// 10 s by default), and its keys are kept for the max-age of the answer, from when it
+/// came: its `Cache-Control: max-age` (10 minutes without one; 1 s, the cooldown below,
+/// with `no-cache` or `no-store`) less its `Age`, and at least 1 s, at most 24 h. Other
+/// directives (`must-revalidate` among them), and `Expires`, are not read. Logto's JWKS
+/// says `no-cache, max-age=0, must-revalidate`: its keys are revalidated at most once a
+/// second, a 304 each time, by the first call after that second.
+/// - Past the max-age, the first call (for any token, remembered or not) revalidates the
+///   keys: one GET with `If-None-Match`, whatever the number of threads. A 304 renews the
+///   max-age (by its own `Cache-Control`, or else the last one); a 200 replaces the keys,
+///   and a key it no longer lists stops verifying, tokens verified before included. While
+///   that fetch runs, calls whose key is in the set go on verifying with it; a call whose
+///   key is not waits for that fetch, and only for it.
+/// - A revalidation that fails or stalls keeps the keys for a grace past their max-age:
+///   the answer's `stale-if-error`, at most 1 h, and 1 h when it has none; each failed
+///   fetch is a `warn` log event saying for how long at most, and the first call after
+///   the cooldown tries again. Past the grace every token is refused with
+///   [`ErrorKind::Jwks`] (503, no challenge) until a fetch works again.
+/// - A token whose `kid` the keys lack makes one fetch, whatever the number of threads
+///   asking, and fetches are at least a second apart (the cooldown, counted from the end
+///   of the last one): so a signing-key rotation is picked up by a running verifier, and
+///   a flood of made-up `kid`s costs the issuer one request a second and its senders
+///   nothing more. During the cooldown an unknown `kid` is refused at once (so a token of
+///   a brand-new key may be refused for up to a second after a fetch), unless a fetch is
+///   under way, which it waits for.
+///
+/// No call makes more than one fetch or waits for more than one, so none waits longer
+/// than one fetch's timeout; a timeout too long for the clock is no deadline. A panic
+/// inside a fetch (in a logger ureq calls, say) ends that fetch as failed. Redirects are
+/// never followed. The fetch connects as a [`Config`](crate::Config)'s requests do: with
+/// the TLS feature's roots unless [`root_certificates_pem`](Verifier::root_certificates_pem)
+/// gives others, and through the environment's proxy unless [`proxy`](Verifier::proxy)
+/// names one.
 ///
 /// # The same token again
-/// A token verified once is remembered, keyed by the exact token string, until its
-/// `exp` (never past it), so verifying it again costs a lookup, not a signature check,
-/// and allocates nothing: the [`Claims`] returned share their text with the remembered
-/// ones. At most 1,024 tokens are kept.
+/// A token verified once is remembered, keyed by the exact token string, with the key
+/// that verified it, until its `exp` (never past it). Verifying it again costs a lookup
+/// and a look at the issuer's current keys, not a signature check, and allocates nothing:
+/// the [`Claims`] returned share their text with the remembered ones. It verifies only
+/// while that key does, as above: once a revalidation drops the key, or past the grace,
+/// the token is refused (and forgotten). At most 1,024 tokens are kept.
 ///
 /// # About threads
 /// `Verifier` is `Send + Sync`: share one by reference or in an `Arc`. The locks (the keys,
-/// the remembered tokens) are held only to look up or store, never during a fetch or a
-/// signature check.
+/// the remembered tokens) are held only to look up or store, never during a fetch, a
+/// signature check or a log event (a logger is your code, and may block or panic).
 ///
 /// # Example
 /// ```no_run
@@ -99,7 +133,15 @@ pub struct Verifier {
 /// whole token to compare. The map passes that hash through rather than hash it again.
 #[derive(Default)]
 struct Remembered {
-    map: HashMap<u64, (Box<str>, Claims, i64), BuildHasherDefault<PrecomputedHash>>,
+    map: HashMap<u64, Entry, BuildHasherDefault<PrecomputedHash>>,
+}
+
+/// A verified token: its claims, its `exp`, and the key that verified it.
+struct Entry {
+    token: Box<str>,
+    claims: Claims,
+    exp: i64,
+    key: Arc<jws::Key>,
 }
 
 impl Verifier {
@@ -158,7 +200,9 @@ impl Verifier {
         })
     }
 
-    /// The deadline of one JWKS fetch (connect, send, answer). Defaults to 10 s.
+    /// The deadline of one JWKS fetch (connect, send, answer), which is also the longest a
+    /// call waits for a fetch another thread made. Defaults to 10 s. A timeout too long for
+    /// the clock (`Duration::MAX`) is no deadline.
     pub fn timeout(mut self, timeout: Duration) -> Verifier {
         self.timeout = timeout;
         self
@@ -231,27 +275,47 @@ impl Verifier {
     /// - [`ErrorKind::InsufficientScope`]: valid, but a scope is missing (403, with
     ///   [`Error::challenge`]);
     /// - [`ErrorKind::Jwks`]: the token's key is not known and the JWKS could not be
-    ///   fetched (503; no challenge).
+    ///   fetched, or the keys are past their max-age and grace and could not be fetched
+    ///   again (503; no challenge).
     pub fn verify(&self, token: &str, audience: &str, scopes: &[&str]) -> Result<Claims, Error> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(invalid("longer than 8192 bytes"));
         }
         let now = unix_now();
         let slot = self.slot(token);
-        if let Some(claims) = self.remembered(slot, token, now) {
-            check_audience_and_scopes(&claims, audience, scopes)?;
-            return Ok(claims);
+        let remembered = self.remembered(slot, token, now);
+        let was_remembered = remembered.is_some();
+        if let Some((claims, key)) = remembered {
+            // The key that verified it must still be one of the issuer's, as for a token not
+            // seen before (and past the keys' max-age, this call may be the one that asks).
+            match self.jwks.still_has(&key, self.timeout) {
+                Ok(true) => {
+                    check_audience_and_scopes(&claims, audience, scopes)?;
+                    return Ok(claims);
+                }
+                // Not that key any more: verified anew below, which may refuse it.
+                Ok(false) => {}
+                Err(e) => {
+                    self.forget(slot);
+                    return Err(e);
+                }
+            }
         }
-        let claims = self.verify_signed(token, now)?;
+        let verified = self.verify_signed(token, now);
+        if verified.is_err() && was_remembered {
+            self.forget(slot);
+        }
+        let (claims, key) = verified?;
         // Remembered before the caller's checks: the token is the issuer's whatever the
         // audience asked, and the next call may ask another.
-        self.remember(slot, token, &claims, now);
+        self.remember(slot, token, &claims, key, now);
         check_audience_and_scopes(&claims, audience, scopes)?;
         Ok(claims)
     }
 
-    /// The signature and the claims that do not depend on the caller's audience.
-    fn verify_signed(&self, token: &str, now: i64) -> Result<Claims, Error> {
+    /// The signature and the claims that do not depend on the caller's audience; the
+    /// claims and the key that verified them.
+    fn verify_signed(&self, token: &str, now: i64) -> Result<(Claims, Arc<jws::Key>), Error> {
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -262,14 +326,13 @@ impl Verifier {
         let key = self.jwks.key(&header.kid, self.timeout)?;
         let input = &token[..token.len() - signature.len() - 1];
         jws::check_signature(&key, &header.alg, input.as_bytes(), signature).map_err(invalid)?;
-        let claims =
-            Claims::from_payload(payload).ok_or_else(|| invalid("payload is not a json object"))?;
+        let claims = Claims::from_verified_payload(payload).map_err(invalid)?;
         if claims.iss.as_deref() != Some(self.issuer.as_str()) {
             return Err(invalid(format!("iss is not {}", self.issuer)));
         }
         let leeway = LEEWAY.as_secs() as i64;
         match claims.exp {
-            None => return Err(invalid("exp is missing or not a number")),
+            None => return Err(invalid("exp is missing")),
             Some(exp) if exp.saturating_add(leeway) <= now => return Err(invalid("expired")),
             Some(_) => {}
         }
@@ -279,7 +342,7 @@ impl Verifier {
         {
             return Err(invalid("not valid yet (nbf)"));
         }
-        Ok(claims)
+        Ok((claims, key))
     }
 
     fn slot(&self, token: &str) -> u64 {
@@ -297,29 +360,39 @@ impl Verifier {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The claims of `token` if it was verified before and has not expired.
-    fn remembered(&self, slot: u64, token: &str, now: i64) -> Option<Claims> {
+    /// The claims of `token` and the key that verified it, if it was verified before and
+    /// has not expired.
+    fn remembered(&self, slot: u64, token: &str, now: i64) -> Option<(Claims, Arc<jws::Key>)> {
         let remembered = self.lock();
-        let (kept, claims, exp) = remembered.map.get(&slot)?;
-        (**kept == *token && now < *exp).then(|| claims.clone())
+        let entry = remembered.map.get(&slot)?;
+        (*entry.token == *token && now < entry.exp)
+            .then(|| (entry.claims.clone(), Arc::clone(&entry.key)))
     }
 
-    fn remember(&self, slot: u64, token: &str, claims: &Claims, now: i64) {
+    fn forget(&self, slot: u64) {
+        self.lock().map.remove(&slot);
+    }
+
+    fn remember(&self, slot: u64, token: &str, claims: &Claims, key: Arc<jws::Key>, now: i64) {
         let Some(exp) = claims.exp.filter(|exp| now < *exp) else {
             return; // within the leeway only: checked again each time
         };
         let mut remembered = self.lock();
         if remembered.map.len() >= MAX_REMEMBERED {
-            remembered.map.retain(|_, (_, _, exp)| now < *exp);
+            remembered.map.retain(|_, entry| now < entry.exp);
             if remembered.map.len() >= MAX_REMEMBERED {
                 // Still full of live tokens: start over rather than track use; each is
                 // verified again once.
                 remembered.map.clear();
             }
         }
-        remembered
-            .map
-            .insert(slot, (token.into(), claims.clone(), exp));
+        let entry = Entry {
+            token: token.into(),
+            claims: claims.clone(),
+            exp,
+            key,
+        };
+        remembered.map.insert(slot, entry);
     }
 }
 
@@ -351,6 +424,11 @@ fn unix_now() -> i64 {
 /// each of whose keys is then tried on a made-up signature; odd, the rest is a token,
 /// read as `verify` reads it and checked against a fixed P-384 key whose private half
 /// nobody has. True when a signature verified, which must never happen.
+///
+/// # Panics
+/// When the two readings of a payload disagree (the verifier's accepts what the token
+/// client's can't read, or reads it otherwise), or a JWK whose `use`, `alg` or `key_ops`
+/// is of the wrong JSON type is usable.
 #[cfg(feature = "_internal")]
 pub(crate) fn fuzz(data: &[u8]) -> bool {
     const JWKS: &str = r#"{"keys":[{"kty":"EC","crv":"P-384","kid":"k","alg":"ES384",
@@ -361,6 +439,7 @@ pub(crate) fn fuzz(data: &[u8]) -> bool {
     };
     if first % 2 == 0 {
         let keys = jws::parse_jwks(rest).unwrap_or_default();
+        check_constraints(rest, &keys);
         return keys.iter().any(|key| {
             ["ES256", "ES384", "RS256", "PS256"]
                 .iter()
@@ -375,7 +454,14 @@ pub(crate) fn fuzz(data: &[u8]) -> bool {
     else {
         return false;
     };
-    let _ = Claims::from_payload(payload);
+    match (
+        Claims::from_verified_payload(payload),
+        Claims::from_payload(payload),
+    ) {
+        (Ok(strict), Some(lenient)) => assert_eq!(strict, lenient, "the readings differ"),
+        (Ok(_), None) => panic!("the verifier accepts a payload the token client can't read"),
+        (Err(_), _) => {}
+    }
     let Ok(header) = jws::header(header) else {
         return false;
     };
@@ -383,6 +469,34 @@ pub(crate) fn fuzz(data: &[u8]) -> bool {
     let keys = jws::parse_jwks(JWKS.as_bytes()).unwrap();
     let input = &token[..token.len() - signature.len() - 1];
     jws::check_signature(&keys[0], &header.alg, input.as_bytes(), signature).is_ok()
+}
+
+/// The fuzz target's property of the keys: read again by miniserde's own `Value` (another
+/// reader than ours), a JWK whose `use` or `alg` is not a string, or whose `key_ops` is
+/// not an array of strings, must be unusable: a constraint the key states is never
+/// dropped for its form.
+#[cfg(feature = "_internal")]
+fn check_constraints(jwks: &[u8], keys: &[Arc<jws::Key>]) {
+    use miniserde::json::{self, Value};
+    let Some(Value::Object(doc)) = std::str::from_utf8(jwks)
+        .ok()
+        .and_then(|text| json::from_str::<Value>(text).ok())
+    else {
+        return;
+    };
+    let Some(Value::Array(listed)) = doc.get("keys") else {
+        return;
+    };
+    for (value, key) in listed.iter().zip(keys) {
+        let Value::Object(jwk) = value else { continue };
+        let text = |v: &Value| matches!(v, Value::String(_));
+        let texts = |v: &Value| matches!(v, Value::Array(a) if a.iter().all(text));
+        let wrong =
+            |name: &str, fits: &dyn Fn(&Value) -> bool| jwk.get(name).is_some_and(|v| !fits(v));
+        if wrong("use", &text) || wrong("alg", &text) || wrong("key_ops", &texts) {
+            assert!(!key.usable(), "a constraint of the wrong type was dropped");
+        }
+    }
 }
 
 #[cold]
@@ -447,8 +561,6 @@ impl fmt::Debug for Verifier {
 
 #[cfg(test)]
 mod test {
-    use std::sync::Arc;
-
     use super::*;
 
     #[test]
@@ -476,11 +588,24 @@ mod test {
             exp: Some(exp),
             ..Claims::default()
         };
+        let key = Arc::new(jws::Key::for_tests("k"));
         let now = 1_000;
         // Within the leeway only: never remembered.
-        v.remember(v.slot("a.b.past"), "a.b.past", &claims(now - 1), now);
+        v.remember(
+            v.slot("a.b.past"),
+            "a.b.past",
+            &claims(now - 1),
+            key.clone(),
+            now,
+        );
         assert!(v.remembered(v.slot("a.b.past"), "a.b.past", now).is_none());
-        v.remember(v.slot("a.b.live"), "a.b.live", &claims(now + 10), now);
+        v.remember(
+            v.slot("a.b.live"),
+            "a.b.live",
+            &claims(now + 10),
+            key.clone(),
+            now,
+        );
         assert!(
             v.remembered(v.slot("a.b.live"), "a.b.live", now + 9)
                 .is_some()
@@ -493,7 +618,7 @@ mod test {
         assert!(v.remembered(v.slot("a.b.live"), "x.b.live", now).is_none());
         for i in 0..3 * MAX_REMEMBERED {
             let token = format!("a.b.{i:032}");
-            v.remember(v.slot(&token), &token, &claims(now + 10), now);
+            v.remember(v.slot(&token), &token, &claims(now + 10), key.clone(), now);
             assert!(v.lock().map.len() <= MAX_REMEMBERED);
         }
     }
@@ -511,11 +636,14 @@ mod test {
             exp: Some(2_000),
             ..Claims::default()
         };
-        v.remember(v.slot(token), token, &kept, 1_000);
+        let key = Arc::new(jws::Key::for_tests("k"));
+        v.remember(v.slot(token), token, &kept, key.clone(), 1_000);
         let (one, two) = (
             v.remembered(v.slot(token), token, 1_000).unwrap(),
             v.remembered(v.slot(token), token, 1_001).unwrap(),
         );
+        assert!(Arc::ptr_eq(&one.1, &key));
+        let (one, two) = (one.0, two.0);
         assert_eq!(one, kept);
         assert!(Arc::ptr_eq(
             one.sub.as_ref().unwrap(),

@@ -1,7 +1,8 @@
 //! The `Verifier` against the real Logto (`../shared/logto/`, the harness of
 //! `tests/common/real_logto.rs`): its ES384 tokens, a scope it did not grant, an
 //! organization token, the example API, then a signing-key rotation through the Management
-//! API picked up by a verifier that keeps running.
+//! API picked up by a verifier that keeps running, and the old key deleted, after which
+//! that verifier refuses the old key's tokens, the ones it verified before included.
 //!
 //! Runs only with `LOGTO_REAL=1` (`LOGTO_REAL=1 cargo test --test verifier_real`);
 //! otherwise it is ignored with that reason. A test binary of its own, with a Logto of its
@@ -17,6 +18,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use common::SHOPPING_API;
 use logto_m2m::{Config, ErrorKind, TokenRequest, Verifier, request_token};
+use miniserde::json::{self, Value};
 
 const APP_A: (&str, &str) = ("appa0000000000000000a", "appAsecretAAAAAAAAAAAAAAAAAAAAAA");
 const ORG: &str = "org0000000000000001";
@@ -102,7 +104,9 @@ fn logto_tokens_verify_through_a_signing_key_rotation() {
     );
 
     // Logto's JWKS has an ETag and answers If-None-Match with 304, which the verifier's
-    // refetches send (tests/verifier.rs checks that they do).
+    // refetches send (tests/suite/verifier.rs checks that they do). It says `no-cache` (with
+    // `max-age=0, must-revalidate`): the verifier revalidates its keys a second after each
+    // fetch, at the next token.
     let plain: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(TIMEOUT))
@@ -116,6 +120,14 @@ fn logto_tokens_verify_through_a_signing_key_rotation() {
         .expect("an etag")
         .to_str()
         .unwrap();
+    let cache_control = first
+        .headers()
+        .get("cache-control")
+        .map(|v| v.to_str().unwrap());
+    assert!(
+        cache_control.is_some_and(|v| v.contains("no-cache")),
+        "{cache_control:?}"
+    );
     let again = plain
         .get(&jwks_url)
         .header("if-none-match", etag)
@@ -145,6 +157,22 @@ fn logto_tokens_verify_through_a_signing_key_rotation() {
         .unwrap();
     let body = answer.body_mut().read_to_string().unwrap();
     assert_eq!(answer.status().as_u16(), 200, "{body}");
+    // The key that was signing is now the previous one: its id, to delete it below.
+    let Ok(Value::Array(keys)) = json::from_str::<Value>(&body) else {
+        panic!("{body}")
+    };
+    let field = |key: &Value, name: &str| match key {
+        Value::Object(o) => match o.get(name) {
+            Some(Value::String(s)) => s.clone(),
+            _ => String::new(),
+        },
+        _ => String::new(),
+    };
+    let previous = keys
+        .iter()
+        .find(|k| field(k, "status") == "Previous")
+        .map(|k| field(k, "id"))
+        .unwrap_or_else(|| panic!("no previous key: {body}"));
 
     // The running verifier picks up the new key (RS256, a kid it has not seen)... Logto
     // signs with it once its provider has reloaded the keys, which on a busy machine can
@@ -177,5 +205,48 @@ fn logto_tokens_verify_through_a_signing_key_rotation() {
         .unwrap();
     fresh
         .verify(after.access_token(), SHOPPING_API, &[])
+        .unwrap();
+
+    // The old key deleted, as a leaked one would be: the running verifier, which verified
+    // `before` and `kept` by it, refuses them once it has revalidated (a second after its
+    // last fetch, since Logto's JWKS says no-cache; Logto itself may take a moment to serve
+    // the new set), and the new key's token still verifies.
+    let mut deleted = agent
+        .delete(&format!(
+            "{}/api/configs/oidc/private-keys/{previous}",
+            logto.endpoint()
+        ))
+        .header(
+            "authorization",
+            &format!("Bearer {}", management.access_token()),
+        )
+        .call()
+        .unwrap();
+    let status = deleted.status().as_u16();
+    assert_eq!(
+        status,
+        204,
+        "{}",
+        deleted.body_mut().read_to_string().unwrap()
+    );
+    let mut refused = None;
+    for _ in 0..30 {
+        std::thread::sleep(Duration::from_millis(500));
+        if let Err(e) = verifier.verify(before.access_token(), SHOPPING_API, &[]) {
+            refused = Some(e);
+            break;
+        }
+    }
+    let e = refused.expect("a token of the deleted key still verifies 15 s after");
+    let ErrorKind::InvalidToken { reason } = e.kind() else {
+        panic!("{e}")
+    };
+    assert!(reason.contains("kid"), "{reason}");
+    let e = verifier
+        .verify(kept.access_token(), SHOPPING_API, &[])
+        .unwrap_err();
+    assert!(e.challenge().unwrap().contains("invalid_token"), "{e}");
+    verifier
+        .verify(after.access_token(), SHOPPING_API, &["read:products"])
         .unwrap();
 }

@@ -76,14 +76,32 @@ pub(crate) fn header(part: &str) -> Result<Header, &'static str> {
     Ok(Header { alg, kid })
 }
 
-/// One key of the JWKS, as far as verifying goes.
-#[derive(Debug)]
+/// One key of the JWKS, as far as verifying goes. Equal keys are the same key (the keeper
+/// of the set keeps one `Arc` for a key listed again).
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Key {
     pub(crate) kid: Option<String>,
     kind: KeyKind,
 }
 
-#[derive(Debug)]
+impl Key {
+    /// Whether this key may verify at all (the fuzz target's property looks).
+    #[cfg(feature = "_internal")]
+    pub(crate) fn usable(&self) -> bool {
+        !matches!(self.kind, KeyKind::Unusable(_))
+    }
+
+    /// A key that never verifies, for the verifier's unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(kid: &str) -> Key {
+        Key {
+            kid: Some(kid.to_owned()),
+            kind: KeyKind::Unusable("a test key".to_owned()),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
 enum KeyKind {
     /// An EC key on a curve ring verifies; `point` is `04 || x || y`.
     Ec { alg: Ec, point: Vec<u8> },
@@ -98,7 +116,7 @@ enum KeyKind {
     Unusable(String),
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ec {
     Es256,
     Es384,
@@ -210,11 +228,12 @@ fn not_for_key(alg: &str, key_alg: &str) -> String {
 }
 
 /// Reads a JWKS document into its keys: every key listed (up to [`MAX_KEYS`]) becomes a
-/// [`Key`], the unusable ones with their reason. `None` when it is not a JWKS.
+/// [`Key`], the unusable ones with their reason. `None` when it is not a JWKS (no `keys`
+/// array, or `keys` twice).
 pub(crate) fn parse_jwks(body: &[u8]) -> Option<Vec<Arc<Key>>> {
     let text = std::str::from_utf8(body).ok()?;
     let jwks = json::from_str::<JwksSlots>(text).ok()?;
-    if !jwks.seen {
+    if !jwks.seen || jwks.twice {
         return None;
     }
     Some(
@@ -245,17 +264,28 @@ fn key_kind(s: JwkSlots) -> Result<KeyKind, &'static str> {
             .and_then(|t| URL_SAFE_NO_PAD.decode(t).ok())
             .ok_or("the key's numbers are not base64url")
     };
-    match text(&s.use_) {
+    // A constraint the key states is kept, whatever its form: a `use`, `alg` or `key_ops`
+    // of the wrong JSON type (`null` included) makes the key unusable, never unconstrained.
+    if s.twice {
+        return Err("the key has a member twice");
+    }
+    match &s.use_ {
         None => {}
-        Some(u) if u == "sig" => {}
-        Some(_) => return Err("the key is not for signatures (its use is not sig)"),
+        Some(Leaf::Str(u)) if u == "sig" => {}
+        Some(Leaf::Str(_)) => return Err("the key is not for signatures (its use is not sig)"),
+        Some(_) => return Err("the key's use is not a string"),
     }
     match &s.key_ops {
         None => {}
         Some(Leaf::Strs(ops)) if ops.iter().any(|o| o == "verify") => {}
-        Some(_) => return Err("the key's key_ops do not include verify"),
+        Some(Leaf::Strs(_)) => return Err("the key's key_ops do not include verify"),
+        Some(_) => return Err("the key's key_ops is not an array of strings"),
     }
-    let alg = text(&s.alg);
+    let alg = match &s.alg {
+        None => None,
+        Some(Leaf::Str(a)) => Some(a.clone()),
+        Some(_) => return Err("the key's alg is not a string"),
+    };
     match text(&s.kty).as_deref() {
         Some("EC") => {
             let ec = match text(&s.crv).as_deref() {
@@ -344,6 +374,8 @@ struct JwksSlots {
     keys: KeyList,
     /// `keys` was there.
     seen: bool,
+    /// `keys` came twice: not a JWKS (which list would count?).
+    twice: bool,
 }
 
 #[derive(Default)]
@@ -361,6 +393,8 @@ struct JwkSlots {
     alg: Option<Leaf>,
     use_: Option<Leaf>,
     key_ops: Option<Leaf>,
+    /// One of the members above came twice.
+    twice: bool,
 }
 
 impl Deserialize for JwksSlots {
@@ -379,7 +413,11 @@ struct JwksMap<'a>(&'a mut JwksSlots);
 
 impl Map for JwksMap<'_> {
     fn key(&mut self, k: &str) -> miniserde::Result<&mut dyn Visitor> {
-        if k != "keys" || self.0.seen {
+        if k != "keys" {
+            return Ok(<dyn Visitor>::ignore());
+        }
+        if self.0.seen {
+            self.0.twice = true;
             return Ok(<dyn Visitor>::ignore());
         }
         self.0.seen = true;
@@ -438,6 +476,10 @@ impl LeafFields for JwkSlots {
             _ => return None,
         })
     }
+
+    fn repeated(&mut self) {
+        self.twice = true;
+    }
 }
 
 #[cfg(test)]
@@ -479,6 +521,40 @@ mod test {
     }
 
     #[test]
+    fn a_constraint_of_the_wrong_type_makes_the_key_unusable() {
+        // A good P-256 key, then the same with each constraint mistyped or doubled.
+        let good = r#""kty":"EC","crv":"P-256","x":"1B3KI9T3SOsXvlqfbRk8MThmsZyoEUd3GHplhZ3Fdqs","y":"ftYTv4rjmz0EuXi9LoJxtsp8yO9dFTXLAqO1HPK-tmo""#;
+        let with = |extra: &str| {
+            let keys = parse_jwks(format!(r#"{{"keys":[{{{good}{extra}}}]}}"#).as_bytes());
+            match &keys.unwrap()[0].kind {
+                KeyKind::Unusable(why) => Err(why.clone()),
+                _ => Ok(()),
+            }
+        };
+        assert_eq!(with(""), Ok(()));
+        assert_eq!(
+            with(r#","use":"sig","alg":"ES256","key_ops":["verify"]"#),
+            Ok(())
+        );
+        for (extra, why) in [
+            (r#","use":1"#, "use is not a string"),
+            (r#","use":null"#, "use is not a string"),
+            (r#","use":["sig"]"#, "use is not a string"),
+            (r#","use":"enc""#, "use is not sig"),
+            (r#","alg":true"#, "alg is not a string"),
+            (r#","alg":["ES256"]"#, "alg is not a string"),
+            (r#","key_ops":"verify""#, "key_ops is not an array"),
+            (r#","key_ops":["verify",1]"#, "key_ops is not an array"),
+            (r#","key_ops":[]"#, "do not include verify"),
+            (r#","use":"sig","use":"enc""#, "twice"),
+            (r#","use":"enc","use":"sig""#, "twice"),
+        ] {
+            let e = with(extra).unwrap_err();
+            assert!(e.contains(why), "{extra}: {e}");
+        }
+    }
+
+    #[test]
     fn jwks_keys_keep_why_they_are_unusable() {
         let keys = parse_jwks(
             br#"{"other":1,"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB","kid":"small"},
@@ -497,6 +573,7 @@ mod test {
         assert!(why(3).contains("kty"), "{}", why(3));
         assert_eq!(keys[3].kid, None);
         assert!(parse_jwks(br#"{"keys":5}"#).is_none());
+        assert!(parse_jwks(br#"{"keys":[],"keys":[]}"#).is_none());
         assert!(parse_jwks(br#"{"no_keys":[]}"#).is_none());
         assert_eq!(parse_jwks(br#"{"keys":[]}"#).unwrap().len(), 0);
     }

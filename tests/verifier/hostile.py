@@ -70,8 +70,29 @@ def claims(**over):
 
 
 def token(header, payload, signer):
-    data = (b64(json.dumps(header)) + "." + b64(json.dumps(payload))).encode()
+    return token_raw(header, json.dumps(payload), signer)
+
+
+def token_raw(header, payload_text, signer):
+    """A token whose payload is this exact text (a dict can't hold a name twice)."""
+    data = (b64(json.dumps(header)) + "." + b64(payload_text)).encode()
     return data.decode() + "." + b64(signer(data))
+
+
+def twice(name, first, second):
+    """The usual claims, then `name` again: json.dumps keeps both in the text."""
+    text = json.dumps(claims(**{name: first}))
+    return text[:-1] + ", " + json.dumps(name) + ": " + json.dumps(second) + "}"
+
+
+def es384_high_s(data):
+    """An ES384 signature whose S is above n / 2, as signers that don't normalize S make."""
+    n = int("ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf"
+            "581a0db248b0a77aecec196accc52973", 16)  # P-384's order
+    r, s = decode_dss_signature(ec384.sign(data, ec.ECDSA(hashes.SHA384())))
+    if s <= n // 2:
+        s = n - s
+    return r.to_bytes(48, "big") + s.to_bytes(48, "big")
 
 
 ec384, ec256, p521, enc = ec_key("P-384"), ec_key("P-256"), ec_key("P-521"), ec_key("P-384")
@@ -149,6 +170,15 @@ cases = [
     ("no_exp", "exp", token(hdr("ES384", "ec"), {k: v for k, v in good.items() if k != "exp"}, es384)),
     ("nbf_future", "nbf", token(hdr("ES384", "ec"), claims(nbf=now + 600), es384)),
     ("payload_array", "payload", token(hdr("ES384", "ec"), [good], es384)),
+    ("good_high_s", "ok", token(hdr("ES384", "ec"), good, es384_high_s)),
+    ("good_exp_with_a_fraction", "ok", token(hdr("ES384", "ec"), claims(exp=now + 3600.5), es384)),
+    ("exp_twice", "exp twice", token_raw(hdr("ES384", "ec"), twice("exp", now + 3600, now - 3600), es384)),
+    ("aud_twice", "aud twice", token_raw(hdr("ES384", "ec"), twice("aud", audience, "https://other.api"), es384)),
+    ("scope_twice", "scope twice", token_raw(hdr("ES384", "ec"), twice("scope", "read:products", "admin"), es384)),
+    ("nbf_a_string", "nbf is not a number", token(hdr("ES384", "ec"), claims(nbf="now"), es384)),
+    ("nbf_a_bool", "nbf is not a number", token(hdr("ES384", "ec"), claims(nbf=True), es384)),
+    ("nbf_a_day_ahead_with_a_fraction", "nbf", token(hdr("ES384", "ec"), claims(nbf=now + 86400.5), es384)),
+    ("iat_a_string", "iat is not a number", token(hdr("ES384", "ec"), claims(iat="now"), es384)),
 ]
 for name, expected, t in cases:
     print(f"{name}\t{expected}\t{t}")

@@ -431,7 +431,7 @@ fn post_form(
     let mut post = agent
         .post(config.token_url())
         .config()
-        .timeout_global(Some(left))
+        .timeout_global(crate::transport::deadline(left))
         .build()
         .header("content-type", "application/x-www-form-urlencoded");
     if let Some(basic) = &auth.header {

@@ -209,9 +209,18 @@ impl Transport {
                 // compressed bytes as JSON.
                 .accept_encoding("identity"),
             // Each exchange sets its own deadline; an API agent's calls get the config's.
-            Purpose::Api(timeout) => builder.timeout_global(Some(timeout)),
+            Purpose::Api(timeout) => builder.timeout_global(deadline(timeout)),
         }
     }
+}
+
+/// ureq's global timeout for `left`: none when `left` is too long for the clock. ureq adds
+/// it to an `Instant` without checking and would panic; a timeout of more than ten years
+/// is no deadline in practice, as a deadline past what the clock can hold is for the
+/// crate's own waits.
+pub(crate) fn deadline(left: Duration) -> Option<Duration> {
+    const NO_DEADLINE: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+    (left < NO_DEADLINE).then_some(left)
 }
 
 /// What an agent is for.

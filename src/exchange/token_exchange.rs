@@ -317,7 +317,7 @@ fn post_json(
     let response = agent
         .post(url)
         .config()
-        .timeout_global(Some(left))
+        .timeout_global(crate::transport::deadline(left))
         .build()
         .header("content-type", "application/json")
         .header("authorization", authorization)

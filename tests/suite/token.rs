@@ -284,3 +284,26 @@ fn get_token_example_reports_errors_without_the_secret() {
         "get_token: environment variable LOGTO_TIMEOUT: not a number of seconds\n"
     );
 }
+
+/// A timeout too long for the clock is no deadline (as the store's and the Verifier's
+/// are): the exchange, the store's refresh and the command's agent work, where ureq's own
+/// deadline arithmetic would overflow and panic.
+#[test]
+fn a_timeout_too_long_for_the_clock_is_no_deadline() {
+    let peer = shared_peer();
+    let config = config(peer, M2M_BASIC).timeout(Duration::MAX);
+    let token = request_token(&config, &shopping("read:products")).unwrap();
+    assert_eq!(token.scope(), Some("read:products"));
+    let store = logto_m2m::TokenStore::new(config.clone());
+    store.get(&shopping("read:products")).unwrap();
+    let agent = config.agent().unwrap();
+    let (status, _) = {
+        let answer = agent
+            .get(format!("{}/products", peer.base_url()))
+            .header("authorization", &format!("Bearer {}", token.access_token()))
+            .call()
+            .unwrap();
+        (answer.status().as_u16(), ())
+    };
+    assert_eq!(status, 200);
+}

@@ -302,16 +302,16 @@ impl TokenStore {
         self.call(request, |authorization| {
             loop {
                 let answer = send(authorization);
-                let Some((status, wait)) = busy(&answer, retries, deadline) else {
+                let Some((status, wait, asked)) = busy(&answer, retries, deadline) else {
                     return answer;
                 };
                 retries += 1;
                 log::info!(
                     target: "logto_m2m",
-                    "the api answered http {status}; calling it again in {} (retry {retries} of \
-                     {})",
+                    "the api answered http {status}; waiting {} ({}) before calling it again \
+                     (retry {retries} of {BUSY_RETRIES})",
                     DisplayDuration(wait),
-                    BUSY_RETRIES
+                    if asked { "its Retry-After" } else { "no usable Retry-After" },
                 );
                 // The answer's connection is not reused: drop it before the wait.
                 drop(answer);
@@ -325,14 +325,14 @@ impl TokenStore {
 /// 503: "once or twice", a polite client's share.
 const BUSY_RETRIES: u32 = 2;
 
-/// For a 429 or 503 that `call_idempotent` may retry (`retries` made so far), its status
-/// and the wait before the retry; `None` for any other answer, or when the retries are
-/// used up or the wait would not end before `deadline`.
+/// For a 429 or 503 that `call_idempotent` may retry (`retries` made so far), its status,
+/// the wait before the retry and whether its `Retry-After` said so; `None` for any other
+/// answer, or when the retries are used up or the wait would not end before `deadline`.
 fn busy(
     answer: &Result<Response<Body>, ureq::Error>,
     retries: u32,
     deadline: Instant,
-) -> Option<(u16, Duration)> {
+) -> Option<(u16, Duration, bool)> {
     /// The wait when the answer says nothing usable.
     const DEFAULT_WAIT: Duration = Duration::from_secs(1);
     let (status, retry_after) = match answer {
@@ -351,7 +351,11 @@ fn busy(
         return None;
     }
     let wait = retry_after.unwrap_or(DEFAULT_WAIT);
-    (wait < deadline.saturating_duration_since(Instant::now())).then_some((status, wait))
+    (wait < deadline.saturating_duration_since(Instant::now())).then_some((
+        status,
+        wait,
+        retry_after.is_some(),
+    ))
 }
 
 /// An origin: scheme, host (lowercase) and port.

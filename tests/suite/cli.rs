@@ -1220,19 +1220,15 @@ fn call_waits_out_429_and_503_for_a_get_and_never_repeats_a_post() {
     let waits: Vec<&str> = r
         .stderr
         .lines()
-        .filter(|l| l.contains("calling it again"))
+        .filter(|l| l.contains("before calling it again"))
         .collect();
     assert_eq!(waits.len(), 2, "{}", r.stderr);
     assert!(
-        waits[0].contains("INFO") && waits[0].contains("http 429; calling it again in 1s"),
+        waits[0].contains("INFO") && waits[0].contains("http 429; waiting 1s (its Retry-After)"),
         "{}",
         waits[0]
     );
-    assert!(
-        waits[1].contains("http 503; calling it again in 1"),
-        "{}",
-        waits[1]
-    );
+    assert!(waits[1].contains("http 503; waiting 1"), "{}", waits[1]);
 
     for args in [
         &["--data", "{}"][..],

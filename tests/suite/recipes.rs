@@ -620,3 +620,27 @@ fn the_readme_counts_the_tests_that_need_the_real_logto() {
     );
     assert!(readme.contains(&said), "the README should say: {said:?}");
 }
+
+/// Issue 34: the README's cron and real-tenant lines called `https://shopping.api/...`, the
+/// API's resource indicator (the name Logto knows it by), as if it were the API's address;
+/// the Rust example keeps them apart (`https://api.shop.example`). No line of the README,
+/// the crate docs or the examples sends a request to the indicator.
+#[test]
+fn the_resource_indicator_is_never_called_as_an_address() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md"), root.join("src/lib.rs")];
+    for entry in fs::read_dir(root.join("examples")).unwrap() {
+        files.push(entry.unwrap().path());
+    }
+    for file in files {
+        let text = fs::read_to_string(&file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            assert!(
+                !line.contains(&format!("{SHOPPING_API}/")),
+                "{}:{}: {line}",
+                file.display(),
+                n + 1
+            );
+        }
+    }
+}

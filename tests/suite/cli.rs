@@ -1421,3 +1421,25 @@ fn help_shows_each_commands_own_variables() {
         assert!(call.contains(needle), "{needle}: {call}");
     }
 }
+
+/// A capped count whose pages never end: `--paginate` stops after 10,000 pages with exit 1
+/// and prints nothing, instead of running on. The server keeps its connection alive, as
+/// Logto does, so the 10,000 requests take seconds.
+#[test]
+fn paginate_stops_after_10000_pages() {
+    let server = Loopback::start(4, Duration::from_secs(300), |c| {
+        loop {
+            let answer =
+                "HTTP/1.1 200 OK\r\nTotal-Number-Is-Capped: true\r\nContent-Length: 3\r\n\r\n[1]";
+            if !c.send(answer.as_bytes()) || !c.next_request() {
+                break;
+            }
+        }
+    });
+    let url = format!("http://127.0.0.1:{}/logs", server.port());
+    let r = call(&url, &["--paginate"], &[]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert_eq!(r.stdout, "");
+    assert!(r.stderr.contains("more than 10000 pages"), "{}", r.stderr);
+    assert_eq!(server.finish().requests, 10_000);
+}

@@ -183,7 +183,7 @@ static FLAGS: &[Flag] = &[
             Ok(())
         }),
         help: "an extra request header; repeatable. An Authorization header\n\
-               is sent as given, and then no token is fetched",
+               is sent as given: no token is fetched, nothing retried",
     },
     Flag {
         name: "--paginate",

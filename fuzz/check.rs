@@ -128,8 +128,8 @@ fn check_cached_token(token: &Token) {
 /// - each item is one whole JSON value: `[item]` has exactly that one item;
 /// - miniserde, an independent parser (non-recursive too), agrees: what it reads as an array
 ///   of n values has n items here, and our items put back together read as an array of as
-///   many values there (leaving aside `\u` escapes: miniserde refuses a lone surrogate,
-///   which RFC 8259's grammar allows);
+///   many values there (leaving aside `\u` escapes and numbers beyond an `f64`: miniserde
+///   refuses a lone surrogate and `1e400`, which RFC 8259's grammar allows);
 /// - the items do not depend on where the text sits: the same text after a space has the
 ///   same items, one byte further.
 pub fn check_json_array(data: &[u8]) {
@@ -194,7 +194,7 @@ pub fn check_json_array(data: &[u8]) {
             .collect::<Vec<_>>()
             .join(",")
     );
-    if !joined.contains("\\u") {
+    if !joined.contains("\\u") && !beyond_f64(&joined) {
         match miniserde::json::from_str(&joined) {
             Ok(miniserde::json::Value::Array(values)) => assert_eq!(values.len(), items.len()),
             _ => panic!("miniserde refuses the items put back together: {joined:?}"),
@@ -207,6 +207,15 @@ pub fn check_json_array(data: &[u8]) {
         let moved: Vec<_> = items.iter().map(|r| r.start + 1..r.end + 1).collect();
         assert_eq!(json_array::items(&shifted), Some(moved));
     }
+}
+
+/// Whether `text` may hold a number miniserde refuses as too large for an `f64` (it errs
+/// rather than give infinity): any run of number characters past 1e300. Runs inside strings
+/// count too, which only makes the check skip a little more.
+fn beyond_f64(text: &str) -> bool {
+    text.split(|c: char| !matches!(c, '0'..='9' | '-' | '+' | '.' | 'e' | 'E'))
+        .filter_map(|run| run.parse::<f64>().ok())
+        .any(|n| n.is_nan() || n.abs() > 1e300)
 }
 
 /// The `link_header` target: `link::find` on arbitrary header values (the input's lines)

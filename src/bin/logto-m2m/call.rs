@@ -4,8 +4,7 @@
 //! `--paginate` is `paginate.rs`.
 
 use std::cell::Cell;
-use std::io;
-use std::io::Read;
+use std::io::{self, Read};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -61,9 +60,8 @@ pub(crate) fn run(opts: &Options) -> Result<(), Failure> {
     let store = Arc::new(store);
     // The token goes only where the library's own middleware would send it: https, or
     // plain http to a loopback host. Nothing of the Bearer is used but this check.
-    Bearer::new(Arc::clone(&store), setup.request.clone(), &origin(&url)?).map_err(|e| match e
-        .kind()
-    {
+    let checked = Bearer::new(Arc::clone(&store), setup.request.clone(), &origin(&url)?);
+    checked.map_err(|e| match e.kind() {
         ErrorKind::Config { reason } => Failure::Usage(format!("call {url}: {reason}")),
         _ => Failure::from(e),
     })?;

@@ -4,7 +4,7 @@
 //! ```sh
 //! export LOGTO_ENDPOINT=https://tenant.logto.app LOGTO_APP_ID=... LOGTO_APP_SECRET=...
 //! export LOGTO_RESOURCE=https://shopping.api LOGTO_SCOPES="read:products"
-//! token="$(cargo run -q --example get_token)" && curl -H "Authorization: Bearer $token" https://shopping.api/products
+//! token="$(cargo run -q --example get_token)" && curl -H "Authorization: Bearer $token" https://api.shop.example/products
 //! ```
 //!
 //! Reads the config from the environment (see `Config::from_env`), plus `LOGTO_RESOURCE`

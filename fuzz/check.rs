@@ -21,6 +21,13 @@
 use logto_m2m::internal::{CacheInput, cache_input, token_response};
 use logto_m2m::{Error, Token};
 
+// The command's readers of what a list's pages send (`logto-m2m call --paginate`), compiled
+// here from its own files: they use nothing of the command but std.
+#[path = "../src/bin/logto-m2m/json_array.rs"]
+pub mod json_array;
+#[path = "../src/bin/logto-m2m/link.rs"]
+pub mod link;
+
 /// Longest `Display` text an error may have, in bytes: server text can't make a message
 /// grow with the body. An OAuth error shows five server fields; descriptions are cut at
 /// 1 KiB and codes at 256 bytes (src/error.rs), which keeps the worst case
@@ -111,4 +118,124 @@ fn check_cached_token(token: &Token) {
         t.bytes().all(|b| (0x21..=0x7e).contains(&b)),
         "token from the cache is not header-safe: {t:?}"
     );
+}
+
+/// The `json_array` target: `json_array::items` (which finds the items of a page of a list,
+/// to print them byte for byte) on arbitrary bytes. Never panics, and:
+///
+/// - what it calls an array is one: the items are in order, non-empty, apart, and what lies
+///   between them is the array's own syntax (`[`, `,`, `]`, white space, a leading BOM);
+/// - each item is one whole JSON value: `[item]` has exactly that one item;
+/// - miniserde, an independent parser (non-recursive too), agrees: what it reads as an array
+///   of n values has n items here, and our items put back together read as an array of as
+///   many values there (leaving aside `\u` escapes and numbers beyond an `f64`: miniserde
+///   refuses a lone surrogate and `1e400`, which RFC 8259's grammar allows);
+/// - the items do not depend on where the text sits: the same text after a space has the
+///   same items, one byte further.
+pub fn check_json_array(data: &[u8]) {
+    let items = json_array::items(data);
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(miniserde::json::Value::Array(values)) = miniserde::json::from_str(text) {
+            let found = items.as_ref().map(Vec::len);
+            assert_eq!(
+                found,
+                Some(values.len()),
+                "miniserde reads an array of {}",
+                values.len()
+            );
+        }
+    }
+    let Some(items) = items else {
+        return;
+    };
+    let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    // The syntax between the items.
+    let mut at = if data.starts_with(b"\xEF\xBB\xBF") {
+        3
+    } else {
+        0
+    };
+    let gap = |from: usize, to: usize, sep: u8| {
+        let g = &data[from..to];
+        assert_eq!(g.iter().filter(|b| !is_space(b)).count(), 1, "gap {g:?}");
+        assert!(g.contains(&sep), "gap {g:?} has no {:?}", sep as char);
+    };
+    for (i, item) in items.iter().enumerate() {
+        assert!(item.start < item.end && item.end <= data.len(), "{item:?}");
+        assert!(item.start >= at, "items overlap or go back: {items:?}");
+        let bytes = &data[item.clone()];
+        assert!(!is_space(&bytes[0]) && !is_space(&bytes[bytes.len() - 1]));
+        gap(at, item.start, if i == 0 { b'[' } else { b',' });
+        at = item.end;
+        // One whole value, alone.
+        let mut alone = b"[".to_vec();
+        alone.extend_from_slice(bytes);
+        alone.push(b']');
+        let whole = 1..1 + bytes.len();
+        assert_eq!(json_array::items(&alone), Some(Vec::from([whole])));
+    }
+    if items.is_empty() {
+        let rest: Vec<u8> = data[at..]
+            .iter()
+            .copied()
+            .filter(|b| !is_space(b))
+            .collect();
+        assert_eq!(rest, b"[]", "an empty array");
+    } else {
+        gap(at, data.len(), b']');
+    }
+    // Put back together, miniserde reads as many values.
+    let joined: Vec<&[u8]> = items.iter().map(|r| &data[r.clone()]).collect();
+    let joined = format!(
+        "[{}]",
+        joined
+            .iter()
+            .map(|b| String::from_utf8_lossy(b))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    if !joined.contains("\\u") && !beyond_f64(&joined) {
+        match miniserde::json::from_str(&joined) {
+            Ok(miniserde::json::Value::Array(values)) => assert_eq!(values.len(), items.len()),
+            _ => panic!("miniserde refuses the items put back together: {joined:?}"),
+        }
+    }
+    // One byte further, the same items.
+    let mut shifted = vec![b' '];
+    shifted.extend_from_slice(data);
+    if !data.starts_with(b"\xEF\xBB\xBF") {
+        let moved: Vec<_> = items.iter().map(|r| r.start + 1..r.end + 1).collect();
+        assert_eq!(json_array::items(&shifted), Some(moved));
+    }
+}
+
+/// Whether `text` may hold a number miniserde refuses as too large for an `f64` (it errs
+/// rather than give infinity): any run of number characters past 1e300. Runs inside strings
+/// count too, which only makes the check skip a little more.
+fn beyond_f64(text: &str) -> bool {
+    text.split(|c: char| !matches!(c, '0'..='9' | '-' | '+' | '.' | 'e' | 'E'))
+        .filter_map(|run| run.parse::<f64>().ok())
+        .any(|n| n.is_nan() || n.abs() > 1e300)
+}
+
+/// The `link_header` target: `link::find` on arbitrary header values (the input's lines)
+/// and `link::resolve` of what it finds against a page's url. Never panics; a target found
+/// is a piece of the input that stood between `<` and `>`; a resolved url is absolute, at
+/// the page's scheme unless the target named its own, and takes a `page` parameter.
+pub fn check_link_header(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let Some(target) = link::find(text.lines(), "next") else {
+        return;
+    };
+    assert!(
+        text.contains(&format!("<{target}>")),
+        "{target:?} is not from the input"
+    );
+    let base = "https://h.example/api/users?page_size=20";
+    if let Some(url) = link::resolve(base, &target) {
+        assert!(url.contains("://"), "{url:?}");
+        assert!(!url.contains('#'), "a fragment is never sent: {url:?}");
+        let paged = link::with_query_param(&url, "page", "2");
+        assert_eq!(link::query_param(&paged, "page"), Some("2"), "{paged:?}");
+    }
 }

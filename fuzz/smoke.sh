@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# CI smoke fuzz: 60 seconds of the token_response target and 30 each of token_file,
-# cache_entry and jws, each on a temporary copy of its seeds and regressions, so the
+# CI smoke fuzz: 60 seconds of the token_response target, 30 each of token_file,
+# cache_entry, jws and json_array, and 20 of link_header, each on a temporary copy of its seeds and regressions, so the
 # repository stays clean. Exits non-zero on a crash (or a build
 # failure); without nightly or cargo-fuzz it says "fuzz smoke skipped: <reason>" and
 # exits 0, because stable CI replays every saved input anyway (cargo test --test
@@ -71,3 +71,5 @@ smoke token_response "$run_seconds"
 smoke token_file 30
 smoke cache_entry 30
 smoke jws 30
+smoke json_array 30
+smoke link_header 20

@@ -7,6 +7,8 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use ureq::config::RedirectAuthHeaders;
 use ureq::http::header::{AUTHORIZATION, HeaderValue};
@@ -15,7 +17,8 @@ use ureq::middleware::{Middleware, MiddlewareNext};
 use ureq::{Body, RequestExt, ResponseExt, SendBody};
 
 use crate::config::is_loopback;
-use crate::error::Error;
+use crate::error::{DisplayDuration, Error};
+use crate::exchange::parse_retry_after;
 use crate::request::TokenRequest;
 use crate::store::TokenStore;
 use crate::token::Token;
@@ -232,6 +235,10 @@ impl TokenStore {
     /// agent of [`Config::agent`](crate::Config::agent) has it, and connects with the
     /// config's roots and proxy (a private CA, `HTTPS_PROXY`).
     ///
+    /// A 429 or 503 is returned as it is: `send` is your code, and the store can't see
+    /// whether the request it makes may be sent twice (a POST answered 503 may have been
+    /// applied). For a request that may, use [`call_idempotent`](TokenStore::call_idempotent).
+    ///
     /// # Errors
     /// [`CallError::Token`] when no token could be had, [`CallError::Api`] with `send`'s
     /// error.
@@ -272,6 +279,116 @@ impl TokenStore {
         drop(first);
         send(fresh.authorization()).map_err(CallError::Api)
     }
+
+    /// [`call`](TokenStore::call) for an idempotent request (RFC 9110 §9.2.2: GET, HEAD,
+    /// PUT, DELETE, OPTIONS, TRACE), which is also sent again when the API answers 429 or
+    /// 503, after the wait its `Retry-After` asks for.
+    ///
+    /// - At most 2 such retries per call, each
+    ///   after the `Retry-After` (seconds or an HTTP date; without a readable one, 1 s).
+    /// - The waits fit the config's [timeout](crate::Config::timeout), counted from this
+    ///   call's start: a wait that would not end before it is not begun, and the 429 or 503
+    ///   is returned at once (give your agent's requests the time that is left).
+    /// - Each wait is an `info` log event (the status and the wait; never the token).
+    /// - A 401 is handled as [`call`](TokenStore::call) does, once, and the retries
+    ///   count across it.
+    /// - With ureq's default `http_status_as_error`, a 429 or 503 comes as an error without
+    ///   its headers, so the wait is 1 s; give the agent `http_status_as_error(false)` for
+    ///   the server's `Retry-After`.
+    ///
+    /// Use it only for a `send` that may be made more than once: the name is the promise.
+    /// A POST or PATCH goes through [`call`](TokenStore::call), which never repeats a 429
+    /// or 503.
+    ///
+    /// # Errors
+    /// As [`call`](TokenStore::call).
+    ///
+    /// # Example
+    /// ```no_run
+    /// use logto_m2m::{Config, TokenRequest, TokenStore};
+    ///
+    /// let store = TokenStore::new(Config::from_env()?);
+    /// let request = TokenRequest::management_api("https://auth.example.com");
+    /// let agent: ureq::Agent = ureq::Agent::config_builder()
+    ///     .http_status_as_error(false)
+    ///     .build()
+    ///     .into();
+    /// // A GET: a busy Logto's 429 is waited out and the list asked for again.
+    /// let mut users = store.call_idempotent(&request, |authorization| {
+    ///     agent
+    ///         .get("https://auth.example.com/api/users?page_size=100")
+    ///         .header("authorization", authorization)
+    ///         .call()
+    /// })?;
+    /// println!("{}", users.body_mut().read_to_string()?);
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn call_idempotent<F>(
+        &self,
+        request: &TokenRequest,
+        mut send: F,
+    ) -> Result<Response<Body>, CallError>
+    where
+        F: FnMut(&str) -> Result<Response<Body>, ureq::Error>,
+    {
+        // None: a timeout too long for the clock, no deadline.
+        let deadline = Instant::now().checked_add(self.config().timeout_value());
+        let mut retries = 0;
+        // Inside `call`'s closure: a 401 after a 429 still gets its one fresh token.
+        self.call(request, |authorization| {
+            loop {
+                let answer = send(authorization);
+                let Some((status, wait, asked)) = busy(&answer, retries, deadline) else {
+                    return answer;
+                };
+                retries += 1;
+                log::info!(
+                    target: "logto_m2m",
+                    "the api answered http {status}; waiting {} ({}) before calling it again \
+                     (retry {retries} of {BUSY_RETRIES})",
+                    DisplayDuration(wait),
+                    if asked { "its Retry-After" } else { "no usable Retry-After" },
+                );
+                // The answer's connection is not reused: drop it before the wait.
+                drop(answer);
+                thread::sleep(wait);
+            }
+        })
+    }
+}
+
+/// How many times [`TokenStore::call_idempotent`] sends a request again after a 429 or
+/// 503: "once or twice", a polite client's share.
+const BUSY_RETRIES: u32 = 2;
+
+/// For a 429 or 503 that `call_idempotent` may retry (`retries` made so far), its status,
+/// the wait before the retry and whether its `Retry-After` said so; `None` for any other
+/// answer, or when the retries are used up or the wait would not end before `deadline`.
+fn busy(
+    answer: &Result<Response<Body>, ureq::Error>,
+    retries: u32,
+    deadline: Option<Instant>,
+) -> Option<(u16, Duration, bool)> {
+    /// The wait when the answer says nothing usable.
+    const DEFAULT_WAIT: Duration = Duration::from_secs(1);
+    let (status, retry_after) = match answer {
+        Ok(response) => (
+            response.status().as_u16(),
+            response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v.trim())),
+        ),
+        Err(ureq::Error::StatusCode(status)) => (*status, None),
+        Err(_) => return None,
+    };
+    if !matches!(status, 429 | 503) || retries >= BUSY_RETRIES {
+        return None;
+    }
+    let wait = retry_after.unwrap_or(DEFAULT_WAIT);
+    let ends_in_time = deadline.is_none_or(|d| wait < d.saturating_duration_since(Instant::now()));
+    ends_in_time.then_some((status, wait, retry_after.is_some()))
 }
 
 /// An origin: scheme, host (lowercase) and port.

@@ -523,7 +523,7 @@ fn body_failure(failure: Failure, status: u16) -> Failure {
 
 /// `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an HTTP-date. A date in the past is
 /// zero; anything unreadable is `None`, as if the header were absent.
-fn parse_retry_after(value: &str) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         // All digits: only overflow can fail, and an absurd wait is still a long wait.
         return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));

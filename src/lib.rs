@@ -7,7 +7,8 @@
 //! - [`TokenStore`] caches tokens per request and refreshes them shortly before they
 //!   expire, with one request per refresh however many threads ask;
 //! - [`Bearer`], a ureq middleware, sends the store's token to one API origin, and
-//!   [`TokenStore::call`] makes a call that is retried once with a fresh token on a 401;
+//!   [`TokenStore::call`] makes a call that is retried once with a fresh token on a 401
+//!   ([`TokenStore::call_idempotent`] also waits out a 429 or 503);
 //! - [`Config`] says where the endpoint is and who the app is; [`TokenRequest`] says which
 //!   API and scopes; [`Token`] is the answer; [`Error`] (with its [`ErrorKind`]) says what
 //!   went wrong.
@@ -126,13 +127,22 @@
 //!   yourself when an API answers 401 to a token you sent; [`TokenStore::invalidate`]
 //!   drops whatever is cached. A [`CallError`] says whether the token (`Token`) or the call
 //!   (`Api`) failed.
+//! - A busy API's 429 or 503: `call` returns it as it is, since the store can't see whether
+//!   the request the closure makes may be sent twice (a POST answered 503 may have been
+//!   applied). [`TokenStore::call_idempotent`], for a GET, HEAD, PUT, DELETE, OPTIONS or
+//!   TRACE (RFC 9110 §9.2.2), sends it again at most twice, after the `Retry-After` (seconds
+//!   or an HTTP date; 1 s without one) when the wait ends within the config's timeout, each
+//!   wait an `info` log event; `logto-m2m call` uses it for those methods.
 //!
 //! Measured against the test server's key-rotation lever (`cargo test --test suite --
 //! api cli`): after the rotation, `call` and `logto-m2m call` get their 200 after exactly 1 new
 //! token request and 1 retried API request; `Bearer` returns the 401 once and the next
 //! request succeeds; 32 threads meeting the same 401 make 1 token request; a request to
 //! another origin, and a redirect to another port of the API's host, carry no
-//! `Authorization`, and a 401 from where such a redirect led drops no token.
+//! `Authorization`, and a 401 from where such a redirect led drops no token. Against a
+//! loopback API answering 429 (`Retry-After: 1`) then 503 (an HTTP date 2 s ahead):
+//! `call_idempotent` gets its 200 on the third request, each at least 1 s after the one
+//! before; `call`, and the command's POST, stop at the 429.
 //!
 //! # The app secret
 //!
@@ -430,6 +440,7 @@
 //! | `info` | a token file or shared cache that works again after a problem (`last_cache_error` is then `None`) |
 //! | `info` | an app secret file whose content changed: a new secret was picked up (names the file) |
 //! | `info` | the endpoint refused the secret and the secret file holds a new one: the request is made once more with it |
+//! | `info` | `call_idempotent`: the API answered 429 or 503, and the wait before it is called again |
 //! | `warn` | scopes asked for but not granted, and the fix |
 //! | `warn` | a refresh that failed while the still-valid token is kept, and when it is tried again |
 //! | `warn` | a refresh that failed with no token left: the backoff that holds callers off |
@@ -442,10 +453,11 @@
 //!
 //! # The `logto-m2m` command
 //!
-//! Built from this package with no extra dependency. `cargo install --locked` builds it with
-//! the dependency versions of `Cargo.lock`, the ones it was tested with; without
-//! `--locked`, cargo picks the newest versions allowed, anew on every install. The README
-//! shows its use and its variables; beyond that:
+//! Built from this package with no extra dependency: `cargo install --locked --path .` from
+//! a checkout (the crate is not on crates.io yet) builds it with the dependency versions of
+//! `Cargo.lock`, the ones it was tested with; without `--locked`, cargo picks the newest
+//! versions allowed, anew on every install. The README shows its use and its variables, and
+//! `logto-m2m help <command>` the variables each command reads; beyond that:
 //!
 //! - `token --format json` prints `access_token`, `token_type`, `expires_in` (seconds left),
 //!   `scope` (what was granted, never what was asked for: `""` when nothing was),
@@ -456,9 +468,31 @@
 //!   and says so; a token that is not a JWT is reported as such.
 //! - `call <url-or-path>`: a path is a call to Logto itself, at `$LOGTO_ENDPOINT`, with a
 //!   Management API token (scope `all`) unless `--resource` and `--scope` say otherwise. The
-//!   body goes to stdout, the status line to stderr with `-v`; a body that starts with `{` or
-//!   `[` goes as `application/json` unless a header says otherwise; redirects are not
-//!   followed.
+//!   body goes to stdout as the API sent it (on a terminal, with a newline after it if it
+//!   has none, so that a message on stderr starts on its own line), the status line to
+//!   stderr with `-v` (a refusal's once, in the message that ends the run); a body that
+//!   starts with `{` or `[` goes as `application/json` unless a header says otherwise;
+//!   redirects are not followed. A 401 is retried once with a fresh token
+//!   ([`TokenStore::call`]); for a GET, HEAD, PUT, DELETE, OPTIONS or TRACE, a 429 or 503
+//!   at most twice after its `Retry-After` ([`TokenStore::call_idempotent`]), under one
+//!   deadline per call (`--timeout`); never a POST or PATCH.
+//! - `call --paginate` follows a list's pages and prints one JSON array of every item, in
+//!   the server's order, each item's bytes as the server sent them (a scanner finds where
+//!   the items are, checking the whole page against RFC 8259 without recursion; it is
+//!   fuzzed). It follows RFC 8288 `Link: <...>; rel="next"` headers, absolute or relative,
+//!   one per relation or several in one; with `Total-Number-Is-Capped: true` and no `next`,
+//!   it asks for page+1 until a page is empty. Logto 1.42's links lack the `/api` its
+//!   Management API is under (`</users?page=2>`, which answers 500), and name the origin
+//!   Logto sees: on an answer carrying `Logto-Core-Request-Id`, the url asked keeps its
+//!   path and takes the link's `page`. Each page has its own deadline, and may be retried
+//!   as above. Nothing is printed until the last page is in: a page that is not 2xx (its
+//!   body is printed) or, after the first, not a JSON array (printed as it is), a `next` at
+//!   another origin (never followed: the token goes only to its own), one back to a page
+//!   already fetched, or more than 10,000 pages end the run with exit status 1. A first
+//!   page that is not an array is the answer: printed as it is, exit status 0.
+//!   Measured against the real Logto (`LOGTO_REAL=1 cargo test --test real_logto
+//!   command_call_paginates`): 45 users and more, 20 a page, one array of exactly
+//!   `Total-Number` users, none twice.
 //! - Its log events go to stderr, warnings by default; `LOGTO_LOG` sets the level (`off`,
 //!   `error`, `warn`, `info`, `debug`, in any case). They never contain the secret or the
 //!   token, which goes to stdout only. With a store (a token file or Redis) and `LOGTO_LOG=debug`, the

@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 
 use super::Config;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::secret::Secret;
 
 impl Config {
@@ -22,7 +22,10 @@ impl Config {
     ///
     /// # Errors
     /// [`ErrorKind::Env`](crate::ErrorKind::Env) naming the variable that is missing or
-    /// malformed (never repeating its value), or the errors of [`Config::new`].
+    /// malformed (never repeating its value): when several required ones are missing, all of
+    /// them, in this table's order (the first is the error's `variable`, the others are in
+    /// its `reason`); a `LOGTO_ENDPOINT` or `LOGTO_TOKEN_URL` that is not an http(s) URL with
+    /// a host is named too. Otherwise the errors of [`Config::new`] and [`Config::logto`].
     pub fn from_env() -> Result<Config, Error> {
         Config::from_vars(|name| std::env::var_os(name))
     }
@@ -57,41 +60,40 @@ impl Config {
         let env_var = |name: &'static str| text_var(name, var(name));
         let endpoint = env_var("LOGTO_ENDPOINT")?;
         let token_url = env_var("LOGTO_TOKEN_URL")?;
-        let app_id = env_var("LOGTO_APP_ID")?.ok_or(Error::env("LOGTO_APP_ID", "not set"))?;
+        let app_id = env_var("LOGTO_APP_ID")?;
         let secret = env_var("LOGTO_APP_SECRET")?;
         // A path need not be UTF-8.
         let secret_file = var("LOGTO_APP_SECRET_FILE").filter(|p| !p.is_empty());
         let secret = match (secret, secret_file) {
-            (Some(secret), None) => Secret::from(secret),
-            (None, Some(path)) => Secret::file(path),
-            (None, None) => {
-                return Err(Error::env(
-                    "LOGTO_APP_SECRET",
-                    "not set (set it, or LOGTO_APP_SECRET_FILE)",
-                ));
-            }
             (Some(_), Some(_)) => {
                 return Err(Error::env(
                     "LOGTO_APP_SECRET_FILE",
                     "set together with LOGTO_APP_SECRET; set only one",
                 ));
             }
+            (Some(secret), None) => Some(Secret::from(secret)),
+            (None, Some(path)) => Some(Secret::file(path)),
+            (None, None) => None,
         };
-        let config = match (endpoint, token_url) {
-            (Some(endpoint), None) => Config::logto(&endpoint, &app_id, secret)?,
-            (None, Some(url)) => Config::new(&url, &app_id, secret)?,
-            (None, None) => {
-                return Err(Error::env(
-                    "LOGTO_ENDPOINT",
-                    "not set (set it, or LOGTO_TOKEN_URL)",
-                ));
+        if endpoint.is_some() && token_url.is_some() {
+            return Err(Error::env(
+                "LOGTO_TOKEN_URL",
+                "set together with LOGTO_ENDPOINT; set only one",
+            ));
+        }
+        // Everything missing in one message, so that a first run does not find them one per
+        // run.
+        let is_endpoint = endpoint.is_some();
+        let (url, app_id, secret) = match (endpoint.or(token_url), app_id, secret) {
+            (Some(url), Some(app_id), Some(secret)) => (url, app_id, secret),
+            (url, app_id, secret) => {
+                return Err(missing(url.is_none(), app_id.is_none(), secret.is_none()));
             }
-            (Some(_), Some(_)) => {
-                return Err(Error::env(
-                    "LOGTO_TOKEN_URL",
-                    "set together with LOGTO_ENDPOINT; set only one",
-                ));
-            }
+        };
+        let config = if is_endpoint {
+            Config::logto(&url, &app_id, secret).map_err(named("LOGTO_ENDPOINT"))?
+        } else {
+            Config::new(&url, &app_id, secret).map_err(named("LOGTO_TOKEN_URL"))?
         };
         let config = match env_var("LOGTO_TIMEOUT")? {
             None => config,
@@ -108,6 +110,64 @@ impl Config {
                     "not client_secret_basic or client_secret_post",
                 )
             })?)),
+        }
+    }
+}
+
+/// The error naming the required variables that are not set, in the README's order (the
+/// endpoint, the app id, the secret): the first is the error's `variable`, the others are in
+/// its reason. Called with at least one missing.
+fn missing(endpoint: bool, app_id: bool, secret: bool) -> Error {
+    const ENDPOINT: &str = "LOGTO_ENDPOINT";
+    let (variable, reason) = match (endpoint, app_id, secret) {
+        (true, false, false) => (ENDPOINT, "not set (set it, or LOGTO_TOKEN_URL)"),
+        (true, true, false) => (
+            ENDPOINT,
+            "not set (set it, or LOGTO_TOKEN_URL), nor is LOGTO_APP_ID",
+        ),
+        (true, false, true) => (
+            ENDPOINT,
+            "not set (set it, or LOGTO_TOKEN_URL), nor is LOGTO_APP_SECRET (or \
+             LOGTO_APP_SECRET_FILE)",
+        ),
+        (true, true, true) => (
+            ENDPOINT,
+            "not set (set it, or LOGTO_TOKEN_URL), nor are LOGTO_APP_ID and LOGTO_APP_SECRET \
+             (or LOGTO_APP_SECRET_FILE)",
+        ),
+        (false, true, false) => ("LOGTO_APP_ID", "not set"),
+        (false, true, true) => (
+            "LOGTO_APP_ID",
+            "not set, nor is LOGTO_APP_SECRET (or LOGTO_APP_SECRET_FILE)",
+        ),
+        (false, false, _) => (
+            "LOGTO_APP_SECRET",
+            "not set (set it, or LOGTO_APP_SECRET_FILE)",
+        ),
+    };
+    Error::env(variable, reason)
+}
+
+/// A config error about the URL in `variable` (the token URL made from `LOGTO_ENDPOINT`, or
+/// `LOGTO_TOKEN_URL`) as an error naming that variable: what the user set, not the token
+/// URL the library made of it. Other errors are kept as they are.
+fn named(variable: &'static str) -> impl Fn(Error) -> Error {
+    /// What `Config::new` and `Config::logto` say of a URL, after "token url ".
+    const URL_REASONS: [&str; 5] = [
+        "must start with https:// or http://",
+        "must not have a fragment",
+        "is not a valid url",
+        "has no host",
+        "must not contain user info",
+    ];
+    move |e| {
+        let reason = match e.kind() {
+            ErrorKind::Config { reason } => reason.strip_prefix("token url "),
+            _ => None,
+        };
+        match reason.and_then(|r| URL_REASONS.into_iter().find(|known| *known == r)) {
+            Some(reason) => Error::env(variable, reason),
+            None => e,
         }
     }
 }

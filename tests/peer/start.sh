@@ -70,7 +70,7 @@ probe() {
 for _ in $(seq 1 100); do
   # Alive first: an answer is only ours while our server runs.
   if kill -0 "$PID" 2>/dev/null && probe; then
-    echo "peer up: issuer $SCHEME://127.0.0.1:$PORT/oidc (log: $LOG_FILE)" >&2
+    echo "peer up: issuer $SCHEME://127.0.0.1:$PORT/oidc (log: $PWD/$LOG_FILE)" >&2
     echo "$PID"
     exit 0
   fi

@@ -890,3 +890,556 @@ fn call_a_path_says_when_it_leaves_logto_resource_aside() {
     let r = run(cmd, &["call", &products, "--scope", "read:products"], None);
     assert_eq!(r.ok().stderr, "");
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 34: every page of a list, a polite wait on 429 and 503, what a newcomer tripped on.
+
+use common::loopback::{Loopback, Request};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// What a test API answers: status, header lines (`Name: value`), body.
+type Answer = (u16, Vec<String>, String);
+
+/// An API on 127.0.0.1 that answers each request with `answer(request, host)` (`host` is
+/// its `host:port`, for absolute links) and records the requests. Every answer closes its
+/// connection, so each request is a connection of its own.
+fn api(
+    answer: impl Fn(&Request, &str) -> Answer + Send + Sync + 'static,
+) -> (Loopback, Arc<Mutex<Vec<Request>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    let server = Loopback::start(32, Duration::from_secs(60), move |c| {
+        record
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(c.request.clone());
+        let host = c.request.header("host").unwrap_or_default().to_owned();
+        let (status, headers, body) = answer(&c.request, &host);
+        let mut text = format!("HTTP/1.1 {status} X\r\n");
+        for header in headers {
+            text.push_str(&header);
+            text.push_str("\r\n");
+        }
+        text.push_str(&format!(
+            "Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ));
+        let _ = c.send(text.as_bytes());
+    });
+    (server, seen)
+}
+
+/// The request targets a test API saw, in order.
+fn targets(seen: &Mutex<Vec<Request>>) -> Vec<String> {
+    let seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
+    seen.iter().map(|r| r.target().to_owned()).collect()
+}
+
+fn page(body: &str, headers: &[&str]) -> Answer {
+    (
+        200,
+        headers.iter().map(|h| (*h).to_owned()).collect(),
+        body.to_owned(),
+    )
+}
+
+fn not_found() -> Answer {
+    (404, Vec::new(), r#"{"code":"not_found"}"#.to_owned())
+}
+
+/// `call <url> args...` for m2m-basic at the shared peer, with `env`.
+fn call(url: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = cli(shared_peer(), M2M_BASIC);
+    cmd.envs(env.iter().copied());
+    let mut all = vec!["call", url];
+    all.extend_from_slice(args);
+    run(cmd, &all, None)
+}
+
+/// Links relative and absolute, several in one header or one each, items whose strings
+/// hold quotes, brackets and commas: one array on stdout with every item's bytes as sent.
+#[test]
+fn paginate_follows_next_links_and_prints_one_array() {
+    let (server, seen) = api(|r, host| match r.target() {
+        "/items?page_size=2" => page(
+            r#"[{"name":"a \"q\" ]"} , "x,y"]"#,
+            &[
+                r#"Link: </items?page_size=2&page=1>; rel="first", <items?page=2&page_size=2>; rel="next""#,
+            ],
+        ),
+        "/items?page=2&page_size=2" => page(
+            "[ \"\\\\\\\"[\" ,\n {\"k\": [1, {\"a\": \"}\"}]} ]",
+            &[
+                &format!("Link: <http://{host}/items?page=3>; rel=next"),
+                r#"Link: </items?page_size=2&page=1>; rel="prev""#,
+            ],
+        ),
+        "/items?page=3" => page("[3]\n", &["Link: </items?page=2>; REL=\"prev\""]),
+        _ => not_found(),
+    });
+    let url = format!("http://127.0.0.1:{}/items?page_size=2", server.port());
+    let r = call(&url, &["--paginate", "-v"], &[]);
+    r.ok();
+    assert_eq!(
+        r.stdout,
+        "[{\"name\":\"a \\\"q\\\" ]\"},\"x,y\",\"\\\\\\\"[\",{\"k\": [1, {\"a\": \"}\"}]},3]\n"
+    );
+    let items = json::from_str::<Value>(&r.stdout).unwrap();
+    assert!(
+        matches!(&items, Value::Array(a) if a.len() == 5),
+        "{items:?}"
+    );
+    assert_eq!(r.stderr.matches(": http 200").count(), 3, "{}", r.stderr);
+    assert_eq!(
+        targets(&seen),
+        [
+            "/items?page_size=2",
+            "/items?page=2&page_size=2",
+            "/items?page=3"
+        ]
+    );
+    let seen = seen.lock().unwrap();
+    assert!(seen.iter().all(|r| {
+        r.header("authorization")
+            .is_some_and(|a| a.starts_with("Bearer ey"))
+    }));
+}
+
+/// `Total-Number-Is-Capped: true` and no next link: page+1 until an empty page, as
+/// Logto's source tells its clients.
+#[test]
+fn paginate_asks_page_plus_one_when_the_count_is_capped() {
+    let capped = [
+        "Total-Number: 1000",
+        "Total-Number-Is-Capped: true",
+        "Link: </api/logs?page=1>; rel=\"first\"",
+    ];
+    let (server, seen) = api(move |r, _| match r.target() {
+        "/api/logs?page_size=2" => page("[1,2]", &capped),
+        "/api/logs?page_size=2&page=2" => page("[3,4]", &capped),
+        "/api/logs?page_size=2&page=3" => page("[5]", &capped),
+        "/api/logs?page_size=2&page=4" => page("[]", &capped),
+        _ => not_found(),
+    });
+    let url = format!("http://127.0.0.1:{}/api/logs?page_size=2", server.port());
+    let r = call(&url, &["--paginate"], &[]);
+    r.ok();
+    assert_eq!(r.stdout, "[1,2,3,4,5]\n");
+    assert_eq!(targets(&seen).len(), 4, "{:?}", targets(&seen));
+}
+
+/// Logto's links lack the `/api` its Management API is under (`</users?page=2>` for
+/// `/api/users`, which answers 500): on an answer of Logto's, the url asked keeps its path
+/// and takes the link's page. Another server's link is followed as it is.
+#[test]
+fn paginate_takes_only_the_page_from_logtos_links() {
+    let answer = |logto: bool| {
+        move |r: &Request, host: &str| {
+            let mut headers = vec![format!(
+                "Link: <http://{host}/users?page_size=1&page=2>; rel=\"next\""
+            )];
+            if logto {
+                headers.push("Logto-Core-Request-Id: abc123".to_owned());
+            }
+            match r.target() {
+                "/api/users?page_size=1" => (200, headers, r#"["u1"]"#.to_owned()),
+                "/api/users?page_size=1&page=2" => (200, Vec::new(), r#"["u2"]"#.to_owned()),
+                _ => (
+                    500,
+                    Vec::new(),
+                    r#"{"message":"Internal server error."}"#.to_owned(),
+                ),
+            }
+        }
+    };
+    let (server, seen) = api(answer(true));
+    let url = format!("http://127.0.0.1:{}/api/users?page_size=1", server.port());
+    let r = call(&url, &["--paginate"], &[]);
+    r.ok();
+    assert_eq!(r.stdout, "[\"u1\",\"u2\"]\n");
+    assert_eq!(targets(&seen)[1], "/api/users?page_size=1&page=2");
+
+    let (server, _) = api(answer(false));
+    let url = format!("http://127.0.0.1:{}/api/users?page_size=1", server.port());
+    let r = call(&url, &["--paginate"], &[]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("/users?page_size=1&page=2 answered http 500 (page 2)"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stdout, r#"{"message":"Internal server error."}"#);
+}
+
+/// What ends `--paginate` with exit 1: a link to another origin (never followed: the token
+/// goes nowhere else), one back to a page already fetched, a later page that is not a JSON
+/// array (printed as it is), a page that is not 2xx (its body printed). Nothing else is
+/// printed, so a job never reads a list cut short. A first page that is not an array is
+/// the answer, printed as it is, exit 0; and --paginate is for GET alone.
+#[test]
+fn paginate_stops_at_other_origins_loops_and_pages_that_are_not_arrays() {
+    let (server, seen) = api(|r, host| {
+        let port = host.rsplit(':').next().unwrap_or_default();
+        match r.target() {
+            "/elsewhere" => page(
+                "[1]",
+                &[&format!(
+                    "Link: <http://localhost:{port}/elsewhere?page=2>; rel=next"
+                )],
+            ),
+            "/loop" => page("[1]", &["Link: </loop?page=2>; rel=next"]),
+            "/loop?page=2" => page("[2]", &["Link: </loop>; rel=next"]),
+            "/object" => page("[1]", &["Link: </object?page=2>; rel=next"]),
+            "/object?page=2" => page(r#"{"oops":true}"#, &[]),
+            "/failing" => page("[1]", &["Link: </failing?page=2>; rel=next"]),
+            "/failing?page=2" => (500, Vec::new(), r#"{"error":"x"}"#.to_owned()),
+            "/one" => page(r#"{"id":1}"#, &["Link: </one?page=2>; rel=next"]),
+            _ => not_found(),
+        }
+    });
+    let base = format!("http://127.0.0.1:{}", server.port());
+    let url = |path: &str| format!("{base}{path}");
+
+    let r = call(&url("/elsewhere"), &["--paginate"], &[]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert_eq!(r.stdout, "");
+    assert!(
+        r.stderr.contains("is at another origin; not followed"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(&format!("the token goes only to {base}")),
+        "{}",
+        r.stderr
+    );
+
+    let r = call(&url("/loop"), &["--paginate"], &[]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert_eq!(r.stdout, "");
+    assert!(
+        r.stderr.contains("is page 1, fetched already"),
+        "{}",
+        r.stderr
+    );
+
+    let r = call(&url("/object"), &["--paginate"], &[]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert_eq!(r.stdout, r#"{"oops":true}"#);
+    assert!(
+        r.stderr.contains("(page 2): not a JSON array"),
+        "{}",
+        r.stderr
+    );
+
+    let r = call(&url("/failing"), &["--paginate"], &[]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert_eq!(r.stdout, r#"{"error":"x"}"#);
+    assert!(
+        r.stderr.contains("answered http 500 (page 2)"),
+        "{}",
+        r.stderr
+    );
+
+    let r = call(&url("/one"), &["--paginate"], &[]);
+    r.ok();
+    assert_eq!(r.stdout, r#"{"id":1}"#);
+
+    assert_eq!(
+        targets(&seen),
+        [
+            "/elsewhere",
+            "/loop",
+            "/loop?page=2",
+            "/object",
+            "/object?page=2",
+            "/failing",
+            "/failing?page=2",
+            "/one"
+        ]
+    );
+    for args in [
+        &["--paginate", "--data", "{}"][..],
+        &["--paginate", "--method", "DELETE"],
+    ] {
+        let r = call(&url("/one"), args, &[]);
+        assert_eq!(r.code, Some(2), "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("--paginate"), "{}", r.stderr);
+    }
+}
+
+/// Answers in turn from `script` (status, `Retry-After`; `"date+N"` is an HTTP date N
+/// seconds ahead), then 200 `done`.
+fn busy_api(
+    script: &'static [(u16, Option<&'static str>)],
+) -> (Loopback, Arc<Mutex<Vec<Request>>>) {
+    api(move |r, _| {
+        let Some(&(status, retry_after)) = script.get(r.n as usize) else {
+            return (200, Vec::new(), "done".to_owned());
+        };
+        let headers = match retry_after {
+            None => Vec::new(),
+            Some(date) if date.starts_with("date+") => {
+                let ahead = Duration::from_secs(date[5..].parse().unwrap());
+                vec![format!(
+                    "Retry-After: {}",
+                    httpdate::fmt_http_date(SystemTime::now() + ahead)
+                )]
+            }
+            Some(seconds) => vec![format!("Retry-After: {seconds}")],
+        };
+        (status, headers, "busy".to_owned())
+    })
+}
+
+/// A GET answered 429 and then 503 is sent again after each `Retry-After` (seconds, then
+/// an HTTP date), the wait logged at info; a POST or PATCH never, exit 1 with the status; a
+/// wait past the timeout is not begun.
+#[test]
+fn call_waits_out_429_and_503_for_a_get_and_never_repeats_a_post() {
+    let (server, _) = busy_api(&[(429, Some("1")), (503, Some("date+2"))]);
+    let url = format!("http://127.0.0.1:{}/items", server.port());
+    let started = Instant::now();
+    let r = call(&url, &[], &[("LOGTO_LOG", "info")]);
+    r.ok();
+    assert_eq!(r.stdout, "done");
+    let counts = server.finish();
+    assert_eq!(counts.requests, 3);
+    assert!(
+        counts.gap(1) >= Duration::from_millis(950),
+        "{:?}",
+        counts.gap(1)
+    );
+    assert!(
+        counts.gap(2) >= Duration::from_millis(950),
+        "{:?}",
+        counts.gap(2)
+    );
+    assert!(started.elapsed() < Duration::from_secs(9));
+    let waits: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("before calling it again"))
+        .collect();
+    assert_eq!(waits.len(), 2, "{}", r.stderr);
+    assert!(
+        waits[0].contains("INFO") && waits[0].contains("http 429; waiting 1s (its Retry-After)"),
+        "{}",
+        waits[0]
+    );
+    assert!(waits[1].contains("http 503; waiting 1"), "{}", waits[1]);
+
+    for args in [
+        &["--data", "{}"][..],
+        &["--method", "PATCH", "--data", "{}"],
+    ] {
+        let (server, _) = busy_api(&[(429, Some("1"))]);
+        let url = format!("http://127.0.0.1:{}/items", server.port());
+        let r = call(&url, args, &[]);
+        assert_eq!(r.code, Some(1), "{args:?}: {}", r.stderr);
+        assert_eq!(r.stdout, "busy");
+        assert!(
+            r.stderr.contains("answered http 429 (retry-after: 1)"),
+            "{}",
+            r.stderr
+        );
+        assert!(r.stderr.contains("not sent again"), "{}", r.stderr);
+        assert_eq!(server.finish().requests, 1, "{args:?}");
+    }
+
+    let (server, _) = busy_api(&[(503, Some("60"))]);
+    let url = format!("http://127.0.0.1:{}/items", server.port());
+    let started = Instant::now();
+    let r = call(&url, &["--timeout", "5"], &[]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("answered http 503 (retry-after: 60)"),
+        "{}",
+        r.stderr
+    );
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert_eq!(server.finish().requests, 1);
+}
+
+/// On a terminal, a body without a trailing newline gets one, so that the status message
+/// starts on its own line; piped, the bytes stay as sent. Under a pseudo-terminal from
+/// util-linux's `script`.
+#[cfg(unix)]
+#[test]
+fn call_on_a_terminal_ends_the_bodys_line() {
+    let (server, _) = api(|_, _| (403, Vec::new(), r#"{"scope":"write:products"}"#.to_owned()));
+    let url = format!("http://127.0.0.1:{}/products", server.port());
+    // Piped: the bytes as the API sent them.
+    let r = call(&url, &[], &[]);
+    assert_eq!(r.code, Some(1));
+    assert_eq!(r.stdout, r#"{"scope":"write:products"}"#);
+    // On a terminal: the message on a line of its own.
+    let probe = Command::new("script").arg("--version").output();
+    assert!(
+        probe.is_ok_and(|o| o.status.success()),
+        "script (util-linux) not found: this test runs the command on a pseudo-terminal with it"
+    );
+    // `script` runs the command on a pseudo-terminal with the environment `cli` sets up.
+    let configured = cli(shared_peer(), M2M_BASIC);
+    let mut script = Command::new("script");
+    script.args(["-q", "-e", "-c"]).arg(format!(
+        "exec '{}' call '{url}'",
+        env!("CARGO_BIN_EXE_logto-m2m")
+    ));
+    script.arg("/dev/null").stdin(Stdio::null());
+    for (name, value) in configured.get_envs() {
+        match value {
+            Some(value) => script.env(name, value),
+            None => script.env_remove(name),
+        };
+    }
+    let out = run(script, &[], None);
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    let terminal = out.stdout.replace("\r\n", "\n");
+    assert!(
+        terminal.contains("{\"scope\":\"write:products\"}\nlogto-m2m: GET "),
+        "{terminal:?}"
+    );
+}
+
+/// With -v, a refusal is said once (it was twice: the status line, then the error).
+#[test]
+fn verbose_says_a_404_once() {
+    let (server, _) = api(|_, _| not_found());
+    let url = format!("http://127.0.0.1:{}/nothing", server.port());
+    let r = call(&url, &["-v"], &[]);
+    assert_eq!(r.code, Some(1));
+    assert_eq!(r.stderr.matches("404").count(), 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("GET {url} answered http 404")),
+        "{}",
+        r.stderr
+    );
+}
+
+/// Nothing set: every missing variable in one message, in the README's order; a malformed
+/// endpoint names the variable that was set, not the token url made of it.
+#[test]
+fn missing_variables_are_named_at_once_and_a_bad_endpoint_by_its_variable() {
+    for args in [&["token"][..], &["inspect"], &["call", "/api/users"]] {
+        let r = run(bare(), args, None);
+        assert_eq!(r.code, Some(2), "{args:?}: {}", r.stderr);
+        let at = |name: &str| {
+            r.stderr
+                .find(name)
+                .unwrap_or_else(|| panic!("{args:?}: no {name}: {}", r.stderr))
+        };
+        assert!(at("LOGTO_ENDPOINT") < at("LOGTO_APP_ID"), "{}", r.stderr);
+        assert!(at("LOGTO_APP_ID") < at("LOGTO_APP_SECRET"), "{}", r.stderr);
+        assert_eq!(
+            r.stderr.lines().count(),
+            2,
+            "the message and the help hint: {}",
+            r.stderr
+        );
+    }
+    let mut cmd = bare();
+    cmd.env("LOGTO_APP_ID", "a");
+    let r = run(cmd, &["token"], None);
+    assert!(
+        r.stderr.contains("LOGTO_ENDPOINT") && r.stderr.contains("LOGTO_APP_SECRET"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("LOGTO_APP_ID"), "{}", r.stderr);
+
+    for variable in ["LOGTO_ENDPOINT", "LOGTO_TOKEN_URL"] {
+        let mut cmd = bare();
+        cmd.env(variable, "example.com")
+            .env("LOGTO_APP_ID", "a")
+            .env("LOGTO_APP_SECRET", "b");
+        let r = run(cmd, &["token"], None);
+        assert_eq!(r.code, Some(2), "{}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!(
+                "environment variable {variable}: must start with https://"
+            )),
+            "{}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains("token url"), "{}", r.stderr);
+    }
+}
+
+/// `--help`'s usage lines keep the summaries apart (`verify`'s ran into its own), and each
+/// command's help names the variables it reads: `verify` needs no app id or secret.
+#[test]
+fn help_shows_each_commands_own_variables() {
+    let r = run(bare(), &["--help"], None);
+    r.ok();
+    assert!(!r.stdout.contains("[options]check"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("check a token as your API would"),
+        "{}",
+        r.stdout
+    );
+    let help = |name: &str| {
+        let r = run(bare(), &["help", name], None);
+        r.ok();
+        r.stdout
+    };
+    let verify = help("verify");
+    assert!(verify.contains("Needs no app id or secret"), "{verify}");
+    for absent in [
+        "LOGTO_APP_ID",
+        "LOGTO_APP_SECRET",
+        "LOGTO_CACHE_FILE",
+        "LOGTO_CACHE_URL",
+    ] {
+        assert!(!verify.contains(absent), "{absent}: {verify}");
+    }
+    assert!(
+        verify.contains("LOGTO_ENDPOINT") && verify.contains("LOGTO_LOG"),
+        "{verify}"
+    );
+    for name in ["token", "inspect", "call"] {
+        let text = help(name);
+        for present in [
+            "LOGTO_APP_ID",
+            "LOGTO_APP_SECRET_FILE",
+            "LOGTO_CACHE_FILE",
+            "LOGTO_TIMEOUT",
+            "LOGTO_LOG",
+        ] {
+            assert!(text.contains(present), "{name}: {present}");
+        }
+    }
+    let call = help("call");
+    for needle in [
+        "--paginate",
+        "Retry-After",
+        "429",
+        "never is",
+        "10,000 pages",
+    ] {
+        assert!(call.contains(needle), "{needle}: {call}");
+    }
+}
+
+/// A capped count whose pages never end: `--paginate` stops after 10,000 pages with exit 1
+/// and prints nothing, instead of running on. The server keeps its connection alive, as
+/// Logto does, so the 10,000 requests take seconds.
+#[test]
+fn paginate_stops_after_10000_pages() {
+    let server = Loopback::start(4, Duration::from_secs(300), |c| {
+        loop {
+            let answer =
+                "HTTP/1.1 200 OK\r\nTotal-Number-Is-Capped: true\r\nContent-Length: 3\r\n\r\n[1]";
+            if !c.send(answer.as_bytes()) || !c.next_request() {
+                break;
+            }
+        }
+    });
+    let url = format!("http://127.0.0.1:{}/logs", server.port());
+    let r = call(&url, &["--paginate"], &[]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert_eq!(r.stdout, "");
+    assert!(r.stderr.contains("more than 10000 pages"), "{}", r.stderr);
+    assert_eq!(server.finish().requests, 10_000);
+}

@@ -25,6 +25,8 @@ fn target_check(target: &str) -> fn(&[u8]) {
         "token_file" => check::check_token_file,
         "cache_entry" => check::check_cache_entry,
         "jws" => check_jws,
+        "json_array" => check::check_json_array,
+        "link_header" => check::check_link_header,
         other => panic!("no replay for fuzz target {other:?}: add it to target_check"),
     }
 }

@@ -53,20 +53,69 @@ fn recording_server() -> (Loopback, Arc<Mutex<Vec<Request>>>) {
     (server, seen)
 }
 
-/// The one ```cron line of the README, without its schedule (the five time fields).
-fn readme_cron_command() -> String {
+/// The README's ```cron lines, each without its schedule (the five time fields).
+fn readme_cron_commands() -> Vec<String> {
     let readme = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let mut lines = readme.lines().skip_while(|l| *l != "```cron");
     lines.next().expect("a ```cron block in the README");
-    let line = lines.next().expect("a line in the ```cron block");
-    // `%` would be a newline to cron: the line must not have one.
-    assert!(!line.contains('%'), "{line}");
-    let mut rest = line;
-    for _ in 0..5 {
-        rest = rest.trim_start();
-        rest = &rest[rest.find(' ').expect("five schedule fields")..];
+    let commands: Vec<String> = lines
+        .take_while(|l| !l.starts_with("```"))
+        .map(|line| {
+            // `%` would be a newline to cron: the line must not have one.
+            assert!(!line.contains('%'), "{line}");
+            let mut rest = line;
+            for _ in 0..5 {
+                rest = rest.trim_start();
+                rest = &rest[rest.find(' ').expect("five schedule fields")..];
+            }
+            rest.trim().to_owned()
+        })
+        .collect();
+    assert!(!commands.is_empty(), "a line in the ```cron block");
+    commands
+}
+
+/// A cron line as cron runs it: `/bin/sh -c`, an environment of `HOME`, `LOGNAME`,
+/// `SHELL` and cron's `PATH=/usr/bin:/bin` (no `~/.cargo/bin`).
+#[cfg(unix)]
+fn cron(job: &str, home: &std::path::Path) -> Output {
+    Command::new("/bin/sh")
+        .arg("-c")
+        .arg(job)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", home)
+        .env("LOGNAME", "cron-test")
+        .env("SHELL", "/bin/sh")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run /bin/sh")
+}
+
+/// A `$HOME` with the command installed where `cargo install` puts it.
+#[cfg(unix)]
+fn home_with_the_command(dir: &TempDir) -> std::path::PathBuf {
+    let home = dir.path().join("home");
+    fs::create_dir_all(home.join(".cargo/bin")).unwrap();
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_logto-m2m"),
+        home.join(".cargo/bin/logto-m2m"),
+    )
+    .unwrap();
+    home
+}
+
+/// `line` with each `(from, to)` swapped, failing when the README's line lost a `from`.
+fn swapped(line: &str, swaps: &[(&str, &str)]) -> String {
+    let mut job = line.to_owned();
+    for (from, to) in swaps {
+        assert!(
+            job.contains(from),
+            "the README's cron line lost {from}: {line}"
+        );
+        job = job.replace(from, to);
     }
-    rest.trim().to_owned()
+    job
 }
 
 #[cfg(unix)]
@@ -90,22 +139,16 @@ fn the_cron_line_works_as_written_and_skips_the_api_without_a_token() {
     let peer = Peer::start();
     let (api, seen) = recording_server();
     let dir = TempDir::new("cron");
-    let home = dir.path().join("home");
-    fs::create_dir_all(home.join(".cargo/bin")).unwrap();
-    std::os::unix::fs::symlink(
-        env!("CARGO_BIN_EXE_logto-m2m"),
-        home.join(".cargo/bin/logto-m2m"),
-    )
-    .unwrap();
+    let home = home_with_the_command(&dir);
     let env_file = dir.path().join("logto.env");
     let metrics = dir.path().join("metrics.json");
     fs::write(&metrics, r#"{"queue_depth":7}"#).unwrap();
+    // The app's variables, as the README says (each line names the API it calls).
     let write_env = |secret: &str| {
         fs::write(
             &env_file,
             format!(
-                "export LOGTO_ENDPOINT={} LOGTO_APP_ID={} LOGTO_APP_SECRET={secret}\n\
-                 export LOGTO_RESOURCE={SHOPPING_API} LOGTO_SCOPES=read:products\n",
+                "export LOGTO_ENDPOINT={} LOGTO_APP_ID={} LOGTO_APP_SECRET={secret}\n",
                 peer.base_url(),
                 M2M_BASIC.0,
             ),
@@ -113,34 +156,22 @@ fn the_cron_line_works_as_written_and_skips_the_api_without_a_token() {
         .unwrap();
     };
 
-    let line = readme_cron_command();
+    let line = readme_cron_commands()[0].clone();
     let api_url = format!("http://127.0.0.1:{}/metrics", api.port());
-    let swapped = [
-        ("/etc/myjob/logto.env", env_file.to_str().unwrap()),
-        ("/var/lib/myjob/metrics.json", metrics.to_str().unwrap()),
-        ("https://shopping.api/metrics", api_url.as_str()),
-    ];
-    let mut job = line.clone();
-    for (from, to) in swapped {
-        assert!(
-            job.contains(from),
-            "the README's cron line lost {from}: {line}"
-        );
-        job = job.replace(from, to);
-    }
-    let cron = |job: &str| {
-        Command::new("/bin/sh")
-            .arg("-c")
-            .arg(job)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("HOME", &home)
-            .env("LOGNAME", "cron-test")
-            .env("SHELL", "/bin/sh")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run /bin/sh")
-    };
+    // The API's own address, never its resource indicator (issue 34).
+    assert!(
+        line.contains(&format!("--resource {SHOPPING_API} ")),
+        "{line}"
+    );
+    let job = swapped(
+        &line,
+        &[
+            ("/etc/myjob/logto.env", env_file.to_str().unwrap()),
+            ("/var/lib/myjob/metrics.json", metrics.to_str().unwrap()),
+            ("https://api.shop.example/metrics", api_url.as_str()),
+        ],
+    );
+    let cron = |job: &str| cron(job, &home);
     let requests = || seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
 
     write_env(M2M_BASIC.1);
@@ -183,6 +214,66 @@ fn the_cron_line_works_as_written_and_skips_the_api_without_a_token() {
     assert!(stderr.starts_with("logto-m2m: "), "{stderr}");
     assert!(stderr.contains("invalid_client"), "{stderr}");
     assert_eq!(requests().len(), 2, "the API was called without a token");
+}
+
+/// The README's second cron line, the nightly users list through `call --paginate`, as
+/// cron runs it: the file is replaced only when the command succeeded, and holds one JSON
+/// array. The test peer's Management API has `/api/applications` (one page), not
+/// `/api/users`: the path is swapped; the real Logto's pages are
+/// `tests/real_logto/main.rs`'s `command_call_paginates_every_user`.
+#[cfg(unix)]
+#[test]
+fn the_nightly_list_line_replaces_its_file_only_on_success() {
+    let peer = shared_peer();
+    let dir = TempDir::new("cron-list");
+    let home = home_with_the_command(&dir);
+    let env_file = dir.path().join("logto.env");
+    let users = dir.path().join("users.json");
+    let line = readme_cron_commands()
+        .into_iter()
+        .find(|l| l.contains("--paginate"))
+        .expect("a cron line with --paginate");
+    let job = swapped(
+        &line,
+        &[
+            ("/etc/myjob/logto.env", env_file.to_str().unwrap()),
+            ("/var/lib/myjob/users.json", users.to_str().unwrap()),
+            (
+                "/api/users?page_size=100",
+                "/api/applications?page_size=100",
+            ),
+        ],
+    );
+    let write_env = |secret: &str| {
+        fs::write(
+            &env_file,
+            format!(
+                "export LOGTO_ENDPOINT={} LOGTO_APP_ID={} LOGTO_APP_SECRET={secret}\n",
+                peer.base_url(),
+                M2M_BASIC.0,
+            ),
+        )
+        .unwrap();
+    };
+    write_env(M2M_BASIC.1);
+    let out = cron(&job, &home);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
+    let list = fs::read_to_string(&users).unwrap();
+    assert!(list.starts_with("[{") && list.ends_with("]\n"), "{list}");
+    assert!(list.contains(r#""id":"m2m-basic""#), "{list}");
+
+    // No token: the command fails, and yesterday's file stays as it was.
+    write_env("wrong-secret-0123456789");
+    fs::remove_dir_all(home.join(".cache")).unwrap();
+    let out = cron(&job, &home);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("invalid_client"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(fs::read_to_string(&users).unwrap(), list);
 }
 
 /// `LOGTO_CACHE_FILE` in a folder that does not exist yet, as in the README
@@ -414,6 +505,45 @@ fn local_peer_sh_reports_a_busy_port() {
     assert!(out.stdout.is_empty());
 }
 
+/// Issue 34: `examples/local_peer.sh` passes on the test peer's start line, whose log path
+/// was relative to `tests/peer/` (`log: .run/server-3999.log`), a folder the user is not
+/// in. It names the log by a path that works from anywhere. (The script itself builds an
+/// example first; its start line is `tests/peer/start.sh`'s, run here from another folder.)
+#[cfg(unix)]
+#[test]
+fn the_peers_start_line_names_its_log_by_an_absolute_path() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let peer_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peer");
+    let out = Command::new(format!("{peer_dir}/start.sh"))
+        .current_dir(std::env::temp_dir())
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let pid = text(&out.stdout).trim().to_owned();
+    let stderr = text(&out.stderr);
+    // Stopped by the pid it printed, whatever the checks below say.
+    let stop = Command::new(format!("{peer_dir}/stop.sh"))
+        .arg(&pid)
+        .stdin(Stdio::null())
+        .output();
+    assert!(out.status.success(), "{stderr}");
+    assert!(stop.is_ok_and(|o| o.status.success()));
+    let log = stderr
+        .split("(log: ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no log path: {stderr}"));
+    assert!(std::path::Path::new(log).is_absolute(), "{log}");
+    assert_eq!(log, format!("{peer_dir}/.run/server-{port}.log"));
+    assert!(std::path::Path::new(log).is_file(), "{log}");
+    let _ = fs::remove_file(log);
+}
+
 /// `last_cache_error` is the current problem: it stays while the cache keeps failing, and
 /// is `None` again once a `get` used the cache without one, so a long-running service that
 /// checks it after each `get` stops warning when the problem is gone.
@@ -444,4 +574,73 @@ fn last_cache_error_is_cleared_once_the_cache_works_again() {
     store.get(&request).unwrap();
     assert!(store.last_cache_error().is_none(), "the cache works again");
     assert!(blocker.join("tokens.json").is_file());
+}
+
+/// Issue 34: a newcomer's `cargo test` reported dozens of tests as ignored, and the README
+/// did not say why. It says how many need the real Logto; this keeps the number true: the
+/// tests marked so in `tests/real_logto/` and `tests/verifier_real.rs` (an
+/// `#[cfg_attr(not(logto_real), ignore = ...)]` line, or a `real_test! {` one), those behind
+/// the `redis` feature counted apart.
+#[test]
+fn the_readme_counts_the_tests_that_need_the_real_logto() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("tests/verifier_real.rs")];
+    for entry in fs::read_dir(root.join("tests/real_logto")).unwrap() {
+        files.push(entry.unwrap().path());
+    }
+    let (mut always, mut redis) = (0, 0);
+    for file in files {
+        let text = fs::read_to_string(&file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let marked = line
+                .starts_with("#[cfg_attr(not(logto_real), ignore = \"needs the real Logto")
+                || *line == "real_test! {";
+            if !marked {
+                continue;
+            }
+            let before = &lines[i.saturating_sub(4)..i];
+            if before
+                .iter()
+                .any(|l| l.contains("cfg(feature = \"redis\")"))
+            {
+                redis += 1;
+            } else {
+                always += 1;
+            }
+        }
+    }
+    // The README's words with each run of white space as one space: reflowing is fine.
+    let readme = fs::read_to_string(root.join("README.md")).unwrap();
+    let readme = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    let said = format!(
+        "the {always} tests against a real Logto ({} with `--features redis`) are reported \
+         as ignored",
+        always + redis
+    );
+    assert!(readme.contains(&said), "the README should say: {said:?}");
+}
+
+/// Issue 34: the README's cron and real-tenant lines called `https://shopping.api/...`, the
+/// API's resource indicator (the name Logto knows it by), as if it were the API's address;
+/// the Rust example keeps them apart (`https://api.shop.example`). No line of the README,
+/// the crate docs or the examples sends a request to the indicator.
+#[test]
+fn the_resource_indicator_is_never_called_as_an_address() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md"), root.join("src/lib.rs")];
+    for entry in fs::read_dir(root.join("examples")).unwrap() {
+        files.push(entry.unwrap().path());
+    }
+    for file in files {
+        let text = fs::read_to_string(&file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            assert!(
+                !line.contains(&format!("{SHOPPING_API}/")),
+                "{}:{}: {line}",
+                file.display(),
+                n + 1
+            );
+        }
+    }
 }

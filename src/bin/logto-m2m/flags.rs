@@ -62,9 +62,9 @@ impl Command {
     fn summary(self) -> &'static str {
         match self {
             Command::Token => "print an access token",
-            Command::Inspect => "show a token's claims (read from stdin with -)",
-            Command::Call => "call an API with a token (retried once on 401)",
-            Command::Verify => "check a token as your API would (signature, audience, scopes)",
+            Command::Inspect => "show a token's claims (from stdin with -)",
+            Command::Call => "call an API with a token",
+            Command::Verify => "check a token as your API would",
         }
     }
 
@@ -183,7 +183,20 @@ static FLAGS: &[Flag] = &[
             Ok(())
         }),
         help: "an extra request header; repeatable. An Authorization header\n\
-               is sent as given, and then no token is fetched",
+               is sent as given: no token is fetched, nothing retried",
+    },
+    Flag {
+        name: "--paginate",
+        short: None,
+        commands: &[C],
+        value: None,
+        empty_ok: false,
+        apply: Apply::Set(|o, _| {
+            o.paginate = true;
+            Ok(())
+        }),
+        help: "follow a list's pages (Link rel=\"next\", or page+1 when the\n\
+               count is capped) and print one JSON array of every item",
     },
     Flag {
         name: "--verbose",
@@ -195,7 +208,7 @@ static FLAGS: &[Flag] = &[
             o.verbose = true;
             Ok(())
         }),
-        help: "the answer's status line on stderr",
+        help: "the answer's status line on stderr (each page's, paginating)",
     },
     Flag {
         name: "--resource",
@@ -287,7 +300,8 @@ static FLAGS: &[Flag] = &[
         value: Some("<path>"),
         empty_ok: false,
         apply: Apply::Var("LOGTO_CACHE_FILE"),
-        help: "token file shared by runs; default $LOGTO_CACHE_FILE",
+        help: "token file shared by runs (locked through <path>.lock beside\n\
+               it); default $LOGTO_CACHE_FILE",
     },
     Flag {
         name: "--auth-method",
@@ -306,8 +320,9 @@ static FLAGS: &[Flag] = &[
         value: Some("<seconds>"),
         empty_ok: false,
         apply: Apply::Var("LOGTO_TIMEOUT"),
-        help: "deadline of each exchange (token, api call), e.g. 10 or 2.5;\n\
-               default $LOGTO_TIMEOUT, else 30",
+        help: "deadline of each exchange (the token; an api call or page,\n\
+               its retries included), e.g. 10 or 2.5; default\n\
+               $LOGTO_TIMEOUT, else 30",
     },
     Flag {
         name: "--ca-file",
@@ -361,19 +376,45 @@ static FLAGS: &[Flag] = &[
     },
 ];
 
-/// The environment, the same for every command.
-const ENVIRONMENT: &str = "\
+/// What `help` says of the variables of the commands that get a token (`token`, `inspect`,
+/// `call`).
+const APP_ENVIRONMENT: &str = "\
 Environment: LOGTO_ENDPOINT or LOGTO_TOKEN_URL, LOGTO_APP_ID, LOGTO_APP_SECRET or
-LOGTO_APP_SECRET_FILE (required; the file is read for each token request);
-LOGTO_CACHE_URL=redis://host:port/db shares tokens through Redis (built with the redis
-feature; also rediss://, redis+sentinel:// and redis+cluster://; a token file, when given,
-is used instead), with LOGTO_CACHE_CA_FILE, LOGTO_CACHE_CERT_FILE and LOGTO_CACHE_KEY_FILE
-(PEM) for TLS; HTTPS_PROXY, ALL_PROXY or HTTP_PROXY (http://user:password@host:port) and
-NO_PROXY for every connection, loopback hosts going straight;
-LOGTO_LOG=off|error|warn|info|debug (any case) decides what goes to stderr:
-warnings by default, also the library's events at info and debug (and at debug, the
-store's counters at exit); off, nothing but the error that ends a run.
+LOGTO_APP_SECRET_FILE (required; the file is read for each token request); LOGTO_RESOURCE,
+LOGTO_SCOPES, LOGTO_CACHE_FILE, LOGTO_AUTH_METHOD and LOGTO_TIMEOUT, which the flags above
+replace; LOGTO_CACHE_URL=redis://host:port/db shares tokens through Redis (built with the
+redis feature; also rediss://, redis+sentinel:// and redis+cluster://; a token file, when
+given, is used instead), with LOGTO_CACHE_CA_FILE, LOGTO_CACHE_CERT_FILE and
+LOGTO_CACHE_KEY_FILE (PEM) for TLS.
 ";
+
+/// What `help` says of the proxy variables and `LOGTO_LOG`, which every command reads.
+const LOG_ENVIRONMENT: &str = "\
+HTTPS_PROXY, ALL_PROXY or HTTP_PROXY (http://user:password@host:port) and NO_PROXY for
+every connection, loopback hosts going straight; LOGTO_CA_FILE or SSL_CERT_FILE: see
+--ca-file.
+LOGTO_LOG=off|error|warn|info|debug (any case) decides what goes to stderr: warnings by
+default, also the library's events at info and debug (and at debug, the store's counters
+at exit); off, nothing but the error that ends a run.
+";
+
+/// What `help` says of `verify`'s variables: no app, no token file.
+const VERIFY_ENVIRONMENT: &str = "\
+Environment: LOGTO_ENDPOINT (required: the Logto whose keys signed the token; no app id,
+secret or token file: nothing is fetched but Logto's public keys).
+";
+
+/// The variables `command` reads, as its help's last paragraph.
+fn environment(command: Command) -> String {
+    match command {
+        Command::Token | Command::Call => format!("{APP_ENVIRONMENT}{LOG_ENVIRONMENT}"),
+        Command::Inspect => format!(
+            "{APP_ENVIRONMENT}{LOG_ENVIRONMENT}With -, only LOGTO_LOG is read: the token \
+             comes from stdin.\n"
+        ),
+        Command::Verify => format!("{VERIFY_ENVIRONMENT}{LOG_ENVIRONMENT}"),
+    }
+}
 
 /// The command line, with the environment's defaults not yet applied.
 #[derive(Default)]
@@ -395,6 +436,8 @@ pub(crate) struct Options {
     pub(crate) data: Option<String>,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) verbose: bool,
+    /// `call --paginate`.
+    pub(crate) paginate: bool,
     /// `verify --resource` and `--scope`: the audience and scopes the token must have.
     pub(crate) audience: Option<String>,
     pub(crate) required_scopes: Vec<String>,
@@ -556,6 +599,9 @@ pub(crate) fn command_list() -> String {
         .collect()
 }
 
+/// The column of `--help`'s usage lines where the summaries start (after `usage: `).
+const USAGE_WIDTH: usize = 40;
+
 /// `logto-m2m --help`.
 pub(crate) fn main_help() -> String {
     let mut out = String::from(
@@ -564,7 +610,13 @@ pub(crate) fn main_help() -> String {
     for (i, c) in COMMANDS.iter().enumerate() {
         let usage = format!("logto-m2m {} {}", c.name(), c.synopsis());
         let lead = if i == 0 { "usage: " } else { "       " };
-        out.push_str(&format!("{lead}{usage:<40}{}\n", c.summary()));
+        // A usage too long for its column puts its summary on the next line, in the column.
+        if usage.len() < USAGE_WIDTH {
+            out.push_str(&format!("{lead}{usage:<USAGE_WIDTH$}{}\n", c.summary()));
+        } else {
+            let indent = " ".repeat(lead.len() + USAGE_WIDTH);
+            out.push_str(&format!("{lead}{usage}\n{indent}{}\n", c.summary()));
+        }
     }
     out.push_str(
         "\nRun `logto-m2m help <command>` for its options. The app comes from the environment:
@@ -606,7 +658,7 @@ pub(crate) fn help(command: Command) -> String {
         }
     }
     out.push('\n');
-    out.push_str(ENVIRONMENT);
+    out.push_str(&environment(command));
     out
 }
 
@@ -627,6 +679,66 @@ mod test {
         );
         assert_eq!(edits("kitten", "sitting"), 3);
         assert_eq!(edits("", "abc"), 3);
+    }
+
+    /// Issue 34: `verify`'s usage, longer than the column, ran into its summary
+    /// (`[options]check a token...`).
+    #[test]
+    fn every_usage_line_keeps_its_summary_apart() {
+        let help = main_help();
+        for line in help.lines() {
+            assert!(line.chars().count() <= 92, "too wide: {line:?}");
+        }
+        for c in COMMANDS {
+            let usage = format!("logto-m2m {} {}", c.name(), c.synopsis());
+            let line = help
+                .lines()
+                .find(|l| l.contains(&usage))
+                .unwrap_or_else(|| panic!("{usage}: {help}"));
+            let after = &line[line.find(&usage).unwrap() + usage.len()..];
+            let summary_apart = after.is_empty() || after.starts_with("  ");
+            assert!(summary_apart, "{line:?}");
+            assert!(help.contains(c.summary()), "{}", c.name());
+        }
+    }
+
+    /// Issue 34: each command's help names the variables it reads, and no other: `verify`
+    /// needs no app id or secret, and its help used to end by requiring them.
+    #[test]
+    fn each_help_names_the_variables_its_command_reads() {
+        for command in COMMANDS {
+            let help = help(command);
+            let takes = |variable: &str| {
+                FLAGS.iter().any(|f| {
+                    f.commands.contains(&command)
+                        && matches!(f.apply, Apply::Var(v) | Apply::Vars(v) if v == variable)
+                })
+            };
+            for variable in [
+                "LOGTO_RESOURCE",
+                "LOGTO_SCOPES",
+                "LOGTO_CACHE_FILE",
+                "LOGTO_TIMEOUT",
+            ] {
+                assert_eq!(
+                    help.contains(variable),
+                    takes(variable),
+                    "{}: {variable}",
+                    command.name()
+                );
+            }
+            let app = command != Command::Verify;
+            for variable in ["LOGTO_APP_ID", "LOGTO_APP_SECRET", "LOGTO_CACHE_URL"] {
+                assert_eq!(
+                    help.contains(variable),
+                    app,
+                    "{}: {variable}",
+                    command.name()
+                );
+            }
+            assert!(help.contains("LOGTO_ENDPOINT"), "{}", command.name());
+            assert!(help.contains("LOGTO_LOG"), "{}", command.name());
+        }
     }
 
     #[test]

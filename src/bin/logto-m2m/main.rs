@@ -1,9 +1,10 @@
 //! `logto-m2m`: the library as a command, for shells and cron jobs.
 //!
 //! `logto-m2m token` prints an access token, `inspect` shows what a token claims, `call`
-//! calls an API with one, `verify` checks one as an API would. Run `logto-m2m --help` for the commands and flags. Exit status: 0
-//! on success, 1 when no token could be had (or read) or `call`'s answer is not 2xx, 2 for
-//! a usage error, including a bad `LOGTO_*` variable.
+//! calls an API with one, `verify` checks one as an API would. Run `logto-m2m --help` for
+//! the commands and flags. Exit status: 0 on success, 1 when no token could be had (or
+//! read) or `call`'s answer is not 2xx (`call --help` says what else ends `--paginate` with
+//! 1), 2 for a usage error, including a bad `LOGTO_*` variable.
 //!
 //! Flags are parsed by hand from one table (`flags::FLAGS`), like ureq's own example client:
 //! a parser crate would cost more than the parser. The token goes to stdout of `token` and
@@ -11,14 +12,19 @@
 //!
 //! The files, by command: `flags.rs` (the commands, the flag table, parsing and help),
 //! `setup.rs` (the variables, config, request and store a run uses), `token.rs`,
-//! `inspect.rs`, `call.rs`, `verify.rs`, `subject.rs` (acting for a user), and `output.rs` (stdout, the stderr log, times as text).
+//! `inspect.rs`, `call.rs` with `paginate.rs` (`call --paginate`: `link.rs` reads the `Link`
+//! headers, `json_array.rs` finds a page's items), `verify.rs`, `subject.rs` (acting for a
+//! user), and `output.rs` (stdout, the stderr log, times as text).
 
 #![forbid(unsafe_code)]
 
 mod call;
 mod flags;
 mod inspect;
+mod json_array;
+mod link;
 mod output;
+mod paginate;
 mod setup;
 mod subject;
 mod token;

@@ -1,7 +1,7 @@
 //! What a run prints besides its result: stdout written without panicking, the stderr log
 //! (warnings by default, `LOGTO_LOG` decides), and times as RFC 3339 text.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::Failure;
@@ -11,11 +11,45 @@ use crate::setup::Vars;
 pub(crate) const TARGET: &str = "logto_m2m::command";
 
 pub(crate) fn write_stdout(text: &str) -> Result<(), Failure> {
+    write_stdout_bytes(text.as_bytes())
+}
+
+pub(crate) fn write_stdout_bytes(bytes: &[u8]) -> Result<(), Failure> {
     // Not println!: it panics when stdout is closed (`| head`); this is an ordinary error.
     let mut out = io::stdout().lock();
-    out.write_all(text.as_bytes())
+    out.write_all(bytes)
         .and_then(|()| out.flush())
         .map_err(|e| Failure::Token(format!("writing stdout: {e}")))
+}
+
+/// Copies `body` to stdout as it comes, and says whether it ended a line. On a terminal, a
+/// body that does not end in a newline gets one, so that the shell's prompt, or a message
+/// that follows on stderr, starts on a line of its own; piped, the bytes stay exactly as the
+/// API sent them.
+pub(crate) fn copy_to_stdout(body: &mut dyn Read) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    let mut buf = vec![0; 64 * 1024];
+    let mut last = None;
+    loop {
+        let n = match body.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        out.write_all(&buf[..n])?;
+        last = buf.get(n - 1).copied();
+    }
+    if ends_open_line(out.is_terminal(), last) {
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+}
+
+/// Whether output whose last byte was `last` needs a newline after it: only on a terminal,
+/// and only when something was written and it was not a newline.
+pub(crate) fn ends_open_line(terminal: bool, last: Option<u8>) -> bool {
+    terminal && last.is_some_and(|b| b != b'\n')
 }
 
 /// The library's log events and the command's own warnings on stderr. The library logs
@@ -114,6 +148,20 @@ pub(crate) fn unix_now() -> i64 {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn a_newline_only_where_a_terminal_needs_one() {
+        assert!(ends_open_line(true, Some(b'}')));
+        assert!(!ends_open_line(true, Some(b'\n')));
+        assert!(
+            !ends_open_line(true, None),
+            "nothing written, nothing to end"
+        );
+        assert!(
+            !ends_open_line(false, Some(b'}')),
+            "piped: the bytes as sent"
+        );
+    }
 
     #[test]
     fn dates() {

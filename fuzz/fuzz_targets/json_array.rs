@@ -1,0 +1,9 @@
+//! The command's JSON array reader (`call --paginate`: `src/bin/logto-m2m/json_array.rs`)
+//! on arbitrary bytes, asserting the properties in `../check.rs` (shared with the stable
+//! replay in `tests/suite/fuzz_regressions.rs`).
+#![no_main]
+
+#[path = "../check.rs"]
+mod check;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| check::check_json_array(data));

@@ -391,8 +391,8 @@ LOGTO_CACHE_KEY_FILE (PEM) for TLS.
 /// What `help` says of the proxy variables and `LOGTO_LOG`, which every command reads.
 const LOG_ENVIRONMENT: &str = "\
 HTTPS_PROXY, ALL_PROXY or HTTP_PROXY (http://user:password@host:port) and NO_PROXY for
-every connection, loopback hosts going straight; LOGTO_CA_FILE or SSL_CERT_FILE: see
---ca-file.
+every connection, loopback hosts going straight; LOGTO_CA_FILE or SSL_CERT_FILE, the CAs
+to trust (see the --ca-file option).
 LOGTO_LOG=off|error|warn|info|debug (any case) decides what goes to stderr: warnings by
 default, also the library's events at info and debug (and at debug, the store's counters
 at exit); off, nothing but the error that ends a run.

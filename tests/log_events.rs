@@ -51,6 +51,11 @@ fn take() -> Vec<String> {
     std::mem::take(&mut *lock(&CAPTURE.0))
 }
 
+/// The lines captured so far, left in place.
+fn peek() -> Vec<String> {
+    lock(&CAPTURE.0).clone()
+}
+
 /// Installs the logger (once for the binary) and runs the tests one at a time, each with
 /// an empty capture: they count the events they cause.
 fn serial() -> MutexGuard<'static, ()> {
@@ -102,13 +107,20 @@ fn events_are_logged_and_never_carry_a_secret_or_token() {
         let config = config(&peer, ("m2m-basic", canary)).auth_method(method);
         request_token(&config, &shopping("read:products")).unwrap_err();
     }
-    // The store: a failed refresh with no token left begins a backoff (warn), and a token
-    // file it can't use is a warning too.
+    // The store: a failed refresh with no token left begins a backoff, which the next
+    // caller meets (warn: its caller got the error itself, the one after it is held off
+    // without a request), and a token file it can't use is a warning too.
     // (A missing folder would be created: this one is a file.)
     let dir = TempDir::new("log-events");
     std::fs::write(dir.path().join("a-file"), "").unwrap();
     let store = TokenStore::new(config(&peer, ("m2m-basic", canary)))
         .cache_file(dir.path().join("a-file").join("tokens.json"));
+    store.get(&shopping("read:products")).unwrap_err();
+    assert_eq!(
+        events(&peek(), Level::Warn, "callers get this error").len(),
+        0
+    );
+    store.get(&shopping("read:products")).unwrap_err();
     store.get(&shopping("read:products")).unwrap_err();
     let lines = take();
     assert_eq!(
@@ -264,8 +276,11 @@ fn a_panicking_logger_leaves_no_key_refreshing() {
     let store = TokenStore::new(config);
     let request = shopping("read:products");
 
-    // A refresh fails with no token: the logger panics at its warning, in the caller.
+    // A refresh fails with no token: its caller gets the error; the next caller, held off
+    // by the backoff, says so, and the logger panics at that warning, in that caller.
     panic_at("callers get this error");
+    assert!(matches!(get(&store, &request).0, Ok(Err(_))));
+    assert!(armed());
     assert!(get(&store, &request).0.is_err(), "the logger's panic");
     assert!(!armed());
     write_secret(&secret, M2M_BASIC.1);

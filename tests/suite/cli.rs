@@ -723,7 +723,14 @@ fn call_usage_errors_exit_2() {
     let peer = common::shared_peer();
     for (args, needle) in [
         (&["call"][..], "give the url"),
-        (&["call", "ftp://x"][..], "neither a url"),
+        (
+            &["call", "ftp://x"][..],
+            "call ftp://x: url must start with https:// or http://",
+        ),
+        (
+            &["call", "https://user:pw@api.example.com/x"][..],
+            "url must not contain user info",
+        ),
         (&["call", "http://api.example.com/x"][..], "clear text"),
         (&["call", "/api/x", "--header", "no-colon"][..], "--header"),
         (&["call", "/api/x", "--method", "GE T"][..], "--method"),

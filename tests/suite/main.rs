@@ -28,6 +28,7 @@ mod cli;
 mod examples;
 mod faults;
 mod fuzz_regressions;
+mod layers;
 mod organization;
 mod peer_harness;
 mod proxy;

@@ -256,6 +256,44 @@ fn get(store: &TokenStore, request: &logto_m2m::TokenRequest) -> Got {
     (result, started.elapsed())
 }
 
+/// Issue 32: the one warning for scopes asked for but not granted is the library's (the
+/// command shows it as it is), for each token that comes into the process: fetched, or read
+/// from a shared cache that another process filled (before, the library warned of fetched
+/// ones only, and the command matched the text to hide it and said its own). Never for a
+/// hit in memory.
+#[test]
+fn scopes_not_granted_are_warned_of_for_each_token_that_comes_in() {
+    let _serial = serial();
+    let peer = Peer::start();
+    let dir = TempDir::new("scope-warning");
+    let file = dir.path().join("tokens.json");
+    let request = shopping("read:products write:products");
+    let warning = "scope not granted: write:products; assign the app a machine-to-machine \
+                   role with this permission in the Logto console (resource \
+                   https://shopping.api)";
+    let store = TokenStore::new(config(&peer, M2M_BASIC)).cache_file(&file);
+    store.get(&request).unwrap();
+    store.get(&request).unwrap();
+    let lines = take();
+    assert_eq!(events(&lines, Level::Warn, warning).len(), 1, "{lines:#?}");
+    // Another process's store, the same token file: its token, the same warning.
+    let other = TokenStore::new(config(&peer, M2M_BASIC)).cache_file(&file);
+    other.get(&request).unwrap();
+    other.get(&request).unwrap();
+    let lines = take();
+    assert_eq!(
+        events(&lines, Level::Warn, "not granted").len(),
+        1,
+        "{lines:#?}"
+    );
+    assert!(lines.iter().any(|l| l.ends_with(warning)), "{lines:#?}");
+    assert_eq!(peer.stats().token_requests, 1);
+    // All granted: nothing to say.
+    let granted = TokenStore::new(config(&peer, M2M_BASIC)).cache_file(&file);
+    granted.get(&shopping("read:products")).unwrap();
+    assert_eq!(events(&take(), Level::Warn, "not granted").len(), 0);
+}
+
 #[test]
 fn a_panicking_logger_leaves_no_key_refreshing() {
     // Issue 31 item 6: a failed refresh logged its warning while holding the store's lock,

@@ -46,6 +46,7 @@ mod secrets;
 mod store;
 mod tls;
 mod token;
+mod urls;
 mod verifier;
 mod verifier_cli;
 mod verifier_example;

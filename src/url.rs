@@ -45,13 +45,7 @@ impl Url {
         // http::Uri takes any scheme; ours are two, and the rest of the text decides
         // nothing until the scheme is one of them.
         let scheme = text.split_once("://").map_or("", |(scheme, _)| scheme);
-        let https = if scheme.eq_ignore_ascii_case("https") {
-            true
-        } else if scheme.eq_ignore_ascii_case("http") {
-            false
-        } else {
-            return Err(Problem::Scheme);
-        };
+        let https = is_https(scheme).ok_or(Problem::Scheme)?;
         let uri: Uri = text.parse().map_err(|_| Problem::Invalid)?;
         let authority = uri.authority().ok_or(Problem::NoHost)?;
         if authority.as_str().contains('@') {
@@ -175,14 +169,7 @@ impl Origin {
     /// The origin of a URI ureq is sending a request to; `None` for another scheme or a
     /// port that is not a number.
     pub(crate) fn of_uri(uri: &Uri) -> Option<Origin> {
-        let scheme = uri.scheme_str()?;
-        let https = if scheme.eq_ignore_ascii_case("https") {
-            true
-        } else if scheme.eq_ignore_ascii_case("http") {
-            false
-        } else {
-            return None;
-        };
+        let https = is_https(uri.scheme_str()?)?;
         let authority = uri.authority()?;
         // A request's URI may carry user info; the origin is what follows it.
         let host_and_port = authority.as_str().rsplit('@').next().unwrap_or("");
@@ -261,6 +248,17 @@ impl fmt::Display for Origin {
 impl fmt::Debug for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Origin({self})")
+    }
+}
+
+/// Whether `scheme` is `https` (else `http`), in any case; `None` for any other.
+fn is_https(scheme: &str) -> Option<bool> {
+    if scheme.eq_ignore_ascii_case("https") {
+        Some(true)
+    } else if scheme.eq_ignore_ascii_case("http") {
+        Some(false)
+    } else {
+        None
     }
 }
 

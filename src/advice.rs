@@ -1,11 +1,51 @@
 //! The advice error messages carry: what a failure most likely means and what to do, when
 //! the server's words don't say (the other client auth method, non-ASCII over Basic, a
-//! doubled `/oidc`, an expired secret, plain http). Kept apart from the errors themselves,
+//! doubled `/oidc`, an expired secret). Kept apart from the errors themselves,
 //! so that the facts (`error.rs`) and the guesses about them (here) don't mix.
 
 use crate::config::{AuthMethod, Config};
 use crate::error::ErrorKind;
 use crate::request::TokenRequest;
+use crate::token::Token;
+
+/// The one warning for scopes `request` asked for that `token` was not granted: which, and
+/// the fix, for whoever reads the log (the `logto-m2m` command shows it as it is). Logto
+/// drops the scopes an app's roles lack without an error, and the API answers 403 later:
+/// this says why before that. Given for each token that comes into the process, from the
+/// token endpoint or from a shared cache another process filled, never for a hit in
+/// memory.
+pub(crate) fn warn_missing_scopes(config: &Config, request: &TokenRequest, token: &Token) {
+    let missing = token.missing_scopes(request);
+    if missing.is_empty() {
+        return;
+    }
+    let these = if missing.len() == 1 {
+        "this permission"
+    } else {
+        "these permissions"
+    };
+    // Logto's console is named only for a Logto token URL; another server's is its own.
+    let fix = if request.is_exchange() {
+        // A token exchange: the scopes are the user's roles'.
+        format!("assign the user a role with {these} in the Logto console")
+    } else if !config.is_logto() {
+        format!("grant the app {these} on the authorization server")
+    } else if request.resource().is_empty() {
+        // Without a resource: an organization token (or the server's default).
+        format!("assign the app an organization role with {these} in the Logto console")
+    } else {
+        format!("assign the app a machine-to-machine role with {these} in the Logto console")
+    };
+    let resource = match request.resource() {
+        "" => String::new(),
+        resource => format!(" (resource {resource})"),
+    };
+    log::warn!(
+        target: "logto_m2m",
+        "scope not granted: {}; {fix}{resource}",
+        missing.join(" ")
+    );
+}
 
 /// What to do about an error the endpoint answered, when the answer and what was sent
 /// point to a likely cause the server's words don't name.
@@ -94,26 +134,3 @@ fn not_found_advice(config: &Config) -> String {
     }
     "no token endpoint at this url".into()
 }
-
-/// A Logto endpoint `base` (without a trailing slash) whose path already ends in `/oidc`
-/// or `/oidc/token`, which `Config::logto` appends: the message naming the base to give.
-pub(crate) fn doubled_oidc(base: &str) -> Option<String> {
-    let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    let path = base[after_scheme..]
-        .find('/')
-        .map_or("", |i| &base[after_scheme + i..]);
-    ["/oidc/token", "/oidc"].into_iter().find_map(|suffix| {
-        let root = base
-            .strip_suffix(suffix)
-            .filter(|_| path.ends_with(suffix))?;
-        Some(format!(
-            "logto endpoint {base} ends in {suffix}, which is added to it: give {root} \
-             (the token url is then {root}/oidc/token)"
-        ))
-    })
-}
-
-/// The way around the refusal of plain http to a remote host: a method of this library, so
-/// advice apart from the reason (the command prints the reason alone, with its own advice).
-pub(crate) const INSECURE_HTTP: &str =
-    "or allow_insecure_http(true), on a network you trust entirely";

@@ -16,12 +16,13 @@ use ureq::http::{Request, Response, Uri};
 use ureq::middleware::{Middleware, MiddlewareNext};
 use ureq::{Body, RequestExt, ResponseExt, SendBody};
 
-use crate::config::is_loopback;
-use crate::error::{DisplayDuration, Error};
+use crate::error::Error;
 use crate::exchange::parse_retry_after;
 use crate::request::TokenRequest;
 use crate::store::TokenStore;
+use crate::time::DisplayDuration;
 use crate::token::Token;
+use crate::url::{Origin, Url};
 
 /// A ureq middleware (ureq 3) that sends `Authorization: Bearer <token>` from a
 /// [`TokenStore`] on every request to one API origin.
@@ -86,8 +87,8 @@ impl Bearer {
         request: TokenRequest,
         origin: &str,
     ) -> Result<Bearer, Error> {
-        let origin = Origin::parse(origin)?;
-        if !origin.https && !is_loopback(&origin.host) && !store.config().insecure_http_allowed() {
+        let origin = api_origin(origin)?;
+        if origin.is_cleartext_refused(store.config().insecure_http_allowed()) {
             return Err(Error::config(
                 "plain http to an api host that is not loopback would send the token in clear \
                  text; use https",
@@ -117,7 +118,8 @@ impl Middleware for Bearer {
         mut request: Request<SendBody>,
         next: MiddlewareNext,
     ) -> Result<Response<Body>, ureq::Error> {
-        if request.headers().contains_key(AUTHORIZATION) || !self.origin.matches(request.uri()) {
+        let at_origin = Origin::of_uri(request.uri()).is_some_and(|o| o == self.origin);
+        if request.headers().contains_key(AUTHORIZATION) || !at_origin {
             return next.handle(request);
         }
         let token = self
@@ -391,59 +393,17 @@ fn busy(
     ends_in_time.then_some((status, wait, retry_after.is_some()))
 }
 
-/// An origin: scheme, host (lowercase) and port.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Origin {
-    https: bool,
-    host: String,
-    port: u16,
-}
-
-impl Origin {
-    fn parse(origin: &str) -> Result<Origin, Error> {
-        let bad = |why: &str| Error::config(format!("api origin {why}"));
-        let uri: Uri = origin
-            .parse()
-            .map_err(|_| bad("is not a url: give https://host[:port]"))?;
-        let (https, port) =
-            scheme_and_port(&uri).ok_or_else(|| bad("must start with https:// or http://"))?;
-        let authority = uri.authority().ok_or_else(|| bad("has no host"))?;
-        if authority.as_str().contains('@') {
-            return Err(bad("must not contain user info"));
-        }
-        if !matches!(uri.path(), "" | "/") || uri.query().is_some() || origin.contains('#') {
-            return Err(bad(
-                "must be scheme://host[:port] without a path: the token goes to every path there",
-            ));
-        }
-        Ok(Origin {
-            https,
-            host: authority.host().to_ascii_lowercase(),
-            port,
-        })
+/// The API origin given to [`Bearer::new`]: an http(s) URL read by the crate's rules
+/// (`url.rs`) that is its origin alone.
+fn api_origin(origin: &str) -> Result<Origin, Error> {
+    let bad = |why: &str| Error::config(format!("api origin {why}"));
+    let url = Url::parse(origin).map_err(|problem| bad(problem.reason()))?;
+    if !url.is_origin() {
+        return Err(bad(
+            "must be scheme://host[:port] without a path: the token goes to every path there",
+        ));
     }
-
-    /// True when `uri` is at this origin.
-    fn matches(&self, uri: &Uri) -> bool {
-        let (Some((https, port)), Some(host)) = (scheme_and_port(uri), uri.host()) else {
-            return false;
-        };
-        https == self.https && port == self.port && host.eq_ignore_ascii_case(&self.host)
-    }
-}
-
-/// Whether `uri` is https (else http), and its port with the scheme's default filled in;
-/// `None` for any other scheme.
-fn scheme_and_port(uri: &Uri) -> Option<(bool, u16)> {
-    let https = match uri.scheme_str()? {
-        s if s.eq_ignore_ascii_case("https") => true,
-        s if s.eq_ignore_ascii_case("http") => false,
-        _ => return None,
-    };
-    Some((
-        https,
-        uri.port_u16().unwrap_or(if https { 443 } else { 80 }),
-    ))
+    Ok(url.origin)
 }
 
 #[cfg(test)]
@@ -452,19 +412,24 @@ mod test {
 
     #[test]
     fn origins_match_exactly() {
-        let o = Origin::parse("https://API.example.com/").unwrap();
-        let m = |u: &str| o.matches(&u.parse().unwrap());
+        let o = api_origin("https://API.example.com/").unwrap();
+        let m = |u: &str| Origin::of_uri(&u.parse().unwrap()) == Some(o.clone());
         assert!(m("https://api.example.com/products?x=1"));
         assert!(m("https://API.EXAMPLE.com:443/"));
         assert!(!m("http://api.example.com/"));
         assert!(!m("https://api.example.com:8443/"));
         assert!(!m("https://api.example.com.evil.test/"));
         assert!(!m("https://evil.test/api.example.com"));
-        let local = Origin::parse("http://127.0.0.1:8080").unwrap();
-        assert!(local.matches(&"http://127.0.0.1:8080/x".parse().unwrap()));
-        assert!(!local.matches(&"http://127.0.0.1:8081/x".parse().unwrap()));
-        let v6 = Origin::parse("http://[::1]:9000").unwrap();
-        assert!(v6.matches(&"http://[::1]:9000/".parse().unwrap()));
+        let at = |o: &Origin, u: &str| Origin::of_uri(&u.parse().unwrap()).as_ref() == Some(o);
+        let local = api_origin("http://127.0.0.1:8080").unwrap();
+        assert!(at(&local, "http://127.0.0.1:8080/x"));
+        assert!(!at(&local, "http://127.0.0.1:8081/x"));
+        let v6 = api_origin("http://[::1]:9000").unwrap();
+        assert!(at(&v6, "http://[::1]:9000/"));
+        assert!(at(
+            &api_origin("HTTP://LOCALHOST").unwrap(),
+            "http://localhost:80/"
+        ));
     }
 
     #[test]
@@ -477,8 +442,9 @@ mod test {
             "https://user:pw@api.example.com",
             "https://api.example.com/#x",
             "https://",
+            "https://api.example.com:99999",
         ] {
-            assert!(Origin::parse(bad).is_err(), "{bad}");
+            assert!(api_origin(bad).is_err(), "{bad}");
         }
     }
 }

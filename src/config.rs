@@ -4,19 +4,16 @@
 //! end with its default.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ureq::http::Uri;
-
-use crate::advice;
 use crate::error::Error;
 use crate::seal::SealKey;
 use crate::secret::Secret;
 use crate::tls::{self, Roots};
 use crate::transport::{self, Proxy, Transport};
+use crate::url::{Origin, Url};
 
 mod env;
 
@@ -71,13 +68,12 @@ pub struct Config {
     /// The longest lifetime a token is trusted for: one day, whatever the server says.
     max_lifetime: Duration,
     allow_insecure_http: bool,
-    /// True for an `https://` token URL.
-    https: bool,
-    /// True when the URL's host is loopback.
-    loopback: bool,
-    /// `host:port` of the token URL, the port filled in from the scheme: what a failed
-    /// connection names.
-    authority: String,
+    /// The token URL's scheme, host and port: whether it is https, loopback, and what a
+    /// failed connection names.
+    origin: Origin,
+    /// The Logto endpoint, when the token URL is where Logto serves it
+    /// (`{endpoint}/oidc/token`): its origin and path before `/oidc/token`.
+    logto_endpoint: Option<String>,
     transport: Transport,
 }
 
@@ -145,8 +141,10 @@ impl Config {
     /// `https://tenant.logto.app` or a self-hosted `https://auth.example.com`.
     ///
     /// # Errors
-    /// [`ErrorKind::Config`](crate::ErrorKind::Config) when the URL is not http(s), has no
-    /// host, carries user info, or the app id or secret is empty; also when its path ends
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) when the URL is not http(s) (in any
+    /// case), has no host, carries user info, a port past 65535 or a fragment (the crate's
+    /// rules for every URL, see [`Origin::of`](crate::Origin::of)), or the app id or
+    /// secret is empty; also when its path ends
     /// in `/oidc` or `/oidc/token`, which this appends (the message names the base URL to
     /// give instead). A Logto served under a path that itself ends in `/oidc` gives its
     /// full token URL to [`Config::new`].
@@ -166,7 +164,7 @@ impl Config {
         let token_url = format!("{base}/oidc/token");
         // Checked first: the base is known to be a URL without user info before a message
         // repeats it.
-        let facts = check_url_and_id(&token_url, app_id)?;
+        let url = check_url_and_id(&token_url, app_id)?;
         // An endpoint that already ends in /oidc (the issuer the console shows next to it) or
         // /oidc/token is the likeliest slip. It is refused here, before anything is sent,
         // rather than left to the server's 404 (which `exchange` still explains, for a
@@ -174,10 +172,10 @@ impl Config {
         // a proxy or app that answers every path would not even say 404, and the fix is
         // certain enough to name. The price, a Logto mounted under a path ending in /oidc
         // has to give its full token URL, is paid by almost no one.
-        if let Some(advice) = advice::doubled_oidc(base) {
+        if let Some(advice) = doubled_oidc(base, url.path()) {
             return Err(Error::config(advice));
         }
-        Config::build(&token_url, app_id, facts, app_secret.into())
+        Config::build(&token_url, app_id, url, app_secret.into())
     }
 
     /// A config for any RFC 6749 token endpoint, given its full URL.
@@ -189,25 +187,19 @@ impl Config {
         app_id: &str,
         app_secret: impl Into<Secret>,
     ) -> Result<Config, Error> {
-        let facts = check_url_and_id(token_url, app_id)?;
-        Config::build(token_url, app_id, facts, app_secret.into())
+        let url = check_url_and_id(token_url, app_id)?;
+        Config::build(token_url, app_id, url, app_secret.into())
     }
 
     /// The config with its defaults, from checked parts and a secret checked now (after
     /// the URL and id, so that their errors come before the file's).
-    fn build(
-        token_url: &str,
-        app_id: &str,
-        facts: UrlFacts,
-        secret: Secret,
-    ) -> Result<Config, Error> {
+    fn build(token_url: &str, app_id: &str, url: Url, secret: Secret) -> Result<Config, Error> {
         secret.check("app secret")?;
-        let UrlFacts {
-            https,
-            loopback,
-            authority,
-            uri,
-        } = facts;
+        let logto_endpoint = url
+            .path()
+            .trim_end_matches('/')
+            .strip_suffix("/oidc/token")
+            .map(|path| format!("{}{path}", url.origin));
         Ok(Config {
             token_url: token_url.to_owned(),
             app_id: app_id.to_owned(),
@@ -216,10 +208,9 @@ impl Config {
             timeout: Duration::from_secs(30),
             max_lifetime: Duration::from_secs(24 * 3600),
             allow_insecure_http: false,
-            https,
-            loopback,
-            authority,
-            transport: Transport::new(uri),
+            origin: url.origin.clone(),
+            logto_endpoint,
+            transport: Transport::new(&url),
         })
     }
 
@@ -317,7 +308,7 @@ impl Config {
         #[cfg(all(feature = "native-tls", not(feature = "rustls")))]
         let roots = Roots::Platform;
         #[cfg(not(all(feature = "native-tls", not(feature = "rustls"))))]
-        let roots = Roots::SystemBundle(Arc::new(tls::system_bundle()?));
+        let roots = Roots::SystemBundle(Arc::new(tls::system_bundle().map_err(Error::config)?));
         self.transport = self.transport.roots(roots);
         Ok(self)
     }
@@ -472,19 +463,19 @@ impl Config {
 
     /// Refuses clear text to a remote host unless the user opted in.
     pub(crate) fn check_cleartext(&self) -> Result<(), Error> {
-        if !self.https && !self.loopback && !self.allow_insecure_http {
+        if self.origin.is_cleartext_refused(self.allow_insecure_http) {
             return Err(Error::config(
                 "plain http to a host that is not loopback would send the app secret in clear \
                  text: use https",
             )
-            .with_context(None, None, Some(advice::INSECURE_HTTP.into())));
+            .with_context(None, None, Some(INSECURE_HTTP.into())));
         }
         Ok(())
     }
 
     /// True for an `https://` token URL.
     pub(crate) fn is_https(&self) -> bool {
-        self.https
+        self.origin.is_https()
     }
 
     /// True when plain http to a host that is not loopback was allowed.
@@ -493,15 +484,20 @@ impl Config {
     }
 
     /// `host:port` of the token URL, e.g. `tenant.logto.app:443`.
-    pub(crate) fn authority(&self) -> &str {
-        &self.authority
+    pub(crate) fn authority(&self) -> String {
+        self.origin.authority()
     }
 
     /// True when the token URL is where Logto serves it, `{endpoint}/oidc/token`: advice
     /// may then name Logto's console; for other servers it would mislead.
     pub(crate) fn is_logto(&self) -> bool {
-        let path = self.token_url.split(['?', '#']).next().unwrap_or("");
-        path.trim_end_matches('/').ends_with("/oidc/token")
+        self.logto_endpoint.is_some()
+    }
+
+    /// The Logto endpoint the token URL belongs to (`https://tenant.logto.app` for
+    /// `https://tenant.logto.app/oidc/token`), when it is Logto's.
+    pub(crate) fn logto_endpoint(&self) -> Option<&str> {
+        self.logto_endpoint.as_deref()
     }
 
     pub(crate) fn transport(&self) -> &Transport {
@@ -523,68 +519,44 @@ impl fmt::Debug for Config {
     }
 }
 
-/// What [`check_url`] found out about a token URL.
-struct UrlFacts {
-    https: bool,
-    /// The host is `localhost` or a loopback address.
-    loopback: bool,
-    /// `host:port`, the port filled in from the scheme.
-    authority: String,
-    /// The URL as parsed, for the transport.
-    uri: Uri,
-}
+/// The way around the refusal of plain http to a remote host: a method of this library, so
+/// advice apart from the reason (the command prints the reason alone, with its own advice).
+pub(crate) const INSECURE_HTTP: &str =
+    "or allow_insecure_http(true), on a network you trust entirely";
 
 /// Checks the token URL, then the app id.
-fn check_url_and_id(url: &str, app_id: &str) -> Result<UrlFacts, Error> {
-    let facts = check_url(url)?;
+fn check_url_and_id(url: &str, app_id: &str) -> Result<Url, Error> {
+    let url = read_token_url(url).map_err(|reason| Error::config(format!("token url {reason}")))?;
     if app_id.is_empty() {
         return Err(Error::config("app id is empty"));
     }
-    Ok(facts)
+    Ok(url)
 }
 
-/// Checks the token URL.
-fn check_url(url: &str) -> Result<UrlFacts, Error> {
-    let https = if url.starts_with("https://") {
-        true
-    } else if url.starts_with("http://") {
-        false
-    } else {
-        return Err(Error::config(
-            "token url must start with https:// or http://",
-        ));
-    };
-    if url.contains('#') {
-        return Err(Error::config("token url must not have a fragment"));
+/// The token URL, read by the crate's rules for URLs (`url.rs`), without a fragment; what
+/// is wrong with it, after the words "token url", otherwise.
+pub(crate) fn read_token_url(url: &str) -> Result<Url, &'static str> {
+    let url = Url::parse(url).map_err(|problem| problem.reason())?;
+    if url.fragment {
+        return Err("must not have a fragment");
     }
-    let uri: Uri = url
-        .parse()
-        .map_err(|_| Error::config("token url is not a valid url"))?;
-    let authority = uri
-        .authority()
-        .ok_or(Error::config("token url has no host"))?;
-    // Credentials belong in the Basic header we build, not in the URL, where they would
-    // end up in logs and error messages.
-    if authority.as_str().contains('@') {
-        return Err(Error::config("token url must not contain user info"));
-    }
-    let host = authority.host();
-    if host.is_empty() {
-        return Err(Error::config("token url has no host"));
-    }
-    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    Ok(UrlFacts {
-        https,
-        loopback: is_loopback(host),
-        authority: format!("{host}:{port}"),
-        uri: uri.clone(),
+    Ok(url)
+}
+
+/// A Logto endpoint `base` (without a trailing slash) whose path already ends in `/oidc`
+/// or `/oidc/token`, which `Config::logto` appends: the message naming the base to give.
+/// `token_path` is the path of the token URL made of it, as `url.rs` read it.
+fn doubled_oidc(base: &str, token_path: &str) -> Option<String> {
+    let path = token_path.strip_suffix("/oidc/token")?;
+    ["/oidc/token", "/oidc"].into_iter().find_map(|suffix| {
+        let root = base
+            .strip_suffix(suffix)
+            .filter(|_| path.ends_with(suffix))?;
+        Some(format!(
+            "logto endpoint {base} ends in {suffix}, which is added to it: give {root} \
+             (the token url is then {root}/oidc/token)"
+        ))
     })
-}
-
-pub(crate) fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]

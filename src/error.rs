@@ -11,6 +11,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::time::DisplayDuration;
+
 // Server text is made safe to show in `sanitize.rs`; the errors here carry only its output.
 pub(crate) use crate::sanitize::{
     MAX_SERVER_TEXT, MAX_SERVER_WORD, Redactions, sanitize, sanitize_to,
@@ -171,9 +173,38 @@ pub enum ErrorKind {
         /// What is wrong, e.g. "mode 644 lets others read or write it; not trusted".
         reason: String,
     },
-    /// [`Verifier::verify`](crate::Verifier::verify) refused the token: bad signature,
-    /// wrong issuer or audience, expired, malformed. An API answers 401 with
-    /// [`Error::challenge`].
+    /// [`Verifier::verify`](crate::Verifier::verify) refused the token, or could not
+    /// check it: the verifier's own kinds, grouped apart so that a caller matching a
+    /// failure of [`request_token`](crate::request_token) or a
+    /// [`TokenStore`](crate::TokenStore) never meets them, and one checking a token never
+    /// needs the others. Only `verify` returns it.
+    Verify(VerifyErrorKind),
+}
+
+/// Why [`Verifier::verify`](crate::Verifier::verify) failed: what
+/// [`ErrorKind::Verify`] holds. An API answers each differently: 401 with
+/// [`Error::challenge`] for an invalid token, 403 with it for a missing scope, 503 (no
+/// challenge) when the issuer's keys can't be had.
+///
+/// New variants may be added in minor releases, so a `match` needs a `_` arm.
+///
+/// # Example
+/// ```
+/// use logto_m2m::{ErrorKind, Verifier, VerifyErrorKind};
+///
+/// let verifier = Verifier::logto("http://localhost:3001")?;
+/// let e = verifier.verify("not-a-jwt", "https://shopping.api", &[]).unwrap_err();
+/// let ErrorKind::Verify(VerifyErrorKind::InvalidToken { reason }) = e.kind() else {
+///     panic!("{e}");
+/// };
+/// assert_eq!(reason, "not a signed jwt (three base64url parts)");
+/// # Ok::<_, logto_m2m::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VerifyErrorKind {
+    /// The token is refused: bad signature, wrong issuer or audience, expired, malformed.
+    /// An API answers 401 with [`Error::challenge`].
     InvalidToken {
         /// Why, e.g. "expired"; never a part of the token.
         reason: String,
@@ -432,13 +463,21 @@ fn write_kind(kind: &ErrorKind, url: Option<&str>, f: &mut fmt::Formatter<'_>) -
         ErrorKind::Tls { message } => write!(f, "tls: {message}"),
         ErrorKind::Transport { message } => write!(f, "transport: {message}"),
         ErrorKind::Cache { cache, reason } => write!(f, "{cache}: {reason}"),
-        ErrorKind::InvalidToken { reason } => write!(f, "invalid token: {reason}"),
-        ErrorKind::InsufficientScope { missing } => write!(
-            f,
-            "insufficient scope: the token lacks {}",
-            missing.join(" ")
-        ),
-        ErrorKind::Jwks { url, reason } => write!(f, "jwks {url}: {reason}"),
+        ErrorKind::Verify(kind) => fmt::Display::fmt(kind, f),
+    }
+}
+
+impl fmt::Display for VerifyErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VerifyErrorKind::InvalidToken { reason } => write!(f, "invalid token: {reason}"),
+            VerifyErrorKind::InsufficientScope { missing } => write!(
+                f,
+                "insufficient scope: the token lacks {}",
+                missing.join(" ")
+            ),
+            VerifyErrorKind::Jwks { url, reason } => write!(f, "jwks {url}: {reason}"),
+        }
     }
 }
 
@@ -529,8 +568,8 @@ pub(crate) fn is_secret_expired(kind: &ErrorKind) -> bool {
     };
     let description = description.to_ascii_lowercase();
     matches!(error.as_str(), "invalid_request" | "invalid_client")
-        && crate::text::contains(&description, "secret")
-        && crate::text::contains(&description, "expired")
+        && description.contains("secret")
+        && description.contains("expired")
 }
 
 /// "token endpoint", with its URL when known.
@@ -546,25 +585,6 @@ impl fmt::Display for Endpoint<'_> {
             }
             Some(url) => write!(f, "token endpoint {url}"),
             None => f.write_str("token endpoint"),
-        }
-    }
-}
-
-/// Durations as people write them: `30s`, `1.5s`, `250ms`.
-pub(crate) struct DisplayDuration(pub(crate) Duration);
-
-impl fmt::Display for DisplayDuration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let d = self.0;
-        if d.subsec_nanos() == 0 {
-            write!(f, "{}s", d.as_secs())
-        } else if d < Duration::from_secs(1) {
-            // u32, as a u128 would link its own printer (1 KB) for this one line.
-            write!(f, "{}ms", d.subsec_millis())
-        } else {
-            // Whole milliseconds by integer arithmetic: float formatting would link tens of
-            // kilobytes of tables into every binary for this one line.
-            write!(f, "{}.{:03}s", d.as_secs(), d.subsec_millis())
         }
     }
 }
@@ -603,18 +623,5 @@ mod test {
     fn error_is_send_sync() {
         fn check<T: Send + Sync + 'static>() {}
         check::<Error>();
-    }
-
-    #[test]
-    fn durations_display_plainly() {
-        assert_eq!(DisplayDuration(Duration::from_secs(30)).to_string(), "30s");
-        assert_eq!(
-            DisplayDuration(Duration::from_millis(250)).to_string(),
-            "250ms"
-        );
-        assert_eq!(
-            DisplayDuration(Duration::from_millis(1500)).to_string(),
-            "1.500s"
-        );
     }
 }

@@ -9,7 +9,6 @@
 //! first request and within the same deadline.
 
 use std::io;
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -17,16 +16,15 @@ use base64::Engine;
 
 use crate::advice;
 use crate::config::{AuthMethod, Config};
-use crate::error::{
-    DisplayDuration, Error, ErrorKind, MAX_SERVER_TEXT, MAX_SERVER_WORD, Redactions,
-};
-use crate::request::{TokenRequest, form_urlencode, percent_encode};
+use crate::encode::{form_urlencode, percent_encode};
+use crate::error::{Error, ErrorKind, MAX_SERVER_TEXT, MAX_SERVER_WORD, Redactions};
+use crate::request::{TokenRequest, TokenSource};
 use crate::response::{self, Answer, Sent};
-use crate::store::TokenStore;
+use crate::subject::Exchange;
+use crate::time::DisplayDuration;
 use crate::token::Token;
 
 mod token_exchange;
-pub(crate) use token_exchange::Exchange;
 
 /// The largest response body read, in bytes. A Logto token response is about 1 KiB;
 /// reading stops at the cap, so a hostile server can't make us buffer more.
@@ -84,26 +82,6 @@ const BACKOFF: [Duration; 2] = [Duration::from_millis(100), Duration::from_milli
 /// ```
 pub fn request_token(config: &Config, request: &TokenRequest) -> Result<Token, Error> {
     request_token_in(config, request, None)
-}
-
-/// Where an impersonation takes its Management API token from: a store's, so that one
-/// serves every exchange for its lifetime ([`TokenStore`] is one; a refresh running apart
-/// from the store can be another, on the same state).
-pub(crate) trait TokenSource {
-    /// The token for `request` (the Management API's): cached, or new.
-    fn token(&self, request: &TokenRequest) -> Result<Arc<Token>, Error>;
-    /// `token` for `request` was refused: drop it, if it is still the one held.
-    fn refused(&self, request: &TokenRequest, token: &Token);
-}
-
-impl TokenSource for TokenStore {
-    fn token(&self, request: &TokenRequest) -> Result<Arc<Token>, Error> {
-        self.get(request)
-    }
-
-    fn refused(&self, request: &TokenRequest, token: &Token) {
-        self.invalidate_token(request, token);
-    }
 }
 
 /// [`request_token`], for a store (`store`) when a store asks: an impersonation then takes
@@ -177,7 +155,7 @@ fn fetch(
         error.with_context(Some(config.token_url()), None, hint)
     });
     match &outcome {
-        Ok(token) => log_fetched(config, request, exchange, token, attempt, started),
+        Ok(token) => log_fetched(config, request, token, attempt, started),
         Err(error) => log::debug!(
             target: "logto_m2m",
             "token request for resource {:?} failed after {attempt} attempt(s), {}: {error}",
@@ -281,7 +259,6 @@ fn time_left(config: &Config, deadline: Option<Instant>) -> Duration {
 fn log_fetched(
     config: &Config,
     request: &TokenRequest,
-    exchange: Option<&Exchange>,
     token: &Token,
     attempts: usize,
     started: Instant,
@@ -294,23 +271,7 @@ fn log_fetched(
         token.expires_in().as_secs(),
         DisplayDuration(started.elapsed())
     );
-    let missing = token.missing_scopes(request);
-    if !missing.is_empty() {
-        // For a user (token exchange) the scopes are the user's roles'.
-        let fix = if exchange.is_some() {
-            "the user's roles lack them; assign the user a role with those permissions"
-        } else if config.is_logto() {
-            "assign the app a machine-to-machine role with those permissions"
-        } else {
-            "grant the app those scopes on the server"
-        };
-        log::warn!(
-            target: "logto_m2m",
-            "scopes asked for but not granted for resource {:?}: {}; {fix}",
-            request.resource(),
-            missing.join(" ")
-        );
-    }
+    advice::warn_missing_scopes(config, request, token);
 }
 
 /// How the client authenticates in one exchange: a Basic header, or fields for the form.
@@ -545,7 +506,8 @@ fn map_ureq_error(e: ureq::Error, config: &Config, redact: &Redactions<'_>) -> F
         })
     };
     // Where the connection went: a cron job's mail must say which host could not be reached.
-    let where_ = config.authority();
+    let authority = config.authority();
+    let where_ = authority.as_str();
     let transport = |message: String, retry: bool| Failure {
         error: Error::new(ErrorKind::Transport { message }),
         retry,
@@ -618,16 +580,15 @@ fn map_ureq_error(e: ureq::Error, config: &Config, redact: &Redactions<'_>) -> F
 /// `HTTP/1.1 400` is no TLS record type), OpenSSL "wrong version number". Either means the
 /// server did not answer in TLS at all, and the message says so and what to check.
 fn tls_failure(where_: &str, message: String) -> Failure {
-    let message = if crate::text::contains(&message, "InvalidContentType")
-        || crate::text::contains(&message, "wrong version number")
-    {
-        format!(
-            "{where_} did not answer in tls (a plain http port?): check the url's scheme and \
+    let message =
+        if message.contains("InvalidContentType") || message.contains("wrong version number") {
+            format!(
+                "{where_} did not answer in tls (a plain http port?): check the url's scheme and \
              port ({message})"
-        )
-    } else {
-        format!("{where_}: {message}")
-    };
+            )
+        } else {
+            format!("{where_}: {message}")
+        };
     Failure::fatal(ErrorKind::Tls { message })
 }
 

@@ -90,7 +90,7 @@ pub fn cache_input(from: CacheInput, bytes: &[u8]) -> Option<Token> {
         scope: &[],
         max_lifetime: Duration::from_secs(24 * 3600),
     };
-    response::from_entry(&entry, &sent)
+    entry.to_token(&sent)
 }
 
 /// The properties of an entry that opened from `value` with `key`.

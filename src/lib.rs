@@ -24,7 +24,9 @@
 //! [`TokenCache`] (keys and bytes, with [`CacheLock`]) lets a `TokenStore` share tokens
 //! beyond its memory, as its token file does, or Redis (`RedisCache`, with the `redis`
 //! feature; Sentinel and Cluster with `redis-sentinel` and `redis-cluster`).
-//! [`StoreStats`] is what a store did, from [`TokenStore::stats`].
+//! [`StoreStats`] is what a store did, from [`TokenStore::stats`]. [`Origin`] reads a
+//! URL's scheme, host and port as the crate reads every URL it is given (a `Bearer` sends
+//! its token to one origin).
 //!
 //! On the other end of the call, [`Verifier`] checks the tokens your own API receives:
 //! the signature by the issuer's published keys (fetched, kept for the max-age the JWKS
@@ -320,7 +322,11 @@
 //! Logto's `code` and `message`), `RateLimited` (with the `Retry-After`; Logto Cloud's
 //! `auth.exceed_token_limit` too), `HttpStatus`, `Redirect`, `InvalidResponse` (naming the
 //! field), `BodyTooLarge` (with the status), `Timeout`, `Tls`, `Transport`, `Config`, `Env`,
-//! `Cache`. Messages are one lowercase line that names the token URL, Logto's request id
+//! `Cache`: the token client's kinds, all a `request_token`, a `TokenStore` or a `Bearer`
+//! returns. A [`Verifier`]'s failures are one kind apart, `Verify`, holding a
+//! [`VerifyErrorKind`] (`InvalidToken`, `InsufficientScope`, `Jwks`): only
+//! [`Verifier::verify`] returns it, so a `match` on a token client's failure never meets
+//! the verifier's kinds, and one on a verifier's needs no others. Messages are one lowercase line that names the token URL, Logto's request id
 //! (`Logto-Core-Request-Id`, also `Error::request_id`: the key to Logto's logs) and, where the
 //! answer points to a likely cause, what to do:
 //!
@@ -357,10 +363,14 @@
 //!   grant, and a non-member gets Logto's 403 `access_denied` ("app has not associated with
 //!   the organization"). The organization is part of the store's cache key.
 //! - **Scopes not granted:** when the app's roles lack a permission, Logto grants fewer scopes
-//!   than asked, silently (the API answers 403 later). The `get_token` example and the command
-//!   still print the token and warn on stderr, naming the scopes and the fix: for a Logto
-//!   token URL, give the app a machine-to-machine role with those permissions in the console;
-//!   for any other server, grant them there.
+//!   than asked, silently (the API answers 403 later). The library says so in one `warn`
+//!   event (`scope not granted: write:products; assign the app a machine-to-machine role with
+//!   this permission in the Logto console (resource https://shopping.api)`), for each token
+//!   that comes into the process, fetched or read from a shared cache: for a Logto token URL
+//!   a machine-to-machine role (an organization role for a request without a resource, a
+//!   role of the user's for a token exchange); for any other server, grant them there. The
+//!   command shows it as it is, and the `get_token` example prints its own from
+//!   [`Token::missing_scopes`].
 //! - **Client authentication:** `client_secret_basic` by default, as Logto's docs say. A
 //!   server that wants the credentials in the form body (Auth0 by default) needs
 //!   `config.auth_method(AuthMethod::ClientSecretPost)` (`LOGTO_AUTH_METHOD=client_secret_post`);
@@ -441,9 +451,9 @@
 //! | `info` | an app secret file whose content changed: a new secret was picked up (names the file) |
 //! | `info` | the endpoint refused the secret and the secret file holds a new one: the request is made once more with it |
 //! | `info` | `call_idempotent`: the API answered 429 or 503, and the wait before it is called again |
-//! | `warn` | scopes asked for but not granted, and the fix |
+//! | `warn` | scopes asked for but not granted, and the fix: for each token fetched or read from a shared cache |
 //! | `warn` | a refresh that failed while the still-valid token is kept, and when it is tried again |
-//! | `warn` | a refresh that failed with no token left: the backoff that holds callers off |
+//! | `warn` | a call held off by the backoff after a refresh failed with no token left (once per failure: the refresh's own callers got the error): the error, and for how long more |
 //! | `warn` | a refresh margin set shorter than a refresh may take (once per store, when set) |
 //! | `warn` | no thread could be started for a refresh ahead (callers keep the valid token) |
 //! | `warn` | a token file or shared cache that could not be used (the token came from the network) |
@@ -508,38 +518,62 @@
 #![deny(missing_docs)]
 #![warn(clippy::all)]
 
-// The modules, in the order a token flows through them:
-// - config:     Config and AuthMethod: plain data, checked when set
-// - transport:  the ureq agent a Config's roots and proxy make (with tls: the roots)
-// - request:    TokenRequest: what to ask for, its form, its cache key
-// - subject:    who a token exchange acts for (a user, a PAT, a user's token), its fields
-// - exchange:   request_token: the credentials, one POST, retries, ureq's errors mapped;
-//               exchange/token_exchange: a subject's token (for an impersonation, from the
-//               Management API), its form fields, and the advice when Logto refuses it
-// - response:   the parser: a server's answer or a cache entry in, a Token out
-// - token:      Token: the access token, its lifetime by both clocks, its scopes
-// - claims:     Claims: what a JWT access token says of itself, unverified (one reader)
-// - store:      TokenStore: memory, single flight, refresh ahead, backoff
-// - cache:      the TokenCache interface a store shares tokens through (keys and bytes);
-//               cache/entry: what the store puts in them, sealed
-// - token_file: the token file, one TokenCache
-// - secret:     Secret, the app secret: a string, or a file read for each request
-// - seal:       what a store writes to a shared cache, encrypted and authenticated
-// - redis:      RedisCache, another (feature `redis`): one server, Sentinel, Cluster
-// - api:        the token used: Bearer (a ureq middleware) and TokenStore::call
-// - error:      Error and ErrorKind, for all of the above
-// - sanitize:   server text made safe to show in an error
-// - advice:     what an error most likely means and what to do, when the server won't say
-// - internal:   the fuzz targets' and the bench's entry points (feature `_internal`)
-// - text:       small hand-written readers and writers: JSON strings, seconds
-// - verify:     Verifier: the API's side, a token's signature (JWKS) and claims checked
+// The modules, in layers, bottom first: each imports only from its own layer and the ones
+// below it, and no two of one layer import each other round in a circle. The order is
+// declared once, in `tests/suite/layers.rs` (`cargo test layers`), which fails when a
+// module imports one above it; a new module goes into a layer there and here.
+//
+// 1. helpers that know nothing of the crate:
+//    - text:        what the JSON readers keep of a value (Leaf, Skip), on miniserde
+//    - encode:      form-urlencoding (the token request, the Basic header), hex
+//    - time:        durations read and written (`2.5`, `30s`), Unix times
+//    - hash:        the pass-through hasher of the maps, random numbers (ring's)
+//    - sanitize:    server text made safe to show in an error
+//    - seal:        what a store writes to a shared cache, encrypted and authenticated
+//    - tls:         root certificates: PEM read by ureq's parser, the system bundle
+// 2. what everything reports and reaches through:
+//    - error:       Error and ErrorKind (the Verifier's kinds apart, VerifyErrorKind)
+//    - url:         the one reader of URLs: scheme, host, port, origin (Origin), loopback,
+//                   the cleartext rule, Logto Cloud's tenant
+//    - secret:      Secret, the app secret: a string, or a file read for each request
+//    - transport:   the ureq agent a choice of roots and proxy makes
+// 3. - config:      Config and AuthMethod: plain data, checked when set (config/env: the
+//                   LOGTO_* variables)
+// 4. what to ask for and what came back, as data:
+//    - claims:      Claims: what a JWT access token says of itself, unverified (one reader)
+//    - token:       Token: the access token, its lifetime by both clocks, its scopes
+//    - subject:     who a token exchange acts for (a user, a PAT, a user's token), its
+//                   form fields and key part; the prepared exchange (data only)
+//    - request:     TokenRequest: what to ask for, its form, its cache key, what refuses it;
+//                   the token exchange's code table (Code) and TokenSource, which the
+//                   exchange calls and the store implements
+// 5. - response:    the parser: a server's answer in, a Token out
+//    - cache:       the TokenCache interface (keys and bytes); cache/entry: what the store
+//                   puts in them, sealed, and a Token to and from one
+// 6. - advice:      what an error most likely means and what to do, when the server won't
+//                   say; the warning for scopes not granted
+//    - exchange:    request_token: the credentials, one POST, retries, ureq's errors mapped;
+//                   exchange/token_exchange: the setters that make a request act for a user
+//                   (so that nothing below names them, and a program that never calls one
+//                   links none of it), a subject's token (for an impersonation, from the
+//                   Management API), and the advice when Logto refuses it
+// 7. the shared caches:
+//    - token_file:  the token file, one TokenCache
+//    - redis:       RedisCache, another (feature `redis`): one server, Sentinel, Cluster
+// 8. - store:       TokenStore: memory, single flight, refresh ahead, backoff, shared caches
+// 9. what uses a store, or stands on the rest:
+//    - api:         the token used: Bearer (a ureq middleware) and TokenStore::call
+//    - verify:      Verifier: the API's side, a token's signature (JWKS) and claims checked
+//    - internal:    the fuzz targets' and the bench's entry points (feature `_internal`)
 mod advice;
 mod api;
 mod cache;
 mod claims;
 mod config;
+mod encode;
 mod error;
 mod exchange;
+mod hash;
 #[cfg(feature = "_internal")]
 #[doc(hidden)]
 pub mod internal;
@@ -553,17 +587,19 @@ mod secret;
 mod store;
 mod subject;
 mod text;
+mod time;
 mod tls;
 mod token;
 mod token_file;
 mod transport;
+mod url;
 mod verify;
 
 pub use api::{Bearer, CallError};
 pub use cache::{CacheLock, TokenCache};
 pub use claims::Claims;
 pub use config::{AuthMethod, Config};
-pub use error::{Error, ErrorKind};
+pub use error::{Error, ErrorKind, VerifyErrorKind};
 pub use exchange::request_token;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -572,6 +608,7 @@ pub use request::TokenRequest;
 pub use secret::Secret;
 pub use store::{StoreStats, TokenStore};
 pub use token::Token;
+pub use url::Origin;
 pub use verify::Verifier;
 
 // The README's examples compile as doctests, so they can't drift from the API.

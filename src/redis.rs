@@ -15,9 +15,7 @@
 //! server to ask (`sentinel.rs`, `cluster.rs`) and the redirects and failovers on the way.
 //! One server's URL is the redis crate's; the multi-host ones are read in `url.rs`.
 
-use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -316,13 +314,9 @@ fn check_pem_size(pem: &[u8], what: &str) -> Result<(), Error> {
 
 /// One private key block in PEM, with labels rustls reads; the message never quotes it.
 fn check_private_key(pem: &[u8]) -> Result<(), Error> {
-    const LABELS: [&[u8]; 3] = [b"PRIVATE KEY", b"RSA PRIVATE KEY", b"EC PRIVATE KEY"];
-    let keys = pem
-        .split(|&b| b == b'\n')
-        .filter_map(|line| line.trim_ascii().strip_prefix(b"-----BEGIN "))
-        .filter_map(|rest| rest.strip_suffix(b"-----"))
-        .filter(|label| LABELS.contains(label))
-        .count();
+    let keys = crate::tls::read_pem(pem)
+        .map_err(|reason| Error::config(format!("redis client key: {reason}")))?
+        .keys;
     match keys {
         1 => Ok(()),
         0 => Err(Error::config(

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use miniserde::de::{Map, Visitor};
 use miniserde::{Deserialize, json};
 
-use crate::cache::entry::CacheEntry;
 use crate::claims::Claims;
 use crate::error::{Error, ErrorKind, MAX_SERVER_TEXT, MAX_SERVER_WORD, Redactions, sanitize_to};
 use crate::text::Leaf;
@@ -174,33 +173,6 @@ fn bearer_token(
         Some(_) => return Err(invalid(status, Some("token_type"), "is not a string")),
     }
     Ok(access_token)
-}
-
-/// A token read back from a cache (every `CacheEntry` passed the parser's checks when it
-/// was made): `None` when its times don't add up at `wall` (sent in the future: the clock
-/// stepped back).
-pub(crate) fn from_entry(entry: &CacheEntry, sent: &Sent<'_>) -> Option<Token> {
-    let age = sent.wall.duration_since(entry.sent_at()).ok()?;
-    let lifetime = entry
-        .expires_at()
-        .duration_since(entry.sent_at())
-        .ok()?
-        .min(sent.max_lifetime);
-    // The monotonic clock may not reach back that far (it starts at boot); then the
-    // remaining lifetime counts from now, which ends at the same moment.
-    let (sent_at, expires_in, sent_at_wall) = match sent.at.checked_sub(age) {
-        Some(at) => (at, lifetime, entry.sent_at()),
-        None => (sent.at, lifetime.saturating_sub(age), sent.wall),
-    };
-    Some(Token {
-        authorization: format!("{BEARER_PREFIX}{}", entry.access_token()),
-        expires_in,
-        scope: entry.scope().map(str::to_owned),
-        requested_scope: sent.scope.join(" "),
-        scope_claim: Claims::from_jwt(entry.access_token()).map(|c| c.scope),
-        sent_at,
-        sent_at_wall,
-    })
 }
 
 /// The time left until `exp` (Unix seconds) at `now`, zero when past.

@@ -42,7 +42,7 @@ pub(crate) fn sanitize_to(text: &str, redact: &Redactions<'_>, max: usize) -> St
     let mut redacted;
     let mut text = text;
     for secret in redact.secrets {
-        if secret.len() >= MIN_REDACTED_LEN && crate::text::contains(text, secret) {
+        if secret.len() >= MIN_REDACTED_LEN && text.contains(secret) {
             redacted = text.replace(secret, "[redacted]");
             text = &redacted;
         }

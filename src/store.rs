@@ -16,15 +16,17 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::cache::TokenCache;
 use crate::config::Config;
-use crate::error::{DisplayDuration, Error, ErrorKind};
+use crate::error::{Error, ErrorKind};
+use crate::hash::{PrecomputedHash, random_u64};
 use crate::request::TokenRequest;
+use crate::time::DisplayDuration;
 use crate::token::Token;
 use crate::token_file::TokenFile;
 
@@ -160,28 +162,6 @@ struct Entries {
     sweep_at: usize,
 }
 
-/// The keys are already hashes, so the map's hasher passes them through: a lookup costs
-/// no hashing.
-#[derive(Default)]
-pub(crate) struct PrecomputedHash(u64);
-
-impl Hasher for PrecomputedHash {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used by a `u64` key; this keeps the hasher total anyway.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
 /// A token with the points, by each clock, where it is no longer fresh: its end less the
 /// store's margin (at most half the lifetime, less this token's share of jitter).
 /// Computed once, so that a hit only compares.
@@ -235,8 +215,8 @@ fn margin_for(lifetime: Duration, configured: Duration) -> Duration {
 /// point in the first half of the margin.
 pub(crate) fn jittered_margin(lifetime: Duration, configured: Duration) -> Duration {
     let margin = margin_for(lifetime, configured);
-    // std's RandomState is seeded from the OS once per thread and varies per instance.
-    let random = RandomState::new().hash_one(margin);
+    // The system's random source (ring's); should it fail, no jitter this once.
+    let random = random_u64().unwrap_or(0);
     // Integer arithmetic: floats would link their formatting and parsing code for this.
     let half_ns = u64::try_from(margin.as_nanos() / 2).unwrap_or(u64::MAX);
     margin.saturating_sub(Duration::from_nanos(random % half_ns.saturating_add(1)))
@@ -278,8 +258,12 @@ enum Refresh {
     /// (no lifetime).
     Landed(Arc<Token>),
     /// The last refresh failed: until `until`, callers get this error (or a still-valid
-    /// token) without a new request.
-    BackingOff { error: Error, until: Instant },
+    /// token) without a new request. `announced`: the first caller held off by it said so.
+    BackingOff {
+        error: Error,
+        until: Instant,
+        announced: bool,
+    },
     /// The last refresh ended without an outcome (it panicked, or its thread could not be
     /// started): a caller with no valid token refreshes instead at once; with a valid
     /// token, the next refresh ahead waits until `until`, as after a failure.
@@ -315,7 +299,7 @@ impl Entry {
 
     fn backoff_error(&self, now: Now) -> Option<&Error> {
         match &self.refresh {
-            Refresh::BackingOff { error, until } if now.mono < *until => Some(error),
+            Refresh::BackingOff { error, until, .. } if now.mono < *until => Some(error),
             _ => None,
         }
     }
@@ -339,6 +323,20 @@ impl Entry {
         doubling.max(asked.unwrap_or_default().min(MAX_RETRY_AFTER_BACKOFF))
     }
 
+    /// When the backoff holds a caller off for the first time: how much of it is left
+    /// (marking it said). `None` when it was said already.
+    fn announce_backoff(&mut self, now: Now) -> Option<Duration> {
+        match &mut self.refresh {
+            Refresh::BackingOff {
+                until, announced, ..
+            } if !*announced => {
+                *announced = true;
+                Some(until.saturating_duration_since(now.mono))
+            }
+            _ => None,
+        }
+    }
+
     /// Nothing here is worth keeping: no valid token, no refresh, no backoff.
     fn is_spent(&self, now: Now) -> bool {
         !self.held.as_ref().is_some_and(|h| h.is_valid(now))
@@ -350,6 +348,8 @@ impl Entry {
 /// What the slow path decided under the lock.
 enum Next {
     Done(Result<Arc<Token>, Error>),
+    /// No valid token, and the last refresh's failure holds callers off: its error.
+    HeldOff(Error),
     /// No valid token: refresh, or wait for the refresh that is running.
     Refresh,
     /// This valid token, and a refresh ahead on a thread of its own.

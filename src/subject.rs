@@ -9,48 +9,16 @@
 //!
 //! A store reads a subject's token files when it is asked for a token (`read_files`), so
 //! that the key holds a hash of the token that an exchange would send, not of the path.
+//!
+//! Data only: what acts on a subject (the exchange's preparation, the key's hash, the
+//! refusals) is the token exchange's code, which a request reaches through the pointers
+//! its setters put there (`request::Code`, set in `exchange/token_exchange.rs`).
 
 use std::fmt;
-use std::time::Instant;
 
-use crate::config::Config;
-use crate::error::Error;
-use crate::exchange::{Exchange, TokenSource};
-use crate::request::form_urlencode_into;
+use crate::encode::{form_urlencode_into, hex};
+use crate::error::{Error, ErrorKind};
 use crate::secret::Secret;
-
-/// The token exchange's code, which a request reaches only through a subject's setters: a
-/// program that never acts for a user links none of it (the exchange's preparation, the
-/// Management API's subject token, its JSON, the key's hash, the advice), as the linker
-/// drops what no setter's pointer names.
-#[derive(Clone, Copy)]
-pub(crate) struct Code {
-    /// The subject token and the form fields, before the exchange and within its deadline;
-    /// with a store, the Management API token comes from it.
-    pub(crate) prepare: Prepare,
-    /// See [`Subject::key_part`].
-    key_part: fn(&Subject) -> String,
-    /// See [`Subject::refusal`].
-    refusal: fn(&Subject) -> Option<Error>,
-    /// The subject with its token files read now, as strings.
-    pub(crate) read_files: fn(&Subject) -> Result<Subject, Error>,
-}
-
-/// [`Code::prepare`].
-type Prepare = fn(
-    &Config,
-    &ureq::Agent,
-    &Subject,
-    Option<Instant>,
-    Option<&dyn TokenSource>,
-) -> Result<Exchange, Error>;
-
-static CODE: Code = Code {
-    prepare: Exchange::prepare,
-    key_part,
-    refusal: Exchange::refusal,
-    read_files,
-};
 
 /// RFC 8693's grant type.
 pub(crate) const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -84,8 +52,6 @@ fn identify(token: &Secret, hash: &mut ring::digest::Context) {
 #[derive(Clone, Default)]
 pub(crate) struct Subject {
     who: Option<Who>,
-    /// Set with any of the others: a request with a subject is a token exchange.
-    code: Option<&'static Code>,
     /// Logto's impersonation context: a JSON object kept with the subject token.
     context: Option<String>,
     actor: Option<Secret>,
@@ -102,7 +68,6 @@ pub(crate) enum Who {
 impl Subject {
     pub(crate) fn impersonate(&mut self, user_id: &str) {
         self.who = Some(Who::Impersonate(user_id.to_owned()));
-        self.code = Some(&CODE);
     }
 
     pub(crate) fn token(&mut self, token_type: &'static str, token: Secret) {
@@ -111,27 +76,19 @@ impl Subject {
             _ => "subject token",
         };
         self.who = Some(Who::Token(token_type, token.labelled(what)));
-        self.code = Some(&CODE);
     }
 
     pub(crate) fn context(&mut self, json: &str) {
         self.context = Some(json.to_owned());
-        self.code = Some(&CODE);
     }
 
     pub(crate) fn actor(&mut self, token: Secret) {
         self.actor = Some(token.labelled("actor token"));
-        self.code = Some(&CODE);
     }
 
-    /// The token exchange's code when the request is one.
-    pub(crate) fn code(&self) -> Option<&'static Code> {
-        self.code
-    }
-
-    /// True when the request is a token exchange.
+    /// True when anything of a subject was given: the request is a token exchange.
     pub(crate) fn is_set(&self) -> bool {
-        self.code.is_some()
+        self.who.is_some() || self.context.is_some() || self.actor.is_some()
     }
 
     pub(crate) fn who(&self) -> Option<&Who> {
@@ -156,12 +113,12 @@ impl Subject {
     /// The key's tag for who the token is for: `a` the app, `i` an impersonated user, `p`
     /// a personal access token, `u` a user's access token, `n` a subject not given yet.
     pub(crate) fn tag(&self) -> char {
-        match (&self.who, self.code) {
-            (_, None) => 'a',
-            (Some(Who::Impersonate(_)), _) => 'i',
-            (Some(Who::Token(PERSONAL_ACCESS_TOKEN_TYPE, _)), _) => 'p',
-            (Some(Who::Token(..)), _) => 'u',
-            (None, Some(_)) => 'n',
+        match &self.who {
+            _ if !self.is_set() => 'a',
+            Some(Who::Impersonate(_)) => 'i',
+            Some(Who::Token(PERSONAL_ACCESS_TOKEN_TYPE, _)) => 'p',
+            Some(Who::Token(..)) => 'u',
+            None => 'n',
         }
     }
 
@@ -179,26 +136,10 @@ impl Subject {
         };
         format!(
             "{} {who} {:?} {:?}",
-            self.code.is_some(),
+            self.is_set(),
             self.context,
             self.actor.as_ref().map(token)
         )
-    }
-
-    /// Why the subject can't make a request (see [`Subject::check`]), and for an
-    /// impersonation, a context that is not a JSON object; `None` for no subject.
-    pub(crate) fn refusal(&self) -> Option<Error> {
-        self.code.and_then(|code| (code.refusal)(self))
-    }
-
-    /// The part of a cache key that tells this subject from others: 32 hex digits of a
-    /// SHA-256 over its kind, user id, context and tokens (or their files' paths), so that
-    /// no token is ever in a key, a token file or Redis, and equal subjects in two processes
-    /// share one entry. Empty for no subject.
-    pub(crate) fn key_part(&self) -> String {
-        self.code
-            .map(|code| (code.key_part)(self))
-            .unwrap_or_default()
     }
 
     /// Refuses the combinations that can't make a request, and a user id with a control
@@ -246,9 +187,11 @@ pub(crate) fn form_fields(
     }
 }
 
-/// One part of the key's hash, with its length first so that parts can't run together.
-/// [`Subject::key_part`] of a subject that is set.
-fn key_part(subject: &Subject) -> String {
+/// The part of a cache key that tells `subject` from others: 32 hex digits of a SHA-256
+/// over its kind, user id, context and tokens (or their files' paths), so that no token is
+/// ever in a key, a token file or Redis, and equal subjects in two processes share one
+/// entry. Reached only through the token exchange's code (`request::Code`).
+pub(crate) fn key_part(subject: &Subject) -> String {
     let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
     match &subject.who {
         None => hash_part(&mut hash, b"none", b""),
@@ -265,14 +208,7 @@ fn key_part(subject: &Subject) -> String {
         hash_part(&mut hash, b"actor", b"");
         identify(actor, &mut hash);
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = hash.finish();
-    let mut out = String::with_capacity(32);
-    for b in &digest.as_ref()[..16] {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 15)]));
-    }
-    out
+    hex(&hash.finish().as_ref()[..16])
 }
 
 /// The name of a key's subject tag (see [`Subject::tag`]), for the store's `Debug`.
@@ -287,10 +223,10 @@ pub(crate) fn tag_name(tag: char) -> Option<&'static str> {
     })
 }
 
-/// [`Code::read_files`]: the subject with the subject's and actor's token files read now
-/// (without the white space around them) and held as strings: what a store keys and an
-/// exchange sends.
-fn read_files(subject: &Subject) -> Result<Subject, Error> {
+/// The subject with the subject's and actor's token files read now (without the white
+/// space around them) and held as strings: what a store keys and an exchange sends.
+/// Reached only through the token exchange's code (`request::Code`).
+pub(crate) fn read_files(subject: &Subject) -> Result<Subject, Error> {
     let read = |token: &mut Secret| -> Result<(), Error> {
         if token.path().is_some() {
             *token = Secret::from(read_token(token)?);
@@ -307,10 +243,34 @@ fn read_files(subject: &Subject) -> Result<Subject, Error> {
     Ok(now)
 }
 
+/// One part of the key's hash, with its length first so that parts can't run together.
 fn hash_part(hash: &mut ring::digest::Context, label: &[u8], value: &[u8]) {
     hash.update(label);
     hash.update(&(value.len() as u64).to_be_bytes());
     hash.update(value);
+}
+
+/// A token exchange made ready for one request: its own form fields, and what they hold
+/// that must never be shown. Made by the token exchange's code (`prepare`, through
+/// `request::Code`) before the first attempt, within the exchange's deadline.
+pub(crate) struct Exchange {
+    /// `&subject_token=…&subject_token_type=…` and the actor's.
+    pub(crate) fields: String,
+    /// The subject token and the actor token, as sent, for the redactions.
+    pub(crate) subject_token: String,
+    pub(crate) actor_token: Option<String>,
+    /// Who the token is for, for messages: `user "…"`, `the personal access token`, ...
+    pub(crate) who: String,
+    /// What to say when the token endpoint refuses the exchange: the token exchange's
+    /// advice, through a pointer for the reason of `request::Code`.
+    pub(crate) advise: fn(&Exchange, &ErrorKind) -> Option<String>,
+}
+
+impl Exchange {
+    /// What to do about the token endpoint's refusal of this exchange.
+    pub(crate) fn advice(&self, kind: &ErrorKind) -> Option<String> {
+        (self.advise)(self, kind)
+    }
 }
 
 impl fmt::Debug for Subject {
@@ -363,7 +323,7 @@ mod test {
         let f = subject(|s| s.token(PERSONAL_ACCESS_TOKEN_TYPE, Secret::file(pat)));
         let keys: Vec<String> = [&a, &b, &c, &d, &e, &f]
             .iter()
-            .map(|s| s.key_part())
+            .map(|s| key_part(s))
             .collect();
         for (i, k) in keys.iter().enumerate() {
             assert_eq!(k.len(), 32);
@@ -374,9 +334,9 @@ mod test {
         }
         assert_eq!(
             keys[0],
-            subject(|s| s.token(PERSONAL_ACCESS_TOKEN_TYPE, pat.into())).key_part()
+            key_part(&subject(|s| s.token(PERSONAL_ACCESS_TOKEN_TYPE, pat.into())))
         );
-        assert_eq!(Subject::default().key_part(), "");
+        assert!(!Subject::default().is_set());
     }
 
     #[test]

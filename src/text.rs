@@ -1,82 +1,8 @@
-//! Small text readers and writers, by hand, for the library.
-//!
-//! - JSON strings and fields, for the few small objects written (the token file, a cache
-//!   entry): miniserde's serializer would link tens of kilobytes, its float printer
-//!   included, into every binary for them.
-//! - `Leaf`, a JSON value as the parsers that read only the fields they know (the token
-//!   response, JWT claims) keep it, and `Skip` for what they don't.
-//! - Seconds such as `2.5`, for `LOGTO_TIMEOUT` (and the command's `--timeout`, which
-//!   stands in for it through `Config::from_vars`), without floating point, which would
-//!   link float parsing for this one value.
-
-use std::time::Duration;
+//! What the crate's JSON readers keep of a value, on miniserde's own parser: `Leaf`, a
+//! JSON value as the parsers that read only the fields they know (the token response, JWT
+//! claims, a JWS header, a JWK) keep it, and `Skip` for what they don't.
 
 use miniserde::de::{Map, Seq, Visitor};
-
-/// Whether `needle` occurs in `haystack`, by a plain scan: for the few short texts of
-/// errors. `str::contains` with a `&str` links its two-way searcher (4.7 KB) into every
-/// binary that uses the crate.
-pub(crate) fn contains(haystack: &str, needle: &str) -> bool {
-    let needle = needle.as_bytes();
-    needle.is_empty()
-        || haystack
-            .as_bytes()
-            .windows(needle.len())
-            .any(|w| w == needle)
-}
-
-/// Appends `s` as a JSON string: quotes and backslashes escaped, control characters as
-/// `\u00XX`, everything else as is (JSON text is UTF-8).
-pub(crate) fn push_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-/// Appends `"name":` and `value` as a JSON string, or `null`.
-pub(crate) fn push_field(out: &mut String, name: &str, value: Option<&str>) {
-    out.push('"');
-    out.push_str(name);
-    out.push_str("\":");
-    match value {
-        Some(v) => push_string(out, v),
-        None => out.push_str("null"),
-    }
-}
-
-/// A positive number of seconds, `10`, `2.5` or `.25`: digits, at most one dot, up to
-/// nanoseconds (further digits are cut, as a float would round them away).
-pub(crate) fn parse_seconds(s: &str) -> Result<Duration, &'static str> {
-    const NAN: &str = "not a number of seconds";
-    let (whole, fraction) = s.split_once('.').unwrap_or((s, ""));
-    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
-    if (whole.is_empty() && fraction.is_empty()) || !digits(whole) || !digits(fraction) {
-        return Err(NAN);
-    }
-    // Past nine digits the fraction is below a nanosecond: cut, as a float would round.
-    let mut nanos = 0u32;
-    for (i, b) in fraction.bytes().take(9).enumerate() {
-        nanos += u32::from(b - b'0') * 10u32.pow(8 - i as u32);
-    }
-    let secs = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().map_err(|_| "too many seconds")?
-    };
-    Some(Duration::new(secs, nanos))
-        .filter(|d| !d.is_zero())
-        .ok_or("not a positive number of seconds")
-}
 
 /// A JSON value as far as the parsers look at it (the token response, JWT claims): strings,
 /// numbers and arrays of strings are kept; other arrays and objects are skipped without
@@ -236,55 +162,5 @@ impl Map for Skip {
 
     fn finish(&mut self) -> miniserde::Result<()> {
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod test {
-    use super::*;
-
-    #[test]
-    fn contains_as_str_does() {
-        for (hay, needle) in [
-            ("", ""),
-            ("a", ""),
-            ("", "a"),
-            ("secret expired", "expired"),
-            ("secret expired", "secret"),
-            ("secret", "secret expired"),
-            ("aab", "ab"),
-            ("élan", "lan"),
-            ("wrong version numbe", "wrong version number"),
-        ] {
-            assert_eq!(
-                contains(hay, needle),
-                hay.contains(needle),
-                "{hay:?} {needle:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn seconds_without_floats() {
-        let s = |t: &str| parse_seconds(t).map(|d| d.as_nanos());
-        assert_eq!(s("10"), Ok(10_000_000_000));
-        assert_eq!(s("2.5"), Ok(2_500_000_000));
-        assert_eq!(s(".25"), Ok(250_000_000));
-        assert_eq!(s("1."), Ok(1_000_000_000));
-        assert_eq!(s("0.0000000019"), Ok(1));
-        for zero in ["0", "0.0", "0.0000000001"] {
-            assert_eq!(s(zero), Err("not a positive number of seconds"), "{zero:?}");
-        }
-        for bad in ["", ".", "-1", "1e3", "1.2.3", " 1", "abc", "soon"] {
-            assert_eq!(s(bad), Err("not a number of seconds"), "{bad:?}");
-        }
-        assert_eq!(s("99999999999999999999"), Err("too many seconds"));
-    }
-
-    #[test]
-    fn json_strings() {
-        let mut s = String::new();
-        push_string(&mut s, "a\"b\\c\n\u{1}é");
-        assert_eq!(s, r#""a\"b\\c\n\u0001é""#);
     }
 }

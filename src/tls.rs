@@ -1,14 +1,13 @@
 //! Root certificates: which CAs verify the token endpoint's certificate.
 //!
 //! [`Config`](crate::Config) keeps the choice as [`Roots`]; the agent is built from it
-//! lazily. Certificates are kept as DER bytes, parsed from PEM here rather than by ureq,
-//! so that the same checks and the same error messages apply whichever TLS feature is on
-//! (and when none is).
+//! lazily. Certificates are kept as DER bytes, read from PEM by ureq's own parser
+//! (`ureq::tls::parse_pem`, which is rustls-pki-types'), whichever TLS feature is on; the
+//! TLS library checks the DER when it builds its trust store. A build without a TLS
+//! feature speaks plain http only, has no PEM parser, and refuses roots.
 
 use std::fmt;
 use std::sync::Arc;
-
-use base64::Engine;
 
 /// Which certificates verify the server.
 #[derive(Clone)]
@@ -49,6 +48,12 @@ const MAX_BUNDLE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Where Unix systems keep their CA bundle, first match wins. The same list, in spirit,
 /// as Go's `crypto/x509` and OpenSSL's probing.
+///
+/// Probed here because neither ureq nor rustls does it in the default build: ureq's
+/// `RootCerts::PlatformVerifier` needs its `platform-verifier` feature (the
+/// rustls-platform-verifier crate and its platform crates), and `rustls-native-certs`, which
+/// probes the same paths, is not in the tree either (the redis crate brings it, only with
+/// `redis`). With native-tls, OpenSSL finds the system's roots itself and this is unused.
 #[cfg(any(feature = "rustls", not(feature = "native-tls")))]
 const SYSTEM_BUNDLES: &[&str] = &[
     // Debian, Ubuntu, Alpine, Arch, Gentoo
@@ -69,10 +74,8 @@ const SYSTEM_BUNDLES: &[&str] = &[
 /// empty (and then only that file), else the first of [`SYSTEM_BUNDLES`] that exists.
 /// (With native-tls alone, OpenSSL finds the system's roots itself.)
 #[cfg(any(feature = "rustls", not(feature = "native-tls")))]
-pub(crate) fn system_bundle() -> Result<Vec<Vec<u8>>, crate::Error> {
+pub(crate) fn system_bundle() -> Result<Vec<Vec<u8>>, String> {
     use std::io::Read;
-
-    use crate::Error;
 
     let from_env = std::env::var_os("SSL_CERT_FILE").filter(|v| !v.is_empty());
     let (path, what) = match &from_env {
@@ -82,13 +85,11 @@ pub(crate) fn system_bundle() -> Result<Vec<Vec<u8>>, crate::Error> {
                 .iter()
                 .map(std::path::Path::new)
                 .find(|p| p.is_file())
-                .ok_or_else(|| {
-                    Error::config(
-                        "platform roots: no system CA bundle found (looked for \
-                         /etc/ssl/certs/ca-certificates.crt and the other usual paths); \
-                         set SSL_CERT_FILE to a PEM bundle",
-                    )
-                })?;
+                .ok_or(
+                    "platform roots: no system CA bundle found (looked for \
+                     /etc/ssl/certs/ca-certificates.crt and the other usual paths); set \
+                     SSL_CERT_FILE to a PEM bundle",
+                )?;
             (found.to_path_buf(), "the system CA bundle")
         }
     };
@@ -96,110 +97,84 @@ pub(crate) fn system_bundle() -> Result<Vec<Vec<u8>>, crate::Error> {
     let mut pem = Vec::new();
     std::fs::File::open(&path)
         .and_then(|f| f.take(MAX_BUNDLE_BYTES + 1).read_to_end(&mut pem))
-        .map_err(|e| Error::config(format!("platform roots: cannot read {what} {shown}: {e}")))?;
+        .map_err(|e| format!("platform roots: cannot read {what} {shown}: {e}"))?;
     if pem.len() as u64 > MAX_BUNDLE_BYTES {
-        return Err(Error::config(format!(
+        return Err(format!(
             "platform roots: {what} {shown} is larger than {MAX_BUNDLE_BYTES} bytes"
-        )));
+        ));
     }
     parse_pem_certificates(&pem)
-        .map_err(|reason| Error::config(format!("platform roots: {what} {shown}: {reason}")))
+        .map_err(|reason| format!("platform roots: {what} {shown}: {reason}"))
 }
 
 /// The DER bytes of every `CERTIFICATE` block in a PEM text (RFC 7468).
 ///
 /// Text outside the blocks (comments, `openssl x509 -text` output) and blocks with other
-/// labels (`PRIVATE KEY`, `TRUSTED CERTIFICATE`, ...) are skipped. A block without its
-/// END line, with an END line of another label, with invalid base64, or whose contents
-/// are not one DER `SEQUENCE` is an error naming the block; so is a text without any
-/// certificate. The reason never quotes the input.
+/// labels are skipped. A block without its END line or whose contents are not base64 is an
+/// error saying after which certificate it comes; so is a text without any certificate,
+/// saying whether it held private keys. The reason never quotes the input. Whether the DER
+/// is an X.509 certificate is the TLS library's to check (a block that is not one verifies
+/// nothing).
 pub(crate) fn parse_pem_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-    let mut certs = Vec::new();
-    let mut block = 0usize;
-    // The label and base64 text of the block we are in, if any.
-    let mut open: Option<(&[u8], Vec<u8>)> = None;
-    for line in pem.split(|&b| b == b'\n') {
-        let line = line.trim_ascii();
-        match &mut open {
-            None => {
-                if let Some(label) = pem_boundary(line, b"-----BEGIN ") {
-                    block += 1;
-                    open = Some((label, Vec::new()));
-                }
-            }
-            Some((label, text)) => {
-                if let Some(end) = pem_boundary(line, b"-----END ") {
-                    if end != *label {
-                        return Err(format!(
-                            "pem block {block} ends with a different label than it begins with"
-                        ));
-                    }
-                    if *label == b"CERTIFICATE" {
-                        certs.push(decode_certificate(text, block)?);
-                    }
-                    open = None;
-                } else if line.starts_with(b"-----") {
-                    return Err(format!("pem block {block} has no END line"));
-                } else {
-                    text.extend(line.iter().filter(|b| !b.is_ascii_whitespace()));
-                }
-            }
-        }
-    }
-    if open.is_some() {
-        return Err(format!("pem block {block} has no END line"));
-    }
-    if certs.is_empty() {
-        return Err(if block == 0 {
-            "no pem certificate found (expected -----BEGIN CERTIFICATE-----)".into()
-        } else {
-            format!("none of the {block} pem blocks is a CERTIFICATE")
+    let read = read_pem(pem)?;
+    if read.certificates.is_empty() {
+        const EXPECTED: &str = "(expected -----BEGIN CERTIFICATE-----)";
+        return Err(match read.keys {
+            0 => format!("no pem certificate found {EXPECTED}"),
+            1 => format!("no pem certificate found, only a private key {EXPECTED}"),
+            n => format!("no pem certificate found, only {n} private keys {EXPECTED}"),
         });
     }
-    Ok(certs)
+    Ok(read.certificates)
 }
 
-/// `-----BEGIN LABEL-----` → `LABEL` (for `prefix` `-----BEGIN `).
-fn pem_boundary<'a>(line: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
-    line.strip_prefix(prefix)?.strip_suffix(b"-----")
+/// What a PEM text holds, as [`read_pem`] reads it.
+pub(crate) struct Pem {
+    /// The DER of each certificate, in order.
+    pub(crate) certificates: Vec<Vec<u8>>,
+    /// How many private keys (PKCS#8, PKCS#1 or SEC1).
+    pub(crate) keys: usize,
 }
 
-fn decode_certificate(base64_text: &[u8], block: usize) -> Result<Vec<u8>, String> {
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(base64_text)
-        .map_err(|_| format!("certificate in pem block {block} is not valid base64"))?;
-    if !is_one_der_sequence(&der) {
-        return Err(format!(
-            "certificate in pem block {block} is not a DER-encoded X.509 certificate"
-        ));
-    }
-    Ok(der)
-}
-
-/// True when `der` is exactly one DER `SEQUENCE` (tag 0x30, definite length), as every
-/// X.509 certificate is. The TLS layer checks the rest; this catches truncated or
-/// mislabelled blocks early, with a message that names them.
-fn is_one_der_sequence(der: &[u8]) -> bool {
-    let [0x30, first, rest @ ..] = der else {
-        return false;
+/// The certificates and private keys of a PEM text, by ureq's parser; an error for text
+/// it can't read, saying where (never what).
+#[cfg(any(feature = "rustls", feature = "native-tls"))]
+pub(crate) fn read_pem(pem: &[u8]) -> Result<Pem, String> {
+    use ureq::tls::PemItem;
+    let mut read = Pem {
+        certificates: Vec::new(),
+        keys: 0,
     };
-    let (len, rest) = match *first {
-        n @ 0..=0x7f => (usize::from(n), rest),
-        0x81..=0x84 => {
-            let n = usize::from(first & 0x7f);
-            if rest.len() < n {
-                return false;
+    for item in ureq::tls::parse_pem(pem) {
+        match item {
+            Ok(PemItem::Certificate(certificate)) => {
+                read.certificates.push(certificate.der().to_vec());
             }
-            let (bytes, rest) = rest.split_at(n);
-            let len = bytes
-                .iter()
-                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-            (len, rest)
+            // A private key, the only other kind ureq names.
+            Ok(_) => read.keys += 1,
+            // ureq's error quotes the input (the line it stopped at): not repeated.
+            Err(_) => {
+                let n = read.certificates.len();
+                let after = match n {
+                    0 => "before any certificate".to_owned(),
+                    n => format!("after certificate {n}"),
+                };
+                return Err(format!(
+                    "not valid pem (a block without its END line, or not base64) {after}"
+                ));
+            }
         }
-        // Indefinite (0x80) and absurd lengths are not DER.
-        _ => return false,
-    };
-    len == rest.len()
+    }
+    Ok(read)
+}
+
+/// Without a TLS feature there is nothing a certificate could verify, and no parser.
+#[cfg(not(any(feature = "rustls", feature = "native-tls")))]
+pub(crate) fn read_pem(_: &[u8]) -> Result<Pem, String> {
+    Err(
+        "pem certificates need a tls feature (rustls or native-tls), which this build lacks"
+            .to_owned(),
+    )
 }
 
 /// ureq's TLS settings for these roots, with the provider the features choose: rustls
@@ -244,19 +219,23 @@ pub(crate) fn tls_config(roots: &Roots) -> ureq::tls::TlsConfig {
 mod test {
     use super::*;
 
+    #[cfg(any(feature = "rustls", feature = "native-tls"))]
     const CERT: &str = "-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END CERTIFICATE-----\n";
 
     #[test]
+    #[cfg(any(feature = "rustls", feature = "native-tls"))]
     fn pem_with_text_around_and_other_blocks() {
         let pem = format!(
             "# a comment\nsubject=CN = x\n{CERT}-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\r\n{CERT}"
         );
         let certs = parse_pem_certificates(pem.as_bytes()).unwrap();
         assert_eq!(certs, vec![vec![0x30, 3, 2, 1, 1]; 2]);
+        assert_eq!(read_pem(pem.as_bytes()).unwrap().keys, 1);
     }
 
     #[test]
-    fn pem_errors_name_the_block() {
+    #[cfg(any(feature = "rustls", feature = "native-tls"))]
+    fn pem_errors_say_where() {
         let err = |pem: &str| parse_pem_certificates(pem.as_bytes()).unwrap_err();
         assert_eq!(
             err(""),
@@ -264,39 +243,33 @@ mod test {
         );
         assert_eq!(
             err("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"),
-            "none of the 1 pem blocks is a CERTIFICATE"
+            "no pem certificate found, only a private key (expected -----BEGIN CERTIFICATE-----)"
         );
         assert_eq!(
             err(&format!("{CERT}-----BEGIN CERTIFICATE-----\nMAMCAQE=\n")),
-            "pem block 2 has no END line"
+            "not valid pem (a block without its END line, or not base64) after certificate 1"
         );
-        assert_eq!(
-            err("-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END X-----\n"),
-            "pem block 1 ends with a different label than it begins with"
-        );
-        assert_eq!(
-            err("-----BEGIN CERTIFICATE-----\nMAMC*QE=\n-----END CERTIFICATE-----\n"),
-            "certificate in pem block 1 is not valid base64"
-        );
-        // Valid base64, but one byte short of the SEQUENCE's length.
-        assert_eq!(
-            err("-----BEGIN CERTIFICATE-----\nMAQCAQE=\n-----END CERTIFICATE-----\n"),
-            "certificate in pem block 1 is not a DER-encoded X.509 certificate"
-        );
+        for bad in [
+            "-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END X-----\n",
+            "-----BEGIN CERTIFICATE-----\nMAMC*QE=\n-----END CERTIFICATE-----\n",
+        ] {
+            assert_eq!(
+                err(bad),
+                "not valid pem (a block without its END line, or not base64) before any \
+                 certificate",
+                "{bad}"
+            );
+        }
     }
 
     #[test]
-    fn der_sequence_lengths() {
-        assert!(is_one_der_sequence(&[0x30, 0]));
-        assert!(is_one_der_sequence(&[0x30, 0x81, 1, 5]));
-        let mut long = vec![0x30, 0x82, 0x01, 0x00];
-        long.resize(4 + 256, 0);
-        assert!(is_one_der_sequence(&long));
-        assert!(!is_one_der_sequence(&[0x31, 0]));
-        assert!(!is_one_der_sequence(&[0x30, 0x80, 0, 0]));
-        assert!(!is_one_der_sequence(&[0x30, 0x82, 1]));
-        assert!(!is_one_der_sequence(&[0x30, 1, 0, 0]));
-        assert!(!is_one_der_sequence(&[]));
+    #[cfg(not(any(feature = "rustls", feature = "native-tls")))]
+    fn no_pem_without_tls() {
+        assert!(
+            parse_pem_certificates(b"")
+                .unwrap_err()
+                .contains("tls feature")
+        );
     }
 
     #[test]

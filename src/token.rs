@@ -1,13 +1,12 @@
 //! `Token`: an access token with its lifetime, by both clocks, and what it was granted.
 //!
-//! The parser (`response.rs`) makes every `Token`, from a server's answer or a cache entry;
-//! this module only reads them.
+//! The parser (`response.rs`) makes every `Token` from a server's answer, and a cache
+//! entry (`cache/entry.rs`) from what a cache held; this module only reads them. What a
+//! token lacks of a request (`Token::missing_scopes`) is said in `request.rs`.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-
-use crate::request::TokenRequest;
 
 /// An access token, as granted by the token endpoint.
 ///
@@ -103,26 +102,6 @@ impl Token {
             (None, None) if self.requested_scope.is_empty() => None,
             (None, None) => Some(&self.requested_scope),
         }
-    }
-
-    /// The scopes `request` asks for that this token was not granted (by
-    /// [`scope`](Token::scope)), in the request's order: what an API will answer 403 to.
-    /// With Logto the fix is to give the app a machine-to-machine role with those
-    /// permissions.
-    ///
-    /// An opaque token without a `scope` field was granted what was asked (RFC 6749 §5.1),
-    /// so nothing is missing.
-    pub fn missing_scopes(&self, request: &TokenRequest) -> Vec<String> {
-        if self.scope.is_none() && self.scope_claim.is_none() {
-            return Vec::new();
-        }
-        let granted = self.scope().unwrap_or("");
-        request
-            .scopes()
-            .iter()
-            .filter(|asked| !granted.split_ascii_whitespace().any(|g| g == *asked))
-            .cloned()
-            .collect()
     }
 
     /// When the token expires by the wall clock: when the request that got it was sent

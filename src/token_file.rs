@@ -26,12 +26,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use miniserde::{Deserialize, json as mini};
-use ring::rand::{SecureRandom, SystemRandom};
-
-use crate::cache::entry::unix_ms;
 use crate::cache::{CacheLock, TokenCache};
-use crate::text;
+use crate::hash::random_u64;
+use crate::time::unix_ms;
+use miniserde::{Deserialize, json as mini};
 
 /// A larger file is not read: it can't be one of ours (a token is about 1 KiB).
 const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -275,9 +273,7 @@ impl TokenFile {
 /// 16 lowercase hex digits (64 bits) from the system's random source; `None` when it
 /// fails.
 fn random_hex() -> Option<String> {
-    let mut bytes = [0u8; 8];
-    SystemRandom::new().fill(&mut bytes).ok()?;
-    Some(format!("{:016x}", u64::from_le_bytes(bytes)))
+    Some(format!("{:016x}", random_u64()?))
 }
 
 impl TokenCache for TokenFile {
@@ -304,15 +300,20 @@ impl TokenCache for TokenFile {
         _left: Duration,
     ) -> Result<(), String> {
         let now = unix_ms(SystemTime::now()).ok_or("the clock is before 1970")?;
-        // The store's values are ASCII; a file of JSON strings holds text only.
-        let value = std::str::from_utf8(value).map_err(|_| "value is not utf-8; not written")?;
+        // The store's keys are hex and its values sealed base64: plain text (see `encode`).
+        let value = std::str::from_utf8(value)
+            .ok()
+            .filter(|v| is_plain(v) && is_plain(key))
+            .ok_or("key or value is not plain ascii; not written")?;
         // An untrusted or unreadable file is replaced, not merged.
         let contents = self.load().ok().flatten();
-        // The others' values are kept as they are.
+        // The others' values are kept as they are (any that are not plain text could not
+        // have come from a store, and are dropped).
         let mut tokens: Vec<&FileToken> = contents
             .iter()
             .flat_map(|c| &c.tokens)
             .filter(|t| t.key != key && t.expires_at_ms > now)
+            .filter(|t| is_plain(&t.key) && is_plain(&t.value))
             .collect();
         // Bounded: the longest-lived tokens are kept, so a refresh costs the same however
         // many keys the processes use, and the file stays far under its cap. The
@@ -521,7 +522,11 @@ impl Drop for LeaseGuard {
     }
 }
 
-/// The file's text, written by hand (see `text.rs`).
+/// The file's text. Every key and value is [plain](is_plain), which JSON takes between
+/// quotes as it is, so the text is written without a JSON writer: miniserde's serializer
+/// would write the same bytes here and link 23.5 KB (its float printer among them) into
+/// every program with a token file (a user's `get_token`, stripped: 2,865,488 bytes with
+/// this, 2,889,024 with `miniserde::json::to_string`, measured 2026-12-07).
 fn encode(tokens: &[&FileToken]) -> String {
     let mut out =
         String::with_capacity(64 + tokens.iter().map(|t| 128 + t.value.len()).sum::<usize>());
@@ -530,14 +535,21 @@ fn encode(tokens: &[&FileToken]) -> String {
         if i > 0 {
             out.push(',');
         }
-        out.push('{');
-        text::push_field(&mut out, "key", Some(&t.key));
-        out.push_str(&format!(",\"expires_at_ms\":{},", t.expires_at_ms));
-        text::push_field(&mut out, "value", Some(&t.value));
-        out.push('}');
+        out.push_str(&format!(
+            "{{\"key\":\"{}\",\"expires_at_ms\":{},\"value\":\"{}\"}}",
+            t.key, t.expires_at_ms, t.value
+        ));
     }
     out.push_str("]}");
     out
+}
+
+/// Visible ASCII without `"` and `\`: a JSON string's content as it is, with nothing to
+/// escape. The store's keys (hex) and values (`logto-m2m:sealed:1:` and URL-safe base64)
+/// always are.
+fn is_plain(text: &str) -> bool {
+    text.bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
 }
 
 /// Opens (creating if needed) a file only its owner can read and write. `new` insists on
@@ -920,9 +932,12 @@ mod test {
     #[test]
     fn written_text_parses_back() {
         let dir = dir("back");
-        let file = TokenFile::new(dir.join("tokens.json"));
-        let key = "r \"b\"\\";
-        file.write(key, b"a\"b\\c", in_an_hour(), Duration::from_secs(1))
+        let path = dir.join("tokens.json");
+        let file = TokenFile::new(path.clone());
+        // What a store writes: a hex key, a sealed value.
+        let key = "0123456789abcdef0123456789abcdef";
+        let value = b"logto-m2m:sealed:1:AbC-_09";
+        file.write(key, value, in_an_hour(), Duration::from_secs(1))
             .unwrap();
         // Another key's value is kept by a write of this one; an expired one is dropped.
         file.write("other", b"o", in_an_hour(), Duration::from_secs(1))
@@ -933,17 +948,51 @@ mod test {
             .unwrap();
         assert_eq!(
             file.read(key, Duration::ZERO).unwrap(),
-            Some(b"a\"b\\c".to_vec())
+            Some(value.to_vec())
         );
         assert_eq!(
             file.read("other", Duration::ZERO).unwrap(),
             Some(b"o".to_vec())
         );
         assert_eq!(file.read("old", Duration::ZERO).unwrap(), None);
-        let err = file
-            .write("k", b"\xff", in_an_hour(), Duration::from_secs(1))
-            .unwrap_err();
-        assert_eq!(err, "value is not utf-8; not written");
+        // JSON takes plain text between quotes as it is: anything else is not written.
+        for (key, value) in [
+            ("k", &b"\xff"[..]),
+            ("k", b"a\"b"),
+            ("k", b"a\\b"),
+            ("k", b"a b"),
+            ("k", b"\n"),
+            ("k\"", b"v"),
+        ] {
+            let err = file
+                .write(key, value, in_an_hour(), Duration::from_secs(1))
+                .unwrap_err();
+            assert_eq!(err, "key or value is not plain ascii; not written");
+        }
+        // An entry of the file that is not (a hand-edited one, escaped as JSON): read back
+        // as it is, and left out of the next write, which stays valid JSON.
+        let text = fs::read_to_string(&path).unwrap();
+        let edited = text.replacen(
+            "\"tokens\":[",
+            &format!(
+                "\"tokens\":[{{\"key\":\"q\\\"k\",\"expires_at_ms\":{},\"value\":\"v\\\\\"}},",
+                unix_ms(in_an_hour()).unwrap()
+            ),
+            1,
+        );
+        fs::write(&path, edited).unwrap();
+        assert_eq!(
+            file.read("q\"k", Duration::ZERO).unwrap(),
+            Some(b"v\\".to_vec())
+        );
+        file.write("new", b"n2", in_an_hour(), Duration::from_secs(1))
+            .unwrap();
+        assert_eq!(file.read("q\"k", Duration::ZERO).unwrap(), None);
+        assert_eq!(
+            file.read(key, Duration::ZERO).unwrap(),
+            Some(value.to_vec())
+        );
+        assert!(parse(&fs::read(&path).unwrap()).is_some());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

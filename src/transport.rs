@@ -18,6 +18,7 @@ use ureq::{Body, SendBody};
 
 use crate::error::Error;
 use crate::tls::Roots;
+use crate::url::{Origin, Url};
 
 const USER_AGENT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));
 
@@ -34,7 +35,7 @@ pub(crate) const PROXY_VARIABLES: [&str; 6] = [
 /// What the environment's proxy never gets, on top of `NO_PROXY`: loopback hosts, as with
 /// Go's `net/http`. A proxy elsewhere can't reach this machine's loopback, so a local Logto
 /// or API would otherwise fail only where a proxy happens to be set. For the transport's
-/// own URL, [`is_loopback`](crate::config::is_loopback) decides; for an API agent, which
+/// own URL, [`Origin::is_loopback`] decides; for an API agent, which
 /// may call any URL, these go into the proxy's `NO_PROXY`, in ureq's forms: `localhost`
 /// exactly, `127.` a prefix (127.0.0.0/8), `[::1]` as a URL writes it.
 const LOOPBACK: [&str; 3] = ["localhost", "127.", "[::1]"];
@@ -57,8 +58,9 @@ pub(crate) struct Transport {
     roots: Roots,
     proxy: Proxy,
     /// The URL this transport is for (the token URL, the JWKS URL), whose host decides
-    /// whether the environment's proxy applies.
+    /// whether the environment's proxy applies, and its origin.
     url: Uri,
+    origin: Origin,
     built: Arc<OnceLock<Built>>,
 }
 
@@ -76,27 +78,32 @@ struct Built {
 impl Transport {
     /// The default transport for requests to `url`: the TLS feature's roots, the
     /// environment's proxy.
-    pub(crate) fn new(url: Uri) -> Transport {
-        Transport::with(Roots::Default, Proxy::Env, url)
-    }
-
-    fn with(roots: Roots, proxy: Proxy, url: Uri) -> Transport {
+    pub(crate) fn new(url: &Url) -> Transport {
         Transport {
-            roots,
-            proxy,
-            url,
+            roots: Roots::Default,
+            proxy: Proxy::Env,
+            url: url.uri.clone(),
+            origin: url.origin.clone(),
             built: Arc::default(),
         }
     }
 
     /// The same transport with other roots (and a new agent).
     pub(crate) fn roots(&self, roots: Roots) -> Transport {
-        Transport::with(roots, self.proxy.clone(), self.url.clone())
+        Transport {
+            roots,
+            built: Arc::default(),
+            ..self.clone()
+        }
     }
 
     /// The same transport with another proxy setting (and a new agent).
     pub(crate) fn proxy(&self, proxy: Proxy) -> Transport {
-        Transport::with(self.roots.clone(), proxy, self.url.clone())
+        Transport {
+            proxy,
+            built: Arc::default(),
+            ..self.clone()
+        }
     }
 
     /// The agent for requests to the transport's URL (and its origin); an error when the
@@ -122,11 +129,10 @@ impl Transport {
     /// The proxy for the transport's URL: the explicit one, none, or the environment's
     /// unless the URL's host is loopback or in its `NO_PROXY`.
     fn url_proxy(&self) -> Result<Option<ureq::Proxy>, Error> {
-        let host = self.url.host().unwrap_or("");
         match &self.proxy {
             Proxy::Explicit(p) => Ok(Some(p.clone())),
             Proxy::None => Ok(None),
-            Proxy::Env if crate::config::is_loopback(host) => Ok(None),
+            Proxy::Env if self.origin.is_loopback() => Ok(None),
             Proxy::Env => match ureq::Proxy::try_from_env() {
                 Some(p) if p.is_no_proxy(&self.url) => Ok(None),
                 Some(p) if is_connect(&p) => Ok(Some(p)),
@@ -169,9 +175,7 @@ impl Transport {
     /// (host and port, never the user or password), the status, and what to check.
     #[cold]
     pub(crate) fn refused(&self, reason: &str) -> String {
-        let https = self.url.scheme_str() == Some("https");
-        let port = self.url.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let target = format!("{}:{port}", self.url.host().unwrap_or(""));
+        let target = self.origin.authority();
         let explained = match self.built.get().and_then(|b| b.proxy.as_ref()) {
             Some(proxy) => proxy.explain(reason, &target),
             None => reason.to_owned(),
@@ -378,13 +382,11 @@ impl Middleware for NameTheProxy {
         request: Request<SendBody>,
         next: MiddlewareNext,
     ) -> Result<Response<Body>, ureq::Error> {
-        let uri = request.uri().clone();
+        let target = Origin::of_uri(request.uri()).map(|o| o.authority());
         next.handle(request).map_err(|e| match e {
             ureq::Error::ConnectProxyFailed(reason) => {
-                let https = uri.scheme_str() == Some("https");
-                let host = uri.host().unwrap_or("");
-                let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-                ureq::Error::ConnectProxyFailed(self.explain(&reason, &format!("{host}:{port}")))
+                let target = target.as_deref().unwrap_or("the server");
+                ureq::Error::ConnectProxyFailed(self.explain(&reason, target))
             }
             e => e,
         })

@@ -13,11 +13,14 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, RandomState};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::claims::Claims;
-use crate::error::{Error, ErrorKind};
-use crate::store::PrecomputedHash;
+use crate::error::{Error, ErrorKind, VerifyErrorKind};
+use crate::hash::PrecomputedHash;
+use crate::request::scope_tokens;
+use crate::time::unix_now;
+use crate::url::Url;
 
 /// Tokens longer than this are refused before any other work (Logto's are under 1.5 KiB).
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -77,7 +80,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 ///   the answer's `stale-if-error`, at most 1 h, and 1 h when it has none; each failed
 ///   fetch is a `warn` log event saying for how long at most, and the first call after
 ///   the cooldown tries again. Past the grace every token is refused with
-///   [`ErrorKind::Jwks`] (503, no challenge) until a fetch works again.
+///   [`VerifyErrorKind::Jwks`] (503, no challenge) until a fetch works again.
 /// - A token whose `kid` the keys lack makes one fetch, whatever the number of threads
 ///   asking, and fetches are at least a second apart (the cooldown, counted from the end
 ///   of the last one): so a signing-key rotation is picked up by a running verifier, and
@@ -125,6 +128,9 @@ pub struct Verifier {
     jwks: jwks::Jwks,
     timeout: Duration,
     /// Keys the hash of the remembered tokens: nobody can make tokens collide on purpose.
+    /// A keyed hash (SipHash with a key std draws from the OS), used as a hash, not as a
+    /// source of random numbers: what makes it safe is that the key is secret, which
+    /// `RandomState` is for. (The crate's random numbers come from ring: `hash.rs`.)
     hasher: RandomState,
     remembered: Mutex<Remembered>,
 }
@@ -150,7 +156,7 @@ impl Verifier {
     ///
     /// # Errors
     /// [`ErrorKind::Config`] when `endpoint` is not an `https://` URL, or `http://` to a
-    /// loopback host.
+    /// host that is not loopback (as for [`Verifier::new`]).
     pub fn logto(endpoint: &str) -> Result<Verifier, Error> {
         let issuer = format!("{}/oidc", endpoint.trim_end_matches('/'));
         let jwks = format!("{issuer}/jwks");
@@ -161,36 +167,23 @@ impl Verifier {
     /// `issuer`; the keys come from `jwks_url`.
     ///
     /// # Errors
-    /// [`ErrorKind::Config`] when `jwks_url` is not an `https://` URL, or `http://` to a
-    /// loopback host (keys over plain http could be anyone's), or `issuer` is empty.
+    /// [`ErrorKind::Config`] when `issuer` is empty, or `jwks_url` is not an `https://`
+    /// URL the crate takes (read as [`Origin::of`](crate::Origin::of) reads one: no user
+    /// info, a port up to 65535), or is plain `http://` to a host that is not loopback
+    /// (keys over plain http could be anyone's).
     pub fn new(issuer: &str, jwks_url: &str) -> Result<Verifier, Error> {
         if issuer.is_empty() {
             return Err(Error::config("issuer is empty"));
         }
-        let (https, rest) = match jwks_url.split_once("://") {
-            Some(("https", rest)) => (true, rest),
-            Some(("http", rest)) => (false, rest),
-            _ => {
-                return Err(Error::config(
-                    "jwks url must start with https:// or http://",
-                ));
-            }
-        };
-        let uri: ureq::http::Uri = jwks_url
-            .parse()
-            .map_err(|_| Error::config("jwks url is not a valid url"))?;
-        let host = uri.host().unwrap_or("");
-        if host.is_empty() || rest.split(['/', '?']).next().unwrap_or("").contains('@') {
-            return Err(Error::config("jwks url needs a host and no user info"));
-        }
-        let loopback = crate::config::is_loopback(host);
-        if !https && !loopback {
+        let url = Url::parse(jwks_url)
+            .map_err(|problem| Error::config(format!("jwks url {}", problem.reason())))?;
+        if url.origin.is_cleartext_refused(false) {
             return Err(Error::config(
                 "plain http to a jwks host that is not loopback would let anyone on the way \
                  choose the keys; use https://",
             ));
         }
-        let transport = crate::transport::Transport::new(uri.clone());
+        let transport = crate::transport::Transport::new(&url);
         Ok(Verifier {
             issuer: issuer.to_owned(),
             jwks: jwks::Jwks::new(jwks_url.to_owned(), transport),
@@ -270,11 +263,12 @@ impl Verifier {
     /// `scopes`; returns its claims.
     ///
     /// # Errors
-    /// - [`ErrorKind::InvalidToken`]: the token is refused (answer 401 with
+    /// An [`ErrorKind::Verify`], and only that, holding:
+    /// - [`VerifyErrorKind::InvalidToken`]: the token is refused (answer 401 with
     ///   [`Error::challenge`]);
-    /// - [`ErrorKind::InsufficientScope`]: valid, but a scope is missing (403, with
+    /// - [`VerifyErrorKind::InsufficientScope`]: valid, but a scope is missing (403, with
     ///   [`Error::challenge`]);
-    /// - [`ErrorKind::Jwks`]: the token's key is not known and the JWKS could not be
+    /// - [`VerifyErrorKind::Jwks`]: the token's key is not known and the JWKS could not be
     ///   fetched, or the keys are past their max-age and grace and could not be fetched
     ///   again (503; no challenge).
     pub fn verify(&self, token: &str, audience: &str, scopes: &[&str]) -> Result<Claims, Error> {
@@ -406,18 +400,15 @@ fn check_audience_and_scopes(
         return Err(invalid(format!("aud does not contain {audience}")));
     }
     let granted = claims.scope.as_deref().unwrap_or("");
-    let is_granted = |s: &&str| granted.split(' ').any(|g| g == *s);
+    let is_granted = |s: &&str| scope_tokens(granted).any(|g| g == *s);
     if scopes.iter().all(is_granted) {
         return Ok(());
     }
     let missing = scopes.iter().filter(|s| !is_granted(s));
     let missing = missing.map(|s| (*s).to_owned()).collect();
-    Err(Error::new(ErrorKind::InsufficientScope { missing }))
-}
-
-fn unix_now() -> i64 {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH);
-    since.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    Err(Error::new(ErrorKind::Verify(
+        VerifyErrorKind::InsufficientScope { missing },
+    )))
 }
 
 /// The fuzz target's entry (`internal::verify_parse`): byte 0 even, the rest is a JWKS,
@@ -501,9 +492,9 @@ fn check_constraints(jwks: &[u8], keys: &[Arc<jws::Key>]) {
 
 #[cold]
 pub(crate) fn invalid(reason: impl Into<String>) -> Error {
-    Error::new(ErrorKind::InvalidToken {
+    Error::new(ErrorKind::Verify(VerifyErrorKind::InvalidToken {
         reason: reason.into(),
-    })
+    }))
 }
 
 impl Error {
@@ -535,11 +526,11 @@ impl Error {
                 .collect()
         };
         match self.kind() {
-            ErrorKind::InvalidToken { reason } => Some(format!(
+            ErrorKind::Verify(VerifyErrorKind::InvalidToken { reason }) => Some(format!(
                 "Bearer error=\"invalid_token\", error_description=\"{}\"",
                 quoted(reason)
             )),
-            ErrorKind::InsufficientScope { missing } => Some(format!(
+            ErrorKind::Verify(VerifyErrorKind::InsufficientScope { missing }) => Some(format!(
                 "Bearer error=\"insufficient_scope\", scope=\"{}\"",
                 quoted(&missing.join(" "))
             )),
@@ -570,9 +561,9 @@ mod test {
             e.challenge().unwrap(),
             r#"Bearer error="invalid_token", error_description="aud does not contain ?x?????""#
         );
-        let e = Error::new(ErrorKind::InsufficientScope {
+        let e = Error::new(ErrorKind::Verify(VerifyErrorKind::InsufficientScope {
             missing: vec!["a".into(), "b:c".into()],
-        });
+        }));
         assert_eq!(
             e.challenge().unwrap(),
             r#"Bearer error="insufficient_scope", scope="a b:c""#
@@ -658,7 +649,8 @@ mod test {
         let e = check_audience_and_scopes(&one, "https://api", &["read", "admin", "rea"]);
         assert!(matches!(
             e.unwrap_err().kind(),
-            ErrorKind::InsufficientScope { missing } if *missing == ["admin", "rea"]
+            ErrorKind::Verify(VerifyErrorKind::InsufficientScope { missing })
+                if *missing == ["admin", "rea"]
         ));
     }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use common::SHOPPING_API;
-use logto_m2m::{Config, ErrorKind, TokenRequest, Verifier, request_token};
+use logto_m2m::{Config, ErrorKind, TokenRequest, Verifier, VerifyErrorKind, request_token};
 use miniserde::json::{self, Value};
 
 const APP_A: (&str, &str) = ("appa0000000000000000a", "appAsecretAAAAAAAAAAAAAAAAAAAAAA");
@@ -63,9 +63,9 @@ fn logto_tokens_verify_through_a_signing_key_rotation() {
         .unwrap_err();
     assert_eq!(
         e.kind(),
-        &ErrorKind::InsufficientScope {
+        &ErrorKind::Verify(VerifyErrorKind::InsufficientScope {
             missing: vec!["write:products".into()]
-        }
+        })
     );
     assert_eq!(
         e.challenge().as_deref(),
@@ -238,7 +238,7 @@ fn logto_tokens_verify_through_a_signing_key_rotation() {
         }
     }
     let e = refused.expect("a token of the deleted key still verifies 15 s after");
-    let ErrorKind::InvalidToken { reason } = e.kind() else {
+    let ErrorKind::Verify(VerifyErrorKind::InvalidToken { reason }) = e.kind() else {
         panic!("{e}")
     };
     assert!(reason.contains("kid"), "{reason}");

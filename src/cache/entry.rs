@@ -5,11 +5,11 @@
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::config::Config;
-use crate::error::Error;
-use crate::request::TokenRequest;
+use crate::claims::Claims;
+use crate::response::Sent;
 use crate::seal::SealKey;
-use crate::token::{Token, is_header_safe, is_printable};
+use crate::time::unix_ms;
+use crate::token::{BEARER_PREFIX, Token, is_header_safe, is_printable};
 
 /// Which token an entry is for, and the key that seals it: the token URL, the app id and
 /// the request's key (resource, sorted scopes, organization, who the token acts for; see
@@ -24,24 +24,21 @@ pub(crate) struct CacheKey {
 }
 
 impl CacheKey {
-    /// The key a store with `config` uses for `request`: entries sealed with a key derived
-    /// (HKDF-SHA256) from the app secret as it is now, the token URL and the app id.
-    /// Whoever has the secret can read the store's entries with it; a new secret makes a
-    /// new key, which opens none of the old entries, under the same [`id`](CacheKey::id).
-    ///
-    /// # Errors
-    /// When the config's secret file can't be read.
-    pub(crate) fn for_request(config: &Config, request: &TokenRequest) -> Result<CacheKey, Error> {
-        Ok(CacheKey::with_seal(
-            config.token_url(),
-            config.app_id(),
-            request.key(),
-            config.seal_key()?,
-        ))
+    /// The key a store uses for the request whose key is `request_key`: entries sealed
+    /// with `seal`, the key derived (HKDF-SHA256) from the app secret as it is now, the
+    /// token URL and the app id. Whoever has the secret can read the store's entries with
+    /// it; a new secret makes a new key, which opens none of the old entries, under the
+    /// same [`id`](CacheKey::id).
+    pub(crate) fn new(token_url: &str, app_id: &str, request_key: &str, seal: SealKey) -> CacheKey {
+        CacheKey {
+            request_key: request_key.to_owned(),
+            id: stable_id(&[token_url, app_id, request_key]),
+            seal,
+        }
     }
 
     /// The key for `request_key` of `app_id` at `token_url`, sealing with `secret`: as
-    /// [`for_request`](CacheKey::for_request) makes it, for fixed keys (fuzzing, tests).
+    /// a store makes it, for fixed keys (fuzzing, tests).
     #[cfg(any(test, feature = "_internal"))]
     pub(crate) fn sealed(
         token_url: &str,
@@ -50,15 +47,7 @@ impl CacheKey {
         secret: &str,
     ) -> Option<CacheKey> {
         let seal = SealKey::derive(secret, token_url, app_id)?;
-        Some(CacheKey::with_seal(token_url, app_id, request_key, seal))
-    }
-
-    fn with_seal(token_url: &str, app_id: &str, request_key: &str, seal: SealKey) -> CacheKey {
-        CacheKey {
-            request_key: request_key.to_owned(),
-            id: stable_id(&[token_url, app_id, request_key]),
-            seal,
-        }
+        Some(CacheKey::new(token_url, app_id, request_key, seal))
     }
 
     /// `plaintext` sealed with this key's seal and associated data, for the fuzz targets.
@@ -223,6 +212,33 @@ impl CacheEntry {
         CacheEntry::from_plaintext(&key.seal.open(&key.aad(), bytes)?)
     }
 
+    /// A token read back from a cache (every `CacheEntry` passed the parser's checks when it
+    /// was made): `None` when its times don't add up at `wall` (sent in the future: the clock
+    /// stepped back).
+    pub(crate) fn to_token(&self, sent: &Sent<'_>) -> Option<Token> {
+        let age = sent.wall.duration_since(self.sent_at()).ok()?;
+        let lifetime = self
+            .expires_at()
+            .duration_since(self.sent_at())
+            .ok()?
+            .min(sent.max_lifetime);
+        // The monotonic clock may not reach back that far (it starts at boot); then the
+        // remaining lifetime counts from now, which ends at the same moment.
+        let (sent_at, expires_in, sent_at_wall) = match sent.at.checked_sub(age) {
+            Some(at) => (at, lifetime, self.sent_at()),
+            None => (sent.at, lifetime.saturating_sub(age), sent.wall),
+        };
+        Some(Token {
+            authorization: format!("{BEARER_PREFIX}{}", self.access_token()),
+            expires_in,
+            scope: self.scope().map(str::to_owned),
+            requested_scope: sent.scope.join(" "),
+            scope_claim: Claims::from_jwt(self.access_token()).map(|c| c.scope),
+            sent_at,
+            sent_at_wall,
+        })
+    }
+
     /// Times in order and before the year 10000 (so no platform's clock arithmetic can
     /// overflow on them), a token fit for a header, a printable scope.
     fn is_plausible(&self) -> bool {
@@ -245,13 +261,8 @@ impl fmt::Debug for CacheEntry {
     }
 }
 
-/// Milliseconds since 1970, `None` before then or too far ahead.
-pub(crate) fn unix_ms(t: SystemTime) -> Option<u64> {
-    u64::try_from(t.duration_since(UNIX_EPOCH).ok()?.as_millis()).ok()
-}
-
 // Here rather than in token.rs, so that the token knows nothing of caches and no two
-// modules import each other.
+// modules import each other; `CacheEntry::to_token` above is the way back.
 impl Token {
     /// The token as a cache entry, `None` when its times can't be written down.
     pub(crate) fn to_entry(&self) -> Option<CacheEntry> {
@@ -267,6 +278,7 @@ impl Token {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::request::TokenRequest;
 
     const KEY: &str = "r\0a b\0";
 

@@ -3,8 +3,8 @@
 
 use std::ffi::OsString;
 
-use super::Config;
-use crate::error::{Error, ErrorKind};
+use super::{Config, read_token_url};
+use crate::error::Error;
 use crate::secret::Secret;
 
 impl Config {
@@ -90,15 +90,20 @@ impl Config {
                 return Err(missing(url.is_none(), app_id.is_none(), secret.is_none()));
             }
         };
+        // The URL is read first, so that what is wrong with it names the variable the user
+        // set, not the token URL the library makes of it.
         let config = if is_endpoint {
-            Config::logto(&url, &app_id, secret).map_err(named("LOGTO_ENDPOINT"))?
+            let token_url = format!("{}/oidc/token", url.trim_end_matches('/'));
+            read_token_url(&token_url).map_err(|reason| Error::env("LOGTO_ENDPOINT", reason))?;
+            Config::logto(&url, &app_id, secret)?
         } else {
-            Config::new(&url, &app_id, secret).map_err(named("LOGTO_TOKEN_URL"))?
+            read_token_url(&url).map_err(|reason| Error::env("LOGTO_TOKEN_URL", reason))?;
+            Config::new(&url, &app_id, secret)?
         };
         let config = match env_var("LOGTO_TIMEOUT")? {
             None => config,
             Some(s) => config.timeout(
-                crate::text::parse_seconds(s.trim())
+                crate::time::parse_seconds(s.trim())
                     .map_err(|reason| Error::env("LOGTO_TIMEOUT", reason))?,
             ),
         };
@@ -146,30 +151,6 @@ fn missing(endpoint: bool, app_id: bool, secret: bool) -> Error {
         ),
     };
     Error::env(variable, reason)
-}
-
-/// A config error about the URL in `variable` (the token URL made from `LOGTO_ENDPOINT`, or
-/// `LOGTO_TOKEN_URL`) as an error naming that variable: what the user set, not the token
-/// URL the library made of it. Other errors are kept as they are.
-fn named(variable: &'static str) -> impl Fn(Error) -> Error {
-    /// What `Config::new` and `Config::logto` say of a URL, after "token url ".
-    const URL_REASONS: [&str; 5] = [
-        "must start with https:// or http://",
-        "must not have a fragment",
-        "is not a valid url",
-        "has no host",
-        "must not contain user info",
-    ];
-    move |e| {
-        let reason = match e.kind() {
-            ErrorKind::Config { reason } => reason.strip_prefix("token url "),
-            _ => None,
-        };
-        match reason.and_then(|r| URL_REASONS.into_iter().find(|known| *known == r)) {
-            Some(reason) => Error::env(variable, reason),
-            None => e,
-        }
-    }
 }
 
 /// A variable's text; unset and empty are the same (`None`), non-UTF-8 is an error.

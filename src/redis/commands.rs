@@ -124,14 +124,15 @@ fn kind_of(value: &Value) -> &'static str {
 }
 
 /// A value no other holder has, in this or any other process: the process id, a counter,
-/// the time and 64 random bits (std's `RandomState` is seeded from the OS).
+/// the time and 64 random bits from the system's random source (0 should it fail: the
+/// rest still tells the holders apart).
 pub(super) fn holder_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    let random = RandomState::new().hash_one((n, nanos));
+    let random = crate::hash::random_u64().unwrap_or(0);
     format!("{}-{n}-{nanos}-{random:016x}", std::process::id())
 }
 

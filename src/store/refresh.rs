@@ -11,7 +11,8 @@ use std::sync::{Arc, MutexGuard};
 use std::thread;
 
 use super::*;
-use crate::exchange::{TokenSource, request_token_in};
+use crate::exchange::request_token_in;
+use crate::request::TokenSource;
 
 impl TokenStore {
     #[cold]
@@ -49,6 +50,20 @@ impl TokenStore {
                     return Ok(hand_out(&self.id, request, entry, token, inner, now));
                 }
                 Next::Done(Err(error)) => return Err(error),
+                Next::HeldOff(error) => {
+                    // Said once per failure, by the first caller it holds off, and logged
+                    // with no lock held: the caller whose refresh failed got the error
+                    // itself, and this is the news beyond it.
+                    let event = entry.announce_backoff(now).map(|left| Event::HeldOff {
+                        left,
+                        error: error.clone(),
+                    });
+                    drop(entries);
+                    if let Some(event) = event {
+                        event.log();
+                    }
+                    return Err(error);
+                }
                 Next::Refresh if matches!(entry.refresh, Refresh::Running) => {
                     if waited_for.is_none() {
                         stats::bump(&inner.counters.waits);
@@ -159,12 +174,13 @@ pub(super) struct Flight<'a> {
     done: bool,
 }
 
-/// What a refresh logs, decided under the lock and logged after it.
+/// What the slow path logs, decided under the lock and logged after it.
 enum Event {
-    /// Failed, and the still-valid token is kept.
+    /// A refresh failed, and the still-valid token is kept.
     Kept { pause: Duration, error: Error },
-    /// Failed with no valid token: callers get the error during the pause.
-    Failing { pause: Duration, error: Error },
+    /// A refresh failed with no valid token, and a caller met its backoff: callers get the
+    /// error for what is `left` of the pause, without a request.
+    HeldOff { left: Duration, error: Error },
 }
 
 impl Event {
@@ -176,10 +192,11 @@ impl Event {
                 "token refresh failed, the still-valid token is kept; next try in {}: {error}",
                 DisplayDuration(pause)
             ),
-            Event::Failing { pause, error } => log::warn!(
+            Event::HeldOff { left, error } => log::warn!(
                 target: "logto_m2m",
-                "token refresh failed; callers get this error for {} without a new request: {error}",
-                DisplayDuration(pause)
+                "token refresh failed; callers get this error for {} more without a new \
+                 request: {error}",
+                DisplayDuration(left)
             ),
         }
     }
@@ -263,21 +280,21 @@ impl Flight<'_> {
                 let (outcome, event) = match entry.held.as_ref().filter(|h| h.is_valid(now)) {
                     Some(old) => (
                         Ok(Arc::clone(&old.token)),
-                        Event::Kept {
+                        Some(Event::Kept {
                             pause,
                             error: error.clone(),
-                        },
+                        }),
                     ),
-                    None => (
-                        Err(error.clone()),
-                        Event::Failing {
-                            pause,
-                            error: error.clone(),
-                        },
-                    ),
+                    // The callers of this refresh get the error; the first one the backoff
+                    // holds off after them says so (`Event::HeldOff`).
+                    None => (Err(error.clone()), None),
                 };
-                entry.refresh = Refresh::BackingOff { error, until };
-                (outcome, Some(event))
+                entry.refresh = Refresh::BackingOff {
+                    error,
+                    until,
+                    announced: false,
+                };
+                (outcome, event)
             }
         };
         entry.round = entry.round.wrapping_add(1);
@@ -366,7 +383,7 @@ fn decide(entry: &Entry, now: Now) -> Next {
         return Next::RefreshAhead(token);
     }
     match entry.backoff_error(now) {
-        Some(error) => Next::Done(Err(error.clone())),
+        Some(error) => Next::HeldOff(error.clone()),
         None => Next::Refresh,
     }
 }

@@ -13,11 +13,13 @@ use std::time::{Duration, Instant};
 use super::margin_for;
 use super::refresh::Flight;
 use super::stats::bump;
+use crate::advice::warn_missing_scopes;
 use crate::cache::TokenCache;
 use crate::cache::entry::{CacheEntry, CacheKey};
-use crate::error::{DisplayDuration, Error, ErrorKind};
+use crate::error::{Error, ErrorKind};
 use crate::request::TokenRequest;
-use crate::response::{self, Sent};
+use crate::response::Sent;
+use crate::time::DisplayDuration;
 use crate::token::Token;
 
 thread_local! {
@@ -80,7 +82,12 @@ impl Flight<'_> {
     ) -> Result<Token, Error> {
         let config = &self.inner.config;
         // Sealed with a key from the secret as it is now: entries are unreadable without it.
-        let key = CacheKey::for_request(config, request)?;
+        let key = CacheKey::new(
+            config.token_url(),
+            config.app_id(),
+            request.key(),
+            config.seal_key()?,
+        );
         let timeout = config.timeout_value();
         let started = Instant::now();
         let left = || timeout.saturating_sub(started.elapsed());
@@ -181,7 +188,7 @@ impl Flight<'_> {
             scope: request.scopes(),
             max_lifetime: self.inner.config.max_lifetime(),
         };
-        let token = response::from_entry(&entry, &sent)?;
+        let token = entry.to_token(&sent)?;
         // An API refused this token (`invalidate`): the entry is stale, whatever its time.
         if self.inner.is_rejected(request, token.access_token()) {
             return None;
@@ -189,6 +196,8 @@ impl Flight<'_> {
         let margin = margin_for(token.expires_in(), self.margin);
         if !token.ends_before(now.mono, now.wall, margin) {
             bump(&self.inner.counters.shared_hits);
+            // New to this process: what it lacks is said as for a token fetched.
+            warn_missing_scopes(&self.inner.config, request, &token);
             return Some(token);
         }
         // Inside its margin: refreshed all the same, but kept in case the refresh fails.

@@ -25,7 +25,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::jws::{self, Key};
-use crate::error::{DisplayDuration, Error, ErrorKind, MAX_SERVER_WORD, Redactions, sanitize_to};
+use crate::error::{Error, ErrorKind, MAX_SERVER_WORD, Redactions, VerifyErrorKind, sanitize_to};
+use crate::time::DisplayDuration;
 use crate::transport::Transport;
 
 /// The least time between two fetches, and the max-age of keys whose answer said
@@ -451,10 +452,10 @@ impl Jwks {
 
     #[cold]
     fn error(&self, reason: impl Into<String>) -> Error {
-        Error::new(ErrorKind::Jwks {
+        Error::new(ErrorKind::Verify(VerifyErrorKind::Jwks {
             url: self.url.clone(),
             reason: reason.into(),
-        })
+        }))
     }
 }
 

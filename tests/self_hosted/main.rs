@@ -24,7 +24,9 @@ use std::time::Duration;
 use common::real_logto::{App, Logto, Output, run_bounded};
 use common::self_hosted::{PROXY_PASSWORD, PROXY_USER, SelfHosted, Tinyproxy, self_hosted};
 use common::{SHOPPING_API, local_agent};
-use logto_m2m::{Config, ErrorKind, Token, TokenRequest, TokenStore, Verifier, request_token};
+use logto_m2m::{
+    Config, ErrorKind, Token, TokenRequest, TokenStore, Verifier, VerifyErrorKind, request_token,
+};
 use miniserde::json::{self, Value};
 
 /// Seeded app A: `read:products` on the shopping API, and the Management API's `all`.
@@ -389,7 +391,7 @@ real_test! {
         // Without the CA the keys can't be fetched; a wrong password is the proxy's 401.
         let untrusting = Verifier::logto(&arr.endpoint).unwrap().proxy(&proxy.url()).unwrap();
         let e = untrusting.verify(token.access_token(), SHOPPING_API, &[]).unwrap_err();
-        assert!(matches!(e.kind(), ErrorKind::Jwks { .. }), "{e}");
+        assert!(matches!(e.kind(), ErrorKind::Verify(VerifyErrorKind::Jwks { .. })), "{e}");
         let refused = Verifier::logto(&arr.endpoint)
             .unwrap()
             .root_certificates_pem(&ca)
@@ -398,7 +400,7 @@ real_test! {
             .unwrap();
         let e = refused.verify(token.access_token(), SHOPPING_API, &[]).unwrap_err();
         let message = e.to_string();
-        assert!(matches!(e.kind(), ErrorKind::Jwks { .. }), "{e}");
+        assert!(matches!(e.kind(), ErrorKind::Verify(VerifyErrorKind::Jwks { .. })), "{e}");
         assert!(
             message.contains(&format!("proxy 127.0.0.1:{} answered http 401", proxy.port)),
             "{message}"

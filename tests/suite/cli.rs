@@ -723,7 +723,21 @@ fn call_usage_errors_exit_2() {
     let peer = common::shared_peer();
     for (args, needle) in [
         (&["call"][..], "give the url"),
-        (&["call", "ftp://x"][..], "neither a url"),
+        (
+            &["call", "ftp://x"][..],
+            "call ftp://x: url must start with https:// or http://",
+        ),
+        (
+            &["call", "https://user:pw@api.example.com/x"][..],
+            "url must not contain user info",
+        ),
+        // Issue 32: the command reads URLs as the library does, scheme in any case, ports
+        // up to 65535 (one past it was dropped, and the call went to port 443).
+        (&["call", "HTTP://api.example.com/x"][..], "clear text"),
+        (
+            &["call", "https://api.example.com:99999/x"][..],
+            "has a port that is not a number up to 65535",
+        ),
         (&["call", "http://api.example.com/x"][..], "clear text"),
         (&["call", "/api/x", "--header", "no-colon"][..], "--header"),
         (&["call", "/api/x", "--method", "GE T"][..], "--method"),
@@ -834,14 +848,30 @@ fn warnings_by_default_and_log_levels_in_any_case() {
     // Error only: the warning is below it.
     assert_eq!(with_file(Some("Error")).ok().stderr, "");
     // A failed refresh is the error that ends the run, said once (the store's warning
-    // that later callers get it too is for a process that goes on).
+    // that later callers get it too comes only when a later caller does).
     let mut cmd = cli(peer, (M2M_BASIC.0, "wrong-secret-0123456789"));
     cmd.env("LOGTO_CACHE_FILE", dir.path().join("tokens.json"));
     let r = run(cmd, &["token"], None);
     assert_eq!(r.code, Some(1), "{}", r.stderr);
     assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
     assert!(r.stderr.contains("invalid_client"), "{}", r.stderr);
-    // Scopes not granted: one warning, off silences it too.
+    // Scopes not granted: the library's one warning, shown as it is (issue 32: the command
+    // matched the library's text to hide it and said its own); for a token from the
+    // token file too, which the next run reads.
+    let warning = "logto-m2m: warning: scope not granted: write:products; assign the app a \
+                   machine-to-machine role with this permission in the Logto console \
+                   (resource https://shopping.api)\n";
+    for run_number in [1, 2] {
+        let mut cmd = cli(peer, M2M_BASIC);
+        cmd.env("LOGTO_CACHE_FILE", dir.path().join("scopes.json"));
+        let r = run(
+            cmd,
+            &["token", "--scope", "read:products write:products"],
+            None,
+        );
+        assert_eq!(r.ok().stderr, warning, "run {run_number}");
+    }
+    // ... and off silences it too.
     let mut cmd = cli(peer, M2M_BASIC);
     cmd.env("LOGTO_LOG", "off");
     let r = run(

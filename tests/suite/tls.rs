@@ -177,7 +177,14 @@ fn malformed_pem_is_a_config_error_naming_the_problem() {
     let truncated = &ca[..ca.len() - 30];
     assert_eq!(
         err(truncated.as_bytes()),
-        "invalid config: root certificates: pem block 1 has no END line"
+        "invalid config: root certificates: not valid pem (a block without its END line, or \
+         not base64) before any certificate"
+    );
+    let twice_then_cut = format!("{ca}{truncated}");
+    assert_eq!(
+        err(twice_then_cut.as_bytes()),
+        "invalid config: root certificates: not valid pem (a block without its END line, or \
+         not base64) after certificate 1"
     );
     let key = std::fs::read(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peer/tls/server.key"),
@@ -185,11 +192,15 @@ fn malformed_pem_is_a_config_error_naming_the_problem() {
     .unwrap();
     assert_eq!(
         err(&key),
-        "invalid config: root certificates: none of the 1 pem blocks is a CERTIFICATE"
+        "invalid config: root certificates: no pem certificate found, only a private key \
+         (expected -----BEGIN CERTIFICATE-----)"
     );
     let corrupt = ca.replacen("MI", "M*", 1);
     assert_eq!(
         err(corrupt.as_bytes()),
-        "invalid config: root certificates: certificate in pem block 1 is not valid base64"
+        "invalid config: root certificates: not valid pem (a block without its END line, or \
+         not base64) before any certificate"
     );
+    // The message never quotes the input.
+    assert!(!err(corrupt.as_bytes()).contains("M*"));
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::authlib::{authlib_dir, ensure_authlib_installed};
 use common::loopback::Loopback;
-use logto_m2m::{ErrorKind, Verifier};
+use logto_m2m::{ErrorKind, Verifier, VerifyErrorKind};
 
 const ISSUER: &str = "https://issuer.example/oidc";
 const API: &str = "https://shopping.api";
@@ -62,7 +62,7 @@ fn hostile_tokens_from_python_are_refused_and_good_ones_verify() {
         let ok = match (&result, expected) {
             (Ok(_), "ok") => true,
             (Err(e), expected) if expected != "ok" => match e.kind() {
-                ErrorKind::InvalidToken { reason } => {
+                ErrorKind::Verify(VerifyErrorKind::InvalidToken { reason }) => {
                     // A refusal never quotes the token, and its challenge is header-safe.
                     let challenge = e.challenge().unwrap();
                     reason.contains(expected)

@@ -1,51 +1,19 @@
 //! `logto-m2m call`: an API call with a token, retried once on 401 by the library's
 //! `TokenStore::call` (and on 429 and 503 for an idempotent method, by
 //! `TokenStore::call_idempotent`); the body to stdout, the status line to stderr with `-v`.
-//! `--paginate` is `paginate.rs`.
+//! `--paginate` is `paginate.rs`, which this drives through its `Pages`.
 
-use std::cell::Cell;
-use std::io::{self, Read};
 use std::sync::Arc;
 use std::time::Instant;
 
-use logto_m2m::{Bearer, CallError, ErrorKind, TokenRequest, TokenStore};
-use ureq::http::{Method, Response, Uri};
+use logto_m2m::{Bearer, CallError, ErrorKind, Origin, TokenRequest, TokenStore};
+use ureq::http::{Method, Response};
 
-use crate::Failure;
 use crate::flags::Options;
-use crate::output::{TARGET, copy_to_stdout};
-use crate::setup::{Setup, Vars, log_stats, setup};
-
-pub(crate) const ABOUT: &str = "\
-Calls an API with `Authorization: Bearer <token>` and prints the answer's body on stdout
-(on a terminal, with a newline after it if it has none). When the API answers 401 (the
-token was revoked, or the signing key rotated), the token is dropped and the call made once
-more with a fresh one; never on 403. A GET, HEAD, PUT, DELETE, OPTIONS or TRACE answered
-429 or 503 is sent again, at most twice, after the wait its Retry-After asks for (seconds
-or a date; 1 s without one) if that wait ends within the timeout; a POST or PATCH never is
-(it may have been applied). LOGTO_LOG=info shows each wait.
-
-A path (`/api/applications`) is a call to Logto itself: it goes to $LOGTO_ENDPOINT, and the
-token is for the Logto Management API unless --resource says otherwise
-(https://<tenant>.logto.app/api on Logto Cloud, https://default.logto.app/api when
-self-hosted), with scope `all` unless --scope says otherwise; LOGTO_RESOURCE and
-LOGTO_SCOPES are left aside then, with a warning when set.
-
---paginate follows a list to its end and prints ONE JSON array of every page's items, in
-the server's order, each item's bytes as sent. It follows each page's `Link: <url>;
-rel=\"next\"` (Logto's own links miss the /api its API is under: on Logto's answers it
-keeps the url and takes the link's page=), and when `Total-Number-Is-Capped: true` comes
-without a next link, asks for page+1 until a page is empty. Each page has its own timeout.
-At most 10,000 pages; a next link to another origin (scheme, host, port) is refused, as
-the token goes nowhere else.
-
-Exit status: 0 for a 2xx answer; 1 for any other answer (its body is still printed) or
-when no token could be had; 2 for a usage error. With --paginate: 0 when every page was a
-JSON array, or when the first page is not one (it is printed as it is); 1 when a page
-answers other than 2xx (its body is printed), a later page is not a JSON array (printed as
-it is), a next link leaves the origin or leads back to a page already fetched, or there
-are more than 10,000 pages; nothing else is printed then.
-";
+use crate::input::body;
+use crate::output::{Failure, TARGET, copy_to_stdout};
+use crate::paginate::Pages;
+use crate::setup::{Env, Setup, log_stats, setup};
 
 pub(crate) fn run(opts: &Options) -> Result<(), Failure> {
     let target = opts.target.as_deref().ok_or_else(|| {
@@ -60,11 +28,13 @@ pub(crate) fn run(opts: &Options) -> Result<(), Failure> {
     let store = Arc::new(store);
     // The token goes only where the library's own middleware would send it: https, or
     // plain http to a loopback host. Nothing of the Bearer is used but this check.
-    let checked = Bearer::new(Arc::clone(&store), setup.request.clone(), &origin(&url)?);
-    checked.map_err(|e| match e.kind() {
-        ErrorKind::Config { reason } => Failure::Usage(format!("call {url}: {reason}")),
-        _ => Failure::from(e),
-    })?;
+    let origin = Origin::of(&url).map_err(|e| usage(&url, &e))?;
+    let checked = Bearer::new(
+        Arc::clone(&store),
+        setup.request.clone(),
+        &origin.to_string(),
+    );
+    checked.map_err(|e| usage(&url, &e))?;
     let body = body(opts)?;
     let method = opts
         .method
@@ -90,10 +60,9 @@ pub(crate) fn run(opts: &Options) -> Result<(), Failure> {
         agent: setup.config.agent()?,
         method,
         body,
-        warned: Cell::new(false),
     };
     let result = if opts.paginate {
-        crate::paginate::run(&caller, &url)
+        crate::paginate::run(&caller, &url, &origin)
     } else {
         caller
             .send(&url)
@@ -112,16 +81,14 @@ pub(crate) struct Caller<'a> {
     agent: ureq::Agent,
     method: Method,
     body: Option<Vec<u8>>,
-    /// The scopes' warning was given (or there was nothing to warn of): once per run.
-    warned: Cell<bool>,
 }
 
-impl Caller<'_> {
+impl Pages for Caller<'_> {
     /// One request to `url`, under one deadline from now (the retries and their waits
     /// included): with the store's token, retried as the library's `call` (or, for an
     /// idempotent method, `call_idempotent`) does; or, with an `Authorization` of the
     /// command line, sent as given, no token, no retry.
-    pub(crate) fn send(&self, url: &str) -> Result<Response<ureq::Body>, Failure> {
+    fn send(&self, url: &str) -> Result<Response<ureq::Body>, Failure> {
         let timeout = self.setup.config.timeout_value();
         // None: a timeout too long for the clock, no deadline (as the agent has none).
         let deadline = Instant::now().checked_add(timeout);
@@ -176,30 +143,23 @@ impl Caller<'_> {
         } else {
             self.store.call(request, send)
         };
-        let answer = answer.map_err(|e| match e {
+        answer.map_err(|e| match e {
             CallError::Token(e) => Failure::from(e),
             CallError::Api(e) => api_failure(e),
             other => Failure::Token(other.to_string()),
-        })?;
-        if !self.warned.replace(true) {
-            if let Ok(token) = self.store.get(request) {
-                self.setup
-                    .warn_missing_scopes(self.opts.subject.is_set(), &token);
-            }
-        }
-        Ok(answer)
+        })
     }
 
     /// `-v`'s line for a 2xx answer. Any other status ends the run with a message that
     /// says it, once.
-    pub(crate) fn say_status(&self, url: &str, status: u16) {
+    fn say_status(&self, url: &str, status: u16) {
         if self.opts.verbose {
             eprintln!("logto-m2m: {} {url}: http {status}", self.method);
         }
     }
 
     /// The message that ends a run whose answer was not 2xx.
-    pub(crate) fn refused(&self, url: &str, answer: &Response<ureq::Body>, page: &str) -> Failure {
+    fn refused(&self, url: &str, answer: &Response<ureq::Body>, page: &str) -> Failure {
         let status = answer.status().as_u16();
         let mut message = format!("{} {url} answered http {status}{page}", self.method);
         if matches!(status, 429 | 503) {
@@ -219,7 +179,9 @@ impl Caller<'_> {
         }
         Failure::Token(message)
     }
+}
 
+impl Caller<'_> {
     /// The answer's body to stdout; an answer that is not 2xx fails the run after it.
     fn print(&self, mut answer: Response<ureq::Body>, url: &str) -> Result<(), Failure> {
         let status = answer.status();
@@ -249,21 +211,29 @@ fn is_idempotent(method: &Method) -> bool {
     .contains(method)
 }
 
-/// The url to call for `target`, and for a path on Logto, the request it defaults to.
+/// A usage error about `url`: the library's reason for refusing it.
+fn usage(url: &str, e: &logto_m2m::Error) -> Failure {
+    match e.kind() {
+        ErrorKind::Config { reason } => Failure::Usage(format!("call {url}: {reason}")),
+        _ => Failure::from(e.clone()),
+    }
+}
+
+/// The url to call for `target`, and for a path on Logto, the request it defaults to: a
+/// path (`/api/...`) is on Logto itself; anything else must be an http(s) url, as the
+/// library reads one (`Origin::of`).
 fn resolve(opts: &Options, target: &str) -> Result<(String, Option<TokenRequest>), Failure> {
-    if target.starts_with("https://") || target.starts_with("http://") {
+    if !target.starts_with('/') {
+        // Read now, before anything else is: a slip here is the first thing to say.
+        Origin::of(target).map_err(|e| usage(target, &e))?;
         return Ok((target.to_owned(), None));
     }
-    if !target.starts_with('/') {
-        return Err(Failure::Usage(format!(
-            "call: {target:?} is neither a url (https://...) nor a path (/api/...)"
-        )));
-    }
     // A path is on Logto itself, and Logto's only API there is the Management API.
-    let vars = Vars::with(opts);
+    let env = Env::with(opts);
+    let vars = env.vars;
     let Some(endpoint) = vars.get("LOGTO_ENDPOINT")? else {
         // What else is missing is said first, all of it at once.
-        vars.config()?;
+        env.config()?;
         return Err(Failure::Usage(format!(
             "call {target}: a path needs LOGTO_ENDPOINT (the Logto base url); give a full url \
              otherwise"
@@ -286,38 +256,6 @@ fn resolve(opts: &Options, target: &str) -> Result<(String, Option<TokenRequest>
         }
     }
     Ok((format!("{endpoint}{target}"), Some(default)))
-}
-
-/// `url`'s origin, `scheme://host[:port]`, as `Bearer::new` takes it.
-fn origin(url: &str) -> Result<String, Failure> {
-    let bad = || Failure::Usage(format!("call: {url:?} is not a url"));
-    let uri: Uri = url.parse().map_err(|_| bad())?;
-    let (scheme, host) = uri.scheme_str().zip(uri.host()).ok_or_else(bad)?;
-    Ok(match uri.port_u16() {
-        Some(port) => format!("{scheme}://{host}:{port}"),
-        None => format!("{scheme}://{host}"),
-    })
-}
-
-/// `--data`: the text itself, `@file`, or `@-` for stdin.
-fn body(opts: &Options) -> Result<Option<Vec<u8>>, Failure> {
-    let read = |mut from: Box<dyn Read>, what: &str| {
-        let mut bytes = Vec::new();
-        from.read_to_end(&mut bytes)
-            .map_err(|e| Failure::Usage(format!("--data: reading {what}: {e}")))?;
-        Ok(Some(bytes))
-    };
-    match opts.data.as_deref() {
-        None => Ok(None),
-        Some("@-") => read(Box::new(io::stdin()), "stdin"),
-        Some(d) if d.starts_with('@') => {
-            let path = &d[1..];
-            let file = std::fs::File::open(path)
-                .map_err(|e| Failure::Usage(format!("--data @{path}: {e}")))?;
-            read(Box::new(file), path)
-        }
-        Some(text) => Ok(Some(text.as_bytes().to_vec())),
-    }
 }
 
 /// The request: `authorization`, the extra headers, and a JSON content type for a body

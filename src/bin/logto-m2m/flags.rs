@@ -8,8 +8,8 @@
 //! `token`, and would name the one to expect in a verifier) gets a row per meaning: rows
 //! are looked up among the command's own.
 
-use crate::Failure;
-use crate::token::Format;
+use crate::help::{self, APP_ENVIRONMENT, LOG_ENVIRONMENT, VERIFY_ENVIRONMENT};
+use crate::output::Failure;
 
 /// The commands, in the order `--help` lists them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,10 +71,10 @@ impl Command {
     /// What `<command> --help` says before the flags, ending with its exit statuses.
     fn about(self) -> &'static str {
         match self {
-            Command::Token => crate::token::ABOUT,
-            Command::Inspect => crate::inspect::ABOUT,
-            Command::Call => crate::call::ABOUT,
-            Command::Verify => crate::verify::ABOUT,
+            Command::Token => help::TOKEN,
+            Command::Inspect => help::INSPECT,
+            Command::Call => help::CALL,
+            Command::Verify => help::VERIFY,
         }
     }
 
@@ -120,7 +120,7 @@ pub(crate) struct Flag {
 /// Where a flag's value goes.
 enum Apply {
     /// Stands in for a `LOGTO_*` variable: the run reads it, the library included, as it
-    /// would read the variable (`setup::Vars`), so a flag and its variable never differ.
+    /// would read the variable (`vars::Vars`), so a flag and its variable never differ.
     Var(&'static str),
     /// As `Var`, repeatable: the values are joined with spaces.
     Vars(&'static str),
@@ -355,8 +355,9 @@ static FLAGS: &[Flag] = &[
         value: Some("<scopes>"),
         empty_ok: false,
         apply: Apply::Set(|o, v| {
-            o.required_scopes
-                .extend(v.split(' ').filter(|s| !s.is_empty()).map(str::to_owned));
+            // Split as the library splits every scope list (RFC 6749: by spaces).
+            let scopes = logto_m2m::TokenRequest::new("").scope(&v);
+            o.required_scopes.extend_from_slice(scopes.scopes());
             Ok(())
         }),
         help: "a scope the token must grant; repeatable, space-separated\n\
@@ -376,34 +377,6 @@ static FLAGS: &[Flag] = &[
     },
 ];
 
-/// What `help` says of the variables of the commands that get a token (`token`, `inspect`,
-/// `call`).
-const APP_ENVIRONMENT: &str = "\
-Environment: LOGTO_ENDPOINT or LOGTO_TOKEN_URL, LOGTO_APP_ID, LOGTO_APP_SECRET or
-LOGTO_APP_SECRET_FILE (required; the file is read for each token request); LOGTO_RESOURCE,
-LOGTO_SCOPES, LOGTO_CACHE_FILE, LOGTO_AUTH_METHOD and LOGTO_TIMEOUT, which the flags above
-replace; LOGTO_CACHE_URL=redis://host:port/db shares tokens through Redis (built with the
-redis feature; also rediss://, redis+sentinel:// and redis+cluster://; a token file, when
-given, is used instead), with LOGTO_CACHE_CA_FILE, LOGTO_CACHE_CERT_FILE and
-LOGTO_CACHE_KEY_FILE (PEM) for TLS.
-";
-
-/// What `help` says of the proxy variables and `LOGTO_LOG`, which every command reads.
-const LOG_ENVIRONMENT: &str = "\
-HTTPS_PROXY, ALL_PROXY or HTTP_PROXY (http://user:password@host:port) and NO_PROXY for
-every connection, loopback hosts going straight; LOGTO_CA_FILE or SSL_CERT_FILE, the CAs
-to trust (see the --ca-file option).
-LOGTO_LOG=off|error|warn|info|debug (any case) decides what goes to stderr: warnings by
-default, also the library's events at info and debug (and at debug, the store's counters
-at exit); off, nothing but the error that ends a run.
-";
-
-/// What `help` says of `verify`'s variables: no app, no token file.
-const VERIFY_ENVIRONMENT: &str = "\
-Environment: LOGTO_ENDPOINT (required: the Logto whose keys signed the token; no app id,
-secret or token file: nothing is fetched but Logto's public keys).
-";
-
 /// The variables `command` reads, as its help's last paragraph.
 fn environment(command: Command) -> String {
     match command {
@@ -413,6 +386,26 @@ fn environment(command: Command) -> String {
              comes from stdin.\n"
         ),
         Command::Verify => format!("{VERIFY_ENVIRONMENT}{LOG_ENVIRONMENT}"),
+    }
+}
+
+/// `token --format`.
+#[derive(Clone, Copy, Default)]
+pub(crate) enum Format {
+    #[default]
+    Token,
+    Header,
+    Json,
+}
+
+impl Format {
+    pub(crate) fn parse(value: &str) -> Result<Format, String> {
+        match value {
+            "token" => Ok(Format::Token),
+            "header" => Ok(Format::Header),
+            "json" => Ok(Format::Json),
+            _ => Err(format!("{value:?} is not token, header or json")),
+        }
     }
 }
 
@@ -441,16 +434,6 @@ pub(crate) struct Options {
     /// `verify --resource` and `--scope`: the audience and scopes the token must have.
     pub(crate) audience: Option<String>,
     pub(crate) required_scopes: Vec<String>,
-}
-
-impl Options {
-    /// The value of the flag that stands in for `variable`, if one was given.
-    pub(crate) fn var(&self, variable: &str) -> Option<&str> {
-        self.vars
-            .iter()
-            .find(|(v, _)| *v == variable)
-            .map(|(_, value)| value.as_str())
-    }
 }
 
 /// The flag that stands in for `variable`.

@@ -1,27 +1,11 @@
 //! `logto-m2m inspect`: the claims of a JWT access token that explain most failures, from
 //! stdin or fetched as `token` would. The signature is not verified.
 
-use std::io::{self, Read};
-
 use logto_m2m::Claims;
 
-use crate::Failure;
 use crate::flags::Options;
-use crate::output::{rfc3339, unix_now, write_stdout};
-
-pub(crate) const ABOUT: &str = "\
-Prints the claims of a JWT access token that explain most failures: iss, sub, client_id,
-aud, scope, organization_id, iat and exp. With -, the token is read from stdin (a bare
-token, `Bearer <token>` or an `Authorization:` line); otherwise one is fetched as `token`
-would. The signature is NOT verified: this shows what the token claims, not that it is
-genuine.
-
-Exit status: 0 with the claims, 1 when no token could be had or read (or it is not a JWT),
-2 for a usage error.
-";
-
-/// The most stdin `inspect` reads: far more than any access token.
-const MAX_STDIN: u64 = 64 * 1024;
+use crate::input::read_stdin_token;
+use crate::output::{Failure, rfc3339, unix_now, write_stdout};
 
 pub(crate) fn run(opts: &Options) -> Result<(), Failure> {
     let text = if opts.stdin {
@@ -31,27 +15,6 @@ pub(crate) fn run(opts: &Options) -> Result<(), Failure> {
         claims_text(token.access_token(), unix_now())?
     };
     write_stdout(&text)
-}
-
-/// The token on stdin: a bare token, `Bearer <token>`, or a whole `Authorization:` line
-/// (so `logto-m2m token --format header | logto-m2m inspect -` works too).
-pub(crate) fn read_stdin_token() -> Result<String, Failure> {
-    let mut bytes = Vec::new();
-    io::stdin()
-        .take(MAX_STDIN)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Failure::Token(format!("reading stdin: {e}")))?;
-    let text =
-        String::from_utf8(bytes).map_err(|_| Failure::Token("stdin is not UTF-8 text".into()))?;
-    let mut token = text.trim();
-    for prefix in ["Authorization:", "authorization:"] {
-        token = token.strip_prefix(prefix).unwrap_or(token).trim_start();
-    }
-    token = token.strip_prefix("Bearer ").unwrap_or(token).trim();
-    if token.is_empty() {
-        return Err(Failure::Token("no token on stdin".into()));
-    }
-    Ok(token.to_owned())
 }
 
 /// `inspect`'s output for `token` at Unix time `now`: the claims that explain most

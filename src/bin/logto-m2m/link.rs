@@ -1,10 +1,14 @@
 //! The URLs `call --paginate` moves through: the `next` link of RFC 8288 `Link` headers,
 //! resolved against the page's URL (RFC 3986 §5.2), and a URL's `page` query parameter.
+//! The URLs themselves are read by the library (`Origin::split`): their origin by its
+//! rules, and what follows it as written.
 //!
 //! The headers come from the server, so the parser takes any text: a link-value it can't
 //! read ends the reading of that header (what came before it still counts), and no index
-//! can panic. This file uses nothing of the command but std, so the fuzz target compiles it
-//! too (`#[path]`).
+//! can panic. This file uses nothing of the command but std and the library, so the fuzz
+//! target compiles it too (`#[path]`).
+
+use logto_m2m::Origin;
 
 /// The target of the first link with relation type `rel` (compared case-insensitively, as
 /// RFC 8288 §2.1.1 says) in `headers`, the values of every `Link` header in order. A link
@@ -134,32 +138,37 @@ impl Parser<'_> {
 }
 
 /// `reference` resolved against the absolute URL `base` (RFC 3986 §5.2), without its
-/// fragment; `None` when `base` is not `scheme://authority...`.
+/// fragment; `None` when `base` or the result is not an http(s) URL the library reads
+/// (then no request could go there).
 pub fn resolve(base: &str, reference: &str) -> Option<String> {
     let reference = reference.split('#').next().unwrap_or_default();
-    let base = Parts::of(base)?;
-    if has_scheme(reference) {
-        let target = Parts::of(reference)?;
-        return Some(target.join(&remove_dots(target.path), target.query));
-    }
-    if reference.starts_with("//") {
-        let absolute = format!("{}:{reference}", base.scheme);
-        let target = Parts::of(&absolute)?;
-        return Some(target.join(&remove_dots(target.path), target.query));
-    }
-    let (path, query) = match reference.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (reference, None),
-    };
-    Some(if path.is_empty() {
-        base.join(base.path, query.or(base.query))
-    } else if path.starts_with('/') {
-        base.join(&remove_dots(path), query)
+    let (origin, rest) = Origin::split(base).ok()?;
+    let (base_path, base_query) = path_and_query(rest);
+    let resolved = if has_scheme(reference) {
+        let (origin, rest) = Origin::split(reference).ok()?;
+        let (path, query) = path_and_query(rest);
+        join(&origin, &remove_dots(path), query)
+    } else if reference.starts_with("//") {
+        let absolute = format!("{}:{reference}", origin.scheme());
+        let (origin, rest) = Origin::split(&absolute).ok()?;
+        let (path, query) = path_and_query(rest);
+        join(&origin, &remove_dots(path), query)
     } else {
-        // Merged with the base's path up to its last `/` (§5.2.3).
-        let dir = base.path.rfind('/').map_or("/", |i| &base.path[..=i]);
-        base.join(&remove_dots(&format!("{dir}{path}")), query)
-    })
+        let (path, query) = match reference.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (reference, None),
+        };
+        if path.is_empty() {
+            join(&origin, base_path, query.or(base_query))
+        } else if path.starts_with('/') {
+            join(&origin, &remove_dots(path), query)
+        } else {
+            // Merged with the base's path up to its last `/` (§5.2.3).
+            let dir = base_path.rfind('/').map_or("/", |i| &base_path[..=i]);
+            join(&origin, &remove_dots(&format!("{dir}{path}")), query)
+        }
+    };
+    Origin::split(&resolved).is_ok().then_some(resolved)
 }
 
 /// Whether `reference` starts with a scheme: a letter, then letters, digits, `+`, `-` or
@@ -173,39 +182,22 @@ fn has_scheme(reference: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
-/// An absolute URL's parts, borrowed.
-struct Parts<'a> {
-    scheme: &'a str,
-    authority: &'a str,
-    /// Empty or starting with `/`.
-    path: &'a str,
-    query: Option<&'a str>,
+/// What follows a URL's origin (`Origin::split`), as its path (empty or starting with
+/// `/`) and query, without the fragment.
+fn path_and_query(rest: &str) -> (&str, Option<&str>) {
+    let rest = rest.split('#').next().unwrap_or_default();
+    match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    }
 }
 
-impl<'a> Parts<'a> {
-    fn of(url: &'a str) -> Option<Parts<'a>> {
-        let url = url.split('#').next().unwrap_or_default();
-        let (scheme, rest) = url.split_once("://")?;
-        let end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, rest) = rest.split_at(end);
-        let (path, query) = match rest.split_once('?') {
-            Some((path, query)) => (path, Some(query)),
-            None => (rest, None),
-        };
-        Some(Parts {
-            scheme,
-            authority,
-            path,
-            query,
-        })
-    }
-
-    fn join(&self, path: &str, query: Option<&str>) -> String {
-        let path = if path.is_empty() { "/" } else { path };
-        match query {
-            Some(query) => format!("{}://{}{path}?{query}", self.scheme, self.authority),
-            None => format!("{}://{}{path}", self.scheme, self.authority),
-        }
+/// The URL of `path` and `query` at `origin` (written as the library writes an origin).
+fn join(origin: &Origin, path: &str, query: Option<&str>) -> String {
+    let path = if path.is_empty() { "/" } else { path };
+    match query {
+        Some(query) => format!("{origin}{path}?{query}"),
+        None => format!("{origin}{path}"),
     }
 }
 
@@ -236,8 +228,9 @@ fn remove_dots(path: &str) -> String {
 
 /// The value of `url`'s first query parameter `name`, as written.
 pub fn query_param<'a>(url: &'a str, name: &str) -> Option<&'a str> {
-    let query = url.split('#').next()?.split_once('?')?.1;
-    query
+    let (_, rest) = Origin::split(url).ok()?;
+    path_and_query(rest)
+        .1?
         .split('&')
         .find_map(|pair| match pair.split_once('=') {
             Some((key, value)) if key == name => Some(value),
@@ -248,13 +241,14 @@ pub fn query_param<'a>(url: &'a str, name: &str) -> Option<&'a str> {
 
 /// `url` with its query parameter `name` set to `value`: the first occurrence replaced,
 /// any others dropped, or the parameter added at the end. The other parameters keep their
-/// order and their bytes.
-pub fn with_query_param(url: &str, name: &str, value: &str) -> String {
-    let url = url.split('#').next().unwrap_or_default();
-    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+/// order and their bytes; the fragment is dropped. `None` when `url` is not an http(s)
+/// URL the library reads.
+pub fn with_query_param(url: &str, name: &str, value: &str) -> Option<String> {
+    let (origin, rest) = Origin::split(url).ok()?;
+    let (path, query) = path_and_query(rest);
     let mut pairs: Vec<String> = Vec::new();
     let mut set = false;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let key = pair.split_once('=').map_or(pair, |(key, _)| key);
         if key != name {
             pairs.push(pair.to_owned());
@@ -266,7 +260,7 @@ pub fn with_query_param(url: &str, name: &str, value: &str) -> String {
     if !set {
         pairs.push(format!("{name}={value}"));
     }
-    format!("{path}?{}", pairs.join("&"))
+    Some(join(&origin, path, Some(&pairs.join("&"))))
 }
 
 #[cfg(test)]
@@ -379,6 +373,18 @@ mod test {
             Some("https://h.example/?page=2")
         );
         assert_eq!(resolve("not a url", "/x"), None);
+        // The library's rules: scheme and host in any case, the scheme's port left out,
+        // no user info, nothing but http(s), nothing a request could not be sent to.
+        assert_eq!(
+            resolve("https://h.example/a", "HTTPS://Other.Example:443/b").as_deref(),
+            Some("https://other.example/b")
+        );
+        assert_eq!(
+            resolve("https://h.example/a", "//user:pw@evil.example/"),
+            None
+        );
+        assert_eq!(resolve("https://h.example/a", "ftp://h.example/"), None);
+        assert_eq!(resolve("https://h.example/a", "/with space"), None);
     }
 
     #[test]
@@ -386,22 +392,29 @@ mod test {
         let url = "https://h/api/users?page_size=20&search=a%26b";
         assert_eq!(query_param(url, "page"), None);
         assert_eq!(query_param(url, "search"), Some("a%26b"));
+        let with = |url: &str, value: &str| with_query_param(url, "page", value);
         assert_eq!(
-            with_query_param(url, "page", "2"),
-            "https://h/api/users?page_size=20&search=a%26b&page=2"
+            with(url, "2").as_deref(),
+            Some("https://h/api/users?page_size=20&search=a%26b&page=2")
         );
         assert_eq!(
-            with_query_param("https://h/x?page=1&a=b&page=7", "page", "2"),
-            "https://h/x?page=2&a=b"
+            with("https://h/x?page=1&a=b&page=7", "2").as_deref(),
+            Some("https://h/x?page=2&a=b")
         );
         assert_eq!(
-            with_query_param("https://h/x", "page", "3"),
-            "https://h/x?page=3"
+            with("https://h/x", "3").as_deref(),
+            Some("https://h/x?page=3")
         );
         assert_eq!(
-            with_query_param("https://h/x?pages=1&page", "page", "4"),
-            "https://h/x?pages=1&page=4"
+            with("https://h/x?pages=1&page", "4").as_deref(),
+            Some("https://h/x?pages=1&page=4")
         );
+        assert_eq!(
+            with("HTTPS://H:443?page=1#top", "5").as_deref(),
+            Some("https://h/?page=5")
+        );
+        assert_eq!(with("not a url", "1"), None);
         assert_eq!(query_param("https://h/x?page", "page"), Some(""));
+        assert_eq!(query_param("https://h/x#?page=1", "page"), None);
     }
 }

@@ -10,16 +10,27 @@
 //! a parser crate would cost more than the parser. The token goes to stdout of `token` and
 //! nowhere else; stderr gets the library's own (redacted) messages and warnings.
 //!
-//! The files, by command: `flags.rs` (the commands, the flag table, parsing and help),
-//! `setup.rs` (the variables, config, request and store a run uses), `token.rs`,
-//! `inspect.rs`, `call.rs` with `paginate.rs` (`call --paginate`: `link.rs` reads the `Link`
-//! headers, `json_array.rs` finds a page's items), `verify.rs`, `subject.rs` (acting for a
-//! user), and `output.rs` (stdout, the stderr log, times as text).
+//! The modules, in layers that import only from below (`tests/suite/layers.rs` holds the
+//! order):
+//!
+//! 1. `output.rs` (stdout, the stderr log at the level it is given, times as text, and
+//!    `Failure`, how a run ends), with the readers of a list's pages: `link.rs` (the `Link`
+//!    headers) and `json_array.rs` (a page's items);
+//! 2. `vars.rs`: the `LOGTO_*` variables, under the flags that stand in for them;
+//! 3. `flags.rs` (the commands, the flag table, parsing, `--help`, formats), with
+//!    `help.rs` (the help texts) and `subject.rs` (the flags that act for a user);
+//! 4. `setup.rs` (the config, its CAs, the request and store a run uses) and `input.rs`
+//!    (a token on stdin, `--data`);
+//! 5. the commands: `token.rs`, `inspect.rs`, `verify.rs`, `call.rs` and `paginate.rs`
+//!    (`call --paginate`, driven by `call` through its `Pages`);
+//! 6. this file: the command line to a command, and the exit status.
 
 #![forbid(unsafe_code)]
 
 mod call;
 mod flags;
+mod help;
+mod input;
 mod inspect;
 mod json_array;
 mod link;
@@ -28,38 +39,15 @@ mod paginate;
 mod setup;
 mod subject;
 mod token;
+mod vars;
 mod verify;
 
 use std::process::ExitCode;
 
-use logto_m2m::{Error, ErrorKind};
-
 use crate::flags::Command;
-use crate::output::write_stdout;
-
-/// How a run ends when it does not succeed; the number is the exit status.
-pub(crate) enum Failure {
-    /// 1: the token endpoint, the network, the token itself, or `call`'s answer.
-    Token(String),
-    /// 2: the command line or the environment.
-    Usage(String),
-}
-
-impl From<Error> for Failure {
-    fn from(e: Error) -> Failure {
-        // A bad variable or config is the caller's to fix before anything is sent.
-        match e.kind() {
-            ErrorKind::Env { .. } => Failure::Usage(e.to_string()),
-            // The reason alone: the library's advice for a config names its own methods
-            // (`allow_insecure_http`, `Config::proxy`), which a command user can't call.
-            kind @ ErrorKind::Config { .. } => Failure::Usage(kind.to_string()),
-            ErrorKind::Timeout { .. } => Failure::Token(format!(
-                "{e}; give it longer with --timeout <seconds> or LOGTO_TIMEOUT"
-            )),
-            _ => Failure::Token(e.to_string()),
-        }
-    }
-}
+use crate::output::{Failure, write_stdout};
+use crate::setup::Env;
+use crate::vars::Vars;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -105,7 +93,7 @@ fn run(args: &[String]) -> Result<(), Failure> {
     if opts.help {
         return write_stdout(&flags::help(command));
     }
-    output::init_logger()?;
+    output::init_logger(output::log_level(Vars::env().get("LOGTO_LOG")?.as_deref())?);
     let done = match command {
         Command::Token => token::run(&opts),
         Command::Inspect => inspect::run(&opts),
@@ -113,5 +101,5 @@ fn run(args: &[String]) -> Result<(), Failure> {
         Command::Verify => verify::run(&opts),
     };
     // Whichever connection met a certificate of an unknown CA: what to set.
-    done.map_err(|f| setup::Vars::with(&opts).explain_certificate(f))
+    done.map_err(|f| Env::with(&opts).explain_certificate(f))
 }

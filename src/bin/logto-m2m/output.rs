@@ -1,11 +1,35 @@
-//! What a run prints besides its result: stdout written without panicking, the stderr log
-//! (warnings by default, `LOGTO_LOG` decides), and times as RFC 3339 text.
+//! What a run prints besides its result, and how it ends: stdout written without
+//! panicking, the stderr log (warnings by default, at the level `LOGTO_LOG` gives), times
+//! as RFC 3339 text, and [`Failure`], the message and exit status of a run that fails.
 
 use std::io::{self, IsTerminal, Read, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::Failure;
-use crate::setup::Vars;
+use logto_m2m::{Error, ErrorKind};
+
+/// How a run ends when it does not succeed; the number is the exit status.
+pub(crate) enum Failure {
+    /// 1: the token endpoint, the network, the token itself, or `call`'s answer.
+    Token(String),
+    /// 2: the command line or the environment.
+    Usage(String),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        // A bad variable or config is the caller's to fix before anything is sent.
+        match e.kind() {
+            ErrorKind::Env { .. } => Failure::Usage(e.to_string()),
+            // The reason alone: the library's advice for a config names its own methods
+            // (`allow_insecure_http`, `Config::proxy`), which a command user can't call.
+            kind @ ErrorKind::Config { .. } => Failure::Usage(kind.to_string()),
+            ErrorKind::Timeout { .. } => Failure::Token(format!(
+                "{e}; give it longer with --timeout <seconds> or LOGTO_TIMEOUT"
+            )),
+            _ => Failure::Token(e.to_string()),
+        }
+    }
+}
 
 /// The target of the command's own log lines (its warnings, the store's counters).
 pub(crate) const TARGET: &str = "logto_m2m::command";
@@ -52,21 +76,10 @@ pub(crate) fn ends_open_line(terminal: bool, last: Option<u8>) -> bool {
     terminal && last.is_some_and(|b| b != b'\n')
 }
 
-/// The library's log events and the command's own warnings on stderr. The library logs
-/// under the target `logto_m2m` and never logs a secret or token; ureq's own events are
-/// left out, because its most detailed level is not redacted.
+/// The library's log events and the command's own warnings on stderr, each as it is:
+/// the library logs under the target `logto_m2m` and never logs a secret or token. ureq's
+/// own events are left out, because its most detailed level is not redacted.
 struct StderrLog;
-
-/// Library warnings the command says itself, in its own words: logged twice they would be
-/// one problem in two lines.
-const SAID_BY_THE_COMMAND: [&str; 2] = [
-    // The command's warning names the role to assign (organization or machine-to-machine)
-    // and is given for a token from a cache too, where the library has nothing to log.
-    "scopes asked for but not granted",
-    // The error that ends the run follows; "callers get this error for ..." is about
-    // later calls, and a run makes none.
-    "token refresh failed;",
-];
 
 impl log::Log for StderrLog {
     fn enabled(&self, metadata: &log::Metadata) -> bool {
@@ -77,13 +90,9 @@ impl log::Log for StderrLog {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let text = record.args().to_string();
-        if record.target() == "logto_m2m" && SAID_BY_THE_COMMAND.iter().any(|s| text.starts_with(s))
-        {
-            return;
-        }
-        // Warnings are for whoever runs the command, in its words; the events of the
-        // more detailed levels say where they come from.
+        let text = record.args();
+        // Warnings are for whoever runs the command; the events of the more detailed
+        // levels say where they come from.
         match record.level() {
             log::Level::Error => eprintln!("logto-m2m: error: {text}"),
             log::Level::Warn => eprintln!("logto-m2m: warning: {text}"),
@@ -96,26 +105,31 @@ impl log::Log for StderrLog {
 
 static LOGGER: StderrLog = StderrLog;
 
-/// `LOGTO_LOG`, any case: `off`, `error`, `warn` (the default), `info` or `debug`.
-pub(crate) fn init_logger() -> Result<(), Failure> {
-    let value = Vars::env().get("LOGTO_LOG")?.unwrap_or_default();
-    let level = match value.to_ascii_lowercase().as_str() {
-        "" | "warn" => log::LevelFilter::Warn,
-        "off" => log::LevelFilter::Off,
-        "error" => log::LevelFilter::Error,
-        "info" => log::LevelFilter::Info,
-        "debug" => log::LevelFilter::Debug,
-        // Not `trace`: there is nothing more to say, and ureq's trace is not redacted.
-        _ => {
-            return Err(Failure::Usage(
-                "environment variable LOGTO_LOG: not off, error, warn, info or debug".into(),
-            ));
-        }
-    };
+/// The level `LOGTO_LOG` (its value, if set) asks for, in any case: `off`, `error`,
+/// `warn` (the default), `info` or `debug`.
+pub(crate) fn log_level(value: Option<&str>) -> Result<log::LevelFilter, Failure> {
+    Ok(
+        match value.unwrap_or_default().to_ascii_lowercase().as_str() {
+            "" | "warn" => log::LevelFilter::Warn,
+            "off" => log::LevelFilter::Off,
+            "error" => log::LevelFilter::Error,
+            "info" => log::LevelFilter::Info,
+            "debug" => log::LevelFilter::Debug,
+            // Not `trace`: there is nothing more to say, and ureq's trace is not redacted.
+            _ => {
+                return Err(Failure::Usage(
+                    "environment variable LOGTO_LOG: not off, error, warn, info or debug".into(),
+                ));
+            }
+        },
+    )
+}
+
+/// Sends log events of `level` and above to stderr.
+pub(crate) fn init_logger(level: log::LevelFilter) {
     // set_logger fails only when a logger is already set, and this is the only call.
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(level);
-    Ok(())
 }
 
 /// Unix seconds as `2026-11-28T23:59:59Z`; `None` outside years 1970..=9999.

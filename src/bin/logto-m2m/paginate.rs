@@ -20,13 +20,24 @@
 
 use std::collections::HashMap;
 
-use ureq::http::{HeaderMap, Uri};
+use logto_m2m::Origin;
+use ureq::http::{HeaderMap, Response};
 
-use crate::Failure;
-use crate::call::Caller;
 use crate::json_array;
 use crate::link;
-use crate::output::{copy_to_stdout, write_stdout_bytes};
+use crate::output::{Failure, copy_to_stdout, write_stdout_bytes};
+
+/// What fetches the pages: `call`'s caller, with its token, store and agent. A trait, so
+/// that the edge goes from `call` to here and not both ways.
+pub(crate) trait Pages {
+    /// One page's answer, whatever its status.
+    fn send(&self, url: &str) -> Result<Response<ureq::Body>, Failure>;
+    /// `-v`'s line for a 2xx answer.
+    fn say_status(&self, url: &str, status: u16);
+    /// The message that ends a run whose answer (of `page`: ` (page 3)`, or empty for the
+    /// first) was not 2xx.
+    fn refused(&self, url: &str, answer: &Response<ureq::Body>, page: &str) -> Failure;
+}
 
 /// The most pages one run reads: 1,000,000 users at Logto's largest page size.
 pub(crate) const MAX_PAGES: usize = 10_000;
@@ -34,10 +45,9 @@ pub(crate) const MAX_PAGES: usize = 10_000;
 /// The most bytes of one page read: a page of 100 Logto users is about 40 KB.
 const MAX_PAGE_BYTES: u64 = 64 * 1024 * 1024;
 
-/// Fetches `first` and the pages after it, and prints their items as one array.
-pub(crate) fn run(caller: &Caller, first: &str) -> Result<(), Failure> {
-    let origin =
-        Origin::of(first).ok_or_else(|| Failure::Usage(format!("call: {first:?} is not a url")))?;
+/// Fetches `first` (at `origin`, the only one the token goes to) and the pages after it,
+/// and prints their items as one array.
+pub(crate) fn run(caller: &dyn Pages, first: &str, origin: &Origin) -> Result<(), Failure> {
     let mut url = first.to_owned();
     // Each url fetched, with its page number: a link back to one of them is a loop.
     let mut fetched: HashMap<String, usize> = HashMap::new();
@@ -91,7 +101,7 @@ pub(crate) fn run(caller: &Caller, first: &str) -> Result<(), Failure> {
             out.extend_from_slice(&bytes[item.clone()]);
             count += 1;
         }
-        let Some(next) = next_page(&url, answer.headers(), items.is_empty(), &origin)
+        let Some(next) = next_page(&url, answer.headers(), items.is_empty(), origin)
             .map_err(|why| Failure::Token(format!("GET {url}{which}: {why}")))?
         else {
             out.extend_from_slice(b"]\n");
@@ -128,14 +138,13 @@ fn next_page(
             .ok_or_else(|| format!("its next link <{target}> is not a url"))?;
         if headers.contains_key("logto-core-request-id") {
             if let Some(page) = link::query_param(&next, "page") {
-                return Ok(Some(link::with_query_param(url, "page", page)));
+                return unreadable(link::with_query_param(url, "page", page)).map(Some);
             }
         }
-        if Origin::of(&next).as_ref() != Some(origin) {
+        if Origin::of(&next).ok().as_ref() != Some(origin) {
             return Err(format!(
                 "its next link {next} is at another origin; not followed: the token goes only \
-                 to {}",
-                origin.text
+                 to {origin}"
             ));
         }
         return Ok(Some(next));
@@ -155,43 +164,13 @@ fn next_page(
             .map_err(|_| format!("its page={n} is not a page number to add 1 to"))?,
     };
     let next = page.checked_add(1).ok_or("no page after it")?;
-    Ok(Some(link::with_query_param(url, "page", &next.to_string())))
+    unreadable(link::with_query_param(url, "page", &next.to_string())).map(Some)
 }
 
-/// Scheme, host and port, the port filled in from the scheme: where a token may go.
-struct Origin {
-    https: bool,
-    host: String,
-    port: u16,
-    /// As the message says it: `https://host[:port]`.
-    text: String,
-}
-
-/// The same origin: scheme, host in any case, and port (`text` is only how it is said).
-impl PartialEq for Origin {
-    fn eq(&self, other: &Origin) -> bool {
-        (self.https, &self.host, self.port) == (other.https, &other.host, other.port)
-    }
-}
-
-impl Origin {
-    fn of(url: &str) -> Option<Origin> {
-        let uri: Uri = url.parse().ok()?;
-        let https = match uri.scheme_str()? {
-            s if s.eq_ignore_ascii_case("https") => true,
-            s if s.eq_ignore_ascii_case("http") => false,
-            _ => return None,
-        };
-        let host = uri.host()?.to_ascii_lowercase();
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let scheme = if https { "https" } else { "http" };
-        Some(Origin {
-            text: format!("{scheme}://{}", uri.authority()?),
-            https,
-            host,
-            port,
-        })
-    }
+/// The next page's url, or why there is none: the url of a page that was fetched is one
+/// the library reads, so this is for the impossible case only.
+fn unreadable(next: Option<String>) -> Result<String, String> {
+    next.ok_or_else(|| "its url can't be read".into())
 }
 
 #[cfg(test)]
@@ -232,7 +211,7 @@ mod test {
                 )],
                 false
             ),
-            Ok(Some("https://API.example:443/v1/items?page=2".into()))
+            Ok(Some("https://api.example/v1/items?page=2".into()))
         );
         for elsewhere in [
             "<https://evil.example/v1/items?page=2>; rel=next",

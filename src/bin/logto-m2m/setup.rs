@@ -1,63 +1,35 @@
-//! What a run reads and builds before it asks for a token: the `LOGTO_*` variables (with
-//! the flags that stand in for them), the library's `Config`, the `TokenRequest`, and a
-//! `TokenStore` over the token file or Redis when one is set; and `fetch`, the token.
+//! What a run reads and builds before it asks for a token, from the `LOGTO_*` variables
+//! (with the flags that stand in for them, `vars.rs`): the library's `Config` and the CAs it
+//! trusts, the `TokenRequest`, and a `TokenStore` over the token file or Redis when one is
+//! set; and `fetch`, the token.
 
-use std::ffi::OsString;
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use logto_m2m::{Config, Error, ErrorKind, Token, TokenRequest, TokenStore};
 
-use crate::Failure;
 use crate::flags::{Options, flag_for};
-use crate::output::TARGET;
+use crate::output::{Failure, TARGET};
+use crate::vars::Vars;
 
-/// The `LOGTO_*` variables as a run sees them: a flag's value in place of the variable it
-/// stands in for (`--timeout` for `LOGTO_TIMEOUT`, ...), the environment otherwise. The
-/// library reads its own variables through it too (`Config::from_vars`), so a flag and its
-/// variable are read, checked and reported alike.
-pub(crate) struct Vars<'a> {
-    flags: Option<&'a Options>,
+/// The run's variables (`vars.rs`) and what it makes of them: the config, the CAs to
+/// trust, the advice for a certificate no CA of the run signed.
+pub(crate) struct Env<'a> {
+    pub(crate) vars: Vars<'a>,
 }
 
-impl<'a> Vars<'a> {
-    /// The environment alone.
-    pub(crate) fn env() -> Vars<'static> {
-        Vars { flags: None }
-    }
-
+impl<'a> Env<'a> {
     /// The environment under `opts`' flags.
-    pub(crate) fn with(opts: &'a Options) -> Vars<'a> {
-        Vars { flags: Some(opts) }
-    }
-
-    /// The flag's value for `name`, when one was given (empty included).
-    pub(crate) fn flag(&self, name: &str) -> Option<&'a str> {
-        self.flags.and_then(|o| o.var(name))
-    }
-
-    fn os(&self, name: &str) -> Option<OsString> {
-        match self.flag(name) {
-            Some(value) => Some(value.into()),
-            None => std::env::var_os(name),
+    pub(crate) fn with(opts: &'a Options) -> Env<'a> {
+        Env {
+            vars: Vars::with(&opts.vars),
         }
     }
 
-    /// `name` as text; `None` when unset or empty (as the library reads its variables).
-    pub(crate) fn get(&self, name: &str) -> Result<Option<String>, Failure> {
-        match self.os(name).map(OsString::into_string) {
-            None => Ok(None),
-            Some(Ok(text)) => Ok(Some(text).filter(|t| !t.is_empty())),
-            Some(Err(_)) => Err(Failure::Usage(format!(
-                "environment variable {name}: not UTF-8"
-            ))),
-        }
-    }
-
-    /// The library's config from these variables, trusting the CAs of [`trust`](Vars::trust).
+    /// The library's config from these variables, trusting the CAs of [`trust`](Env::trust).
     pub(crate) fn config(&self) -> Result<Config, Failure> {
-        let config = Config::from_vars(|name| self.os(name)).map_err(|e| self.failure(e))?;
+        let config = Config::from_vars(|name| self.vars.os(name)).map_err(|e| self.failure(e))?;
         match self.trust()? {
             None => Ok(config),
             Some(trust) => config
@@ -74,7 +46,7 @@ impl<'a> Vars<'a> {
         let Some((variable, path)) = self.ca_file() else {
             return Ok(None);
         };
-        let source = match self.flag(variable).and(flag_for(variable)) {
+        let source = match self.vars.flag(variable).and(flag_for(variable)) {
             Some(flag) => format!("{flag} {}", path.display()),
             None => format!("environment variable {variable} ({})", path.display()),
         };
@@ -96,7 +68,7 @@ impl<'a> Vars<'a> {
         ["LOGTO_CA_FILE", "SSL_CERT_FILE"]
             .into_iter()
             .find_map(|variable| {
-                let path = self.os(variable).filter(|p| !p.is_empty())?;
+                let path = self.vars.os(variable).filter(|p| !p.is_empty())?;
                 Some((variable, PathBuf::from(path)))
             })
     }
@@ -132,7 +104,8 @@ impl<'a> Vars<'a> {
             Some((variable, path)) => format!(
                 "the server's certificate is not signed by a ca in {} ({}), whose cas replace \
                  the built-in roots",
-                self.flag(variable)
+                self.vars
+                    .flag(variable)
                     .and(flag_for(variable))
                     .unwrap_or(variable),
                 path.display()
@@ -149,7 +122,7 @@ impl<'a> Vars<'a> {
             } => (*variable, *reason),
             _ => return Failure::from(e),
         };
-        match (self.flag(variable), flag_for(variable)) {
+        match (self.vars.flag(variable), flag_for(variable)) {
             (Some(value), Some(flag)) => Failure::Usage(format!("{flag}: {value:?} is {reason}")),
             _ => Failure::from(e),
         }
@@ -160,7 +133,7 @@ impl<'a> Vars<'a> {
 /// CAs is kilobytes; the cap stops a wrong path (a device, a log) from being read whole.
 const MAX_CA_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
-/// The CAs a run trusts (see [`Vars::trust`]) and where they came from.
+/// The CAs a run trusts (see [`Env::trust`]) and where they came from.
 pub(crate) struct Trust {
     pub(crate) pem: Vec<u8>,
     /// `--ca-file <path>` or `environment variable LOGTO_CA_FILE (<path>)`, for messages.
@@ -181,8 +154,6 @@ impl Trust {
 pub(crate) struct Setup {
     pub(crate) config: Config,
     pub(crate) request: TokenRequest,
-    /// The request has no resource: an organization token, or the server decides.
-    pub(crate) no_resource: bool,
     /// `None`: no shared cache, one exchange.
     pub(crate) store: Option<TokenStore>,
 }
@@ -191,8 +162,9 @@ pub(crate) struct Setup {
 /// API's request of `call <path>`, stands in for `LOGTO_RESOURCE` and `LOGTO_SCOPES` (a flag
 /// still wins).
 pub(crate) fn setup(opts: &Options, default: Option<&TokenRequest>) -> Result<Setup, Failure> {
-    let vars = Vars::with(opts);
-    let config = vars.config()?;
+    let env = Env::with(opts);
+    let vars = env.vars;
+    let config = env.config()?;
     let pick = |name: &str, default: Option<String>| match (vars.flag(name), default) {
         (Some(flag), _) => Ok(flag.to_owned()),
         (None, Some(default)) => Ok(default),
@@ -215,13 +187,12 @@ pub(crate) fn setup(opts: &Options, default: Option<&TokenRequest>) -> Result<Se
     Ok(Setup {
         config,
         request,
-        no_resource: resource.is_empty(),
         store,
     })
 }
 
-/// The token for `opts` and the environment. Warns of asked scopes the server did not
-/// grant; a token file or Redis it could not use is the library's warning.
+/// The token for `opts` and the environment. Asked scopes the server did not grant, and a
+/// token file or Redis it could not use, are the library's warnings.
 pub(crate) fn fetch(opts: &Options) -> Result<Arc<Token>, Failure> {
     let setup = setup(opts, None)?;
     let token = match &setup.store {
@@ -232,44 +203,7 @@ pub(crate) fn fetch(opts: &Options) -> Result<Arc<Token>, Failure> {
             token?
         }
     };
-    setup.warn_missing_scopes(opts.subject.is_set(), &token);
     Ok(token)
-}
-
-impl Setup {
-    /// The warning for asked scopes the server did not grant; `for_user`: a token
-    /// exchange, whose scopes are the user's roles'.
-    pub(crate) fn warn_missing_scopes(&self, for_user: bool, token: &Token) {
-        let missing = token.missing_scopes(&self.request);
-        if missing.is_empty() {
-            return;
-        }
-        // The server drops scopes the app has no role for without an error; this is the most
-        // common reason an API then answers 403.
-        let these = if missing.len() == 1 {
-            "this permission"
-        } else {
-            "these permissions"
-        };
-        // Logto's token URL is `{endpoint}/oidc/token` (Config::logto); another server's
-        // console is not Logto's.
-        let is_logto = self
-            .config
-            .token_url()
-            .trim_end_matches('/')
-            .ends_with("/oidc/token");
-        let fix = if for_user {
-            // A token exchange: the scopes are the user's roles'.
-            format!("assign the user a role with {these} in the Logto console")
-        } else if !is_logto {
-            format!("grant the app {these} on the authorization server")
-        } else if self.no_resource {
-            format!("assign the app an organization role with {these} in the Logto console")
-        } else {
-            format!("assign the app a machine-to-machine role with {these} in the Logto console")
-        };
-        log::warn!(target: TARGET, "scope not granted: {}; {fix}", missing.join(" "));
-    }
 }
 
 /// With `LOGTO_LOG=debug`, what the store did (`TokenStore::stats`): the run's last line.

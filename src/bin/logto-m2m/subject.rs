@@ -9,7 +9,7 @@
 use logto_m2m::{Secret, TokenRequest};
 use miniserde::json;
 
-use crate::Failure;
+use crate::output::Failure;
 
 /// The subject flags as given.
 #[derive(Default)]
@@ -21,11 +21,6 @@ pub(crate) struct SubjectFlags {
 }
 
 impl SubjectFlags {
-    /// True when the token is to act for a user.
-    pub(crate) fn is_set(&self) -> bool {
-        self.impersonate.is_some() || self.pat_file.is_some() || self.subject_token_file.is_some()
-    }
-
     /// `request`, acting for the user the flags name; a usage error for flags that don't
     /// go together.
     pub(crate) fn apply(&self, request: TokenRequest) -> Result<TokenRequest, Failure> {

@@ -4,36 +4,9 @@ use std::time::UNIX_EPOCH;
 
 use logto_m2m::Token;
 
-use crate::Failure;
-use crate::flags::Options;
+use crate::flags::{Format, Options};
+use crate::output::Failure;
 use crate::output::{rfc3339, unix_now, write_stdout};
-
-pub(crate) const ABOUT: &str = "\
-Prints an access token on stdout. A requested scope the app was not granted is a warning on
-stderr.
-
-Exit status: 0 with a token, 1 when none could be had, 2 for a usage error.
-";
-
-/// `token --format`.
-#[derive(Clone, Copy, Default)]
-pub(crate) enum Format {
-    #[default]
-    Token,
-    Header,
-    Json,
-}
-
-impl Format {
-    pub(crate) fn parse(value: &str) -> Result<Format, String> {
-        match value {
-            "token" => Ok(Format::Token),
-            "header" => Ok(Format::Header),
-            "json" => Ok(Format::Json),
-            _ => Err(format!("{value:?} is not token, header or json")),
-        }
-    }
-}
 
 pub(crate) fn run(opts: &Options) -> Result<(), Failure> {
     let token = crate::setup::fetch(opts)?;

@@ -4,22 +4,10 @@
 use logto_m2m::{Claims, Verifier};
 use miniserde::Serialize;
 
-use crate::Failure;
 use crate::flags::Options;
-use crate::inspect::read_stdin_token;
-use crate::output::write_stdout;
-use crate::setup::Vars;
-
-pub(crate) const ABOUT: &str = "\
-Verifies an access token as your API would: its signature by the keys of the Logto at
-$LOGTO_ENDPOINT (fetched from {endpoint}/oidc/jwks), issuer, expiry, audience (--resource;
-an organization token's is urn:logto:organization:<id>) and every --scope. The token is
-the argument, or stdin with - or without one (a bare token, `Bearer <token>` or an
-`Authorization:` line). Needs no app id or secret.
-
-Exit status: 0 valid (its claims as JSON on stdout), 1 refused or the keys could not be
-fetched (the reason on stderr, never the token), 2 for a usage error.
-";
+use crate::input::read_stdin_token;
+use crate::output::{Failure, write_stdout};
+use crate::setup::Env;
 
 /// Verifies the token for `--resource` with every `--scope` required, against the Logto
 /// at `LOGTO_ENDPOINT`: the claims as JSON on stdout, or the reason (the library's reasons
@@ -28,14 +16,15 @@ pub(crate) fn run(opts: &Options) -> Result<(), Failure> {
     let audience = opts.audience.as_deref().ok_or_else(|| {
         Failure::Usage("verify needs --resource <api> (the audience the token must have)".into())
     })?;
-    let vars = Vars::with(opts);
-    let endpoint = vars
+    let env = Env::with(opts);
+    let endpoint = env
+        .vars
         .get("LOGTO_ENDPOINT")?
         .ok_or_else(|| Failure::Usage("verify needs LOGTO_ENDPOINT (the Logto base url)".into()))?;
     let mut verifier =
         Verifier::logto(&endpoint).map_err(|e| Failure::Usage(format!("LOGTO_ENDPOINT: {e}")))?;
     // The keys are fetched as the token is: the same CAs; the environment's proxy.
-    if let Some(trust) = vars.trust()? {
+    if let Some(trust) = env.trust()? {
         verifier = verifier
             .root_certificates_pem(&trust.pem)
             .map_err(|e| trust.failure(e))?;

@@ -13,6 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
+use ureq::http::{HeaderName, header};
 
 use crate::advice;
 use crate::config::{AuthMethod, Config};
@@ -34,6 +35,9 @@ const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
 /// does not fit the remaining deadline, is returned at once as
 /// [`ErrorKind::RateLimited`] carrying the duration.
 const MAX_RETRY_AFTER_WAIT: Duration = Duration::from_secs(10);
+
+/// Logto's id of a request in its own logs, a header of each answer.
+pub(super) const REQUEST_ID: HeaderName = HeaderName::from_static("logto-core-request-id");
 
 /// The pause before each further attempt after a connection failure or a 5xx: 100 ms, then
 /// 400 ms. Its length is what bounds the attempts: one more than the pauses.
@@ -403,7 +407,9 @@ fn post_form(
         .map_err(|e| map_ureq_error(e, config, redact))?;
 
     let status = response.status().as_u16();
-    let header = |name: &str| {
+    // By `HeaderName`, not by text: a name given as text is parsed and checked again at
+    // every lookup, and that parser is linked into every program for these four names.
+    let header = |name: HeaderName| {
         response
             .headers()
             .get(name)
@@ -411,21 +417,21 @@ fn post_form(
             .map(str::trim)
     };
     // Logto's id of this request in its own logs: kept for any error this answer becomes.
-    let request_id = header("logto-core-request-id")
+    let request_id = header(REQUEST_ID)
         .map(|id| crate::error::sanitize_to(id, redact, MAX_SERVER_WORD))
         .filter(|id| !id.is_empty());
     let fatal = |kind| Failure::fatal(kind).with_request_id(request_id.clone());
     if response.status().is_redirection() {
         // Not a byte of the body is read: it could be anything, and we are not going there.
         // Where it points is said (without its query), since it is often the right URL.
-        let location = header("location")
+        let location = header(header::LOCATION)
             .map(|l| l.split(['?', '#']).next().unwrap_or(""))
             .map(|l| crate::error::sanitize_to(l, redact, MAX_SERVER_TEXT))
             .filter(|l| !l.is_empty());
         return Err(fatal(ErrorKind::Redirect { status, location }));
     }
     if let Some(encoding) =
-        header("content-encoding").filter(|e| !e.eq_ignore_ascii_case("identity"))
+        header(header::CONTENT_ENCODING).filter(|e| !e.eq_ignore_ascii_case("identity"))
     {
         // We asked for identity. Compressed bytes must never reach the JSON parser, and we
         // have no decoder (gzip support is left out on purpose).
@@ -437,8 +443,10 @@ fn post_form(
         }));
     }
     let rate_limited = match status {
-        429 => Some(header("retry-after").and_then(parse_retry_after)),
-        503 => header("retry-after").and_then(parse_retry_after).map(Some),
+        429 => Some(header(header::RETRY_AFTER).and_then(parse_retry_after)),
+        503 => header(header::RETRY_AFTER)
+            .and_then(parse_retry_after)
+            .map(Some),
         _ => None,
     };
     let body = response

@@ -440,7 +440,7 @@ fn post_json(
     let status = response.status().as_u16();
     let request_id = response
         .headers()
-        .get("logto-core-request-id")
+        .get(super::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .map(|id| crate::error::sanitize_to(id.trim(), redact, MAX_SERVER_WORD))
         .filter(|id| !id.is_empty());

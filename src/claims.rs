@@ -2,10 +2,10 @@
 //!
 //! The one reader of JWT payloads in the crate: the parser takes a token's lifetime (`exp`)
 //! and its granted scope (`scope`) from here, and the command's `inspect` shows the rest.
-//! Like the token response, the payload is read by a miniserde visitor of our own that keeps
-//! only the claims below, each a `Leaf` (arrays of strings for `aud`, nothing nested), and
-//! the names of the other members (to refuse one that comes twice), so no payload, however
-//! deep, builds more than these few strings.
+//! Like the token response, the payload is read by the crate's own miniserde visitor
+//! (`text::Members`) that keeps only the claims below, each a `Leaf` (arrays of strings for
+//! `aud`, nothing nested), and the names of the other members (to refuse one that comes
+//! twice), so no payload, however deep, builds more than these few strings.
 //!
 //! Two readings of the same slots: `from_payload` for what a token says of itself (a claim
 //! of another type is absent), `from_verified_payload` for the verifier (a claim of another
@@ -15,15 +15,14 @@
 //! The strings are shared (`Arc`): the verifier hands out a copy of a remembered token's
 //! claims on every call, and a copy is then a few reference counts, not seven allocations.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use miniserde::de::{Map, Visitor};
+use miniserde::de::Visitor;
 use miniserde::{Deserialize, json};
 
-use crate::text::Leaf;
+use crate::text::{Leaf, Members};
 
 /// The claims of a JWT access token that explain what it grants, **as the token says
 /// them: the signature is not verified**. Whoever made the string chose them; use them to
@@ -102,24 +101,24 @@ impl Claims {
     /// [`from_jwt`](Claims::from_jwt) says: a claim of another type is `None`, a member
     /// twice makes the payload unreadable (`None`).
     pub(crate) fn from_payload(payload: &str) -> Option<Claims> {
-        let slots = read(payload).ok()?;
+        let Slots(mut slots) = read(payload).ok()?;
         if slots.twice.is_some() {
             return None;
         }
         Some(Claims {
-            iss: slots.iss.and_then(string),
-            sub: slots.sub.and_then(string),
-            client_id: slots.client_id.and_then(string),
-            aud: match slots.aud {
+            iss: slots.take(ISS).and_then(string),
+            sub: slots.take(SUB).and_then(string),
+            client_id: slots.take(CLIENT_ID).and_then(string),
+            aud: match slots.take(AUD) {
                 Some(Leaf::Str(s)) => Arc::new([s]),
                 Some(Leaf::Strs(list)) => list.into(),
                 _ => Arc::default(),
             },
-            scope: slots.scope.and_then(string),
-            organization_id: slots.organization_id.and_then(string),
-            iat: slots.iat.and_then(seconds),
-            exp: slots.exp.and_then(seconds),
-            nbf: slots.nbf.and_then(seconds),
+            scope: slots.take(SCOPE).and_then(string),
+            organization_id: slots.take(ORGANIZATION_ID).and_then(string),
+            iat: slots.take(IAT).and_then(seconds),
+            exp: slots.take(EXP).and_then(seconds),
+            nbf: slots.take(NBF).and_then(seconds),
         })
     }
 
@@ -129,7 +128,7 @@ impl Claims {
     /// another one not a string; `null` included), refuses the token. The error is the
     /// reason, which never quotes the token.
     pub(crate) fn from_verified_payload(payload: &str) -> Result<Claims, String> {
-        let slots = read(payload)?;
+        let Slots(mut slots) = read(payload)?;
         if let Some(name) = slots.twice {
             return Err(format!("payload has {name} twice"));
         }
@@ -145,20 +144,20 @@ impl Claims {
                 .ok_or_else(|| format!("{name} is not a number")),
         };
         Ok(Claims {
-            iss: text(slots.iss, "iss")?,
-            sub: text(slots.sub, "sub")?,
-            client_id: text(slots.client_id, "client_id")?,
-            aud: match slots.aud {
+            iss: text(slots.take(ISS), "iss")?,
+            sub: text(slots.take(SUB), "sub")?,
+            client_id: text(slots.take(CLIENT_ID), "client_id")?,
+            aud: match slots.take(AUD) {
                 None => Arc::default(),
                 Some(Leaf::Str(s)) => Arc::new([s]),
                 Some(Leaf::Strs(list)) => list.into(),
                 Some(_) => return Err("aud is not a string or an array of strings".into()),
             },
-            scope: text(slots.scope, "scope")?,
-            organization_id: text(slots.organization_id, "organization_id")?,
-            iat: time(slots.iat, "iat")?,
-            exp: time(slots.exp, "exp")?,
-            nbf: time(slots.nbf, "nbf")?,
+            scope: text(slots.take(SCOPE), "scope")?,
+            organization_id: text(slots.take(ORGANIZATION_ID), "organization_id")?,
+            iat: time(slots.take(IAT), "iat")?,
+            exp: time(slots.take(EXP), "exp")?,
+            nbf: time(slots.take(NBF), "nbf")?,
         })
     }
 }
@@ -201,79 +200,37 @@ fn seconds(leaf: Leaf) -> Option<i64> {
     }
 }
 
-/// The claims read, and the first member that came twice: one of these claims by its
-/// name, any other as "a claim" (its name is the token's text, never repeated).
-#[derive(Default)]
-struct Slots {
-    iss: Option<Leaf>,
-    sub: Option<Leaf>,
-    client_id: Option<Leaf>,
-    aud: Option<Leaf>,
-    scope: Option<Leaf>,
-    organization_id: Option<Leaf>,
-    iat: Option<Leaf>,
-    exp: Option<Leaf>,
-    nbf: Option<Leaf>,
-    /// The names of the other members, to see one come again.
-    others: HashSet<String>,
-    twice: Option<&'static str>,
-}
+/// A payload's members as read, before their types are looked at: the claims below at
+/// their places in [`CLAIMS`], and the first member that came twice: one of these claims by
+/// its name, any other as "a claim" (its name is the token's text, never repeated).
+struct Slots(Members<9>);
 
-impl Slots {
-    /// The slot of a claim read here, and its name as a constant.
-    fn slot(&mut self, name: &str) -> Option<(&mut Option<Leaf>, &'static str)> {
-        Some(match name {
-            "iss" => (&mut self.iss, "iss"),
-            "sub" => (&mut self.sub, "sub"),
-            "client_id" => (&mut self.client_id, "client_id"),
-            "aud" => (&mut self.aud, "aud"),
-            "scope" => (&mut self.scope, "scope"),
-            "organization_id" => (&mut self.organization_id, "organization_id"),
-            "iat" => (&mut self.iat, "iat"),
-            "exp" => (&mut self.exp, "exp"),
-            "nbf" => (&mut self.nbf, "nbf"),
-            _ => return None,
-        })
-    }
-}
+/// The claims read, each at the place its constant below says.
+const CLAIMS: [&str; 9] = [
+    "iss",
+    "sub",
+    "client_id",
+    "aud",
+    "scope",
+    "organization_id",
+    "iat",
+    "exp",
+    "nbf",
+];
+const ISS: usize = 0;
+const SUB: usize = 1;
+const CLIENT_ID: usize = 2;
+const AUD: usize = 3;
+const SCOPE: usize = 4;
+const ORGANIZATION_ID: usize = 5;
+const IAT: usize = 6;
+const EXP: usize = 7;
+const NBF: usize = 8;
 
 impl Deserialize for Slots {
     fn begin(out: &mut Option<Self>) -> &mut dyn Visitor {
         // Only `map` is accepted: any other JSON value at the top fails the parse.
-        out.insert(<Slots as Default>::default())
-    }
-}
-
-impl Visitor for Slots {
-    fn map(&mut self) -> miniserde::Result<Box<dyn Map + '_>> {
-        Ok(Box::new(SlotsMap(self)))
-    }
-}
-
-/// The payload's members: the claims above into their slots, every other one skipped
-/// once its name is noted (miniserde hands over each name unescaped, so `"\u0065xp"` is
-/// `exp` here too).
-struct SlotsMap<'a>(&'a mut Slots);
-
-impl Map for SlotsMap<'_> {
-    fn key(&mut self, name: &str) -> miniserde::Result<&mut dyn Visitor> {
-        let slots = &mut *self.0;
-        let again = match slots.slot(name) {
-            Some((slot, known)) => slot.is_some().then_some(known),
-            None => (!slots.others.insert(name.to_owned())).then_some("a claim"),
-        };
-        if again.is_some() {
-            slots.twice = slots.twice.or(again);
-            return Ok(<dyn Visitor>::ignore());
-        }
-        Ok(match slots.slot(name) {
-            Some((slot, _)) => slot.insert(Leaf::Null),
-            None => <dyn Visitor>::ignore(),
-        })
-    }
-
-    fn finish(&mut self) -> miniserde::Result<()> {
-        Ok(())
+        &mut out.insert(Slots(Members::new(&CLAIMS, Some("a claim")))).0
     }
 }
 

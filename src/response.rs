@@ -7,12 +7,12 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use miniserde::de::{Map, Visitor};
+use miniserde::de::Visitor;
 use miniserde::{Deserialize, json};
 
 use crate::claims::Claims;
 use crate::error::{Error, ErrorKind, MAX_SERVER_TEXT, MAX_SERVER_WORD, Redactions, sanitize_to};
-use crate::text::Leaf;
+use crate::text::{Leaf, Members};
 use crate::token::{BEARER_PREFIX, Token, is_header_safe, is_printable};
 
 /// The lifetime assumed when a token response has no `expires_in` and the token is not a
@@ -70,10 +70,10 @@ pub(crate) fn parse(
         return Err(Error::new(ErrorKind::RateLimited {
             status,
             retry_after,
-            error: f.word(&f.error, redact),
-            description: f.text(&f.error_description, redact),
-            logto_code: f.word(&f.code, redact),
-            logto_message: f.text(&f.message, redact),
+            error: f.word(ERROR, redact),
+            description: f.text(ERROR_DESCRIPTION, redact),
+            logto_code: f.word(CODE, redact),
+            logto_message: f.text(MESSAGE, redact),
         }));
     }
     match status {
@@ -86,19 +86,19 @@ pub(crate) fn parse(
         }
         _ => return Err(error_response(status, parsed.ok(), redact)),
     }
-    let f = parsed.map_err(|reason| invalid(status, None, reason))?;
-    if let Some(field) = f.duplicate {
+    let mut f = parsed.map_err(|reason| invalid(status, None, reason))?;
+    if let Some(field) = f.0.twice {
         return Err(invalid(status, Some(field), "appears more than once"));
     }
     // Some servers answer 200 with an error body; it is still an error, and saying which
     // one helps more than "access_token missing".
-    if f.access_token.is_none() && matches!(f.error, Some(Leaf::Str(_))) {
+    if f.0.get(ACCESS_TOKEN).is_none() && matches!(f.0.get(ERROR), Some(Leaf::Str(_))) {
         return Err(error_response(status, Some(f), redact));
     }
 
-    let access_token = bearer_token(status, f.access_token, &f.token_type, redact)?;
+    let access_token = bearer_token(status, f.0.take(ACCESS_TOKEN), f.0.get(TOKEN_TYPE), redact)?;
     let claims = Claims::from_jwt(&access_token);
-    let expires_in = match &f.expires_in {
+    let expires_in = match f.0.get(EXPIRES_IN) {
         None | Some(Leaf::Null) => claims
             .as_ref()
             .and_then(|c| time_left(u64::try_from(c.exp?).ok()?, sent.wall))
@@ -108,7 +108,7 @@ pub(crate) fn parse(
         ),
     };
 
-    let scope = match f.scope {
+    let scope = match f.0.take(SCOPE) {
         None | Some(Leaf::Null) => None,
         Some(Leaf::Str(s)) if !is_printable(&s) => {
             return Err(invalid(status, Some("scope"), "has control characters"));
@@ -223,14 +223,14 @@ fn invalid(status: u16, field: Option<&'static str>, reason: impl Into<String>) 
 #[cold]
 fn error_response(status: u16, fields: Option<Fields>, redact: &Redactions<'_>) -> Error {
     let f = fields.unwrap_or_default();
-    let logto_code = f.word(&f.code, redact);
-    let logto_message = f.text(&f.message, redact);
-    match f.word(&f.error, redact) {
+    let logto_code = f.word(CODE, redact);
+    let logto_message = f.text(MESSAGE, redact);
+    match f.word(ERROR, redact) {
         Some(error) => Error::new(ErrorKind::OAuth {
             status,
             error,
-            description: f.text(&f.error_description, redact),
-            uri: f.word(&f.error_uri, redact),
+            description: f.text(ERROR_DESCRIPTION, redact),
+            uri: f.word(ERROR_URI, redact),
             logto_code,
             logto_message,
         }),
@@ -242,42 +242,58 @@ fn error_response(status: u16, fields: Option<Fields>, redact: &Redactions<'_>) 
     }
 }
 
-/// The fields of a token response or an error response that we read;
-/// everything else is skipped without being kept.
-#[derive(Default)]
-struct Fields {
-    access_token: Option<Leaf>,
-    token_type: Option<Leaf>,
-    expires_in: Option<Leaf>,
-    scope: Option<Leaf>,
-    error: Option<Leaf>,
-    error_description: Option<Leaf>,
-    error_uri: Option<Leaf>,
-    code: Option<Leaf>,
-    message: Option<Leaf>,
-    /// The first known field that appeared twice. miniserde's error can't say why it
-    /// failed, so the parse goes on and this is checked afterwards.
-    duplicate: Option<&'static str>,
+/// The fields of a token response or an error response that we read, at their places in
+/// [`FIELDS`]; everything else is skipped without being kept. `twice` is the first field
+/// that appeared twice: miniserde's error can't say why it failed, so the parse goes on and
+/// this is checked afterwards.
+struct Fields(Members<9>);
+
+/// The fields read, each at the place its constant below says.
+const FIELDS: [&str; 9] = [
+    "access_token",
+    "token_type",
+    "expires_in",
+    "scope",
+    "error",
+    "error_description",
+    "error_uri",
+    "code",
+    "message",
+];
+const ACCESS_TOKEN: usize = 0;
+const TOKEN_TYPE: usize = 1;
+const EXPIRES_IN: usize = 2;
+const SCOPE: usize = 3;
+const ERROR: usize = 4;
+const ERROR_DESCRIPTION: usize = 5;
+const ERROR_URI: usize = 6;
+const CODE: usize = 7;
+const MESSAGE: usize = 8;
+
+impl Default for Fields {
+    fn default() -> Fields {
+        Fields(Members::new(&FIELDS, None))
+    }
 }
 
 impl Fields {
     /// A string field, sanitized for an error message; `None` when absent, not a string,
     /// or empty after sanitizing.
-    fn string(&self, v: &Option<Leaf>, redact: &Redactions<'_>, max: usize) -> Option<String> {
-        match v {
+    fn string(&self, field: usize, redact: &Redactions<'_>, max: usize) -> Option<String> {
+        match self.0.get(field) {
             Some(Leaf::Str(s)) => Some(sanitize_to(s, redact, max)).filter(|s| !s.is_empty()),
             _ => None,
         }
     }
 
     /// A code-like field: `error`, `error_uri`, Logto's `code`.
-    fn word(&self, v: &Option<Leaf>, redact: &Redactions<'_>) -> Option<String> {
-        self.string(v, redact, MAX_SERVER_WORD)
+    fn word(&self, field: usize, redact: &Redactions<'_>) -> Option<String> {
+        self.string(field, redact, MAX_SERVER_WORD)
     }
 
     /// A descriptive field: `error_description`, Logto's `message`.
-    fn text(&self, v: &Option<Leaf>, redact: &Redactions<'_>) -> Option<String> {
-        self.string(v, redact, MAX_SERVER_TEXT)
+    fn text(&self, field: usize, redact: &Redactions<'_>) -> Option<String> {
+        self.string(field, redact, MAX_SERVER_TEXT)
     }
 }
 
@@ -299,42 +315,7 @@ impl Deserialize for Fields {
     fn begin(out: &mut Option<Self>) -> &mut dyn Visitor {
         // The place starts filled, and `Fields` is its own visitor: only `map` is accepted,
         // so any other JSON value at the top fails the parse.
-        out.insert(<Fields as Default>::default())
-    }
-}
-
-impl Visitor for Fields {
-    fn map(&mut self) -> miniserde::Result<Box<dyn Map + '_>> {
-        Ok(Box::new(FieldsMap(self)))
-    }
-}
-
-struct FieldsMap<'a>(&'a mut Fields);
-
-impl Map for FieldsMap<'_> {
-    fn key(&mut self, k: &str) -> miniserde::Result<&mut dyn Visitor> {
-        let f = &mut *self.0;
-        let (name, slot) = match k {
-            "access_token" => ("access_token", &mut f.access_token),
-            "token_type" => ("token_type", &mut f.token_type),
-            "expires_in" => ("expires_in", &mut f.expires_in),
-            "scope" => ("scope", &mut f.scope),
-            "error" => ("error", &mut f.error),
-            "error_description" => ("error_description", &mut f.error_description),
-            "error_uri" => ("error_uri", &mut f.error_uri),
-            "code" => ("code", &mut f.code),
-            "message" => ("message", &mut f.message),
-            _ => return Ok(<dyn Visitor>::ignore()),
-        };
-        if slot.is_some() {
-            f.duplicate.get_or_insert(name);
-            return Ok(<dyn Visitor>::ignore());
-        }
-        Ok(slot.insert(Leaf::Null))
-    }
-
-    fn finish(&mut self) -> miniserde::Result<()> {
-        Ok(())
+        &mut out.insert(<Fields as Default>::default()).0
     }
 }
 
@@ -407,7 +388,13 @@ mod test {
         assert_eq!(e("null").unwrap(), DEFAULT_LIFETIME.as_secs());
         let read = |v: &str| {
             let body = format!(r#"{{"expires_in":{v}}}"#);
-            expires_in_secs(&parse_fields(body.as_bytes()).unwrap().expires_in.unwrap())
+            expires_in_secs(
+                &parse_fields(body.as_bytes())
+                    .unwrap()
+                    .0
+                    .take(EXPIRES_IN)
+                    .unwrap(),
+            )
         };
         assert_eq!(read("18446744073709551615"), Ok(u64::MAX));
         assert_eq!(read("18446744073709551616"), Ok(u64::MAX));

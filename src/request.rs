@@ -248,12 +248,12 @@ impl TokenRequest {
             return Ok(Cow::Borrowed(self));
         }
         self.check()?;
-        let mut read = self.clone();
-        if let Some(code) = self.code.filter(|_| self.subject.reads_files()) {
-            read.subject = (code.read_files)(&self.subject)?;
-            read.rekey();
+        // Neither plain nor refused: a subject's token is in a file. Read through the
+        // subject's code, so that a program without subjects links none of it.
+        match self.code {
+            Some(code) => (code.read_now)(self).map(Cow::Owned),
+            None => Ok(Cow::Borrowed(self)),
         }
-        Ok(Cow::Owned(read))
     }
 
     /// Who the token acts for, when not the app itself, with the token exchange's code.
@@ -476,8 +476,9 @@ pub(crate) struct Code {
     pub(crate) key_part: fn(&Subject) -> String,
     /// Why the subject can't make a request, found when the request is built.
     pub(crate) refusal: fn(&Subject) -> Option<Error>,
-    /// The subject with its token files read now, as strings (`subject::read_files`).
-    pub(crate) read_files: fn(&Subject) -> Result<Subject, Error>,
+    /// A request of this subject with its token files read now, as strings (see
+    /// `TokenRequest::read_now`).
+    pub(crate) read_now: fn(&TokenRequest) -> Result<TokenRequest, Error>,
 }
 
 /// [`Code::prepare`]: the config, its agent, the subject, the deadline, and where an
@@ -814,5 +815,36 @@ mod test {
         assert!(file.check().is_ok());
         assert!(!file.is_plain());
         assert!(file.read_now().is_err());
+    }
+
+    #[test]
+    fn read_now_keys_a_token_file_by_what_it_holds() {
+        let path = std::env::temp_dir().join(format!("logto-m2m-read-now-{}", std::process::id()));
+        std::fs::write(&path, "pat_one\n").unwrap();
+        let file = TokenRequest::new("r").personal_access_token(Secret::file(&path));
+        let one = TokenRequest::new("r").personal_access_token("pat_one");
+        assert_eq!(*file.read_now().unwrap(), one);
+        assert!(file.read_now().unwrap().is_plain());
+        std::fs::write(&path, "pat_two").unwrap();
+        let two = file.read_now().unwrap().into_owned();
+        assert_eq!(two, TokenRequest::new("r").personal_access_token("pat_two"));
+        assert_ne!(two, one);
+        // The actor's file too, and a refused request is refused before any file is read.
+        let actor = TokenRequest::new("r")
+            .personal_access_token("pat_one")
+            .actor_token(Secret::file(&path));
+        let inline = TokenRequest::new("r")
+            .personal_access_token("pat_one")
+            .actor_token("pat_two");
+        assert_eq!(*actor.read_now().unwrap(), inline);
+        let refused = TokenRequest::new("r\0").personal_access_token(Secret::file(&path));
+        assert!(
+            refused
+                .read_now()
+                .unwrap_err()
+                .to_string()
+                .contains("control character")
+        );
+        std::fs::remove_file(&path).unwrap();
     }
 }

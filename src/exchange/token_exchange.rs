@@ -31,8 +31,21 @@ static CODE: Code = Code {
     prepare,
     key_part: subject::key_part,
     refusal,
-    read_files: subject::read_files,
+    read_now: with_files_read,
 };
+
+/// [`Code::read_now`]: `request` with its subject's and actor's token files read now, so
+/// that its key holds a hash of what they hold and an exchange sends exactly that.
+fn with_files_read(request: &TokenRequest) -> Result<TokenRequest, Error> {
+    let subject = request.subject().map(|(subject, _)| subject);
+    match subject.filter(|subject| subject.reads_files()) {
+        Some(subject) => {
+            let read = subject::read_files(subject)?;
+            Ok(request.clone().with_subject(&CODE, |s| *s = read))
+        }
+        None => Ok(request.clone()),
+    }
+}
 
 /// The subject setters: each makes the request a token exchange.
 impl TokenRequest {

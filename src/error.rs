@@ -567,9 +567,10 @@ pub(crate) fn is_secret_expired(kind: &ErrorKind) -> bool {
         return false;
     };
     let description = description.to_ascii_lowercase();
+    // `find`, not `contains`: see `sanitize_to`.
     matches!(error.as_str(), "invalid_request" | "invalid_client")
-        && description.contains("secret")
-        && description.contains("expired")
+        && description.find("secret").is_some()
+        && description.find("expired").is_some()
 }
 
 /// "token endpoint", with its URL when known.

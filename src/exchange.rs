@@ -588,15 +588,17 @@ fn map_ureq_error(e: ureq::Error, config: &Config, redact: &Redactions<'_>) -> F
 /// `HTTP/1.1 400` is no TLS record type), OpenSSL "wrong version number". Either means the
 /// server did not answer in TLS at all, and the message says so and what to check.
 fn tls_failure(where_: &str, message: String) -> Failure {
-    let message =
-        if message.contains("InvalidContentType") || message.contains("wrong version number") {
-            format!(
-                "{where_} did not answer in tls (a plain http port?): check the url's scheme and \
+    // `find`, not `contains`: see `sanitize_to`.
+    let message = if message.find("InvalidContentType").is_some()
+        || message.find("wrong version number").is_some()
+    {
+        format!(
+            "{where_} did not answer in tls (a plain http port?): check the url's scheme and \
              port ({message})"
-            )
-        } else {
-            format!("{where_}: {message}")
-        };
+        )
+    } else {
+        format!("{where_}: {message}")
+    };
     Failure::fatal(ErrorKind::Tls { message })
 }
 

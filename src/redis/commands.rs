@@ -14,9 +14,14 @@ fn lock_key(key: &str) -> String {
     format!("logto-m2m:lock:{{{key}}}")
 }
 
-/// Milliseconds, at least 1 (Redis refuses `PX 0`).
+/// Milliseconds, at least 1 (Redis refuses `PX 0`) and at most ten years: Redis refuses a
+/// `PX` past what its clock can add (a lease of a timeout too long for the clock, which is
+/// no deadline, would otherwise make every lock fail).
 fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+    const TEN_YEARS_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
+    u64::try_from(d.as_millis())
+        .unwrap_or(u64::MAX)
+        .clamp(1, TEN_YEARS_MS)
 }
 
 impl TokenCache for RedisCache {

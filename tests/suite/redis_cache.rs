@@ -142,6 +142,22 @@ fn lock_is_exclusive_until_dropped() {
     assert!(again.is_some());
 }
 
+/// A store whose timeout is too long for the clock (no deadline) leases its lock for as
+/// long: Redis refuses a `PX` past what its clock can add, so the lease is capped rather
+/// than every lock failing.
+#[test]
+fn a_lease_too_long_for_the_clock_still_locks() {
+    let server = RedisServer::start();
+    let cache = RedisCache::new(&server.url()).unwrap();
+    let lock = cache.try_lock(&key(), Duration::MAX, LEFT).unwrap();
+    assert!(lock.is_some(), "the lock is taken");
+    let Reply::Int(ttl) = server.command(&["PTTL", &lock_key(&key())]) else {
+        panic!("no ttl");
+    };
+    assert!(ttl > 3_600_000, "{ttl} ms");
+    assert!(cache.try_lock(&key(), LEFT, LEFT).unwrap().is_none());
+}
+
 #[test]
 fn lock_lapses_after_its_lease() {
     let server = RedisServer::start();

@@ -6,6 +6,7 @@
 //! cargo run --release --example bench -- bearer        # bearer_overhead_ns alone
 //! cargo run --release --example bench -- verify        # the Verifier's figures alone
 //! cargo run --release --example bench -- subject       # hits of requests acting for a user
+//! cargo run --release --example bench -- waiting       # what a caller waits: refresh ahead, junk kids
 //! ```
 //!
 //! With `--features redis` (and `redis-sentinel,redis-cluster`: the Sentinel and Cluster
@@ -176,6 +177,11 @@ fn main() {
         verify_figures();
         return;
     }
+    // `-- waiting`: only the waits (refresh ahead, made-up `kid`s).
+    if std::env::args().nth(1).as_deref() == Some("waiting") {
+        waiting_figures();
+        return;
+    }
     // `-- subject`: only the hits of requests that act for a user.
     if std::env::args().nth(1).as_deref() == Some("subject") {
         subject_figures();
@@ -215,6 +221,7 @@ fn main() {
     request_token_figures(&config, &request);
     bearer_overhead();
     verify_figures();
+    waiting_figures();
 }
 
 /// The floors, and `store.get` on a fresh token, on one thread and on several at once;
@@ -849,4 +856,83 @@ fn subject_figures() {
     println!("get_allocs_pat_file: {} per get", allocs as f64 / 10_000.0);
     assert_eq!(server.requests(), served_before, "hits made requests");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What callers wait for, where the work is someone else's: `get` while a slow refresh
+/// ahead runs (a token server taking 2 s to answer, 6 s tokens), and a `Verifier` refusing
+/// 50 tokens with made-up `kid`s one after the other.
+fn waiting_figures() {
+    // The first token at once, every later one after 2 s.
+    let server = Loopback::start(50, Duration::from_secs(120), |c| {
+        loop {
+            let n = c.request.n;
+            if n > 0 && !c.pause(Duration::from_secs(2)) {
+                return;
+            }
+            let json = format!(
+                r#"{{"access_token":"eyJhbGciOiJFUzM4NCJ9.slow-{n}.sig","expires_in":6,"token_type":"Bearer"}}"#
+            );
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{json}",
+                json.len()
+            );
+            if !c.send(response.as_bytes()) || !c.next_request() {
+                return;
+            }
+        }
+    });
+    let url = format!("http://127.0.0.1:{}/oidc/token", server.port());
+    let config = Config::new(&url, "bench-app", "bench-secret-0123456789").unwrap();
+    // The margin covers the refresh (half the lifetime at most: 3 s, the refresh starting
+    // between 3 and 1.5 s before the end).
+    let store = TokenStore::new(config).refresh_margin(Duration::from_secs(3));
+    let request = TokenRequest::new("https://shopping.api");
+    let first = store.get(&request).unwrap();
+    let (mut slowest, mut calls) = (Duration::ZERO, 0u32);
+    let give_up = Instant::now() + Duration::from_secs(10);
+    loop {
+        let started = Instant::now();
+        let token = store.get(&request).unwrap();
+        let took = started.elapsed();
+        if token.access_token() != first.access_token() || Instant::now() > give_up {
+            break;
+        }
+        slowest = slowest.max(took);
+        calls += 1;
+        thread::sleep(Duration::from_millis(5));
+    }
+    println!(
+        "refresh_ahead_slowest_get_us: {:.1} us (the slowest of {calls} calls until the new token came, through a refresh ahead that took 2 s; {} token requests)",
+        slowest.as_nanos() as f64 / 1000.0,
+        server.requests()
+    );
+
+    let (server, verifier, _point, tokens) = verify_setup(1);
+    let scopes = ["read:products"];
+    verifier
+        .verify(&tokens[0], "https://shopping.api", &scopes)
+        .unwrap();
+    let fetches = server.requests();
+    let (_, rest) = tokens[0].split_once('.').unwrap();
+    let mut took = Vec::new();
+    for i in 0..50 {
+        use base64::Engine;
+        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"alg":"ES384","typ":"at+jwt","kid":"junk-{i}"}}"#
+        ));
+        let junk = format!("{header}.{rest}");
+        let started = Instant::now();
+        assert!(
+            verifier
+                .verify(&junk, "https://shopping.api", &scopes)
+                .is_err()
+        );
+        took.push(started.elapsed().as_nanos() as f64 / 1000.0);
+    }
+    let worst = took.iter().copied().fold(0.0, f64::max);
+    println!(
+        "junk_kid_refusal_us: {:.1} us median, {worst:.1} us at most (50 made-up kids in a row; {} jwks fetch(es) for them)",
+        median(&mut took),
+        server.requests() - fetches
+    );
 }

@@ -17,7 +17,28 @@
 //!
 //! # The last measured values
 //!
-//! One run of the whole bench on 2026-12-04 after issues 23-26 landed (Rust 1.95.0, the
+//! One run of the whole bench on 2026-12-07 after issues 31-34 landed (Rust 1.95.0, the
+//! 2-core VM, load average under 1), with the release before them (`6e1128a`) run in the
+//! same minutes in brackets: `clock_pair_ns` 43.2 (43.2), `go_floor_ns` 55.9 (56.1),
+//! `arc_floor_ns` 53.3 (53.5), `hit_ns_1t` 55.1 (55.7; 0.99 x `go_floor_ns` both),
+//! `hit_ns_2t` 54.5-65.2 in three runs (55.1-65.4), `hit_allocs` 0 (0),
+//! `hit_ns_1t_with_file` 55.7 (55.2), `file_hit_us` 9.1, `refresh_spread_s` 29.57 (29.79),
+//! `seal_open_us` 3.01, `seal_key_us` 0.50, `requests_per_refresh_32t` 1.00,
+//! `request_token_us` 162.2, `request_token_reused_conn_us` 98.0, `bearer_overhead_ns` 320
+//! (261: the 401's origin is now read from the redirect history ureq keeps for the
+//! request), `verify_first_us` 495.2 (1.004 x `ring_es384_us` 493.0), `verify_again_ns` 166
+//! (133: a repeat now checks that the key which verified the token is still the issuer's),
+//! `verify_again_allocs` 0, `claims_clone_ns` 51.
+//!
+//! The waits of issue 31 (`-- waiting`, new): `refresh_ahead_slowest_get_us` 79.6 (120.1 in
+//! an earlier run), the slowest of 1,177 `get` calls until the new token came through a
+//! refresh ahead that took 2 s, where the caller that started the refresh used to wait all
+//! of it (3,004 ms, measured from outside before the change); `junk_kid_refusal_us` 0.7
+//! median, 5.6 at most for 50 made-up `kid`s in a row with no JWKS fetch for them, where
+//! each waited out the rest of the 1 s cooldown before (1,001 ms at most; 200 of them took
+//! 200 s).
+//!
+//! The run of 2026-12-04, after issues 23-26 landed (Rust 1.95.0, the
 //! 2-core VM with CI building beside it, load average 2-3.5): `clock_pair_ns` 110.8,
 //! `go_floor_ns` 98.1, `arc_floor_ns` 92.7, `hit_ns_1t` 105.1 (1.07 x `go_floor_ns`),
 //! `hit_ns_2t` 143.4, `hit_allocs` 0, `hit_ns_1t_with_file` 108.6, `file_hit_us` 16.8,

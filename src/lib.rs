@@ -4,8 +4,9 @@
 //! client_credentials grant. This crate gets that token and keeps it fresh:
 //!
 //! - [`request_token`] does one exchange with the token endpoint, under one deadline;
-//! - [`TokenStore`] caches tokens per request and refreshes them shortly before they
-//!   expire, with one request per refresh however many threads ask;
+//! - [`TokenStore`] caches tokens per request and refreshes them ahead of expiry on a
+//!   thread of its own (no caller waits while a valid token is held), with one request per
+//!   refresh however many threads ask;
 //! - [`Bearer`], a ureq middleware, sends the store's token to one API origin, and
 //!   [`TokenStore::call`] makes a call that is retried once with a fresh token on a 401
 //!   ([`TokenStore::call_idempotent`] also waits out a 429 or 503);
@@ -276,8 +277,9 @@
 //! - **It never hangs.** One deadline ([`Config::timeout`], default 30 s) covers connect, send,
 //!   headers and body, retries and waits, and resolving the host name (ureq does it on a
 //!   thread when a timeout is set, and one always is). A server that sends one byte a second
-//!   is cut off at the deadline (`tests/faults.rs`). Waiting for another process's or host's
-//!   refresh is bounded by the same timeout.
+//!   is cut off at the deadline (`tests/suite/faults.rs`). Waiting for another process's or
+//!   host's refresh is bounded by the same timeout. Deadlines are checked arithmetic: a
+//!   timeout too long for the clock (`Duration::MAX`) is no deadline, never a panic.
 //! - **It never panics on a server's answer**, and the response parser is fuzzed (`fuzz/`).
 //! - **Secrets stay secret.** No error, `Debug` output or log line of this crate contains the
 //!   App Secret, the Basic value or a token; a server that echoes the secret back gets it
@@ -313,22 +315,23 @@
 //!     otherwise wake up with a token it still calls fresh). The token file and shared caches
 //!     keep wall-clock times, and the same rule applies to what they hold.
 //!   - Each token's refresh starts at a random point in the first half of its margin (between
-//!     60 s and 30 s before expiry by default), so a fleet that fetched its tokens together
-//!     doesn't refresh in lockstep one lifetime later.
+//!     60 s and 30 s before expiry by default; 120 s and 60 s with a token cache), so a fleet
+//!     that fetched its tokens together doesn't refresh in lockstep one lifetime later.
 //!
 //! # Errors
 //!
 //! `Error::kind()` is one of `OAuth` (status, RFC 6749 `error`, description, `error_uri`,
 //! Logto's `code` and `message`), `RateLimited` (with the `Retry-After`; Logto Cloud's
 //! `auth.exceed_token_limit` too), `HttpStatus`, `Redirect`, `InvalidResponse` (naming the
-//! field), `BodyTooLarge` (with the status), `Timeout`, `Tls`, `Transport`, `Config`, `Env`,
-//! `Cache`: the token client's kinds, all a `request_token`, a `TokenStore` or a `Bearer`
-//! returns. A [`Verifier`]'s failures are one kind apart, `Verify`, holding a
+//! field), `BodyTooLarge` (with the status), `Timeout`, `Tls`, `Transport`, `Config`,
+//! `Env`, `Cache`: the token client's kinds, all a `request_token`, a `TokenStore` or a
+//! `Bearer` returns. A [`Verifier`]'s failures are one kind apart, `Verify`, holding a
 //! [`VerifyErrorKind`] (`InvalidToken`, `InsufficientScope`, `Jwks`): only
 //! [`Verifier::verify`] returns it, so a `match` on a token client's failure never meets
-//! the verifier's kinds, and one on a verifier's needs no others. Messages are one lowercase line that names the token URL, Logto's request id
-//! (`Logto-Core-Request-Id`, also `Error::request_id`: the key to Logto's logs) and, where the
-//! answer points to a likely cause, what to do:
+//! the verifier's kinds, and one on a verifier's needs no others. Messages are one
+//! lowercase line that names the token URL, Logto's request id (`Logto-Core-Request-Id`,
+//! also `Error::request_id`: the key to Logto's logs) and, where the answer points to a
+//! likely cause, what to do:
 //!
 //! ```text
 //! token endpoint https://tenant.logto.app/oidc/token answered http 401 with oauth error invalid_client: client authentication failed (logto code oidc.invalid_client: ...); logto request id 6fJ2...; the app id or secret is wrong, or the server wants client_secret_post (client_secret_basic was sent)

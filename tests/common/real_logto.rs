@@ -15,8 +15,13 @@
 //! [`start_behind`] starts one the same way for a binary that puts a TLS proxy in front of
 //! it (`tests/self_hosted/`): `LOGTO_PUBLIC_ENDPOINT` is the proxy's URL, Logto's issuer.
 //!
+//! [`Logto::management`] calls its Management API as the seeded app A, and
+//! [`Logto::new_user`], [`Logto::new_user_role`] and [`Logto::allow_token_exchange`] set up
+//! what token exchange needs through it, as an admin would in the console.
+//!
 //! Everything here is bounded in time: starting (10 min, for a first build from a fresh
-//! clone), each `psql` (30 s), each count of token requests (5 s).
+//! clone), each `psql` (30 s), each count of token requests (5 s), each Management API call
+//! (the caller's timeout).
 
 use std::env;
 use std::fs::{self, File};
@@ -29,6 +34,14 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use logto_m2m::{Config, TokenRequest, request_token};
+use miniserde::json::{self, Value};
+
+/// The seeded app A: the Management API's `all`, and `read:products` on the shopping API.
+pub const APP_A: (&str, &str) = ("appa0000000000000000a", "appAsecretAAAAAAAAAAAAAAAAAAAAAA");
+/// The seeded machine-to-machine role with the Management API's `all`.
+pub const MANAGEMENT_ROLE: &str = "Logto Management API access";
 
 /// `start.sh` builds Logto on first use (about 2.5 min on 2 cores); later starts take
 /// seconds. Far more than either, so that only a stuck start fails here.
@@ -47,6 +60,8 @@ pub struct Logto {
     port: u16,
     pg_port: u16,
     db_url: String,
+    /// `Bearer <app A's Management API token>`, asked for on the first [`Logto::management`].
+    management_token: OnceLock<String>,
     /// The write end of the watchdog's stdin. Never written; closed when the process ends.
     _watchdog: ChildStdin,
 }
@@ -220,6 +235,7 @@ fn start_on(
             );
             Ok(Logto {
                 db_url: format!("postgres://postgres@127.0.0.1:{pg_port}/logto"),
+                management_token: OnceLock::new(),
                 endpoint,
                 public: public.map(str::to_owned),
                 port,
@@ -485,4 +501,121 @@ impl Logto {
         ));
         secret
     }
+
+    /// `method path` (POST or PATCH) on the Management API, reached directly, with app A's
+    /// token (one for this Logto, asked for on the first call) and the JSON `body`; each
+    /// request at most `timeout`. The status, and the answer as JSON (`Null` for an empty
+    /// or non-JSON body).
+    ///
+    /// # Panics
+    ///
+    /// When app A gets no token, on another method, or when the request fails (no answer).
+    pub fn management(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+        timeout: Duration,
+    ) -> (u16, Value) {
+        let token = self.management_token.get_or_init(|| {
+            let config = Config::logto(&self.endpoint, APP_A.0, APP_A.1)
+                .unwrap()
+                .timeout(timeout);
+            let management = TokenRequest::management_api(&self.endpoint);
+            match request_token(&config, &management) {
+                Ok(token) => format!("Bearer {}", token.access_token()),
+                Err(e) => panic!("app A's management api token: {e}"),
+            }
+        });
+        let agent = super::local_agent(timeout);
+        let url = format!("{}{path}", self.endpoint);
+        let send = |r: ureq::RequestBuilder<ureq::typestate::WithBody>| {
+            r.header("authorization", token)
+                .header("content-type", "application/json")
+                .send(body.as_bytes())
+        };
+        let mut answer = match method {
+            "POST" => send(agent.post(&url)),
+            "PATCH" => send(agent.patch(&url)),
+            _ => panic!("{method}"),
+        }
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = answer.status().as_u16();
+        let text = answer.body_mut().read_to_string().unwrap_or_default();
+        (status, json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// A new user role, `shop-user`, granting `read:products` on the shopping API: its id.
+    /// Role names are unique, so once per Logto.
+    pub fn new_user_role(&self, timeout: Duration) -> String {
+        let (status, role) = self.management(
+            "POST",
+            "/api/roles",
+            r#"{"name":"shop-user","description":"reads products","type":"User","scopeIds":["shopscoperead00000001"]}"#,
+            timeout,
+        );
+        assert_eq!(status, 200, "{}", json::to_string(&role));
+        field(&role, "id")
+    }
+
+    /// A new user `username` with `password` and the role `role_id`: its id.
+    pub fn new_user(
+        &self,
+        username: &str,
+        password: &str,
+        role_id: &str,
+        timeout: Duration,
+    ) -> String {
+        let (status, made) = self.management(
+            "POST",
+            "/api/users",
+            &format!(r#"{{"username":"{username}","password":"{password}"}}"#),
+            timeout,
+        );
+        assert_eq!(status, 200, "{}", json::to_string(&made));
+        let id = field(&made, "id");
+        let (status, _) = self.management(
+            "POST",
+            &format!("/api/users/{id}/roles"),
+            &format!(r#"{{"roleIds":["{role_id}"]}}"#),
+            timeout,
+        );
+        assert_eq!(status, 201);
+        id
+    }
+
+    /// Turns token exchange on for `app`, as the console's switch does.
+    pub fn allow_token_exchange(&self, app: &App, timeout: Duration) {
+        let (status, answer) = self.management(
+            "PATCH",
+            &format!("/api/applications/{}", app.id),
+            r#"{"customClientMetadata":{"allowTokenExchange":true}}"#,
+            timeout,
+        );
+        assert_eq!(status, 200, "{}", json::to_string(&answer));
+    }
+}
+
+/// The string field `name` of a JSON object.
+#[track_caller]
+pub fn field(value: &Value, name: &str) -> String {
+    match value {
+        Value::Object(o) => match o.get(name) {
+            Some(Value::String(s)) => s.clone(),
+            other => panic!("{name}: {other:?} in {}", json::to_string(value)),
+        },
+        _ => panic!("not an object: {}", json::to_string(value)),
+    }
+}
+
+/// The payload claims of a JWT (a token the command printed, say: the line's white space
+/// is trimmed).
+#[track_caller]
+pub fn jwt_claims(jwt: &str) -> Value {
+    use base64::Engine;
+    let payload = jwt.trim().split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    json::from_str(std::str::from_utf8(&bytes).expect("UTF-8")).expect("JSON")
 }

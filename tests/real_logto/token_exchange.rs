@@ -19,14 +19,11 @@ use std::sync::{Arc, Barrier, OnceLock};
 use std::thread;
 use std::time::Duration;
 
-use common::real_logto::{App, Logto, Output, run_bounded};
-use common::{SHOPPING_API, TempDir, assert_claim, local_agent};
+use common::real_logto::{App, Logto, MANAGEMENT_ROLE, Output, field, jwt_claims, run_bounded};
+use common::{SHOPPING_API, TempDir, assert_claim};
 use logto_m2m::{Config, ErrorKind, Secret, Token, TokenRequest, TokenStore, request_token};
-use miniserde::json::{self, Value};
+use miniserde::json;
 
-/// Seeded app A: Management API `all`, to set things up.
-const APP_A: (&str, &str) = ("appa0000000000000000a", "appAsecretAAAAAAAAAAAAAAAAAAAAAA");
-const MANAGEMENT_ROLE: &str = "Logto Management API access";
 const TIMEOUT: Duration = Duration::from_secs(10);
 const RUN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -154,49 +151,6 @@ struct User {
     pat: String,
 }
 
-/// `method path` on Logto's Management API with app A's token and a JSON `body`; the
-/// status and the answer as JSON (`Null` for an empty or non-JSON body).
-fn management(logto: &Logto, method: &str, path: &str, body: &str) -> (u16, Value) {
-    static TOKEN: OnceLock<String> = OnceLock::new();
-    let token = TOKEN.get_or_init(|| {
-        let config = Config::logto(logto.endpoint(), APP_A.0, APP_A.1)
-            .unwrap()
-            .timeout(TIMEOUT);
-        let management = TokenRequest::management_api(logto.endpoint());
-        format!(
-            "Bearer {}",
-            ok(request_token(&config, &management)).access_token()
-        )
-    });
-    let agent = local_agent(TIMEOUT);
-    let url = format!("{}{path}", logto.endpoint());
-    let request = |r: ureq::RequestBuilder<ureq::typestate::WithBody>| {
-        r.header("authorization", token)
-            .header("content-type", "application/json")
-            .send(body.as_bytes())
-    };
-    let mut response = match method {
-        "POST" => request(agent.post(&url)),
-        "PATCH" => request(agent.patch(&url)),
-        _ => agent.get(&url).header("authorization", token).call(),
-    }
-    .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap_or_default();
-    (status, json::from_str(&text).unwrap_or(Value::Null))
-}
-
-/// The string field `name` of a JSON object.
-fn field(value: &Value, name: &str) -> String {
-    match value {
-        Value::Object(o) => match o.get(name) {
-            Some(Value::String(s)) => s.clone(),
-            other => panic!("{name}: {other:?} in {}", json::to_string(value)),
-        },
-        _ => panic!("not an object: {}", json::to_string(value)),
-    }
-}
-
 /// The user, made once per test binary.
 fn user(logto: &Logto) -> &'static User {
     &users(logto)[0]
@@ -207,58 +161,29 @@ fn user(logto: &Logto) -> &'static User {
 fn users(logto: &Logto) -> &'static [User; 3] {
     static USERS: OnceLock<[User; 3]> = OnceLock::new();
     USERS.get_or_init(|| {
-        let (status, role) = management(
-            logto,
-            "POST",
-            "/api/roles",
-            r#"{"name":"shop-user","description":"reads products","type":"User","scopeIds":["shopscoperead00000001"]}"#,
-        );
-        assert_eq!(status, 200, "{}", json::to_string(&role));
-        let role = field(&role, "id");
-        ["exchange_user", "exchange_user_2", "exchange_user_3"].map(|name| make_user(logto, name, &role))
+        let role = logto.new_user_role(TIMEOUT);
+        ["exchange_user", "exchange_user_2", "exchange_user_3"].map(|name| {
+            let id = logto.new_user(name, "Exch4nge-Passw0rd!", &role, TIMEOUT);
+            let (status, pat) = logto.management(
+                "POST",
+                &format!("/api/users/{id}/personal-access-tokens"),
+                r#"{"name":"cron"}"#,
+                TIMEOUT,
+            );
+            assert_eq!(status, 201, "{}", json::to_string(&pat));
+            User {
+                id,
+                pat: field(&pat, "value"),
+            }
+        })
     })
-}
-
-fn make_user(logto: &Logto, username: &str, role: &str) -> User {
-    let (status, made) = management(
-        logto,
-        "POST",
-        "/api/users",
-        &format!(r#"{{"username":"{username}","password":"Exch4nge-Passw0rd!"}}"#),
-    );
-    assert_eq!(status, 200, "{}", json::to_string(&made));
-    let id = field(&made, "id");
-    let (status, _) = management(
-        logto,
-        "POST",
-        &format!("/api/users/{id}/roles"),
-        &format!(r#"{{"roleIds":["{role}"]}}"#),
-    );
-    assert_eq!(status, 201);
-    let (status, pat) = management(
-        logto,
-        "POST",
-        &format!("/api/users/{id}/personal-access-tokens"),
-        r#"{"name":"cron"}"#,
-    );
-    assert_eq!(status, 201, "{}", json::to_string(&pat));
-    User {
-        id,
-        pat: field(&pat, "value"),
-    }
 }
 
 /// A new app with `roles` and token exchange turned on (`allow`) or left off.
 fn app(logto: &Logto, roles: &[&str], allow: bool) -> App {
     let app = logto.new_app(roles);
     if allow {
-        let (status, answer) = management(
-            logto,
-            "PATCH",
-            &format!("/api/applications/{}", app.id),
-            r#"{"customClientMetadata":{"allowTokenExchange":true}}"#,
-        );
-        assert_eq!(status, 200, "{}", json::to_string(&answer));
+        logto.allow_token_exchange(&app, TIMEOUT);
     }
     app
 }
@@ -271,11 +196,11 @@ fn config(logto: &Logto, app: &App) -> Config {
 
 /// A single-use subject token for `user_id`, made by app A as the library would.
 fn subject_token(logto: &Logto, user_id: &str) -> String {
-    let (status, answer) = management(
-        logto,
+    let (status, answer) = logto.management(
         "POST",
         "/api/subject-tokens",
         &format!(r#"{{"userId":"{user_id}"}}"#),
+        TIMEOUT,
     );
     assert_eq!(status, 201, "{}", json::to_string(&answer));
     field(&answer, "subjectToken")
@@ -512,13 +437,7 @@ real_test! {
 /// The `sub` claim of a JWT access token printed by the command.
 #[track_caller]
 fn sub_of(jwt: &str) -> String {
-    use base64::Engine;
-    let payload = jwt.trim().split('.').nth(1).expect("a jwt");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap();
-    let claims: Value = json::from_str(std::str::from_utf8(&bytes).unwrap()).unwrap();
-    field(&claims, "sub")
+    field(&jwt_claims(jwt), "sub")
 }
 
 real_test! {

@@ -21,17 +21,16 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::real_logto::{App, Logto, Output, run_bounded};
+use common::SHOPPING_API;
+use common::real_logto::{
+    APP_A, App, Logto, MANAGEMENT_ROLE, Output, field, jwt_claims, run_bounded,
+};
 use common::self_hosted::{PROXY_PASSWORD, PROXY_USER, SelfHosted, Tinyproxy, self_hosted};
-use common::{SHOPPING_API, local_agent};
 use logto_m2m::{
     Config, ErrorKind, Token, TokenRequest, TokenStore, Verifier, VerifyErrorKind, request_token,
 };
 use miniserde::json::{self, Value};
 
-/// Seeded app A: `read:products` on the shopping API, and the Management API's `all`.
-const APP_A: (&str, &str) = ("appa0000000000000000a", "appAsecretAAAAAAAAAAAAAAAAAAAAAA");
-const MANAGEMENT_ROLE: &str = "Logto Management API access";
 const TIMEOUT: Duration = Duration::from_secs(20);
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -102,26 +101,6 @@ fn succeeded(out: &Output) {
     assert!(!out.stderr.contains(PROXY_PASSWORD), "{out:?}");
 }
 
-/// The payload claims of a JWT printed by `token`.
-fn claims(jwt: &str) -> Value {
-    use base64::Engine;
-    let payload = jwt.trim().split('.').nth(1).expect("a JWT");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .expect("base64url");
-    json::from_str(std::str::from_utf8(&bytes).unwrap()).expect("JSON")
-}
-
-fn field(value: &Value, name: &str) -> String {
-    match value {
-        Value::Object(o) => match o.get(name) {
-            Some(Value::String(s)) => s.clone(),
-            other => panic!("{name}: {other:?} in {}", json::to_string(value)),
-        },
-        _ => panic!("not an object: {}", json::to_string(value)),
-    }
-}
-
 /// Every CONNECT the proxy saw was to nginx, by its name; how many.
 #[track_caller]
 fn connects_to_nginx(proxy: &Tinyproxy, arr: &SelfHosted) -> usize {
@@ -145,7 +124,7 @@ real_test! {
         let env = cron_env(arr, &url);
         let out = logto_m2m(&["token"], &env);
         succeeded(&out);
-        let claims = claims(&out.stdout);
+        let claims = jwt_claims(&out.stdout);
         // Logto's issuer is the name nginx serves it at.
         assert_eq!(field(&claims, "iss"), format!("{}/oidc", arr.endpoint));
         assert_eq!(field(&claims, "aud"), SHOPPING_API);
@@ -213,7 +192,7 @@ real_test! {
         let before = subject_tokens_served(arr);
         let out = logto_m2m(&["token", "--impersonate", user], &env);
         succeeded(&out);
-        let claims = claims(&out.stdout);
+        let claims = jwt_claims(&out.stdout);
         assert_eq!(field(&claims, "sub"), *user);
         assert_eq!(field(&claims, "client_id"), app.id);
         assert_eq!(field(&claims, "iss"), format!("{}/oidc", arr.endpoint));
@@ -427,77 +406,19 @@ fn library_token(arr: &SelfHosted) -> Token {
     token
 }
 
-/// `method path` on the Management API with app A's token and a JSON `body`.
-fn management(logto: &Logto, method: &str, path: &str, body: &str) -> (u16, Value) {
-    static TOKEN: OnceLock<String> = OnceLock::new();
-    let token = TOKEN.get_or_init(|| {
-        let config = Config::logto(logto.endpoint(), APP_A.0, APP_A.1)
-            .unwrap()
-            .timeout(TIMEOUT);
-        let management = TokenRequest::management_api(logto.endpoint());
-        let token = request_token(&config, &management).unwrap();
-        format!("Bearer {}", token.access_token())
-    });
-    let agent = local_agent(TIMEOUT);
-    let url = format!("{}{path}", logto.endpoint());
-    let send = |r: ureq::RequestBuilder<ureq::typestate::WithBody>| {
-        r.header("authorization", token)
-            .header("content-type", "application/json")
-            .send(body.as_bytes())
-    };
-    let mut answer = match method {
-        "POST" => send(agent.post(&url)),
-        "PATCH" => send(agent.patch(&url)),
-        _ => panic!("{method}"),
-    }
-    .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    let text = answer.body_mut().read_to_string().unwrap_or_default();
-    (
-        answer.status().as_u16(),
-        json::from_str(&text).unwrap_or(Value::Null),
-    )
-}
-
 /// A user with a role granting `read:products`, made once: its id.
 fn user(logto: &Logto) -> &'static String {
     static USER: OnceLock<String> = OnceLock::new();
     USER.get_or_init(|| {
-        let (status, role) = management(
-            logto,
-            "POST",
-            "/api/roles",
-            r#"{"name":"shop-user","description":"reads products","type":"User","scopeIds":["shopscoperead00000001"]}"#,
-        );
-        assert_eq!(status, 200, "{}", json::to_string(&role));
-        let (status, made) = management(
-            logto,
-            "POST",
-            "/api/users",
-            r#"{"username":"self_hosted_user","password":"S3lf-Hosted-Passw0rd!"}"#,
-        );
-        assert_eq!(status, 200, "{}", json::to_string(&made));
-        let id = field(&made, "id");
-        let (status, _) = management(
-            logto,
-            "POST",
-            &format!("/api/users/{id}/roles"),
-            &format!(r#"{{"roleIds":["{}"]}}"#, field(&role, "id")),
-        );
-        assert_eq!(status, 201);
-        id
+        let role = logto.new_user_role(TIMEOUT);
+        logto.new_user("self_hosted_user", "S3lf-Hosted-Passw0rd!", &role, TIMEOUT)
     })
 }
 
 /// A new app with Management API access and token exchange turned on.
 fn exchange_app(logto: &Logto) -> App {
     let app = logto.new_app(&[MANAGEMENT_ROLE, "shop-reader"]);
-    let (status, answer) = management(
-        logto,
-        "PATCH",
-        &format!("/api/applications/{}", app.id),
-        r#"{"customClientMetadata":{"allowTokenExchange":true}}"#,
-    );
-    assert_eq!(status, 200, "{}", json::to_string(&answer));
+    logto.allow_token_exchange(&app, TIMEOUT);
     app
 }
 

@@ -334,6 +334,12 @@ fn run(mut cmd: Command, args: &[&str]) -> Output {
     run_bounded(cmd, None, RUN_TIMEOUT)
 }
 
+/// `logto-m2m <args>` as `app`, for the shopping API's `read:products`.
+fn run_shopping(logto: &Logto, app: &App, args: &[&str]) -> Output {
+    let shopping = ["--resource", SHOPPING_API, "--scope", "read:products"];
+    run(command(logto, app), &[args, &shopping].concat())
+}
+
 real_test! {
     fn three_runs_with_a_token_file_make_one_exchange_and_keep_no_user_token() {
         let logto = common::real_logto::logto();
@@ -348,18 +354,15 @@ real_test! {
 
         let mut printed = Vec::new();
         for _ in 0..3 {
-            let out = run(
-                command(logto, &app),
+            let out = run_shopping(
+                logto,
+                &app,
                 &[
                     "token",
                     "--impersonate",
                     &user.id,
                     "--context",
                     r#"{"job":"nightly"}"#,
-                    "--resource",
-                    SHOPPING_API,
-                    "--scope",
-                    "read:products",
                     "--cache-file",
                     cache,
                 ],
@@ -371,21 +374,10 @@ real_test! {
         assert_eq!(exchanges(logto, &app.id, "Success"), 1);
 
         for _ in 0..3 {
-            let out = run(
-                command(logto, &app),
-                &[
-                    "token",
-                    "--pat-file",
-                    pat_file,
-                    "--resource",
-                    SHOPPING_API,
-                    "--scope",
-                    "read:products",
-                    "--cache-file",
-                    cache,
-                    "--format",
-                    "json",
-                ],
+            let out = run_shopping(
+                logto,
+                &app,
+                &["token", "--pat-file", pat_file, "--cache-file", cache, "--format", "json"],
             );
             assert_eq!(out.code, Some(0), "{out:?}");
             assert!(
@@ -402,19 +394,10 @@ real_test! {
         ));
         let token_file = dir.path().join("user-token");
         std::fs::write(&token_file, user_token.access_token()).unwrap();
-        let out = run(
-            command(logto, &app),
-            &[
-                "token",
-                "--subject-token-file",
-                token_file.to_str().unwrap(),
-                "--resource",
-                SHOPPING_API,
-                "--scope",
-                "read:products",
-                "--cache-file",
-                cache,
-            ],
+        let out = run_shopping(
+            logto,
+            &app,
+            &["token", "--subject-token-file", token_file.to_str().unwrap(), "--cache-file", cache],
         );
         assert_eq!(out.code, Some(0), "{out:?}");
         assert_ne!(out.stdout.trim(), user_token.access_token());
@@ -528,19 +511,10 @@ real_test! {
         let pat_file = dir.path().join("pat");
         let token_run = |user: &User| {
             std::fs::write(&pat_file, format!("{}\n", user.pat)).unwrap();
-            let out = run(
-                command(logto, &app),
-                &[
-                    "token",
-                    "--pat-file",
-                    pat_file.to_str().unwrap(),
-                    "--resource",
-                    SHOPPING_API,
-                    "--scope",
-                    "read:products",
-                    "--cache-file",
-                    cache.to_str().unwrap(),
-                ],
+            let out = run_shopping(
+                logto,
+                &app,
+                &["token", "--pat-file", pat_file.to_str().unwrap(), "--cache-file", cache.to_str().unwrap()],
             );
             assert_eq!(out.code, Some(0), "{out:?}");
             assert_eq!(sub_of(&out.stdout), user.id, "{out:?}");
@@ -581,19 +555,10 @@ real_test! {
         let cache = dir.path().join("tokens.json");
         for _ in 0..2 {
             for user in users {
-                let out = run(
-                    command(logto, &app_cli),
-                    &[
-                        "token",
-                        "--impersonate",
-                        &user.id,
-                        "--resource",
-                        SHOPPING_API,
-                        "--scope",
-                        "read:products",
-                        "--cache-file",
-                        cache.to_str().unwrap(),
-                    ],
+                let out = run_shopping(
+                    logto,
+                    &app_cli,
+                    &["token", "--impersonate", &user.id, "--cache-file", cache.to_str().unwrap()],
                 );
                 assert_eq!(out.code, Some(0), "{out:?}");
                 assert_eq!(sub_of(&out.stdout), user.id, "{out:?}");
@@ -849,19 +814,7 @@ real_test! {
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
             String::from_utf8_lossy(&head).into_owned()
         });
-        let out = run(
-            command(logto, &app),
-            &[
-                "call",
-                &url,
-                "--pat-file",
-                pat_file.to_str().unwrap(),
-                "--resource",
-                SHOPPING_API,
-                "--scope",
-                "read:products",
-            ],
-        );
+        let out = run_shopping(logto, &app, &["call", &url, "--pat-file", pat_file.to_str().unwrap()]);
         assert_eq!(out.code, Some(0), "{out:?}");
         assert_eq!(out.stdout, "ok");
         let head = server.join().unwrap();

@@ -1,5 +1,6 @@
-//! One small HTTP/1.1 server on 127.0.0.1, for the three places that need a server we
-//! control: the fault servers of `tests/suite/faults.rs`, the CONNECT proxy
+//! One small HTTP/1.1 server on 127.0.0.1, for the places that need a server we control:
+//! the fault servers of `tests/suite/faults.rs`, the busy API ([`busy_server`]) of the
+//! `Retry-After` tests in `tests/suite/api.rs` and `cli.rs`, the CONNECT proxy
 //! (`connect_proxy.rs`) and the bench's token endpoint (`examples/bench.rs`, which
 //! includes this file by path).
 //!
@@ -61,6 +62,57 @@ impl Counts {
     pub fn gap(&self, i: usize) -> Duration {
         self.arrivals[i].duration_since(self.arrivals[i - 1])
     }
+
+    /// Asserts that a client waited out [`WAIT_TWICE`]: three requests, each repeat at
+    /// least 950 ms after the one before it.
+    #[track_caller]
+    pub fn assert_waited_twice(&self) {
+        assert_eq!(self.requests, 3);
+        assert!(
+            self.gap(1) >= Duration::from_millis(950),
+            "{:?}",
+            self.gap(1)
+        );
+        // An HTTP date has whole seconds: two seconds ahead is a wait of more than one.
+        assert!(
+            self.gap(2) >= Duration::from_millis(950),
+            "{:?}",
+            self.gap(2)
+        );
+    }
+}
+
+/// A script for [`busy_server`]: a 429 with `Retry-After: 1`, then a 503 with an HTTP date
+/// two seconds ahead.
+pub const WAIT_TWICE: &[(u16, Option<&str>)] = &[(429, Some("1")), (503, Some("date+2"))];
+
+/// A busy API: answers its requests in turn from `script` (status and `Retry-After`,
+/// `None` for none; `"date+N"` is an HTTP date N seconds ahead, made when it answers) with
+/// the body `busy`, then 200 `done` past its end. Each answer closes its connection; the
+/// tests that use it make three requests at most, so 8 connections and 30 s are plenty.
+pub fn busy_server(script: &'static [(u16, Option<&'static str>)]) -> Loopback {
+    Loopback::start(8, Duration::from_secs(30), move |c| {
+        let (status, retry_after, body) = match script.get(c.request.n as usize) {
+            Some(&(status, retry_after)) => (status, retry_after, "busy"),
+            None => (200, None, "done"),
+        };
+        let header = match retry_after {
+            None => String::new(),
+            Some(date) if date.starts_with("date+") => {
+                let ahead = Duration::from_secs(date[5..].parse().unwrap());
+                let at = std::time::SystemTime::now() + ahead;
+                format!("Retry-After: {}\r\n", httpdate::fmt_http_date(at))
+            }
+            Some(seconds) => format!("Retry-After: {seconds}\r\n"),
+        };
+        let _ = c.send(
+            format!(
+                "HTTP/1.1 {status} X\r\n{header}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+    })
 }
 
 /// A running server; dropping it stops it and joins its threads.

@@ -9,7 +9,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use common::loopback::Loopback;
+use common::loopback::{Loopback, WAIT_TWICE, busy_server};
 use common::{M2M_BASIC, M2M_POST, MANAGEMENT_API, Peer, SHOPPING_API, config, shopping};
 use logto_m2m::{Bearer, CallError, ErrorKind, TokenRequest, TokenStore};
 use ureq::config::RedirectAuthHeaders;
@@ -512,35 +512,6 @@ fn a_401_that_a_later_middleware_makes_up_drops_the_token_and_panics_nowhere() {
     assert_eq!((stats.invalidations, stats.token_requests), (2, 2));
 }
 
-/// A server that answers its requests in turn with `answers` (status and `Retry-After`,
-/// `None` for none; `"date+N"` is an HTTP date N seconds ahead, made when it answers), and
-/// 200 `done` past their end.
-fn busy_server(answers: &'static [(u16, Option<&'static str>)]) -> Loopback {
-    Loopback::start(8, Duration::from_secs(30), move |c| {
-        let (status, retry_after) = answers
-            .get(c.request.n as usize)
-            .copied()
-            .unwrap_or((200, None));
-        let header = match retry_after {
-            None => String::new(),
-            Some(date) if date.starts_with("date+") => {
-                let ahead = Duration::from_secs(date[5..].parse().unwrap());
-                let at = std::time::SystemTime::now() + ahead;
-                format!("Retry-After: {}\r\n", httpdate::fmt_http_date(at))
-            }
-            Some(seconds) => format!("Retry-After: {seconds}\r\n"),
-        };
-        let body = if status == 200 { "done" } else { "busy" };
-        let _ = c.send(
-            format!(
-                "HTTP/1.1 {status} X\r\n{header}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
-        );
-    })
-}
-
 /// Issue 34: `call_idempotent` waits out a 429 and a 503 as their `Retry-After` asks
 /// (seconds, then an HTTP date), at most twice, within the config's timeout; `call`, for
 /// which the store can't know that the request may be sent twice, never repeats one.
@@ -561,24 +532,12 @@ fn call_idempotent_waits_out_429_and_503_and_call_does_not() {
         }
     };
 
-    let server = busy_server(&[(429, Some("1")), (503, Some("date+2"))]);
+    let server = busy_server(WAIT_TWICE);
     let started = std::time::Instant::now();
     let mut answer = store.call_idempotent(&request, get(&server)).unwrap();
     assert_eq!(answer.status(), 200);
     assert_eq!(answer.body_mut().read_to_string().unwrap(), "done");
-    let counts = server.finish();
-    assert_eq!(counts.requests, 3);
-    assert!(
-        counts.gap(1) >= Duration::from_millis(950),
-        "{:?}",
-        counts.gap(1)
-    );
-    // An HTTP date has whole seconds: two seconds ahead is a wait of more than one.
-    assert!(
-        counts.gap(2) >= Duration::from_millis(950),
-        "{:?}",
-        counts.gap(2)
-    );
+    server.finish().assert_waited_twice();
     assert!(started.elapsed() < Duration::from_secs(8));
 
     // Twice at most: the third 429 is the answer.

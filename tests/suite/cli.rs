@@ -924,7 +924,7 @@ fn call_a_path_says_when_it_leaves_logto_resource_aside() {
 // ---------------------------------------------------------------------------------------
 // Issue 34: every page of a list, a polite wait on 429 and 503, what a newcomer tripped on.
 
-use common::loopback::{Loopback, Request};
+use common::loopback::{Loopback, Request, WAIT_TWICE, busy_server};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// What a test API answers: status, header lines (`Name: value`), body.
@@ -1199,53 +1199,18 @@ fn paginate_stops_at_other_origins_loops_and_pages_that_are_not_arrays() {
     }
 }
 
-/// Answers in turn from `script` (status, `Retry-After`; `"date+N"` is an HTTP date N
-/// seconds ahead), then 200 `done`.
-fn busy_api(
-    script: &'static [(u16, Option<&'static str>)],
-) -> (Loopback, Arc<Mutex<Vec<Request>>>) {
-    api(move |r, _| {
-        let Some(&(status, retry_after)) = script.get(r.n as usize) else {
-            return (200, Vec::new(), "done".to_owned());
-        };
-        let headers = match retry_after {
-            None => Vec::new(),
-            Some(date) if date.starts_with("date+") => {
-                let ahead = Duration::from_secs(date[5..].parse().unwrap());
-                vec![format!(
-                    "Retry-After: {}",
-                    httpdate::fmt_http_date(SystemTime::now() + ahead)
-                )]
-            }
-            Some(seconds) => vec![format!("Retry-After: {seconds}")],
-        };
-        (status, headers, "busy".to_owned())
-    })
-}
-
 /// A GET answered 429 and then 503 is sent again after each `Retry-After` (seconds, then
 /// an HTTP date), the wait logged at info; a POST or PATCH never, exit 1 with the status; a
 /// wait past the timeout is not begun.
 #[test]
 fn call_waits_out_429_and_503_for_a_get_and_never_repeats_a_post() {
-    let (server, _) = busy_api(&[(429, Some("1")), (503, Some("date+2"))]);
+    let server = busy_server(WAIT_TWICE);
     let url = format!("http://127.0.0.1:{}/items", server.port());
     let started = Instant::now();
     let r = call(&url, &[], &[("LOGTO_LOG", "info")]);
     r.ok();
     assert_eq!(r.stdout, "done");
-    let counts = server.finish();
-    assert_eq!(counts.requests, 3);
-    assert!(
-        counts.gap(1) >= Duration::from_millis(950),
-        "{:?}",
-        counts.gap(1)
-    );
-    assert!(
-        counts.gap(2) >= Duration::from_millis(950),
-        "{:?}",
-        counts.gap(2)
-    );
+    server.finish().assert_waited_twice();
     assert!(started.elapsed() < Duration::from_secs(9));
     let waits: Vec<&str> = r
         .stderr
@@ -1264,7 +1229,7 @@ fn call_waits_out_429_and_503_for_a_get_and_never_repeats_a_post() {
         &["--data", "{}"][..],
         &["--method", "PATCH", "--data", "{}"],
     ] {
-        let (server, _) = busy_api(&[(429, Some("1"))]);
+        let server = busy_server(&[(429, Some("1"))]);
         let url = format!("http://127.0.0.1:{}/items", server.port());
         let r = call(&url, args, &[]);
         assert_eq!(r.code, Some(1), "{args:?}: {}", r.stderr);
@@ -1278,7 +1243,7 @@ fn call_waits_out_429_and_503_for_a_get_and_never_repeats_a_post() {
         assert_eq!(server.finish().requests, 1, "{args:?}");
     }
 
-    let (server, _) = busy_api(&[(503, Some("60"))]);
+    let server = busy_server(&[(503, Some("60"))]);
     let url = format!("http://127.0.0.1:{}/items", server.port());
     let started = Instant::now();
     let r = call(&url, &["--timeout", "5"], &[]);

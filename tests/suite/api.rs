@@ -12,28 +12,31 @@ use std::time::Duration;
 use common::loopback::{Loopback, WAIT_TWICE, busy_server};
 use common::{M2M_BASIC, M2M_POST, MANAGEMENT_API, Peer, SHOPPING_API, config, shopping};
 use logto_m2m::{Bearer, CallError, ErrorKind, TokenRequest, TokenStore};
-use ureq::config::RedirectAuthHeaders;
+use ureq::config::{ConfigBuilder, RedirectAuthHeaders};
+use ureq::typestate::AgentScope;
+
+/// An agent's config for API calls: 10 s, no proxy, and ureq's default of error statuses
+/// as `StatusCode` errors.
+fn strict_config() -> ConfigBuilder<AgentScope> {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .proxy(None)
+}
+
+/// [`strict_config`], with answers of any status coming back as responses.
+fn api_config() -> ConfigBuilder<AgentScope> {
+    strict_config().http_status_as_error(false)
+}
 
 /// An agent for API calls: answers of any status come back as responses.
 fn plain_agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .proxy(None)
-        .build()
-        .into()
+    api_config().build().into()
 }
 
-/// An agent whose requests to the peer carry the store's token for `request`.
-fn bearer_agent(peer: &Peer, store: &Arc<TokenStore>, request: TokenRequest) -> ureq::Agent {
-    let bearer = Bearer::new(Arc::clone(store), request, &peer.base_url()).unwrap();
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .proxy(None)
-        .middleware(bearer)
-        .build()
-        .into()
+/// An agent whose requests to `origin` carry the store's token for `request`.
+fn bearer_agent(store: &Arc<TokenStore>, request: TokenRequest, origin: &str) -> ureq::Agent {
+    let bearer = Bearer::new(Arc::clone(store), request, origin).unwrap();
+    api_config().middleware(bearer).build().into()
 }
 
 fn status(agent: &ureq::Agent, url: &str) -> u16 {
@@ -44,7 +47,7 @@ fn status(agent: &ureq::Agent, url: &str) -> u16 {
 fn bearer_sends_the_token_to_the_api_and_renews_it_after_a_401() {
     let peer = Peer::start();
     let store = Arc::new(TokenStore::new(config(&peer, M2M_BASIC)));
-    let agent = bearer_agent(&peer, &store, shopping("read:products"));
+    let agent = bearer_agent(&store, shopping("read:products"), &peer.base_url());
     let products = format!("{}/products", peer.base_url());
 
     for _ in 0..3 {
@@ -71,9 +74,9 @@ fn bearer_reaches_the_management_api() {
     let peer = Peer::start();
     let store = Arc::new(TokenStore::new(config(&peer, M2M_BASIC)));
     let agent = bearer_agent(
-        &peer,
         &store,
         TokenRequest::management_api(&peer.base_url()),
+        &peer.base_url(),
     );
     let mut answer = agent
         .get(format!("{}/api/applications", peer.base_url()))
@@ -158,11 +161,7 @@ fn call_with_status_errors_retries_too_and_says_which_half_failed() {
     let peer = Peer::start();
     let store = TokenStore::new(config(&peer, M2M_BASIC));
     // ureq's default: error statuses come back as `StatusCode` errors.
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
-        .proxy(None)
-        .build()
-        .into();
+    let agent: ureq::Agent = strict_config().build().into();
     let url = format!("{}/products", peer.base_url());
     let request = shopping("read:products");
     store
@@ -284,7 +283,7 @@ fn ok_response() -> String {
 fn the_token_goes_to_its_origin_only() {
     let peer = common::shared_peer();
     let store = Arc::new(TokenStore::new(config(peer, M2M_BASIC)));
-    let agent = bearer_agent(peer, &store, shopping("read:products"));
+    let agent = bearer_agent(&store, shopping("read:products"), &peer.base_url());
 
     // Another origin: nothing added.
     let (other, seen) = recorder(|_| ok_response());
@@ -326,10 +325,7 @@ fn no_redirect_carries_the_token_whatever_the_agent_allows() {
     let store = Arc::new(TokenStore::new(config(peer, M2M_BASIC)));
     let origin = format!("http://127.0.0.1:{}", api.port());
     let bearer = Bearer::new(Arc::clone(&store), shopping("read:products"), &origin).unwrap();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .proxy(None)
+    let agent: ureq::Agent = api_config()
         .redirect_auth_headers(RedirectAuthHeaders::SameHost)
         .middleware(bearer)
         .build()
@@ -417,15 +413,8 @@ fn a_401_where_a_redirect_led_drops_no_token_and_one_from_the_api_does() {
     let peer = common::shared_peer();
     let store = Arc::new(TokenStore::new(config(peer, M2M_BASIC)));
     let origin = format!("http://127.0.0.1:{}", api.port());
-    let bearer = Bearer::new(Arc::clone(&store), shopping("read:products"), &origin).unwrap();
     // Follows redirects (ureq's default), and answers of any status come back as responses.
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .proxy(None)
-        .middleware(bearer)
-        .build()
-        .into();
+    let agent = bearer_agent(&store, shopping("read:products"), &origin);
     for _ in 0..3 {
         let answer = agent.get(format!("{origin}/moved")).call().unwrap();
         assert_eq!(answer.status(), 401);
@@ -446,12 +435,7 @@ fn a_401_where_a_redirect_led_drops_no_token_and_one_from_the_api_does() {
     // With ureq's default status errors, a 401 says nothing of where it came from: it
     // drops the token (see `Bearer`).
     let bearer = Bearer::new(Arc::clone(&store), shopping("read:products"), &origin).unwrap();
-    let errors: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
-        .proxy(None)
-        .middleware(bearer)
-        .build()
-        .into();
+    let errors: ureq::Agent = strict_config().middleware(bearer).build().into();
     match errors.get(format!("{origin}/refuse")).call() {
         Err(ureq::Error::StatusCode(401)) => {}
         other => panic!("{other:?}"),
@@ -563,11 +547,7 @@ fn call_idempotent_waits_out_429_and_503_and_call_does_not() {
     // With ureq's default `http_status_as_error`, a 503 is an error without its headers:
     // retried after 1 s all the same.
     let server = busy_server(&[(503, Some("5"))]);
-    let strict: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
-        .proxy(None)
-        .build()
-        .into();
+    let strict: ureq::Agent = strict_config().build().into();
     let url = format!("http://127.0.0.1:{}/items", server.port());
     let started = std::time::Instant::now();
     let answer = store

@@ -118,6 +118,21 @@ fn swapped(line: &str, swaps: &[(&str, &str)]) -> String {
     job
 }
 
+/// The cron job's env file: the app's variables, as the README says (each line names the
+/// API it calls), with m2m-basic at `peer` and `secret`.
+#[cfg(unix)]
+fn write_env_file(path: &std::path::Path, peer: &Peer, secret: &str) {
+    fs::write(
+        path,
+        format!(
+            "export LOGTO_ENDPOINT={} LOGTO_APP_ID={} LOGTO_APP_SECRET={secret}\n",
+            peer.base_url(),
+            M2M_BASIC.0,
+        ),
+    )
+    .unwrap();
+}
+
 #[cfg(unix)]
 fn mode(path: &std::path::Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
@@ -143,18 +158,7 @@ fn the_cron_line_works_as_written_and_skips_the_api_without_a_token() {
     let env_file = dir.path().join("logto.env");
     let metrics = dir.path().join("metrics.json");
     fs::write(&metrics, r#"{"queue_depth":7}"#).unwrap();
-    // The app's variables, as the README says (each line names the API it calls).
-    let write_env = |secret: &str| {
-        fs::write(
-            &env_file,
-            format!(
-                "export LOGTO_ENDPOINT={} LOGTO_APP_ID={} LOGTO_APP_SECRET={secret}\n",
-                peer.base_url(),
-                M2M_BASIC.0,
-            ),
-        )
-        .unwrap();
-    };
+    let write_env = |secret: &str| write_env_file(&env_file, &peer, secret);
 
     let line = readme_cron_commands()[0].clone();
     let api_url = format!("http://127.0.0.1:{}/metrics", api.port());
@@ -244,17 +248,7 @@ fn the_nightly_list_line_replaces_its_file_only_on_success() {
             ),
         ],
     );
-    let write_env = |secret: &str| {
-        fs::write(
-            &env_file,
-            format!(
-                "export LOGTO_ENDPOINT={} LOGTO_APP_ID={} LOGTO_APP_SECRET={secret}\n",
-                peer.base_url(),
-                M2M_BASIC.0,
-            ),
-        )
-        .unwrap();
-    };
+    let write_env = |secret: &str| write_env_file(&env_file, peer, secret);
     write_env(M2M_BASIC.1);
     let out = cron(&job, &home);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -22,7 +22,7 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use miniserde::de::Visitor;
 use miniserde::{Deserialize, json};
 
-use crate::text::{Leaf, Members};
+use crate::text::{Leaf, Members, member_names};
 
 /// The claims of a JWT access token that explain what it grants, **as the token says
 /// them: the signature is not verified**. Whoever made the string chose them; use them to
@@ -203,29 +203,21 @@ fn seconds(leaf: Leaf) -> Option<i64> {
 /// A payload's members as read, before their types are looked at: the claims below at
 /// their places in [`CLAIMS`], and the first member that came twice: one of these claims by
 /// its name, any other as "a claim" (its name is the token's text, never repeated).
-struct Slots(Members<9>);
+struct Slots(Members<{ CLAIMS.len() }>);
 
-/// The claims read, each at the place its constant below says.
-const CLAIMS: [&str; 9] = [
-    "iss",
-    "sub",
-    "client_id",
-    "aud",
-    "scope",
-    "organization_id",
-    "iat",
-    "exp",
-    "nbf",
-];
-const ISS: usize = 0;
-const SUB: usize = 1;
-const CLIENT_ID: usize = 2;
-const AUD: usize = 3;
-const SCOPE: usize = 4;
-const ORGANIZATION_ID: usize = 5;
-const IAT: usize = 6;
-const EXP: usize = 7;
-const NBF: usize = 8;
+// The claims read, each with a constant for its place.
+member_names! {
+    CLAIMS:
+    ISS = "iss",
+    SUB = "sub",
+    CLIENT_ID = "client_id",
+    AUD = "aud",
+    SCOPE = "scope",
+    ORGANIZATION_ID = "organization_id",
+    IAT = "iat",
+    EXP = "exp",
+    NBF = "nbf",
+}
 
 impl Deserialize for Slots {
     fn begin(out: &mut Option<Self>) -> &mut dyn Visitor {

@@ -12,7 +12,7 @@ use miniserde::{Deserialize, json};
 
 use crate::claims::Claims;
 use crate::error::{Error, ErrorKind, MAX_SERVER_TEXT, MAX_SERVER_WORD, Redactions, sanitize_to};
-use crate::text::{Leaf, Members};
+use crate::text::{Leaf, Members, member_names};
 use crate::token::{BEARER_PREFIX, Token, is_header_safe, is_printable};
 
 /// The lifetime assumed when a token response has no `expires_in` and the token is not a
@@ -246,29 +246,21 @@ fn error_response(status: u16, fields: Option<Fields>, redact: &Redactions<'_>) 
 /// [`FIELDS`]; everything else is skipped without being kept. `twice` is the first field
 /// that appeared twice: miniserde's error can't say why it failed, so the parse goes on and
 /// this is checked afterwards.
-struct Fields(Members<9>);
+struct Fields(Members<{ FIELDS.len() }>);
 
-/// The fields read, each at the place its constant below says.
-const FIELDS: [&str; 9] = [
-    "access_token",
-    "token_type",
-    "expires_in",
-    "scope",
-    "error",
-    "error_description",
-    "error_uri",
-    "code",
-    "message",
-];
-const ACCESS_TOKEN: usize = 0;
-const TOKEN_TYPE: usize = 1;
-const EXPIRES_IN: usize = 2;
-const SCOPE: usize = 3;
-const ERROR: usize = 4;
-const ERROR_DESCRIPTION: usize = 5;
-const ERROR_URI: usize = 6;
-const CODE: usize = 7;
-const MESSAGE: usize = 8;
+// The fields read, each with a constant for its place.
+member_names! {
+    FIELDS:
+    ACCESS_TOKEN = "access_token",
+    TOKEN_TYPE = "token_type",
+    EXPIRES_IN = "expires_in",
+    SCOPE = "scope",
+    ERROR = "error",
+    ERROR_DESCRIPTION = "error_description",
+    ERROR_URI = "error_uri",
+    CODE = "code",
+    MESSAGE = "message",
+}
 
 impl Default for Fields {
     fn default() -> Fields {

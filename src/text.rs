@@ -141,6 +141,21 @@ impl<T: LeafFields> Map for LeafFieldsMap<'_, T> {
     }
 }
 
+/// Declares the names a [`Members`] reader keeps, as the array `$names`, and for each a
+/// constant holding its place in that array: the places can't drift from the names.
+macro_rules! member_names {
+    ($names:ident: $($place:ident = $name:literal),+ $(,)?) => {
+        const $names: [&str; [$($name),+].len()] = [$($name),+];
+        $crate::text::member_names!(@place 0, $($place),+);
+    };
+    (@place $at:expr, $first:ident $(, $rest:ident)*) => {
+        const $first: usize = $at;
+        $crate::text::member_names!(@place $at + 1, $($rest),*);
+    };
+    (@place $at:expr,) => {};
+}
+pub(crate) use member_names;
+
 /// The members of a JSON object that a reader keeps, by name (the token response's fields,
 /// a JWT's claims): each name's value as a [`Leaf`] at that name's place in `names`, and
 /// the first name that came twice. A name not in `names` is skipped; with `others_are`, its

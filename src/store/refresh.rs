@@ -10,6 +10,7 @@ use std::cell::Cell;
 use std::sync::{Arc, MutexGuard};
 use std::thread;
 
+use super::shared::holding_shared_lock;
 use super::*;
 use crate::exchange::request_token_in;
 use crate::request::TokenSource;
@@ -64,7 +65,15 @@ impl TokenStore {
                     }
                     return Err(error);
                 }
-                Next::Refresh if matches!(entry.refresh, Refresh::Running) => {
+                // Unless this thread holds the shared cache's lock (a token that its refresh
+                // needs first): the running refresh may be waiting for that lock, and each
+                // would wait out the timeout (the token file has one lock for all keys).
+                // This thread refreshes the key itself, writing to the cache under the lock
+                // it holds, and the other one reads it there; with Redis, whose locks are per
+                // key, the two may each make a request, in this rare overlap only.
+                Next::Refresh
+                    if matches!(entry.refresh, Refresh::Running) && !holding_shared_lock() =>
+                {
                     if waited_for.is_none() {
                         stats::bump(&inner.counters.waits);
                     }

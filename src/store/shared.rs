@@ -30,6 +30,11 @@ thread_local! {
     static HOLDING_LOCK: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Whether this thread refreshes through a shared cache with its lock held.
+pub(super) fn holding_shared_lock() -> bool {
+    HOLDING_LOCK.try_with(Cell::get).unwrap_or(false)
+}
+
 /// Marks this thread as holding a shared cache's lock until dropped (even by a panic).
 struct Holding(bool);
 
@@ -99,7 +104,7 @@ impl Flight<'_> {
         let lease = timeout;
         let mut pause = Duration::from_millis(2);
         let mut waited = false;
-        let nested = HOLDING_LOCK.try_with(Cell::get).unwrap_or(false);
+        let nested = holding_shared_lock();
         let lock = loop {
             if nested {
                 break None;

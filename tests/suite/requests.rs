@@ -131,6 +131,8 @@ struct Seen {
     exchanges: AtomicU64,
     /// Management API tokens answered 401 at `/api/subject-tokens`.
     refused: Mutex<Vec<String>>,
+    /// How long `/api/subject-tokens` takes to answer, in milliseconds.
+    subject_token_delay_ms: AtomicU64,
 }
 
 /// A value of the form field or JSON string `name` in `body`, as the library sends it
@@ -163,6 +165,8 @@ fn play_logto(c: &mut Conn, seen: &Seen) {
             }
             "/api/subject-tokens" => {
                 seen.subject_tokens.fetch_add(1, SeqCst);
+                let delay = seen.subject_token_delay_ms.load(SeqCst);
+                std::thread::sleep(Duration::from_millis(delay));
                 let bearer = r.header("authorization").unwrap_or_default();
                 let token = bearer.strip_prefix("Bearer ").unwrap_or_default();
                 if seen.refused.lock().unwrap().iter().any(|t| t == token) {
@@ -329,6 +333,65 @@ fn impersonation_through_a_token_file_shares_the_management_token_without_waitin
     }
     assert_eq!(seen.client_credentials.load(SeqCst), 1);
     assert_eq!(seen.exchanges.load(SeqCst), 3);
+}
+
+/// The user token's refresh holds the token file's one lock when its Management API token
+/// is refused and it asks the store for a fresh one; another thread has meanwhile begun
+/// refreshing that token and waits for the file's lock. The refresh holding the lock does
+/// not wait for that thread (which waits for it: each would wait out the timeout), it
+/// refreshes the token itself, and the other thread reads it from the file: one new token,
+/// no caller waits for the timeout, no cache error.
+#[test]
+fn a_refresh_holding_the_file_lock_does_not_wait_for_a_refresh_waiting_for_that_lock() {
+    let (_server, seen, config) = played_logto();
+    let dir = common::TempDir::new("requests-impersonation-nested");
+    let store = TokenStore::new(config.clone()).cache_file(dir.path().join("tokens.json"));
+    let management = TokenRequest::management_api(config.token_url());
+    assert_eq!(store.get(&management).unwrap().access_token(), "mgmt-0");
+    seen.refused.lock().unwrap().push("mgmt-0".into());
+    seen.subject_token_delay_ms.store(1000, SeqCst);
+
+    let (user, other) = std::thread::scope(|scope| {
+        let timed = |request: TokenRequest| {
+            let store = &store;
+            move || {
+                let started = std::time::Instant::now();
+                let token = store.get(&request);
+                (
+                    token.map(|t| t.access_token().to_owned()),
+                    started.elapsed(),
+                )
+            }
+        };
+        let user = scope.spawn(timed(TokenRequest::new(SHOPPING_API).impersonate("u1")));
+        // The user token's refresh is at the Management API (it holds the file's lock):
+        // this thread drops the Management API token, and another one asks for it.
+        for _ in 0..500 {
+            if seen.subject_tokens.load(SeqCst) > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(seen.subject_tokens.load(SeqCst), 1);
+        store.invalidate(&management);
+        let other = scope.spawn(timed(management.clone()));
+        (user.join().unwrap(), other.join().unwrap())
+    });
+    let ((token, user_took), (management_token, other_took)) = (user, other);
+    assert_eq!(token.unwrap(), "user-of-sub_u1");
+    assert_eq!(management_token.unwrap(), "mgmt-1");
+    assert!(user_took < TIMEOUT / 2, "the user token took {user_took:?}");
+    assert!(
+        other_took < TIMEOUT / 2,
+        "the management token took {other_took:?}"
+    );
+    assert_eq!(seen.client_credentials.load(SeqCst), 2);
+    assert_eq!(seen.subject_tokens.load(SeqCst), 2);
+    assert!(
+        store.last_cache_error().is_none(),
+        "{:?}",
+        store.last_cache_error()
+    );
 }
 
 /// A user id with a control character is refused before the Management API is asked.

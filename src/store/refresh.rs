@@ -10,7 +10,6 @@ use std::cell::Cell;
 use std::sync::{Arc, MutexGuard};
 use std::thread;
 
-use super::shared::holding_shared_lock;
 use super::*;
 use crate::exchange::request_token_in;
 use crate::request::TokenSource;
@@ -157,6 +156,36 @@ impl TokenStore {
                  callers keep the valid token, and a call after a pause tries again"
             );
         }
+    }
+}
+
+thread_local! {
+    /// True while this thread refreshes through a shared cache with its lock held. A token
+    /// that refresh needs first (an impersonation's Management API token, from the same
+    /// store) is then refreshed without taking a lock: the token file's one lock for all
+    /// keys is the one this thread holds, and waiting for it would wait out the timeout.
+    /// Set by the shared cache's refresh (`shared.rs`); read here too, where a `get` decides
+    /// whether to wait for another thread's refresh.
+    static HOLDING_LOCK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this thread refreshes through a shared cache with its lock held.
+pub(super) fn holding_shared_lock() -> bool {
+    HOLDING_LOCK.try_with(Cell::get).unwrap_or(false)
+}
+
+/// Marks this thread as holding a shared cache's lock until dropped (even by a panic).
+pub(super) struct Holding(bool);
+
+impl Holding {
+    pub(super) fn enter() -> Holding {
+        Holding(HOLDING_LOCK.try_with(|h| h.replace(true)).unwrap_or(false))
+    }
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        let _ = HOLDING_LOCK.try_with(|h| h.set(self.0));
     }
 }
 

@@ -4,14 +4,13 @@
 //! the config's timeout. Problems are noted for `last_cache_error`, never returned: the
 //! network can still give the token.
 
-use std::cell::Cell;
 use std::sync::PoisonError;
 use std::sync::atomic::Ordering::Relaxed;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::margin_for;
-use super::refresh::Flight;
+use super::refresh::{Flight, Holding, holding_shared_lock};
 use super::stats::bump;
 use crate::advice::warn_missing_scopes;
 use crate::cache::TokenCache;
@@ -21,34 +20,6 @@ use crate::request::TokenRequest;
 use crate::response::Sent;
 use crate::time::DisplayDuration;
 use crate::token::Token;
-
-thread_local! {
-    /// True while this thread refreshes through a shared cache with its lock held. A token
-    /// that refresh needs first (an impersonation's Management API token, from the same
-    /// store) is then refreshed without taking a lock: the token file's one lock for all
-    /// keys is the one this thread holds, and waiting for it would wait out the timeout.
-    static HOLDING_LOCK: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Whether this thread refreshes through a shared cache with its lock held.
-pub(super) fn holding_shared_lock() -> bool {
-    HOLDING_LOCK.try_with(Cell::get).unwrap_or(false)
-}
-
-/// Marks this thread as holding a shared cache's lock until dropped (even by a panic).
-struct Holding(bool);
-
-impl Holding {
-    fn enter() -> Holding {
-        Holding(HOLDING_LOCK.try_with(|h| h.replace(true)).unwrap_or(false))
-    }
-}
-
-impl Drop for Holding {
-    fn drop(&mut self) {
-        let _ = HOLDING_LOCK.try_with(|h| h.set(self.0));
-    }
-}
 
 impl Flight<'_> {
     /// `fetch_shared`, and then, when it noted no problem, the

@@ -1,6 +1,7 @@
 //! The module graph, held: each module of the library and of the command imports only from
-//! its own layer and the ones below it, and no two modules of one layer import each other
-//! round in a circle. The order is declared here, once (`LIBRARY`, `COMMAND`); `src/lib.rs`'s
+//! its own layer and the ones below it, no two modules of one layer import each other
+//! round in a circle, and no two files of one module do (`store/refresh.rs` and
+//! `store/shared.rs`, say: a path lands in the file of its longest prefix that is a module). The order is declared here, once (`LIBRARY`, `COMMAND`); `src/lib.rs`'s
 //! module map and `src/bin/logto-m2m/main.rs` say the same in words.
 //!
 //! An import is any `crate::` path in a module's code (in a `use` or anywhere else, groups
@@ -85,6 +86,27 @@ fn the_real_tree_with_an_upward_import_fails_the_layers() {
     assert!(
         problems[1].starts_with("command: output imports call"),
         "{problems:#?}"
+    );
+}
+
+/// Two files of one module that import each other round: the store's refresh naming its
+/// shared-cache file, which builds on the refresh (a circle the layers of top modules
+/// can't see), written as a nested `super::` group.
+#[test]
+fn the_real_tree_with_a_circle_inside_the_store_fails() {
+    let mut tree = Tree::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    let refresh = tree.text_mut("store/refresh.rs");
+    let at = refresh.find("use super::*;").unwrap();
+    refresh.insert_str(
+        at,
+        "use super::{\n    margin_for,\n    shared::{self},\n};\n",
+    );
+    assert_eq!(
+        check(&tree),
+        [
+            "library: the files store/refresh.rs, store/shared.rs import each other in a \
+             circle, within one module"
+        ]
     );
 }
 
@@ -245,18 +267,25 @@ fn check_crate(tree: &Tree, root: &str, name: &str, layers: &[&[&str]]) -> Vec<S
             problems.push(format!("{name}: {module} is in a layer but is no module"));
         }
     }
-    // Imports between top modules, each once.
+    // Imports between top modules, each once; and between the files of one top module.
     let mut edges: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut file_edges: BTreeSet<(String, String)> = BTreeSet::new();
+    let file_of: BTreeMap<&[String], &PathBuf> =
+        modules.iter().map(|(f, p)| (p.as_slice(), f)).collect();
     for (file, path) in &modules {
         let code = code_of(&tree.files[file]);
-        for target in imports(&code, path) {
-            let to = if tops.contains(target.as_str()) {
-                target
-            } else if let Some(module) = exports.get(&target) {
+        for mut target in paths(&code, path) {
+            let Some(head) = target.first().cloned() else {
+                continue;
+            };
+            let to = if tops.contains(head.as_str()) {
+                head
+            } else if let Some(module) = exports.get(&head) {
+                target[0] = module.clone();
                 module.clone()
             } else {
                 let line = format!(
-                    "{name}: {} imports {target}, an item of the crate root, above every layer",
+                    "{name}: {} imports {head}, an item of the crate root, above every layer",
                     path[0]
                 );
                 if !problems.contains(&line) {
@@ -266,6 +295,16 @@ fn check_crate(tree: &Tree, root: &str, name: &str, layers: &[&[&str]]) -> Vec<S
             };
             if to != path[0] {
                 edges.insert((path[0].clone(), to));
+                continue;
+            }
+            // Within its top module: the file the path lands in, its longest prefix that
+            // is a module. (Between top modules, the layers above hold the order.)
+            if let Some(into) = (1..=target.len())
+                .rev()
+                .find_map(|n| file_of.get(&target[..n]))
+                .filter(|into| **into != file)
+            {
+                file_edges.insert((shown(file), shown(into)));
             }
         }
     }
@@ -276,13 +315,30 @@ fn check_crate(tree: &Tree, root: &str, name: &str, layers: &[&[&str]]) -> Vec<S
             }
         }
     }
-    problems.extend(circles(&edges, layers).into_iter().map(|circle| {
+    for layer in layers {
+        problems.extend(circles(&edges, layer).into_iter().map(|circle| {
+            format!(
+                "{name}: {} import each other in a circle, within one layer",
+                circle.join(", ")
+            )
+        }));
+    }
+    // The files of one top module that import each other round.
+    let files: Vec<String> = modules.keys().map(|f| shown(f)).collect();
+    let files: Vec<&str> = files.iter().map(String::as_str).collect();
+    problems.extend(circles(&file_edges, &files).into_iter().map(|circle| {
         format!(
-            "{name}: {} import each other in a circle, within one layer",
+            "{name}: the files {} import each other in a circle, within one module",
             circle.join(", ")
         )
     }));
     problems
+}
+
+/// A file's path under `src/` as text, with `/` between its parts.
+fn shown(file: &Path) -> String {
+    let parts: Vec<_> = file.iter().map(|p| p.to_string_lossy()).collect();
+    parts.join("/")
 }
 
 /// Every module file of the crate at `root`, with its module path: followed from the root
@@ -351,16 +407,17 @@ fn reexports(code: &str) -> BTreeMap<String, String> {
     names
 }
 
-/// The first segment of every path that leaves the module at `path` for another part of
-/// the crate: `crate::x...` (`x` for each element of a `crate::{...}` group) and a
-/// `super::...` that climbs to the crate root.
-fn imports(code: &str, path: &[String]) -> Vec<String> {
+/// Every `crate::` and `super::` path in the code of the module at `path`, from the crate
+/// root, as its segments: `crate::a::{b, c::D}` gives `a::b` and `a::c::D`, `super::x` in
+/// `a/b.rs` gives `a::x`. Whatever follows the module's name (an item, a method) is kept:
+/// the module a path lands in is its longest prefix that is a module.
+fn paths(code: &str, path: &[String]) -> Vec<Vec<String>> {
     let mut found = Vec::new();
     let mut rest = code;
     while let Some(at) = find_path_start(rest) {
         let start = &rest[at..];
-        let (climb, after) = if let Some(after) = start.strip_prefix("crate::") {
-            (None, after)
+        let (base, after) = if let Some(after) = start.strip_prefix("crate::") {
+            (&path[..0], after)
         } else {
             let mut after = start;
             let mut up = 0;
@@ -368,53 +425,71 @@ fn imports(code: &str, path: &[String]) -> Vec<String> {
                 after = next.trim_start();
                 up += 1;
             }
-            (Some(up), after)
+            assert!(up <= path.len(), "super:: above the crate root in {path:?}");
+            (&path[..path.len() - up], after)
         };
         // Past the prefix, so that `super::super::` is read once.
         rest = after;
-        // `super::` from `a/b.rs` names `a`, the file's own top module; only one that
-        // climbs to the root leaves it.
-        if let Some(up) = climb {
-            assert!(up <= path.len(), "super:: above the crate root in {path:?}");
-            if up < path.len() {
-                continue;
-            }
-        }
-        let after = after.trim_start();
-        if let Some(group) = after.strip_prefix('{') {
-            found.extend(group_heads(group));
-        } else {
-            let head = ident(after);
-            if !head.is_empty() && head != "self" {
-                found.push(head.to_owned());
-            }
+        for tail in use_tree(after).0 {
+            found.push(base.iter().cloned().chain(tail).collect());
         }
     }
     found
 }
 
-/// The first segment of each element of a `{...}` group, from just after its `{`.
-fn group_heads(group: &str) -> Vec<String> {
-    let mut heads = Vec::new();
-    let mut depth = 0usize;
-    let mut expecting = true;
-    for (i, c) in group.char_indices() {
-        match c {
-            '{' => depth += 1,
-            '}' if depth == 0 => break,
-            '}' => depth -= 1,
-            ',' if depth == 0 => expecting = true,
-            c if expecting && depth == 0 && !c.is_whitespace() => {
-                expecting = false;
-                let head = ident(&group[i..]);
-                if !head.is_empty() && head != "self" {
-                    heads.push(head.to_owned());
-                }
+/// The paths of the use-tree at the start of `text` (`a::b`, `a::{b, c::{self, D}}`,
+/// `a::*`, `a as b`; `self` is its group's own prefix), and how much of `text` it takes.
+/// Outside a `use` it reads the path's segments up to whatever follows them.
+fn use_tree(text: &str) -> (Vec<Vec<String>>, usize) {
+    let at = |rest: &str| text.len() - rest.len();
+    let mut prefix: Vec<String> = Vec::new();
+    let mut rest = text.trim_start();
+    loop {
+        if let Some(group) = rest.strip_prefix('{') {
+            let (inner, used) = use_group(group);
+            let found = inner
+                .into_iter()
+                .map(|tail| prefix.iter().cloned().chain(tail).collect())
+                .collect();
+            return (found, at(group) + used);
+        }
+        let head = ident(rest);
+        if !head.is_empty() && head != "self" {
+            prefix.push(head.to_owned());
+        }
+        rest = rest[head.len()..].trim_start();
+        match rest.strip_prefix("::") {
+            Some(next) if !head.is_empty() => rest = next.trim_start(),
+            // The end of this tree (`*`, `as b`, or what follows a path): up to its group's
+            // next element or end.
+            _ => {
+                let end = rest.find([',', '}']).unwrap_or(rest.len());
+                return (vec![prefix], at(rest) + end);
             }
-            _ => {}
         }
     }
-    heads
+}
+
+/// The paths of a `{...}` group, from just after its `{`, and how much of `text` it takes
+/// (its `}` included).
+fn use_group(text: &str) -> (Vec<Vec<String>>, usize) {
+    let mut found = Vec::new();
+    let mut at = 0;
+    loop {
+        let rest = &text[at..];
+        let next = rest.trim_start_matches(|c: char| c.is_whitespace() || c == ',');
+        at += rest.len() - next.len();
+        if next.is_empty() {
+            return (found, at);
+        }
+        if next.starts_with('}') {
+            return (found, at + 1);
+        }
+        let (mut tree, used) = use_tree(next);
+        found.append(&mut tree);
+        // At least one character, so that a stray one can't stop the reading.
+        at += used.max(1);
+    }
 }
 
 /// Where the next `crate::` or `super::` path begins (not `$crate::`, not the end of a
@@ -458,53 +533,46 @@ fn ident(text: &str) -> &str {
     &text[..end]
 }
 
-/// The circles among the imports between modules of one layer, each as its modules sorted.
-fn circles(edges: &BTreeSet<(String, String)>, layers: &[&[&str]]) -> Vec<Vec<String>> {
+/// The circles among the imports between the modules (or files) `nodes`, each as its
+/// members sorted.
+fn circles(edges: &BTreeSet<(String, String)>, nodes: &[&str]) -> Vec<Vec<String>> {
     let mut found = Vec::new();
-    for layer in layers {
-        let inside: Vec<(&str, &str)> = edges
-            .iter()
-            .filter(|(a, b)| layer.contains(&a.as_str()) && layer.contains(&b.as_str()))
-            .map(|(a, b)| (a.as_str(), b.as_str()))
-            .collect();
-        // Two modules are in one circle when each reaches the other.
-        let reaches = |from: &str, to: &str| {
-            let mut seen = BTreeSet::from([from]);
-            let mut todo = vec![from];
-            while let Some(m) = todo.pop() {
-                for (_, next) in inside.iter().filter(|(a, _)| *a == m) {
-                    if *next == to {
-                        return true;
-                    }
-                    if seen.insert(next) {
-                        todo.push(next);
-                    }
+    let inside: Vec<(&str, &str)> = edges
+        .iter()
+        .filter(|(a, b)| nodes.contains(&a.as_str()) && nodes.contains(&b.as_str()))
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    // Two modules are in one circle when each reaches the other.
+    let reaches = |from: &str, to: &str| {
+        let mut seen = BTreeSet::from([from]);
+        let mut todo = vec![from];
+        while let Some(m) = todo.pop() {
+            for (_, next) in inside.iter().filter(|(a, _)| *a == m) {
+                if *next == to {
+                    return true;
+                }
+                if seen.insert(next) {
+                    todo.push(next);
                 }
             }
-            false
-        };
-        let mut placed: BTreeSet<&str> = BTreeSet::new();
-        for module in layer.iter() {
-            if placed.contains(module) {
-                continue;
-            }
-            let mut circle: Vec<String> = layer
-                .iter()
-                .filter(|other| {
-                    *other != module && reaches(module, other) && reaches(other, module)
-                })
-                .map(|m| m.to_string())
-                .collect();
-            if !circle.is_empty() {
-                circle.push(module.to_string());
-                circle.sort();
-                placed.extend(
-                    circle
-                        .iter()
-                        .map(|m| *layer.iter().find(|l| **l == m.as_str()).unwrap()),
-                );
-                found.push(circle);
-            }
+        }
+        false
+    };
+    let mut placed: BTreeSet<&str> = BTreeSet::new();
+    for module in nodes {
+        if placed.contains(module) {
+            continue;
+        }
+        let mut circle: Vec<&str> = nodes
+            .iter()
+            .copied()
+            .filter(|other| other != module && reaches(module, other) && reaches(other, module))
+            .collect();
+        if !circle.is_empty() {
+            circle.push(module);
+            circle.sort();
+            placed.extend(circle.iter().copied());
+            found.push(circle.into_iter().map(str::to_owned).collect());
         }
     }
     found

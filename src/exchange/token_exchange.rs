@@ -68,7 +68,10 @@ impl TokenRequest {
     /// 401 to a cached one, it is dropped (if it is still the store's) and the subject
     /// token asked for once more with a fresh one, within the same timeout. Taken within a
     /// refresh through a shared cache, that token's own refresh does not take the cache's
-    /// lock (the refresh holds it already; the token file has one lock for all keys).
+    /// lock (the refresh holds it already; the token file has one lock for all keys), nor
+    /// waits for another thread's refresh of that token, which may be waiting for the lock:
+    /// it asks itself, and the other thread reads its token from the cache (with Redis,
+    /// whose locks are per key, the two may then make a request each).
     /// [`request_token`](crate::request_token) alone gets a new Management API token for
     /// every exchange.
     ///

@@ -1,8 +1,9 @@
 //! The module graph, held: each module of the library and of the command imports only from
 //! its own layer and the ones below it, no two modules of one layer import each other
 //! round in a circle, and no two files of one module do (`store/refresh.rs` and
-//! `store/shared.rs`, say: a path lands in the file of its longest prefix that is a module). The order is declared here, once (`LIBRARY`, `COMMAND`); `src/lib.rs`'s
-//! module map and `src/bin/logto-m2m/main.rs` say the same in words.
+//! `store/shared.rs`, say: a path lands in the file of its longest prefix that is a
+//! module). The order is declared here, once (`LIBRARY`, `COMMAND`); `src/lib.rs`'s module
+//! map and `src/bin/logto-m2m/main.rs` say the same in words.
 //!
 //! An import is any `crate::` path in a module's code (in a `use` or anywhere else, groups
 //! like `crate::{a, b::{c}}` included), a name the crate root re-exports counting as its

@@ -572,15 +572,17 @@ fn last_cache_error_is_cleared_once_the_cache_works_again() {
 
 /// Issue 34: a newcomer's `cargo test` reported dozens of tests as ignored, and the README
 /// did not say why. It says how many need the real Logto; this keeps the number true: the
-/// tests marked so in `tests/real_logto/` and `tests/verifier_real.rs` (an
+/// tests marked so in `tests/real_logto/`, `tests/self_hosted/` and `tests/verifier_real.rs` (an
 /// `#[cfg_attr(not(logto_real), ignore = ...)]` line, or a `real_test! {` one), those behind
 /// the `redis` feature counted apart.
 #[test]
 fn the_readme_counts_the_tests_that_need_the_real_logto() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = vec![root.join("tests/verifier_real.rs")];
-    for entry in fs::read_dir(root.join("tests/real_logto")).unwrap() {
-        files.push(entry.unwrap().path());
+    for dir in ["tests/real_logto", "tests/self_hosted"] {
+        for entry in fs::read_dir(root.join(dir)).unwrap() {
+            files.push(entry.unwrap().path());
+        }
     }
     let (mut always, mut redis) = (0, 0);
     for file in files {

@@ -18,7 +18,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use common::SHOPPING_API;
@@ -187,6 +187,7 @@ real_test! {
         let app = exchange_app(&arr.logto);
         let proxy = Tinyproxy::start(arr.port);
         let url = proxy.url();
+        let _alone = impersonating_alone();
         let env = with(cron_env(arr, &url), "LOGTO_APP_ID", Some(&app.id));
         let env = with(env, "LOGTO_APP_SECRET", Some(&app.secret));
         let before = subject_tokens_served(arr);
@@ -198,7 +199,8 @@ real_test! {
         assert_eq!(field(&claims, "iss"), format!("{}/oidc", arr.endpoint));
         // The Management API's subject token came through nginx, and with no other way
         // there, through the proxy.
-        assert_eq!(subject_tokens_served(arr), before + 1);
+        let served = arr.served();
+        assert_eq!(subject_tokens_served(arr), before + 1, "{served:?}");
         assert!(connects_to_nginx(&proxy, arr) >= 1, "{}", proxy.log_text());
     }
 }
@@ -223,7 +225,9 @@ real_test! {
         ));
         let as_app = with(env.clone(), "LOGTO_APP_ID", Some(&app.id));
         let as_app = with(as_app, "LOGTO_APP_SECRET", Some(&app.secret));
+        let alone = impersonating_alone();
         succeeded(&logto_m2m(&["token", "--impersonate", user], &as_app));
+        drop(alone);
         assert!(proxy.connects().is_empty(), "{}", proxy.log_text());
         // nginx served them all: token; token and call; jwks; management token, subject
         // token and exchange (parallel tests may add theirs).
@@ -420,6 +424,17 @@ fn exchange_app(logto: &Logto) -> App {
     let app = logto.new_app(&[MANAGEMENT_ROLE, "shop-reader"]);
     logto.allow_token_exchange(&app, TIMEOUT);
     app
+}
+
+/// Held while a test impersonates, so that a test counting the subject tokens nginx
+/// served counts its own only: nginx's log can't tell whose a request was, and the
+/// harness runs the tests in parallel.
+fn impersonating_alone() -> MutexGuard<'static, ()> {
+    static IMPERSONATING: Mutex<()> = Mutex::new(());
+    // A test that failed while holding it has already failed; the rest may go on.
+    IMPERSONATING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The `POST /api/subject-tokens` nginx served so far.
